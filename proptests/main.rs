@@ -1,0 +1,6 @@
+//! Property tests: programs of random operations run against each model, every
+//! invariant checked after every step, so a failure shrinks to the shortest program
+//! that breaks it. `PYALLOC_PROPTEST_CASES` (or the `long-proptests` feature) runs more.
+
+mod common;
+mod vm_bump;

@@ -1,0 +1,102 @@
+//! Checking a model against a recording: replay every request, compare every address
+//! the model computes with the one the real process returned.
+//!
+//! The JSON form of a [`CheckReport`] is a contract other tools read:
+//! `{"events": N, "checked": N, "matched": N, "first_divergence": null | {"event": i,
+//! "line": n, "expected": "…", "got": "…", "why": "…"}}` — fields may be added, never
+//! renamed. Each recorded format has a checker module here.
+
+use serde::Serialize;
+
+/// Where the model first disagreed with the recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Divergence {
+    /// 0-based index of the event among the trace's events.
+    pub event: u64,
+    /// 1-based line of the trace file.
+    pub line: u64,
+    /// What the recording says.
+    pub expected: String,
+    /// What the model computed.
+    pub got: String,
+    /// Why the model got there: which pool, size class, free-list head, bin …
+    pub why: String,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    /// Events read from the trace.
+    pub events: u64,
+    /// Addresses the model was held to.
+    pub checked: u64,
+    /// Of those, the ones it computed exactly.
+    pub matched: u64,
+    /// The first address the model got wrong, if any.
+    pub first_divergence: Option<Divergence>,
+    /// Divergences after the first (only with `--keep-going`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub divergences: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl CheckReport {
+    /// True when every checked address matched.
+    pub fn ok(&self) -> bool {
+        self.matched == self.checked && self.first_divergence.is_none()
+    }
+
+    /// Records one comparison; returns true when it matched.
+    pub fn compare(
+        &mut self,
+        event: u64,
+        line: u64,
+        expected: u64,
+        got: u64,
+        why: impl FnOnce() -> String,
+    ) -> bool {
+        self.checked += 1;
+        if expected == got {
+            self.matched += 1;
+            true
+        } else {
+            if self.first_divergence.is_none() {
+                self.first_divergence = Some(Divergence {
+                    event,
+                    line,
+                    expected: format!("{expected:#x}"),
+                    got: format!("{got:#x}"),
+                    why: why(),
+                });
+            } else {
+                self.divergences += 1;
+            }
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_the_contract_fields() {
+        let mut r = CheckReport {
+            events: 3,
+            ..Default::default()
+        };
+        assert!(r.compare(0, 10, 0x10, 0x10, || unreachable!()));
+        assert!(!r.compare(1, 11, 0x20, 0x30, || "pool 0x1000".into()));
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["events"], 3);
+        assert_eq!(v["checked"], 2);
+        assert_eq!(v["matched"], 1);
+        assert_eq!(v["first_divergence"]["line"], 11);
+        assert_eq!(v["first_divergence"]["expected"], "0x20");
+        assert!(!r.ok());
+    }
+}

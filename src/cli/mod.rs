@@ -1,0 +1,35 @@
+//! Command-line parsing and dispatch: one file per subcommand.
+
+mod platforms;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Simulate CPython's memory allocators, address for address.
+#[derive(Parser)]
+#[command(name = "pyalloc", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the platform presets.
+    Platforms,
+}
+
+/// Parses the arguments, runs the subcommand, prints one line on error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<ExitCode, String> = match cli.command {
+        Command::Platforms => platforms::run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("pyalloc: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

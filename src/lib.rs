@@ -1,0 +1,26 @@
+//! pyalloc simulates CPython's memory allocators so exactly that the addresses it hands
+//! out are the ones a real interpreter shows through `id()`.
+//!
+//! The layers, bottom to top, as in CPython (see docs/ARCHITECTURE.md):
+//! - [`vm`]: the address space (brk heap, mmap regions);
+//! - [`sysmalloc`]: system allocators (glibc, macOS tiny, a bump baseline);
+//! - [`pymalloc`]: CPython's object allocator (obmalloc.c);
+//! - [`objects`]: type free lists and the small-int cache (intobject.c, floatobject.c);
+//! - [`interp`]: a Python facade scripting them (`int(v)`, `id`, `drop`).
+//!
+//! Every general allocator implements [`Allocator`]; [`trace`] reads recordings and
+//! [`check`] holds models to them.
+
+pub mod addr;
+pub mod alloc;
+pub mod check;
+pub mod error;
+pub mod platform;
+pub mod sysmalloc;
+pub mod trace;
+pub mod vm;
+
+pub use addr::Addr;
+pub use alloc::{Allocator, Stats};
+pub use error::AllocError;
+pub use platform::Platform;

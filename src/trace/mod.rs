@@ -1,0 +1,39 @@
+//! Traces: streams of allocator events, read streaming (never the whole file in memory),
+//! plain or gzip.
+//!
+//! One [`Event`] type serves every format. Each recorded format has its own reader
+//! module; replay, check and compare are written once against the event stream.
+//! - [`io`]: opening a file as a stream of numbered lines, gzip detected by its magic;
+//! - [`event`]: the event type.
+
+pub mod event;
+pub mod io;
+
+pub use event::{Domain, Event, EventKind, FreeListKind};
+pub use io::{LineReader, TraceError};
+
+/// The recorded formats pyalloc reads, told apart by their first header line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceFormat {
+    /// CPython 3 `PyMem_SetAllocator` recordings (`# pymalloc allocation trace …`).
+    Pymalloc3,
+    /// CPython 2.7 PYREC recordings (`# PYREC allocator event trace …`).
+    Pyrec27,
+    /// glibc malloc-family interposer recordings (`# glibc malloc-family call trace …`).
+    Glibc,
+}
+
+impl TraceFormat {
+    /// Recognises a format from the first line of a file.
+    pub fn detect(first_line: &str) -> Option<TraceFormat> {
+        if first_line.starts_with("# pymalloc allocation trace") {
+            Some(TraceFormat::Pymalloc3)
+        } else if first_line.starts_with("# PYREC allocator event trace") {
+            Some(TraceFormat::Pyrec27)
+        } else if first_line.starts_with("# glibc malloc-family call trace") {
+            Some(TraceFormat::Glibc)
+        } else {
+            None
+        }
+    }
+}
