@@ -6,7 +6,75 @@
 //! "line": n, "expected": "…", "got": "…", "why": "…"}}` — fields may be added, never
 //! renamed. Each recorded format has a checker module here.
 
+use crate::trace::{LineReader, TraceError, TraceFormat};
 use serde::Serialize;
+use std::path::Path;
+
+pub mod glibc;
+pub mod pymalloc3;
+pub mod pyrec27;
+
+/// How to check.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// The model to hold the trace to (`cpython-3.11`, `glibc-2.36`, …); from the
+    /// trace's header when `None`.
+    pub model: Option<String>,
+    /// Keep replaying after the first divergence, counting the rest.
+    pub keep_going: bool,
+    /// Show a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// Why a check could not run to its end (a divergence is not an error: it is in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The trace could not be read.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// The trace asks the model something it refuses (a free of a non-live address …).
+    #[error("event {event} (line {line}): {source}")]
+    Model {
+        /// 0-based event index.
+        event: u64,
+        /// 1-based line.
+        line: u64,
+        /// The model's error.
+        source: crate::error::AllocError,
+    },
+    /// No model of that name for this trace format.
+    #[error("no model {model:?} for {format:?} traces (known: {known})")]
+    UnknownModel {
+        /// The name given.
+        model: String,
+        /// The trace's format.
+        format: TraceFormat,
+        /// The names accepted.
+        known: String,
+    },
+    /// A format or model this build does not check yet.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Checks the trace at `path`, choosing the checker by the trace's first line.
+///
+/// # Errors
+/// See [`CheckError`].
+pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
+    let mut probe = LineReader::open(path)?;
+    let first = probe.next_line()?.unwrap_or("").to_string();
+    let format = TraceFormat::detect(&first).ok_or_else(|| TraceError::UnknownFormat {
+        path: path.to_path_buf(),
+        first: first.clone(),
+    })?;
+    drop(probe);
+    match format {
+        TraceFormat::Pymalloc3 => pymalloc3::check(path, opts),
+        TraceFormat::Pyrec27 => pyrec27::check(path, opts),
+        TraceFormat::Glibc => glibc::check(path, opts),
+    }
+}
 
 /// Where the model first disagreed with the recording.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

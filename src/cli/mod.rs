@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch: one file per subcommand.
 
+mod check;
 mod platforms;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Replay a recorded trace through its model and compare every address.
+    Check(check::CheckArgs),
     /// List the platform presets.
     Platforms,
 }
@@ -23,6 +26,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<ExitCode, String> = match cli.command {
+        Command::Check(args) => check::run(args),
         Command::Platforms => platforms::run(),
     };
     match result {

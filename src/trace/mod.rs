@@ -37,3 +37,33 @@ impl TraceFormat {
         }
     }
 }
+
+/// The `#` lines at the head of a recorded trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceHeader {
+    /// Each header line without its leading `#` and one space.
+    pub lines: Vec<String>,
+}
+
+impl TraceHeader {
+    /// The value of the first `key: value` (or `key value`) header line, trimmed.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.lines.iter().find_map(|l| {
+            let rest = l.trim_start().strip_prefix(key)?;
+            let rest = rest.strip_prefix(':').unwrap_or(rest);
+            (rest.is_empty() || rest.starts_with(' ')).then(|| rest.trim())
+        })
+    }
+}
+
+/// A stream of events from one trace, whatever its format.
+pub trait EventReader {
+    /// The next event, or `None` at the end of the trace.
+    ///
+    /// # Errors
+    /// A malformed line (with its number and text), a truncated or corrupt file.
+    fn next_event(&mut self) -> Result<Option<Event>, TraceError>;
+
+    /// The header read so far (all of it once the first event has been returned).
+    fn header(&self) -> &TraceHeader;
+}
