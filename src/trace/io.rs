@@ -40,6 +40,16 @@ pub enum TraceError {
         /// What is wrong with it.
         why: String,
     },
+    /// A file that ends in the middle of a record (binary traces).
+    #[error("{path}: truncated at byte {offset}: {why}")]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Bytes read before the end came.
+        offset: u64,
+        /// What was being read.
+        why: String,
+    },
     /// A file whose header names no format pyalloc reads.
     #[error("{path}: unknown trace format (first line {first:?})")]
     UnknownFormat {

@@ -6,8 +6,14 @@
 //! - [`io`]: opening a file as a stream of numbered lines, gzip detected by its magic;
 //! - [`event`]: the event type.
 
+pub mod binary;
 pub mod event;
+pub mod heaptrack;
 pub mod io;
+pub mod ltrace;
+pub mod mtrace;
+pub mod open;
+pub mod writer;
 
 pub use event::{Domain, Event, EventKind, FreeListKind};
 pub use io::{LineReader, TraceError};
@@ -66,4 +72,10 @@ pub trait EventReader {
 
     /// The header read so far (all of it once the first event has been returned).
     fn header(&self) -> &TraceHeader;
+
+    /// Lines read that carry no allocator event (caller lines, timestamps, module maps,
+    /// calls of other functions …), counted so that nothing read is skipped silently.
+    fn other_lines(&self) -> u64 {
+        0
+    }
 }

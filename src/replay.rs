@@ -1,0 +1,519 @@
+//! Replaying any trace through any allocator model: the trace as a workload.
+//!
+//! ```text
+//!   EventReader ──events──> replay ──malloc/free/realloc/calloc──> dyn Allocator
+//!                             │  recorded address ──map──> model address (live blocks)
+//!                             └─ counts of every kind, peaks, events/s  ──> ReplayReport
+//! ```
+//! Which events reach the model: every top-level request (`O`, `M`, `R`, plain C
+//! library calls; `R` can be left out). Calls nested inside another (`r`), pymalloc's own
+//! arena and data-stack mappings (`A F V W`), free-list pops and pushes and markers are
+//! consequences of a top-level call, so they are counted, not replayed. `memalign`,
+//! `valloc`, `pvalloc` are replayed as `malloc` of their size (the [`Allocator`] trait has
+//! no aligned call); a CPython 2 `B`/`b` block is a `malloc`, its `X`/`x` a `free`.
+//!
+//! A model hands out its own addresses: the recorded address of each live block maps to
+//! the model's, so a free finds the model's block whatever the model chose.
+//! Invariants, checked as the replay goes:
+//! `Σ counts == events`, `replayed + context + failed + free_null == events`,
+//! `|live map| == live blocks of the trace`, a free or realloc of a recorded address
+//! that is not live is an error naming the event.
+
+use crate::addr::Addr;
+use crate::alloc::{Allocator, Stats};
+use crate::error::AllocError;
+use crate::platform::Platform;
+use crate::sysmalloc::glibc::{Glibc, GlibcParams};
+use crate::sysmalloc::Bump;
+use crate::trace::{Domain, Event, EventKind, EventReader, FreeListKind, TraceError};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Instant;
+
+/// The models `pyalloc replay --model` knows.
+pub const MODEL_NAMES: &[&str] = &["bump", "glibc-2.36"];
+
+/// A fresh model by name (`bump`, `glibc`/`glibc-2.36`), on the Linux x86-64 preset.
+///
+/// # Errors
+/// An unknown name, with the known ones.
+pub fn model_by_name(name: &str) -> Result<Box<dyn Allocator>, String> {
+    let p = Platform::linux_x86_64();
+    match name {
+        "bump" => Ok(Box::new(Bump::new(p.heap_start, 16))),
+        "glibc" | "glibc-2.36" => Ok(Box::new(Glibc::new(
+            GlibcParams::v2_36_x86_64(),
+            p.address_space(),
+        ))),
+        _ => Err(format!(
+            "no model {name:?} (known: {})",
+            MODEL_NAMES.join(", ")
+        )),
+    }
+}
+
+/// How to replay.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    /// Leave top-level raw-domain calls (`R`) out: only `O`/`M` (and C library calls) reach the model.
+    pub skip_raw: bool,
+    /// Show a progress bar (the caller sets it only when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// Why a replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The trace could not be read.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// The model refused a request.
+    #[error("event {event} (line {line}): {source}")]
+    Model {
+        /// 0-based event index.
+        event: u64,
+        /// 1-based line in the trace (0 when not from a text file).
+        line: u64,
+        /// The model's error.
+        source: AllocError,
+    },
+    /// The trace frees (or reallocs) an address it never allocated, or no longer holds.
+    #[error("event {event} (line {line}): {op} of {addr}, which the trace never allocated (or already freed)")]
+    NeverAllocated {
+        /// 0-based event index.
+        event: u64,
+        /// 1-based line.
+        line: u64,
+        /// `free` or `realloc`.
+        op: &'static str,
+        /// The recorded address.
+        addr: Addr,
+    },
+    /// The trace returns an address that is still live: the recording is inconsistent.
+    #[error("event {event} (line {line}): {addr} returned while still live")]
+    StillLive {
+        /// 0-based event index.
+        event: u64,
+        /// 1-based line.
+        line: u64,
+        /// The recorded address.
+        addr: Addr,
+    },
+}
+
+/// What a replay cost and what it read.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplayReport {
+    /// The model's name.
+    pub model: String,
+    /// Events read.
+    pub events: u64,
+    /// Events of each kind, keyed as the recordings' summaries key them (`m O`, `f r`, `A` …).
+    pub counts: BTreeMap<String, u64>,
+    /// Lines read that carry no event (caller lines, timestamps …).
+    pub other_lines: u64,
+    /// Requests given to the model.
+    pub replayed: u64,
+    /// Events counted but not replayed: consequences of another call (see the module doc).
+    pub context: u64,
+    /// Recorded calls that failed (returned NULL), not replayed.
+    pub failed: u64,
+    /// `free(NULL)` calls (no-ops).
+    pub free_null: u64,
+    /// Of the replayed requests that returned an address, those where the model returned the recorded one.
+    pub same_address: u64,
+    /// Largest sum of requested bytes live at once, by the trace.
+    pub peak_live_bytes: u64,
+    /// Largest number of blocks live at once, by the trace.
+    pub peak_live_blocks: u64,
+    /// Arenas the recording mapped (`A` lines).
+    pub arenas_mapped: u64,
+    /// The model's own figures at the end (its peak mapped bytes among them).
+    pub model_stats: Stats,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Events per second.
+    pub events_per_sec: f64,
+}
+
+/// A hasher for addresses: one multiply (addresses are already well spread in their low bits
+/// after the shift).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (v ^ (v >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type AddrMap = HashMap<u64, (u64, u64), BuildHasherDefault<AddrHasher>>; // recorded -> (model addr, size)
+
+const KINDS: usize = 19 * 8;
+
+/// The index of an event's kind in the counts table (as the binary format's tag).
+fn kind_index(k: &EventKind) -> usize {
+    let d = |d: Domain| match d {
+        Domain::Obj => 0,
+        Domain::Mem => 1,
+        Domain::Raw => 2,
+        Domain::RawNested => 3,
+        Domain::Libc => 4,
+    };
+    let f = |k: FreeListKind| match k {
+        FreeListKind::Int => 0,
+        FreeListKind::Float => 1,
+    };
+    let (kind, sub) = match *k {
+        EventKind::Malloc { domain, .. } => (0, d(domain)),
+        EventKind::Calloc { domain, .. } => (1, d(domain)),
+        EventKind::Realloc { domain, .. } => (2, d(domain)),
+        EventKind::Free { domain, .. } => (3, d(domain)),
+        EventKind::Memalign { .. } => (4, 0),
+        EventKind::Valloc { .. } => (5, 0),
+        EventKind::Pvalloc { .. } => (6, 0),
+        EventKind::Mallopt { .. } => (7, 0),
+        EventKind::ArenaAlloc { .. } => (8, 0),
+        EventKind::ArenaFree { .. } => (9, 0),
+        EventKind::VirtualAlloc { .. } => (10, 0),
+        EventKind::VirtualFree { .. } => (11, 0),
+        EventKind::BlockNew { kind, .. } => (12, f(kind)),
+        EventKind::ObjPop { kind, .. } => (13, f(kind)),
+        EventKind::ObjPush { kind, .. } => (14, f(kind)),
+        EventKind::ClearKeep { kind, .. } => (15, f(kind)),
+        EventKind::ClearFree { kind, .. } => (16, f(kind)),
+        EventKind::ClearDone { kind, .. } => (17, f(kind)),
+        EventKind::Mark { .. } => (18, 0),
+    };
+    kind * 8 + sub
+}
+
+/// The name of a counts-table index, spelled as the recordings spell the line.
+fn kind_name(i: usize) -> String {
+    let (kind, sub) = (i / 8, i % 8);
+    const CALLS: [&str; 4] = ["m", "c", "r", "f"];
+    const DOMS: [&str; 5] = ["O", "M", "R", "r", "libc"];
+    const FL: [[&str; 2]; 6] = [
+        ["B", "b"],
+        ["I", "i"],
+        ["D", "d"],
+        ["K", "k"],
+        ["X", "x"],
+        ["L", "l"],
+    ];
+    match kind {
+        0..=3 if sub == 4 => CALLS[kind].to_string(),
+        0..=3 => format!("{} {}", CALLS[kind], DOMS[sub]),
+        4 => "a".into(),
+        5 => "v".into(),
+        6 => "p".into(),
+        7 => "o".into(),
+        8 => "A".into(),
+        9 => "F".into(),
+        10 => "V".into(),
+        11 => "W".into(),
+        12..=17 => FL[kind - 12][sub].into(),
+        _ => "mark".into(),
+    }
+}
+
+struct State<'a> {
+    model: &'a mut dyn Allocator,
+    map: AddrMap,
+    live_bytes: u64,
+    report: ReplayReport,
+}
+
+impl State<'_> {
+    fn born(
+        &mut self,
+        ev: u64,
+        e: &Event,
+        rec: Addr,
+        got: Addr,
+        size: u64,
+    ) -> Result<(), ReplayError> {
+        if self.map.insert(rec.0, (got.0, size)).is_some() {
+            return Err(ReplayError::StillLive {
+                event: ev,
+                line: e.line,
+                addr: rec,
+            });
+        }
+        self.live_bytes += size;
+        let r = &mut self.report;
+        r.peak_live_bytes = r.peak_live_bytes.max(self.live_bytes);
+        r.peak_live_blocks = r.peak_live_blocks.max(self.map.len() as u64);
+        r.same_address += u64::from(rec == got);
+        Ok(())
+    }
+
+    fn lookup(
+        &mut self,
+        ev: u64,
+        e: &Event,
+        op: &'static str,
+        rec: Addr,
+    ) -> Result<Addr, ReplayError> {
+        match self.map.remove(&rec.0) {
+            Some((m, size)) => {
+                self.live_bytes -= size;
+                Ok(Addr(m))
+            }
+            None => Err(ReplayError::NeverAllocated {
+                event: ev,
+                line: e.line,
+                op,
+                addr: rec,
+            }),
+        }
+    }
+
+    fn step(&mut self, ev: u64, e: &Event, skip_raw: bool) -> Result<(), ReplayError> {
+        let model_err = |source| ReplayError::Model {
+            event: ev,
+            line: e.line,
+            source,
+        };
+        let replayed = |d: Domain| match d {
+            Domain::RawNested => false,
+            Domain::Raw => !skip_raw,
+            _ => true,
+        };
+        let size_of = |s: u64| usize::try_from(s).unwrap_or(usize::MAX);
+        match e.kind {
+            EventKind::Malloc { domain, size, addr } if replayed(domain) => {
+                self.malloc_like(ev, e, size, addr, |m| m.malloc(size_of(size)))?
+            }
+            EventKind::Memalign { size, addr, .. }
+            | EventKind::Valloc { size, addr }
+            | EventKind::Pvalloc { size, addr }
+            | EventKind::BlockNew { size, addr, .. } => {
+                self.malloc_like(ev, e, size, addr, |m| m.malloc(size_of(size)))?
+            }
+            EventKind::Calloc {
+                domain,
+                nelem,
+                elsize,
+                addr,
+            } if replayed(domain) => {
+                let size = nelem.saturating_mul(elsize);
+                self.malloc_like(ev, e, size, addr, |m| {
+                    m.calloc(size_of(nelem), size_of(elsize))
+                })?
+            }
+            EventKind::Free { domain, addr } if replayed(domain) => self
+                .free_like(ev, e, addr, "free")
+                .map_err(|x| x.or_model(model_err))?,
+            EventKind::ClearFree { addr, .. } => self
+                .free_like(ev, e, addr, "free")
+                .map_err(|x| x.or_model(model_err))?,
+            EventKind::Realloc {
+                domain,
+                old,
+                size,
+                new,
+            } if replayed(domain) => {
+                if old.is_null() {
+                    self.malloc_like(ev, e, size, new, |m| m.realloc(Addr::NULL, size_of(size)))?
+                } else if new.is_null() && size > 0 {
+                    self.report.failed += 1;
+                } else if new.is_null() {
+                    // realloc(p, 0) that freed p (glibc)
+                    self.free_like(ev, e, old, "realloc")
+                        .map_err(|x| x.or_model(model_err))?
+                } else {
+                    let m_old = self.lookup(ev, e, "realloc", old)?;
+                    let got = self
+                        .model
+                        .realloc(m_old, size_of(size))
+                        .map_err(model_err)?;
+                    self.report.replayed += 1;
+                    self.born(ev, e, new, got, size)?;
+                }
+            }
+            EventKind::ArenaAlloc { .. } => {
+                self.report.arenas_mapped += 1;
+                self.report.context += 1;
+            }
+            _ => self.report.context += 1,
+        }
+        Ok(())
+    }
+
+    fn malloc_like(
+        &mut self,
+        ev: u64,
+        e: &Event,
+        size: u64,
+        rec: Addr,
+        call: impl FnOnce(&mut dyn Allocator) -> Result<Addr, AllocError>,
+    ) -> Result<(), ReplayError> {
+        if rec.is_null() {
+            self.report.failed += 1;
+            return Ok(());
+        }
+        let got = call(self.model).map_err(|source| ReplayError::Model {
+            event: ev,
+            line: e.line,
+            source,
+        })?;
+        self.report.replayed += 1;
+        self.born(ev, e, rec, got, size)
+    }
+
+    fn free_like(
+        &mut self,
+        ev: u64,
+        e: &Event,
+        rec: Addr,
+        op: &'static str,
+    ) -> Result<(), FreeFault> {
+        if rec.is_null() {
+            self.report.free_null += 1;
+            return Ok(());
+        }
+        let m = self.lookup(ev, e, op, rec).map_err(FreeFault::Replay)?;
+        self.model.free(m).map_err(FreeFault::Model)?;
+        self.report.replayed += 1;
+        Ok(())
+    }
+}
+
+enum FreeFault {
+    Replay(ReplayError),
+    Model(AllocError),
+}
+
+impl FreeFault {
+    fn or_model(self, f: impl FnOnce(AllocError) -> ReplayError) -> ReplayError {
+        match self {
+            FreeFault::Replay(r) => r,
+            FreeFault::Model(m) => f(m),
+        }
+    }
+}
+
+/// Replays every event of `reader` through `model`.
+///
+/// # Errors
+/// See [`ReplayError`]: an unreadable trace, a request the model refuses, a free of an
+/// address the trace never allocated — each with its event number.
+pub fn replay(
+    reader: &mut dyn EventReader,
+    model: &mut dyn Allocator,
+    opts: &ReplayOptions,
+) -> Result<ReplayReport, ReplayError> {
+    let start = Instant::now();
+    let bar = opts.progress.then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {human_pos} events {per_sec} {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        b
+    });
+    let mut st = State {
+        report: ReplayReport {
+            model: model.name().to_string(),
+            ..Default::default()
+        },
+        model,
+        map: AddrMap::default(),
+        live_bytes: 0,
+    };
+    let mut counts = [0u64; KINDS];
+    let mut ev = 0u64;
+    while let Some(e) = reader.next_event()? {
+        counts[kind_index(&e.kind)] += 1;
+        st.step(ev, &e, opts.skip_raw)?;
+        ev += 1;
+        if ev & 0xffff == 0 {
+            if let Some(b) = &bar {
+                b.set_position(ev);
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut r = st.report;
+    r.events = ev;
+    r.other_lines = reader.other_lines();
+    r.counts = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(i, &n)| (kind_name(i), n))
+        .collect();
+    r.model_stats = st.model.stats();
+    r.seconds = start.elapsed().as_secs_f64();
+    r.events_per_sec = ev as f64 / r.seconds.max(1e-9);
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::mtrace::MtraceReader;
+    use crate::trace::LineReader;
+
+    fn run(log: &str, model: &str) -> Result<ReplayReport, ReplayError> {
+        let mut r = MtraceReader::new(LineReader::from_text("log", log));
+        let mut m = model_by_name(model).unwrap();
+        replay(&mut r, m.as_mut(), &ReplayOptions::default())
+    }
+
+    #[test]
+    fn counts_add_up_and_addresses_are_mapped() {
+        let log = "= Start\n+ 0x1000 0x10\n+ 0x2000 0x20\n< 0x1000\n> 0x3000 0x40\n- 0x2000\n- (nil)\n= End\n";
+        for model in MODEL_NAMES {
+            let r = run(log, model).unwrap();
+            assert_eq!(r.events, 5);
+            assert_eq!(r.counts.values().sum::<u64>(), r.events);
+            assert_eq!(r.counts["m"], 2);
+            assert_eq!(r.replayed + r.context + r.failed + r.free_null, r.events);
+            assert_eq!(r.peak_live_bytes, 0x10 + 0x20 + 0x40 - 0x10);
+            assert_eq!(r.model_stats.live_blocks, 1, "{model}");
+            assert_eq!(r.other_lines, 3);
+        }
+    }
+
+    #[test]
+    fn a_free_of_what_was_never_allocated_names_its_event() {
+        let err = run("= Start\n+ 0x1000 0x10\n- 0x1000\n- 0x1000\n", "bump").unwrap_err();
+        match err {
+            ReplayError::NeverAllocated {
+                event, line, addr, ..
+            } => {
+                assert_eq!((event, line, addr), (2, 4, Addr(0x1000)));
+            }
+            e => panic!("{e}"),
+        }
+        let err = run("+ 0x1000 0x10\n+ 0x1000 0x10\n", "bump").unwrap_err();
+        assert!(matches!(err, ReplayError::StillLive { event: 1, .. }));
+    }
+
+    #[test]
+    fn every_kind_index_has_a_distinct_name() {
+        let names: std::collections::HashSet<String> = (0..KINDS)
+            .filter(|i| i / 8 > 3 || i % 8 < 5)
+            .filter(|i| !(4..=11).contains(&(i / 8)) || i % 8 == 0)
+            .filter(|i| !(12..=17).contains(&(i / 8)) || i % 8 < 2)
+            .filter(|&i| i / 8 != 18 || i % 8 == 0)
+            .map(kind_name)
+            .collect();
+        assert_eq!(names.len(), 4 * 5 + 8 + 6 * 2 + 1);
+    }
+}

@@ -1,0 +1,762 @@
+//! pyalloc's compact binary trace: the same events as the text formats, a few bytes each,
+//! decoded without parsing text, for fast replay.
+//!
+//! ```text
+//!   "PYALLOCB" · version (1 byte = 1)                                      magic, 9 bytes
+//!   varint n · n × (varint len · len bytes of UTF-8)                       the header lines
+//!   records:
+//!     TAG = kind·8 + sub        one byte < 0xF0; sub = domain (O M R r libc = 0..4) or
+//!                               free-list kind (int 0, float 1), 7 when the kind has none
+//!     fields                    varints; addresses as zigzag(addr − previous address)
+//!                               (one register, any field), signed values zigzag-coded
+//!     0xFE varint L             the next event's line is L (otherwise previous line + 1)
+//!     0xFF varint N             the end: N events were written; nothing may follow
+//! ```
+//! A varint is LEB128 (7 bits a byte, low first). Lossless: every [`Event`] field, its
+//! line included, and the header lines come back as written:
+//! `decode(encode(events)) == events`. A file that stops before the end record, or inside
+//! a record, is refused with the byte offset where it stops.
+
+use super::{Domain, Event, EventKind, EventReader, FreeListKind, TraceError, TraceHeader};
+use crate::addr::Addr;
+use flate2::read::MultiGzDecoder;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The first bytes of every binary trace.
+pub const MAGIC: &[u8; 8] = b"PYALLOCB";
+/// The format version this build writes and reads.
+pub const VERSION: u8 = 1;
+
+const TAG_LINE: u8 = 0xFE;
+const TAG_END: u8 = 0xFF;
+const NO_SUB: u8 = 7;
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn domain_code(d: Domain) -> u8 {
+    match d {
+        Domain::Obj => 0,
+        Domain::Mem => 1,
+        Domain::Raw => 2,
+        Domain::RawNested => 3,
+        Domain::Libc => 4,
+    }
+}
+
+fn code_domain(c: u8) -> Option<Domain> {
+    Some(match c {
+        0 => Domain::Obj,
+        1 => Domain::Mem,
+        2 => Domain::Raw,
+        3 => Domain::RawNested,
+        4 => Domain::Libc,
+        _ => return None,
+    })
+}
+
+fn fl_code(k: FreeListKind) -> u8 {
+    match k {
+        FreeListKind::Int => 0,
+        FreeListKind::Float => 1,
+    }
+}
+
+fn code_fl(c: u8) -> Option<FreeListKind> {
+    match c {
+        0 => Some(FreeListKind::Int),
+        1 => Some(FreeListKind::Float),
+        _ => None,
+    }
+}
+
+/// Writes events in the binary format.
+pub struct BinaryWriter<W: Write> {
+    out: W,
+    buf: Vec<u8>,   // encoded bytes not yet written (flushed at 64 KiB)
+    last_addr: u64, // the address register: the last address encoded
+    line: u64,      // the line of the last event
+    events: u64,    // events written
+}
+
+impl<W: Write> BinaryWriter<W> {
+    /// Starts a binary trace on `out`: magic, version, header.
+    ///
+    /// # Errors
+    /// The output's write errors.
+    pub fn new(mut out: W, header: &TraceHeader) -> io::Result<BinaryWriter<W>> {
+        let mut w = BinaryWriter {
+            out: {
+                out.write_all(MAGIC)?;
+                out.write_all(&[VERSION])?;
+                out
+            },
+            buf: Vec::with_capacity(1 << 16),
+            last_addr: 0,
+            line: 0,
+            events: 0,
+        };
+        w.varint(header.lines.len() as u64);
+        for l in &header.lines {
+            w.varint(l.len() as u64);
+            w.buf.extend_from_slice(l.as_bytes());
+        }
+        Ok(w)
+    }
+
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
+
+    fn addr(&mut self, a: Addr) {
+        let d = a.0.wrapping_sub(self.last_addr) as i64;
+        self.last_addr = a.0;
+        self.varint(zigzag(d));
+    }
+
+    fn tag(&mut self, kind: u8, sub: u8) {
+        self.buf.push(kind * 8 + sub);
+    }
+
+    /// Appends one event.
+    ///
+    /// # Errors
+    /// The output's write errors.
+    pub fn write_event(&mut self, e: &Event) -> io::Result<()> {
+        if e.line != self.line.wrapping_add(1) {
+            self.buf.push(TAG_LINE);
+            self.varint(e.line);
+        }
+        self.line = e.line;
+        match e.kind {
+            EventKind::Malloc { domain, size, addr } => {
+                self.tag(0, domain_code(domain));
+                self.varint(size);
+                self.addr(addr);
+            }
+            EventKind::Calloc {
+                domain,
+                nelem,
+                elsize,
+                addr,
+            } => {
+                self.tag(1, domain_code(domain));
+                self.varint(nelem);
+                self.varint(elsize);
+                self.addr(addr);
+            }
+            EventKind::Realloc {
+                domain,
+                old,
+                size,
+                new,
+            } => {
+                self.tag(2, domain_code(domain));
+                self.addr(old);
+                self.varint(size);
+                self.addr(new);
+            }
+            EventKind::Free { domain, addr } => {
+                self.tag(3, domain_code(domain));
+                self.addr(addr);
+            }
+            EventKind::Memalign { align, size, addr } => {
+                self.tag(4, NO_SUB);
+                self.varint(align);
+                self.varint(size);
+                self.addr(addr);
+            }
+            EventKind::Valloc { size, addr } => {
+                self.tag(5, NO_SUB);
+                self.varint(size);
+                self.addr(addr);
+            }
+            EventKind::Pvalloc { size, addr } => {
+                self.tag(6, NO_SUB);
+                self.varint(size);
+                self.addr(addr);
+            }
+            EventKind::Mallopt { param, value, ret } => {
+                self.tag(7, NO_SUB);
+                self.varint(zigzag(param));
+                self.varint(zigzag(value));
+                self.varint(zigzag(ret));
+            }
+            EventKind::ArenaAlloc { size, addr } => {
+                self.tag(8, NO_SUB);
+                self.varint(size);
+                self.addr(addr);
+            }
+            EventKind::ArenaFree { addr, size } => {
+                self.tag(9, NO_SUB);
+                self.addr(addr);
+                self.varint(size);
+            }
+            EventKind::VirtualAlloc { size, addr } => {
+                self.tag(10, NO_SUB);
+                self.varint(size);
+                self.addr(addr);
+            }
+            EventKind::VirtualFree { addr, size } => {
+                self.tag(11, NO_SUB);
+                self.addr(addr);
+                self.varint(size);
+            }
+            EventKind::BlockNew { kind, size, addr } => {
+                self.tag(12, fl_code(kind));
+                self.varint(size);
+                self.addr(addr);
+            }
+            EventKind::ObjPop { kind, value, addr } => {
+                self.tag(13, fl_code(kind));
+                self.varint(zigzag(value));
+                self.addr(addr);
+            }
+            EventKind::ObjPush { kind, addr } => {
+                self.tag(14, fl_code(kind));
+                self.addr(addr);
+            }
+            EventKind::ClearKeep { kind, addr, live } => {
+                self.tag(15, fl_code(kind));
+                self.addr(addr);
+                self.varint(live);
+            }
+            EventKind::ClearFree { kind, addr } => {
+                self.tag(16, fl_code(kind));
+                self.addr(addr);
+            }
+            EventKind::ClearDone {
+                kind,
+                kept,
+                freed,
+                live,
+                nfree,
+                head,
+            } => {
+                self.tag(17, fl_code(kind));
+                self.varint(kept);
+                self.varint(freed);
+                self.varint(live);
+                self.varint(nfree);
+                self.addr(head);
+            }
+            EventKind::Mark { index } => {
+                self.tag(18, NO_SUB);
+                self.varint(u64::from(index));
+            }
+        }
+        self.events += 1;
+        if self.buf.len() >= 1 << 16 {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes the end record and flushes; returns the output.
+    ///
+    /// # Errors
+    /// The output's write errors.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.buf.push(TAG_END);
+        self.varint(self.events);
+        self.out.write_all(&self.buf)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Reads a binary trace as a stream of events.
+pub struct BinaryReader {
+    path: PathBuf,
+    inner: Box<dyn Read>,
+    gzip: bool,   // the bytes come through a gzip decoder
+    buf: Vec<u8>, // bytes read and not yet consumed are buf[pos..len]
+    pos: usize,   // next byte to decode
+    len: usize,   // end of the valid bytes in buf
+    base: u64,    // file offset of buf[0]
+    eof: bool,    // the input has no more bytes
+    header: TraceHeader,
+    last_addr: u64, // the address register
+    line: u64,      // the line of the last event
+    events: u64,    // events returned
+    done: bool,     // the end record has been read
+}
+
+/// Why a record could not be decoded (turned into a [`TraceError`] with the offset).
+enum Fault {
+    Eof,
+    Bad(&'static str),
+    Io(io::Error),
+}
+
+impl BinaryReader {
+    /// Opens a binary trace, plain or gzip-compressed.
+    ///
+    /// # Errors
+    /// The file cannot be opened, is not a binary trace, or its header is cut short.
+    pub fn open(path: &Path) -> Result<BinaryReader, TraceError> {
+        let io_err = |source| TraceError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io_err)?;
+        let mut two = [0u8; 2];
+        let n = file.read(&mut two).map_err(io_err)?;
+        let gzip = n == 2 && two == [0x1f, 0x8b];
+        let head = io::Cursor::new(two[..n].to_vec()).chain(file);
+        let inner: Box<dyn Read> = if gzip {
+            Box::new(MultiGzDecoder::new(head))
+        } else {
+            Box::new(head)
+        };
+        Self::from_reader(path, inner, gzip)
+    }
+
+    /// Reads a binary trace held in memory.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<BinaryReader, TraceError> {
+        Self::from_reader(Path::new(name), Box::new(io::Cursor::new(bytes)), false)
+    }
+
+    /// Reads a binary trace from any byte stream; `gzip` says how faults are reported.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_reader(
+        path: &Path,
+        inner: Box<dyn Read>,
+        gzip: bool,
+    ) -> Result<BinaryReader, TraceError> {
+        let mut r = BinaryReader {
+            path: path.to_path_buf(),
+            inner,
+            gzip,
+            buf: vec![0; 1 << 18],
+            pos: 0,
+            len: 0,
+            base: 0,
+            eof: false,
+            header: TraceHeader::default(),
+            last_addr: 0,
+            line: 0,
+            events: 0,
+            done: false,
+        };
+        r.read_header().map_err(|f| r.fault(f, 0, "the header"))?;
+        Ok(r)
+    }
+
+    /// Bytes consumed so far.
+    pub fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    fn fault(&self, f: Fault, start: u64, what: &str) -> TraceError {
+        match f {
+            Fault::Eof => TraceError::Truncated {
+                path: self.path.clone(),
+                offset: self.offset(),
+                why: format!("the file ends inside {what} that starts at byte {start}"),
+            },
+            Fault::Bad(why) => TraceError::Parse {
+                path: self.path.clone(),
+                line: self.events + 1,
+                text: format!("record at byte {start}"),
+                why: why.to_string(),
+            },
+            Fault::Io(source) if self.gzip => TraceError::Gzip {
+                path: self.path.clone(),
+                offset: self.offset(),
+                source,
+            },
+            Fault::Io(source) => TraceError::Io {
+                path: self.path.clone(),
+                source,
+            },
+        }
+    }
+
+    /// Makes at least `need` bytes available at `pos`, unless the input ends first.
+    fn fill(&mut self, need: usize) -> Result<bool, Fault> {
+        if self.len - self.pos >= need {
+            return Ok(true);
+        }
+        self.buf.copy_within(self.pos..self.len, 0);
+        self.base += self.pos as u64;
+        self.len -= self.pos;
+        self.pos = 0;
+        while self.len < need && !self.eof {
+            let n = match self.inner.read(&mut self.buf[self.len..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Fault::Io(e)),
+                Err(e) => return Err(Fault::Io(e)),
+            };
+            if n == 0 {
+                self.eof = true;
+            }
+            self.len += n;
+        }
+        Ok(self.len - self.pos >= need)
+    }
+
+    fn byte(&mut self) -> Result<u8, Fault> {
+        if self.pos == self.len && !self.fill(1)? {
+            return Err(Fault::Eof);
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        Ok(b)
+    }
+
+    #[inline]
+    fn varint(&mut self) -> Result<u64, Fault> {
+        if self.len - self.pos >= 10 {
+            // Fast path: the whole varint is in the buffer.
+            let mut v = 0u64;
+            let mut shift = 0;
+            loop {
+                let b = self.buf[self.pos];
+                self.pos += 1;
+                v |= u64::from(b & 0x7f) << shift;
+                if b < 0x80 {
+                    return Ok(v);
+                }
+                shift += 7;
+                if shift > 63 {
+                    return Err(Fault::Bad("varint longer than 10 bytes"));
+                }
+            }
+        }
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(Fault::Bad("varint longer than 10 bytes"));
+            }
+        }
+    }
+
+    fn addr(&mut self) -> Result<Addr, Fault> {
+        let d = unzigzag(self.varint()?);
+        self.last_addr = self.last_addr.wrapping_add(d as u64);
+        Ok(Addr(self.last_addr))
+    }
+
+    fn read_header(&mut self) -> Result<(), Fault> {
+        if !self.fill(MAGIC.len() + 1)? {
+            return Err(if self.len == 0 {
+                Fault::Eof
+            } else {
+                Fault::Bad("not a pyalloc binary trace")
+            });
+        }
+        if &self.buf[..MAGIC.len()] != MAGIC {
+            return Err(Fault::Bad("not a pyalloc binary trace (bad magic)"));
+        }
+        if self.buf[MAGIC.len()] != VERSION {
+            return Err(Fault::Bad("unsupported binary trace version"));
+        }
+        self.pos = MAGIC.len() + 1;
+        let n = self.varint()?;
+        for _ in 0..n {
+            let len = self.varint()? as usize;
+            if len > self.buf.len() {
+                return Err(Fault::Bad("header line longer than 256 KiB"));
+            }
+            if !self.fill(len)? {
+                return Err(Fault::Eof);
+            }
+            let text = std::str::from_utf8(&self.buf[self.pos..self.pos + len])
+                .map_err(|_| Fault::Bad("header line is not UTF-8"))?
+                .to_string();
+            self.pos += len;
+            self.header.lines.push(text);
+        }
+        Ok(())
+    }
+
+    fn record(&mut self) -> Result<Option<Event>, Fault> {
+        let mut tag = self.byte()?;
+        let mut line = self.line.wrapping_add(1);
+        if tag == TAG_LINE {
+            line = self.varint()?;
+            tag = self.byte()?;
+        }
+        if tag == TAG_END {
+            let n = self.varint()?;
+            if n != self.events {
+                return Err(Fault::Bad(
+                    "end record's event count differs from the events read",
+                ));
+            }
+            if self.fill(1)? {
+                return Err(Fault::Bad("bytes after the end record"));
+            }
+            self.done = true;
+            return Ok(None);
+        }
+        let (kind, sub) = (tag / 8, tag % 8);
+        let dom = || code_domain(sub).ok_or(Fault::Bad("bad domain code"));
+        let fl = || code_fl(sub).ok_or(Fault::Bad("bad free-list code"));
+        let k = match kind {
+            0 => EventKind::Malloc {
+                domain: dom()?,
+                size: self.varint()?,
+                addr: self.addr()?,
+            },
+            1 => EventKind::Calloc {
+                domain: dom()?,
+                nelem: self.varint()?,
+                elsize: self.varint()?,
+                addr: self.addr()?,
+            },
+            2 => EventKind::Realloc {
+                domain: dom()?,
+                old: self.addr()?,
+                size: self.varint()?,
+                new: self.addr()?,
+            },
+            3 => EventKind::Free {
+                domain: dom()?,
+                addr: self.addr()?,
+            },
+            4 => EventKind::Memalign {
+                align: self.varint()?,
+                size: self.varint()?,
+                addr: self.addr()?,
+            },
+            5 => EventKind::Valloc {
+                size: self.varint()?,
+                addr: self.addr()?,
+            },
+            6 => EventKind::Pvalloc {
+                size: self.varint()?,
+                addr: self.addr()?,
+            },
+            7 => EventKind::Mallopt {
+                param: unzigzag(self.varint()?),
+                value: unzigzag(self.varint()?),
+                ret: unzigzag(self.varint()?),
+            },
+            8 => EventKind::ArenaAlloc {
+                size: self.varint()?,
+                addr: self.addr()?,
+            },
+            9 => EventKind::ArenaFree {
+                addr: self.addr()?,
+                size: self.varint()?,
+            },
+            10 => EventKind::VirtualAlloc {
+                size: self.varint()?,
+                addr: self.addr()?,
+            },
+            11 => EventKind::VirtualFree {
+                addr: self.addr()?,
+                size: self.varint()?,
+            },
+            12 => EventKind::BlockNew {
+                kind: fl()?,
+                size: self.varint()?,
+                addr: self.addr()?,
+            },
+            13 => EventKind::ObjPop {
+                kind: fl()?,
+                value: unzigzag(self.varint()?),
+                addr: self.addr()?,
+            },
+            14 => EventKind::ObjPush {
+                kind: fl()?,
+                addr: self.addr()?,
+            },
+            15 => EventKind::ClearKeep {
+                kind: fl()?,
+                addr: self.addr()?,
+                live: self.varint()?,
+            },
+            16 => EventKind::ClearFree {
+                kind: fl()?,
+                addr: self.addr()?,
+            },
+            17 => EventKind::ClearDone {
+                kind: fl()?,
+                kept: self.varint()?,
+                freed: self.varint()?,
+                live: self.varint()?,
+                nfree: self.varint()?,
+                head: self.addr()?,
+            },
+            18 => EventKind::Mark {
+                index: u32::try_from(self.varint()?)
+                    .map_err(|_| Fault::Bad("mark index too large"))?,
+            },
+            _ => return Err(Fault::Bad("unknown record tag")),
+        };
+        self.line = line;
+        self.events += 1;
+        Ok(Some(Event { kind: k, line }))
+    }
+}
+
+impl EventReader for BinaryReader {
+    fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
+        if self.done {
+            return Ok(None);
+        }
+        let start = self.offset();
+        match self.record() {
+            Ok(e) => Ok(e),
+            Err(Fault::Eof) if self.offset() == start => Err(TraceError::Truncated {
+                path: self.path.clone(),
+                offset: start,
+                why: format!("no end record after {} events", self.events),
+            }),
+            Err(f) => Err(self.fault(f, start, "a record")),
+        }
+    }
+
+    fn header(&self) -> &TraceHeader {
+        &self.header
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (TraceHeader, Vec<Event>) {
+        let h = TraceHeader {
+            lines: vec!["pymalloc allocation trace".into(), "α: ünïcode".into()],
+        };
+        let a = Addr(0x7fff_f7cb_2030);
+        let kinds = [
+            EventKind::ArenaAlloc {
+                size: 1 << 20,
+                addr: Addr(0x7fff_f7a0_0000),
+            },
+            EventKind::Malloc {
+                domain: Domain::Obj,
+                size: 24,
+                addr: a,
+            },
+            EventKind::Realloc {
+                domain: Domain::RawNested,
+                old: Addr::NULL,
+                size: 600,
+                new: Addr(0x5555_5555_a330),
+            },
+            EventKind::Free {
+                domain: Domain::Libc,
+                addr: Addr(u64::MAX),
+            },
+            EventKind::Mallopt {
+                param: -8,
+                value: i64::MIN,
+                ret: 1,
+            },
+            EventKind::ObjPop {
+                kind: FreeListKind::Float,
+                value: f64::MAX.to_bits() as i64,
+                addr: a,
+            },
+            EventKind::ClearDone {
+                kind: FreeListKind::Int,
+                kept: 12,
+                freed: 133,
+                live: 434,
+                nfree: 58,
+                head: a,
+            },
+            EventKind::Mark { index: u32::MAX },
+        ];
+        let lines = [40, 41, 42, 100, 0, 1, 7, 8];
+        let ev = kinds
+            .iter()
+            .zip(lines)
+            .map(|(&kind, line)| Event { kind, line })
+            .collect();
+        (h, ev)
+    }
+
+    fn encode(h: &TraceHeader, ev: &[Event]) -> Vec<u8> {
+        let mut w = BinaryWriter::new(Vec::new(), h).unwrap();
+        for e in ev {
+            w.write_event(e).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn round_trips_every_field_and_the_header() {
+        let (h, ev) = sample();
+        let bytes = encode(&h, &ev);
+        let mut r = BinaryReader::from_bytes("t.bin", bytes).unwrap();
+        let mut back = Vec::new();
+        while let Some(e) = r.next_event().unwrap() {
+            back.push(e);
+        }
+        assert_eq!(back, ev);
+        assert_eq!(r.header(), &h);
+        assert!(r.next_event().unwrap().is_none());
+    }
+
+    #[test]
+    fn every_truncation_is_reported_with_its_byte_offset() {
+        let (h, ev) = sample();
+        let bytes = encode(&h, &ev);
+        for cut in 0..bytes.len() {
+            let got = BinaryReader::from_bytes("t.bin", bytes[..cut].to_vec()).and_then(|mut r| {
+                while r.next_event()?.is_some() {}
+                Ok(())
+            });
+            match got {
+                Err(TraceError::Truncated { offset, .. }) => {
+                    assert!(offset <= cut as u64, "cut {cut}: offset {offset}")
+                }
+                Err(TraceError::Parse { .. }) if cut > 0 && cut <= MAGIC.len() => {}
+                other => panic!("cut at {cut} of {}: {other:?}", bytes.len()),
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_after_the_end_and_bad_tags_are_refused() {
+        let (h, ev) = sample();
+        let mut bytes = encode(&h, &ev);
+        bytes.push(0);
+        let mut r = BinaryReader::from_bytes("t.bin", bytes).unwrap();
+        let err = loop {
+            match r.next_event() {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("trailing bytes accepted"),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, TraceError::Parse { .. }), "{err:?}");
+        let mut bytes = encode(&h, &[]);
+        let end = bytes.len() - 2;
+        bytes.insert(end, 0xEF);
+        let mut r = BinaryReader::from_bytes("t.bin", bytes).unwrap();
+        assert!(matches!(r.next_event(), Err(TraceError::Parse { .. })));
+    }
+}
