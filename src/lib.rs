@@ -16,6 +16,8 @@ pub mod alloc;
 pub mod check;
 pub mod error;
 pub mod platform;
+#[cfg(feature = "record")]
+pub mod record;
 pub mod replay;
 pub mod sysmalloc;
 pub mod trace;

@@ -27,12 +27,12 @@ use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::sysmalloc::Bump;
 use crate::trace::{Domain, Event, EventKind, EventReader, FreeListKind, TraceError};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 /// The models `pyalloc replay --model` knows.
-pub const MODEL_NAMES: &[&str] = &["bump", "glibc-2.36"];
+pub const MODEL_NAMES: &[&str] = &["bump", "glibc-2.36", "null"];
 
 /// A fresh model by name (`bump`, `glibc`/`glibc-2.36`), on the Linux x86-64 preset.
 ///
@@ -46,10 +46,43 @@ pub fn model_by_name(name: &str) -> Result<Box<dyn Allocator>, String> {
             GlibcParams::v2_36_x86_64(),
             p.address_space(),
         ))),
+        "null" => Ok(Box::new(Null::default())),
         _ => Err(format!(
             "no model {name:?} (known: {})",
             MODEL_NAMES.join(", ")
         )),
+    }
+}
+
+/// The null model: hands out fresh addresses and keeps nothing, so a replay through it
+/// measures what reading and mapping the trace cost. `live_bytes` is not tracked.
+#[derive(Debug, Default)]
+pub struct Null {
+    next: u64,    // 16 × the number of requests served
+    stats: Stats, // live_blocks only
+}
+
+impl Allocator for Null {
+    fn name(&self) -> &'static str {
+        "null"
+    }
+    fn malloc(&mut self, _size: usize) -> Result<Addr, AllocError> {
+        self.next += 16;
+        self.stats.live_blocks += 1;
+        Ok(Addr(self.next))
+    }
+    fn free(&mut self, _addr: Addr) -> Result<(), AllocError> {
+        self.stats.live_blocks = self.stats.live_blocks.saturating_sub(1);
+        Ok(())
+    }
+    fn realloc(&mut self, addr: Addr, size: usize) -> Result<Addr, AllocError> {
+        if !addr.is_null() {
+            self.free(addr)?;
+        }
+        self.malloc(size)
+    }
+    fn stats(&self) -> Stats {
+        self.stats.clone()
     }
 }
 
@@ -123,22 +156,19 @@ pub struct ReplayReport {
     pub free_null: u64,
     /// Of the replayed requests that returned an address, those where the model returned the recorded one.
     pub same_address: u64,
-    /// Largest sum of requested bytes live at once, by the trace.
-    pub peak_live_bytes: u64,
-    /// Largest number of blocks live at once, by the trace.
-    pub peak_live_blocks: u64,
     /// Arenas the recording mapped (`A` lines).
     pub arenas_mapped: u64,
-    /// The model's own figures at the end (its peak mapped bytes among them).
+    /// The model's own figures at the end: live and mapped bytes, their peaks.
     pub model_stats: Stats,
+    /// Live blocks the model placed at another address than the recording's, at the end.
+    pub moved_live: u64,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Events per second.
     pub events_per_sec: f64,
 }
 
-/// A hasher for addresses: one multiply (addresses are already well spread in their low bits
-/// after the shift).
+/// A hasher for addresses: one multiply and a fold.
 #[derive(Default)]
 struct AddrHasher(u64);
 
@@ -152,11 +182,15 @@ impl Hasher for AddrHasher {
         }
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = (v ^ (v >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // The product's high bits are well mixed, its low bits are not (addresses are
+        // 16-aligned): fold the high half down, since the table indexes by the low bits.
+        let h = v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
     }
 }
 
-type AddrMap = HashMap<u64, (u64, u64), BuildHasherDefault<AddrHasher>>; // recorded -> (model addr, size)
+type AddrMap = HashMap<u64, u64, BuildHasherDefault<AddrHasher>>;
+type AddrSet = HashSet<u64, BuildHasherDefault<AddrHasher>>;
 
 const KINDS: usize = 19 * 8;
 
@@ -228,35 +262,32 @@ fn kind_name(i: usize) -> String {
 
 struct State<'a> {
     model: &'a mut dyn Allocator,
-    map: AddrMap,
-    live_bytes: u64,
+    moved: AddrMap, // recorded -> model address, for live blocks the model placed elsewhere
+    targets: AddrSet, // the model addresses in `moved` (so an unmoved address can be told from them)
     report: ReplayReport,
 }
 
 impl State<'_> {
-    fn born(
-        &mut self,
-        ev: u64,
-        e: &Event,
-        rec: Addr,
-        got: Addr,
-        size: u64,
-    ) -> Result<(), ReplayError> {
-        if self.map.insert(rec.0, (got.0, size)).is_some() {
+    /// A request returned `rec` in the recording and `got` in the model.
+    fn born(&mut self, ev: u64, e: &Event, rec: Addr, got: Addr) -> Result<(), ReplayError> {
+        let still_live = if rec == got {
+            self.report.same_address += 1;
+            !self.moved.is_empty() && self.moved.contains_key(&rec.0)
+        } else {
+            self.targets.insert(got.0);
+            self.moved.insert(rec.0, got.0).is_some()
+        };
+        if still_live {
             return Err(ReplayError::StillLive {
                 event: ev,
                 line: e.line,
                 addr: rec,
             });
         }
-        self.live_bytes += size;
-        let r = &mut self.report;
-        r.peak_live_bytes = r.peak_live_bytes.max(self.live_bytes);
-        r.peak_live_blocks = r.peak_live_blocks.max(self.map.len() as u64);
-        r.same_address += u64::from(rec == got);
         Ok(())
     }
 
+    /// The model address of the live block recorded at `rec`, taken out of the maps.
     fn lookup(
         &mut self,
         ev: u64,
@@ -264,26 +295,50 @@ impl State<'_> {
         op: &'static str,
         rec: Addr,
     ) -> Result<Addr, ReplayError> {
-        match self.map.remove(&rec.0) {
-            Some((m, size)) => {
-                self.live_bytes -= size;
-                Ok(Addr(m))
+        if !self.moved.is_empty() {
+            if let Some(m) = self.moved.remove(&rec.0) {
+                self.targets.remove(&m);
+                return Ok(Addr(m));
             }
-            None => Err(ReplayError::NeverAllocated {
+            if self.targets.contains(&rec.0) {
+                return Err(self.never(ev, e, op, rec));
+            }
+        }
+        Ok(rec)
+    }
+
+    fn never(&self, ev: u64, e: &Event, op: &'static str, rec: Addr) -> ReplayError {
+        ReplayError::NeverAllocated {
+            event: ev,
+            line: e.line,
+            op,
+            addr: rec,
+        }
+    }
+
+    /// The model refused to free or realloc `m`, the block recorded at `rec`: when it says
+    /// the block is not live, the recording never allocated it (or freed it already).
+    fn refused(
+        &self,
+        ev: u64,
+        e: &Event,
+        op: &'static str,
+        rec: Addr,
+        err: AllocError,
+    ) -> ReplayError {
+        match err {
+            AllocError::NotLive { .. }
+            | AllocError::DoubleFree { .. }
+            | AllocError::Corrupt { .. } => self.never(ev, e, op, rec),
+            source => ReplayError::Model {
                 event: ev,
                 line: e.line,
-                op,
-                addr: rec,
-            }),
+                source,
+            },
         }
     }
 
     fn step(&mut self, ev: u64, e: &Event, skip_raw: bool) -> Result<(), ReplayError> {
-        let model_err = |source| ReplayError::Model {
-            event: ev,
-            line: e.line,
-            source,
-        };
         let replayed = |d: Domain| match d {
             Domain::RawNested => false,
             Domain::Raw => !skip_raw,
@@ -292,13 +347,13 @@ impl State<'_> {
         let size_of = |s: u64| usize::try_from(s).unwrap_or(usize::MAX);
         match e.kind {
             EventKind::Malloc { domain, size, addr } if replayed(domain) => {
-                self.malloc_like(ev, e, size, addr, |m| m.malloc(size_of(size)))?
+                self.malloc_like(ev, e, addr, |m| m.malloc(size_of(size)))?
             }
             EventKind::Memalign { size, addr, .. }
             | EventKind::Valloc { size, addr }
             | EventKind::Pvalloc { size, addr }
             | EventKind::BlockNew { size, addr, .. } => {
-                self.malloc_like(ev, e, size, addr, |m| m.malloc(size_of(size)))?
+                self.malloc_like(ev, e, addr, |m| m.malloc(size_of(size)))?
             }
             EventKind::Calloc {
                 domain,
@@ -306,17 +361,12 @@ impl State<'_> {
                 elsize,
                 addr,
             } if replayed(domain) => {
-                let size = nelem.saturating_mul(elsize);
-                self.malloc_like(ev, e, size, addr, |m| {
-                    m.calloc(size_of(nelem), size_of(elsize))
-                })?
+                self.malloc_like(ev, e, addr, |m| m.calloc(size_of(nelem), size_of(elsize)))?
             }
-            EventKind::Free { domain, addr } if replayed(domain) => self
-                .free_like(ev, e, addr, "free")
-                .map_err(|x| x.or_model(model_err))?,
-            EventKind::ClearFree { addr, .. } => self
-                .free_like(ev, e, addr, "free")
-                .map_err(|x| x.or_model(model_err))?,
+            EventKind::Free { domain, addr } if replayed(domain) => {
+                self.free_like(ev, e, addr, "free")?
+            }
+            EventKind::ClearFree { addr, .. } => self.free_like(ev, e, addr, "free")?,
             EventKind::Realloc {
                 domain,
                 old,
@@ -324,21 +374,20 @@ impl State<'_> {
                 new,
             } if replayed(domain) => {
                 if old.is_null() {
-                    self.malloc_like(ev, e, size, new, |m| m.realloc(Addr::NULL, size_of(size)))?
+                    self.malloc_like(ev, e, new, |m| m.realloc(Addr::NULL, size_of(size)))?
                 } else if new.is_null() && size > 0 {
                     self.report.failed += 1;
                 } else if new.is_null() {
                     // realloc(p, 0) that freed p (glibc)
-                    self.free_like(ev, e, old, "realloc")
-                        .map_err(|x| x.or_model(model_err))?
+                    self.free_like(ev, e, old, "realloc")?
                 } else {
                     let m_old = self.lookup(ev, e, "realloc", old)?;
-                    let got = self
-                        .model
-                        .realloc(m_old, size_of(size))
-                        .map_err(model_err)?;
+                    let got = match self.model.realloc(m_old, size_of(size)) {
+                        Ok(a) => a,
+                        Err(err) => return Err(self.refused(ev, e, "realloc", old, err)),
+                    };
                     self.report.replayed += 1;
-                    self.born(ev, e, new, got, size)?;
+                    self.born(ev, e, new, got)?;
                 }
             }
             EventKind::ArenaAlloc { .. } => {
@@ -354,7 +403,6 @@ impl State<'_> {
         &mut self,
         ev: u64,
         e: &Event,
-        size: u64,
         rec: Addr,
         call: impl FnOnce(&mut dyn Allocator) -> Result<Addr, AllocError>,
     ) -> Result<(), ReplayError> {
@@ -368,7 +416,7 @@ impl State<'_> {
             source,
         })?;
         self.report.replayed += 1;
-        self.born(ev, e, rec, got, size)
+        self.born(ev, e, rec, got)
     }
 
     fn free_like(
@@ -377,29 +425,17 @@ impl State<'_> {
         e: &Event,
         rec: Addr,
         op: &'static str,
-    ) -> Result<(), FreeFault> {
+    ) -> Result<(), ReplayError> {
         if rec.is_null() {
             self.report.free_null += 1;
             return Ok(());
         }
-        let m = self.lookup(ev, e, op, rec).map_err(FreeFault::Replay)?;
-        self.model.free(m).map_err(FreeFault::Model)?;
+        let m = self.lookup(ev, e, op, rec)?;
+        if let Err(err) = self.model.free(m) {
+            return Err(self.refused(ev, e, op, rec, err));
+        }
         self.report.replayed += 1;
         Ok(())
-    }
-}
-
-enum FreeFault {
-    Replay(ReplayError),
-    Model(AllocError),
-}
-
-impl FreeFault {
-    fn or_model(self, f: impl FnOnce(AllocError) -> ReplayError) -> ReplayError {
-        match self {
-            FreeFault::Replay(r) => r,
-            FreeFault::Model(m) => f(m),
-        }
     }
 }
 
@@ -430,8 +466,8 @@ pub fn replay(
             ..Default::default()
         },
         model,
-        map: AddrMap::default(),
-        live_bytes: 0,
+        moved: AddrMap::default(),
+        targets: AddrSet::default(),
     };
     let mut counts = [0u64; KINDS];
     let mut ev = 0u64;
@@ -458,6 +494,7 @@ pub fn replay(
         .map(|(i, &n)| (kind_name(i), n))
         .collect();
     r.model_stats = st.model.stats();
+    r.moved_live = st.moved.len() as u64;
     r.seconds = start.elapsed().as_secs_f64();
     r.events_per_sec = ev as f64 / r.seconds.max(1e-9);
     Ok(r)
@@ -484,7 +521,7 @@ mod tests {
             assert_eq!(r.counts.values().sum::<u64>(), r.events);
             assert_eq!(r.counts["m"], 2);
             assert_eq!(r.replayed + r.context + r.failed + r.free_null, r.events);
-            assert_eq!(r.peak_live_bytes, 0x10 + 0x20 + 0x40 - 0x10);
+            assert_eq!(r.model_stats.peak_live_bytes, 0x10 + 0x20 + 0x40 - 0x10);
             assert_eq!(r.model_stats.live_blocks, 1, "{model}");
             assert_eq!(r.other_lines, 3);
         }

@@ -1,7 +1,10 @@
 //! Command-line parsing and dispatch: one file per subcommand.
 
 mod check;
+mod convert;
 mod platforms;
+mod record;
+mod replay;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +23,12 @@ enum Command {
     Check(check::CheckArgs),
     /// List the platform presets.
     Platforms,
+    /// Run a CPython 3 program with its allocators hooked, writing every call to a trace.
+    Record(record::RecordArgs),
+    /// Rewrite a trace in another format (text or binary, by OUT's name or --to).
+    Convert(convert::ConvertArgs),
+    /// Run a trace's requests through a model and report what they cost.
+    Replay(replay::ReplayArgs),
 }
 
 /// Parses the arguments, runs the subcommand, prints one line on error.
@@ -28,6 +37,9 @@ pub fn main() -> ExitCode {
     let result: Result<ExitCode, String> = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Platforms => platforms::run(),
+        Command::Record(args) => record::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Replay(args) => replay::run(args),
     };
     match result {
         Ok(code) => code,

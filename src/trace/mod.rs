@@ -13,6 +13,7 @@ pub mod io;
 pub mod ltrace;
 pub mod mtrace;
 pub mod open;
+pub mod text;
 pub mod writer;
 
 pub use event::{Domain, Event, EventKind, FreeListKind};

@@ -3,9 +3,9 @@
 //! ```text
 //!   bytes (gzip undone first)      format             reader
 //!   "PYALLOCB"                     binary             binary::BinaryReader
-//!   "# pymalloc allocation trace"  CPython 3 domains  (pymalloc branch: trace::pymalloc3)
-//!   "# PYREC allocator event"      CPython 2.7 PYREC  (ints branch)
-//!   "# glibc malloc-family call"   glibc interposer   (glibc branch: trace::glibc)
+//!   "# pymalloc allocation trace"  CPython 3 domains  text::TextReader
+//!   "# PYREC allocator event"      CPython 2.7 PYREC  text::TextReader
+//!   "# glibc malloc-family call"   glibc interposer   text::TextReader
 //!   "= Start" / "@ … + 0x…"        glibc mtrace       mtrace::MtraceReader
 //!   "v HEX HEX" / "+ HEX HEX HEX"  heaptrack raw      heaptrack::HeaptrackReader
 //!   "malloc(…) = …" (any prefix)   ltrace             ltrace::LtraceReader
@@ -17,6 +17,7 @@ use super::binary::{BinaryReader, MAGIC};
 use super::heaptrack::HeaptrackReader;
 use super::ltrace::LtraceReader;
 use super::mtrace::MtraceReader;
+use super::text::TextReader;
 use super::{EventReader, LineReader, TraceError, TraceFormat};
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
@@ -148,7 +149,7 @@ pub fn sniff(path: &Path) -> Result<Format, TraceError> {
 /// Opens a trace of any known format as a stream of events.
 ///
 /// # Errors
-/// As [`sniff`], or when this build has no reader for the format found.
+/// As [`sniff`].
 pub fn open(path: &Path) -> Result<Box<dyn EventReader>, TraceError> {
     let format = sniff(path)?;
     open_as(path, format)
@@ -157,22 +158,14 @@ pub fn open(path: &Path) -> Result<Box<dyn EventReader>, TraceError> {
 /// Opens a trace as the given format.
 ///
 /// # Errors
-/// The file cannot be opened, or this build has no reader for `format`.
+/// The file cannot be opened.
 pub fn open_as(path: &Path, format: Format) -> Result<Box<dyn EventReader>, TraceError> {
     Ok(match format {
         Format::Binary => Box::new(BinaryReader::open(path)?),
         Format::Mtrace => Box::new(MtraceReader::open(path)?),
         Format::Heaptrack => Box::new(HeaptrackReader::open(path)?),
         Format::Ltrace => Box::new(LtraceReader::open(path)?),
-        Format::Recorded(f) => {
-            return Err(TraceError::UnknownFormat {
-                path: path.to_path_buf(),
-                first: format!(
-                    "a {} trace: its reader is not in this build (merge its branch)",
-                    Format::Recorded(f).name()
-                ),
-            })
-        }
+        Format::Recorded(_) => Box::new(TextReader::open(path)?),
     })
 }
 

@@ -1,0 +1,91 @@
+//! `pyalloc replay TRACE --model M [--json] [--skip-raw]`: runs a trace's requests through
+//! a model and reports what they cost.
+//!
+//! The human form prints one line per figure; `--json` one object: the
+//! [`ReplayReport`](pyalloc::replay::ReplayReport) fields plus `trace`, `format` and
+//! `peak_rss_bytes` (this process's VmHWM on Linux, else null). A progress line shows
+//! on stderr only when it is a terminal.
+
+use pyalloc::replay::{model_by_name, replay, ReplayOptions};
+use pyalloc::trace::open::{open, sniff};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `pyalloc replay`.
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// The trace (any format pyalloc reads, plain or gzip).
+    pub trace: PathBuf,
+    /// The model: bump, glibc-2.36, null (no model: measures reading alone) …
+    #[arg(long, default_value = "glibc-2.36")]
+    pub model: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Leave top-level raw-domain calls (`R`) out.
+    #[arg(long)]
+    pub skip_raw: bool,
+}
+
+/// Peak resident set size of this process, from /proc/self/status (Linux).
+fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = l.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Replays the trace.
+pub fn run(args: ReplayArgs) -> Result<ExitCode, String> {
+    let mut model = model_by_name(&args.model)?;
+    let format = sniff(&args.trace).map_err(|e| e.to_string())?;
+    let mut reader = open(&args.trace).map_err(|e| e.to_string())?;
+    let opts = ReplayOptions {
+        skip_raw: args.skip_raw,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let r = replay(reader.as_mut(), model.as_mut(), &opts).map_err(|e| e.to_string())?;
+    let rss = peak_rss_bytes();
+    if args.json {
+        let mut v = serde_json::to_value(&r).map_err(|e| e.to_string())?;
+        v["trace"] = args.trace.display().to_string().into();
+        v["format"] = format.name().into();
+        v["peak_rss_bytes"] = rss.into();
+        println!("{v}");
+    } else {
+        println!(
+            "{} ({}) through {}: {} events in {:.3} s ({:.0} events/s)",
+            args.trace.display(),
+            format.name(),
+            r.model,
+            r.events,
+            r.seconds,
+            r.events_per_sec
+        );
+        let counts: Vec<String> = r.counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        println!(
+            "  counts: {}; other lines: {}",
+            counts.join(", "),
+            r.other_lines
+        );
+        println!(
+            "  replayed {}, context {}, failed calls {}, free(NULL) {}, same address as recorded {}",
+            r.replayed, r.context, r.failed, r.free_null, r.same_address
+        );
+        println!(
+            "  model: peak live {} bytes, peak mapped {} bytes; at the end {} live blocks, {} of them at another address than recorded",
+            r.model_stats.peak_live_bytes,
+            r.model_stats.peak_mapped_bytes,
+            r.model_stats.live_blocks,
+            r.moved_live
+        );
+        if r.arenas_mapped > 0 {
+            println!("  arenas mapped by the recording: {}", r.arenas_mapped);
+        }
+        if let Some(b) = rss {
+            println!("  peak RSS of pyalloc: {} KiB", b / 1024);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

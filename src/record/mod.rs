@@ -1,0 +1,158 @@
+//! Recording a real CPython 3 program: every allocator call, from the first one.
+//!
+//! ```text
+//!   pyalloc record -o T -- ARGS…
+//!     1. open T, write the `#` header (interpreter, platform, command, format)
+//!     2. Py_PreInitializeFromBytesArgs(python3 ARGS…)    runtime + allocators chosen
+//!     3. hooks::install()   PyMem_SetAllocator(RAW, MEM, OBJ) + PyObject_SetArenaAllocator
+//!     4. Py_BytesMain(python3 ARGS…)                     the program runs, lines go to T
+//!     5. flush T, exit with the program's exit code
+//! ```
+//! The interpreter is the libpython the `record` feature was built against (pyo3-ffi),
+//! started as that python's own executable would be (argv[0] is its path), so `sys.path`,
+//! `sys.executable` and the program's stdout/stderr/exit code are those of `python3 ARGS…`.
+//! The trace is the format of ../shared/traces/README.md (cpython-3.11.7): post-order
+//! lines `m/c/r/f D …`, `A`/`F` arenas, `V`/`W` data-stack chunks.
+//! Not seen, as in the shipped recordings: raw calls CPython makes while it swaps in its
+//! default raw allocator (pre-initialisation, path configuration, runtime finalisation),
+//! and calls after a child of `os.fork()` starts (the child's lines would interleave, so
+//! a program that forks gives an inconsistent trace).
+
+mod hooks;
+
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+/// The python executable the `record` feature was built against.
+pub const PYTHON: &str = env!("PYALLOC_RECORD_PYTHON");
+
+/// The `#` lines describing the trace's format (the shipped recordings' own key).
+const FORMAT: &str = "\
+# FORMAT: one wrapped call per line, in call order. POST-ORDER: a line is written when the call
+#   returns, so calls nested inside pymalloc appear immediately BEFORE the O/M line that caused them.
+#   m D size addr            malloc
+#   c D nelem elsize addr    calloc (request = nelem*elsize)
+#   r D oldaddr size newaddr realloc
+#   f D addr                 free
+#   A size addr              pymalloc ARENA alloc (mmap), nested inside the O/M call that needed a new arena
+#   F addr size              pymalloc ARENA free (munmap), nested inside the O/M free/realloc that emptied it
+#   V size addr              _PyObject_VirtualAlloc from OUTSIDE pymalloc (frame data-stack chunk); not an arena
+#   W addr size              _PyObject_VirtualFree from outside pymalloc (data-stack chunk); not an arena
+#   D (domain): O = PYMEM_DOMAIN_OBJ, M = PYMEM_DOMAIN_MEM, R = PYMEM_DOMAIN_RAW called at top level,
+#     r = RAW call nested inside an O/M call.
+#   Numbers: sizes decimal; addresses lowercase hex WITHOUT 0x; NULL = 0.
+#   NOTE: RAW events made while CPython temporarily swaps in the default RAW allocator
+#   (_PyMem_SetDefaultAllocator windows during pre-init/path config/finalization) are not visible.
+";
+
+fn glibc_version() -> String {
+    #[cfg(target_env = "gnu")]
+    {
+        extern "C" {
+            fn gnu_get_libc_version() -> *const libc::c_char;
+        }
+        // SAFETY: glibc returns a static NUL-terminated string.
+        let v = unsafe { CStr::from_ptr(gnu_get_libc_version()) };
+        format!("glibc {}", v.to_string_lossy())
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        "libc unknown".to_string()
+    }
+}
+
+fn header(args: &[String]) -> String {
+    // SAFETY: Py_GetVersion returns a static string and may be called before initialisation.
+    let version = unsafe { CStr::from_ptr(pyo3_ffi::Py_GetVersion()) }
+        .to_string_lossy()
+        .into_owned();
+    let mut h = String::new();
+    h.push_str("# pymalloc allocation trace recorded from REAL CPython\n");
+    h.push_str(&format!("# interpreter: CPython {version}\n"));
+    h.push_str(&format!(
+        "# platform: {} {}, {}; {PYTHON} (libpython linked through pyo3-ffi)\n",
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        glibc_version()
+    ));
+    h.push_str(
+        "# recorder: pyalloc record: PyMem_SetAllocator(OBJ,MEM,RAW) + PyObject_SetArenaAllocator wrappers\n\
+         #           installed after Py_PreInitialize and BEFORE Py_BytesMain; no allocation in hooks\n",
+    );
+    let cmd: Vec<String> = args.iter().map(|a| quote(a)).collect();
+    h.push_str(&format!(
+        "# command: pyalloc record -- {}   [same as: python3 {}]\n",
+        cmd.join(" "),
+        cmd.join(" ")
+    ));
+    h.push_str(FORMAT);
+    h
+}
+
+fn quote(a: &str) -> String {
+    let plain = !a.is_empty()
+        && a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', r"'\''").replace('\n', "\\n"))
+    }
+}
+
+/// Runs `python3 ARGS…` with the hooks installed, writing the trace to `out`; returns the
+/// program's exit code. The program's stdout and stderr are this process's.
+///
+/// # Errors
+/// The trace file cannot be created or written, an argument holds a NUL byte, or the
+/// interpreter's pre-initialisation fails.
+pub fn record(out: &Path, args: &[String]) -> Result<i32, String> {
+    let mut file = File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    file.write_all(header(args).as_bytes())
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut argv_c: Vec<CString> = Vec::with_capacity(args.len() + 1);
+    argv_c.push(CString::new(PYTHON).map_err(|e| e.to_string())?);
+    for a in args {
+        argv_c.push(
+            CString::new(a.as_str()).map_err(|_| format!("argument {a:?} holds a NUL byte"))?,
+        );
+    }
+    let mut argv: Vec<*mut libc::c_char> = argv_c.iter().map(|c| c.as_ptr() as *mut _).collect();
+    argv.push(std::ptr::null_mut());
+    let argc = argv_c.len();
+    // SAFETY: a zeroed PyPreConfig is what PyPreConfig_InitPythonConfig expects to fill in;
+    // argv outlives the interpreter (it is leaked below with argv_c).
+    let code = unsafe {
+        let mut pre: pyo3_ffi::PyPreConfig = std::mem::zeroed();
+        pyo3_ffi::PyPreConfig_InitPythonConfig(&mut pre);
+        let status =
+            pyo3_ffi::Py_PreInitializeFromBytesArgs(&pre, argc as isize, argv.as_mut_ptr());
+        if pyo3_ffi::PyStatus_Exception(status) != 0 {
+            let msg = if status.err_msg.is_null() {
+                "unknown error".into()
+            } else {
+                CStr::from_ptr(status.err_msg)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            return Err(format!("Python pre-initialisation failed: {msg}"));
+        }
+        hooks::start(file.as_raw_fd());
+        hooks::install();
+        pyo3_ffi::Py_BytesMain(argc as i32, argv.as_mut_ptr())
+    };
+    let (lines, ok) = hooks::stop();
+    std::mem::forget(argv_c);
+    std::mem::forget(argv);
+    drop(file);
+    if !ok {
+        return Err(format!(
+            "{}: writing the trace failed after {lines} lines",
+            out.display()
+        ));
+    }
+    Ok(code)
+}
