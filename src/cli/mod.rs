@@ -2,6 +2,7 @@
 
 mod check;
 mod convert;
+mod generate;
 mod platforms;
 mod record;
 mod replay;
@@ -29,6 +30,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Run a trace's requests through a model and report what they cost.
     Replay(replay::ReplayArgs),
+    /// Write a synthetic Python-like workload carrying a model's addresses.
+    Generate(generate::GenerateArgs),
 }
 
 /// Parses the arguments, runs the subcommand, prints one line on error.
@@ -40,6 +43,7 @@ pub fn main() -> ExitCode {
         Command::Record(args) => record::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Generate(args) => generate::run(args),
     };
     match result {
         Ok(code) => code,
