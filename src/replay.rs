@@ -471,14 +471,25 @@ pub fn replay(
     };
     let mut counts = [0u64; KINDS];
     let mut ev = 0u64;
-    while let Some(e) = reader.next_event()? {
-        counts[kind_index(&e.kind)] += 1;
-        st.step(ev, &e, opts.skip_raw)?;
-        ev += 1;
-        if ev & 0xffff == 0 {
-            if let Some(b) = &bar {
-                b.set_position(ev);
-            }
+    let mut batch = vec![
+        Event {
+            kind: EventKind::Mark { index: 0 },
+            line: 0
+        };
+        4096
+    ];
+    loop {
+        let got = reader.next_events(&mut batch)?;
+        if got == 0 {
+            break;
+        }
+        for e in &batch[..got] {
+            counts[kind_index(&e.kind)] += 1;
+            st.step(ev, e, opts.skip_raw)?;
+            ev += 1;
+        }
+        if let Some(b) = &bar {
+            b.set_position(ev);
         }
     }
     if let Some(b) = bar {

@@ -391,6 +391,7 @@ impl BinaryReader {
     }
 
     /// Makes at least `need` bytes available at `pos`, unless the input ends first.
+    #[cold]
     fn fill(&mut self, need: usize) -> Result<bool, Fault> {
         if self.len - self.pos >= need {
             return Ok(true);
@@ -414,6 +415,7 @@ impl BinaryReader {
         Ok(self.len - self.pos >= need)
     }
 
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, Fault> {
         if self.pos == self.len && !self.fill(1)? {
             return Err(Fault::Eof);
@@ -423,25 +425,38 @@ impl BinaryReader {
         Ok(b)
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, Fault> {
-        if self.len - self.pos >= 10 {
-            // Fast path: the whole varint is in the buffer.
-            let mut v = 0u64;
-            let mut shift = 0;
-            loop {
-                let b = self.buf[self.pos];
+        // Fast path: one-byte varints (most sizes, nearby addresses), then any varint
+        // wholly in the buffer; the rest (at a refill, or malformed) goes the slow way.
+        if self.pos < self.len {
+            let b = self.buf[self.pos];
+            if b < 0x80 {
                 self.pos += 1;
-                v |= u64::from(b & 0x7f) << shift;
-                if b < 0x80 {
-                    return Ok(v);
-                }
-                shift += 7;
-                if shift > 63 {
-                    return Err(Fault::Bad("varint longer than 10 bytes"));
+                return Ok(u64::from(b));
+            }
+            if self.len - self.pos >= 10 {
+                let mut v = u64::from(b & 0x7f);
+                let mut shift = 7;
+                let mut i = self.pos + 1;
+                while shift < 70 {
+                    let b = self.buf[i];
+                    i += 1;
+                    v |= u64::from(b & 0x7f) << shift;
+                    if b < 0x80 {
+                        self.pos = i;
+                        return Ok(v);
+                    }
+                    shift += 7;
                 }
             }
         }
+        self.varint_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, Fault> {
         let mut v = 0u64;
         let mut shift = 0;
         loop {
@@ -457,6 +472,7 @@ impl BinaryReader {
         }
     }
 
+    #[inline(always)]
     fn addr(&mut self) -> Result<Addr, Fault> {
         let d = unzigzag(self.varint()?);
         self.last_addr = self.last_addr.wrapping_add(d as u64);
@@ -496,6 +512,7 @@ impl BinaryReader {
         Ok(())
     }
 
+    #[inline(always)]
     fn record(&mut self) -> Result<Option<Event>, Fault> {
         let mut tag = self.byte()?;
         let mut line = self.line.wrapping_add(1);
@@ -618,21 +635,41 @@ impl BinaryReader {
     }
 }
 
+impl BinaryReader {
+    #[cold]
+    fn record_fault(&self, f: Fault, start: u64) -> TraceError {
+        match f {
+            Fault::Eof if self.offset() == start => TraceError::Truncated {
+                path: self.path.clone(),
+                offset: start,
+                why: format!("no end record after {} events", self.events),
+            },
+            f => self.fault(f, start, "a record"),
+        }
+    }
+}
+
 impl EventReader for BinaryReader {
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
         if self.done {
             return Ok(None);
         }
         let start = self.offset();
-        match self.record() {
-            Ok(e) => Ok(e),
-            Err(Fault::Eof) if self.offset() == start => Err(TraceError::Truncated {
-                path: self.path.clone(),
-                offset: start,
-                why: format!("no end record after {} events", self.events),
-            }),
-            Err(f) => Err(self.fault(f, start, "a record")),
+        self.record().map_err(|f| self.record_fault(f, start))
+    }
+
+    fn next_events(&mut self, out: &mut [Event]) -> Result<usize, TraceError> {
+        let mut n = 0;
+        while n < out.len() && !self.done {
+            let start = self.offset();
+            match self.record() {
+                Ok(Some(e)) => out[n] = e,
+                Ok(None) => break,
+                Err(f) => return Err(self.record_fault(f, start)),
+            }
+            n += 1;
         }
+        Ok(n)
     }
 
     fn header(&self) -> &TraceHeader {

@@ -80,4 +80,22 @@ pub trait EventReader {
     fn other_lines(&self) -> u64 {
         0
     }
+
+    /// Fills `out` from the front with the next events; returns how many (0 at the end).
+    /// Readers that can decode faster in bulk override it; the default calls
+    /// [`next_event`](Self::next_event) for each.
+    ///
+    /// # Errors
+    /// As [`next_event`](Self::next_event); the events before the fault are lost.
+    fn next_events(&mut self, out: &mut [Event]) -> Result<usize, TraceError> {
+        let mut n = 0;
+        while n < out.len() {
+            match self.next_event()? {
+                Some(e) => out[n] = e,
+                None => break,
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
 }
