@@ -8,7 +8,7 @@
 
 use pyalloc::replay::{model_by_name, replay, ReplayOptions};
 use pyalloc::trace::open::{open, sniff};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,6 +47,13 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, String> {
     };
     let r = replay(reader.as_mut(), model.as_mut(), &opts).map_err(|e| e.to_string())?;
     let rss = peak_rss_bytes();
+    let mut text = String::new();
+    macro_rules! println {
+        ($($a:tt)*) => {{
+            text.push_str(&format!($($a)*));
+            text.push('\n');
+        }};
+    }
     if args.json {
         let mut v = serde_json::to_value(&r).map_err(|e| e.to_string())?;
         v["trace"] = args.trace.display().to_string().into();
@@ -87,5 +94,8 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, String> {
             println!("  peak RSS of pyalloc: {} KiB", b / 1024);
         }
     }
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| format!("stdout: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }
