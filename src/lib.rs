@@ -16,6 +16,7 @@ pub mod alloc;
 pub mod check;
 pub mod error;
 pub mod platform;
+pub mod pymalloc;
 pub mod sysmalloc;
 pub mod trace;
 pub mod vm;

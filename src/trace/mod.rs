@@ -8,6 +8,7 @@
 
 pub mod event;
 pub mod io;
+pub mod pymalloc3;
 
 pub use event::{Domain, Event, EventKind, FreeListKind};
 pub use io::{LineReader, TraceError};
