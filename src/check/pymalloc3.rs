@@ -712,3 +712,71 @@ mod tests {
         assert!(!r.ok());
     }
 }
+
+/// Which point of a trace `pyalloc stats` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsAt {
+    /// Right after the event with this 0-based index.
+    Event(u64),
+    /// Right after the first top-level O/M request of exactly this many bytes.
+    Marker(u64),
+}
+
+/// Replays the trace at `path` up to `at` and returns the event index reached with the
+/// model's `sys._debugmallocstats()` text there.
+///
+/// # Errors
+/// The trace ends before `at`, the model diverges from the recording before it (the
+/// statistics would not be CPython's), or a read/model error.
+pub fn stats_at(
+    path: &Path,
+    opts: &CheckOptions,
+    at: StatsAt,
+) -> Result<(u64, String), CheckError> {
+    let mut reader = Pymalloc3Reader::open(path)?;
+    let (params, mode) = model_for(opts, reader.header())?;
+    let mut rp = Replayer::new(params, mode, &Platform::linux_x86_64());
+    let mut reached = None;
+    let report = replay(&mut reader, &mut rp, false, |i, ev, _| {
+        let hit = match at {
+            StatsAt::Event(n) => i == n,
+            StatsAt::Marker(size) => request_size(&ev.kind) == Some(size),
+        };
+        if hit {
+            reached = Some(i);
+        }
+        !hit
+    })?;
+    if let Some(d) = &report.first_divergence {
+        return Err(CheckError::Unsupported(format!(
+            "{}: the model diverged from the recording at event {} (line {}) before the point asked for: {}",
+            path.display(),
+            d.event,
+            d.line,
+            d.why
+        )));
+    }
+    let i = reached.ok_or_else(|| {
+        CheckError::Unsupported(format!(
+            "{}: {} events, none is the point asked for ({at:?})",
+            path.display(),
+            report.events
+        ))
+    })?;
+    Ok((i, rp.model().debug_malloc_stats().render()))
+}
+
+/// The request size of a top-level O/M call (`m`, `c`: nelem * elsize, `r`).
+pub fn request_size(kind: &EventKind) -> Option<u64> {
+    match *kind {
+        EventKind::Malloc { domain, size, .. } if is_om(domain) => Some(size),
+        EventKind::Calloc {
+            domain,
+            nelem,
+            elsize,
+            ..
+        } if is_om(domain) => nelem.checked_mul(elsize),
+        EventKind::Realloc { domain, size, .. } if is_om(domain) => Some(size),
+        _ => None,
+    }
+}

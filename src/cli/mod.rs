@@ -2,6 +2,7 @@
 
 mod check;
 mod platforms;
+mod stats;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ enum Command {
     Check(check::CheckArgs),
     /// List the platform presets.
     Platforms,
+    /// Replay a pymalloc trace up to a point and print `sys._debugmallocstats()`.
+    Stats(stats::StatsArgs),
 }
 
 /// Parses the arguments, runs the subcommand, prints one line on error.
@@ -28,6 +31,7 @@ pub fn main() -> ExitCode {
     let result: Result<ExitCode, String> = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Platforms => platforms::run(),
+        Command::Stats(args) => stats::run(args),
     };
     match result {
         Ok(code) => code,
