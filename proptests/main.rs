@@ -3,4 +3,5 @@
 //! that breaks it. `PYALLOC_PROPTEST_CASES` (or the `long-proptests` feature) runs more.
 
 mod common;
+mod pymalloc;
 mod vm_bump;
