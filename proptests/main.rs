@@ -3,5 +3,6 @@
 //! that breaks it. `PYALLOC_PROPTEST_CASES` (or the `long-proptests` feature) runs more.
 
 mod common;
+mod pymalloc;
 mod traces;
 mod vm_bump;

@@ -16,6 +16,7 @@ pub mod alloc;
 pub mod check;
 pub mod error;
 pub mod platform;
+pub mod pymalloc;
 #[cfg(feature = "record")]
 pub mod record;
 pub mod replay;

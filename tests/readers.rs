@@ -182,7 +182,11 @@ int main(void) {
             "{name}: one event per call the program made"
         );
         assert_eq!(rep.replayed, calls, "{name}");
-        assert_eq!(m.stats().live_blocks, 0, "{name}: everything was freed");
+        if !name.starts_with("cpython") {
+            // (pymalloc's live_blocks also counts its arenas vector and radix nodes)
+            assert_eq!(m.stats().live_blocks, 0, "{name}: everything was freed");
+        }
+        assert_eq!(rep.moved_live, 0, "{name}: everything was freed");
     }
     // A malformed line anywhere is refused with its number and text.
     let text = std::fs::read_to_string(&log).unwrap();

@@ -105,6 +105,10 @@ pub struct CheckReport {
     /// Divergences after the first (only with `--keep-going`).
     #[serde(skip_serializing_if = "is_zero")]
     pub divergences: u64,
+    /// Arena maps and unmaps the model made at the same events as the recording
+    /// (pymalloc traces).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub arena_events: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -6,6 +6,7 @@ mod generate;
 mod platforms;
 mod record;
 mod replay;
+mod stats;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Write a synthetic Python-like workload carrying a model's addresses.
     Generate(generate::GenerateArgs),
+    /// Replay a pymalloc trace up to a point and print `sys._debugmallocstats()`.
+    Stats(stats::StatsArgs),
 }
 
 /// Parses the arguments, runs the subcommand, prints one line on error.
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
         Command::Convert(args) => convert::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Stats(args) => stats::run(args),
     };
     match result {
         Ok(code) => code,

@@ -6,7 +6,7 @@
 //! `peak_rss_bytes` (this process's VmHWM on Linux, else null). A progress line shows
 //! on stderr only when it is a terminal.
 
-use pyalloc::replay::{model_by_name, replay, ReplayOptions};
+use pyalloc::replay::{replay_named, ReplayOptions};
 use pyalloc::trace::open::{open, sniff};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -17,7 +17,9 @@ use std::process::ExitCode;
 pub struct ReplayArgs {
     /// The trace (any format pyalloc reads, plain or gzip).
     pub trace: PathBuf,
-    /// The model: bump, glibc-2.36, null (no model: measures reading alone) …
+    /// The model: bump, glibc-2.36, null (keeps nothing: measures reading and mapping),
+    /// a pymalloc preset (cpython-3.11 …; on a CPython 3 recording pinned to its arenas
+    /// and raw calls, `+own` for the model's own addresses).
     #[arg(long, default_value = "glibc-2.36")]
     pub model: String,
     /// Print one JSON object.
@@ -38,14 +40,13 @@ fn peak_rss_bytes() -> Option<u64> {
 
 /// Replays the trace.
 pub fn run(args: ReplayArgs) -> Result<ExitCode, String> {
-    let mut model = model_by_name(&args.model)?;
     let format = sniff(&args.trace).map_err(|e| e.to_string())?;
     let mut reader = open(&args.trace).map_err(|e| e.to_string())?;
     let opts = ReplayOptions {
         skip_raw: args.skip_raw,
         progress: std::io::stderr().is_terminal(),
     };
-    let r = replay(reader.as_mut(), model.as_mut(), &opts).map_err(|e| e.to_string())?;
+    let r = replay_named(reader.as_mut(), &args.model, &opts).map_err(|e| e.to_string())?;
     let rss = peak_rss_bytes();
     let mut text = String::new();
     macro_rules! println {
@@ -87,6 +88,9 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, String> {
             r.model_stats.live_blocks,
             r.moved_live
         );
+        if let (Some(c), Some(m)) = (r.checked, r.matched) {
+            println!("  small-request addresses checked {c}, matched {m}");
+        }
         if r.arenas_mapped > 0 {
             println!("  arenas mapped by the recording: {}", r.arenas_mapped);
         }

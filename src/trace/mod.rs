@@ -13,6 +13,7 @@ pub mod io;
 pub mod ltrace;
 pub mod mtrace;
 pub mod open;
+pub mod pymalloc3;
 pub mod synth;
 pub mod text;
 pub mod writer;

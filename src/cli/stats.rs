@@ -1,0 +1,46 @@
+//! `pyalloc stats TRACE (--at EVENT | --at-marker SIZE) [--model M]`: replays a pymalloc
+//! recording up to a point and prints the model's state in the layout of CPython's
+//! `sys._debugmallocstats()` (obmalloc.c `_PyObject_DebugMallocStats`).
+
+use pyalloc::check::pymalloc3::{stats_at, StatsAt};
+use pyalloc::check::CheckOptions;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `pyalloc stats`.
+#[derive(clap::Args)]
+pub struct StatsArgs {
+    /// The recorded pymalloc trace (plain or gzip).
+    pub trace: PathBuf,
+    /// Show the state right after this event (0-based index among the trace's events).
+    #[arg(
+        long,
+        conflicts_with = "at_marker",
+        required_unless_present = "at_marker"
+    )]
+    pub at: Option<u64>,
+    /// Show the state right after the first top-level O/M request of this many bytes.
+    #[arg(long)]
+    pub at_marker: Option<u64>,
+    /// The model (default: named by the trace's header; `+own` for own addresses).
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+/// Runs `pyalloc stats`.
+pub fn run(args: StatsArgs) -> Result<ExitCode, String> {
+    let opts = CheckOptions {
+        model: args.model,
+        keep_going: false,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let at = match (args.at, args.at_marker) {
+        (Some(n), _) => StatsAt::Event(n),
+        (None, Some(s)) => StatsAt::Marker(s),
+        (None, None) => return Err("give --at EVENT or --at-marker SIZE".into()),
+    };
+    let (_event, text) = stats_at(&args.trace, &opts, at).map_err(|e| e.to_string())?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

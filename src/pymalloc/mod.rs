@@ -1,0 +1,526 @@
+//! pymalloc: CPython's object allocator (Objects/obmalloc.c), arenas -> pools -> blocks,
+//! for every era from 2.7.0 to 3.13 (see [`preset`]).
+//!
+//! ```text
+//!  usedpools[szidx]  (circular, doubly linked: pools of one class with free blocks)
+//!     |
+//!     v
+//!  +---------------- arena (ARENA_SIZE, from the arena allocator) -----------------+
+//!  |partial| pool (POOL_SIZE) | pool              | pool         | never carved ...|
+//!  |  pool | hdr|b0|b1|b2|... | hdr|b0|b1|...     | (empty, on   |                 |
+//!  | (lost)|  class 1 (32 B)  |  class 3 (64 B)   |  freepools)  |                 |
+//!  +-------------------------------------------------------------------------------+
+//!     ^ usable_arenas (sorted by nfreepools, fullest first) -> next arena -> ...
+//!
+//!  malloc(n), 1 <= n <= SMALL_REQUEST_THRESHOLD:  szidx = (n - 1) >> ALIGNMENT_SHIFT
+//!    1. usedpools[szidx] non-empty: pop its first pool's free-list head (LIFO);
+//!       a pool left with no free block is full and leaves the list;
+//!    2. else take the first free pool of the first usable arena (or carve the next
+//!       pool, or map a new arena): block 0, free list = block 1, bump offset after.
+//!  free(p): push p on its pool's free list; full -> front of usedpools; empty -> front
+//!    of the arena's freepools; arena wholly free -> unmapped (3.9+: unless last in list).
+//!  realloc(p, n) of a pymalloc block of size s: stays when n <= s and 4n > 3s, else
+//!    malloc(n) then free(p). n = 0 and n > threshold fall through to the lower allocator.
+//! ```
+//!
+//! Invariants, as equations (checked after every step by proptests/pymalloc.rs through
+//! [`Pymalloc::check_invariants`]):
+//! - per carved pool: `count + |free list| + untouched == NUMBLOCKS(szidx)`;
+//! - per arena: `nfreepools == |freepools| + never-carved pools`, and the arena is on
+//!   `usable_arenas` iff `nfreepools > 0` (or it is the kept last wholly free arena);
+//! - `usable_arenas` is sorted: `a.nfreepools <= a.nextarena.nfreepools`;
+//! - every live block lies inside its pool: `pool + POOL_OVERHEAD <= b` and
+//!   `b + size <= pool + POOL_SIZE`; no two live blocks overlap.
+//!
+//! The model is `Pymalloc<A, S>`: `A` the lower allocator for fall-through requests (and
+//! the `arenas` vector, the radix-tree nodes), `S` the arena source — `AddressSpace` for
+//! the model's own address space, [`PinnedArenas`] / [`PinnedRaw`] to replay a recording.
+
+pub mod arena;
+pub mod invariants;
+pub mod pinned;
+pub mod pool;
+pub mod preset;
+pub mod radix;
+pub mod source;
+pub mod stats;
+
+pub use arena::ArenaObject;
+pub use pinned::{PinnedRaw, RawCall};
+pub use pool::Pool;
+pub use preset::{ArenaOrdering, ArenaRelease, PymallocParams};
+pub use source::{ArenaSource, PinnedArenas};
+
+use crate::addr::Addr;
+use crate::alloc::{Allocator, Stats};
+use crate::error::AllocError;
+use crate::vm::AddressSpace;
+use radix::ArenaMap;
+
+/// The null index of the model's lists (`NULL` in obmalloc.c).
+pub const NONE: u32 = u32::MAX;
+
+/// CPython's object allocator over a lower allocator `A` and an arena source `S`.
+#[derive(Debug, Clone)]
+pub struct Pymalloc<A: Allocator, S: ArenaSource = AddressSpace> {
+    params: PymallocParams,           // the era's numbers and rules
+    shift: u32,                       // ALIGNMENT_SHIFT
+    pool_bits: u32,                   // POOL_BITS
+    pool_size: u64,                   // POOL_SIZE
+    overhead: u64,                    // POOL_OVERHEAD
+    threshold: u64,                   // SMALL_REQUEST_THRESHOLD
+    nclasses: u32,                    // NB_SMALL_SIZE_CLASSES (= number of usedpools heads)
+    max_pools: u32,                   // MAX_POOLS_IN_ARENA
+    granules: u32,                    // POOL_SIZE >> ALIGNMENT_SHIFT: block starts per pool
+    radix_mid_bytes: u64,             // sizeof(arena_map_mid_t)
+    radix_bot_bytes: u64,             // sizeof(arena_map_bot_t)
+    radix_root_bytes: u64,            // sizeof(arena_map_root)
+    pools: Vec<Pool>,                 // [0, nclasses): usedpools heads; then slot*max_pools + i
+    next: Vec<u16>,                   // per pool granule: free-list link, or a live block's size
+    live: Vec<u64>,                   // per pool granule: 1 bit = a live block starts here
+    arenas: Vec<ArenaObject>,         // the `arenas` vector (maxarenas = len)
+    unused_arena_objects: u32,        // head of the list of slots with address 0
+    usable_arenas: u32,               // head of the list of arenas with free pools
+    nfp2lasta: Vec<u32>,              // nfp2lasta[n]: last usable arena with n free pools (3.8+)
+    narenas_currently_allocated: u64, // arenas mapped now
+    ntimes_arena_allocated: u64,      // arenas mapped ever
+    narenas_highwater: u64,           // largest narenas_currently_allocated
+    arenas_vector: Addr,              // where the lower allocator put the `arenas` vector
+    map: ArenaMap,                    // address -> arena index
+    lower: A,                         // fall-through and bookkeeping allocator
+    source: S,                        // the arena allocator
+    live_blocks: u64,                 // live pymalloc blocks
+    live_bytes: u64,                  // bytes requested by live pymalloc blocks
+    peak_live_bytes: u64,             // largest live_bytes
+    mapped_bytes: u64,                // bytes in mapped arenas
+    peak_mapped_bytes: u64,           // largest mapped_bytes
+}
+
+/// What the model knows about one address (for divergence reports and `explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// Base of the arena holding it.
+    pub arena: Addr,
+    /// Address of its pool.
+    pub pool: Addr,
+    /// The pool's size class index (`szidx`), `None` for a pool never used.
+    pub szidx: Option<u32>,
+    /// Blocks allocated from the pool (`ref.count`).
+    pub count: u32,
+    /// The pool's free-list head (`freeblock`), NULL when full.
+    pub freeblock: Addr,
+    /// Byte offset of the first never-used block (`nextoffset`).
+    pub nextoffset: u32,
+    /// True when a live block starts at this address.
+    pub live: bool,
+}
+
+impl Pymalloc<PinnedRaw, PinnedArenas> {
+    /// A model whose arenas and raw calls are pinned from a recording (replay and check).
+    pub fn pinned(params: PymallocParams) -> Self {
+        Pymalloc::new(params, PinnedRaw::new(), PinnedArenas::default())
+    }
+}
+
+impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
+    /// An empty pymalloc of era `params` over `lower` (fall-through) and `source` (arenas).
+    ///
+    /// # Panics
+    /// Never for the shipped presets; a hand-made preset failing
+    /// [`PymallocParams::validate`] is clamped by the caller's own responsibility — use
+    /// [`try_new`](Self::try_new) to get the error instead.
+    pub fn new(params: PymallocParams, lower: A, source: S) -> Self {
+        match Self::try_new(params, lower, source) {
+            Ok(p) => p,
+            Err((e, _, _)) => panic!("invalid pymalloc preset: {e}"),
+        }
+    }
+
+    /// As [`new`](Self::new), refusing a preset that breaks its invariants.
+    ///
+    /// # Errors
+    /// The preset's problem, with the allocators given back.
+    pub fn try_new(params: PymallocParams, lower: A, source: S) -> Result<Self, (String, A, S)> {
+        if let Err(e) = params.validate() {
+            return Err((e, lower, source));
+        }
+        let nclasses = params.size_classes();
+        let (_, mid_bits, bot_bits) = params.radix_bits();
+        let ptr = (params.pointer_bits / 8) as u64;
+        Ok(Pymalloc {
+            shift: params.alignment_shift,
+            pool_bits: params.pool_bits,
+            pool_size: params.pool_size(),
+            overhead: params.pool_overhead(),
+            threshold: params.small_request_threshold,
+            nclasses,
+            max_pools: params.max_pools_in_arena(),
+            granules: (params.pool_size() >> params.alignment_shift) as u32,
+            radix_mid_bytes: (1u64 << mid_bits) * ptr,
+            radix_bot_bytes: (1u64 << bot_bits) * 8,
+            radix_root_bytes: (1u64 << params.radix_bits().0) * ptr,
+            pools: (0..nclasses).map(Pool::head).collect(),
+            next: Vec::new(),
+            live: Vec::new(),
+            arenas: Vec::new(),
+            unused_arena_objects: NONE,
+            usable_arenas: NONE,
+            nfp2lasta: vec![NONE; params.max_pools_in_arena() as usize + 1],
+            narenas_currently_allocated: 0,
+            ntimes_arena_allocated: 0,
+            narenas_highwater: 0,
+            arenas_vector: Addr::NULL,
+            map: ArenaMap::new(params.arena_bits, mid_bits, bot_bits),
+            lower,
+            source,
+            live_blocks: 0,
+            live_bytes: 0,
+            peak_live_bytes: 0,
+            mapped_bytes: 0,
+            peak_mapped_bytes: 0,
+            params,
+        })
+    }
+
+    /// The era's parameters.
+    pub fn params(&self) -> &PymallocParams {
+        &self.params
+    }
+
+    /// The lower allocator.
+    pub fn lower(&self) -> &A {
+        &self.lower
+    }
+
+    /// The lower allocator, mutably (the replay driver feeds pinned answers through it).
+    pub fn lower_mut(&mut self) -> &mut A {
+        &mut self.lower
+    }
+
+    /// The arena source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// The arena source, mutably.
+    pub fn source_mut(&mut self) -> &mut S {
+        &mut self.source
+    }
+
+    /// The `arenas` vector (index = arena_object slot).
+    pub fn arenas(&self) -> &[ArenaObject] {
+        &self.arenas
+    }
+
+    /// Head of `usable_arenas` (NONE when empty).
+    pub fn usable_arenas(&self) -> u32 {
+        self.usable_arenas
+    }
+
+    /// Pool headers by id (ids below the number of size classes are `usedpools` heads).
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// Number of size classes (`NB_SMALL_SIZE_CLASSES`).
+    pub fn nclasses(&self) -> u32 {
+        self.nclasses
+    }
+
+    /// Arenas mapped now.
+    pub fn narenas(&self) -> u64 {
+        self.narenas_currently_allocated
+    }
+
+    /// True when the block at `addr` would be served by pymalloc (1..=threshold bytes).
+    pub fn is_small(&self, nbytes: u64) -> bool {
+        nbytes >= 1 && nbytes <= self.threshold
+    }
+
+    /// The pool id holding `addr`, with its arena index, when `addr` is inside a carved pool.
+    #[inline]
+    fn locate(&mut self, addr: u64) -> Option<(u32, u32)> {
+        let slot = self.map.lookup(addr)?;
+        let a = &self.arenas[slot as usize];
+        if addr < a.first_pool || addr >= a.pool_address {
+            return Some((slot, NONE));
+        }
+        let idx = ((addr - a.first_pool) >> self.pool_bits) as u32;
+        Some((slot, self.nclasses + slot * self.max_pools + idx))
+    }
+
+    /// What the model knows about `addr`: its arena, pool, class, free-list head.
+    pub fn block_info(&mut self, addr: Addr) -> Option<BlockInfo> {
+        let (slot, pool) = self.locate(addr.0)?;
+        let arena = Addr(self.arenas[slot as usize].address);
+        if pool == NONE {
+            return Some(BlockInfo {
+                arena,
+                pool: addr.align_down(self.pool_size),
+                szidx: None,
+                count: 0,
+                freeblock: Addr::NULL,
+                nextoffset: 0,
+                live: false,
+            });
+        }
+        let p = self.pools[pool as usize];
+        let g = ((addr.0 - p.addr) >> self.shift) as usize;
+        let aligned = (addr.0 - p.addr) & ((1 << self.shift) - 1) == 0;
+        Some(BlockInfo {
+            arena,
+            pool: Addr(p.addr),
+            szidx: (p.szidx != pool::DUMMY_SIZE_IDX).then_some(p.szidx as u32),
+            count: p.count,
+            freeblock: if p.freeblock == 0 {
+                Addr::NULL
+            } else {
+                Addr(p.addr + ((p.freeblock as u64) << self.shift))
+            },
+            nextoffset: p.nextoffset,
+            live: aligned && self.is_live(self.granule_base(pool) + g),
+        })
+    }
+
+    /// A sentence on the state behind `addr`: pool, size class, free-list head.
+    pub fn explain(&mut self, addr: Addr) -> String {
+        match self.block_info(addr) {
+            None => format!("{addr} is in no arena (a fall-through block)"),
+            Some(b) => match b.szidx {
+                None => format!(
+                    "{addr} is in arena {} in a pool never carved or never used ({})",
+                    b.arena, b.pool
+                ),
+                Some(s) => format!(
+                    "{addr} is in arena {}, pool {} (size class {s}, {} bytes; {} blocks \
+                     allocated; free-list head {}; nextoffset {}){}",
+                    b.arena,
+                    b.pool,
+                    self.class_bytes(s),
+                    b.count,
+                    b.freeblock,
+                    b.nextoffset,
+                    if b.live { ", live" } else { "" }
+                ),
+            },
+        }
+    }
+
+    /// A sentence on where the next request of `nbytes` will come from.
+    pub fn explain_next(&self, nbytes: u64) -> String {
+        let Some(size) = self.params.size_class(nbytes) else {
+            return format!(
+                "a request of {nbytes} bytes falls through to {}",
+                self.lower.name()
+            );
+        };
+        let first = self.pools[size as usize].nextpool;
+        if first != size {
+            let p = self.pools[first as usize];
+            format!(
+                "size class {size} ({} bytes): usedpools head pool {:#x}, free-list head {:#x}, \
+                 {} blocks allocated",
+                self.class_bytes(size),
+                p.addr,
+                p.addr + ((p.freeblock as u64) << self.shift),
+                p.count
+            )
+        } else if self.usable_arenas != NONE {
+            let a = self.arenas[self.usable_arenas as usize];
+            format!(
+                "size class {size} ({} bytes): no used pool; a new pool from usable arena \
+                 {:#x} ({} free pools, freepools head {})",
+                self.class_bytes(size),
+                a.address,
+                a.nfreepools,
+                if a.freepools == NONE {
+                    "NULL (carve the next)".to_string()
+                } else {
+                    format!("{:#x}", self.pools[a.freepools as usize].addr)
+                }
+            )
+        } else {
+            format!(
+                "size class {size} ({} bytes): no used pool and no usable arena: a new arena",
+                self.class_bytes(size)
+            )
+        }
+    }
+
+    /// `pymalloc_free` of a block known to be in carved pool `pool`.
+    #[inline]
+    fn free_block(&mut self, addr: u64, pool: u32) -> Result<(), AllocError> {
+        let p = self.pools[pool as usize];
+        let off = addr - p.addr;
+        let g = (off >> self.shift) as usize;
+        let i = self.granule_base(pool) + g;
+        if off & ((1 << self.shift) - 1) != 0 || p.count == 0 || !self.is_live(i) {
+            return Err(self.not_live("free", addr, &p));
+        }
+        self.clear_live(i);
+        self.live_blocks -= 1;
+        self.live_bytes -= self.next[i] as u64;
+        let lastfree = p.freeblock;
+        self.next[i] = lastfree;
+        let p = &mut self.pools[pool as usize];
+        p.freeblock = g as u16;
+        p.count -= 1;
+        if lastfree == 0 {
+            // The pool was full: link it at the front of usedpools.
+            self.insert_to_usedpool(pool);
+            return Ok(());
+        }
+        if p.count != 0 {
+            return Ok(());
+        }
+        self.insert_to_freepool(pool)
+    }
+
+    /// The error for a free/realloc of a non-live address inside an arena: a double free
+    /// when a block of the pool's class once started there, else not live.
+    fn not_live(&self, op: &'static str, addr: u64, p: &Pool) -> AllocError {
+        let off = addr.wrapping_sub(p.addr);
+        if p.szidx != pool::DUMMY_SIZE_IDX && off >= self.overhead {
+            let size = self.class_bytes(p.szidx as u32);
+            if (off - self.overhead) % size == 0 && off < p.nextoffset as u64 {
+                return AllocError::DoubleFree {
+                    addr: Addr(addr),
+                    model: self.params.name,
+                };
+            }
+        }
+        AllocError::NotLive {
+            op,
+            addr: Addr(addr),
+            model: self.params.name,
+        }
+    }
+
+    fn arena_not_live(&self, op: &'static str, addr: u64) -> AllocError {
+        AllocError::NotLive {
+            op,
+            addr: Addr(addr),
+            model: self.params.name,
+        }
+    }
+
+    #[inline]
+    fn malloc_small(&mut self, nbytes: u64) -> Result<Addr, AllocError> {
+        let size = ((nbytes - 1) >> self.shift) as u32;
+        let a = self.pymalloc_alloc(size, nbytes)?;
+        self.live_blocks += 1;
+        self.live_bytes += nbytes;
+        if self.live_bytes > self.peak_live_bytes {
+            self.peak_live_bytes = self.live_bytes;
+        }
+        Ok(Addr(a))
+    }
+
+    fn too_large(&self, size: usize) -> AllocError {
+        AllocError::TooLarge {
+            size: size as u64,
+            limit: isize::MAX as u64,
+            model: self.params.name,
+        }
+    }
+}
+
+impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
+    fn name(&self) -> &'static str {
+        self.params.name
+    }
+
+    /// `_PyObject_Malloc`: pymalloc for 1..=threshold bytes, else the lower allocator.
+    #[inline]
+    fn malloc(&mut self, size: usize) -> Result<Addr, AllocError> {
+        let n = size as u64;
+        if n.wrapping_sub(1) < self.threshold {
+            return self.malloc_small(n);
+        }
+        if size > isize::MAX as usize {
+            return Err(self.too_large(size));
+        }
+        if size == 0 && self.params.raw_zero_as_one {
+            return self.lower.malloc(1);
+        }
+        self.lower.malloc(size)
+    }
+
+    /// `_PyObject_Calloc`: as malloc for small requests (zeroed), else the lower calloc.
+    fn calloc(&mut self, nelem: usize, elsize: usize) -> Result<Addr, AllocError> {
+        let n = nelem
+            .checked_mul(elsize)
+            .filter(|&n| n <= isize::MAX as usize)
+            .ok_or_else(|| self.too_large(usize::MAX))?;
+        if (n as u64).wrapping_sub(1) < self.threshold {
+            return self.malloc_small(n as u64);
+        }
+        self.lower.calloc(nelem, elsize)
+    }
+
+    /// `_PyObject_Free`: pymalloc when an arena owns the address, else the lower allocator.
+    #[inline]
+    fn free(&mut self, addr: Addr) -> Result<(), AllocError> {
+        if addr.is_null() {
+            return Ok(());
+        }
+        match self.locate(addr.0) {
+            None => self.lower.free(addr),
+            Some((_, NONE)) => Err(self.arena_not_live("free", addr.0)),
+            Some((_, pool)) => self.free_block(addr.0, pool),
+        }
+    }
+
+    /// `_PyObject_Realloc`: in place when `n <= size` and `4n > 3 size`; else malloc + free.
+    fn realloc(&mut self, addr: Addr, size: usize) -> Result<Addr, AllocError> {
+        if addr.is_null() {
+            return self.malloc(size);
+        }
+        if size > isize::MAX as usize {
+            return Err(self.too_large(size));
+        }
+        let pool = match self.locate(addr.0) {
+            None => {
+                return if size == 0 && self.params.raw_zero_as_one {
+                    self.lower.realloc(addr, 1)
+                } else {
+                    self.lower.realloc(addr, size)
+                }
+            }
+            Some((_, NONE)) => return Err(self.arena_not_live("realloc", addr.0)),
+            Some((_, pool)) => pool,
+        };
+        let p = self.pools[pool as usize];
+        let off = addr.0 - p.addr;
+        let i = self.granule_base(pool) + (off >> self.shift) as usize;
+        if off & ((1 << self.shift) - 1) != 0 || p.count == 0 || !self.is_live(i) {
+            return Err(self.not_live("realloc", addr.0, &p));
+        }
+        let block = self.class_bytes(p.szidx as u32);
+        let n = size as u64;
+        if n <= block && 4 * n > 3 * block {
+            self.live_bytes = self.live_bytes - self.next[i] as u64 + n;
+            self.peak_live_bytes = self.peak_live_bytes.max(self.live_bytes);
+            self.next[i] = n as u16;
+            return Ok(addr);
+        }
+        let new = if n == 0 && self.params.raw_zero_as_one {
+            self.lower.malloc(1)?
+        } else {
+            self.malloc(size)?
+        };
+        self.free_block(addr.0, pool)?;
+        Ok(new)
+    }
+
+    fn stats(&self) -> Stats {
+        let l = self.lower.stats();
+        Stats {
+            live_bytes: self.live_bytes + l.live_bytes,
+            live_blocks: self.live_blocks + l.live_blocks,
+            mapped_bytes: self.mapped_bytes + l.mapped_bytes,
+            peak_live_bytes: self.peak_live_bytes + l.peak_live_bytes,
+            peak_mapped_bytes: self.peak_mapped_bytes + l.peak_mapped_bytes,
+        }
+    }
+}

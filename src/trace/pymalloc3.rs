@@ -1,0 +1,577 @@
+//! Reader of the CPython 3 `PyMem_SetAllocator` recordings (`# pymalloc allocation trace`,
+//! shared/traces/cpython-3.11.7-linux-x86_64/): one call per line, written when it returns.
+//!
+//! ```text
+//!  m D size addr            malloc            D: O obj, M mem (pymalloc, one state),
+//!  c D nelem elsize addr    calloc               R raw at top level, r raw nested in O/M
+//!  r D oldaddr size newaddr realloc
+//!  f D addr                 free
+//!  A size addr / F addr size        arena mapped / unmapped (nested in an O/M call)
+//!  V size addr / W addr size        frame data-stack chunk (not an arena)
+//!  sizes decimal, addresses lowercase hex without 0x, 0 = NULL; `#` lines are comments
+//! ```
+//!
+//! Speed: a background thread decompresses (gzip told by its magic) into whole-line
+//! chunks of 1 MiB, recycled through a channel; this thread parses bytes in place — no
+//! `String`, no `split`, no allocation per line. Invariant: every chunk handed to the
+//! parser ends with `\n`, so a line never straddles two chunks.
+
+use super::{Domain, Event, EventKind, EventReader, TraceError, TraceHeader};
+use flate2::read::MultiGzDecoder;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+const CHUNK: usize = 1 << 20;
+
+/// A chunk of whole lines, or the read error that ended the stream (with the offset of
+/// decompressed text before it).
+type Chunk = Result<Vec<u8>, (io::Error, u64)>;
+
+/// The streaming parser of one `pymalloc3` trace.
+pub struct Pymalloc3Reader {
+    path: PathBuf,                  // the file
+    gzip: bool,                     // compressed (errors are reported as gzip faults)
+    header: TraceHeader,            // the leading `#` lines
+    rx: Receiver<Chunk>,            // chunks from the decompressing thread
+    recycle: SyncSender<Vec<u8>>,   // emptied chunks sent back for reuse
+    worker: Option<JoinHandle<()>>, // the decompressing thread
+    buf: Vec<u8>,                   // the chunk being parsed
+    pos: usize,                     // parse position in `buf`
+    line: u64,                      // lines read so far
+    offset: u64,                    // bytes of text before `buf`
+    events: u64,                    // events returned so far
+    done: bool,                     // end of stream reached
+}
+
+fn fill_thread(mut inner: Box<dyn Read + Send>, tx: SyncSender<Chunk>, back: Receiver<Vec<u8>>) {
+    let mut carry: Vec<u8> = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        let mut buf = back
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK + 4096));
+        buf.clear();
+        buf.append(&mut carry);
+        let mut eof = false;
+        loop {
+            let len = buf.len();
+            if len >= CHUNK && buf.contains(&b'\n') {
+                break;
+            }
+            let want = (CHUNK.max(len + 65536)) - len;
+            buf.resize(len + want, 0);
+            match inner.read(&mut buf[len..]) {
+                Ok(0) => {
+                    buf.truncate(len);
+                    eof = true;
+                    break;
+                }
+                Ok(n) => buf.truncate(len + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(len),
+                Err(e) => {
+                    buf.truncate(len);
+                    let _ = tx.send(Err((e, offset + len as u64)));
+                    return;
+                }
+            }
+        }
+        if eof {
+            if !buf.is_empty() && buf.last() != Some(&b'\n') {
+                buf.push(b'\n');
+            }
+            if !buf.is_empty() {
+                let _ = tx.send(Ok(buf));
+            }
+            return;
+        }
+        let cut = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        carry.extend_from_slice(&buf[cut..]);
+        buf.truncate(cut);
+        offset += buf.len() as u64;
+        if tx.send(Ok(buf)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Hex digit values (0xff = not a hex digit); only lowercase digits are written, both read.
+static HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Parses one field ending in `' '` or `'\n'` at `*pos`; `None` when malformed.
+#[inline(always)]
+fn dec(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut p = *pos;
+    let mut v = 0u64;
+    let start = p;
+    while let Some(&c) = b.get(p) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        v = v.checked_mul(10)?.checked_add(d as u64)?;
+        p += 1;
+    }
+    if p == start {
+        return None;
+    }
+    *pos = p;
+    Some(v)
+}
+
+#[inline(always)]
+fn hex(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut p = *pos;
+    let mut v = 0u64;
+    let start = p;
+    while let Some(&c) = b.get(p) {
+        let d = HEX[c as usize];
+        if d == 0xff {
+            break;
+        }
+        if p - start >= 16 {
+            return None;
+        }
+        v = (v << 4) | d as u64;
+        p += 1;
+    }
+    if p == start {
+        return None;
+    }
+    *pos = p;
+    Some(v)
+}
+
+#[inline(always)]
+fn sep(b: &[u8], pos: &mut usize) -> Option<()> {
+    (b.get(*pos) == Some(&b' ')).then(|| *pos += 1)
+}
+
+#[inline(always)]
+fn end(b: &[u8], pos: &mut usize) -> Option<()> {
+    match b.get(*pos) {
+        Some(b'\n') => {
+            *pos += 1;
+            Some(())
+        }
+        Some(b'\r') if b.get(*pos + 1) == Some(&b'\n') => {
+            *pos += 2;
+            Some(())
+        }
+        _ => None,
+    }
+}
+
+/// Parses one event line starting at `*pos` (which must not be a `#` line).
+#[inline(always)]
+fn parse_line(b: &[u8], pos: &mut usize) -> Option<EventKind> {
+    let op = *b.get(*pos)?;
+    *pos += 1;
+    sep(b, pos)?;
+    let kind = match op {
+        b'm' | b'c' | b'r' | b'f' => {
+            let domain = match b.get(*pos)? {
+                b'O' => Domain::Obj,
+                b'M' => Domain::Mem,
+                b'R' => Domain::Raw,
+                b'r' => Domain::RawNested,
+                _ => return None,
+            };
+            *pos += 1;
+            sep(b, pos)?;
+            match op {
+                b'm' => {
+                    let size = dec(b, pos)?;
+                    sep(b, pos)?;
+                    let addr = hex(b, pos)?;
+                    EventKind::Malloc {
+                        domain,
+                        size,
+                        addr: crate::Addr(addr),
+                    }
+                }
+                b'c' => {
+                    let nelem = dec(b, pos)?;
+                    sep(b, pos)?;
+                    let elsize = dec(b, pos)?;
+                    sep(b, pos)?;
+                    let addr = hex(b, pos)?;
+                    EventKind::Calloc {
+                        domain,
+                        nelem,
+                        elsize,
+                        addr: crate::Addr(addr),
+                    }
+                }
+                b'r' => {
+                    let old = hex(b, pos)?;
+                    sep(b, pos)?;
+                    let size = dec(b, pos)?;
+                    sep(b, pos)?;
+                    let new = hex(b, pos)?;
+                    EventKind::Realloc {
+                        domain,
+                        old: crate::Addr(old),
+                        size,
+                        new: crate::Addr(new),
+                    }
+                }
+                _ => EventKind::Free {
+                    domain,
+                    addr: crate::Addr(hex(b, pos)?),
+                },
+            }
+        }
+        b'A' | b'V' => {
+            let size = dec(b, pos)?;
+            sep(b, pos)?;
+            let addr = crate::Addr(hex(b, pos)?);
+            if op == b'A' {
+                EventKind::ArenaAlloc { size, addr }
+            } else {
+                EventKind::VirtualAlloc { size, addr }
+            }
+        }
+        b'F' | b'W' => {
+            let addr = crate::Addr(hex(b, pos)?);
+            sep(b, pos)?;
+            let size = dec(b, pos)?;
+            if op == b'F' {
+                EventKind::ArenaFree { addr, size }
+            } else {
+                EventKind::VirtualFree { addr, size }
+            }
+        }
+        _ => return None,
+    };
+    end(b, pos)?;
+    Some(kind)
+}
+
+impl Pymalloc3Reader {
+    /// Opens `path` (plain or gzip, told by the magic bytes) and reads its `#` header.
+    ///
+    /// # Errors
+    /// `TraceError::Io` when the file cannot be opened, `UnknownFormat` when its first
+    /// line is not a pymalloc trace header, gzip faults with their offset.
+    pub fn open(path: &Path) -> Result<Pymalloc3Reader, TraceError> {
+        let io_err = |source| TraceError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = BufReader::with_capacity(1 << 16, File::open(path).map_err(io_err)?);
+        let gzip = file.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
+        let inner: Box<dyn Read + Send> = if gzip {
+            Box::new(MultiGzDecoder::new(file))
+        } else {
+            Box::new(file)
+        };
+        Self::from_reader(path, inner, gzip)
+    }
+
+    /// Reads a trace from any byte stream (`name` is used in messages).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_reader(
+        name: &Path,
+        inner: Box<dyn Read + Send>,
+        gzip: bool,
+    ) -> Result<Pymalloc3Reader, TraceError> {
+        let (tx, rx) = sync_channel::<Chunk>(4);
+        let (recycle, back) = sync_channel::<Vec<u8>>(8);
+        let worker = std::thread::Builder::new()
+            .name("pyalloc-inflate".into())
+            .spawn(move || fill_thread(inner, tx, back))
+            .map_err(|source| TraceError::Io {
+                path: name.to_path_buf(),
+                source,
+            })?;
+        let mut r = Pymalloc3Reader {
+            path: name.to_path_buf(),
+            gzip,
+            header: TraceHeader::default(),
+            rx,
+            recycle,
+            worker: Some(worker),
+            buf: Vec::new(),
+            pos: 0,
+            line: 0,
+            offset: 0,
+            events: 0,
+            done: false,
+        };
+        r.read_header()?;
+        Ok(r)
+    }
+
+    /// Reads a trace held in memory (tests).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_text(name: &str, text: &str) -> Result<Pymalloc3Reader, TraceError> {
+        let bytes = text.as_bytes().to_vec();
+        Self::from_reader(Path::new(name), Box::new(io::Cursor::new(bytes)), false)
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The 1-based number of the line last read.
+    pub fn line_number(&self) -> u64 {
+        self.line
+    }
+
+    /// Events returned so far.
+    pub fn events_read(&self) -> u64 {
+        self.events
+    }
+
+    /// Bytes of text consumed so far.
+    pub fn offset(&self) -> u64 {
+        self.offset + self.pos as u64
+    }
+
+    fn refill(&mut self) -> Result<bool, TraceError> {
+        if self.done {
+            return Ok(false);
+        }
+        match self.rx.recv() {
+            Ok(Ok(chunk)) => {
+                self.offset += self.buf.len() as u64;
+                let old = std::mem::replace(&mut self.buf, chunk);
+                let _ = self.recycle.try_send(old);
+                self.pos = 0;
+                Ok(true)
+            }
+            Ok(Err((source, offset))) => {
+                self.done = true;
+                Err(if self.gzip {
+                    TraceError::Gzip {
+                        path: self.path.clone(),
+                        offset,
+                        source,
+                    }
+                } else {
+                    TraceError::Io {
+                        path: self.path.clone(),
+                        source,
+                    }
+                })
+            }
+            Err(_) => {
+                self.done = true;
+                Ok(false)
+            }
+        }
+    }
+
+    fn read_header(&mut self) -> Result<(), TraceError> {
+        let mut first = true;
+        loop {
+            if self.pos >= self.buf.len() && !self.refill()? {
+                break;
+            }
+            if self.buf[self.pos] != b'#' {
+                break;
+            }
+            let nl = self.line_end(self.pos);
+            let text = String::from_utf8_lossy(&self.buf[self.pos..nl]).into_owned();
+            let text = text.trim_end_matches('\r').to_string();
+            if first && !text.starts_with("# pymalloc allocation trace") {
+                return Err(TraceError::UnknownFormat {
+                    path: self.path.clone(),
+                    first: text,
+                });
+            }
+            first = false;
+            let body = text.strip_prefix('#').unwrap_or(&text);
+            let body = body.strip_prefix(' ').unwrap_or(body);
+            self.header.lines.push(body.to_string());
+            self.line += 1;
+            self.pos = nl + 1;
+        }
+        if first {
+            return Err(TraceError::UnknownFormat {
+                path: self.path.clone(),
+                first: String::new(),
+            });
+        }
+        Ok(())
+    }
+
+    fn line_end(&self, from: usize) -> usize {
+        self.buf[from..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(self.buf.len(), |i| from + i)
+    }
+
+    #[cold]
+    fn bad_line(&self, start: usize) -> TraceError {
+        let nl = self.line_end(start);
+        let text = String::from_utf8_lossy(&self.buf[start..nl])
+            .trim_end_matches('\r')
+            .to_string();
+        TraceError::Parse {
+            path: self.path.clone(),
+            line: self.line,
+            text,
+            why: "not a pymalloc trace line (m/c/r/f D …, A/F/V/W …)".into(),
+        }
+    }
+}
+
+impl EventReader for Pymalloc3Reader {
+    #[inline]
+    fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
+        loop {
+            if self.pos >= self.buf.len() && !self.refill()? {
+                return Ok(None);
+            }
+            let start = self.pos;
+            self.line += 1;
+            match self.buf[start] {
+                b'#' | b'\n' => {
+                    self.pos = self.line_end(start) + 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let mut pos = start;
+            match parse_line(&self.buf, &mut pos) {
+                Some(kind) => {
+                    self.pos = pos;
+                    self.events += 1;
+                    return Ok(Some(Event {
+                        kind,
+                        line: self.line,
+                    }));
+                }
+                None => {
+                    let e = self.bad_line(start);
+                    self.pos = self.line_end(start) + 1;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn header(&self) -> &TraceHeader {
+        &self.header
+    }
+}
+
+impl Drop for Pymalloc3Reader {
+    fn drop(&mut self) {
+        // Unblock the worker (it may be waiting to send), then wait for it.
+        self.done = true;
+        let (_tx, rx) = sync_channel::<Chunk>(0);
+        drop(std::mem::replace(&mut self.rx, rx));
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str =
+        "# pymalloc allocation trace recorded from REAL CPython\n# interpreter: CPython 3.11.7\n";
+
+    #[test]
+    fn parses_every_line_kind() {
+        let text = format!(
+            "{HEAD}m O 56 7fff77500030\nc M 1 360 55555555c3c0\nr r 0 768 55555555c530\n\
+             f R 0\nA 1048576 7fff77500000\nF 7fff769cf000 1048576\nV 16384 7ffff7fba000\n\
+             W 7ffff7fba000 16384\n"
+        );
+        let mut r = Pymalloc3Reader::from_text("t", &text).unwrap();
+        assert_eq!(r.header().get("interpreter"), Some("CPython 3.11.7"));
+        let mut kinds = Vec::new();
+        while let Some(e) = r.next_event().unwrap() {
+            kinds.push((e.line, e.kind));
+        }
+        assert_eq!(kinds.len(), 8);
+        assert_eq!(kinds[0].0, 3);
+        assert_eq!(
+            kinds[0].1,
+            EventKind::Malloc {
+                domain: Domain::Obj,
+                size: 56,
+                addr: crate::Addr(0x7fff77500030)
+            }
+        );
+        assert_eq!(
+            kinds[2].1,
+            EventKind::Realloc {
+                domain: Domain::RawNested,
+                old: crate::Addr(0),
+                size: 768,
+                new: crate::Addr(0x55555555c530)
+            }
+        );
+        assert!(matches!(
+            kinds[5].1,
+            EventKind::ArenaFree { size: 1048576, .. }
+        ));
+    }
+
+    #[test]
+    fn a_bad_line_is_an_error_with_its_number_and_text() {
+        let text = format!("{HEAD}m O 56 7fff77500030\nm O fifty 7fff77500030\nf O 10\n");
+        let mut r = Pymalloc3Reader::from_text("t", &text).unwrap();
+        assert!(r.next_event().unwrap().is_some());
+        match r.next_event() {
+            Err(TraceError::Parse { line, text, .. }) => {
+                assert_eq!(line, 4);
+                assert_eq!(text, "m O fifty 7fff77500030");
+            }
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+        // Reading goes on after the bad line.
+        assert!(r.next_event().unwrap().is_some());
+    }
+
+    #[test]
+    fn trailing_garbage_and_missing_fields_are_refused() {
+        for bad in [
+            "m O 56 7fff77500030 x",
+            "m O 56",
+            "f Q 10",
+            "z",
+            "m O 56 12345678901234567",
+        ] {
+            let mut r = Pymalloc3Reader::from_text("t", &format!("{HEAD}{bad}\n")).unwrap();
+            assert!(r.next_event().is_err(), "{bad:?} must not parse");
+        }
+    }
+
+    #[test]
+    fn a_file_of_another_format_is_refused() {
+        assert!(matches!(
+            Pymalloc3Reader::from_text("t", "# glibc malloc-family call trace\n"),
+            Err(TraceError::UnknownFormat { .. })
+        ));
+    }
+}
