@@ -7,6 +7,7 @@
 //! - [`event`]: the event type.
 
 pub mod event;
+pub mod glibc;
 pub mod io;
 
 pub use event::{Domain, Event, EventKind, FreeListKind};
