@@ -14,7 +14,7 @@ use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::trace::glibc::GlibcTraceReader;
-use crate::trace::{EventKind, EventReader, TraceFormat};
+use crate::trace::{Event, EventKind, EventReader, TraceFormat};
 use crate::vm::AddressSpace;
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,6 +28,30 @@ pub const MODELS: &[&str] = &["glibc-2.36", "glibc-2.36-x86_64"];
 /// An unreadable or malformed trace, an unknown model name, a header without
 /// `brk_at_first_call`, or a call the model refuses (with its event number and line).
 pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
+    Ok(replay(path, opts, |_, _| {})?.report)
+}
+
+/// What a replay leaves behind besides its report.
+pub struct Replayed {
+    /// The comparisons.
+    pub report: CheckReport,
+    /// The model in its final state.
+    pub model: Glibc,
+    /// The trailer's `brk_at_exit`, when the recording has one.
+    pub brk_at_exit: Option<Addr>,
+}
+
+/// Replays the trace at `path` like [`check`], calling `observe(event, model_result)` after
+/// every event (`model_result` is the address the model returned, `NULL` for calls that
+/// return none), and hands back the model.
+///
+/// # Errors
+/// As [`check`].
+pub fn replay(
+    path: &Path,
+    opts: &CheckOptions,
+    mut observe: impl FnMut(&Event, Addr),
+) -> Result<Replayed, CheckError> {
     if let Some(m) = &opts.model {
         if !MODELS.contains(&m.as_str()) {
             return Err(CheckError::UnknownModel {
@@ -70,13 +94,14 @@ pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError
     let mut event: u64 = 0;
     while let Some(ev) = next {
         replay.report.events += 1;
-        replay
+        let got = replay
             .step(ev.kind, event, ev.line, &reader)
             .map_err(|source| CheckError::Model {
                 event,
                 line: ev.line,
                 source,
             })?;
+        observe(&ev, got);
         if replay.report.first_divergence.is_some() && !replay.keep_going {
             break;
         }
@@ -91,18 +116,27 @@ pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    Ok(replay.report)
+    let brk_at_exit = reader
+        .trailer()
+        .iter()
+        .find_map(|l| l.strip_prefix("brk_at_exit "))
+        .and_then(Addr::parse_hex);
+    Ok(Replayed {
+        report: replay.report,
+        model: replay.model,
+        brk_at_exit,
+    })
 }
 
 /// The state of one replay.
 struct Replay {
-    model: Glibc,                // the model under check
-    report: CheckReport,         // comparisons so far
-    heap: std::ops::Range<u64>,  // addresses taken for the brk heap's (lower half of the gap)
-    page: u64,                   // page size
-    remap: HashMap<u64, u64>,    // recorded address -> model address, where they differ
-    keep_going: bool,            // continue after a divergence
-    phase: Option<u32>,          // the last `# mark` seen
+    model: Glibc,               // the model under check
+    report: CheckReport,        // comparisons so far
+    heap: std::ops::Range<u64>, // addresses taken for the brk heap's (lower half of the gap)
+    page: u64,                  // page size
+    remap: HashMap<u64, u64>,   // recorded address -> model address, where they differ
+    keep_going: bool,           // continue after a divergence
+    phase: Option<u32>,         // the last `# mark` seen
 }
 
 impl Replay {
@@ -126,7 +160,14 @@ impl Replay {
     }
 
     /// Compares the model's `got` with the recorded `expected`.
-    fn compare(&mut self, event: u64, line: u64, expected: Addr, got: Addr, reader: &GlibcTraceReader) {
+    fn compare(
+        &mut self,
+        event: u64,
+        line: u64,
+        expected: Addr,
+        got: Addr,
+        reader: &GlibcTraceReader,
+    ) {
         if expected.is_null() && got.is_null() {
             return;
         }
@@ -164,11 +205,12 @@ impl Replay {
         event: u64,
         line: u64,
         reader: &GlibcTraceReader,
-    ) -> Result<(), crate::error::AllocError> {
+    ) -> Result<Addr, crate::error::AllocError> {
+        let mut got = Addr::NULL;
         match kind {
             EventKind::Malloc { size, addr, .. } => {
                 self.pin(addr);
-                let got = self.model.malloc(size as usize)?;
+                got = self.model.malloc(size as usize)?;
                 self.compare(event, line, addr, got, reader);
             }
             EventKind::Calloc {
@@ -178,13 +220,13 @@ impl Replay {
                 ..
             } => {
                 self.pin(addr);
-                let got = self.model.calloc(nelem as usize, elsize as usize)?;
+                got = self.model.calloc(nelem as usize, elsize as usize)?;
                 self.compare(event, line, addr, got, reader);
             }
             EventKind::Realloc { old, size, new, .. } => {
                 self.pin(new);
                 let o = self.tr(old);
-                let got = self.model.realloc(o, size as usize)?;
+                got = self.model.realloc(o, size as usize)?;
                 self.compare(event, line, new, got, reader);
             }
             EventKind::Free { addr, .. } => {
@@ -193,17 +235,17 @@ impl Replay {
             }
             EventKind::Memalign { align, size, addr } => {
                 self.pin(addr);
-                let got = self.model.memalign(align as usize, size as usize)?;
+                got = self.model.memalign(align as usize, size as usize)?;
                 self.compare(event, line, addr, got, reader);
             }
             EventKind::Valloc { size, addr } => {
                 self.pin(addr);
-                let got = self.model.valloc(size as usize)?;
+                got = self.model.valloc(size as usize)?;
                 self.compare(event, line, addr, got, reader);
             }
             EventKind::Pvalloc { size, addr } => {
                 self.pin(addr);
-                let got = self.model.pvalloc(size as usize)?;
+                got = self.model.pvalloc(size as usize)?;
                 self.compare(event, line, addr, got, reader);
             }
             EventKind::Mallopt { param, value, .. } => {
@@ -213,6 +255,6 @@ impl Replay {
             _ => {}
         }
         self.model.clear_mmap_pin();
-        Ok(())
+        Ok(got)
     }
 }

@@ -56,7 +56,9 @@ impl GlibcTraceReader {
 
     /// `brk_at_first_call` from the header: where the heap starts.
     pub fn brk_at_first_call(&self) -> Option<Addr> {
-        self.header.get("brk_at_first_call").and_then(Addr::parse_hex)
+        self.header
+            .get("brk_at_first_call")
+            .and_then(Addr::parse_hex)
     }
 
     /// The lowest mapping of `maps_at_first_call` above `brk`: the brk heap cannot grow past it.
@@ -215,7 +217,10 @@ impl EventReader for GlibcTraceReader {
                 }
                 None => {
                     let text = text.to_string();
-                    Err(self.lines.parse_error(&text, "not a glibc trace call line (m/c/r/f/a/v/p/o with their fields)"))
+                    Err(self.lines.parse_error(
+                        &text,
+                        "not a glibc trace call line (m/c/r/f/a/v/p/o with their fields)",
+                    ))
                 }
             };
         }
@@ -258,15 +263,32 @@ mod tests {
                 new: Addr(0x5555556742e0)
             }
         );
-        assert_eq!(ev[8].kind, EventKind::Mallopt { param: -3, value: 4096, ret: 1 });
-        assert_eq!(ev[8].line, 13);
+        assert_eq!(
+            ev[8].kind,
+            EventKind::Mallopt {
+                param: -3,
+                value: 4096,
+                ret: 1
+            }
+        );
+        assert_eq!(ev[8].line, 12);
         assert_eq!(r.brk_at_first_call(), Some(Addr(0x555555674000)));
-        assert_eq!(r.brk_ceiling(Addr(0x555555674000)), Some(Addr(0x7ffff781e000)));
+        assert_eq!(
+            r.brk_ceiling(Addr(0x555555674000)),
+            Some(Addr(0x7ffff781e000))
+        );
     }
 
     #[test]
     fn malformed_lines_are_errors_with_their_number() {
-        for bad in ["m 12", "m x 0x10", "m 1 10", "q 1 0x1", "f 0x1 2", "m 99999999999999999999999 0x1"] {
+        for bad in [
+            "m 12",
+            "m x 0x10",
+            "m 1 10",
+            "q 1 0x1",
+            "f 0x1 2",
+            "m 99999999999999999999999 0x1",
+        ] {
             let text = format!("# glibc malloc-family call trace: t\nm 1 0x10\n{bad}\n");
             match read_all(&text) {
                 Err(TraceError::Parse { line, text, .. }) => {

@@ -56,14 +56,14 @@ impl State {
 /// The boundary tag and list links of one chunk (or one bin sentinel).
 #[derive(Debug, Clone, Copy)]
 pub struct Node {
-    pub size: u64,      // chunk size in bytes, flags excluded (0 where no chunk starts)
-    pub prev_size: u64, // size of the chunk before, valid when !prev_inuse (glibc's foot)
-    pub req: u64,       // bytes asked for, while the chunk is in use
-    pub fd: u32,        // next node in its bin list (NIL at the end of a singly-linked list)
-    pub bk: u32,        // previous node in its doubly-linked bin list
+    pub size: u64,        // chunk size in bytes, flags excluded (0 where no chunk starts)
+    pub prev_size: u64,   // size of the chunk before, valid when !prev_inuse (glibc's foot)
+    pub req: u64,         // bytes asked for, while the chunk is in use
+    pub fd: u32,          // next node in its bin list (NIL at the end of a singly-linked list)
+    pub bk: u32,          // previous node in its doubly-linked bin list
     pub fd_nextsize: u32, // large bins: next smaller size group's head (NIL = NULL)
     pub bk_nextsize: u32, // large bins: next larger size group's head (NIL = NULL)
-    pub state: State,   // where the chunk is
+    pub state: State,     // where the chunk is
     pub prev_inuse: bool, // glibc's PREV_INUSE bit of this chunk's size field
 }
 
@@ -85,7 +85,7 @@ impl Node {
 /// The arena of nodes over the brk heap.
 #[derive(Debug, Clone)]
 pub struct Heap {
-    pub base: u64,       // address of the first chunk (the heap start, 16-byte corrected)
+    pub base: u64,        // address of the first chunk (the heap start, 16-byte corrected)
     pub nodes: Vec<Node>, // 0..NBINS bin sentinels, then one node per 16-byte granule
 }
 

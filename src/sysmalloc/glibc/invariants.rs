@@ -37,10 +37,16 @@ impl Glibc {
                     return Err(format!("chunk {at:#x}: bad size {:#x}", n.size));
                 }
                 if !first && n.prev_inuse == prev_binned {
-                    return Err(format!("chunk {at:#x}: P bit {} but previous chunk binned {prev_binned}", n.prev_inuse));
+                    return Err(format!(
+                        "chunk {at:#x}: P bit {} but previous chunk binned {prev_binned}",
+                        n.prev_inuse
+                    ));
                 }
                 if prev_binned && n.prev_size != prev_size {
-                    return Err(format!("chunk {at:#x}: prev_size {:#x} != {prev_size:#x}", n.prev_size));
+                    return Err(format!(
+                        "chunk {at:#x}: prev_size {:#x} != {prev_size:#x}",
+                        n.prev_size
+                    ));
                 }
                 let binned = n.state.is_binned();
                 match n.state {
@@ -88,7 +94,12 @@ impl Glibc {
             while i != NIL {
                 let n = h.n(i);
                 if n.state != State::Tcache || self.params.csize2tidx(n.size) != t {
-                    return Err(format!("tcache[{t}] holds {:#x} ({:?}, {:#x})", h.addr(i), n.state, n.size));
+                    return Err(format!(
+                        "tcache[{t}] holds {:#x} ({:?}, {:#x})",
+                        h.addr(i),
+                        n.state,
+                        n.size
+                    ));
                 }
                 k += 1;
                 if k > self.params.tcache_count {
@@ -97,7 +108,10 @@ impl Glibc {
                 i = n.fd;
             }
             if k != self.tcache_counts[t] as u64 || k > self.params.tcache_count {
-                return Err(format!("tcache[{t}]: counts {} but {k} entries (max {})", self.tcache_counts[t], self.params.tcache_count));
+                return Err(format!(
+                    "tcache[{t}]: counts {} but {k} entries (max {})",
+                    self.tcache_counts[t], self.params.tcache_count
+                ));
             }
             in_walk[slot(State::Tcache)] = in_walk[slot(State::Tcache)].wrapping_sub(k);
         }
@@ -107,7 +121,12 @@ impl Glibc {
             while i != NIL {
                 let n = h.n(i);
                 if n.state != State::Fast || self.params.fastbin_index(n.size) != f {
-                    return Err(format!("fastbin[{f}] holds {:#x} ({:?}, {:#x})", h.addr(i), n.state, n.size));
+                    return Err(format!(
+                        "fastbin[{f}] holds {:#x} ({:?}, {:#x})",
+                        h.addr(i),
+                        n.state,
+                        n.size
+                    ));
                 }
                 in_walk[slot(State::Fast)] = in_walk[slot(State::Fast)].wrapping_sub(1);
                 i = n.fd;
@@ -133,7 +152,12 @@ impl Glibc {
                     (State::Large, self.params.largebin_index(n.size) == b)
                 };
                 if n.state != want || !ok {
-                    return Err(format!("bin {b} holds {:#x} ({:?}, size {:#x})", h.addr(i), n.state, n.size));
+                    return Err(format!(
+                        "bin {b} holds {:#x} ({:?}, size {:#x})",
+                        h.addr(i),
+                        n.state,
+                        n.size
+                    ));
                 }
                 if want == State::Large {
                     if n.size > last_size {
@@ -141,7 +165,10 @@ impl Glibc {
                     }
                     let is_head = n.size != last_size;
                     if is_head != (n.fd_nextsize != NIL) {
-                        return Err(format!("large bin {b}: nextsize ring wrong at {:#x}", h.addr(i)));
+                        return Err(format!(
+                            "large bin {b}: nextsize ring wrong at {:#x}",
+                            h.addr(i)
+                        ));
                     }
                     heads += is_head as u64;
                     last_size = n.size;
@@ -177,17 +204,30 @@ impl Glibc {
                 }
             }
         }
-        for s in [State::Tcache, State::Fast, State::Unsorted, State::Small, State::Large] {
+        for s in [
+            State::Tcache,
+            State::Fast,
+            State::Unsorted,
+            State::Small,
+            State::Large,
+        ] {
             if in_walk[slot(s)] != 0 {
                 return Err(format!("{s:?}: chunks in the heap and in the lists differ"));
             }
         }
         // mappings
-        let mut maps: Vec<_> = self.mmaps.iter().map(|(&mem, m)| (m.base, m.len, mem)).collect();
+        let mut maps: Vec<_> = self
+            .mmaps
+            .iter()
+            .map(|(&mem, m)| (m.base, m.len, mem))
+            .collect();
         maps.sort_unstable();
         for w in maps.windows(2) {
             if w[0].0 + w[0].1 > w[1].0 {
-                return Err(format!("mappings at {:#x} and {:#x} overlap", w[0].0, w[1].0));
+                return Err(format!(
+                    "mappings at {:#x} and {:#x} overlap",
+                    w[0].0, w[1].0
+                ));
             }
         }
         for &(base, len, mem) in &maps {

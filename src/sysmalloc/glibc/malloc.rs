@@ -316,7 +316,8 @@ impl Glibc {
             let top_end = brk + size + correction;
             self.heap.grow_to(top_end);
             let t = self.heap.idx(aligned_brk);
-            self.heap.set_head(t, top_end - aligned_brk, true, State::Top);
+            self.heap
+                .set_head(t, top_end - aligned_brk, true, State::Top);
             self.top = t;
         }
         self.note_mapped();
@@ -331,14 +332,7 @@ impl Glibc {
         let len = (nb + self.params.size_sz).next_multiple_of(page);
         let base = self.map(len)?;
         let mem = base + self.mem_offset_mmapped();
-        self.mmaps.insert(
-            mem,
-            Mapped {
-                base,
-                len,
-                req: 0,
-            },
-        );
+        self.mmaps.insert(mem, Mapped { base, len, req: 0 });
         self.n_mmaps += 1;
         self.note_mapped();
         Ok(mem)

@@ -124,28 +124,28 @@ struct Mapped {
 /// The glibc model: one main arena over a simulated address space.
 #[derive(Debug, Clone)]
 pub struct Glibc {
-    params: GlibcParams,              // the build's constants
-    vm: AddressSpace,                 // brk heap and mappings
-    heap: Heap,                       // boundary tags and links of every chunk
-    top: u32,                         // node of the top chunk (NIL before the first sbrk)
-    last_remainder: u32,              // av->last_remainder (a node; never cleared, as in glibc)
-    binmap: u128,                     // bit i set ⇔ bin i non-empty
-    tcache_inited: bool,              // tcache_perthread_struct carved
-    tcache_counts: [u16; 64],         // entries in each tcache bin
-    tcache_entries: [u32; 64],        // newest chunk of each tcache bin (NIL = empty)
-    fastbins: [u32; NFASTBINS],       // newest chunk of each fastbin (NIL = empty)
-    have_fastchunks: bool,            // av->have_fastchunks
-    max_fast: u64,                    // global_max_fast
-    mmap_threshold: u64,              // mp_.mmap_threshold (dynamic)
-    trim_threshold: u64,              // mp_.trim_threshold (dynamic)
-    top_pad: u64,                     // mp_.top_pad
-    n_mmaps: u64,                     // mmapped chunks live
-    n_mmaps_max: u64,                 // mp_.n_mmaps_max
-    no_dyn_threshold: bool,           // mp_.no_dyn_threshold (set by mallopt)
-    mmaps: HashMap<u64, Mapped>,      // user pointer -> mmapped chunk
-    mmap_pin: Option<u64>,            // where the next mapping must go (from a recording)
-    served: Served,                   // the path that served the last request
-    stats: Stats,                     // footprint figures
+    params: GlibcParams,         // the build's constants
+    vm: AddressSpace,            // brk heap and mappings
+    heap: Heap,                  // boundary tags and links of every chunk
+    top: u32,                    // node of the top chunk (NIL before the first sbrk)
+    last_remainder: u32,         // av->last_remainder (a node; never cleared, as in glibc)
+    binmap: u128,                // bit i set ⇔ bin i non-empty
+    tcache_inited: bool,         // tcache_perthread_struct carved
+    tcache_counts: [u16; 64],    // entries in each tcache bin
+    tcache_entries: [u32; 64],   // newest chunk of each tcache bin (NIL = empty)
+    fastbins: [u32; NFASTBINS],  // newest chunk of each fastbin (NIL = empty)
+    have_fastchunks: bool,       // av->have_fastchunks
+    max_fast: u64,               // global_max_fast
+    mmap_threshold: u64,         // mp_.mmap_threshold (dynamic)
+    trim_threshold: u64,         // mp_.trim_threshold (dynamic)
+    top_pad: u64,                // mp_.top_pad
+    n_mmaps: u64,                // mmapped chunks live
+    n_mmaps_max: u64,            // mp_.n_mmaps_max
+    no_dyn_threshold: bool,      // mp_.no_dyn_threshold (set by mallopt)
+    mmaps: HashMap<u64, Mapped>, // user pointer -> mmapped chunk
+    mmap_pin: Option<u64>,       // where the next mapping must go (from a recording)
+    served: Served,              // the path that served the last request
+    stats: Stats,                // footprint figures
 }
 
 impl Glibc {
@@ -345,7 +345,10 @@ impl Glibc {
         }
         align = align.max(self.params.min_chunk);
         if align > (1u64 << 63) {
-            return Err(AllocError::BadAlignment { align, model: MODEL });
+            return Err(AllocError::BadAlignment {
+                align,
+                model: MODEL,
+            });
         }
         if !align.is_power_of_two() {
             align = align.next_power_of_two();

@@ -76,8 +76,8 @@ impl GlibcParams {
             tcache_struct_chunk: 0x290, // request2size(sizeof(tcache_perthread_struct) = 64*2 + 64*8)
             top_pad: 128 * 1024,
             tcache_unsorted_limit: 0,
-            max_fast: 0x80,      // (64 * 8 / 4 + 8) & ~15
-            max_fast_size: 160,  // 80 * 8 / 4
+            max_fast: 0x80,     // (64 * 8 / 4 + 8) & ~15
+            max_fast_size: 160, // 80 * 8 / 4
             fastbin_shift: 4,
             smallbin_correction: 0,
             min_large_size: 0x400, // 64 << 4
@@ -102,8 +102,8 @@ impl GlibcParams {
             tcache_struct_chunk: 0x190, // request2size(64*2 + 64*4)
             top_pad: 128 * 1024,
             tcache_unsorted_limit: 0,
-            max_fast: 0x40,     // (64 * 4 / 4 + 4) & ~15
-            max_fast_size: 80,  // 80 * 4 / 4
+            max_fast: 0x40,    // (64 * 4 / 4 + 4) & ~15
+            max_fast_size: 80, // 80 * 4 / 4
             fastbin_shift: 3,
             smallbin_correction: 1,
             min_large_size: 0x3f0, // (64 - 1) << 4
