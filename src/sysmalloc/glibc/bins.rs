@@ -47,8 +47,10 @@ impl Glibc {
             n.fd = fwd;
             n.bk = bck;
             n.state = State::Unsorted;
-            n.fd_nextsize = NIL;
-            n.bk_nextsize = NIL;
+        }
+        if !self.params.in_smallbin_range(self.heap.size(i)) {
+            self.heap.set_fd_nextsize(i, NIL);
+            self.heap.set_bk_nextsize(i, NIL);
         }
         self.heap.m(bck).fd = i;
         self.heap.m(fwd).bk = i;
@@ -68,44 +70,38 @@ impl Glibc {
     /// `unlink_chunk`: takes a binned chunk out of its bin, keeping the nextsize ring.
     pub(super) fn unlink_chunk(&mut self, i: u32) {
         let n = *self.heap.n(i);
+        let size = self.heap.size(i);
         self.heap.m(n.fd).bk = n.bk;
         self.heap.m(n.bk).fd = n.fd;
-        if !self.params.in_smallbin_range(n.size) && n.fd_nextsize != NIL {
-            if self.heap.n(n.fd).fd_nextsize == NIL {
-                // the next chunk has the same size: it becomes its group's head
-                if n.fd_nextsize == i {
-                    let f = self.heap.m(n.fd);
-                    f.fd_nextsize = n.fd;
-                    f.bk_nextsize = n.fd;
-                } else {
-                    {
-                        let f = self.heap.m(n.fd);
-                        f.fd_nextsize = n.fd_nextsize;
-                        f.bk_nextsize = n.bk_nextsize;
+        if !self.params.in_smallbin_range(size) {
+            let (fdn, bkn) = (self.heap.fd_nextsize(i), self.heap.bk_nextsize(i));
+            if fdn != NIL {
+                if self.heap.fd_nextsize(n.fd) == NIL {
+                    // the next chunk has the same size: it becomes its group's head
+                    if fdn == i {
+                        self.heap.set_fd_nextsize(n.fd, n.fd);
+                        self.heap.set_bk_nextsize(n.fd, n.fd);
+                    } else {
+                        self.heap.set_fd_nextsize(n.fd, fdn);
+                        self.heap.set_bk_nextsize(n.fd, bkn);
+                        self.heap.set_bk_nextsize(fdn, n.fd);
+                        self.heap.set_fd_nextsize(bkn, n.fd);
                     }
-                    self.heap.m(n.fd_nextsize).bk_nextsize = n.fd;
-                    self.heap.m(n.bk_nextsize).fd_nextsize = n.fd;
+                } else {
+                    self.heap.set_bk_nextsize(fdn, bkn);
+                    self.heap.set_fd_nextsize(bkn, fdn);
                 }
-            } else {
-                self.heap.m(n.fd_nextsize).bk_nextsize = n.bk_nextsize;
-                self.heap.m(n.bk_nextsize).fd_nextsize = n.fd_nextsize;
             }
         }
-        match n.state {
-            State::Small | State::Large => {
-                let b = self.params.bin_index(n.size);
-                self.note_bin(b);
-            }
-            _ => {}
+        if matches!(n.state, State::Small | State::Large) {
+            let b = self.params.bin_index(size);
+            self.note_bin(b);
         }
-        let m = self.heap.m(i);
-        m.fd_nextsize = NIL;
-        m.bk_nextsize = NIL;
     }
 
     /// "place chunk in bin": a chunk leaving the unsorted bin goes to its small or large bin.
     pub(super) fn bin_insert(&mut self, i: u32) {
-        let size = self.heap.n(i).size;
+        let size = self.heap.size(i);
         let (bck, fwd, state, b);
         if self.params.in_smallbin_range(size) {
             b = self.params.smallbin_index(size);
@@ -119,47 +115,39 @@ impl Glibc {
             state = State::Large;
             if first != bin {
                 let last = self.heap.n(bin).bk;
-                if size < self.heap.n(last).size {
+                if size < self.heap.size(last) {
                     // smaller than everything: goes last, and on the ring before the largest
                     fwd = bin;
                     bck = last;
                     let ring_next = first; // fwd->fd
-                    let ring_prev = self.heap.n(first).bk_nextsize;
-                    {
-                        let v = self.heap.m(i);
-                        v.fd_nextsize = ring_next;
-                        v.bk_nextsize = ring_prev;
-                    }
-                    self.heap.m(ring_next).bk_nextsize = i;
-                    self.heap.m(ring_prev).fd_nextsize = i;
+                    let ring_prev = self.heap.bk_nextsize(first);
+                    self.heap.set_fd_nextsize(i, ring_next);
+                    self.heap.set_bk_nextsize(i, ring_prev);
+                    self.heap.set_bk_nextsize(ring_next, i);
+                    self.heap.set_fd_nextsize(ring_prev, i);
                 } else {
                     let mut f = first;
-                    while size < self.heap.n(f).size {
-                        f = self.heap.n(f).fd_nextsize;
+                    while size < self.heap.size(f) {
+                        f = self.heap.fd_nextsize(f);
                     }
-                    if size == self.heap.n(f).size {
+                    if size == self.heap.size(f) {
                         // always insert in the second position
                         f = self.heap.n(f).fd;
-                        let v = self.heap.m(i);
-                        v.fd_nextsize = NIL;
-                        v.bk_nextsize = NIL;
+                        self.heap.set_fd_nextsize(i, NIL);
+                        self.heap.set_bk_nextsize(i, NIL);
                     } else {
-                        let prev = self.heap.n(f).bk_nextsize;
-                        {
-                            let v = self.heap.m(i);
-                            v.fd_nextsize = f;
-                            v.bk_nextsize = prev;
-                        }
-                        self.heap.m(f).bk_nextsize = i;
-                        self.heap.m(prev).fd_nextsize = i;
+                        let prev = self.heap.bk_nextsize(f);
+                        self.heap.set_fd_nextsize(i, f);
+                        self.heap.set_bk_nextsize(i, prev);
+                        self.heap.set_bk_nextsize(f, i);
+                        self.heap.set_fd_nextsize(prev, i);
                     }
                     fwd = f;
                     bck = self.heap.n(f).bk;
                 }
             } else {
-                let v = self.heap.m(i);
-                v.fd_nextsize = i;
-                v.bk_nextsize = i;
+                self.heap.set_fd_nextsize(i, i);
+                self.heap.set_bk_nextsize(i, i);
                 fwd = bin;
                 bck = bin;
             }

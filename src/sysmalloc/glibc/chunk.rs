@@ -18,6 +18,7 @@
 //!   (tcache and fastbin chunks count as in use, as in glibc).
 
 use super::params::NBINS;
+use std::collections::HashMap;
 
 /// Node index meaning `NULL`.
 pub const NIL: u32 = u32::MAX;
@@ -53,16 +54,18 @@ impl State {
     }
 }
 
-/// The boundary tag and list links of one chunk (or one bin sentinel).
+/// The boundary tag and list links of one chunk (or one bin sentinel): 20 bytes a granule.
+///
+/// Sizes are kept in 16-byte granules. A large free chunk's `fd_nextsize`/`bk_nextsize`
+/// live where glibc keeps them, inside the chunk: in the `fd`/`bk` of the node of its
+/// second granule (no chunk starts there while it is free).
 #[derive(Debug, Clone, Copy)]
 pub struct Node {
-    pub size: u64,        // chunk size in bytes, flags excluded (0 where no chunk starts)
-    pub prev_size: u64,   // size of the chunk before, valid when !prev_inuse (glibc's foot)
-    pub req: u64,         // bytes asked for, while the chunk is in use
+    pub size: u32,        // chunk size in granules (0 where no chunk starts)
+    pub prev_size: u32,   // the previous chunk's size in granules, valid when !prev_inuse
     pub fd: u32,          // next node in its bin list (NIL at the end of a singly-linked list)
     pub bk: u32,          // previous node in its doubly-linked bin list
-    pub fd_nextsize: u32, // large bins: next smaller size group's head (NIL = NULL)
-    pub bk_nextsize: u32, // large bins: next larger size group's head (NIL = NULL)
+    pub slack: u16,       // size in bytes - bytes asked for, while in use (MAX: see big_reqs)
     pub state: State,     // where the chunk is
     pub prev_inuse: bool, // glibc's PREV_INUSE bit of this chunk's size field
 }
@@ -72,11 +75,9 @@ impl Node {
     pub const EMPTY: Node = Node {
         size: 0,
         prev_size: 0,
-        req: 0,
         fd: NIL,
         bk: NIL,
-        fd_nextsize: NIL,
-        bk_nextsize: NIL,
+        slack: 0,
         state: State::None,
         prev_inuse: true,
     };
@@ -87,6 +88,7 @@ impl Node {
 pub struct Heap {
     pub base: u64,        // address of the first chunk (the heap start, 16-byte corrected)
     pub nodes: Vec<Node>, // 0..NBINS bin sentinels, then one node per 16-byte granule
+    pub big_reqs: HashMap<u32, u64>, // requests whose slack does not fit a u16 (node -> bytes)
 }
 
 impl Heap {
@@ -95,15 +97,17 @@ impl Heap {
         let mut nodes = Vec::with_capacity(NBINS + 4096);
         for i in 0..NBINS as u32 {
             nodes.push(Node {
-                fd: i,
+                fd: i, // so a sentinel's "nextsize" (the next sentinel's fd) is never NULL
                 bk: i,
-                fd_nextsize: 0, // a sentinel's nextsize reads another bin's fd: never NULL
-                bk_nextsize: 0,
                 state: State::Bin,
                 ..Node::EMPTY
             });
         }
-        Heap { base, nodes }
+        Heap {
+            base,
+            nodes,
+            big_reqs: HashMap::new(),
+        }
     }
 
     /// Makes room for nodes up to address `end` (exclusive) plus one.
@@ -144,10 +148,75 @@ impl Heap {
         &mut self.nodes[i as usize]
     }
 
+    /// The size in bytes of the chunk at node `i` (`chunksize`).
+    #[inline]
+    pub fn size(&self, i: u32) -> u64 {
+        (self.n(i).size as u64) << 4
+    }
+
+    /// Sets the size in bytes of the chunk at node `i` (`set_head_size`).
+    #[inline]
+    pub fn set_size(&mut self, i: u32, bytes: u64) {
+        self.m(i).size = (bytes >> 4) as u32;
+    }
+
+    /// `prev_size(p)` in bytes.
+    #[inline]
+    pub fn prev_size(&self, i: u32) -> u64 {
+        (self.n(i).prev_size as u64) << 4
+    }
+
+    /// `p->fd_nextsize` (kept in the node of the chunk's second granule).
+    #[inline]
+    pub fn fd_nextsize(&self, i: u32) -> u32 {
+        self.n(i + 1).fd
+    }
+
+    /// `p->bk_nextsize`.
+    #[inline]
+    pub fn bk_nextsize(&self, i: u32) -> u32 {
+        self.n(i + 1).bk
+    }
+
+    /// Sets `p->fd_nextsize`.
+    #[inline]
+    pub fn set_fd_nextsize(&mut self, i: u32, v: u32) {
+        self.m(i + 1).fd = v;
+    }
+
+    /// Sets `p->bk_nextsize`.
+    #[inline]
+    pub fn set_bk_nextsize(&mut self, i: u32, v: u32) {
+        self.m(i + 1).bk = v;
+    }
+
+    /// Records that the in-use chunk at node `i` serves a request of `req` bytes.
+    #[inline]
+    pub fn set_req(&mut self, i: u32, req: u64) {
+        let slack = self.size(i).wrapping_sub(req);
+        if slack < u16::MAX as u64 {
+            self.m(i).slack = slack as u16;
+        } else {
+            self.m(i).slack = u16::MAX;
+            self.big_reqs.insert(i, req);
+        }
+    }
+
+    /// The bytes asked for by the in-use chunk at node `i` (forgotten after).
+    #[inline]
+    pub fn take_req(&mut self, i: u32) -> u64 {
+        let slack = self.n(i).slack;
+        if slack == u16::MAX {
+            self.big_reqs.remove(&i).unwrap_or(0)
+        } else {
+            self.size(i) - slack as u64
+        }
+    }
+
     /// The node of the chunk after the chunk of node `i` (`next_chunk`).
     #[inline]
     pub fn next(&self, i: u32) -> u32 {
-        i + (self.n(i).size >> 4) as u32
+        i + self.n(i).size
     }
 
     /// `set_inuse_bit_at_offset(p, size)`: the chunk of node `i` is in use.
@@ -161,7 +230,7 @@ impl Heap {
     #[inline]
     pub fn set_free_foot(&mut self, i: u32) {
         let size = self.n(i).size;
-        let nx = self.next(i);
+        let nx = i + size;
         let n = self.m(nx);
         n.prev_size = size;
         n.prev_inuse = false;
@@ -171,11 +240,9 @@ impl Heap {
     #[inline]
     pub fn set_head(&mut self, i: u32, size: u64, prev_inuse: bool, state: State) {
         let n = self.m(i);
-        n.size = size;
+        n.size = (size >> 4) as u32;
         n.prev_inuse = prev_inuse;
         n.state = state;
-        n.fd_nextsize = NIL;
-        n.bk_nextsize = NIL;
     }
 
     /// Forgets the header at node `i` (its chunk was merged into a neighbour).

@@ -17,9 +17,9 @@ use super::Glibc;
 
 impl Glibc {
     /// `_int_free` of the in-use chunk at node `p`.
+    #[inline]
     pub(super) fn int_free(&mut self, p: u32) {
-        let size = self.heap.n(p).size;
-        self.heap.m(p).req = 0;
+        let size = self.heap.size(p);
         let tc = self.params.csize2tidx(size);
         if self.tcache_usable(tc) && (self.tcache_counts[tc] as u64) < self.params.tcache_count {
             self.tcache_put(p, tc);
@@ -35,7 +35,7 @@ impl Glibc {
             if self.have_fastchunks {
                 self.malloc_consolidate();
             }
-            if self.heap.n(self.top).size >= self.trim_threshold {
+            if self.heap.size(self.top) >= self.trim_threshold {
                 self.systrim(self.top_pad);
             }
         }
@@ -44,7 +44,7 @@ impl Glibc {
     /// `systrim(pad)`: gives back the whole pages of top above `pad + MINSIZE`.
     pub(super) fn systrim(&mut self, pad: u64) {
         let page = self.vm.page_size();
-        let top_size = self.heap.n(self.top).size;
+        let top_size = self.heap.size(self.top);
         let top_area = top_size as i64 - self.params.min_chunk as i64 - 1;
         if top_area <= pad as i64 {
             return;
@@ -55,7 +55,8 @@ impl Glibc {
         }
         if self.vm.sbrk(-(extra as i64)).is_ok() {
             let t = self.top;
-            self.heap.m(t).size -= extra;
+            let s = self.heap.size(t) - extra;
+            self.heap.set_size(t, s);
             self.note_mapped();
         }
     }
@@ -84,7 +85,7 @@ impl Glibc {
     /// Marks node `p` free in the statistics.
     #[inline]
     pub(super) fn account_free(&mut self, p: u32) {
-        let req = self.heap.n(p).req;
+        let req = self.heap.take_req(p);
         self.stats.live_bytes -= req;
         self.stats.live_blocks -= 1;
         debug_assert_eq!(self.heap.n(p).state, State::InUse);

@@ -32,9 +32,10 @@ impl Glibc {
             let mut first = true;
             while i != self.top {
                 let n = h.n(i);
+                let size = h.size(i);
                 let at = h.addr(i);
-                if n.size < self.params.min_chunk || n.size % self.params.malloc_alignment != 0 {
-                    return Err(format!("chunk {at:#x}: bad size {:#x}", n.size));
+                if size < self.params.min_chunk || size % self.params.malloc_alignment != 0 {
+                    return Err(format!("chunk {at:#x}: bad size {size:#x}"));
                 }
                 if !first && n.prev_inuse == prev_binned {
                     return Err(format!(
@@ -42,10 +43,10 @@ impl Glibc {
                         n.prev_inuse
                     ));
                 }
-                if prev_binned && n.prev_size != prev_size {
+                if prev_binned && h.prev_size(i) != prev_size {
                     return Err(format!(
                         "chunk {at:#x}: prev_size {:#x} != {prev_size:#x}",
-                        n.prev_size
+                        h.prev_size(i)
                     ));
                 }
                 let binned = n.state.is_binned();
@@ -65,10 +66,10 @@ impl Glibc {
                 in_walk[slot(n.state)] += 1;
                 let next = h.next(i);
                 if next > self.top {
-                    return Err(format!("chunk {at:#x} of {:#x} runs into top", n.size));
+                    return Err(format!("chunk {at:#x} of {:#x} runs into top", size));
                 }
                 prev_binned = binned;
-                prev_size = n.size;
+                prev_size = size;
                 first = false;
                 i = next;
             }
@@ -79,12 +80,13 @@ impl Glibc {
             if !first && t.prev_inuse == prev_binned {
                 return Err("top's P bit disagrees with its neighbour".into());
             }
-            let end = h.addr(self.top) + t.size;
+            let tsize = h.size(self.top);
+            let end = h.addr(self.top) + tsize;
             if end != self.vm.brk().0 {
                 return Err(format!("top ends at {end:#x}, brk is {}", self.vm.brk()));
             }
-            if t.size < self.params.min_chunk {
-                return Err(format!("top of {:#x} is below MINSIZE", t.size));
+            if tsize < self.params.min_chunk {
+                return Err(format!("top of {tsize:#x} is below MINSIZE"));
             }
         }
         // tcache
@@ -93,12 +95,12 @@ impl Glibc {
             let mut k = 0u64;
             while i != NIL {
                 let n = h.n(i);
-                if n.state != State::Tcache || self.params.csize2tidx(n.size) != t {
+                if n.state != State::Tcache || self.params.csize2tidx(h.size(i)) != t {
                     return Err(format!(
                         "tcache[{t}] holds {:#x} ({:?}, {:#x})",
                         h.addr(i),
                         n.state,
-                        n.size
+                        h.size(i)
                     ));
                 }
                 k += 1;
@@ -120,12 +122,12 @@ impl Glibc {
             let mut i = self.fastbins[f];
             while i != NIL {
                 let n = h.n(i);
-                if n.state != State::Fast || self.params.fastbin_index(n.size) != f {
+                if n.state != State::Fast || self.params.fastbin_index(h.size(i)) != f {
                     return Err(format!(
                         "fastbin[{f}] holds {:#x} ({:?}, {:#x})",
                         h.addr(i),
                         n.state,
-                        n.size
+                        h.size(i)
                     ));
                 }
                 in_walk[slot(State::Fast)] = in_walk[slot(State::Fast)].wrapping_sub(1);
@@ -146,32 +148,32 @@ impl Glibc {
                 }
                 let (want, ok) = if b == UNSORTED {
                     (State::Unsorted, true)
-                } else if self.params.in_smallbin_range(n.size) {
-                    (State::Small, self.params.smallbin_index(n.size) == b)
+                } else if self.params.in_smallbin_range(h.size(i)) {
+                    (State::Small, self.params.smallbin_index(h.size(i)) == b)
                 } else {
-                    (State::Large, self.params.largebin_index(n.size) == b)
+                    (State::Large, self.params.largebin_index(h.size(i)) == b)
                 };
                 if n.state != want || !ok {
                     return Err(format!(
                         "bin {b} holds {:#x} ({:?}, size {:#x})",
                         h.addr(i),
                         n.state,
-                        n.size
+                        h.size(i)
                     ));
                 }
                 if want == State::Large {
-                    if n.size > last_size {
+                    if h.size(i) > last_size {
                         return Err(format!("large bin {b} not sorted at {:#x}", h.addr(i)));
                     }
-                    let is_head = n.size != last_size;
-                    if is_head != (n.fd_nextsize != NIL) {
+                    let is_head = h.size(i) != last_size;
+                    if is_head != (h.fd_nextsize(i) != NIL) {
                         return Err(format!(
                             "large bin {b}: nextsize ring wrong at {:#x}",
                             h.addr(i)
                         ));
                     }
                     heads += is_head as u64;
-                    last_size = n.size;
+                    last_size = h.size(i);
                 }
                 in_walk[slot(want)] = in_walk[slot(want)].wrapping_sub(1);
                 prev = i;
@@ -190,8 +192,8 @@ impl Glibc {
                 let mut k = 0;
                 loop {
                     k += 1;
-                    let nx = h.n(j).fd_nextsize;
-                    if nx == NIL || h.n(nx).bk_nextsize != j || k > heads {
+                    let nx = h.fd_nextsize(j);
+                    if nx == NIL || h.bk_nextsize(nx) != j || k > heads {
                         return Err(format!("large bin {b}: nextsize ring broken"));
                     }
                     j = nx;

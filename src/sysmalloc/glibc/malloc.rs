@@ -89,7 +89,7 @@ impl Glibc {
             let mut iters = 0u32;
             while let Some(victim) = self.bin_last(UNSORTED) {
                 let bck = self.heap.n(victim).bk;
-                let size = self.heap.n(victim).size;
+                let size = self.heap.size(victim);
                 if small
                     && bck == UNSORTED as u32
                     && victim == self.last_remainder
@@ -141,14 +141,14 @@ impl Glibc {
             if !small {
                 let bin = idx as u32;
                 let first = self.heap.n(bin).fd;
-                if first != bin && self.heap.n(first).size >= nb {
-                    let mut v = self.heap.n(first).bk_nextsize;
-                    while self.heap.n(v).size < nb {
-                        v = self.heap.n(v).bk_nextsize;
+                if first != bin && self.heap.size(first) >= nb {
+                    let mut v = self.heap.bk_nextsize(first);
+                    while self.heap.size(v) < nb {
+                        v = self.heap.bk_nextsize(v);
                     }
                     let last = self.heap.n(bin).bk;
                     let vfd = self.heap.n(v).fd;
-                    if v != last && self.heap.n(v).size == self.heap.n(vfd).size {
+                    if v != last && self.heap.size(v) == self.heap.size(vfd) {
                         v = vfd;
                     }
                     self.split_binned(v, nb, false);
@@ -164,7 +164,7 @@ impl Glibc {
                 return Ok(Out::Chunk(v));
             }
             // 6. top
-            if self.top != NIL && self.heap.n(self.top).size >= nb + min {
+            if self.top != NIL && self.heap.size(self.top) >= nb + min {
                 let v = self.split_top(nb);
                 self.served = Served::Top;
                 return Ok(Out::Chunk(v));
@@ -189,7 +189,7 @@ impl Glibc {
     /// Unlinks binned chunk `v` and serves `nb` from it, the rest (if ≥ MINSIZE) to the
     /// unsorted bin, advertised as the last remainder when `advertise`.
     fn split_binned(&mut self, v: u32, nb: u64, advertise: bool) {
-        let size = self.heap.n(v).size;
+        let size = self.heap.size(v);
         let rsize = size - nb;
         self.unlink_chunk(v);
         if rsize < self.params.min_chunk {
@@ -211,7 +211,7 @@ impl Glibc {
     /// Carves `nb` bytes from the start of top (which has at least `nb + MINSIZE`).
     pub(super) fn split_top(&mut self, nb: u64) -> u32 {
         let v = self.top;
-        let size = self.heap.n(v).size;
+        let size = self.heap.size(v);
         let pinuse = self.heap.n(v).prev_inuse;
         let r = v + (nb >> 4) as u32;
         self.heap.set_head(v, nb, pinuse, State::InUse);
@@ -225,11 +225,11 @@ impl Glibc {
     /// The body shared by `_int_free` and `malloc_consolidate`.
     pub(super) fn merge_and_bin(&mut self, p: u32) -> u64 {
         let mut p = p;
-        let mut size = self.heap.n(p).size;
+        let mut size = self.heap.size(p);
         let next = p + (size >> 4) as u32;
-        let nextsize = self.heap.n(next).size;
+        let nextsize = self.heap.size(next);
         if !self.heap.n(p).prev_inuse {
-            let prevsize = self.heap.n(p).prev_size;
+            let prevsize = self.heap.prev_size(p);
             self.heap.clear(p);
             p -= (prevsize >> 4) as u32;
             self.unlink_chunk(p);
@@ -285,7 +285,7 @@ impl Glibc {
         let old_size = if self.top == NIL {
             0
         } else {
-            self.heap.n(self.top).size
+            self.heap.size(self.top)
         };
         let old_end = if self.top == NIL {
             0
@@ -297,7 +297,8 @@ impl Glibc {
         if self.top != NIL && brk == old_end {
             self.heap.grow_to(brk + size);
             let t = self.top;
-            self.heap.m(t).size += size;
+            let s = self.heap.size(t) + size;
+            self.heap.set_size(t, s);
         } else {
             // the first sbrk: align the first chunk, end the heap on a page boundary
             let hdr = 2 * self.params.size_sz;

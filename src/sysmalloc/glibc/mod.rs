@@ -195,6 +195,14 @@ impl Glibc {
         self.served
     }
 
+    /// Bytes the model's own tables take (nodes, side tables): its memory cost, not the
+    /// simulated heap's.
+    pub fn model_bytes(&self) -> usize {
+        self.heap.nodes.capacity() * std::mem::size_of::<chunk::Node>()
+            + self.heap.big_reqs.capacity() * 16
+            + self.mmaps.capacity() * (8 + std::mem::size_of::<Mapped>())
+    }
+
     /// The current `mp_.mmap_threshold`.
     pub fn mmap_threshold(&self) -> u64 {
         self.mmap_threshold
@@ -207,12 +215,12 @@ impl Glibc {
 
     /// The top chunk as `(address, size)`, once the heap exists.
     pub fn top_chunk(&self) -> Option<(Addr, u64)> {
-        (self.top != NIL).then(|| (Addr(self.heap.addr(self.top)), self.heap.n(self.top).size))
+        (self.top != NIL).then(|| (Addr(self.heap.addr(self.top)), self.heap.size(self.top)))
     }
 
     /// True when `mem` is a live mmapped chunk's user pointer.
     pub fn is_mmapped(&self, mem: Addr) -> bool {
-        self.mmaps.contains_key(&mem.0)
+        self.maybe_mapped(mem.0)
     }
 
     /// Makes the next mapping the model creates (an mmapped chunk, an mremap) start at
@@ -225,6 +233,12 @@ impl Glibc {
     /// Drops a pin the last call did not use.
     pub fn clear_mmap_pin(&mut self) {
         self.mmap_pin = None;
+    }
+
+    /// True when `mem` is a live mmapped chunk (no lookup for brk-heap addresses).
+    #[inline]
+    fn maybe_mapped(&self, mem: u64) -> bool {
+        (mem < self.heap.base || mem >= self.vm.brk().0) && self.mmaps.contains_key(&mem)
     }
 
     /// The user pointer of the chunk at node `i`.
@@ -256,7 +270,7 @@ impl Glibc {
     }
 
     /// Records a new allocation of `req` bytes in the statistics.
-    #[inline]
+    #[inline(always)]
     fn account(&mut self, out: Out, req: u64) -> u64 {
         self.stats.live_bytes += req;
         self.stats.live_blocks += 1;
@@ -265,9 +279,8 @@ impl Glibc {
         }
         match out {
             Out::Chunk(c) => {
-                let n = self.heap.m(c);
-                n.req = req;
-                n.state = State::InUse;
+                self.heap.set_req(c, req);
+                self.heap.m(c).state = State::InUse;
                 self.mem(c)
             }
             Out::Mapped(mem) => {
@@ -288,48 +301,54 @@ impl Glibc {
     }
 
     /// The node of the live heap chunk whose user pointer is `mem`, or glibc's diagnosis.
-    fn live_chunk(&self, mem: u64, op: &'static str) -> Result<u32, AllocError> {
-        let hdr = 2 * self.params.size_sz;
+    #[inline]
+    fn live_chunk(&self, mem: u64, realloc: bool) -> Result<u32, AllocError> {
+        let c = mem.wrapping_sub(2 * self.params.size_sz);
+        if self.top != NIL && self.heap.on_grid(c) && c < self.heap.addr(self.top) {
+            let i = self.heap.idx(c);
+            if self.heap.n(i).state == State::InUse {
+                return Ok(i);
+            }
+        }
+        Err(self.diagnose(mem, realloc))
+    }
+
+    /// glibc's diagnosis of a `free`/`realloc` of `mem`, which is not a live chunk.
+    #[cold]
+    fn diagnose(&self, mem: u64, realloc: bool) -> AllocError {
         let invalid = |message| AllocError::Corrupt {
             message,
             addr: Addr(mem),
             model: MODEL,
         };
-        let realloc = op == "realloc";
         let bad = if realloc {
             "realloc(): invalid pointer"
         } else {
             "free(): invalid pointer"
         };
-        let end = if self.top == NIL {
-            self.heap.base
-        } else {
-            self.heap.addr(self.top)
-        };
-        let c = mem.wrapping_sub(hdr);
-        if mem < hdr || !self.heap.on_grid(c) || c >= end {
-            return Err(invalid(bad));
+        let c = mem.wrapping_sub(2 * self.params.size_sz);
+        if self.top == NIL || !self.heap.on_grid(c) || c >= self.heap.addr(self.top) {
+            return invalid(bad);
         }
         let i = self.heap.idx(c);
         match self.heap.n(i).state {
-            State::InUse => Ok(i),
-            _ if realloc => Err(invalid(bad)),
-            State::Tcache => Err(invalid("free(): double free detected in tcache 2")),
+            _ if realloc => invalid(bad),
+            State::Tcache => invalid("free(): double free detected in tcache 2"),
             State::Fast => {
-                let f = self.params.fastbin_index(self.heap.n(i).size);
+                let f = self.params.fastbin_index(self.heap.size(i));
                 if self.fastbins[f] == i {
-                    Err(invalid("double free or corruption (fasttop)"))
+                    invalid("double free or corruption (fasttop)")
                 } else {
-                    Err(AllocError::DoubleFree {
+                    AllocError::DoubleFree {
                         addr: Addr(mem),
                         model: MODEL,
-                    })
+                    }
                 }
             }
             State::Unsorted | State::Small | State::Large => {
-                Err(invalid("double free or corruption (!prev)"))
+                invalid("double free or corruption (!prev)")
             }
-            _ => Err(invalid(bad)),
+            _ => invalid(bad),
         }
     }
 
@@ -359,7 +378,7 @@ impl Glibc {
             .filter(|&nb| nb <= u64::MAX - align - self.params.min_chunk)
             .ok_or_else(|| self.too_large(size as u64))?;
         let mem = self.int_memalign(align, nb)?;
-        let out = if self.mmaps.contains_key(&mem) {
+        let out = if self.maybe_mapped(mem) {
             Out::Mapped(mem)
         } else {
             Out::Chunk(self.heap.idx(mem - 2 * self.params.size_sz))
@@ -431,13 +450,14 @@ impl Glibc {
         }
     }
 
-    /// Frees the mmapped or heap chunk at `mem` (already known live).
+    /// `__libc_free` of `mem` (not NULL).
+    #[inline]
     fn libc_free(&mut self, mem: u64) -> Result<(), AllocError> {
-        if self.mmaps.contains_key(&mem) {
+        if self.maybe_mapped(mem) {
             self.free_mapped(mem, true);
             return Ok(());
         }
-        let p = self.live_chunk(mem, "free")?;
+        let p = self.live_chunk(mem, false)?;
         self.maybe_init_tcache()?;
         self.account_free(p);
         self.int_free(p);
@@ -479,8 +499,8 @@ impl Allocator for Glibc {
             return self.malloc(size);
         }
         if size == 0 {
-            if !self.mmaps.contains_key(&addr.0) {
-                self.live_chunk(addr.0, "realloc")?;
+            if !self.maybe_mapped(addr.0) {
+                self.live_chunk(addr.0, true)?;
             }
             self.libc_free(addr.0)?;
             return Ok(Addr::NULL);
@@ -489,7 +509,7 @@ impl Allocator for Glibc {
             .params
             .checked_request2size(size as u64)
             .ok_or_else(|| self.too_large(size as u64))?;
-        if let Some(m) = self.mmaps.get(&addr.0).copied() {
+        if let Some(m) = self.maybe_mapped(addr.0).then(|| self.mmaps[&addr.0]) {
             // mremap_chunk: same pages, or a remapping (placed like a fresh mapping)
             let page = self.vm.page_size();
             let offset = addr.0 - 2 * self.params.size_sz - m.base;
@@ -517,11 +537,11 @@ impl Allocator for Glibc {
             self.note_mapped();
             return Ok(Addr(mem));
         }
-        let p = self.live_chunk(addr.0, "realloc")?;
+        let p = self.live_chunk(addr.0, true)?;
         self.account_free(p);
         let mem = self.int_realloc(p, nb)?;
         self.mmap_pin = None;
-        let out = if self.mmaps.contains_key(&mem) {
+        let out = if self.maybe_mapped(mem) {
             Out::Mapped(mem)
         } else {
             Out::Chunk(self.heap.idx(mem - 2 * self.params.size_sz))

@@ -23,9 +23,9 @@ impl Glibc {
     /// returns the user pointer.
     pub(super) fn int_realloc(&mut self, oldp: u32, nb: u64) -> Result<u64, AllocError> {
         let min = self.params.min_chunk;
-        let oldsize = self.heap.n(oldp).size;
+        let oldsize = self.heap.size(oldp);
         let next = oldp + (oldsize >> 4) as u32;
-        let nextsize = self.heap.n(next).size;
+        let nextsize = self.heap.size(next);
         let (newp, newsize);
         if oldsize >= nb {
             newp = oldp;
@@ -49,7 +49,7 @@ impl Glibc {
             self.heap.clear(next);
             newp = oldp;
             newsize = oldsize + nextsize;
-            self.heap.m(oldp).size = newsize;
+            self.heap.set_size(oldp, newsize);
             self.heap.set_inuse(oldp);
             self.served = Served::ReallocIntoNext;
         } else {
@@ -59,11 +59,11 @@ impl Glibc {
                     return Ok(mem);
                 }
                 Out::Chunk(c) if c == next => {
-                    let csize = self.heap.n(c).size;
+                    let csize = self.heap.size(c);
                     self.heap.clear(c);
                     newp = oldp;
                     newsize = oldsize + csize;
-                    self.heap.m(oldp).size = newsize;
+                    self.heap.set_size(oldp, newsize);
                     self.served = Served::ReallocIntoNext;
                 }
                 Out::Chunk(c) => {
@@ -80,10 +80,10 @@ impl Glibc {
     /// when it is at least MINSIZE (else `p` keeps all of `size`).
     fn split_off_tail(&mut self, p: u32, size: u64, nb: u64) {
         if size - nb < self.params.min_chunk {
-            self.heap.m(p).size = size;
+            self.heap.set_size(p, size);
             self.heap.set_inuse(p);
         } else {
-            self.heap.m(p).size = nb;
+            self.heap.set_size(p, nb);
             let r = p + (nb >> 4) as u32;
             self.heap.set_head(r, size - nb, true, State::InUse);
             self.heap.set_inuse(r);
@@ -120,17 +120,17 @@ impl Glibc {
                         brk += align;
                     }
                     let lead = brk - pa;
-                    let newsize = self.heap.n(p).size - lead;
+                    let newsize = self.heap.size(p) - lead;
                     let newp = self.heap.idx(brk);
                     self.heap.set_head(newp, newsize, true, State::InUse);
                     self.heap.set_inuse(newp);
-                    self.heap.m(p).size = lead;
+                    self.heap.set_size(p, lead);
                     self.int_free(p);
                     p = newp;
                 }
-                let size = self.heap.n(p).size;
+                let size = self.heap.size(p);
                 if size > nb + min {
-                    self.heap.m(p).size = nb;
+                    self.heap.set_size(p, nb);
                     let r = p + (nb >> 4) as u32;
                     self.heap.set_head(r, size - nb, true, State::InUse);
                     self.heap.set_inuse(r);
