@@ -180,6 +180,17 @@ impl Glibc {
         }
     }
 
+    /// Starts over as a fresh process on `vm`, keeping the model's own tables' memory
+    /// (replaying many traces, benchmarks).
+    pub fn reset(&mut self, vm: AddressSpace) {
+        let mut nodes = std::mem::take(&mut self.heap.nodes);
+        nodes.clear();
+        let mut fresh = Glibc::new(self.params.clone(), vm);
+        nodes.extend_from_slice(&fresh.heap.nodes);
+        fresh.heap.nodes = nodes;
+        *self = fresh;
+    }
+
     /// The parameters in force.
     pub fn params(&self) -> &GlibcParams {
         &self.params
