@@ -46,7 +46,7 @@ impl Glibc {
             let n = self.heap.m(i);
             n.fd = fwd;
             n.bk = bck;
-            n.state = State::Unsorted;
+            n.set_state(State::Unsorted);
         }
         if !self.params.in_smallbin_range(self.heap.size(i)) {
             self.heap.set_fd_nextsize(i, NIL);
@@ -93,7 +93,7 @@ impl Glibc {
                 }
             }
         }
-        if matches!(n.state, State::Small | State::Large) {
+        if matches!(n.state(), State::Small | State::Large) {
             let b = self.params.bin_index(size);
             self.note_bin(b);
         }
@@ -156,7 +156,7 @@ impl Glibc {
             let v = self.heap.m(i);
             v.bk = bck;
             v.fd = fwd;
-            v.state = state;
+            v.set_state(state);
         }
         self.heap.m(fwd).bk = i;
         self.heap.m(bck).fd = i;

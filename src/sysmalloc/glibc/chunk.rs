@@ -20,11 +20,13 @@
 use super::params::NBINS;
 use std::collections::HashMap;
 
-/// Node index meaning `NULL`.
-pub const NIL: u32 = u32::MAX;
+/// Node index meaning `NULL`: node 0 is `bin_at(0)`, which glibc never uses, so an
+/// all-zero node is an empty one.
+pub const NIL: u32 = 0;
 
 /// Where a chunk is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum State {
     /// No chunk starts at this granule.
     None,
@@ -54,33 +56,73 @@ impl State {
     }
 }
 
-/// The boundary tag and list links of one chunk (or one bin sentinel): 20 bytes a granule.
+const SIZE_BITS: u32 = 28; // chunk sizes up to 2^28 granules (4 GiB)
+const SIZE_MASK: u32 = (1 << SIZE_BITS) - 1;
+const PREV_FREE: u32 = 1 << 31; // !PREV_INUSE, so that zero means "previous in use"
+
+/// The boundary tag and list links of one chunk (or one bin sentinel): 16 bytes a
+/// 16-byte granule, four to a cache line, all zero when empty.
 ///
-/// Sizes are kept in 16-byte granules. A large free chunk's `fd_nextsize`/`bk_nextsize`
-/// live where glibc keeps them, inside the chunk: in the `fd`/`bk` of the node of its
-/// second granule (no chunk starts there while it is free).
-#[derive(Debug, Clone, Copy)]
+/// ```text
+///  head: state (4 bits) | size in granules (28 bits)
+///  prev: PREV_FREE (1 bit) | prev_size in granules (31 bits)   (glibc's P bit and foot)
+///  fd, bk: list links (node indices, 0 = NULL); while in use, fd holds the slack
+///          (chunk bytes - bytes asked for; u32::MAX: see big_reqs)
+/// ```
+/// A large free chunk's `fd_nextsize`/`bk_nextsize` live where glibc keeps them, inside
+/// the chunk: in the `fd`/`bk` of the node of its second granule (no chunk starts there
+/// while it is free).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Node {
-    pub size: u32,        // chunk size in granules (0 where no chunk starts)
-    pub prev_size: u32,   // the previous chunk's size in granules, valid when !prev_inuse
-    pub fd: u32,          // next node in its bin list (NIL at the end of a singly-linked list)
-    pub bk: u32,          // previous node in its doubly-linked bin list
-    pub slack: u16,       // size in bytes - bytes asked for, while in use (MAX: see big_reqs)
-    pub state: State,     // where the chunk is
-    pub prev_inuse: bool, // glibc's PREV_INUSE bit of this chunk's size field
+    head: u32,   // state << 28 | size in granules
+    prev: u32,   // PREV_FREE | previous chunk's size in granules (valid when PREV_FREE)
+    pub fd: u32, // next node in its bin list (NIL at the end); the slack while in use
+    pub bk: u32, // previous node in its doubly-linked bin list
 }
 
 impl Node {
     /// A node describing nothing.
     pub const EMPTY: Node = Node {
-        size: 0,
-        prev_size: 0,
+        head: 0,
+        prev: 0,
         fd: NIL,
         bk: NIL,
-        slack: 0,
-        state: State::None,
-        prev_inuse: true,
     };
+
+    /// Where the chunk is.
+    #[inline]
+    pub fn state(&self) -> State {
+        // SAFETY: the top bits only ever hold a `State` written by `set_state`/`set_head`
+        unsafe { std::mem::transmute::<u8, State>((self.head >> SIZE_BITS) as u8) }
+    }
+
+    /// Moves the chunk to `s`.
+    #[inline]
+    pub fn set_state(&mut self, s: State) {
+        self.head = (self.head & SIZE_MASK) | ((s as u32) << SIZE_BITS);
+    }
+
+    /// Size in granules.
+    #[inline]
+    pub fn size_g(&self) -> u32 {
+        self.head & SIZE_MASK
+    }
+
+    /// glibc's `PREV_INUSE` bit.
+    #[inline]
+    pub fn prev_inuse(&self) -> bool {
+        self.prev & PREV_FREE == 0
+    }
+
+    /// Sets glibc's `PREV_INUSE` bit.
+    #[inline]
+    pub fn set_prev_inuse(&mut self, inuse: bool) {
+        if inuse {
+            self.prev &= !PREV_FREE;
+        } else {
+            self.prev |= PREV_FREE;
+        }
+    }
 }
 
 /// The arena of nodes over the brk heap.
@@ -88,7 +130,7 @@ impl Node {
 pub struct Heap {
     pub base: u64,        // address of the first chunk (the heap start, 16-byte corrected)
     pub nodes: Vec<Node>, // 0..NBINS bin sentinels, then one node per 16-byte granule
-    pub big_reqs: HashMap<u32, u64>, // requests whose slack does not fit a u16 (node -> bytes)
+    pub big_reqs: HashMap<u32, u64>, // requests whose slack does not fit a u32 (node -> bytes)
 }
 
 impl Heap {
@@ -97,10 +139,10 @@ impl Heap {
         let mut nodes = Vec::with_capacity(NBINS + 4096);
         for i in 0..NBINS as u32 {
             nodes.push(Node {
+                head: (State::Bin as u32) << SIZE_BITS,
+                prev: 0,
                 fd: i, // so a sentinel's "nextsize" (the next sentinel's fd) is never NULL
                 bk: i,
-                state: State::Bin,
-                ..Node::EMPTY
             });
         }
         Heap {
@@ -151,19 +193,21 @@ impl Heap {
     /// The size in bytes of the chunk at node `i` (`chunksize`).
     #[inline]
     pub fn size(&self, i: u32) -> u64 {
-        (self.n(i).size as u64) << 4
+        (self.n(i).size_g() as u64) << 4
     }
 
     /// Sets the size in bytes of the chunk at node `i` (`set_head_size`).
     #[inline]
     pub fn set_size(&mut self, i: u32, bytes: u64) {
-        self.m(i).size = (bytes >> 4) as u32;
+        debug_assert!(bytes >> 4 <= SIZE_MASK as u64);
+        let n = self.m(i);
+        n.head = (n.head & !SIZE_MASK) | (bytes >> 4) as u32;
     }
 
     /// `prev_size(p)` in bytes.
     #[inline]
     pub fn prev_size(&self, i: u32) -> u64 {
-        (self.n(i).prev_size as u64) << 4
+        ((self.n(i).prev & !PREV_FREE) as u64) << 4
     }
 
     /// `p->fd_nextsize` (kept in the node of the chunk's second granule).
@@ -194,10 +238,10 @@ impl Heap {
     #[inline]
     pub fn set_req(&mut self, i: u32, req: u64) {
         let slack = self.size(i).wrapping_sub(req);
-        if slack < u16::MAX as u64 {
-            self.m(i).slack = slack as u16;
+        if slack < u32::MAX as u64 {
+            self.m(i).fd = slack as u32;
         } else {
-            self.m(i).slack = u16::MAX;
+            self.m(i).fd = u32::MAX;
             self.big_reqs.insert(i, req);
         }
     }
@@ -205,8 +249,8 @@ impl Heap {
     /// The bytes asked for by the in-use chunk at node `i` (forgotten after).
     #[inline]
     pub fn take_req(&mut self, i: u32) -> u64 {
-        let slack = self.n(i).slack;
-        if slack == u16::MAX {
+        let slack = self.n(i).fd;
+        if slack == u32::MAX {
             self.big_reqs.remove(&i).unwrap_or(0)
         } else {
             self.size(i) - slack as u64
@@ -216,40 +260,36 @@ impl Heap {
     /// The node of the chunk after the chunk of node `i` (`next_chunk`).
     #[inline]
     pub fn next(&self, i: u32) -> u32 {
-        i + self.n(i).size
+        i + self.n(i).size_g()
     }
 
     /// `set_inuse_bit_at_offset(p, size)`: the chunk of node `i` is in use.
     #[inline]
     pub fn set_inuse(&mut self, i: u32) {
         let nx = self.next(i);
-        self.m(nx).prev_inuse = true;
+        self.m(nx).set_prev_inuse(true);
     }
 
     /// `set_foot` + clearing the neighbour's `P`: the chunk of node `i` is free in a bin.
     #[inline]
     pub fn set_free_foot(&mut self, i: u32) {
-        let size = self.n(i).size;
+        let size = self.n(i).size_g();
         let nx = i + size;
-        let n = self.m(nx);
-        n.prev_size = size;
-        n.prev_inuse = false;
+        self.m(nx).prev = PREV_FREE | size;
     }
 
     /// Writes a fresh chunk header at node `i`.
     #[inline]
     pub fn set_head(&mut self, i: u32, size: u64, prev_inuse: bool, state: State) {
+        debug_assert!(size >> 4 <= SIZE_MASK as u64);
         let n = self.m(i);
-        n.size = (size >> 4) as u32;
-        n.prev_inuse = prev_inuse;
-        n.state = state;
+        n.head = ((state as u32) << SIZE_BITS) | (size >> 4) as u32;
+        n.set_prev_inuse(prev_inuse);
     }
 
     /// Forgets the header at node `i` (its chunk was merged into a neighbour).
     #[inline]
     pub fn clear(&mut self, i: u32) {
-        let n = self.m(i);
-        n.size = 0;
-        n.state = State::None;
+        self.m(i).head = 0;
     }
 }

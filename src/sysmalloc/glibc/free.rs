@@ -88,6 +88,6 @@ impl Glibc {
         let req = self.heap.take_req(p);
         self.stats.live_bytes -= req;
         self.stats.live_blocks -= 1;
-        debug_assert_eq!(self.heap.n(p).state, State::InUse);
+        debug_assert_eq!(self.heap.n(p).state(), State::InUse);
     }
 }

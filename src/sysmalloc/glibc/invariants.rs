@@ -37,10 +37,10 @@ impl Glibc {
                 if size < self.params.min_chunk || size % self.params.malloc_alignment != 0 {
                     return Err(format!("chunk {at:#x}: bad size {size:#x}"));
                 }
-                if !first && n.prev_inuse == prev_binned {
+                if !first && n.prev_inuse() == prev_binned {
                     return Err(format!(
                         "chunk {at:#x}: P bit {} but previous chunk binned {prev_binned}",
-                        n.prev_inuse
+                        n.prev_inuse()
                     ));
                 }
                 if prev_binned && h.prev_size(i) != prev_size {
@@ -49,8 +49,8 @@ impl Glibc {
                         h.prev_size(i)
                     ));
                 }
-                let binned = n.state.is_binned();
-                match n.state {
+                let binned = n.state().is_binned();
+                match n.state() {
                     State::InUse | State::Tcache | State::Fast => {}
                     s if s.is_binned() => {}
                     s => return Err(format!("chunk {at:#x}: state {s:?} inside the heap")),
@@ -58,12 +58,12 @@ impl Glibc {
                 if binned && prev_binned {
                     return Err(format!("chunk {at:#x}: two neighbouring free chunks"));
                 }
-                if n.state == State::InUse
+                if n.state() == State::InUse
                     && (at + 2 * self.params.size_sz) % self.params.malloc_alignment != 0
                 {
                     return Err(format!("chunk {at:#x}: user pointer misaligned"));
                 }
-                in_walk[slot(n.state)] += 1;
+                in_walk[slot(n.state())] += 1;
                 let next = h.next(i);
                 if next > self.top {
                     return Err(format!("chunk {at:#x} of {:#x} runs into top", size));
@@ -77,7 +77,7 @@ impl Glibc {
             if prev_binned {
                 return Err("a binned free chunk borders top".into());
             }
-            if !first && t.prev_inuse == prev_binned {
+            if !first && t.prev_inuse() == prev_binned {
                 return Err("top's P bit disagrees with its neighbour".into());
             }
             let tsize = h.size(self.top);
@@ -95,11 +95,11 @@ impl Glibc {
             let mut k = 0u64;
             while i != NIL {
                 let n = h.n(i);
-                if n.state != State::Tcache || self.params.csize2tidx(h.size(i)) != t {
+                if n.state() != State::Tcache || self.params.csize2tidx(h.size(i)) != t {
                     return Err(format!(
                         "tcache[{t}] holds {:#x} ({:?}, {:#x})",
                         h.addr(i),
-                        n.state,
+                        n.state(),
                         h.size(i)
                     ));
                 }
@@ -122,11 +122,11 @@ impl Glibc {
             let mut i = self.fastbins[f];
             while i != NIL {
                 let n = h.n(i);
-                if n.state != State::Fast || self.params.fastbin_index(h.size(i)) != f {
+                if n.state() != State::Fast || self.params.fastbin_index(h.size(i)) != f {
                     return Err(format!(
                         "fastbin[{f}] holds {:#x} ({:?}, {:#x})",
                         h.addr(i),
-                        n.state,
+                        n.state(),
                         h.size(i)
                     ));
                 }
@@ -153,11 +153,11 @@ impl Glibc {
                 } else {
                     (State::Large, self.params.largebin_index(h.size(i)) == b)
                 };
-                if n.state != want || !ok {
+                if n.state() != want || !ok {
                     return Err(format!(
                         "bin {b} holds {:#x} ({:?}, size {:#x})",
                         h.addr(i),
-                        n.state,
+                        n.state(),
                         h.size(i)
                     ));
                 }

@@ -98,7 +98,7 @@ impl Glibc {
                     let r = victim + (nb >> 4) as u32;
                     let rsize = size - nb;
                     self.list_remove(victim);
-                    let pinuse = self.heap.n(victim).prev_inuse;
+                    let pinuse = self.heap.n(victim).prev_inuse();
                     self.heap.set_head(victim, nb, pinuse, State::InUse);
                     self.heap.set_head(r, rsize, true, State::Unsorted);
                     self.heap.set_free_foot(r);
@@ -110,7 +110,7 @@ impl Glibc {
                 self.list_remove(victim);
                 if size == nb {
                     self.heap.set_inuse(victim);
-                    self.heap.m(victim).state = State::InUse;
+                    self.heap.m(victim).set_state(State::InUse);
                     if tcache_nb && (self.tcache_counts[tc] as u64) < self.params.tcache_count {
                         self.tcache_put(victim, tc);
                         return_cached = true;
@@ -183,7 +183,7 @@ impl Glibc {
         self.list_remove(v);
         self.note_bin(idx);
         self.heap.set_inuse(v);
-        self.heap.m(v).state = State::InUse;
+        self.heap.m(v).set_state(State::InUse);
     }
 
     /// Unlinks binned chunk `v` and serves `nb` from it, the rest (if ≥ MINSIZE) to the
@@ -194,10 +194,10 @@ impl Glibc {
         self.unlink_chunk(v);
         if rsize < self.params.min_chunk {
             self.heap.set_inuse(v);
-            self.heap.m(v).state = State::InUse;
+            self.heap.m(v).set_state(State::InUse);
         } else {
             let r = v + (nb >> 4) as u32;
-            let pinuse = self.heap.n(v).prev_inuse;
+            let pinuse = self.heap.n(v).prev_inuse();
             self.heap.set_head(v, nb, pinuse, State::InUse);
             self.heap.set_head(r, rsize, true, State::Unsorted);
             self.heap.set_free_foot(r);
@@ -212,7 +212,7 @@ impl Glibc {
     pub(super) fn split_top(&mut self, nb: u64) -> u32 {
         let v = self.top;
         let size = self.heap.size(v);
-        let pinuse = self.heap.n(v).prev_inuse;
+        let pinuse = self.heap.n(v).prev_inuse();
         let r = v + (nb >> 4) as u32;
         self.heap.set_head(v, nb, pinuse, State::InUse);
         self.heap.set_head(r, size - nb, true, State::Top);
@@ -228,7 +228,7 @@ impl Glibc {
         let mut size = self.heap.size(p);
         let next = p + (size >> 4) as u32;
         let nextsize = self.heap.size(next);
-        if !self.heap.n(p).prev_inuse {
+        if !self.heap.n(p).prev_inuse() {
             let prevsize = self.heap.prev_size(p);
             self.heap.clear(p);
             p -= (prevsize >> 4) as u32;
@@ -236,13 +236,13 @@ impl Glibc {
             size += prevsize;
         }
         if next != self.top {
-            let nextinuse = self.heap.n(next + (nextsize >> 4) as u32).prev_inuse;
+            let nextinuse = self.heap.n(next + (nextsize >> 4) as u32).prev_inuse();
             if !nextinuse {
                 self.unlink_chunk(next);
                 self.heap.clear(next);
                 size += nextsize;
             } else {
-                self.heap.m(next).prev_inuse = false;
+                self.heap.m(next).set_prev_inuse(false);
             }
             self.heap.set_head(p, size, true, State::Unsorted);
             self.heap.set_free_foot(p);

@@ -264,7 +264,7 @@ impl Glibc {
         if !self.tcache_inited {
             let nb = self.params.tcache_struct_chunk;
             match self.int_malloc(nb)? {
-                Out::Chunk(c) => self.heap.m(c).state = State::InUse,
+                Out::Chunk(c) => self.heap.m(c).set_state(State::InUse),
                 Out::Mapped(_) => {}
             }
             self.tcache_inited = true;
@@ -291,7 +291,7 @@ impl Glibc {
         match out {
             Out::Chunk(c) => {
                 self.heap.set_req(c, req);
-                self.heap.m(c).state = State::InUse;
+                self.heap.m(c).set_state(State::InUse);
                 self.mem(c)
             }
             Out::Mapped(mem) => {
@@ -317,7 +317,7 @@ impl Glibc {
         let c = mem.wrapping_sub(2 * self.params.size_sz);
         if self.top != NIL && self.heap.on_grid(c) && c < self.heap.addr(self.top) {
             let i = self.heap.idx(c);
-            if self.heap.n(i).state == State::InUse {
+            if self.heap.n(i).state() == State::InUse {
                 return Ok(i);
             }
         }
@@ -342,7 +342,7 @@ impl Glibc {
             return invalid(bad);
         }
         let i = self.heap.idx(c);
-        match self.heap.n(i).state {
+        match self.heap.n(i).state() {
             _ if realloc => invalid(bad),
             State::Tcache => invalid("free(): double free detected in tcache 2"),
             State::Fast => {

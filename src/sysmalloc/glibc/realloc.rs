@@ -33,7 +33,7 @@ impl Glibc {
             self.served = Served::ReallocInPlace;
         } else if next == self.top && oldsize + nextsize >= nb + min {
             let total = oldsize + nextsize;
-            let pinuse = self.heap.n(oldp).prev_inuse;
+            let pinuse = self.heap.n(oldp).prev_inuse();
             self.heap.clear(next);
             self.heap.set_head(oldp, nb, pinuse, State::InUse);
             let t = oldp + (nb >> 4) as u32;
@@ -42,7 +42,7 @@ impl Glibc {
             self.served = Served::ReallocIntoTop;
             return Ok(self.mem(oldp));
         } else if next != self.top
-            && self.heap.n(next).state.is_binned()
+            && self.heap.n(next).state().is_binned()
             && oldsize + nextsize >= nb
         {
             self.unlink_chunk(next);

@@ -22,7 +22,7 @@ impl Glibc {
         let head = self.tcache_entries[t];
         let n = self.heap.m(i);
         n.fd = head;
-        n.state = State::Tcache;
+        n.set_state(State::Tcache);
         self.tcache_entries[t] = i;
         self.tcache_counts[t] += 1;
     }
@@ -34,7 +34,7 @@ impl Glibc {
         let n = self.heap.m(i);
         self.tcache_entries[t] = n.fd;
         n.fd = NIL;
-        n.state = State::InUse;
+        n.set_state(State::InUse);
         self.tcache_counts[t] -= 1;
         i
     }
@@ -51,7 +51,7 @@ impl Glibc {
         let head = self.fastbins[f];
         let n = self.heap.m(i);
         n.fd = head;
-        n.state = State::Fast;
+        n.set_state(State::Fast);
         self.fastbins[f] = i;
         self.have_fastchunks = true;
     }
@@ -66,7 +66,7 @@ impl Glibc {
         let n = self.heap.m(i);
         self.fastbins[f] = n.fd;
         n.fd = NIL;
-        n.state = State::InUse;
+        n.set_state(State::InUse);
         Some(i)
     }
 }
