@@ -68,67 +68,87 @@ fn pick(live: &BTreeMap<u64, u64>, k: usize) -> Option<(u64, u64)> {
 proptest! {
     #![proptest_config(config())]
 
-    /// Every invariant holds after every step of a random program.
+    /// Every invariant holds after every step of a random program (x86-64).
     #[test]
     fn glibc_invariants_hold_after_every_step(ops in prop::collection::vec(op(), 1..200)) {
-        let mut g = Glibc::new(GlibcParams::v2_36_x86_64(), Platform::linux_x86_64().address_space());
-        let mut live: BTreeMap<u64, u64> = BTreeMap::new(); // user pointer -> bytes asked
-        let mut freed: Vec<u64> = Vec::new();
-        for op in ops {
-            match op {
-                Op::Malloc(n) => {
-                    let p = g.malloc(n).unwrap();
-                    live.insert(p.0, n as u64);
+        run(Glibc::new(GlibcParams::v2_36_x86_64(), Platform::linux_x86_64().address_space()), ops)?;
+    }
+
+    /// The same on i386 (4-byte SIZE_SZ, 16-byte MINSIZE, chunks at 8 mod 16).
+    #[test]
+    fn glibc_i386_invariants_hold_after_every_step(ops in prop::collection::vec(op(), 1..200)) {
+        run(Glibc::new(GlibcParams::v2_36_i386(), Platform::linux_i686().address_space()), ops)?;
+    }
+}
+
+/// Runs one program, checking after every step.
+fn run(mut g: Glibc, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut live: BTreeMap<u64, u64> = BTreeMap::new(); // user pointer -> bytes asked
+    let mut freed: Vec<u64> = Vec::new();
+    for op in ops {
+        match op {
+            Op::Malloc(n) => {
+                let p = g.malloc(n).unwrap();
+                live.insert(p.0, n as u64);
+            }
+            Op::Calloc(k, n) => {
+                let p = g.calloc(k, n).unwrap();
+                live.insert(p.0, (k * n) as u64);
+            }
+            Op::Memalign(a, n) => {
+                let align = 1usize << a;
+                let p = g.memalign(align, n).unwrap();
+                prop_assert_eq!(
+                    p.0 % align.max(16) as u64,
+                    0,
+                    "memalign({}) gave {}",
+                    align,
+                    p
+                );
+                live.insert(p.0, n as u64);
+            }
+            Op::Free(k) => {
+                if let Some((p, _)) = pick(&live, k) {
+                    g.free(Addr(p)).unwrap();
+                    live.remove(&p);
+                    freed.push(p);
                 }
-                Op::Calloc(k, n) => {
-                    let p = g.calloc(k, n).unwrap();
-                    live.insert(p.0, (k * n) as u64);
-                }
-                Op::Memalign(a, n) => {
-                    let align = 1usize << a;
-                    let p = g.memalign(align, n).unwrap();
-                    prop_assert_eq!(p.0 % align.max(16) as u64, 0, "memalign({}) gave {}", align, p);
-                    live.insert(p.0, n as u64);
-                }
-                Op::Free(k) => {
-                    if let Some((p, _)) = pick(&live, k) {
-                        g.free(Addr(p)).unwrap();
-                        live.remove(&p);
+            }
+            Op::Realloc(k, n) => {
+                if let Some((p, _)) = pick(&live, k) {
+                    let q = g.realloc(Addr(p), n).unwrap();
+                    live.remove(&p);
+                    if n == 0 {
+                        prop_assert!(q.is_null());
                         freed.push(p);
-                    }
-                }
-                Op::Realloc(k, n) => {
-                    if let Some((p, _)) = pick(&live, k) {
-                        let q = g.realloc(Addr(p), n).unwrap();
-                        live.remove(&p);
-                        if n == 0 {
-                            prop_assert!(q.is_null());
-                            freed.push(p);
-                        } else {
-                            live.insert(q.0, n as u64);
-                        }
-                    }
-                }
-                Op::DoubleFree(k) => {
-                    // a pointer freed before and not handed out again must be refused
-                    if !freed.is_empty() {
-                        let p = freed[k % freed.len()];
-                        if !live.contains_key(&p) {
-                            let e = g.free(Addr(p));
-                            prop_assert!(e.is_err(), "double free of {:#x} accepted", p);
-                            let diagnosed = matches!(e, Err(AllocError::Corrupt { .. } | AllocError::DoubleFree { .. }));
-                            prop_assert!(diagnosed, "{:?}", e);
-                        }
+                    } else {
+                        live.insert(q.0, n as u64);
                     }
                 }
             }
-            check(&g, &live)?;
+            Op::DoubleFree(k) => {
+                // a pointer freed before and not handed out again must be refused
+                if !freed.is_empty() {
+                    let p = freed[k % freed.len()];
+                    if !live.contains_key(&p) {
+                        let e = g.free(Addr(p));
+                        prop_assert!(e.is_err(), "double free of {:#x} accepted", p);
+                        let diagnosed = matches!(
+                            e,
+                            Err(AllocError::Corrupt { .. } | AllocError::DoubleFree { .. })
+                        );
+                        prop_assert!(diagnosed, "{:?}", e);
+                    }
+                }
+            }
         }
-        // freeing everything leaves the invariants intact too
-        for (&p, _) in live.clone().iter() {
-            g.free(Addr(p)).unwrap();
-            live.remove(&p);
-            check(&g, &live)?;
-        }
+        check(&g, &live)?;
     }
+    // freeing everything leaves the invariants intact too
+    for (&p, _) in live.clone().iter() {
+        g.free(Addr(p)).unwrap();
+        live.remove(&p);
+        check(&g, &live)?;
+    }
+    Ok(())
 }

@@ -35,7 +35,7 @@ impl Glibc {
             if self.have_fastchunks {
                 self.malloc_consolidate();
             }
-            if self.heap.size(self.top) >= self.trim_threshold {
+            if self.top_size() >= self.trim_threshold {
                 self.systrim(self.top_pad);
             }
         }
@@ -44,7 +44,7 @@ impl Glibc {
     /// `systrim(pad)`: gives back the whole pages of top above `pad + MINSIZE`.
     pub(super) fn systrim(&mut self, pad: u64) {
         let page = self.vm.page_size();
-        let top_size = self.heap.size(self.top);
+        let top_size = self.top_size();
         let top_area = top_size as i64 - self.params.min_chunk as i64 - 1;
         if top_area <= pad as i64 {
             return;

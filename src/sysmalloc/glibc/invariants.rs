@@ -80,7 +80,7 @@ impl Glibc {
             if !first && t.prev_inuse() == prev_binned {
                 return Err("top's P bit disagrees with its neighbour".into());
             }
-            let tsize = h.size(self.top);
+            let tsize = self.top_size();
             let end = h.addr(self.top) + tsize;
             if end != self.vm.brk().0 {
                 return Err(format!("top ends at {end:#x}, brk is {}", self.vm.brk()));

@@ -164,7 +164,7 @@ impl Glibc {
                 return Ok(Out::Chunk(v));
             }
             // 6. top
-            if self.top != NIL && self.heap.size(self.top) >= nb + min {
+            if self.top != NIL && self.top_size() >= nb + min {
                 let v = self.split_top(nb);
                 self.served = Served::Top;
                 return Ok(Out::Chunk(v));
@@ -211,7 +211,7 @@ impl Glibc {
     /// Carves `nb` bytes from the start of top (which has at least `nb + MINSIZE`).
     pub(super) fn split_top(&mut self, nb: u64) -> u32 {
         let v = self.top;
-        let size = self.heap.size(v);
+        let size = self.top_size();
         let pinuse = self.heap.n(v).prev_inuse();
         let r = v + (nb >> 4) as u32;
         self.heap.set_head(v, nb, pinuse, State::InUse);
@@ -227,7 +227,11 @@ impl Glibc {
         let mut p = p;
         let mut size = self.heap.size(p);
         let next = p + (size >> 4) as u32;
-        let nextsize = self.heap.size(next);
+        let nextsize = if next == self.top {
+            self.top_size()
+        } else {
+            self.heap.size(next)
+        };
         if !self.heap.n(p).prev_inuse() {
             let prevsize = self.heap.prev_size(p);
             self.heap.clear(p);
@@ -282,11 +286,7 @@ impl Glibc {
         }
         let page = self.vm.page_size();
         let min = self.params.min_chunk;
-        let old_size = if self.top == NIL {
-            0
-        } else {
-            self.heap.size(self.top)
-        };
+        let old_size = if self.top == NIL { 0 } else { self.top_size() };
         let old_end = if self.top == NIL {
             0
         } else {

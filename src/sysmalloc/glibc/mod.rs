@@ -226,7 +226,7 @@ impl Glibc {
 
     /// The top chunk as `(address, size)`, once the heap exists.
     pub fn top_chunk(&self) -> Option<(Addr, u64)> {
-        (self.top != NIL).then(|| (Addr(self.heap.addr(self.top)), self.heap.size(self.top)))
+        (self.top != NIL).then(|| (Addr(self.heap.addr(self.top)), self.top_size()))
     }
 
     /// True when `mem` is a live mmapped chunk's user pointer.
@@ -250,6 +250,13 @@ impl Glibc {
     #[inline]
     fn maybe_mapped(&self, mem: u64) -> bool {
         (mem < self.heap.base || mem >= self.vm.brk().0) && self.mmaps.contains_key(&mem)
+    }
+
+    /// `chunksize(av->top)`: top always ends at the break. (Its node's size is only a
+    /// floor: on i386 top's size is 8 mod 16, the one chunk whose size is not whole granules.)
+    #[inline]
+    fn top_size(&self) -> u64 {
+        self.vm.brk().0 - self.heap.addr(self.top)
     }
 
     /// The user pointer of the chunk at node `i`.

@@ -25,7 +25,11 @@ impl Glibc {
         let min = self.params.min_chunk;
         let oldsize = self.heap.size(oldp);
         let next = oldp + (oldsize >> 4) as u32;
-        let nextsize = self.heap.size(next);
+        let nextsize = if next == self.top {
+            self.top_size()
+        } else {
+            self.heap.size(next)
+        };
         let (newp, newsize);
         if oldsize >= nb {
             newp = oldp;
