@@ -117,3 +117,115 @@ fn python27_int_blocks_and_the_minus_1968() {
         "the start-up blocks give the -1968 jumps ({jumps} seen)"
     );
 }
+
+/// Writes a small glibc trace (header + lines) to a temporary file.
+fn temp_trace(name: &str, body: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pyalloc-glibc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let text = format!(
+        "# glibc malloc-family call trace: {name}\n# brk_at_first_call 0x555555674000\n\
+         # maps_at_first_call 7ffff781e000-7ffff7844000 r--p 00000000 fe:00 1 libc.so.6\n\
+         # end-of-header\n{body}"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The model's diagnosis of a bad trace, as `check` reports it.
+fn refusal(name: &str, body: &str) -> String {
+    match check_file(&temp_trace(name, body), &CheckOptions::default()) {
+        Err(e) => e.to_string(),
+        Ok(r) => panic!("{name}: accepted ({r:?})"),
+    }
+}
+
+#[test]
+fn bad_input_gets_glibcs_own_diagnosis_with_the_event_number() {
+    // first user pointer = brk + 0x2a0 (after the 0x290-byte tcache_perthread_struct)
+    let e = refusal(
+        "tcache2",
+        "m 24 0x5555556742a0\nf 0x5555556742a0\nf 0x5555556742a0\n",
+    );
+    assert!(e.starts_with("event 2 (line 7):"), "{e}");
+    assert!(
+        e.contains("free(): double free detected in tcache 2"),
+        "{e}"
+    );
+
+    // seven frees fill the tcache bin, the eighth goes to the fastbin: free it again
+    let mut body = String::new();
+    let ptrs: Vec<u64> = (0..8).map(|k| 0x5555556742a0 + 0x20 * k).collect();
+    for p in &ptrs {
+        body += &format!("m 24 {p:#x}\n");
+    }
+    for p in &ptrs {
+        body += &format!("f {p:#x}\n");
+    }
+    body += &format!("f {:#x}\n", ptrs[7]);
+    let e = refusal("fasttop", &body);
+    assert!(e.starts_with("event 16 (line 21):"), "{e}");
+    assert!(e.contains("double free or corruption (fasttop)"), "{e}");
+
+    let e = refusal("invalid", "m 24 0x5555556742a0\nf 0x5555556742a8\n");
+    assert!(e.contains("free(): invalid pointer"), "{e}");
+    let e = refusal(
+        "realloc",
+        "m 24 0x5555556742a0\nf 0x5555556742a0\nr 0x5555556742a0 100 0x5555556742c0\n",
+    );
+    assert!(e.contains("realloc(): invalid pointer"), "{e}");
+
+    // beyond PTRDIFF_MAX: glibc returns NULL (ENOMEM); a recording that says otherwise
+    // is refused with the size
+    let huge = "m 9223372036854775808 0x0\nm 24 0x5555556742a0\n";
+    let r = check_file(&temp_trace("huge-null", huge), &CheckOptions::default()).unwrap();
+    assert!(r.ok() && r.checked == 1, "{r:?}");
+    let e = refusal("huge", "m 9223372036854775808 0x5555556742a0\n");
+    assert!(
+        e.contains("9223372036854775808") && e.contains("too large"),
+        "{e}"
+    );
+
+    let e = refusal("malformed", "m 24 0x5555556742a0\nm 24\n");
+    assert!(e.contains(":6:") && e.contains("\"m 24\""), "{e}");
+}
+
+#[test]
+fn cli_check_exit_status_and_one_line_error() {
+    let exe = env!("CARGO_BIN_EXE_pyalloc");
+    let ok = std::process::Command::new(exe)
+        .args(["check", "--json"])
+        .arg(trace("python27_so_loop.trace.gz"))
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["matched"], v["checked"]);
+    assert!(v["first_divergence"].is_null());
+
+    let bad = temp_trace(
+        "cli-bad",
+        "m 24 0x5555556742a0\nf 0x5555556742a0\nf 0x5555556742a0\n",
+    );
+    let out = std::process::Command::new(exe)
+        .args(["check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("pyalloc: event 2 (line 7):"), "{err}");
+
+    // a divergence (not an error): exit non-zero, report printed
+    let off = temp_trace("cli-diverge", "m 24 0x5555556742b0\n");
+    let out = std::process::Command::new(exe)
+        .args(["check", "--json"])
+        .arg(&off)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["first_divergence"]["expected"], "0x5555556742b0");
+    assert_eq!(v["first_divergence"]["got"], "0x5555556742a0");
+}

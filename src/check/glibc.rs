@@ -87,6 +87,11 @@ pub fn replay(
     };
     let bar = opts.progress.then(|| {
         let b = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {msg}: {pos} events ({per_sec})")
+        {
+            b.set_style(style);
+        }
         b.set_message(format!("{}", path.display()));
         b
     });
@@ -199,6 +204,23 @@ impl Replay {
         }
     }
 
+    /// A refusal the recording agrees with (glibc returned NULL: `ENOMEM`, `EINVAL`)
+    /// is a NULL result; any other refusal is an error of the replay.
+    fn null_if_recorded(
+        r: Result<Addr, crate::error::AllocError>,
+        expected: Addr,
+    ) -> Result<Addr, crate::error::AllocError> {
+        use crate::error::AllocError::{BadAlignment, OutOfAddressSpace, TooLarge};
+        match r {
+            Err(TooLarge { .. } | BadAlignment { .. } | OutOfAddressSpace { .. })
+                if expected.is_null() =>
+            {
+                Ok(Addr::NULL)
+            }
+            r => r,
+        }
+    }
+
     fn step(
         &mut self,
         kind: EventKind,
@@ -210,7 +232,7 @@ impl Replay {
         match kind {
             EventKind::Malloc { size, addr, .. } => {
                 self.pin(addr);
-                got = self.model.malloc(size as usize)?;
+                got = Self::null_if_recorded(self.model.malloc(size as usize), addr)?;
                 self.compare(event, line, addr, got, reader);
             }
             EventKind::Calloc {
@@ -220,13 +242,20 @@ impl Replay {
                 ..
             } => {
                 self.pin(addr);
-                got = self.model.calloc(nelem as usize, elsize as usize)?;
+                got = Self::null_if_recorded(
+                    self.model.calloc(nelem as usize, elsize as usize),
+                    addr,
+                )?;
                 self.compare(event, line, addr, got, reader);
             }
             EventKind::Realloc { old, size, new, .. } => {
                 self.pin(new);
                 let o = self.tr(old);
-                got = self.model.realloc(o, size as usize)?;
+                got = if size > 0 {
+                    Self::null_if_recorded(self.model.realloc(o, size as usize), new)?
+                } else {
+                    self.model.realloc(o, 0)?
+                };
                 self.compare(event, line, new, got, reader);
             }
             EventKind::Free { addr, .. } => {
@@ -235,17 +264,20 @@ impl Replay {
             }
             EventKind::Memalign { align, size, addr } => {
                 self.pin(addr);
-                got = self.model.memalign(align as usize, size as usize)?;
+                got = Self::null_if_recorded(
+                    self.model.memalign(align as usize, size as usize),
+                    addr,
+                )?;
                 self.compare(event, line, addr, got, reader);
             }
             EventKind::Valloc { size, addr } => {
                 self.pin(addr);
-                got = self.model.valloc(size as usize)?;
+                got = Self::null_if_recorded(self.model.valloc(size as usize), addr)?;
                 self.compare(event, line, addr, got, reader);
             }
             EventKind::Pvalloc { size, addr } => {
                 self.pin(addr);
-                got = self.model.pvalloc(size as usize)?;
+                got = Self::null_if_recorded(self.model.pvalloc(size as usize), addr)?;
                 self.compare(event, line, addr, got, reader);
             }
             EventKind::Mallopt { param, value, .. } => {
