@@ -3,6 +3,7 @@
 //! that breaks it. `PYALLOC_PROPTEST_CASES` (or the `long-proptests` feature) runs more.
 
 mod common;
+mod glibc;
 mod pymalloc;
 mod traces;
 mod vm_bump;

@@ -77,6 +77,7 @@ fn a_shipped_trace_round_trips_through_binary_event_by_event() {
     for rel in [
         "cpython-3.11.7-linux-x86_64/seed_py3.trace.gz",
         "cpython-2.7.18-linux-x86_64/seed.trace.gz",
+        "glibc-2.36-linux-x86_64/synthetic.trace.gz",
     ] {
         let src = shared(rel);
         let bin = d.join("t.bin");

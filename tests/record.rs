@@ -1,6 +1,6 @@
 //! `pyalloc record` on real programs (needs `--features record`): the program behaves as
 //! under plain python3, the trace is complete and consistent, and the pymalloc model
-//! predicts its addresses (`pyalloc check`).
+//! predicts every small-request address (`pyalloc check`).
 
 use pyalloc::trace::open::open;
 use pyalloc::trace::{Domain, EventKind, EventReader};
@@ -201,11 +201,8 @@ fn recorded_programs_behave_as_under_python3_and_their_traces_are_consistent() {
     std::fs::remove_dir_all(&d).ok();
 }
 
-/// `pyalloc check` of each recording: every small-request address predicted.
-///
-/// PENDING until the pymalloc branch is merged: its `check` of pymalloc3 traces is a stub
-/// here ("not built yet"); this test then says so on stderr and checks nothing more.
-/// Once merged, it asserts matched == checked > 0 for every program.
+/// `pyalloc check` of each recording through the pymalloc model (pinned to the trace's
+/// arenas and raw calls): every small-request address predicted, matched == checked > 0.
 #[test]
 fn recorded_programs_check_at_100_percent_through_the_pymalloc_model() {
     let d = scratch("check");
@@ -225,10 +222,6 @@ fn recorded_programs_check_at_100_percent_through_the_pymalloc_model() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("not built yet") {
-            eprintln!("PENDING (pymalloc branch not merged): pyalloc check {name}: {err}");
-            continue;
-        }
         let v: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name}: {e}: {err}"));
         assert!(v["checked"].as_u64().unwrap() > 0, "{name}: {v}");

@@ -1,15 +1,292 @@
-//! Checking glibc recordings (in progress: see the open issues).
+//! Checking glibc recordings: every malloc-family call of a process, from its first one,
+//! replayed through the glibc 2.36 model on a heap starting at the trace's
+//! `brk_at_first_call`; every address the model returns from the brk heap is compared.
+//!
+//! Mmapped results cannot be predicted (their placement depends on the address-space
+//! layout, which the tracer itself changes): when the recording shows one, the model's
+//! next mapping is pinned there. The model must still decide to mmap at that call: if it
+//! serves the call from the heap instead, that is a divergence like any other.
+//! After a divergence (with `keep_going`), later frees and reallocs of the recorded
+//! address are translated to the model's.
 
 use super::{CheckError, CheckOptions, CheckReport};
+use crate::addr::Addr;
+use crate::alloc::Allocator;
+use crate::sysmalloc::glibc::{Glibc, GlibcParams};
+use crate::trace::glibc::GlibcTraceReader;
+use crate::trace::{Event, EventKind, EventReader, TraceFormat};
+use crate::vm::AddressSpace;
+use std::collections::HashMap;
 use std::path::Path;
 
-/// Replays the trace at `path` through its model and compares every address.
+/// Model names accepted for glibc traces.
+pub const MODELS: &[&str] = &["glibc-2.36", "glibc-2.36-x86_64"];
+
+/// Replays the trace at `path` through the glibc model and compares every brk-heap address.
 ///
 /// # Errors
-/// Not yet available in this build.
-pub fn check(path: &Path, _opts: &CheckOptions) -> Result<CheckReport, CheckError> {
-    Err(CheckError::Unsupported(format!(
-        "{}: checking glibc traces is not built yet",
-        path.display()
-    )))
+/// An unreadable or malformed trace, an unknown model name, a header without
+/// `brk_at_first_call`, or a call the model refuses (with its event number and line).
+pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
+    Ok(replay(path, opts, |_, _| {})?.report)
+}
+
+/// What a replay leaves behind besides its report.
+pub struct Replayed {
+    /// The comparisons.
+    pub report: CheckReport,
+    /// The model in its final state.
+    pub model: Glibc,
+    /// The trailer's `brk_at_exit`, when the recording has one.
+    pub brk_at_exit: Option<Addr>,
+}
+
+/// Replays the trace at `path` like [`check`], calling `observe(event, model_result)` after
+/// every event (`model_result` is the address the model returned, `NULL` for calls that
+/// return none), and hands back the model.
+///
+/// # Errors
+/// As [`check`].
+pub fn replay(
+    path: &Path,
+    opts: &CheckOptions,
+    mut observe: impl FnMut(&Event, Addr),
+) -> Result<Replayed, CheckError> {
+    if let Some(m) = &opts.model {
+        if !MODELS.contains(&m.as_str()) {
+            return Err(CheckError::UnknownModel {
+                model: m.clone(),
+                format: TraceFormat::Glibc,
+                known: MODELS.join(", "),
+            });
+        }
+    }
+    let mut reader = GlibcTraceReader::open(path)?;
+    let first = reader.next_event()?;
+    let brk = reader.brk_at_first_call().ok_or_else(|| {
+        CheckError::Unsupported(format!(
+            "{}: header has no brk_at_first_call",
+            path.display()
+        ))
+    })?;
+    let ceiling = reader
+        .brk_ceiling(brk)
+        .unwrap_or(Addr(brk.0.saturating_add(1 << 40)));
+    let page = 4096;
+    let vm = AddressSpace::new(page, 8, brk, ceiling);
+    let mut replay = Replay {
+        model: Glibc::new(GlibcParams::v2_36_x86_64(), vm),
+        report: CheckReport::default(),
+        // the brk heap grows up from brk_at_first_call, mappings grow down from below the
+        // libraries: an address in the lower half of the gap is the heap's
+        heap: brk.0..brk.0 + (ceiling.0 - brk.0) / 2,
+        page,
+        remap: HashMap::new(),
+        keep_going: opts.keep_going,
+        phase: None,
+    };
+    let bar = opts.progress.then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {msg}: {pos} events ({per_sec})")
+        {
+            b.set_style(style);
+        }
+        b.set_message(format!("{}", path.display()));
+        b
+    });
+    let mut next = first;
+    let mut event: u64 = 0;
+    while let Some(ev) = next {
+        replay.report.events += 1;
+        let got = replay
+            .step(ev.kind, event, ev.line, &reader)
+            .map_err(|source| CheckError::Model {
+                event,
+                line: ev.line,
+                source,
+            })?;
+        observe(&ev, got);
+        if replay.report.first_divergence.is_some() && !replay.keep_going {
+            break;
+        }
+        event += 1;
+        if let Some(b) = &bar {
+            if event % 65536 == 0 {
+                b.set_position(event);
+            }
+        }
+        next = reader.next_event()?;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let brk_at_exit = reader
+        .trailer()
+        .iter()
+        .find_map(|l| l.strip_prefix("brk_at_exit "))
+        .and_then(Addr::parse_hex);
+    Ok(Replayed {
+        report: replay.report,
+        model: replay.model,
+        brk_at_exit,
+    })
+}
+
+/// The state of one replay.
+struct Replay {
+    model: Glibc,               // the model under check
+    report: CheckReport,        // comparisons so far
+    heap: std::ops::Range<u64>, // addresses taken for the brk heap's (lower half of the gap)
+    page: u64,                  // page size
+    remap: HashMap<u64, u64>,   // recorded address -> model address, where they differ
+    keep_going: bool,           // continue after a divergence
+    phase: Option<u32>,         // the last `# mark` seen
+}
+
+impl Replay {
+    /// The model's name for a recorded address.
+    #[inline]
+    fn tr(&self, a: Addr) -> Addr {
+        if self.remap.is_empty() {
+            a
+        } else {
+            self.remap.get(&a.0).map_or(a, |&m| Addr(m))
+        }
+    }
+
+    /// Pins the model's next mapping where the recording shows an mmapped result.
+    #[inline]
+    fn pin(&mut self, expected: Addr) {
+        if !expected.is_null() && !self.heap.contains(&expected.0) {
+            self.model
+                .pin_next_mmap(Addr((expected.0 - 16) & !(self.page - 1)));
+        }
+    }
+
+    /// Compares the model's `got` with the recorded `expected`.
+    fn compare(
+        &mut self,
+        event: u64,
+        line: u64,
+        expected: Addr,
+        got: Addr,
+        reader: &GlibcTraceReader,
+    ) {
+        if expected.is_null() && got.is_null() {
+            return;
+        }
+        let mapped = !self.heap.contains(&expected.0);
+        if mapped && got == expected {
+            return; // pinned, and the model chose mmap too
+        }
+        let served = self.model.served();
+        let phase = self.phase;
+        let matched = self.report.compare(event, line, expected.0, got.0, || {
+            let ph = phase
+                .and_then(|i| reader.mark(i))
+                .map(|m| format!(" in phase {m:?}"))
+                .unwrap_or_default();
+            let top = self
+                .model
+                .top_chunk()
+                .map(|(a, s)| format!("top {a} of {s:#x}"))
+                .unwrap_or_default();
+            format!(
+                "model served it from {served}{ph}{}; {top}",
+                if mapped { " (recorded: mmapped)" } else { "" }
+            )
+        });
+        if !matched {
+            self.remap.insert(expected.0, got.0);
+        } else if !self.remap.is_empty() {
+            self.remap.remove(&expected.0);
+        }
+    }
+
+    /// A refusal the recording agrees with (glibc returned NULL: `ENOMEM`, `EINVAL`)
+    /// is a NULL result; any other refusal is an error of the replay.
+    fn null_if_recorded(
+        r: Result<Addr, crate::error::AllocError>,
+        expected: Addr,
+    ) -> Result<Addr, crate::error::AllocError> {
+        use crate::error::AllocError::{BadAlignment, OutOfAddressSpace, TooLarge};
+        match r {
+            Err(TooLarge { .. } | BadAlignment { .. } | OutOfAddressSpace { .. })
+                if expected.is_null() =>
+            {
+                Ok(Addr::NULL)
+            }
+            r => r,
+        }
+    }
+
+    fn step(
+        &mut self,
+        kind: EventKind,
+        event: u64,
+        line: u64,
+        reader: &GlibcTraceReader,
+    ) -> Result<Addr, crate::error::AllocError> {
+        let mut got = Addr::NULL;
+        match kind {
+            EventKind::Malloc { size, addr, .. } => {
+                self.pin(addr);
+                got = Self::null_if_recorded(self.model.malloc(size as usize), addr)?;
+                self.compare(event, line, addr, got, reader);
+            }
+            EventKind::Calloc {
+                nelem,
+                elsize,
+                addr,
+                ..
+            } => {
+                self.pin(addr);
+                got = Self::null_if_recorded(
+                    self.model.calloc(nelem as usize, elsize as usize),
+                    addr,
+                )?;
+                self.compare(event, line, addr, got, reader);
+            }
+            EventKind::Realloc { old, size, new, .. } => {
+                self.pin(new);
+                let o = self.tr(old);
+                got = if size > 0 {
+                    Self::null_if_recorded(self.model.realloc(o, size as usize), new)?
+                } else {
+                    self.model.realloc(o, 0)?
+                };
+                self.compare(event, line, new, got, reader);
+            }
+            EventKind::Free { addr, .. } => {
+                let a = self.tr(addr);
+                self.model.free(a)?;
+            }
+            EventKind::Memalign { align, size, addr } => {
+                self.pin(addr);
+                got = Self::null_if_recorded(
+                    self.model.memalign(align as usize, size as usize),
+                    addr,
+                )?;
+                self.compare(event, line, addr, got, reader);
+            }
+            EventKind::Valloc { size, addr } => {
+                self.pin(addr);
+                got = Self::null_if_recorded(self.model.valloc(size as usize), addr)?;
+                self.compare(event, line, addr, got, reader);
+            }
+            EventKind::Pvalloc { size, addr } => {
+                self.pin(addr);
+                got = Self::null_if_recorded(self.model.pvalloc(size as usize), addr)?;
+                self.compare(event, line, addr, got, reader);
+            }
+            EventKind::Mallopt { param, value, .. } => {
+                self.model.mallopt(param as i32, value as i32);
+            }
+            EventKind::Mark { index } => self.phase = Some(index),
+            _ => {}
+        }
+        self.model.clear_mmap_pin();
+        Ok(got)
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod binary;
 pub mod event;
+pub mod glibc;
 pub mod heaptrack;
 pub mod io;
 pub mod ltrace;

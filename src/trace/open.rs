@@ -3,9 +3,9 @@
 //! ```text
 //!   bytes (gzip undone first)      format             reader
 //!   "PYALLOCB"                     binary             binary::BinaryReader
-//!   "# pymalloc allocation trace"  CPython 3 domains  text::TextReader
+//!   "# pymalloc allocation trace"  CPython 3 domains  pymalloc3::Pymalloc3Reader
 //!   "# PYREC allocator event"      CPython 2.7 PYREC  text::TextReader
-//!   "# glibc malloc-family call"   glibc interposer   text::TextReader
+//!   "# glibc malloc-family call"   glibc interposer   glibc::GlibcTraceReader
 //!   "= Start" / "@ … + 0x…"        glibc mtrace       mtrace::MtraceReader
 //!   "v HEX HEX" / "+ HEX HEX HEX"  heaptrack raw      heaptrack::HeaptrackReader
 //!   "malloc(…) = …" (any prefix)   ltrace             ltrace::LtraceReader
@@ -14,9 +14,11 @@
 //! written decides.
 
 use super::binary::{BinaryReader, MAGIC};
+use super::glibc::GlibcTraceReader;
 use super::heaptrack::HeaptrackReader;
 use super::ltrace::LtraceReader;
 use super::mtrace::MtraceReader;
+use super::pymalloc3::Pymalloc3Reader;
 use super::text::TextReader;
 use super::{EventReader, LineReader, TraceError, TraceFormat};
 use flate2::read::MultiGzDecoder;
@@ -165,7 +167,9 @@ pub fn open_as(path: &Path, format: Format) -> Result<Box<dyn EventReader>, Trac
         Format::Mtrace => Box::new(MtraceReader::open(path)?),
         Format::Heaptrack => Box::new(HeaptrackReader::open(path)?),
         Format::Ltrace => Box::new(LtraceReader::open(path)?),
-        Format::Recorded(_) => Box::new(TextReader::open(path)?),
+        Format::Recorded(TraceFormat::Pymalloc3) => Box::new(Pymalloc3Reader::open(path)?),
+        Format::Recorded(TraceFormat::Glibc) => Box::new(GlibcTraceReader::open(path)?),
+        Format::Recorded(TraceFormat::Pyrec27) => Box::new(TextReader::open(path)?),
     })
 }
 

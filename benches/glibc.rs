@@ -1,0 +1,273 @@
+//! Criterion benches of the glibc model: replaying every malloc/calloc/realloc/free call
+//! of CPython 3.11's ints.trace.gz (all domains sent to glibc, as under
+//! `PYTHONMALLOC=malloc`; nested raw lines are the same calls seen twice and are skipped),
+//! pre-decoded so that only the model is timed; and reading a glibc trace file.
+//!
+//! `cargo bench --bench glibc` reports time per replay and events/s (Throughput): a fresh
+//! model (its tables grow and page-fault as the heap does), a model `reset` between
+//! replays (tables kept: the per-call cost), and this machine's real glibc on the same
+//! events. `PYALLOC_BENCH_INTERLEAVED=1` also prints the three interleaved, best of 15.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use pyalloc::sysmalloc::glibc::{Glibc, GlibcParams};
+use pyalloc::trace::glibc::GlibcTraceReader;
+use pyalloc::trace::{EventReader, LineReader};
+use pyalloc::{Addr, Allocator, Platform};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One call, with the allocations it names turned into slot numbers.
+#[derive(Clone, Copy)]
+enum Op {
+    Malloc {
+        size: usize,
+        slot: u32,
+    },
+    Calloc {
+        nelem: usize,
+        elsize: usize,
+        slot: u32,
+    },
+    Realloc {
+        old: u32,
+        size: usize,
+        slot: u32,
+    },
+    Free {
+        slot: u32,
+    },
+}
+
+/// Decodes the m/c/r/f lines of a CPython 3 trace (domains O, M, R) into slot programs.
+fn decode(path: &Path) -> (Vec<Op>, usize) {
+    let mut r = LineReader::open(path).expect("ints.trace.gz");
+    let mut ops = Vec::new();
+    let mut slot_of: HashMap<u64, u32> = HashMap::new();
+    let mut slots = 0u32;
+    let mut new_slot = |addr: u64, slot_of: &mut HashMap<u64, u32>| {
+        let s = slots;
+        slots += 1;
+        if addr != 0 {
+            slot_of.insert(addr, s);
+        }
+        s
+    };
+    let hex = |s: &str| u64::from_str_radix(s, 16).unwrap();
+    while let Some(line) = r.next_line().unwrap() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if line.starts_with('#') || f.len() < 3 || !matches!(f[1], "O" | "M" | "R") {
+            continue;
+        }
+        match f[0] {
+            "m" => {
+                let slot = new_slot(hex(f[3]), &mut slot_of);
+                ops.push(Op::Malloc {
+                    size: f[2].parse().unwrap(),
+                    slot,
+                });
+            }
+            "c" => {
+                let slot = new_slot(hex(f[4]), &mut slot_of);
+                ops.push(Op::Calloc {
+                    nelem: f[2].parse().unwrap(),
+                    elsize: f[3].parse().unwrap(),
+                    slot,
+                });
+            }
+            "r" => {
+                let old = hex(f[2]);
+                let size: usize = f[3].parse().unwrap();
+                let old = if old == 0 {
+                    u32::MAX
+                } else {
+                    slot_of.remove(&old).expect("realloc of a known block")
+                };
+                let slot = new_slot(hex(f[4]), &mut slot_of);
+                ops.push(Op::Realloc { old, size, slot });
+            }
+            "f" => {
+                let a = hex(f[2]);
+                if a != 0 {
+                    let slot = slot_of.remove(&a).expect("free of a known block");
+                    ops.push(Op::Free { slot });
+                }
+            }
+            _ => {}
+        }
+    }
+    (ops, slots as usize)
+}
+
+/// Replays a slot program through a fresh model; returns the final break (so nothing is
+/// optimised away).
+fn replay(ops: &[Op], slots: &mut [Addr]) -> Addr {
+    let mut g = Glibc::new(
+        GlibcParams::v2_36_x86_64(),
+        Platform::linux_x86_64().address_space(),
+    );
+    replay_on(&mut g, ops, slots)
+}
+
+fn replay_on(g: &mut Glibc, ops: &[Op], slots: &mut [Addr]) -> Addr {
+    for &op in ops {
+        match op {
+            Op::Malloc { size, slot } => slots[slot as usize] = g.malloc(size).unwrap(),
+            Op::Calloc {
+                nelem,
+                elsize,
+                slot,
+            } => slots[slot as usize] = g.calloc(nelem, elsize).unwrap(),
+            Op::Realloc { old, size, slot } => {
+                let o = if old == u32::MAX {
+                    Addr::NULL
+                } else {
+                    slots[old as usize]
+                };
+                slots[slot as usize] = g.realloc(o, size).unwrap();
+            }
+            Op::Free { slot } => g.free(slots[slot as usize]).unwrap(),
+        }
+    }
+    g.address_space().brk()
+}
+
+extern "C" {
+    fn malloc(size: usize) -> *mut u8;
+    fn calloc(nelem: usize, elsize: usize) -> *mut u8;
+    fn realloc(p: *mut u8, size: usize) -> *mut u8;
+    fn free(p: *mut u8);
+}
+
+/// Replays the same slot program through this process's own C library malloc (glibc on
+/// the Linux machines the traces come from): the allocator the model models, timed on
+/// the same events under the same load.
+fn replay_libc(ops: &[Op], slots: &mut [usize]) -> usize {
+    // SAFETY: every pointer passed to free/realloc was returned by malloc/calloc/realloc
+    // of this replay and not freed since (the slot program follows the trace's lifetimes).
+    unsafe {
+        for &op in ops {
+            match op {
+                Op::Malloc { size, slot } => slots[slot as usize] = malloc(size) as usize,
+                Op::Calloc {
+                    nelem,
+                    elsize,
+                    slot,
+                } => slots[slot as usize] = calloc(nelem, elsize) as usize,
+                Op::Realloc { old, size, slot } => {
+                    let o = if old == u32::MAX {
+                        std::ptr::null_mut()
+                    } else {
+                        slots[old as usize] as *mut u8
+                    };
+                    slots[slot as usize] = realloc(o, size) as usize;
+                }
+                Op::Free { slot } => free(slots[slot as usize] as *mut u8),
+            }
+        }
+        // free what the trace left live, so every iteration starts alike
+        let mut live = vec![true; slots.len()];
+        for &op in ops {
+            match op {
+                Op::Free { slot } => live[slot as usize] = false,
+                Op::Realloc { old, size, slot } => {
+                    if old != u32::MAX {
+                        live[old as usize] = false;
+                    }
+                    live[slot as usize] = size != 0;
+                }
+                _ => {}
+            }
+        }
+        let mut n = 0;
+        for (k, &l) in live.iter().enumerate() {
+            if l && slots[k] != 0 {
+                free(slots[k] as *mut u8);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+fn ints_replay(c: &mut Criterion) {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/traces/cpython-3.11.7-linux-x86_64/ints.trace.gz"
+    ));
+    let (ops, nslots) = decode(path);
+    let n = ops.len() as f64;
+    let mut slots = vec![Addr::NULL; nslots];
+    let mut raw = vec![0usize; nslots];
+    let space = || Platform::linux_x86_64().address_space();
+    let mut warm = Glibc::new(GlibcParams::v2_36_x86_64(), space());
+    if std::env::var_os("PYALLOC_BENCH_INTERLEAVED").is_some() {
+        // the machine is shared: alternate the three and keep each one's best run
+        let mut best = [f64::MAX; 3];
+        for _ in 0..15 {
+            let t = std::time::Instant::now();
+            black_box(replay(&ops, &mut slots));
+            best[0] = best[0].min(t.elapsed().as_secs_f64());
+            warm.reset(space());
+            let t = std::time::Instant::now();
+            black_box(replay_on(&mut warm, &ops, &mut slots));
+            best[1] = best[1].min(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            black_box(replay_libc(&ops, &mut raw));
+            best[2] = best[2].min(t.elapsed().as_secs_f64());
+        }
+        eprintln!(
+            "{} events; best of 15, ns/event: model fresh {:.1}, model reset {:.1}, real glibc {:.1}",
+            ops.len(),
+            best[0] * 1e9 / n,
+            best[1] * 1e9 / n,
+            best[2] * 1e9 / n
+        );
+    }
+    let mut g = c.benchmark_group("glibc model");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(ops.len() as u64));
+    g.bench_function("replay ints.trace.gz, fresh model", |b| {
+        b.iter(|| black_box(replay(&ops, &mut slots)))
+    });
+    g.bench_function("replay ints.trace.gz, model reset (tables kept)", |b| {
+        b.iter(|| {
+            warm.reset(space());
+            black_box(replay_on(&mut warm, &ops, &mut slots))
+        })
+    });
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        g.bench_function("real glibc on the same events (this machine)", |b| {
+            b.iter(|| black_box(replay_libc(&ops, &mut raw)))
+        });
+    }
+    g.finish();
+}
+
+fn read_glibc_trace(c: &mut Criterion) {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/traces/glibc-2.36-linux-x86_64/synthetic.trace.gz"
+    ));
+    let mut n = 0u64;
+    let mut r = GlibcTraceReader::open(path).unwrap();
+    while r.next_event().unwrap().is_some() {
+        n += 1;
+    }
+    let mut g = c.benchmark_group("glibc trace reader");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("synthetic.trace.gz (gunzip + parse)", |b| {
+        b.iter(|| {
+            let mut r = GlibcTraceReader::open(path).unwrap();
+            let mut k = 0u64;
+            while let Some(e) = r.next_event().unwrap() {
+                k += e.line & 1;
+            }
+            black_box(k)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ints_replay, read_glibc_trace);
+criterion_main!(benches);

@@ -1,0 +1,357 @@
+//! `_int_malloc`: the order in which glibc 2.36 looks for a chunk.
+//!
+//! ```text
+//!  nb ≤ max_fast      1. fastbin[nb] (LIFO); stash the rest of that bin into the tcache
+//!  small nb           2. small bin[nb] (oldest first); stash the rest into the tcache
+//!  large nb           2'. malloc_consolidate() if any fastbin chunk exists
+//!                     3. unsorted bin, oldest first, for each chunk c:
+//!                        - small nb, c the only one and c == last_remainder, size > nb+MINSIZE:
+//!                          split c, the rest stays the last remainder          → return
+//!                        - size(c) == nb: to the tcache if room (return_cached), else → return
+//!                        - otherwise sort c into its small/large bin (≤ 10000 per pass)
+//!                        then, if an exact fit went to the tcache, return the newest cached
+//!                     4. large nb: best fit in bin[nb] (smallest ≥ nb, the second of its size)
+//!                     5. the first non-empty bin above: its oldest/smallest chunk, split
+//!                        (small nb: the remainder becomes last_remainder)
+//!                     6. top, if size(top) ≥ nb + MINSIZE; else consolidate fastbins and
+//!                        retry from 3; else sysmalloc (mmap if nb ≥ mmap_threshold, or sbrk)
+//! ```
+//! Remainders of splits go to the head of the unsorted bin.
+
+use super::chunk::{State, NIL};
+use super::params::{MAX_ITERS, NFASTBINS, UNSORTED};
+use super::{Glibc, Mapped, Served};
+use crate::error::AllocError;
+
+/// What `_int_malloc` handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Out {
+    /// A chunk of the brk heap (its node), marked in use.
+    Chunk(u32),
+    /// An mmapped chunk (its user pointer).
+    Mapped(u64),
+}
+
+impl Glibc {
+    /// `_int_malloc(av, bytes)` for a chunk size `nb` (already `request2size`d).
+    pub(super) fn int_malloc(&mut self, nb: u64) -> Result<Out, AllocError> {
+        let min = self.params.min_chunk;
+        let tc = self.params.csize2tidx(nb);
+        // 1. fastbins
+        if nb <= self.max_fast {
+            let f = self.params.fastbin_index(nb);
+            if let Some(v) = self.fastbin_pop(f) {
+                if self.tcache_usable(tc) {
+                    while (self.tcache_counts[tc] as u64) < self.params.tcache_count {
+                        match self.fastbin_pop(f) {
+                            Some(c) => self.tcache_put(c, tc),
+                            None => break,
+                        }
+                    }
+                }
+                self.served = Served::Fastbin;
+                return Ok(Out::Chunk(v));
+            }
+        }
+        // 2. small bin of exactly nb
+        let small = self.params.in_smallbin_range(nb);
+        let mut idx;
+        if small {
+            idx = self.params.smallbin_index(nb);
+            if let Some(v) = self.bin_last(idx) {
+                self.take_from_small_bin(v, idx);
+                if self.tcache_usable(tc) {
+                    while (self.tcache_counts[tc] as u64) < self.params.tcache_count {
+                        match self.bin_last(idx) {
+                            Some(c) => {
+                                self.take_from_small_bin(c, idx);
+                                self.tcache_put(c, tc);
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                self.served = Served::SmallBin;
+                return Ok(Out::Chunk(v));
+            }
+        } else {
+            idx = self.params.largebin_index(nb);
+            if self.have_fastchunks {
+                self.malloc_consolidate();
+            }
+        }
+
+        let tcache_nb = self.tcache_usable(tc);
+        let mut return_cached = false;
+        let mut tcache_unsorted_count: u64 = 0;
+        loop {
+            // 3. the unsorted bin, from its tail
+            let mut iters = 0u32;
+            while let Some(victim) = self.bin_last(UNSORTED) {
+                let bck = self.heap.n(victim).bk;
+                let size = self.heap.size(victim);
+                if small
+                    && bck == UNSORTED as u32
+                    && victim == self.last_remainder
+                    && size > nb + min
+                {
+                    let r = victim + (nb >> 4) as u32;
+                    let rsize = size - nb;
+                    self.list_remove(victim);
+                    let pinuse = self.heap.n(victim).prev_inuse();
+                    self.heap.set_head(victim, nb, pinuse, State::InUse);
+                    self.heap.set_head(r, rsize, true, State::Unsorted);
+                    self.heap.set_free_foot(r);
+                    self.unsorted_push(r);
+                    self.last_remainder = r;
+                    self.served = Served::LastRemainder;
+                    return Ok(Out::Chunk(victim));
+                }
+                self.list_remove(victim);
+                if size == nb {
+                    self.heap.set_inuse(victim);
+                    self.heap.m(victim).set_state(State::InUse);
+                    if tcache_nb && (self.tcache_counts[tc] as u64) < self.params.tcache_count {
+                        self.tcache_put(victim, tc);
+                        return_cached = true;
+                        continue;
+                    }
+                    self.served = Served::UnsortedExact;
+                    return Ok(Out::Chunk(victim));
+                }
+                self.bin_insert(victim);
+                tcache_unsorted_count += 1;
+                if return_cached
+                    && self.params.tcache_unsorted_limit > 0
+                    && tcache_unsorted_count > self.params.tcache_unsorted_limit
+                {
+                    self.served = Served::TcacheStash;
+                    return Ok(Out::Chunk(self.tcache_get(tc)));
+                }
+                iters += 1;
+                if iters >= MAX_ITERS {
+                    break;
+                }
+            }
+            if return_cached {
+                self.served = Served::TcacheStash;
+                return Ok(Out::Chunk(self.tcache_get(tc)));
+            }
+            // 4. large request: best fit in its own bin
+            if !small {
+                let bin = idx as u32;
+                let first = self.heap.n(bin).fd;
+                if first != bin && self.heap.size(first) >= nb {
+                    let mut v = self.heap.bk_nextsize(first);
+                    while self.heap.size(v) < nb {
+                        v = self.heap.bk_nextsize(v);
+                    }
+                    let last = self.heap.n(bin).bk;
+                    let vfd = self.heap.n(v).fd;
+                    if v != last && self.heap.size(v) == self.heap.size(vfd) {
+                        v = vfd;
+                    }
+                    self.split_binned(v, nb, false);
+                    self.served = Served::LargeBin;
+                    return Ok(Out::Chunk(v));
+                }
+            }
+            // 5. the next non-empty bin up
+            if let Some(b) = self.next_nonempty_bin(idx) {
+                let v = self.heap.n(b as u32).bk;
+                self.split_binned(v, nb, small);
+                self.served = Served::Binmap;
+                return Ok(Out::Chunk(v));
+            }
+            // 6. top
+            if self.top != NIL && self.top_size() >= nb + min {
+                let v = self.split_top(nb);
+                self.served = Served::Top;
+                return Ok(Out::Chunk(v));
+            } else if self.have_fastchunks {
+                self.malloc_consolidate();
+                idx = self.params.bin_index(nb);
+            } else {
+                return self.sysmalloc(nb);
+            }
+        }
+    }
+
+    /// Takes the oldest chunk `v` of small bin `idx` for use.
+    #[inline]
+    fn take_from_small_bin(&mut self, v: u32, idx: usize) {
+        self.list_remove(v);
+        self.note_bin(idx);
+        self.heap.set_inuse(v);
+        self.heap.m(v).set_state(State::InUse);
+    }
+
+    /// Unlinks binned chunk `v` and serves `nb` from it, the rest (if ≥ MINSIZE) to the
+    /// unsorted bin, advertised as the last remainder when `advertise`.
+    fn split_binned(&mut self, v: u32, nb: u64, advertise: bool) {
+        let size = self.heap.size(v);
+        let rsize = size - nb;
+        self.unlink_chunk(v);
+        if rsize < self.params.min_chunk {
+            self.heap.set_inuse(v);
+            self.heap.m(v).set_state(State::InUse);
+        } else {
+            let r = v + (nb >> 4) as u32;
+            let pinuse = self.heap.n(v).prev_inuse();
+            self.heap.set_head(v, nb, pinuse, State::InUse);
+            self.heap.set_head(r, rsize, true, State::Unsorted);
+            self.heap.set_free_foot(r);
+            self.unsorted_push(r);
+            if advertise {
+                self.last_remainder = r;
+            }
+        }
+    }
+
+    /// Carves `nb` bytes from the start of top (which has at least `nb + MINSIZE`).
+    pub(super) fn split_top(&mut self, nb: u64) -> u32 {
+        let v = self.top;
+        let size = self.top_size();
+        let pinuse = self.heap.n(v).prev_inuse();
+        let r = v + (nb >> 4) as u32;
+        self.heap.set_head(v, nb, pinuse, State::InUse);
+        self.heap.set_head(r, size - nb, true, State::Top);
+        self.top = r;
+        v
+    }
+
+    /// Merges free chunk `p` (of `size`, not yet in any list) with its free neighbours and
+    /// puts the result at the head of the unsorted bin or into top; returns the merged size.
+    /// The body shared by `_int_free` and `malloc_consolidate`.
+    pub(super) fn merge_and_bin(&mut self, p: u32) -> u64 {
+        let mut p = p;
+        let mut size = self.heap.size(p);
+        let next = p + (size >> 4) as u32;
+        let nextsize = if next == self.top {
+            self.top_size()
+        } else {
+            self.heap.size(next)
+        };
+        if !self.heap.n(p).prev_inuse() {
+            let prevsize = self.heap.prev_size(p);
+            self.heap.clear(p);
+            p -= (prevsize >> 4) as u32;
+            self.unlink_chunk(p);
+            size += prevsize;
+        }
+        if next != self.top {
+            let nextinuse = self.heap.n(next + (nextsize >> 4) as u32).prev_inuse();
+            if !nextinuse {
+                self.unlink_chunk(next);
+                self.heap.clear(next);
+                size += nextsize;
+            } else {
+                self.heap.m(next).set_prev_inuse(false);
+            }
+            self.heap.set_head(p, size, true, State::Unsorted);
+            self.heap.set_free_foot(p);
+            self.unsorted_push(p);
+        } else {
+            size += nextsize;
+            self.heap.clear(next);
+            self.heap.set_head(p, size, true, State::Top);
+            self.top = p;
+        }
+        size
+    }
+
+    /// `malloc_consolidate`: every fastbin chunk, bin by bin and newest first, is merged
+    /// with its free neighbours into the unsorted bin (or top).
+    pub(super) fn malloc_consolidate(&mut self) {
+        self.have_fastchunks = false;
+        for f in 0..NFASTBINS {
+            let mut p = std::mem::replace(&mut self.fastbins[f], NIL);
+            while p != NIL {
+                let nextp = self.heap.n(p).fd;
+                self.heap.m(p).fd = NIL;
+                self.merge_and_bin(p);
+                p = nextp;
+            }
+        }
+    }
+
+    /// `sysmalloc`: mmap a chunk of its own when `nb ≥ mmap_threshold`, else grow top by
+    /// sbrk (`nb + top_pad + MINSIZE - size(top)`, page-rounded) and split it.
+    pub(super) fn sysmalloc(&mut self, nb: u64) -> Result<Out, AllocError> {
+        if nb >= self.mmap_threshold && self.n_mmaps < self.n_mmaps_max {
+            if let Ok(mem) = self.mmap_chunk(nb) {
+                self.served = Served::Mmap;
+                return Ok(Out::Mapped(mem));
+            }
+        }
+        let page = self.vm.page_size();
+        let min = self.params.min_chunk;
+        let old_size = if self.top == NIL { 0 } else { self.top_size() };
+        let old_end = if self.top == NIL {
+            0
+        } else {
+            self.heap.addr(self.top) + old_size
+        };
+        let size = (nb + self.top_pad + min - old_size).next_multiple_of(page);
+        let brk = self.vm.sbrk(size as i64)?.0;
+        if self.top != NIL && brk == old_end {
+            self.heap.grow_to(brk + size);
+            let t = self.top;
+            let s = self.heap.size(t) + size;
+            self.heap.set_size(t, s);
+        } else {
+            // the first sbrk: align the first chunk, end the heap on a page boundary
+            let hdr = 2 * self.params.size_sz;
+            let misalign = (brk + hdr) & (self.params.malloc_alignment - 1);
+            let front = if misalign > 0 {
+                self.params.malloc_alignment - misalign
+            } else {
+                0
+            };
+            let aligned_brk = brk + front;
+            let end = brk + size + front;
+            let correction = front + (end.next_multiple_of(page) - end);
+            if correction > 0 {
+                self.vm.sbrk(correction as i64)?;
+            }
+            let top_end = brk + size + correction;
+            self.heap.grow_to(top_end);
+            let t = self.heap.idx(aligned_brk);
+            self.heap
+                .set_head(t, top_end - aligned_brk, true, State::Top);
+            self.top = t;
+        }
+        self.note_mapped();
+        let v = self.split_top(nb);
+        self.served = Served::Sysmalloc;
+        Ok(Out::Chunk(v))
+    }
+
+    /// `sysmalloc_mmap`: a chunk of `nb` bytes in a mapping of its own; returns its user pointer.
+    pub(super) fn mmap_chunk(&mut self, nb: u64) -> Result<u64, AllocError> {
+        let page = self.vm.page_size();
+        let len = (nb + self.params.size_sz).next_multiple_of(page);
+        let base = self.map(len)?;
+        let mem = base + self.mem_offset_mmapped();
+        self.mmaps.insert(mem, Mapped { base, len, req: 0 });
+        self.n_mmaps += 1;
+        self.note_mapped();
+        Ok(mem)
+    }
+
+    /// Offset of the user pointer from an mmapped chunk's mapping
+    /// (`chunk2mem` plus the front correction on i386).
+    pub(super) fn mem_offset_mmapped(&self) -> u64 {
+        (2 * self.params.size_sz).next_multiple_of(self.params.malloc_alignment)
+    }
+
+    /// Maps `len` bytes: at the pinned base when one was given, else top-down.
+    pub(super) fn map(&mut self, len: u64) -> Result<u64, AllocError> {
+        if let Some(base) = self.mmap_pin.take() {
+            if self.vm.map_fixed(crate::addr::Addr(base), len).is_ok() {
+                return Ok(base);
+            }
+        }
+        Ok(self.vm.mmap(len)?.0)
+    }
+}

@@ -1,0 +1,590 @@
+//! glibc's malloc (ptmalloc2, glibc 2.36 malloc/malloc.c), main arena, one thread.
+//!
+//! ```text
+//!  heap start = brk at the first call                                            brk
+//!  | tcache_perthread_struct (0x290) | chunk | chunk | free | chunk | ... | top chunk |
+//!    each chunk: [prev_size][size|P] user data ...
+//!                            ^ the pointer malloc returns = chunk + 2 * SIZE_SZ
+//!
+//!  malloc(n)   nb = request2size(n); tcache[nb] if non-empty; else _int_malloc   (malloc.rs)
+//!  free(p)     mmapped: munmap (dynamic threshold); else _int_free               (free.rs)
+//!  calloc      _int_malloc, never the tcache; realloc: _int_realloc; memalign    (realloc.rs)
+//!  bins        unsorted / small / large (bins.rs); tcache and fastbins (tcache.rs)
+//!  chunks      boundary tags in an arena indexed by address (chunk.rs)
+//! ```
+//! The model is exact: replaying a process's malloc-family calls from its first one gives
+//! every address glibc returned from the brk heap (see `pyalloc check` on the glibc
+//! traces). Mmapped chunks are placed top-down by the address-space model, or at the
+//! address a recording shows ([`Glibc::pin_next_mmap`]).
+//!
+//! Invariants, as equations (checked by [`Glibc::check_invariants`] after every step of
+//! the property tests):
+//! - `Σ size(c) over the chunks from base to top end == top end - base`, `top end == brk`;
+//! - no two neighbouring chunks are both binned free, and no binned chunk borders top;
+//! - `P(next(c)) == !binned(c)`; `prev_size(next(c)) == size(c)` when binned;
+//! - `counts[t] == |tcache[t]| ≤ 7`, every chunk in a bin has that bin's size range;
+//! - in-use user pointers are 16-byte aligned and no two live chunks overlap.
+
+mod bins;
+mod chunk;
+mod free;
+mod invariants;
+mod malloc;
+mod params;
+mod realloc;
+mod tcache;
+
+pub use chunk::State as ChunkState;
+pub use params::GlibcParams;
+
+use crate::addr::Addr;
+use crate::alloc::{Allocator, Stats};
+use crate::error::AllocError;
+use crate::vm::AddressSpace;
+use chunk::{Heap, State, NIL};
+use malloc::Out;
+use params::NFASTBINS;
+use std::collections::HashMap;
+use std::fmt;
+
+const MODEL: &str = "glibc-2.36";
+
+/// Which path of malloc.c served the last request (for divergence reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Nothing served yet.
+    Nothing,
+    /// `tcache_get` in `__libc_malloc`.
+    Tcache,
+    /// A fastbin.
+    Fastbin,
+    /// The small bin of exactly the size.
+    SmallBin,
+    /// The last-remainder split of the unsorted bin's only chunk.
+    LastRemainder,
+    /// An exact fit found in the unsorted bin.
+    UnsortedExact,
+    /// Exact fits stashed in the tcache during the unsorted pass, the newest returned.
+    TcacheStash,
+    /// Best fit in the request's own large bin.
+    LargeBin,
+    /// The next non-empty bin above the request's.
+    Binmap,
+    /// Split from top.
+    Top,
+    /// Top grown by sbrk, then split.
+    Sysmalloc,
+    /// A mapping of its own.
+    Mmap,
+    /// realloc kept the chunk (shrinking or fitting).
+    ReallocInPlace,
+    /// realloc grew the chunk into top.
+    ReallocIntoTop,
+    /// realloc absorbed the free next chunk.
+    ReallocIntoNext,
+    /// realloc of an mmapped chunk (mremap).
+    Mremap,
+    /// `_int_memalign`.
+    Memalign,
+}
+
+impl fmt::Display for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Served::Nothing => "nothing",
+            Served::Tcache => "tcache",
+            Served::Fastbin => "fastbin",
+            Served::SmallBin => "small bin",
+            Served::LastRemainder => "last remainder",
+            Served::UnsortedExact => "unsorted exact fit",
+            Served::TcacheStash => "tcache stash of unsorted exact fits",
+            Served::LargeBin => "large bin best fit",
+            Served::Binmap => "next non-empty bin",
+            Served::Top => "top",
+            Served::Sysmalloc => "top after sbrk",
+            Served::Mmap => "mmap",
+            Served::ReallocInPlace => "realloc in place",
+            Served::ReallocIntoTop => "realloc into top",
+            Served::ReallocIntoNext => "realloc into the next chunk",
+            Served::Mremap => "mremap",
+            Served::Memalign => "memalign",
+        };
+        f.write_str(s)
+    }
+}
+
+/// An mmapped chunk.
+#[derive(Debug, Clone, Copy)]
+struct Mapped {
+    base: u64, // the mapping's first byte
+    len: u64,  // the mapping's length (pages)
+    req: u64,  // bytes asked for
+}
+
+/// The glibc model: one main arena over a simulated address space.
+#[derive(Debug, Clone)]
+pub struct Glibc {
+    params: GlibcParams,         // the build's constants
+    vm: AddressSpace,            // brk heap and mappings
+    heap: Heap,                  // boundary tags and links of every chunk
+    top: u32,                    // node of the top chunk (NIL before the first sbrk)
+    last_remainder: u32,         // av->last_remainder (a node; never cleared, as in glibc)
+    binmap: u128,                // bit i set ⇔ bin i non-empty
+    tcache_inited: bool,         // tcache_perthread_struct carved
+    tcache_counts: [u16; 64],    // entries in each tcache bin
+    tcache_entries: [u32; 64],   // newest chunk of each tcache bin (NIL = empty)
+    fastbins: [u32; NFASTBINS],  // newest chunk of each fastbin (NIL = empty)
+    have_fastchunks: bool,       // av->have_fastchunks
+    max_fast: u64,               // global_max_fast
+    mmap_threshold: u64,         // mp_.mmap_threshold (dynamic)
+    trim_threshold: u64,         // mp_.trim_threshold (dynamic)
+    top_pad: u64,                // mp_.top_pad
+    n_mmaps: u64,                // mmapped chunks live
+    n_mmaps_max: u64,            // mp_.n_mmaps_max
+    no_dyn_threshold: bool,      // mp_.no_dyn_threshold (set by mallopt)
+    mmaps: HashMap<u64, Mapped>, // user pointer -> mmapped chunk
+    mmap_pin: Option<u64>,       // where the next mapping must go (from a recording)
+    served: Served,              // the path that served the last request
+    stats: Stats,                // footprint figures
+}
+
+impl Glibc {
+    /// A fresh process: an empty heap at the address space's current break.
+    pub fn new(params: GlibcParams, vm: AddressSpace) -> Glibc {
+        let start = vm.brk().0;
+        let hdr = 2 * params.size_sz;
+        let base = (start + hdr).next_multiple_of(params.malloc_alignment) - hdr;
+        Glibc {
+            max_fast: params.max_fast,
+            mmap_threshold: params.mmap_threshold,
+            trim_threshold: params.trim_threshold,
+            top_pad: params.top_pad,
+            n_mmaps_max: params.n_mmaps_max,
+            params,
+            vm,
+            heap: Heap::new(base),
+            top: NIL,
+            last_remainder: NIL,
+            binmap: 0,
+            tcache_inited: false,
+            tcache_counts: [0; 64],
+            tcache_entries: [NIL; 64],
+            fastbins: [NIL; NFASTBINS],
+            have_fastchunks: false,
+            n_mmaps: 0,
+            no_dyn_threshold: false,
+            mmaps: HashMap::new(),
+            mmap_pin: None,
+            served: Served::Nothing,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Starts over as a fresh process on `vm`, keeping the model's own tables' memory
+    /// (replaying many traces, benchmarks).
+    pub fn reset(&mut self, vm: AddressSpace) {
+        let mut nodes = std::mem::take(&mut self.heap.nodes);
+        nodes.clear();
+        let mut fresh = Glibc::new(self.params.clone(), vm);
+        nodes.extend_from_slice(&fresh.heap.nodes);
+        fresh.heap.nodes = nodes;
+        *self = fresh;
+    }
+
+    /// The parameters in force.
+    pub fn params(&self) -> &GlibcParams {
+        &self.params
+    }
+
+    /// The simulated address space.
+    pub fn address_space(&self) -> &AddressSpace {
+        &self.vm
+    }
+
+    /// The path of malloc.c that served the last request.
+    pub fn served(&self) -> Served {
+        self.served
+    }
+
+    /// Bytes the model's own tables take (nodes, side tables): its memory cost, not the
+    /// simulated heap's.
+    pub fn model_bytes(&self) -> usize {
+        self.heap.nodes.capacity() * std::mem::size_of::<chunk::Node>()
+            + self.heap.big_reqs.capacity() * 16
+            + self.mmaps.capacity() * (8 + std::mem::size_of::<Mapped>())
+    }
+
+    /// The current `mp_.mmap_threshold`.
+    pub fn mmap_threshold(&self) -> u64 {
+        self.mmap_threshold
+    }
+
+    /// The current `mp_.trim_threshold`.
+    pub fn trim_threshold(&self) -> u64 {
+        self.trim_threshold
+    }
+
+    /// The top chunk as `(address, size)`, once the heap exists.
+    pub fn top_chunk(&self) -> Option<(Addr, u64)> {
+        (self.top != NIL).then(|| (Addr(self.heap.addr(self.top)), self.top_size()))
+    }
+
+    /// True when `mem` is a live mmapped chunk's user pointer.
+    pub fn is_mmapped(&self, mem: Addr) -> bool {
+        self.maybe_mapped(mem.0)
+    }
+
+    /// Makes the next mapping the model creates (an mmapped chunk, an mremap) start at
+    /// `base` (page-aligned), as a recording shows, instead of where the address-space
+    /// model would put it. Unused pins are dropped by the next call.
+    pub fn pin_next_mmap(&mut self, base: Addr) {
+        self.mmap_pin = Some(base.0);
+    }
+
+    /// Drops a pin the last call did not use.
+    pub fn clear_mmap_pin(&mut self) {
+        self.mmap_pin = None;
+    }
+
+    /// True when `mem` is a live mmapped chunk (no lookup for brk-heap addresses).
+    #[inline]
+    fn maybe_mapped(&self, mem: u64) -> bool {
+        (mem < self.heap.base || mem >= self.vm.brk().0) && self.mmaps.contains_key(&mem)
+    }
+
+    /// `chunksize(av->top)`: top always ends at the break. (Its node's size is only a
+    /// floor: on i386 top's size is 8 mod 16, the one chunk whose size is not whole granules.)
+    #[inline]
+    fn top_size(&self) -> u64 {
+        self.vm.brk().0 - self.heap.addr(self.top)
+    }
+
+    /// The user pointer of the chunk at node `i`.
+    #[inline]
+    fn mem(&self, i: u32) -> u64 {
+        self.heap.addr(i) + 2 * self.params.size_sz
+    }
+
+    /// `MAYBE_INIT_TCACHE`: carves the tcache_perthread_struct on first use.
+    #[inline]
+    fn maybe_init_tcache(&mut self) -> Result<(), AllocError> {
+        if !self.tcache_inited {
+            let nb = self.params.tcache_struct_chunk;
+            match self.int_malloc(nb)? {
+                Out::Chunk(c) => self.heap.m(c).set_state(State::InUse),
+                Out::Mapped(_) => {}
+            }
+            self.tcache_inited = true;
+        }
+        Ok(())
+    }
+
+    fn too_large(&self, size: u64) -> AllocError {
+        AllocError::TooLarge {
+            size,
+            limit: self.params.ptrdiff_max,
+            model: MODEL,
+        }
+    }
+
+    /// Records a new allocation of `req` bytes in the statistics.
+    #[inline(always)]
+    fn account(&mut self, out: Out, req: u64) -> u64 {
+        self.stats.live_bytes += req;
+        self.stats.live_blocks += 1;
+        if self.stats.live_bytes > self.stats.peak_live_bytes {
+            self.stats.peak_live_bytes = self.stats.live_bytes;
+        }
+        match out {
+            Out::Chunk(c) => {
+                self.heap.set_req(c, req);
+                self.heap.m(c).set_state(State::InUse);
+                self.mem(c)
+            }
+            Out::Mapped(mem) => {
+                if let Some(m) = self.mmaps.get_mut(&mem) {
+                    m.req = req;
+                }
+                mem
+            }
+        }
+    }
+
+    /// Refreshes `mapped_bytes` after the heap or a mapping changed size.
+    fn note_mapped(&mut self) {
+        self.stats.mapped_bytes = self.vm.heap_bytes() + self.vm.mapped_bytes();
+        if self.stats.mapped_bytes > self.stats.peak_mapped_bytes {
+            self.stats.peak_mapped_bytes = self.stats.mapped_bytes;
+        }
+    }
+
+    /// The node of the live heap chunk whose user pointer is `mem`, or glibc's diagnosis.
+    #[inline]
+    fn live_chunk(&self, mem: u64, realloc: bool) -> Result<u32, AllocError> {
+        let c = mem.wrapping_sub(2 * self.params.size_sz);
+        if self.top != NIL && self.heap.on_grid(c) && c < self.heap.addr(self.top) {
+            let i = self.heap.idx(c);
+            if self.heap.n(i).state() == State::InUse {
+                return Ok(i);
+            }
+        }
+        Err(self.diagnose(mem, realloc))
+    }
+
+    /// glibc's diagnosis of a `free`/`realloc` of `mem`, which is not a live chunk.
+    #[cold]
+    fn diagnose(&self, mem: u64, realloc: bool) -> AllocError {
+        let invalid = |message| AllocError::Corrupt {
+            message,
+            addr: Addr(mem),
+            model: MODEL,
+        };
+        let bad = if realloc {
+            "realloc(): invalid pointer"
+        } else {
+            "free(): invalid pointer"
+        };
+        let c = mem.wrapping_sub(2 * self.params.size_sz);
+        if self.top == NIL || !self.heap.on_grid(c) || c >= self.heap.addr(self.top) {
+            return invalid(bad);
+        }
+        let i = self.heap.idx(c);
+        match self.heap.n(i).state() {
+            _ if realloc => invalid(bad),
+            State::Tcache => invalid("free(): double free detected in tcache 2"),
+            State::Fast => {
+                let f = self.params.fastbin_index(self.heap.size(i));
+                if self.fastbins[f] == i {
+                    invalid("double free or corruption (fasttop)")
+                } else {
+                    AllocError::DoubleFree {
+                        addr: Addr(mem),
+                        model: MODEL,
+                    }
+                }
+            }
+            State::Unsorted | State::Small | State::Large => {
+                invalid("double free or corruption (!prev)")
+            }
+            _ => invalid(bad),
+        }
+    }
+
+    /// `_mid_memalign(align, bytes)`: `memalign`, `aligned_alloc`, `posix_memalign`.
+    /// Alignments ≤ 16 are plain `malloc`; others never take from the tcache in 2.36.
+    ///
+    /// # Errors
+    /// `BadAlignment` above `SIZE_MAX / 2 + 1`; `TooLarge` beyond `PTRDIFF_MAX`.
+    pub fn memalign(&mut self, align: usize, size: usize) -> Result<Addr, AllocError> {
+        let mut align = align as u64;
+        if align <= self.params.malloc_alignment {
+            return self.malloc(size);
+        }
+        align = align.max(self.params.min_chunk);
+        if align > (1u64 << 63) {
+            return Err(AllocError::BadAlignment {
+                align,
+                model: MODEL,
+            });
+        }
+        if !align.is_power_of_two() {
+            align = align.next_power_of_two();
+        }
+        let nb = self
+            .params
+            .checked_request2size(size as u64)
+            .filter(|&nb| nb <= u64::MAX - align - self.params.min_chunk)
+            .ok_or_else(|| self.too_large(size as u64))?;
+        let mem = self.int_memalign(align, nb)?;
+        let out = if self.maybe_mapped(mem) {
+            Out::Mapped(mem)
+        } else {
+            Out::Chunk(self.heap.idx(mem - 2 * self.params.size_sz))
+        };
+        Ok(Addr(self.account(out, size as u64)))
+    }
+
+    /// `valloc(size)`: page-aligned.
+    ///
+    /// # Errors
+    /// As [`memalign`](Self::memalign).
+    pub fn valloc(&mut self, size: usize) -> Result<Addr, AllocError> {
+        self.memalign(self.vm.page_size() as usize, size)
+    }
+
+    /// `pvalloc(size)`: page-aligned, size rounded up to whole pages.
+    ///
+    /// # Errors
+    /// As [`memalign`](Self::memalign).
+    pub fn pvalloc(&mut self, size: usize) -> Result<Addr, AllocError> {
+        let page = self.vm.page_size();
+        let rounded = (size as u64)
+            .checked_next_multiple_of(page)
+            .ok_or_else(|| self.too_large(size as u64))?;
+        self.memalign(page as usize, rounded as usize)
+    }
+
+    /// `mallopt(param, value)`: consolidates the fastbins, then sets `M_MXFAST` (1),
+    /// `M_TRIM_THRESHOLD` (-1), `M_TOP_PAD` (-2), `M_MMAP_THRESHOLD` (-3), `M_MMAP_MAX`
+    /// (-4); returns glibc's 1 (done) or 0 (refused). Other parameters change no address.
+    pub fn mallopt(&mut self, param: i32, value: i32) -> i32 {
+        self.malloc_consolidate();
+        let v = value as i64;
+        match param {
+            1 => {
+                if v >= 0 && v as u64 <= self.params.max_fast_size {
+                    self.max_fast = self.params.max_fast_for(v as u64);
+                    1
+                } else {
+                    0
+                }
+            }
+            -1 => {
+                self.trim_threshold = v as u64;
+                self.no_dyn_threshold = true;
+                1
+            }
+            -2 => {
+                self.top_pad = v as u64;
+                self.no_dyn_threshold = true;
+                1
+            }
+            -3 => {
+                // HEAP_MAX_SIZE / 2 == DEFAULT_MMAP_THRESHOLD_MAX
+                if v >= 0 && v as u64 <= self.params.mmap_threshold_max {
+                    self.mmap_threshold = v as u64;
+                    self.no_dyn_threshold = true;
+                    1
+                } else {
+                    0
+                }
+            }
+            -4 => {
+                self.n_mmaps_max = v.max(0) as u64;
+                self.no_dyn_threshold = true;
+                1
+            }
+            _ => 1,
+        }
+    }
+
+    /// `__libc_free` of `mem` (not NULL).
+    #[inline]
+    fn libc_free(&mut self, mem: u64) -> Result<(), AllocError> {
+        if self.maybe_mapped(mem) {
+            self.free_mapped(mem, true);
+            return Ok(());
+        }
+        let p = self.live_chunk(mem, false)?;
+        self.maybe_init_tcache()?;
+        self.account_free(p);
+        self.int_free(p);
+        Ok(())
+    }
+}
+
+impl Allocator for Glibc {
+    fn name(&self) -> &'static str {
+        MODEL
+    }
+
+    fn malloc(&mut self, size: usize) -> Result<Addr, AllocError> {
+        let nb = self
+            .params
+            .checked_request2size(size as u64)
+            .ok_or_else(|| self.too_large(size as u64))?;
+        self.maybe_init_tcache()?;
+        let tc = self.params.csize2tidx(nb);
+        let out = if tc < self.params.tcache_bins as usize && self.tcache_counts[tc] > 0 {
+            self.served = Served::Tcache;
+            Out::Chunk(self.tcache_get(tc))
+        } else {
+            self.int_malloc(nb)?
+        };
+        self.mmap_pin = None;
+        Ok(Addr(self.account(out, size as u64)))
+    }
+
+    fn free(&mut self, addr: Addr) -> Result<(), AllocError> {
+        if addr.is_null() {
+            return Ok(());
+        }
+        self.libc_free(addr.0)
+    }
+
+    fn realloc(&mut self, addr: Addr, size: usize) -> Result<Addr, AllocError> {
+        if addr.is_null() {
+            return self.malloc(size);
+        }
+        if size == 0 {
+            if !self.maybe_mapped(addr.0) {
+                self.live_chunk(addr.0, true)?;
+            }
+            self.libc_free(addr.0)?;
+            return Ok(Addr::NULL);
+        }
+        let nb = self
+            .params
+            .checked_request2size(size as u64)
+            .ok_or_else(|| self.too_large(size as u64))?;
+        if let Some(m) = self.maybe_mapped(addr.0).then(|| self.mmaps[&addr.0]) {
+            // mremap_chunk: same pages, or a remapping (placed like a fresh mapping)
+            let page = self.vm.page_size();
+            let offset = addr.0 - 2 * self.params.size_sz - m.base;
+            let new_len = (nb + offset + self.params.size_sz).next_multiple_of(page);
+            self.served = Served::Mremap;
+            self.stats.live_bytes = self.stats.live_bytes - m.req + size as u64;
+            self.stats.peak_live_bytes = self.stats.peak_live_bytes.max(self.stats.live_bytes);
+            if new_len == m.len {
+                self.mmaps.get_mut(&addr.0).map(|e| e.req = size as u64);
+                self.mmap_pin = None;
+                return Ok(addr);
+            }
+            let _ = self.vm.munmap(Addr(m.base), m.len);
+            self.mmaps.remove(&addr.0);
+            let base = self.map(new_len)?;
+            let mem = base + offset + 2 * self.params.size_sz;
+            self.mmaps.insert(
+                mem,
+                Mapped {
+                    base,
+                    len: new_len,
+                    req: size as u64,
+                },
+            );
+            self.note_mapped();
+            return Ok(Addr(mem));
+        }
+        let p = self.live_chunk(addr.0, true)?;
+        self.account_free(p);
+        let mem = self.int_realloc(p, nb)?;
+        self.mmap_pin = None;
+        let out = if self.maybe_mapped(mem) {
+            Out::Mapped(mem)
+        } else {
+            Out::Chunk(self.heap.idx(mem - 2 * self.params.size_sz))
+        };
+        Ok(Addr(self.account(out, size as u64)))
+    }
+
+    fn calloc(&mut self, nelem: usize, elsize: usize) -> Result<Addr, AllocError> {
+        let bytes = (nelem as u64)
+            .checked_mul(elsize as u64)
+            .ok_or_else(|| self.too_large(u64::MAX))?;
+        let nb = self
+            .params
+            .checked_request2size(bytes)
+            .ok_or_else(|| self.too_large(bytes))?;
+        self.maybe_init_tcache()?;
+        let out = self.int_malloc(nb)?;
+        self.mmap_pin = None;
+        Ok(Addr(self.account(out, bytes)))
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! Unit tests of the glibc model: each one a path of malloc.c, with the layout it must give.
+
+use super::*;
+use crate::platform::Platform;
+
+fn fresh() -> (Glibc, u64) {
+    let p = Platform::linux_x86_64();
+    let g = Glibc::new(GlibcParams::v2_36_x86_64(), p.address_space());
+    (g, p.heap_start.0)
+}
+
+#[test]
+fn first_pointer_follows_the_tcache_struct_and_992_strides_1008() {
+    let (mut g, start) = fresh();
+    let a = g.malloc(992).unwrap();
+    let b = g.malloc(992).unwrap();
+    assert_eq!(a.0 - start, 0x290 + 16);
+    assert_eq!(b - a, g.params().chunk_size(992) as i64);
+    assert_eq!(g.address_space().brk().0 - start, 0x21000, "first sbrk");
+    g.free(a).unwrap();
+    assert_eq!(g.malloc(992).unwrap(), a, "tcache is LIFO");
+    g.check_invariants().unwrap();
+}
+
+#[test]
+fn tcache_then_fastbin_then_stash() {
+    let (mut g, _) = fresh();
+    let ptrs: Vec<Addr> = (0..10).map(|_| g.malloc(40).unwrap()).collect();
+    let _guard = g.malloc(40).unwrap();
+    for &p in &ptrs {
+        g.free(p).unwrap();
+    }
+    g.check_invariants().unwrap();
+    // 7 in the tcache (ptrs[6] newest), 3 in the fastbin (ptrs[9] newest)
+    for k in (0..7).rev() {
+        assert_eq!(g.malloc(40).unwrap(), ptrs[k]);
+    }
+    // the fastbin's head is served, the other two stashed into the tcache (reversing them)
+    assert_eq!(g.malloc(40).unwrap(), ptrs[9]);
+    assert_eq!(g.served(), Served::Fastbin);
+    assert_eq!(g.malloc(40).unwrap(), ptrs[7]);
+    assert_eq!(g.malloc(40).unwrap(), ptrs[8]);
+    g.check_invariants().unwrap();
+}
+
+#[test]
+fn calloc_skips_the_tcache() {
+    let (mut g, _) = fresh();
+    let a = g.malloc(100).unwrap();
+    g.free(a).unwrap();
+    let c = g.calloc(1, 100).unwrap();
+    assert_ne!(c, a);
+    assert_eq!(g.malloc(100).unwrap(), a);
+}
+
+#[test]
+fn dynamic_mmap_threshold_rises_on_free_of_a_mapping() {
+    let (mut g, _) = fresh();
+    let a = g.malloc(200_000).unwrap();
+    assert!(
+        g.is_mmapped(a),
+        "above the threshold and top cannot serve it"
+    );
+    g.free(a).unwrap();
+    assert!(
+        g.mmap_threshold() > 200_000,
+        "threshold raised to the freed chunk"
+    );
+    assert_eq!(g.trim_threshold(), 2 * g.mmap_threshold());
+    let b = g.malloc(150_000).unwrap();
+    assert!(
+        !g.is_mmapped(b),
+        "now below the raised threshold: from the heap"
+    );
+    g.check_invariants().unwrap();
+}
+
+#[test]
+fn freeing_into_top_trims_back_to_the_pad() {
+    let (mut g, _) = fresh();
+    let a = g.malloc(100_000).unwrap();
+    let first_brk = g.address_space().brk().0;
+    let b = g.malloc(100_000).unwrap();
+    assert!(
+        !g.is_mmapped(a) && !g.is_mmapped(b),
+        "below the mmap threshold"
+    );
+    let grown = g.address_space().brk().0;
+    assert!(grown > first_brk, "top was grown by sbrk for b");
+    g.free(b).unwrap();
+    g.check_invariants().unwrap();
+    assert!(g.address_space().brk().0 < grown, "trimmed");
+    // systrim leaves top_pad + MINSIZE and less than one more page
+    let p = g.params().clone();
+    let (_, top) = g.top_chunk().unwrap();
+    let spare = top - p.min_chunk - 1 - p.top_pad;
+    assert!(spare < 4096, "top {top:#x} keeps {spare:#x} beyond the pad");
+}
+
+#[test]
+fn realloc_grows_into_top_and_shrinks_in_place() {
+    let (mut g, _) = fresh();
+    let a = g.malloc(100).unwrap();
+    let b = g.realloc(a, 1000).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(g.served(), Served::ReallocIntoTop);
+    let c = g.realloc(b, 50).unwrap();
+    assert_eq!(c, b);
+    g.check_invariants().unwrap();
+}
+
+#[test]
+fn memalign_returns_aligned_and_frees_the_leader() {
+    let (mut g, _) = fresh();
+    let _x = g.malloc(10).unwrap();
+    let a = g.memalign(256, 100).unwrap();
+    assert_eq!(a.0 % 256, 0);
+    g.check_invariants().unwrap();
+    g.free(a).unwrap();
+    g.check_invariants().unwrap();
+}
+
+#[test]
+fn bad_input_gets_glibcs_diagnosis() {
+    let (mut g, _) = fresh();
+    let a = g.malloc(24).unwrap();
+    g.free(a).unwrap();
+    let msg = |e: AllocError| match e {
+        AllocError::Corrupt { message, .. } => message,
+        e => panic!("unexpected {e:?}"),
+    };
+    assert_eq!(
+        msg(g.free(a).unwrap_err()),
+        "free(): double free detected in tcache 2"
+    );
+    assert_eq!(
+        msg(g.realloc(a, 10).unwrap_err()),
+        "realloc(): invalid pointer"
+    );
+    assert_eq!(msg(g.free(a + 8).unwrap_err()), "free(): invalid pointer");
+    // fill the tcache, then a fastbin double free
+    let v: Vec<Addr> = (0..8).map(|_| g.malloc(24).unwrap()).collect();
+    for &p in &v {
+        g.free(p).unwrap();
+    }
+    assert_eq!(
+        msg(g.free(v[7]).unwrap_err()),
+        "double free or corruption (fasttop)"
+    );
+    assert!(matches!(
+        g.malloc(usize::MAX),
+        Err(AllocError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        g.calloc(usize::MAX, 2),
+        Err(AllocError::TooLarge { .. })
+    ));
+    g.check_invariants().unwrap();
+}

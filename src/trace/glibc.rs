@@ -1,0 +1,302 @@
+//! Reader of the glibc malloc-family call traces (`# glibc malloc-family call trace …`,
+//! recorded by an `LD_PRELOAD` interposer; see shared/traces/README.md).
+//!
+//! ```text
+//!  # header lines … brk_at_first_call 0x…, maps_at_first_call …   # end-of-header
+//!  # mark TEXT              phase marker              → EventKind::Mark { index }
+//!  m SIZE ADDR              malloc                    → Malloc  (domain Libc)
+//!  c NELEM ELSIZE ADDR      calloc                    → Calloc
+//!  r OLD SIZE NEW           realloc                   → Realloc
+//!  f ADDR                   free                      → Free
+//!  a ALIGN SIZE ADDR        memalign family           → Memalign
+//!  v SIZE ADDR / p SIZE ADDR  valloc / pvalloc        → Valloc / Pvalloc
+//!  o PARAM VALUE RET        mallopt                   → Mallopt
+//! ```
+//! Sizes are decimal, addresses `0x` hex. Lines are parsed in place (no allocation per
+//! line); a malformed line is an error with its number and text.
+
+use super::io::{LineReader, TraceError};
+use super::{Domain, Event, EventKind, EventReader, TraceHeader};
+use crate::addr::Addr;
+use std::path::Path;
+
+/// Streams the events of one glibc trace.
+pub struct GlibcTraceReader {
+    lines: LineReader,    // the file as numbered lines
+    header: TraceHeader,  // `#` lines before the first event
+    marks: Vec<String>,   // text of each `# mark` line, by index
+    trailer: Vec<String>, // `#` lines after the first event (other than marks)
+    events: u64,          // events returned so far
+}
+
+impl GlibcTraceReader {
+    /// Opens a trace file (plain or gzip).
+    ///
+    /// # Errors
+    /// `TraceError::Io` when the file cannot be opened.
+    pub fn open(path: &Path) -> Result<GlibcTraceReader, TraceError> {
+        Ok(GlibcTraceReader::new(LineReader::open(path)?))
+    }
+
+    /// Reads events from an already opened line stream.
+    pub fn new(lines: LineReader) -> GlibcTraceReader {
+        GlibcTraceReader {
+            lines,
+            header: TraceHeader::default(),
+            marks: Vec::new(),
+            trailer: Vec::new(),
+            events: 0,
+        }
+    }
+
+    /// The text of mark `index` (`P3 smallbins`).
+    pub fn mark(&self, index: u32) -> Option<&str> {
+        self.marks.get(index as usize).map(String::as_str)
+    }
+
+    /// `brk_at_first_call` from the header: where the heap starts.
+    pub fn brk_at_first_call(&self) -> Option<Addr> {
+        self.header
+            .get("brk_at_first_call")
+            .and_then(Addr::parse_hex)
+    }
+
+    /// The lowest mapping of `maps_at_first_call` above `brk`: the brk heap cannot grow past it.
+    pub fn brk_ceiling(&self, brk: Addr) -> Option<Addr> {
+        self.header
+            .lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("maps_at_first_call "))
+            .filter_map(|l| Addr::parse_hex(l.split('-').next()?))
+            .filter(|&a| a >= brk)
+            .min()
+    }
+
+    /// `#` lines read after the first event (the trailer), marks excluded.
+    pub fn trailer(&self) -> &[String] {
+        &self.trailer
+    }
+}
+
+/// Splits off the next space-separated field.
+#[inline]
+fn field<'a>(rest: &mut &'a str) -> Option<&'a str> {
+    let s = rest.trim_start_matches(' ');
+    if s.is_empty() {
+        return None;
+    }
+    let end = s.find(' ').unwrap_or(s.len());
+    *rest = &s[end..];
+    Some(&s[..end])
+}
+
+#[inline]
+fn dec(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for b in s.bytes() {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(d as u64)?;
+    }
+    Some(v)
+}
+
+#[inline]
+fn signed(s: &str) -> Option<i64> {
+    match s.strip_prefix('-') {
+        Some(d) => dec(d).and_then(|v| i64::try_from(v).ok()).map(|v| -v),
+        None => dec(s).and_then(|v| i64::try_from(v).ok()),
+    }
+}
+
+#[inline]
+fn hex(s: &str) -> Option<Addr> {
+    let d = s.strip_prefix("0x")?;
+    if d.is_empty() || d.len() > 16 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for b in d.bytes() {
+        let x = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | x as u64;
+    }
+    Some(Addr(v))
+}
+
+/// Parses one call line; `None` when malformed.
+fn parse(line: &str) -> Option<EventKind> {
+    let mut rest = line;
+    let op = field(&mut rest)?;
+    let d = Domain::Libc;
+    let kind = match op {
+        "m" => EventKind::Malloc {
+            domain: d,
+            size: dec(field(&mut rest)?)?,
+            addr: hex(field(&mut rest)?)?,
+        },
+        "c" => EventKind::Calloc {
+            domain: d,
+            nelem: dec(field(&mut rest)?)?,
+            elsize: dec(field(&mut rest)?)?,
+            addr: hex(field(&mut rest)?)?,
+        },
+        "r" => EventKind::Realloc {
+            domain: d,
+            old: hex(field(&mut rest)?)?,
+            size: dec(field(&mut rest)?)?,
+            new: hex(field(&mut rest)?)?,
+        },
+        "f" => EventKind::Free {
+            domain: d,
+            addr: hex(field(&mut rest)?)?,
+        },
+        "a" => EventKind::Memalign {
+            align: dec(field(&mut rest)?)?,
+            size: dec(field(&mut rest)?)?,
+            addr: hex(field(&mut rest)?)?,
+        },
+        "v" => EventKind::Valloc {
+            size: dec(field(&mut rest)?)?,
+            addr: hex(field(&mut rest)?)?,
+        },
+        "p" => EventKind::Pvalloc {
+            size: dec(field(&mut rest)?)?,
+            addr: hex(field(&mut rest)?)?,
+        },
+        "o" => EventKind::Mallopt {
+            param: signed(field(&mut rest)?)?,
+            value: signed(field(&mut rest)?)?,
+            ret: signed(field(&mut rest)?)?,
+        },
+        _ => return None,
+    };
+    field(&mut rest).is_none().then_some(kind)
+}
+
+impl EventReader for GlibcTraceReader {
+    fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
+        loop {
+            let line = self.lines.line_number() + 1;
+            let Some(text) = self.lines.next_line()? else {
+                return Ok(None);
+            };
+            if let Some(comment) = text.strip_prefix('#') {
+                let comment = comment.strip_prefix(' ').unwrap_or(comment);
+                if let Some(mark) = comment.strip_prefix("mark ") {
+                    let index = self.marks.len() as u32;
+                    self.marks.push(mark.to_string());
+                    return Ok(Some(Event {
+                        kind: EventKind::Mark { index },
+                        line,
+                    }));
+                }
+                if self.events == 0 {
+                    self.header.lines.push(comment.to_string());
+                } else {
+                    self.trailer.push(comment.to_string());
+                }
+                continue;
+            }
+            if text.trim().is_empty() {
+                continue;
+            }
+            return match parse(text) {
+                Some(kind) => {
+                    self.events += 1;
+                    Ok(Some(Event { kind, line }))
+                }
+                None => {
+                    let text = text.to_string();
+                    Err(self.lines.parse_error(
+                        &text,
+                        "not a glibc trace call line (m/c/r/f/a/v/p/o with their fields)",
+                    ))
+                }
+            };
+        }
+    }
+
+    fn header(&self) -> &TraceHeader {
+        &self.header
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(text: &str) -> Result<(Vec<Event>, GlibcTraceReader), TraceError> {
+        let mut r = GlibcTraceReader::new(LineReader::from_text("t.trace", text));
+        let mut v = Vec::new();
+        while let Some(e) = r.next_event()? {
+            v.push(e);
+        }
+        Ok((v, r))
+    }
+
+    #[test]
+    fn parses_every_call_kind_and_marks() {
+        let text = "# glibc malloc-family call trace: t\n# brk_at_first_call 0x555555674000\n\
+                    # maps_at_first_call 7ffff781e000-7ffff7844000 r--p libc\n# mark P0 first\n\
+                    m 1 0x5555556742a0\nc 2 8 0x5555556742c0\nr 0x5555556742a0 100 0x5555556742e0\n\
+                    f 0x0\na 64 10 0x555555674340\nv 5 0x555555675000\np 5 0x555555676000\no -3 4096 1\n";
+        let (ev, r) = read_all(text).unwrap();
+        assert_eq!(ev.len(), 9);
+        assert_eq!(ev[0].kind, EventKind::Mark { index: 0 });
+        assert_eq!(r.mark(0), Some("P0 first"));
+        assert_eq!(
+            ev[3].kind,
+            EventKind::Realloc {
+                domain: Domain::Libc,
+                old: Addr(0x5555556742a0),
+                size: 100,
+                new: Addr(0x5555556742e0)
+            }
+        );
+        assert_eq!(
+            ev[8].kind,
+            EventKind::Mallopt {
+                param: -3,
+                value: 4096,
+                ret: 1
+            }
+        );
+        assert_eq!(ev[8].line, 12);
+        assert_eq!(r.brk_at_first_call(), Some(Addr(0x555555674000)));
+        assert_eq!(
+            r.brk_ceiling(Addr(0x555555674000)),
+            Some(Addr(0x7ffff781e000))
+        );
+    }
+
+    #[test]
+    fn malformed_lines_are_errors_with_their_number() {
+        for bad in [
+            "m 12",
+            "m x 0x10",
+            "m 1 10",
+            "q 1 0x1",
+            "f 0x1 2",
+            "m 99999999999999999999999 0x1",
+        ] {
+            let text = format!("# glibc malloc-family call trace: t\nm 1 0x10\n{bad}\n");
+            match read_all(&text) {
+                Err(TraceError::Parse { line, text, .. }) => {
+                    assert_eq!(line, 3);
+                    assert_eq!(text, bad);
+                }
+                other => panic!("{bad:?} gave {:?}", other.map(|(e, _)| e)),
+            }
+        }
+    }
+}
