@@ -343,3 +343,52 @@ fn ltrace_and_heaptrack_files_replay_as_workloads() {
     }
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// `pyalloc generate` writes the same workload as binary and as gzip text; both replay
+/// exactly through the model that made them (every address the recorded one).
+#[test]
+fn a_generated_workload_replays_exactly_in_both_forms() {
+    let d = scratch("gen");
+    let mut reports = Vec::new();
+    for name in ["w.bin", "w.trace.gz"] {
+        let p = d.join(name);
+        let (ok, _, err) = pyalloc(&[
+            "generate",
+            "-o",
+            p.to_str().unwrap(),
+            "--events",
+            "30000",
+            "--model",
+            "cpython-3.11",
+            "--max-live",
+            "3000",
+        ]);
+        assert!(ok, "{err}");
+        let (ok, out, err) = pyalloc(&[
+            "replay",
+            p.to_str().unwrap(),
+            "--model",
+            "cpython-3.11",
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(r["events"], 30000);
+        let frees = ["f O", "f M"]
+            .iter()
+            .map(|k| r["counts"][k].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        assert_eq!(
+            r["same_address"].as_u64().unwrap() + frees,
+            r["replayed"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(r["moved_live"], 0);
+        reports.push(r);
+    }
+    assert_eq!(reports[0]["format"], "binary");
+    assert_eq!(reports[1]["format"], "synthetic");
+    assert_eq!(reports[0]["counts"], reports[1]["counts"]);
+    assert_eq!(reports[0]["model_stats"], reports[1]["model_stats"]);
+    std::fs::remove_dir_all(&d).ok();
+}

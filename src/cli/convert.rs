@@ -98,9 +98,10 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode, String> {
 }
 
 fn header_names_no_format(h: &TraceHeader) -> bool {
-    h.lines
-        .first()
-        .map_or(true, |l| TraceFormat::detect(&format!("# {l}")).is_none())
+    h.lines.first().map_or(true, |l| {
+        TraceFormat::detect(&format!("# {l}")).is_none()
+            && !l.starts_with(pyalloc::trace::open::SYNTHETIC)
+    })
 }
 
 /// The output file, plain or gzip.

@@ -9,6 +9,7 @@
 //!   "= Start" / "@ … + 0x…"        glibc mtrace       mtrace::MtraceReader
 //!   "v HEX HEX" / "+ HEX HEX HEX"  heaptrack raw      heaptrack::HeaptrackReader
 //!   "malloc(…) = …" (any prefix)   ltrace             ltrace::LtraceReader
+//!   "# pyalloc synthetic workload" pyalloc generate   text::TextReader
 //! ```
 //! The first 200 lines are looked at; the first line that only one format could have
 //! written decides.
@@ -39,7 +40,12 @@ pub enum Format {
     Heaptrack,
     /// ltrace output.
     Ltrace,
+    /// A synthetic workload written by `pyalloc generate` as text.
+    Synthetic,
 }
+
+/// The first header line of a synthetic workload (`pyalloc generate`).
+pub const SYNTHETIC: &str = "pyalloc synthetic workload";
 
 impl Format {
     /// The name the CLI prints and takes (`binary`, `pymalloc3`, `mtrace` …).
@@ -52,6 +58,7 @@ impl Format {
             Format::Mtrace => "mtrace",
             Format::Heaptrack => "heaptrack",
             Format::Ltrace => "ltrace",
+            Format::Synthetic => "synthetic",
         }
     }
 }
@@ -94,6 +101,12 @@ fn is_hex(s: &str) -> bool {
 fn line_says(text: &str) -> Option<Format> {
     if let Some(f) = TraceFormat::detect(text) {
         return Some(Format::Recorded(f));
+    }
+    if text
+        .strip_prefix("# ")
+        .is_some_and(|t| t.starts_with(SYNTHETIC))
+    {
+        return Some(Format::Synthetic);
     }
     if text == "= Start" || text.starts_with("@ ") {
         return Some(Format::Mtrace);
@@ -169,7 +182,9 @@ pub fn open_as(path: &Path, format: Format) -> Result<Box<dyn EventReader>, Trac
         Format::Ltrace => Box::new(LtraceReader::open(path)?),
         Format::Recorded(TraceFormat::Pymalloc3) => Box::new(Pymalloc3Reader::open(path)?),
         Format::Recorded(TraceFormat::Glibc) => Box::new(GlibcTraceReader::open(path)?),
-        Format::Recorded(TraceFormat::Pyrec27) => Box::new(TextReader::open(path)?),
+        Format::Recorded(TraceFormat::Pyrec27) | Format::Synthetic => {
+            Box::new(TextReader::open(path)?)
+        }
     })
 }
 
