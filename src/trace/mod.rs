@@ -4,7 +4,10 @@
 //! One [`Event`] type serves every format. Each recorded format has its own reader
 //! module; replay, check and compare are written once against the event stream.
 //! - [`io`]: opening a file as a stream of numbered lines, gzip detected by its magic;
-//! - [`event`]: the event type.
+//! - [`event`]: the event type;
+//! - [`open`]: any trace opened by its content; [`text`] and [`writer`]: the recordings'
+//!   text formats read and written; [`binary`]: the compact binary format;
+//! - [`mtrace`], [`ltrace`], [`heaptrack`]: other tools' formats; [`synth`]: generated workloads.
 
 pub mod binary;
 pub mod event;
