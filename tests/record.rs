@@ -3,7 +3,7 @@
 //! predicts every small-request address (`pyalloc check`).
 
 use pyalloc::trace::open::open;
-use pyalloc::trace::{Domain, EventKind, EventReader};
+use pyalloc::trace::{Domain, EventKind};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
