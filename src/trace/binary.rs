@@ -472,13 +472,6 @@ impl BinaryReader {
         }
     }
 
-    #[inline(always)]
-    fn addr(&mut self) -> Result<Addr, Fault> {
-        let d = unzigzag(self.varint()?);
-        self.last_addr = self.last_addr.wrapping_add(d as u64);
-        Ok(Addr(self.last_addr))
-    }
-
     fn read_header(&mut self) -> Result<(), Fault> {
         if !self.fill(MAGIC.len() + 1)? {
             return Err(if self.len == 0 {
@@ -512,127 +505,230 @@ impl BinaryReader {
         Ok(())
     }
 
+    /// Decodes the next record: refills the buffer and starts over when the record runs
+    /// past the bytes at hand (a record is at most 72 bytes), so the decoding itself reads a
+    /// plain slice.
     #[inline(always)]
     fn record(&mut self) -> Result<Option<Event>, Fault> {
-        let mut tag = self.byte()?;
-        let mut line = self.line.wrapping_add(1);
-        if tag == TAG_LINE {
-            line = self.varint()?;
-            tag = self.byte()?;
-        }
-        if tag == TAG_END {
-            let n = self.varint()?;
-            if n != self.events {
-                return Err(Fault::Bad(
-                    "end record's event count differs from the events read",
-                ));
+        loop {
+            let mut c = Cur {
+                buf: &self.buf[self.pos..self.len],
+                pos: 0,
+                last: self.last_addr,
+            };
+            match decode(&mut c, self.line) {
+                Ok(Some(e)) => {
+                    self.pos += c.pos;
+                    self.last_addr = c.last;
+                    self.line = e.line;
+                    self.events += 1;
+                    return Ok(Some(e));
+                }
+                Ok(None) => {
+                    self.pos += c.pos;
+                    let mut c = Cur {
+                        buf: &self.buf[self.pos..self.len],
+                        pos: 0,
+                        last: 0,
+                    };
+                    match c.v() {
+                        Ok(n) => {
+                            self.pos += c.pos;
+                            if n != self.events {
+                                return Err(Fault::Bad(
+                                    "end record's event count differs from the events read",
+                                ));
+                            }
+                            if self.fill(1)? {
+                                return Err(Fault::Bad("bytes after the end record"));
+                            }
+                            self.done = true;
+                            return Ok(None);
+                        }
+                        Err(Fault::Eof) if !self.eof => {
+                            // back to the end tag, refill, decode again
+                            self.pos -= 1;
+                            self.refill()?;
+                        }
+                        Err(Fault::Eof) => {
+                            self.pos = self.len;
+                            return Err(Fault::Eof);
+                        }
+                        Err(f) => return Err(f),
+                    }
+                }
+                Err(Fault::Eof) if !self.eof => self.refill()?,
+                Err(Fault::Eof) => {
+                    // the data ends inside this record: report the end of the data
+                    self.pos = self.len;
+                    return Err(Fault::Eof);
+                }
+                Err(f) => return Err(f),
             }
-            if self.fill(1)? {
-                return Err(Fault::Bad("bytes after the end record"));
-            }
-            self.done = true;
-            return Ok(None);
         }
-        let (kind, sub) = (tag / 8, tag % 8);
-        let dom = || code_domain(sub).ok_or(Fault::Bad("bad domain code"));
-        let fl = || code_fl(sub).ok_or(Fault::Bad("bad free-list code"));
-        let k = match kind {
-            0 => EventKind::Malloc {
-                domain: dom()?,
-                size: self.varint()?,
-                addr: self.addr()?,
-            },
-            1 => EventKind::Calloc {
-                domain: dom()?,
-                nelem: self.varint()?,
-                elsize: self.varint()?,
-                addr: self.addr()?,
-            },
-            2 => EventKind::Realloc {
-                domain: dom()?,
-                old: self.addr()?,
-                size: self.varint()?,
-                new: self.addr()?,
-            },
-            3 => EventKind::Free {
-                domain: dom()?,
-                addr: self.addr()?,
-            },
-            4 => EventKind::Memalign {
-                align: self.varint()?,
-                size: self.varint()?,
-                addr: self.addr()?,
-            },
-            5 => EventKind::Valloc {
-                size: self.varint()?,
-                addr: self.addr()?,
-            },
-            6 => EventKind::Pvalloc {
-                size: self.varint()?,
-                addr: self.addr()?,
-            },
-            7 => EventKind::Mallopt {
-                param: unzigzag(self.varint()?),
-                value: unzigzag(self.varint()?),
-                ret: unzigzag(self.varint()?),
-            },
-            8 => EventKind::ArenaAlloc {
-                size: self.varint()?,
-                addr: self.addr()?,
-            },
-            9 => EventKind::ArenaFree {
-                addr: self.addr()?,
-                size: self.varint()?,
-            },
-            10 => EventKind::VirtualAlloc {
-                size: self.varint()?,
-                addr: self.addr()?,
-            },
-            11 => EventKind::VirtualFree {
-                addr: self.addr()?,
-                size: self.varint()?,
-            },
-            12 => EventKind::BlockNew {
-                kind: fl()?,
-                size: self.varint()?,
-                addr: self.addr()?,
-            },
-            13 => EventKind::ObjPop {
-                kind: fl()?,
-                value: unzigzag(self.varint()?),
-                addr: self.addr()?,
-            },
-            14 => EventKind::ObjPush {
-                kind: fl()?,
-                addr: self.addr()?,
-            },
-            15 => EventKind::ClearKeep {
-                kind: fl()?,
-                addr: self.addr()?,
-                live: self.varint()?,
-            },
-            16 => EventKind::ClearFree {
-                kind: fl()?,
-                addr: self.addr()?,
-            },
-            17 => EventKind::ClearDone {
-                kind: fl()?,
-                kept: self.varint()?,
-                freed: self.varint()?,
-                live: self.varint()?,
-                nfree: self.varint()?,
-                head: self.addr()?,
-            },
-            18 => EventKind::Mark {
-                index: u32::try_from(self.varint()?)
-                    .map_err(|_| Fault::Bad("mark index too large"))?,
-            },
-            _ => return Err(Fault::Bad("unknown record tag")),
-        };
-        self.line = line;
-        self.events += 1;
-        Ok(Some(Event { kind: k, line }))
     }
+
+    #[cold]
+    fn refill(&mut self) -> Result<(), Fault> {
+        let need = (self.len - self.pos + 128).min(self.buf.len());
+        self.fill(need)?;
+        Ok(())
+    }
+}
+
+/// A cursor over bytes at hand; running out is `Fault::Eof` (the caller refills).
+struct Cur<'a> {
+    buf: &'a [u8], // the bytes at hand
+    pos: usize,    // next byte to decode
+    last: u64,     // the address register
+}
+
+impl Cur<'_> {
+    #[inline(always)]
+    fn byte(&mut self) -> Result<u8, Fault> {
+        let b = *self.buf.get(self.pos).ok_or(Fault::Eof)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    #[inline(always)]
+    fn v(&mut self) -> Result<u64, Fault> {
+        let b = self.byte()?;
+        if b < 0x80 {
+            return Ok(u64::from(b));
+        }
+        let mut v = u64::from(b & 0x7f);
+        let mut shift = 7;
+        loop {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(Fault::Bad("varint longer than 10 bytes"));
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn addr(&mut self) -> Result<Addr, Fault> {
+        let d = unzigzag(self.v()?);
+        self.last = self.last.wrapping_add(d as u64);
+        Ok(Addr(self.last))
+    }
+}
+
+/// Decodes one record after the event on line `prev_line`: `Ok(None)` at the end tag
+/// (whose count is left to read).
+#[inline(always)]
+fn decode(c: &mut Cur, prev_line: u64) -> Result<Option<Event>, Fault> {
+    let mut tag = c.byte()?;
+    let mut line = prev_line.wrapping_add(1);
+    if tag == TAG_LINE {
+        line = c.v()?;
+        tag = c.byte()?;
+    }
+    if tag == TAG_END {
+        return Ok(None);
+    }
+    let (kind, sub) = (tag / 8, tag % 8);
+    let dom = || code_domain(sub).ok_or(Fault::Bad("bad domain code"));
+    let fl = || code_fl(sub).ok_or(Fault::Bad("bad free-list code"));
+    let k = match kind {
+        0 => EventKind::Malloc {
+            domain: dom()?,
+            size: c.v()?,
+            addr: c.addr()?,
+        },
+        1 => EventKind::Calloc {
+            domain: dom()?,
+            nelem: c.v()?,
+            elsize: c.v()?,
+            addr: c.addr()?,
+        },
+        2 => EventKind::Realloc {
+            domain: dom()?,
+            old: c.addr()?,
+            size: c.v()?,
+            new: c.addr()?,
+        },
+        3 => EventKind::Free {
+            domain: dom()?,
+            addr: c.addr()?,
+        },
+        4 => EventKind::Memalign {
+            align: c.v()?,
+            size: c.v()?,
+            addr: c.addr()?,
+        },
+        5 => EventKind::Valloc {
+            size: c.v()?,
+            addr: c.addr()?,
+        },
+        6 => EventKind::Pvalloc {
+            size: c.v()?,
+            addr: c.addr()?,
+        },
+        7 => EventKind::Mallopt {
+            param: unzigzag(c.v()?),
+            value: unzigzag(c.v()?),
+            ret: unzigzag(c.v()?),
+        },
+        8 => EventKind::ArenaAlloc {
+            size: c.v()?,
+            addr: c.addr()?,
+        },
+        9 => EventKind::ArenaFree {
+            addr: c.addr()?,
+            size: c.v()?,
+        },
+        10 => EventKind::VirtualAlloc {
+            size: c.v()?,
+            addr: c.addr()?,
+        },
+        11 => EventKind::VirtualFree {
+            addr: c.addr()?,
+            size: c.v()?,
+        },
+        12 => EventKind::BlockNew {
+            kind: fl()?,
+            size: c.v()?,
+            addr: c.addr()?,
+        },
+        13 => EventKind::ObjPop {
+            kind: fl()?,
+            value: unzigzag(c.v()?),
+            addr: c.addr()?,
+        },
+        14 => EventKind::ObjPush {
+            kind: fl()?,
+            addr: c.addr()?,
+        },
+        15 => EventKind::ClearKeep {
+            kind: fl()?,
+            addr: c.addr()?,
+            live: c.v()?,
+        },
+        16 => EventKind::ClearFree {
+            kind: fl()?,
+            addr: c.addr()?,
+        },
+        17 => EventKind::ClearDone {
+            kind: fl()?,
+            kept: c.v()?,
+            freed: c.v()?,
+            live: c.v()?,
+            nfree: c.v()?,
+            head: c.addr()?,
+        },
+        18 => EventKind::Mark {
+            index: u32::try_from(c.v()?).map_err(|_| Fault::Bad("mark index too large"))?,
+        },
+        _ => return Err(Fault::Bad("unknown record tag")),
+    };
+    Ok(Some(Event { kind: k, line }))
 }
 
 impl BinaryReader {
@@ -755,6 +851,33 @@ mod tests {
         assert_eq!(back, ev);
         assert_eq!(r.header(), &h);
         assert!(r.next_event().unwrap().is_none());
+    }
+
+    /// A stream that gives one byte a read, so every record straddles a refill.
+    struct Trickle(Vec<u8>, usize);
+
+    impl Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.1 == self.0.len() || out.is_empty() {
+                return Ok(0);
+            }
+            out[0] = self.0[self.1];
+            self.1 += 1;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn records_straddling_refills_decode_the_same() {
+        let (h, ev) = sample();
+        let bytes = encode(&h, &ev);
+        let mut r =
+            BinaryReader::from_reader(Path::new("t"), Box::new(Trickle(bytes, 0)), false).unwrap();
+        let mut back = Vec::new();
+        while let Some(e) = r.next_event().unwrap() {
+            back.push(e);
+        }
+        assert_eq!(back, ev);
     }
 
     #[test]
