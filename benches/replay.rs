@@ -1,10 +1,12 @@
 //! Criterion benches of the trace pipeline on a shipped recording (ints.trace.gz, 970,577
-//! events): reading it as gzip text and as binary, and replaying it through the models.
+//! events): reading it as gzip text and as binary, and replaying it through the models
+//! (those with their own addresses pay for the recorded-to-model address map; pymalloc
+//! pinned to the recording is exact and pays nothing for it).
 //!
 //! `cargo bench --bench replay`; events/s is criterion's "thrpt".
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pyalloc::replay::{model_by_name, replay, ReplayOptions};
+use pyalloc::replay::{model_by_name, replay, replay_named, ReplayOptions};
 use pyalloc::trace::binary::{BinaryReader, BinaryWriter};
 use pyalloc::trace::open::open;
 use pyalloc::trace::EventReader;
@@ -77,6 +79,18 @@ fn replaying(c: &mut Criterion) {
             })
         });
     }
+    g.bench_function("binary through cpython-3.11 pinned", |b| {
+        b.iter(|| {
+            let mut r = BinaryReader::from_bytes("ints.bin", bin.clone()).unwrap();
+            replay_named(&mut r, "cpython-3.11", &ReplayOptions::default()).unwrap()
+        })
+    });
+    g.bench_function("gzip text through cpython-3.11 pinned", |b| {
+        b.iter(|| {
+            let mut r = open(Path::new(INTS)).unwrap();
+            replay_named(r.as_mut(), "cpython-3.11", &ReplayOptions::default()).unwrap()
+        })
+    });
     g.bench_function("gzip text through glibc-2.36", |b| {
         b.iter(|| {
             let mut r = open(Path::new(INTS)).unwrap();
