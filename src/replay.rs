@@ -89,21 +89,88 @@ pub fn replay_named(
     name: &str,
     opts: &ReplayOptions,
 ) -> Result<ReplayReport, ReplayError> {
-    // The header is complete once the first event has been read.
+    let (first, py3) = first_event(reader)?;
+    let mut src = Source::direct(reader, first);
+    let r = replay_chosen(&mut src, name, py3, opts);
+    drop(src);
+    let mut r = r?;
+    r.other_lines = reader.other_lines();
+    Ok(r)
+}
+
+/// As [`replay_named`], decoding on a second thread while the model replays on this one
+/// (for readers that can move to another thread, such as the binary reader).
+///
+/// # Errors
+/// As [`replay_named`].
+pub fn replay_named_threaded(
+    reader: &mut (dyn EventReader + Send),
+    name: &str,
+    opts: &ReplayOptions,
+) -> Result<ReplayReport, ReplayError> {
+    let (first, py3) = first_event(reader)?;
+    let dummy = Event {
+        kind: EventKind::Mark { index: 0 },
+        line: 0,
+    };
+    let r = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Event>, TraceError>>(4);
+        let (back, spare) = std::sync::mpsc::sync_channel::<Vec<Event>>(8);
+        let rd = &mut *reader;
+        scope.spawn(move || loop {
+            let mut v = spare.try_recv().unwrap_or_default();
+            v.resize(BATCH, dummy);
+            match rd.next_events(&mut v) {
+                Ok(0) => break,
+                Ok(n) => {
+                    v.truncate(n);
+                    if tx.send(Ok(v)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+            }
+        });
+        let mut src = Source::Threaded {
+            rx,
+            back,
+            cur: first.map(|e| vec![e]).unwrap_or_default(),
+            started: first.is_none(),
+        };
+        let r = replay_chosen(&mut src, name, py3, opts);
+        drop(src); // closes the channel: the decoding thread stops
+        r
+    });
+    let mut r = r?;
+    r.other_lines = reader.other_lines();
+    Ok(r)
+}
+
+/// The first event (the header is complete once it has been read) and whether the trace
+/// is a CPython 3 recording.
+fn first_event(reader: &mut dyn EventReader) -> Result<(Option<Event>, bool), ReplayError> {
     let mut first = [Event {
         kind: EventKind::Mark { index: 0 },
         line: 0,
     }];
     let got = reader.next_events(&mut first)?;
-    let recorded_py3 = reader
+    let py3 = reader
         .header()
         .lines
         .first()
         .is_some_and(|l| l.starts_with("pymalloc allocation trace"));
-    let mut chained = Chain {
-        first: first.get(..got).and_then(|f| f.first().copied()),
-        rest: reader,
-    };
+    Ok(((got == 1).then_some(first[0]), py3))
+}
+
+fn replay_chosen(
+    src: &mut Source,
+    name: &str,
+    recorded_py3: bool,
+    opts: &ReplayOptions,
+) -> Result<ReplayReport, ReplayError> {
     if let (Some(params), true) = (pymalloc_preset(name), recorded_py3) {
         let mode = if name.ends_with("+own") {
             Mode::Own
@@ -111,45 +178,94 @@ pub fn replay_named(
             Mode::Pinned
         };
         let mut rp = Replayer::new(params, mode, &Platform::linux_x86_64());
-        return replay_recorded(&mut chained, &mut rp, opts);
+        return replay_recorded(src, &mut rp, opts);
     }
     let mut model = model_by_name(name).map_err(ReplayError::UnknownModel)?;
-    replay(&mut chained, model.as_mut(), opts)
+    replay_from(src, model.as_mut(), opts)
 }
 
-/// A reader with its first event put back.
-struct Chain<'a> {
-    first: Option<Event>,
-    rest: &'a mut dyn EventReader,
+/// Events read in batches.
+const BATCH: usize = 4096;
+
+/// Where the replay loops take their batches of events from.
+enum Source<'r> {
+    /// Read on this thread.
+    Direct {
+        reader: &'r mut dyn EventReader,
+        buf: Vec<Event>,      // BATCH events; the first `n` are the current batch
+        n: usize,             // events of the current batch
+        first: Option<Event>, // an event read ahead (for the header), given first
+    },
+    /// Read on another thread: batches come through a channel, spent ones go back.
+    Threaded {
+        rx: std::sync::mpsc::Receiver<Result<Vec<Event>, TraceError>>,
+        back: std::sync::mpsc::SyncSender<Vec<Event>>,
+        cur: Vec<Event>, // the current batch
+        started: bool,   // cur is no longer the read-ahead first event
+    },
 }
 
-impl EventReader for Chain<'_> {
-    fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
-        match self.first.take() {
-            Some(e) => Ok(Some(e)),
-            None => self.rest.next_event(),
+impl<'r> Source<'r> {
+    fn direct(reader: &'r mut dyn EventReader, first: Option<Event>) -> Source<'r> {
+        Source::Direct {
+            reader,
+            buf: vec![
+                Event {
+                    kind: EventKind::Mark { index: 0 },
+                    line: 0
+                };
+                BATCH
+            ],
+            n: 0,
+            first,
         }
     }
-    fn header(&self) -> &crate::trace::TraceHeader {
-        self.rest.header()
-    }
-    fn other_lines(&self) -> u64 {
-        self.rest.other_lines()
-    }
-    fn next_events(&mut self, out: &mut [Event]) -> Result<usize, TraceError> {
-        match self.first.take() {
-            Some(e) if !out.is_empty() => {
-                out[0] = e;
-                Ok(1 + self.rest.next_events(&mut out[1..])?)
+
+    /// The next batch; empty at the end.
+    fn next_batch(&mut self) -> Result<&[Event], TraceError> {
+        match self {
+            Source::Direct {
+                reader,
+                buf,
+                n,
+                first,
+            } => {
+                if let Some(e) = first.take() {
+                    buf[0] = e;
+                    *n = 1;
+                } else {
+                    *n = reader.next_events(buf)?;
+                }
+                Ok(&buf[..*n])
             }
-            _ => self.rest.next_events(out),
+            Source::Threaded {
+                rx,
+                back,
+                cur,
+                started,
+            } => {
+                if !*started {
+                    *started = true;
+                    return Ok(&cur[..]);
+                }
+                let spent = std::mem::take(cur);
+                if spent.capacity() >= BATCH {
+                    let _ = back.try_send(spent);
+                }
+                match rx.recv() {
+                    Ok(Ok(v)) => *cur = v,
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {} // the reader is done: an empty batch ends the replay
+                }
+                Ok(&cur[..])
+            }
         }
     }
 }
 
 /// Replays a CPython 3 recording through the check's pinned (or own) pymalloc replayer.
 fn replay_recorded(
-    reader: &mut dyn EventReader,
+    src: &mut Source,
     rp: &mut Replayer,
     opts: &ReplayOptions,
 ) -> Result<ReplayReport, ReplayError> {
@@ -159,22 +275,15 @@ fn replay_recorded(
         ..Default::default()
     };
     let mut counts = [0u64; KINDS];
-    let mut batch = vec![
-        Event {
-            kind: EventKind::Mark { index: 0 },
-            line: 0
-        };
-        4096
-    ];
     let (mut checked, mut matched) = (0u64, 0u64);
     let mut ev = 0u64;
     let bar = progress_bar(opts);
     loop {
-        let got = reader.next_events(&mut batch)?;
-        if got == 0 {
+        let batch = src.next_batch()?;
+        if batch.is_empty() {
             break;
         }
-        for e in &batch[..got] {
+        for e in batch {
             counts[kind_index(&e.kind)] += 1;
             if let EventKind::ArenaAlloc { .. } = e.kind {
                 r.arenas_mapped += 1;
@@ -229,7 +338,6 @@ fn replay_recorded(
     r.same_address = matched;
     r.checked = Some(checked);
     r.matched = Some(matched);
-    r.other_lines = reader.other_lines();
     r.counts = counts
         .iter()
         .enumerate()
@@ -661,6 +769,18 @@ pub fn replay(
     model: &mut dyn Allocator,
     opts: &ReplayOptions,
 ) -> Result<ReplayReport, ReplayError> {
+    let mut src = Source::direct(reader, None);
+    let mut r = replay_from(&mut src, model, opts)?;
+    drop(src);
+    r.other_lines = reader.other_lines();
+    Ok(r)
+}
+
+fn replay_from(
+    src: &mut Source,
+    model: &mut dyn Allocator,
+    opts: &ReplayOptions,
+) -> Result<ReplayReport, ReplayError> {
     let start = Instant::now();
     let bar = progress_bar(opts);
     let mut st = State {
@@ -674,19 +794,12 @@ pub fn replay(
     };
     let mut counts = [0u64; KINDS];
     let mut ev = 0u64;
-    let mut batch = vec![
-        Event {
-            kind: EventKind::Mark { index: 0 },
-            line: 0
-        };
-        4096
-    ];
     loop {
-        let got = reader.next_events(&mut batch)?;
-        if got == 0 {
+        let batch = src.next_batch()?;
+        if batch.is_empty() {
             break;
         }
-        for e in &batch[..got] {
+        for e in batch {
             counts[kind_index(&e.kind)] += 1;
             st.step(ev, e, opts.skip_raw)?;
             ev += 1;
@@ -700,7 +813,6 @@ pub fn replay(
     }
     let mut r = st.report;
     r.events = ev;
-    r.other_lines = reader.other_lines();
     r.counts = counts
         .iter()
         .enumerate()

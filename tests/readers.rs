@@ -392,3 +392,35 @@ fn a_generated_workload_replays_exactly_in_both_forms() {
     assert_eq!(reports[0]["model_stats"], reports[1]["model_stats"]);
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// Decoding on a second thread gives the same replay as decoding inline, and an error
+/// met by the decoding thread (a cut file) still ends the replay with its offset.
+#[test]
+fn threaded_and_inline_replays_agree() {
+    use pyalloc::replay::{replay_named, replay_named_threaded};
+    let d = scratch("threaded");
+    let src = shared("cpython-3.11.7-linux-x86_64/seed_py3.trace.gz");
+    let bin = d.join("s.bin");
+    assert!(pyalloc(&["convert", src.to_str().unwrap(), bin.to_str().unwrap()]).0);
+    for model in ["cpython-3.11", "glibc-2.36"] {
+        let mut a = BinaryReader::open(&bin).unwrap();
+        let ra = replay_named(&mut a, model, &ReplayOptions::default()).unwrap();
+        let mut b = BinaryReader::open(&bin).unwrap();
+        let rb = replay_named_threaded(&mut b, model, &ReplayOptions::default()).unwrap();
+        assert_eq!(ra.events, rb.events, "{model}");
+        assert_eq!(ra.counts, rb.counts, "{model}");
+        assert_eq!(ra.model_stats, rb.model_stats, "{model}");
+        assert_eq!(
+            (ra.checked, ra.matched),
+            (rb.checked, rb.matched),
+            "{model}"
+        );
+        assert_eq!(ra.same_address, rb.same_address, "{model}");
+    }
+    let bytes = std::fs::read(&bin).unwrap();
+    std::fs::write(&bin, &bytes[..bytes.len() / 2]).unwrap();
+    let mut c = BinaryReader::open(&bin).unwrap();
+    let err = replay_named_threaded(&mut c, "cpython-3.11", &ReplayOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("truncated at byte"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -6,8 +6,9 @@
 //! `peak_rss_bytes` (this process's VmHWM on Linux, else null). A progress line shows
 //! on stderr only when it is a terminal.
 
-use pyalloc::replay::{replay_named, ReplayOptions};
-use pyalloc::trace::open::{open, sniff};
+use pyalloc::replay::{replay_named, replay_named_threaded, ReplayOptions};
+use pyalloc::trace::binary::BinaryReader;
+use pyalloc::trace::open::{open, sniff, Format};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,12 +42,20 @@ fn peak_rss_bytes() -> Option<u64> {
 /// Replays the trace.
 pub fn run(args: ReplayArgs) -> Result<ExitCode, String> {
     let format = sniff(&args.trace).map_err(|e| e.to_string())?;
-    let mut reader = open(&args.trace).map_err(|e| e.to_string())?;
+
     let opts = ReplayOptions {
         skip_raw: args.skip_raw,
         progress: std::io::stderr().is_terminal(),
     };
-    let r = replay_named(reader.as_mut(), &args.model, &opts).map_err(|e| e.to_string())?;
+    let r = if format == Format::Binary {
+        // binary: decode on a second thread while the model replays
+        let mut reader = BinaryReader::open(&args.trace).map_err(|e| e.to_string())?;
+        replay_named_threaded(&mut reader, &args.model, &opts)
+    } else {
+        let mut reader = open(&args.trace).map_err(|e| e.to_string())?;
+        replay_named(reader.as_mut(), &args.model, &opts)
+    }
+    .map_err(|e| e.to_string())?;
     let rss = peak_rss_bytes();
     let mut text = String::new();
     macro_rules! println {

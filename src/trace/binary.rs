@@ -280,7 +280,7 @@ impl<W: Write> BinaryWriter<W> {
 /// Reads a binary trace as a stream of events.
 pub struct BinaryReader {
     path: PathBuf,
-    inner: Box<dyn Read>,
+    inner: Box<dyn Read + Send>,
     gzip: bool,   // the bytes come through a gzip decoder
     buf: Vec<u8>, // bytes read and not yet consumed are buf[pos..len]
     pos: usize,   // next byte to decode
@@ -316,7 +316,7 @@ impl BinaryReader {
         let n = file.read(&mut two).map_err(io_err)?;
         let gzip = n == 2 && two == [0x1f, 0x8b];
         let head = io::Cursor::new(two[..n].to_vec()).chain(file);
-        let inner: Box<dyn Read> = if gzip {
+        let inner: Box<dyn Read + Send> = if gzip {
             Box::new(MultiGzDecoder::new(head))
         } else {
             Box::new(head)
@@ -338,7 +338,7 @@ impl BinaryReader {
     /// As [`open`](Self::open).
     pub fn from_reader(
         path: &Path,
-        inner: Box<dyn Read>,
+        inner: Box<dyn Read + Send>,
         gzip: bool,
     ) -> Result<BinaryReader, TraceError> {
         let mut r = BinaryReader {
