@@ -338,6 +338,7 @@ fn replay_recorded(
     r.same_address = matched;
     r.checked = Some(checked);
     r.matched = Some(matched);
+    r.model_arenas = Some(rp.model().narenas());
     r.counts = counts
         .iter()
         .enumerate()
@@ -467,6 +468,9 @@ pub struct ReplayReport {
     /// Of those, the ones the model computed exactly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched: Option<u64>,
+    /// Pinned pymalloc replay: arenas the model holds at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_arenas: Option<u64>,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Events per second.

@@ -67,6 +67,26 @@ fn replay_counts_every_event_kind_as_the_recordings_summaries_do() {
             .map(|k| r[k].as_u64().unwrap())
             .sum::<u64>();
         assert_eq!(sum, r["events"].as_u64().unwrap(), "{name}");
+        // pinned to the recording, pymalloc predicts every small address and ends with
+        // the arenas the recording mapped and did not unmap
+        let (ok, out, err) = pyalloc(&[
+            "replay",
+            trace.to_str().unwrap(),
+            "--model",
+            "cpython-3.11",
+            "--json",
+        ]);
+        assert!(ok, "{name}: {err}");
+        let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(p["counts"], summary["counts"], "{name}");
+        assert!(p["checked"].as_u64().unwrap() > 0);
+        assert_eq!(p["matched"], p["checked"], "{name}");
+        let arenas = |k: &str| summary["counts"][k].as_u64().unwrap_or(0);
+        assert_eq!(
+            p["model_arenas"].as_u64().unwrap(),
+            arenas("A") - arenas("F"),
+            "{name}"
+        );
     }
 }
 

@@ -103,6 +103,9 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, String> {
         if r.arenas_mapped > 0 {
             println!("  arenas mapped by the recording: {}", r.arenas_mapped);
         }
+        if let Some(n) = r.model_arenas {
+            println!("  arenas the model holds at the end: {n}");
+        }
         if let Some(b) = rss {
             println!("  peak RSS of pyalloc: {} KiB", b / 1024);
         }
