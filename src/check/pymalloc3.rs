@@ -75,6 +75,7 @@ pub struct Replayer {
     expected_unmaps: Vec<Addr>,   // `F` lines of the call being assembled
     expected_maps: Vec<Addr>,     // `A` lines of the call being assembled
     arena_size: u64,              // ARENA_SIZE
+    nested: bool,                 // something is buffered for the next O/M call
 }
 
 impl Replayer {
@@ -97,6 +98,7 @@ impl Replayer {
             expected_unmaps: Vec::new(),
             expected_maps: Vec::new(),
             arena_size,
+            nested: false,
         }
     }
 
@@ -188,6 +190,7 @@ impl Replayer {
                 return Ok(Step::Context);
             }
         };
+        let quick = self.mode == Mode::Pinned && !self.nested && self.alias.is_empty();
         let result = match op {
             Op::Malloc(n) => self.model.malloc(n as usize),
             Op::Calloc(n, e) => self.model.calloc(n as usize, e as usize),
@@ -209,6 +212,21 @@ impl Replayer {
             }
         };
         let got = match result {
+            Ok(g) if quick && g == expected => {
+                // The common case: nothing nested, nothing diverged.
+                let src = self.model.source();
+                if src.mapped.is_empty() && src.unmapped.is_empty() {
+                    return Ok(Step::Call {
+                        expected,
+                        got: g,
+                        small,
+                        matched: true,
+                        arena_events: 0,
+                        why: None,
+                    });
+                }
+                g
+            }
             Ok(g) => g,
             Err(e) => {
                 let why = self.call_mismatch().unwrap_or_default();
@@ -297,6 +315,25 @@ impl Replayer {
     /// Buffers a raw, arena or data-stack line for the next O/M call.
     fn context(&mut self, kind: EventKind) {
         let pinned = self.mode == Mode::Pinned;
+        if matches!(
+            kind,
+            EventKind::ArenaAlloc { .. }
+                | EventKind::ArenaFree { .. }
+                | EventKind::Malloc {
+                    domain: Domain::RawNested,
+                    ..
+                }
+                | EventKind::Calloc {
+                    domain: Domain::RawNested,
+                    ..
+                }
+                | EventKind::Realloc {
+                    domain: Domain::RawNested,
+                    ..
+                }
+        ) {
+            self.nested = true;
+        }
         let raw = self.model.lower_mut();
         match kind {
             EventKind::Malloc {
@@ -362,6 +399,9 @@ impl Replayer {
     /// Compares the arena maps/unmaps and raw calls of the call just replayed with the
     /// recording's nested lines; `Some(why)` when they differ.
     fn call_mismatch(&mut self) -> Option<String> {
+        if self.call_was_plain() {
+            return None;
+        }
         let mut why = Vec::new();
         let src = self.model.source();
         let mapped: Vec<Addr> = src.mapped.iter().map(|&(m, t)| t.unwrap_or(m)).collect();
@@ -406,7 +446,25 @@ impl Replayer {
         (!why.is_empty()).then(|| why.join("; "))
     }
 
+    /// True when neither the recording nor the model had anything nested in this call
+    /// (the common case: no raw call, no arena map or unmap).
+    #[inline(always)]
+    fn call_was_plain(&self) -> bool {
+        let src = self.model.source();
+        src.mapped.is_empty()
+            && src.unmapped.is_empty()
+            && src.pending.is_empty()
+            && self.model.lower().pending.is_empty()
+            && self.expected_maps.is_empty()
+            && self.expected_unmaps.is_empty()
+    }
+
+    #[inline]
     fn clear_call(&mut self) {
+        self.nested = false;
+        if self.call_was_plain() {
+            return;
+        }
         let src = self.model.source_mut();
         let mapped = std::mem::take(&mut src.mapped);
         let unmapped = std::mem::take(&mut src.unmapped);

@@ -89,7 +89,6 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             self.pools.resize(npools, Pool::head(NONE));
             let ngran = numarenas as usize * self.max_pools as usize * self.granules as usize;
             self.next.resize(ngran, 0);
-            self.live.resize(ngran.div_ceil(64), 0);
         }
         let slot = self.unused_arena_objects;
         self.unused_arena_objects = self.arenas[slot as usize].nextarena;

@@ -76,24 +76,23 @@ pub struct Pymalloc<A: Allocator, S: ArenaSource = AddressSpace> {
     radix_bot_bytes: u64,             // sizeof(arena_map_bot_t)
     radix_root_bytes: u64,            // sizeof(arena_map_root)
     pools: Vec<Pool>,                 // [0, nclasses): usedpools heads; then slot*max_pools + i
-    next: Vec<u16>,                   // per pool granule: free-list link, or a live block's size
-    live: Vec<u64>,                   // per pool granule: 1 bit = a live block starts here
-    arenas: Vec<ArenaObject>,         // the `arenas` vector (maxarenas = len)
-    unused_arena_objects: u32,        // head of the list of slots with address 0
-    usable_arenas: u32,               // head of the list of arenas with free pools
-    nfp2lasta: Vec<u32>,              // nfp2lasta[n]: last usable arena with n free pools (3.8+)
+    next: Vec<u16>, // per pool granule: free-list link, or LIVE | a live block's size
+    arenas: Vec<ArenaObject>, // the `arenas` vector (maxarenas = len)
+    unused_arena_objects: u32, // head of the list of slots with address 0
+    usable_arenas: u32, // head of the list of arenas with free pools
+    nfp2lasta: Vec<u32>, // nfp2lasta[n]: last usable arena with n free pools (3.8+)
     narenas_currently_allocated: u64, // arenas mapped now
-    ntimes_arena_allocated: u64,      // arenas mapped ever
-    narenas_highwater: u64,           // largest narenas_currently_allocated
-    arenas_vector: Addr,              // where the lower allocator put the `arenas` vector
-    map: ArenaMap,                    // address -> arena index
-    lower: A,                         // fall-through and bookkeeping allocator
-    source: S,                        // the arena allocator
-    live_blocks: u64,                 // live pymalloc blocks
-    live_bytes: u64,                  // bytes requested by live pymalloc blocks
-    peak_live_bytes: u64,             // largest live_bytes
-    mapped_bytes: u64,                // bytes in mapped arenas
-    peak_mapped_bytes: u64,           // largest mapped_bytes
+    ntimes_arena_allocated: u64, // arenas mapped ever
+    narenas_highwater: u64, // largest narenas_currently_allocated
+    arenas_vector: Addr, // where the lower allocator put the `arenas` vector
+    map: ArenaMap,  // address -> arena index
+    lower: A,       // fall-through and bookkeeping allocator
+    source: S,      // the arena allocator
+    live_blocks: u64, // live pymalloc blocks
+    live_bytes: u64, // bytes requested by live pymalloc blocks
+    peak_live_bytes: u64, // largest live_bytes
+    mapped_bytes: u64, // bytes in mapped arenas
+    peak_mapped_bytes: u64, // largest mapped_bytes
 }
 
 /// What the model knows about one address (for divergence reports and `explain`).
@@ -161,7 +160,6 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             radix_root_bytes: (1u64 << params.radix_bits().0) * ptr,
             pools: (0..nclasses).map(Pool::head).collect(),
             next: Vec::new(),
-            live: Vec::new(),
             arenas: Vec::new(),
             unused_arena_objects: NONE,
             usable_arenas: NONE,
@@ -354,12 +352,12 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         let off = addr - p.addr;
         let g = (off >> self.shift) as usize;
         let i = self.granule_base(pool) + g;
-        if off & ((1 << self.shift) - 1) != 0 || p.count == 0 || !self.is_live(i) {
+        // A live flag is only ever set at a live block's start (so `count > 0` too).
+        if off & ((1 << self.shift) - 1) != 0 || !self.is_live(i) {
             return Err(self.not_live("free", addr, &p));
         }
-        self.clear_live(i);
         self.live_blocks -= 1;
-        self.live_bytes -= self.next[i] as u64;
+        self.live_bytes -= (self.next[i] & !pool::LIVE) as u64;
         let lastfree = p.freeblock;
         self.next[i] = lastfree;
         let p = &mut self.pools[pool as usize];
@@ -499,9 +497,9 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
         let block = self.class_bytes(p.szidx as u32);
         let n = size as u64;
         if n <= block && 4 * n > 3 * block {
-            self.live_bytes = self.live_bytes - self.next[i] as u64 + n;
+            self.live_bytes = self.live_bytes - (self.next[i] & !pool::LIVE) as u64 + n;
             self.peak_live_bytes = self.peak_live_bytes.max(self.live_bytes);
-            self.next[i] = n as u16;
+            self.next[i] = n as u16 | pool::LIVE;
             return Ok(addr);
         }
         let new = if n == 0 && self.params.raw_zero_as_one {

@@ -23,11 +23,19 @@
 //!
 //! The model keeps the free-list links outside the simulated memory: `next[g]` for the
 //! block starting at granule `g = offset >> ALIGNMENT_SHIFT` of the pool (0 = NULL: granule 0
-//! is the header). For a *live* block the same slot holds its requested size.
+//! is the header). For a *live* block the same slot holds its requested size with the
+//! [`LIVE`] flag: `next[g] & LIVE != 0  <=>  a live block starts at g`. Only block starts of
+//! the pool's current class are ever written, and a pool is re-initialised for another
+//! class (or its arena slot reused) only when all its blocks are free, so no stale flag
+//! survives.
 
 use super::{ArenaSource, Pymalloc, NONE};
 use crate::alloc::Allocator;
 use crate::error::AllocError;
+
+/// Flag of a `next` slot holding a live block's requested size rather than a free-list
+/// link (links are granule numbers, below `POOL_SIZE >> ALIGNMENT_SHIFT <= 2^12`).
+pub const LIVE: u16 = 0x8000;
 
 /// `DUMMY_SIZE_IDX`: size class of a freshly carved pool that never held blocks.
 pub const DUMMY_SIZE_IDX: u16 = 0xffff;
@@ -79,19 +87,10 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         (pool - self.nclasses) as usize * self.granules as usize
     }
 
-    #[inline(always)]
-    pub(crate) fn set_live(&mut self, i: usize) {
-        self.live[i >> 6] |= 1 << (i & 63);
-    }
-
-    #[inline(always)]
-    pub(crate) fn clear_live(&mut self, i: usize) {
-        self.live[i >> 6] &= !(1 << (i & 63));
-    }
-
+    /// True when a live block starts at granule index `i` (its `next` slot has [`LIVE`]).
     #[inline(always)]
     pub(crate) fn is_live(&self, i: usize) -> bool {
-        self.live[i >> 6] & (1 << (i & 63)) != 0
+        self.next[i] & LIVE != 0
     }
 
     /// `pymalloc_alloc` for a request in size class `size`: the head block of the first
@@ -114,8 +113,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             self.allocate_from_new_pool(size)?
         };
         let i = self.granule_base(pool) + g as usize;
-        self.next[i] = nbytes as u16;
-        self.set_live(i);
+        self.next[i] = nbytes as u16 | LIVE;
         Ok(self.pools[pool as usize].addr + ((g as u64) << self.shift))
     }
 

@@ -270,7 +270,11 @@ impl PymallocParams {
                 self.name
             ));
         }
-        if self.arena_bits < self.pool_bits || self.pool_bits < 9 || self.arena_bits > 30 {
+        if self.arena_bits < self.pool_bits + 2
+            || self.pool_bits < 9
+            || self.arena_bits > 30
+            || self.pool_bits - self.alignment_shift > 14
+        {
             return Err(format!("{}: bad pool/arena sizes", self.name));
         }
         Ok(())
