@@ -522,3 +522,231 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysmalloc::Bump;
+
+    type Model = Pymalloc<Bump, AddressSpace>;
+
+    /// A model whose first arena lands at `top - ARENA_SIZE`.
+    fn model(params: PymallocParams, top: u64) -> Model {
+        Pymalloc::new(
+            params,
+            Bump::new(Addr(0x5555_0000_0000), 16),
+            AddressSpace::new(4096, 8, Addr(0x1000_0000), Addr(top)),
+        )
+    }
+
+    const ALIGNED_TOP: u64 = 0x7fff_0000_0000;
+
+    #[test]
+    fn a_fresh_pool_hands_out_block_0_then_threads_lazily() {
+        let p = PymallocParams::v3_11();
+        let mut m = model(p.clone(), ALIGNED_TOP);
+        let arena = ALIGNED_TOP - p.arena_size();
+        let size = p.class_size(1);
+        for k in 0..5 {
+            let a = m.malloc(32).unwrap();
+            assert_eq!(a.0, arena + p.pool_overhead() + k * size);
+            let b = m.block_info(a).unwrap();
+            // After k+1 allocations the pool has threaded exactly one block past them.
+            assert_eq!(b.freeblock.0, a.0 + size);
+            assert_eq!(b.nextoffset as u64, p.pool_overhead() + (k + 2) * size);
+        }
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn frees_are_reused_last_in_first_out() {
+        let mut m = model(PymallocParams::v3_11(), ALIGNED_TOP);
+        let v: Vec<Addr> = (0..6).map(|_| m.malloc(24).unwrap()).collect();
+        m.free(v[1]).unwrap();
+        m.free(v[4]).unwrap();
+        m.free(v[2]).unwrap();
+        assert_eq!(m.malloc(20).unwrap(), v[2]);
+        assert_eq!(m.malloc(30).unwrap(), v[4]);
+        assert_eq!(m.malloc(17).unwrap(), v[1]);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_pool_that_was_full_goes_to_the_front_of_usedpools() {
+        let p = PymallocParams::v3_11();
+        let mut m = model(p.clone(), ALIGNED_TOP);
+        let n = p.blocks_per_pool(31) as usize; // 512-byte blocks: a pool fills quickly
+        let first: Vec<Addr> = (0..n).map(|_| m.malloc(512).unwrap()).collect();
+        let second = m.malloc(512).unwrap();
+        assert_eq!(
+            second.0,
+            first[0].0 + p.pool_size(),
+            "a full pool leaves the list"
+        );
+        m.free(first[3]).unwrap();
+        assert_eq!(
+            m.malloc(512).unwrap(),
+            first[3],
+            "the freed-into pool is served first"
+        );
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn an_empty_pool_is_reused_with_its_free_list_for_the_same_class_and_reset_for_another() {
+        let p = PymallocParams::v3_11();
+        let mut m = model(p.clone(), ALIGNED_TOP);
+        let keep = m.malloc(64).unwrap(); // pool 0, class 3
+        let v: Vec<Addr> = (0..3).map(|_| m.malloc(100).unwrap()).collect(); // pool 1
+        m.free(v[0]).unwrap();
+        m.free(v[2]).unwrap();
+        m.free(v[1]).unwrap(); // pool 1 empty -> freepools, free list v1, v2, v0, ...
+        assert_eq!(
+            m.malloc(100).unwrap(),
+            v[1],
+            "same class: the old free list"
+        );
+        assert_eq!(m.malloc(100).unwrap(), v[2]);
+        for a in [v[1], v[2]] {
+            m.free(a).unwrap();
+        }
+        let other = m.malloc(200).unwrap();
+        assert_eq!(
+            other, v[0],
+            "another class: the pool is re-initialised, block 0 first"
+        );
+        assert!(m.block_info(keep).unwrap().live);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn an_arena_that_is_not_pool_aligned_loses_its_partial_pool() {
+        let p = PymallocParams::v3_11();
+        let top = ALIGNED_TOP + 0x3000; // page-aligned, not 16 KiB-aligned
+        let mut m = model(p.clone(), top);
+        let a = m.malloc(8).unwrap();
+        let base = top - p.arena_size();
+        assert_eq!(
+            a.0,
+            Addr(base).align_up(p.pool_size()).0 + p.pool_overhead()
+        );
+        assert_eq!(m.arenas()[0].ntotalpools, p.max_pools_in_arena() - 1);
+        let s = m.debug_malloc_stats();
+        assert_eq!(s.arena_alignment, p.pool_size());
+        assert_eq!(s.total(), s.arenas_current * s.arena_size);
+    }
+
+    #[test]
+    fn realloc_stays_only_when_it_still_fits_and_keeps_more_than_three_quarters() {
+        let mut m = model(PymallocParams::v3_11(), ALIGNED_TOP);
+        let a = m.malloc(64).unwrap(); // block of 64
+        assert_eq!(m.realloc(a, 64).unwrap(), a);
+        assert_eq!(m.realloc(a, 49).unwrap(), a, "4*49 > 3*64");
+        let b = m.realloc(a, 48).unwrap(); // 4*48 == 3*64: moves to class 48
+        assert_ne!(b, a);
+        assert!(!m.block_info(a).unwrap().live, "the old block was freed");
+        let c = m.realloc(b, 65).unwrap(); // grows: moves
+        assert_ne!(c, b);
+        let big = m.realloc(c, 600).unwrap(); // beyond the threshold: falls through
+        assert!(m.block_info(big).is_none());
+        assert!(matches!(
+            m.realloc(c, 8),
+            Err(AllocError::DoubleFree { .. })
+        ));
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn zero_and_large_requests_fall_through_calloc_is_served_small() {
+        let mut m = model(PymallocParams::v3_11(), ALIGNED_TOP);
+        let z = m.malloc(0).unwrap();
+        assert!(m.block_info(z).is_none());
+        let l = m.malloc(513).unwrap();
+        assert!(m.block_info(l).is_none());
+        let c = m.calloc(4, 8).unwrap();
+        assert_eq!(m.block_info(c).unwrap().szidx, Some(1));
+        assert!(m.calloc(usize::MAX, 2).is_err());
+        m.free(z).unwrap();
+        m.free(l).unwrap();
+        m.free(Addr::NULL).unwrap();
+        assert!(matches!(
+            m.free(Addr(0x1234)),
+            Err(AllocError::NotLive { .. })
+        ));
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn bad_frees_are_errors_not_panics() {
+        let p = PymallocParams::v3_11();
+        let mut m = model(p.clone(), ALIGNED_TOP);
+        let a = m.malloc(32).unwrap();
+        assert!(
+            matches!(m.free(a + 16), Err(AllocError::NotLive { .. })),
+            "mid-block"
+        );
+        let arena = ALIGNED_TOP - p.arena_size();
+        assert!(
+            matches!(
+                m.free(Addr(arena + 5 * p.pool_size())),
+                Err(AllocError::NotLive { .. })
+            ),
+            "uncarved pool"
+        );
+        m.free(a).unwrap();
+        assert!(matches!(m.free(a), Err(AllocError::DoubleFree { .. })));
+        m.check_invariants().unwrap();
+    }
+
+    /// Fills `n` pools of 512-byte blocks, returns the blocks pool by pool.
+    fn fill_pools(m: &mut Model, n: usize) -> Vec<Vec<Addr>> {
+        let szidx = m.params().size_class(512).unwrap();
+        let per = m.params().blocks_per_pool(szidx) as usize;
+        (0..n)
+            .map(|_| (0..per).map(|_| m.malloc(512).unwrap()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_wholly_free_arena_is_returned_except_the_last_one_from_3_9() {
+        for (p, kept) in [
+            (PymallocParams::v3_8(), false),
+            (PymallocParams::v3_9(), true),
+        ] {
+            let mut m = model(p.clone(), ALIGNED_TOP);
+            let pools = m.params().max_pools_in_arena() as usize;
+            let all = fill_pools(&mut m, pools + 1); // arena 0 full, one pool in arena 1
+            assert_eq!(m.narenas(), 2);
+            for a in all.iter().skip(pools).flatten() {
+                m.free(*a).unwrap(); // arena 1 wholly free, and last in usable_arenas
+            }
+            assert_eq!(m.narenas(), if kept { 2 } else { 1 }, "{}", p.name);
+            m.check_invariants().unwrap();
+        }
+    }
+
+    #[test]
+    fn usable_arenas_serves_the_fullest_arena_first() {
+        for p in [PymallocParams::v3_3(), PymallocParams::v3_11()] {
+            let mut m = model(p.clone(), ALIGNED_TOP);
+            let pools = m.params().max_pools_in_arena() as usize;
+            let all = fill_pools(&mut m, 2 * pools);
+            assert_eq!(m.narenas(), 2);
+            // Free 3 pools in arena 0 and 1 pool in arena 1: arena 1 is fuller.
+            for i in [0, 1, 2, pools] {
+                for a in &all[i] {
+                    m.free(*a).unwrap();
+                }
+            }
+            m.check_invariants().unwrap();
+            let a = m.malloc(512).unwrap();
+            assert_eq!(
+                a.align_down(p.pool_size()),
+                all[pools][0].align_down(p.pool_size()),
+                "{}",
+                p.name
+            );
+            m.check_invariants().unwrap();
+        }
+    }
+}
