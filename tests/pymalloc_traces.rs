@@ -142,7 +142,10 @@ fn stats_at_the_ints_markers_are_cpythons_own_line_for_line() {
 }
 
 /// One row of pymalloc_strings.txt: n, request, class, k, id.
-fn strings_runs() -> Vec<Vec<(u64, u64, u64, u64, u64)>> {
+type Row = (u64, u64, u64, u64, u64);
+
+/// The rows of each of the file's runs.
+fn strings_runs() -> Vec<Vec<Row>> {
     let text = std::fs::read_to_string(Path::new(DIR27).join("pymalloc_strings.txt")).unwrap();
     let mut runs: Vec<Vec<_>> = Vec::new();
     for line in text.lines() {

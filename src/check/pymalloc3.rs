@@ -124,7 +124,7 @@ impl Replayer {
     /// A model address in the recording's terms. Own mode: the same pool index (counted
     /// from each arena's first pool-aligned address) and offset in the paired arena.
     #[inline]
-    fn to_trace(&mut self, got: Addr) -> Addr {
+    fn recorded_terms(&self, got: Addr) -> Addr {
         if self.mode == Mode::Pinned {
             return got;
         }
@@ -247,7 +247,7 @@ impl Replayer {
             }
         };
         self.pair_arenas();
-        let got_t = self.to_trace(got);
+        let got_t = self.recorded_terms(got);
         if got_t != expected || got != expected {
             // Later frees and reallocs name the recorded address: send them to the model's.
             if !expected.is_null() {
@@ -377,11 +377,9 @@ impl Replayer {
                 old,
                 size,
                 new,
-            } if pinned => {
-                if !new.is_null() {
-                    raw.release(old);
-                    raw.adopt(new, size);
-                }
+            } if pinned && !new.is_null() => {
+                raw.release(old);
+                raw.adopt(new, size);
             }
             EventKind::Free {
                 domain: Domain::Raw,

@@ -247,7 +247,7 @@ impl PymallocParams {
     /// Radix-tree geometry (`MAP_TOP_BITS`, `MAP_MID_BITS`, `MAP_BOT_BITS`) for 64-bit
     /// pointers with `IGNORE_BITS = 0`: interior levels of `(64 - ARENA_BITS + 2) / 3` bits.
     pub fn radix_bits(&self) -> (u32, u32, u32) {
-        let interior = (self.pointer_bits - self.arena_bits + 2) / 3;
+        let interior = (self.pointer_bits - self.arena_bits).div_ceil(3);
         (
             interior,
             interior,
