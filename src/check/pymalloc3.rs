@@ -813,8 +813,12 @@ pub fn stats_at(
         )));
     }
     let i = reached.ok_or_else(|| {
+        let what = match at {
+            StatsAt::Event(n) => format!("no event {n}"),
+            StatsAt::Marker(s) => format!("no top-level O/M request of {s} bytes"),
+        };
         CheckError::Unsupported(format!(
-            "{}: {} events, none is the point asked for ({at:?})",
+            "{}: {what} among its {} events",
             path.display(),
             report.events
         ))
