@@ -44,8 +44,10 @@ pub enum Mode {
     Own,
 }
 
-/// What one replayed event amounted to.
-#[derive(Debug, Clone, PartialEq)]
+/// What one replayed event amounted to (small and `Copy`: the explanation of a mismatch
+/// and the model's refusal are kept in the [`Replayer`], see [`Replayer::take_why`] and
+/// [`Replayer::take_error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// Context (a raw, arena or data-stack line), buffered or ignored.
     Context,
@@ -60,22 +62,24 @@ pub enum Step {
         /// True when the model agrees (address, arena maps and unmaps, raw calls).
         matched: bool,
         /// Arena maps + unmaps that happened in this call, all agreeing with the recording.
-        arena_events: u64,
-        /// Why not, when it does not.
-        why: Option<String>,
+        arena_events: u32,
     },
+    /// The model refused the call (a free of a non-live address, a double free …).
+    Refused,
 }
 
 /// Replays a pymalloc3 event stream through a [`ReplayModel`], one event at a time.
 pub struct Replayer {
-    model: ReplayModel,           // the model
-    mode: Mode,                   // pinned or own
-    alias: HashMap<u64, u64>,     // recorded address -> model address, where they differ
-    arena_pairs: Vec<(u64, u64)>, // own mode: (model base, recorded base) of live arenas
-    expected_unmaps: Vec<Addr>,   // `F` lines of the call being assembled
-    expected_maps: Vec<Addr>,     // `A` lines of the call being assembled
-    arena_size: u64,              // ARENA_SIZE
-    nested: bool,                 // something is buffered for the next O/M call
+    model: ReplayModel,                  // the model
+    mode: Mode,                          // pinned or own
+    alias: HashMap<u64, u64>,            // recorded address -> model address, where they differ
+    arena_pairs: Vec<(u64, u64)>,        // own mode: (model base, recorded base) of live arenas
+    expected_unmaps: Vec<Addr>,          // `F` lines of the call being assembled
+    expected_maps: Vec<Addr>,            // `A` lines of the call being assembled
+    arena_size: u64,                     // ARENA_SIZE
+    nested: bool,                        // something is buffered for the next O/M call
+    why: Option<String>,                 // why the last call did not match
+    error: Option<(AllocError, String)>, // what the model refused in the last call, and why
 }
 
 impl Replayer {
@@ -99,7 +103,19 @@ impl Replayer {
             expected_maps: Vec::new(),
             arena_size,
             nested: false,
+            why: None,
+            error: None,
         }
+    }
+
+    /// Why the last call did not match (taken: the next mismatch sets it again).
+    pub fn take_why(&mut self) -> Option<String> {
+        self.why.take()
+    }
+
+    /// What the model refused in the last call ([`Step::Refused`]), with the context.
+    pub fn take_error(&mut self) -> Option<(AllocError, String)> {
+        self.error.take()
     }
 
     /// The model (for statistics, explanations).
@@ -155,11 +171,11 @@ impl Replayer {
 
     /// Replays one event.
     ///
-    /// # Errors
-    /// The model's refusal (a free of a non-live address, a double free …) as
-    /// `(AllocError, why)`; the caller decides whether it ends the check.
+    /// The model's refusal (a free of a non-live address, a double free …) is
+    /// [`Step::Refused`], its error in [`take_error`](Self::take_error); the caller decides
+    /// whether it ends the check.
     #[inline]
-    pub fn step(&mut self, ev: &Event) -> Result<Step, (AllocError, String)> {
+    pub fn step(&mut self, ev: &Event) -> Step {
         let (op, expected, small): (Op, Addr, bool) = match ev.kind {
             EventKind::Malloc { domain, size, addr } if is_om(domain) => {
                 (Op::Malloc(size), addr, self.model.is_small(size))
@@ -187,7 +203,7 @@ impl Replayer {
             }
             other => {
                 self.context(other);
-                return Ok(Step::Context);
+                return Step::Context;
             }
         };
         let quick = self.mode == Mode::Pinned && !self.nested && self.alias.is_empty();
@@ -216,14 +232,13 @@ impl Replayer {
                 // The common case: nothing nested, nothing diverged.
                 let src = self.model.source();
                 if src.mapped.is_empty() && src.unmapped.is_empty() {
-                    return Ok(Step::Call {
+                    return Step::Call {
                         expected,
                         got: g,
                         small,
                         matched: true,
                         arena_events: 0,
-                        why: None,
-                    });
+                    };
                 }
                 g
             }
@@ -233,16 +248,19 @@ impl Replayer {
                 self.clear_call();
                 return match e {
                     AllocError::Corrupt { .. } | AllocError::OutOfAddressSpace { .. } => {
-                        Ok(Step::Call {
+                        self.why = Some(format!("{e}; {why}"));
+                        Step::Call {
                             expected,
                             got: Addr::NULL,
                             small,
                             matched: false,
                             arena_events: 0,
-                            why: Some(format!("{e}; {why}")),
-                        })
+                        }
                     }
-                    _ => Err((e, why)),
+                    _ => {
+                        self.error = Some((e, why));
+                        Step::Refused
+                    }
                 };
             }
         };
@@ -257,7 +275,7 @@ impl Replayer {
             self.alias.remove(&expected.0);
         }
         let arena_events =
-            (self.model.source().mapped.len() + self.model.source().unmapped.len()) as u64;
+            (self.model.source().mapped.len() + self.model.source().unmapped.len()) as u32;
         let mut why = self.call_mismatch();
         let mut matched = why.is_none();
         // Own mode: fall-through addresses are the bump allocator's; it is enough that the
@@ -281,14 +299,14 @@ impl Replayer {
             why = Some(w);
         }
         self.clear_call();
-        Ok(Step::Call {
+        self.why = why;
+        Step::Call {
             expected,
             got: got_t,
             small,
             matched,
             arena_events: if matched { arena_events } else { 0 },
-            why,
-        })
+        }
     }
 
     fn explain_recorded(&mut self, expected: Addr) -> String {
@@ -548,16 +566,15 @@ pub fn replay<R: EventReader>(
         let index = report.events;
         report.events += 1;
         match rp.step(&ev) {
-            Ok(Step::Context) => {}
-            Ok(Step::Call {
+            Step::Context => {}
+            Step::Call {
                 expected,
                 got,
                 small,
                 matched,
                 arena_events,
-                why,
-            }) => {
-                report.arena_events += arena_events;
+            } => {
+                report.arena_events += arena_events as u64;
                 if small {
                     report.checked += 1;
                 }
@@ -566,20 +583,22 @@ pub fn replay<R: EventReader>(
                         report.matched += 1;
                     }
                 } else {
-                    diverge(
-                        &mut report,
-                        index,
-                        ev.line,
-                        expected,
-                        got,
-                        why.unwrap_or_default(),
-                    );
+                    let why = rp.take_why().unwrap_or_default();
+                    diverge(&mut report, index, ev.line, expected, got, why);
                     if !keep_going {
                         return Ok(report);
                     }
                 }
             }
-            Err((e, why)) => {
+            Step::Refused => {
+                let (e, why) = rp.take_error().unwrap_or((
+                    AllocError::Corrupt {
+                        message: "refused",
+                        addr: Addr::NULL,
+                        model: "pymalloc",
+                    },
+                    String::new(),
+                ));
                 if !keep_going {
                     return Err(CheckError::Model {
                         event: index,
