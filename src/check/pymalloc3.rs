@@ -647,6 +647,11 @@ pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError
     let mut rp = Replayer::new(params, mode, &Platform::linux_x86_64());
     let bar = opts.progress.then(|| {
         let b = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {msg}: {human_pos} events")
+        {
+            b.set_style(style);
+        }
         b.set_message(format!("{}", path.display()));
         b
     });
