@@ -3,7 +3,7 @@
 //! model on the O/M calls alone, and the streaming parser on the gzip text.
 //! The real CPython 3.11 pymalloc runs these events at about 22 ns each.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pyalloc::check::pymalloc3::{Mode, Replayer, Step};
 use pyalloc::pymalloc::PymallocParams;
 use pyalloc::trace::pymalloc3::Pymalloc3Reader;
