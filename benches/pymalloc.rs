@@ -31,20 +31,25 @@ fn replay_ints(c: &mut Criterion) {
     g.sample_size(20);
     g.throughput(Throughput::Elements(events.len() as u64));
     g.bench_function("replay pre-decoded events (pinned, compared)", |b| {
-        b.iter(|| {
-            let mut rp = Replayer::new(
-                PymallocParams::v3_11(),
-                Mode::Pinned,
-                &Platform::linux_x86_64(),
-            );
-            let mut matched = 0u64;
-            for e in &events {
-                if let Step::Call { matched: true, .. } = rp.step(e) {
-                    matched += 1;
+        b.iter_batched(
+            || {
+                Replayer::new(
+                    PymallocParams::v3_11(),
+                    Mode::Pinned,
+                    &Platform::linux_x86_64(),
+                )
+            },
+            |mut rp| {
+                let mut matched = 0u64;
+                for e in &events {
+                    if let Step::Call { matched: true, .. } = rp.step(e) {
+                        matched += 1;
+                    }
                 }
-            }
-            black_box(matched)
-        })
+                black_box(matched)
+            },
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
 
