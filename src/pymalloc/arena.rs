@@ -124,6 +124,12 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             nfree -= 1;
             pool_address += self.pool_size - excess;
         }
+        // Pool headers of this slot start blank (a pool is carved iff its `addr` is set).
+        let pool0 = (self.nclasses + slot * self.max_pools) as usize;
+        for p in &mut self.pools[pool0..pool0 + self.max_pools as usize] {
+            *p = Pool::head(NONE);
+            p.addr = 0;
+        }
         let a = &mut self.arenas[slot as usize];
         a.address = address;
         a.freepools = NONE;
@@ -238,6 +244,9 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             let size = self.params.arena_size();
             self.source.free_arena(Addr(a.address), size)?;
             self.arenas[ao as usize].address = 0;
+            if self.hot_slot == ao {
+                self.hot_span = 0;
+            }
             self.narenas_currently_allocated -= 1;
             self.mapped_bytes -= size;
             return Ok(());

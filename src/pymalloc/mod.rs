@@ -86,6 +86,10 @@ pub struct Pymalloc<A: Allocator, S: ArenaSource = AddressSpace> {
     narenas_highwater: u64, // largest narenas_currently_allocated
     arenas_vector: Addr, // where the lower allocator put the `arenas` vector
     map: ArenaMap,  // address -> arena index
+    hot_first: u64, // first pool of the arena last looked up
+    hot_span: u64,  // its ntotalpools * POOL_SIZE (0 = no hot arena)
+    hot_slot: u32,  // its arena index
+    hot_pool0: u32, // the pool id of its first pool
     lower: A,       // fall-through and bookkeeping allocator
     source: S,      // the arena allocator
     live_blocks: u64, // live pymalloc blocks
@@ -169,6 +173,10 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             narenas_highwater: 0,
             arenas_vector: Addr::NULL,
             map: ArenaMap::new(params.arena_bits, mid_bits, bot_bits),
+            hot_first: 0,
+            hot_span: 0,
+            hot_slot: NONE,
+            hot_pool0: 0,
             lower,
             source,
             live_blocks: 0,
@@ -235,16 +243,30 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         nbytes >= 1 && nbytes <= self.threshold
     }
 
-    /// The pool id holding `addr`, with its arena index, when `addr` is inside a carved pool.
+    /// The pool id holding `addr`, with its arena index, when `addr` is inside a carved pool
+    /// (`NONE` for the pool when the arena owns `addr` but no carved pool does). The arena
+    /// last found is kept hot: within it, a pool is carved iff its header's `addr` is set.
     #[inline]
     fn locate(&mut self, addr: u64) -> Option<(u32, u32)> {
+        let off = addr.wrapping_sub(self.hot_first);
+        if off < self.hot_span {
+            let id = self.hot_pool0 + (off >> self.pool_bits) as u32;
+            if self.pools[id as usize].addr == addr & !(self.pool_size - 1) {
+                return Some((self.hot_slot, id));
+            }
+        }
         let slot = self.map.lookup(addr)?;
         let a = &self.arenas[slot as usize];
+        let pool0 = self.nclasses + slot * self.max_pools;
+        self.hot_first = a.first_pool;
+        self.hot_span = (a.ntotalpools as u64) << self.pool_bits;
+        self.hot_slot = slot;
+        self.hot_pool0 = pool0;
         if addr < a.first_pool || addr >= a.pool_address {
             return Some((slot, NONE));
         }
         let idx = ((addr - a.first_pool) >> self.pool_bits) as u32;
-        Some((slot, self.nclasses + slot * self.max_pools + idx))
+        Some((slot, pool0 + idx))
     }
 
     /// What the model knows about `addr`: its arena, pool, class, free-list head.
