@@ -88,7 +88,11 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             let npools = self.nclasses as usize + numarenas as usize * self.max_pools as usize;
             self.pools.resize(npools, Pool::head(NONE));
             let ngran = numarenas as usize * self.max_pools as usize * self.granules as usize;
-            self.next.resize(ngran, 0);
+            // A fresh zeroed vector (pages the system zeroes on first touch: only the pools
+            // used ever cost memory), the old slots copied in.
+            let mut next = vec![0u16; ngran];
+            next[..self.next.len()].copy_from_slice(&self.next);
+            self.next = next;
         }
         let slot = self.unused_arena_objects;
         self.unused_arena_objects = self.arenas[slot as usize].nextarena;
