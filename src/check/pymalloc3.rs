@@ -227,8 +227,8 @@ impl Replayer {
                 r
             }
         };
-        let got = match result {
-            Ok(g) if quick && g == expected => {
+        if let Ok(g) = result {
+            if quick && g == expected {
                 // The common case: nothing nested, nothing diverged.
                 let src = self.model.source();
                 if src.mapped.is_empty() && src.unmapped.is_empty() {
@@ -240,8 +240,21 @@ impl Replayer {
                         arena_events: 0,
                     };
                 }
-                g
             }
+        }
+        self.finish_call(op, expected, small, result)
+    }
+
+    /// The rest of [`step`](Self::step) when the call had nested lines, diverged or failed.
+    #[inline(never)]
+    fn finish_call(
+        &mut self,
+        op: Op,
+        expected: Addr,
+        small: bool,
+        result: Result<Addr, AllocError>,
+    ) -> Step {
+        let got = match result {
             Ok(g) => g,
             Err(e) => {
                 let why = self.call_mismatch().unwrap_or_default();
@@ -331,6 +344,7 @@ impl Replayer {
     }
 
     /// Buffers a raw, arena or data-stack line for the next O/M call.
+    #[inline(never)]
     fn context(&mut self, kind: EventKind) {
         let pinned = self.mode == Mode::Pinned;
         if matches!(
