@@ -182,7 +182,6 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             a.pool_address += self.pool_size;
             let p = &mut self.pools[id as usize];
             p.addr = addr;
-            p.arenaindex = ua;
             p.szidx = DUMMY_SIZE_IDX;
             id
         };
@@ -205,7 +204,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         let p = self.pools[pool as usize];
         self.pools[p.nextpool as usize].prevpool = p.prevpool;
         self.pools[p.prevpool as usize].nextpool = p.nextpool;
-        let ao = p.arenaindex;
+        let ao = self.arenaindex(pool);
         self.pools[pool as usize].nextpool = self.arenas[ao as usize].freepools;
         self.arenas[ao as usize].freepools = pool;
         let nfp = self.params.ordering == ArenaOrdering::Nfp2lasta;

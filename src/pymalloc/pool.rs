@@ -29,7 +29,7 @@
 //! class (or its arena slot reused) only when all its blocks are free, so no stale flag
 //! survives.
 
-use super::{ArenaSource, Pymalloc, NONE};
+use super::{ArenaSource, Pymalloc};
 use crate::alloc::Allocator;
 use crate::error::AllocError;
 
@@ -57,10 +57,8 @@ pub struct Pool {
     pub nextpool: u32,
     /// `prevpool`: previous pool on `usedpools[szidx]`.
     pub prevpool: u32,
-    /// Address of the pool (0 for list heads).
+    /// Address of the pool (0 for list heads and pools not carved).
     pub addr: u64,
-    /// `arenaindex`: index of the arena_object it was carved from.
-    pub arenaindex: u32,
 }
 
 impl Pool {
@@ -75,13 +73,19 @@ impl Pool {
             nextpool: id,
             prevpool: id,
             addr: 0,
-            arenaindex: NONE,
         }
     }
 }
 
 impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
-    /// Index of `pool`'s first granule in `next` / `live`.
+    /// `arenaindex` of a pool: its arena_object, from its id (pools of arena `i` have ids
+    /// `nclasses + i * MAX_POOLS_IN_ARENA ..`, a power of two apart).
+    #[inline(always)]
+    pub(crate) fn arenaindex(&self, pool: u32) -> u32 {
+        (pool - self.nclasses) >> (self.params.arena_bits - self.pool_bits)
+    }
+
+    /// Index of `pool`'s first granule in `next`.
     #[inline(always)]
     pub(crate) fn granule_base(&self, pool: u32) -> usize {
         (pool - self.nclasses) as usize * self.granules as usize
