@@ -44,8 +44,10 @@ pub enum Mode {
     Own,
 }
 
-/// What one replayed event amounted to.
-#[derive(Debug, Clone, PartialEq)]
+/// What one replayed event amounted to (small and `Copy`: the explanation of a mismatch
+/// and the model's refusal are kept in the [`Replayer`], see [`Replayer::take_why`] and
+/// [`Replayer::take_error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// Context (a raw, arena or data-stack line), buffered or ignored.
     Context,
@@ -60,21 +62,24 @@ pub enum Step {
         /// True when the model agrees (address, arena maps and unmaps, raw calls).
         matched: bool,
         /// Arena maps + unmaps that happened in this call, all agreeing with the recording.
-        arena_events: u64,
-        /// Why not, when it does not.
-        why: Option<String>,
+        arena_events: u32,
     },
+    /// The model refused the call (a free of a non-live address, a double free …).
+    Refused,
 }
 
 /// Replays a pymalloc3 event stream through a [`ReplayModel`], one event at a time.
 pub struct Replayer {
-    model: ReplayModel,           // the model
-    mode: Mode,                   // pinned or own
-    alias: HashMap<u64, u64>,     // recorded address -> model address, where they differ
-    arena_pairs: Vec<(u64, u64)>, // own mode: (model base, recorded base) of live arenas
-    expected_unmaps: Vec<Addr>,   // `F` lines of the call being assembled
-    expected_maps: Vec<Addr>,     // `A` lines of the call being assembled
-    arena_size: u64,              // ARENA_SIZE
+    model: ReplayModel,                  // the model
+    mode: Mode,                          // pinned or own
+    alias: HashMap<u64, u64>,            // recorded address -> model address, where they differ
+    arena_pairs: Vec<(u64, u64)>,        // own mode: (model base, recorded base) of live arenas
+    expected_unmaps: Vec<Addr>,          // `F` lines of the call being assembled
+    expected_maps: Vec<Addr>,            // `A` lines of the call being assembled
+    arena_size: u64,                     // ARENA_SIZE
+    nested: bool,                        // something is buffered for the next O/M call
+    why: Option<String>,                 // why the last call did not match
+    error: Option<(AllocError, String)>, // what the model refused in the last call, and why
 }
 
 impl Replayer {
@@ -97,7 +102,20 @@ impl Replayer {
             expected_unmaps: Vec::new(),
             expected_maps: Vec::new(),
             arena_size,
+            nested: false,
+            why: None,
+            error: None,
         }
+    }
+
+    /// Why the last call did not match (taken: the next mismatch sets it again).
+    pub fn take_why(&mut self) -> Option<String> {
+        self.why.take()
+    }
+
+    /// What the model refused in the last call ([`Step::Refused`]), with the context.
+    pub fn take_error(&mut self) -> Option<(AllocError, String)> {
+        self.error.take()
     }
 
     /// The model (for statistics, explanations).
@@ -122,7 +140,7 @@ impl Replayer {
     /// A model address in the recording's terms. Own mode: the same pool index (counted
     /// from each arena's first pool-aligned address) and offset in the paired arena.
     #[inline]
-    fn to_trace(&mut self, got: Addr) -> Addr {
+    fn recorded_terms(&self, got: Addr) -> Addr {
         if self.mode == Mode::Pinned {
             return got;
         }
@@ -153,11 +171,11 @@ impl Replayer {
 
     /// Replays one event.
     ///
-    /// # Errors
-    /// The model's refusal (a free of a non-live address, a double free …) as
-    /// `(AllocError, why)`; the caller decides whether it ends the check.
+    /// The model's refusal (a free of a non-live address, a double free …) is
+    /// [`Step::Refused`], its error in [`take_error`](Self::take_error); the caller decides
+    /// whether it ends the check.
     #[inline]
-    pub fn step(&mut self, ev: &Event) -> Result<Step, (AllocError, String)> {
+    pub fn step(&mut self, ev: &Event) -> Step {
         let (op, expected, small): (Op, Addr, bool) = match ev.kind {
             EventKind::Malloc { domain, size, addr } if is_om(domain) => {
                 (Op::Malloc(size), addr, self.model.is_small(size))
@@ -185,9 +203,10 @@ impl Replayer {
             }
             other => {
                 self.context(other);
-                return Ok(Step::Context);
+                return Step::Context;
             }
         };
+        let quick = self.mode == Mode::Pinned && !self.nested && self.alias.is_empty();
         let result = match op {
             Op::Malloc(n) => self.model.malloc(n as usize),
             Op::Calloc(n, e) => self.model.calloc(n as usize, e as usize),
@@ -208,6 +227,33 @@ impl Replayer {
                 r
             }
         };
+        if let Ok(g) = result {
+            if quick && g == expected {
+                // The common case: nothing nested, nothing diverged.
+                let src = self.model.source();
+                if src.mapped.is_empty() && src.unmapped.is_empty() {
+                    return Step::Call {
+                        expected,
+                        got: g,
+                        small,
+                        matched: true,
+                        arena_events: 0,
+                    };
+                }
+            }
+        }
+        self.finish_call(op, expected, small, result)
+    }
+
+    /// The rest of [`step`](Self::step) when the call had nested lines, diverged or failed.
+    #[inline(never)]
+    fn finish_call(
+        &mut self,
+        op: Op,
+        expected: Addr,
+        small: bool,
+        result: Result<Addr, AllocError>,
+    ) -> Step {
         let got = match result {
             Ok(g) => g,
             Err(e) => {
@@ -215,21 +261,24 @@ impl Replayer {
                 self.clear_call();
                 return match e {
                     AllocError::Corrupt { .. } | AllocError::OutOfAddressSpace { .. } => {
-                        Ok(Step::Call {
+                        self.why = Some(format!("{e}; {why}"));
+                        Step::Call {
                             expected,
                             got: Addr::NULL,
                             small,
                             matched: false,
                             arena_events: 0,
-                            why: Some(format!("{e}; {why}")),
-                        })
+                        }
                     }
-                    _ => Err((e, why)),
+                    _ => {
+                        self.error = Some((e, why));
+                        Step::Refused
+                    }
                 };
             }
         };
         self.pair_arenas();
-        let got_t = self.to_trace(got);
+        let got_t = self.recorded_terms(got);
         if got_t != expected || got != expected {
             // Later frees and reallocs name the recorded address: send them to the model's.
             if !expected.is_null() {
@@ -239,7 +288,7 @@ impl Replayer {
             self.alias.remove(&expected.0);
         }
         let arena_events =
-            (self.model.source().mapped.len() + self.model.source().unmapped.len()) as u64;
+            (self.model.source().mapped.len() + self.model.source().unmapped.len()) as u32;
         let mut why = self.call_mismatch();
         let mut matched = why.is_none();
         // Own mode: fall-through addresses are the bump allocator's; it is enough that the
@@ -263,14 +312,14 @@ impl Replayer {
             why = Some(w);
         }
         self.clear_call();
-        Ok(Step::Call {
+        self.why = why;
+        Step::Call {
             expected,
             got: got_t,
             small,
             matched,
             arena_events: if matched { arena_events } else { 0 },
-            why,
-        })
+        }
     }
 
     fn explain_recorded(&mut self, expected: Addr) -> String {
@@ -295,8 +344,28 @@ impl Replayer {
     }
 
     /// Buffers a raw, arena or data-stack line for the next O/M call.
+    #[inline(never)]
     fn context(&mut self, kind: EventKind) {
         let pinned = self.mode == Mode::Pinned;
+        if matches!(
+            kind,
+            EventKind::ArenaAlloc { .. }
+                | EventKind::ArenaFree { .. }
+                | EventKind::Malloc {
+                    domain: Domain::RawNested,
+                    ..
+                }
+                | EventKind::Calloc {
+                    domain: Domain::RawNested,
+                    ..
+                }
+                | EventKind::Realloc {
+                    domain: Domain::RawNested,
+                    ..
+                }
+        ) {
+            self.nested = true;
+        }
         let raw = self.model.lower_mut();
         match kind {
             EventKind::Malloc {
@@ -340,11 +409,9 @@ impl Replayer {
                 old,
                 size,
                 new,
-            } if pinned => {
-                if !new.is_null() {
-                    raw.release(old);
-                    raw.adopt(new, size);
-                }
+            } if pinned && !new.is_null() => {
+                raw.release(old);
+                raw.adopt(new, size);
             }
             EventKind::Free {
                 domain: Domain::Raw,
@@ -362,6 +429,9 @@ impl Replayer {
     /// Compares the arena maps/unmaps and raw calls of the call just replayed with the
     /// recording's nested lines; `Some(why)` when they differ.
     fn call_mismatch(&mut self) -> Option<String> {
+        if self.call_was_plain() {
+            return None;
+        }
         let mut why = Vec::new();
         let src = self.model.source();
         let mapped: Vec<Addr> = src.mapped.iter().map(|&(m, t)| t.unwrap_or(m)).collect();
@@ -406,7 +476,25 @@ impl Replayer {
         (!why.is_empty()).then(|| why.join("; "))
     }
 
+    /// True when neither the recording nor the model had anything nested in this call
+    /// (the common case: no raw call, no arena map or unmap).
+    #[inline(always)]
+    fn call_was_plain(&self) -> bool {
+        let src = self.model.source();
+        src.mapped.is_empty()
+            && src.unmapped.is_empty()
+            && src.pending.is_empty()
+            && self.model.lower().pending.is_empty()
+            && self.expected_maps.is_empty()
+            && self.expected_unmaps.is_empty()
+    }
+
+    #[inline]
     fn clear_call(&mut self) {
+        self.nested = false;
+        if self.call_was_plain() {
+            return;
+        }
         let src = self.model.source_mut();
         let mapped = std::mem::take(&mut src.mapped);
         let unmapped = std::mem::take(&mut src.unmapped);
@@ -492,16 +580,15 @@ pub fn replay<R: EventReader>(
         let index = report.events;
         report.events += 1;
         match rp.step(&ev) {
-            Ok(Step::Context) => {}
-            Ok(Step::Call {
+            Step::Context => {}
+            Step::Call {
                 expected,
                 got,
                 small,
                 matched,
                 arena_events,
-                why,
-            }) => {
-                report.arena_events += arena_events;
+            } => {
+                report.arena_events += arena_events as u64;
                 if small {
                     report.checked += 1;
                 }
@@ -510,20 +597,22 @@ pub fn replay<R: EventReader>(
                         report.matched += 1;
                     }
                 } else {
-                    diverge(
-                        &mut report,
-                        index,
-                        ev.line,
-                        expected,
-                        got,
-                        why.unwrap_or_default(),
-                    );
+                    let why = rp.take_why().unwrap_or_default();
+                    diverge(&mut report, index, ev.line, expected, got, why);
                     if !keep_going {
                         return Ok(report);
                     }
                 }
             }
-            Err((e, why)) => {
+            Step::Refused => {
+                let (e, why) = rp.take_error().unwrap_or((
+                    AllocError::Corrupt {
+                        message: "refused",
+                        addr: Addr::NULL,
+                        model: "pymalloc",
+                    },
+                    String::new(),
+                ));
                 if !keep_going {
                     return Err(CheckError::Model {
                         event: index,
@@ -572,6 +661,11 @@ pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError
     let mut rp = Replayer::new(params, mode, &Platform::linux_x86_64());
     let bar = opts.progress.then(|| {
         let b = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {msg}: {human_pos} events")
+        {
+            b.set_style(style);
+        }
         b.set_message(format!("{}", path.display()));
         b
     });
@@ -757,8 +851,12 @@ pub fn stats_at(
         )));
     }
     let i = reached.ok_or_else(|| {
+        let what = match at {
+            StatsAt::Event(n) => format!("no event {n}"),
+            StatsAt::Marker(s) => format!("no top-level O/M request of {s} bytes"),
+        };
         CheckError::Unsupported(format!(
-            "{}: {} events, none is the point asked for ({at:?})",
+            "{}: {what} among its {} events",
             path.display(),
             report.events
         ))

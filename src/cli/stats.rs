@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 /// Arguments of `pyalloc stats`.
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("point").required(true).args(["at", "at_marker"])))]
 pub struct StatsArgs {
     /// The recorded pymalloc trace (plain or gzip).
     pub trace: PathBuf,

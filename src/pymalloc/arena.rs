@@ -88,8 +88,11 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             let npools = self.nclasses as usize + numarenas as usize * self.max_pools as usize;
             self.pools.resize(npools, Pool::head(NONE));
             let ngran = numarenas as usize * self.max_pools as usize * self.granules as usize;
-            self.next.resize(ngran, 0);
-            self.live.resize(ngran.div_ceil(64), 0);
+            // A fresh zeroed vector (pages the system zeroes on first touch: only the pools
+            // used ever cost memory), the old slots copied in.
+            let mut next = vec![0u16; ngran];
+            next[..self.next.len()].copy_from_slice(&self.next);
+            self.next = next;
         }
         let slot = self.unused_arena_objects;
         self.unused_arena_objects = self.arenas[slot as usize].nextarena;
@@ -124,6 +127,12 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         if excess != 0 {
             nfree -= 1;
             pool_address += self.pool_size - excess;
+        }
+        // Pool headers of this slot start blank (a pool is carved iff its `addr` is set).
+        let pool0 = (self.nclasses + slot * self.max_pools) as usize;
+        for p in &mut self.pools[pool0..pool0 + self.max_pools as usize] {
+            *p = Pool::head(NONE);
+            p.addr = 0;
         }
         let a = &mut self.arenas[slot as usize];
         a.address = address;
@@ -173,7 +182,6 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             a.pool_address += self.pool_size;
             let p = &mut self.pools[id as usize];
             p.addr = addr;
-            p.arenaindex = ua;
             p.szidx = DUMMY_SIZE_IDX;
             id
         };
@@ -196,7 +204,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         let p = self.pools[pool as usize];
         self.pools[p.nextpool as usize].prevpool = p.prevpool;
         self.pools[p.prevpool as usize].nextpool = p.nextpool;
-        let ao = p.arenaindex;
+        let ao = self.arenaindex(pool);
         self.pools[pool as usize].nextpool = self.arenas[ao as usize].freepools;
         self.arenas[ao as usize].freepools = pool;
         let nfp = self.params.ordering == ArenaOrdering::Nfp2lasta;
@@ -239,6 +247,9 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             let size = self.params.arena_size();
             self.source.free_arena(Addr(a.address), size)?;
             self.arenas[ao as usize].address = 0;
+            if self.hot_slot == ao {
+                self.hot_span = 0;
+            }
             self.narenas_currently_allocated -= 1;
             self.mapped_bytes -= size;
             return Ok(());

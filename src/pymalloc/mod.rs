@@ -76,24 +76,27 @@ pub struct Pymalloc<A: Allocator, S: ArenaSource = AddressSpace> {
     radix_bot_bytes: u64,             // sizeof(arena_map_bot_t)
     radix_root_bytes: u64,            // sizeof(arena_map_root)
     pools: Vec<Pool>,                 // [0, nclasses): usedpools heads; then slot*max_pools + i
-    next: Vec<u16>,                   // per pool granule: free-list link, or a live block's size
-    live: Vec<u64>,                   // per pool granule: 1 bit = a live block starts here
-    arenas: Vec<ArenaObject>,         // the `arenas` vector (maxarenas = len)
-    unused_arena_objects: u32,        // head of the list of slots with address 0
-    usable_arenas: u32,               // head of the list of arenas with free pools
-    nfp2lasta: Vec<u32>,              // nfp2lasta[n]: last usable arena with n free pools (3.8+)
+    next: Vec<u16>, // per pool granule: free-list link, or LIVE | a live block's size
+    arenas: Vec<ArenaObject>, // the `arenas` vector (maxarenas = len)
+    unused_arena_objects: u32, // head of the list of slots with address 0
+    usable_arenas: u32, // head of the list of arenas with free pools
+    nfp2lasta: Vec<u32>, // nfp2lasta[n]: last usable arena with n free pools (3.8+)
     narenas_currently_allocated: u64, // arenas mapped now
-    ntimes_arena_allocated: u64,      // arenas mapped ever
-    narenas_highwater: u64,           // largest narenas_currently_allocated
-    arenas_vector: Addr,              // where the lower allocator put the `arenas` vector
-    map: ArenaMap,                    // address -> arena index
-    lower: A,                         // fall-through and bookkeeping allocator
-    source: S,                        // the arena allocator
-    live_blocks: u64,                 // live pymalloc blocks
-    live_bytes: u64,                  // bytes requested by live pymalloc blocks
-    peak_live_bytes: u64,             // largest live_bytes
-    mapped_bytes: u64,                // bytes in mapped arenas
-    peak_mapped_bytes: u64,           // largest mapped_bytes
+    ntimes_arena_allocated: u64, // arenas mapped ever
+    narenas_highwater: u64, // largest narenas_currently_allocated
+    arenas_vector: Addr, // where the lower allocator put the `arenas` vector
+    map: ArenaMap,  // address -> arena index
+    hot_first: u64, // first pool of the arena last looked up
+    hot_span: u64,  // its ntotalpools * POOL_SIZE (0 = no hot arena)
+    hot_slot: u32,  // its arena index
+    hot_pool0: u32, // the pool id of its first pool
+    lower: A,       // fall-through and bookkeeping allocator
+    source: S,      // the arena allocator
+    live_blocks: u64, // live pymalloc blocks
+    live_bytes: u64, // bytes requested by live pymalloc blocks
+    peak_live_bytes: u64, // largest live_bytes
+    mapped_bytes: u64, // bytes in mapped arenas
+    peak_mapped_bytes: u64, // largest mapped_bytes
 }
 
 /// What the model knows about one address (for divergence reports and `explain`).
@@ -161,7 +164,6 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             radix_root_bytes: (1u64 << params.radix_bits().0) * ptr,
             pools: (0..nclasses).map(Pool::head).collect(),
             next: Vec::new(),
-            live: Vec::new(),
             arenas: Vec::new(),
             unused_arena_objects: NONE,
             usable_arenas: NONE,
@@ -171,6 +173,10 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             narenas_highwater: 0,
             arenas_vector: Addr::NULL,
             map: ArenaMap::new(params.arena_bits, mid_bits, bot_bits),
+            hot_first: 0,
+            hot_span: 0,
+            hot_slot: NONE,
+            hot_pool0: 0,
             lower,
             source,
             live_blocks: 0,
@@ -237,16 +243,30 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         nbytes >= 1 && nbytes <= self.threshold
     }
 
-    /// The pool id holding `addr`, with its arena index, when `addr` is inside a carved pool.
+    /// The pool id holding `addr`, with its arena index, when `addr` is inside a carved pool
+    /// (`NONE` for the pool when the arena owns `addr` but no carved pool does). The arena
+    /// last found is kept hot: within it, a pool is carved iff its header's `addr` is set.
     #[inline]
     fn locate(&mut self, addr: u64) -> Option<(u32, u32)> {
+        let off = addr.wrapping_sub(self.hot_first);
+        if off < self.hot_span {
+            let id = self.hot_pool0 + (off >> self.pool_bits) as u32;
+            if self.pools[id as usize].addr == addr & !(self.pool_size - 1) {
+                return Some((self.hot_slot, id));
+            }
+        }
         let slot = self.map.lookup(addr)?;
         let a = &self.arenas[slot as usize];
+        let pool0 = self.nclasses + slot * self.max_pools;
+        self.hot_first = a.first_pool;
+        self.hot_span = (a.ntotalpools as u64) << self.pool_bits;
+        self.hot_slot = slot;
+        self.hot_pool0 = pool0;
         if addr < a.first_pool || addr >= a.pool_address {
             return Some((slot, NONE));
         }
         let idx = ((addr - a.first_pool) >> self.pool_bits) as u32;
-        Some((slot, self.nclasses + slot * self.max_pools + idx))
+        Some((slot, pool0 + idx))
     }
 
     /// What the model knows about `addr`: its arena, pool, class, free-list head.
@@ -354,12 +374,12 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         let off = addr - p.addr;
         let g = (off >> self.shift) as usize;
         let i = self.granule_base(pool) + g;
-        if off & ((1 << self.shift) - 1) != 0 || p.count == 0 || !self.is_live(i) {
+        // A live flag is only ever set at a live block's start (so `count > 0` too).
+        if off & ((1 << self.shift) - 1) != 0 || !self.is_live(i) {
             return Err(self.not_live("free", addr, &p));
         }
-        self.clear_live(i);
         self.live_blocks -= 1;
-        self.live_bytes -= self.next[i] as u64;
+        self.live_bytes -= (self.next[i] & !pool::LIVE) as u64;
         let lastfree = p.freeblock;
         self.next[i] = lastfree;
         let p = &mut self.pools[pool as usize];
@@ -499,9 +519,9 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
         let block = self.class_bytes(p.szidx as u32);
         let n = size as u64;
         if n <= block && 4 * n > 3 * block {
-            self.live_bytes = self.live_bytes - self.next[i] as u64 + n;
+            self.live_bytes = self.live_bytes - (self.next[i] & !pool::LIVE) as u64 + n;
             self.peak_live_bytes = self.peak_live_bytes.max(self.live_bytes);
-            self.next[i] = n as u16;
+            self.next[i] = n as u16 | pool::LIVE;
             return Ok(addr);
         }
         let new = if n == 0 && self.params.raw_zero_as_one {
@@ -521,6 +541,234 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
             mapped_bytes: self.mapped_bytes + l.mapped_bytes,
             peak_live_bytes: self.peak_live_bytes + l.peak_live_bytes,
             peak_mapped_bytes: self.peak_mapped_bytes + l.peak_mapped_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysmalloc::Bump;
+
+    type Model = Pymalloc<Bump, AddressSpace>;
+
+    /// A model whose first arena lands at `top - ARENA_SIZE`.
+    fn model(params: PymallocParams, top: u64) -> Model {
+        Pymalloc::new(
+            params,
+            Bump::new(Addr(0x5555_0000_0000), 16),
+            AddressSpace::new(4096, 8, Addr(0x1000_0000), Addr(top)),
+        )
+    }
+
+    const ALIGNED_TOP: u64 = 0x7fff_0000_0000;
+
+    #[test]
+    fn a_fresh_pool_hands_out_block_0_then_threads_lazily() {
+        let p = PymallocParams::v3_11();
+        let mut m = model(p.clone(), ALIGNED_TOP);
+        let arena = ALIGNED_TOP - p.arena_size();
+        let size = p.class_size(1);
+        for k in 0..5 {
+            let a = m.malloc(32).unwrap();
+            assert_eq!(a.0, arena + p.pool_overhead() + k * size);
+            let b = m.block_info(a).unwrap();
+            // After k+1 allocations the pool has threaded exactly one block past them.
+            assert_eq!(b.freeblock.0, a.0 + size);
+            assert_eq!(b.nextoffset as u64, p.pool_overhead() + (k + 2) * size);
+        }
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn frees_are_reused_last_in_first_out() {
+        let mut m = model(PymallocParams::v3_11(), ALIGNED_TOP);
+        let v: Vec<Addr> = (0..6).map(|_| m.malloc(24).unwrap()).collect();
+        m.free(v[1]).unwrap();
+        m.free(v[4]).unwrap();
+        m.free(v[2]).unwrap();
+        assert_eq!(m.malloc(20).unwrap(), v[2]);
+        assert_eq!(m.malloc(30).unwrap(), v[4]);
+        assert_eq!(m.malloc(17).unwrap(), v[1]);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_pool_that_was_full_goes_to_the_front_of_usedpools() {
+        let p = PymallocParams::v3_11();
+        let mut m = model(p.clone(), ALIGNED_TOP);
+        let n = p.blocks_per_pool(31) as usize; // 512-byte blocks: a pool fills quickly
+        let first: Vec<Addr> = (0..n).map(|_| m.malloc(512).unwrap()).collect();
+        let second = m.malloc(512).unwrap();
+        assert_eq!(
+            second.0,
+            first[0].0 + p.pool_size(),
+            "a full pool leaves the list"
+        );
+        m.free(first[3]).unwrap();
+        assert_eq!(
+            m.malloc(512).unwrap(),
+            first[3],
+            "the freed-into pool is served first"
+        );
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn an_empty_pool_is_reused_with_its_free_list_for_the_same_class_and_reset_for_another() {
+        let p = PymallocParams::v3_11();
+        let mut m = model(p.clone(), ALIGNED_TOP);
+        let keep = m.malloc(64).unwrap(); // pool 0, class 3
+        let v: Vec<Addr> = (0..3).map(|_| m.malloc(100).unwrap()).collect(); // pool 1
+        m.free(v[0]).unwrap();
+        m.free(v[2]).unwrap();
+        m.free(v[1]).unwrap(); // pool 1 empty -> freepools, free list v1, v2, v0, ...
+        assert_eq!(
+            m.malloc(100).unwrap(),
+            v[1],
+            "same class: the old free list"
+        );
+        assert_eq!(m.malloc(100).unwrap(), v[2]);
+        for a in [v[1], v[2]] {
+            m.free(a).unwrap();
+        }
+        let other = m.malloc(200).unwrap();
+        assert_eq!(
+            other, v[0],
+            "another class: the pool is re-initialised, block 0 first"
+        );
+        assert!(m.block_info(keep).unwrap().live);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn an_arena_that_is_not_pool_aligned_loses_its_partial_pool() {
+        let p = PymallocParams::v3_11();
+        let top = ALIGNED_TOP + 0x3000; // page-aligned, not 16 KiB-aligned
+        let mut m = model(p.clone(), top);
+        let a = m.malloc(8).unwrap();
+        let base = top - p.arena_size();
+        assert_eq!(
+            a.0,
+            Addr(base).align_up(p.pool_size()).0 + p.pool_overhead()
+        );
+        assert_eq!(m.arenas()[0].ntotalpools, p.max_pools_in_arena() - 1);
+        let s = m.debug_malloc_stats();
+        assert_eq!(s.arena_alignment, p.pool_size());
+        assert_eq!(s.total(), s.arenas_current * s.arena_size);
+    }
+
+    #[test]
+    fn realloc_stays_only_when_it_still_fits_and_keeps_more_than_three_quarters() {
+        let mut m = model(PymallocParams::v3_11(), ALIGNED_TOP);
+        let a = m.malloc(64).unwrap(); // block of 64
+        assert_eq!(m.realloc(a, 64).unwrap(), a);
+        assert_eq!(m.realloc(a, 49).unwrap(), a, "4*49 > 3*64");
+        let b = m.realloc(a, 48).unwrap(); // 4*48 == 3*64: moves to class 48
+        assert_ne!(b, a);
+        assert!(!m.block_info(a).unwrap().live, "the old block was freed");
+        let c = m.realloc(b, 65).unwrap(); // grows: moves
+        assert_ne!(c, b);
+        let big = m.realloc(c, 600).unwrap(); // beyond the threshold: falls through
+        assert!(m.block_info(big).is_none());
+        assert!(matches!(
+            m.realloc(c, 8),
+            Err(AllocError::DoubleFree { .. })
+        ));
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn zero_and_large_requests_fall_through_calloc_is_served_small() {
+        let mut m = model(PymallocParams::v3_11(), ALIGNED_TOP);
+        let z = m.malloc(0).unwrap();
+        assert!(m.block_info(z).is_none());
+        let l = m.malloc(513).unwrap();
+        assert!(m.block_info(l).is_none());
+        let c = m.calloc(4, 8).unwrap();
+        assert_eq!(m.block_info(c).unwrap().szidx, Some(1));
+        assert!(m.calloc(usize::MAX, 2).is_err());
+        m.free(z).unwrap();
+        m.free(l).unwrap();
+        m.free(Addr::NULL).unwrap();
+        assert!(matches!(
+            m.free(Addr(0x1234)),
+            Err(AllocError::NotLive { .. })
+        ));
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn bad_frees_are_errors_not_panics() {
+        let p = PymallocParams::v3_11();
+        let mut m = model(p.clone(), ALIGNED_TOP);
+        let a = m.malloc(32).unwrap();
+        assert!(
+            matches!(m.free(a + 16), Err(AllocError::NotLive { .. })),
+            "mid-block"
+        );
+        let arena = ALIGNED_TOP - p.arena_size();
+        assert!(
+            matches!(
+                m.free(Addr(arena + 5 * p.pool_size())),
+                Err(AllocError::NotLive { .. })
+            ),
+            "uncarved pool"
+        );
+        m.free(a).unwrap();
+        assert!(matches!(m.free(a), Err(AllocError::DoubleFree { .. })));
+        m.check_invariants().unwrap();
+    }
+
+    /// Fills `n` pools of 512-byte blocks, returns the blocks pool by pool.
+    fn fill_pools(m: &mut Model, n: usize) -> Vec<Vec<Addr>> {
+        let szidx = m.params().size_class(512).unwrap();
+        let per = m.params().blocks_per_pool(szidx) as usize;
+        (0..n)
+            .map(|_| (0..per).map(|_| m.malloc(512).unwrap()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_wholly_free_arena_is_returned_except_the_last_one_from_3_9() {
+        for (p, kept) in [
+            (PymallocParams::v3_8(), false),
+            (PymallocParams::v3_9(), true),
+        ] {
+            let mut m = model(p.clone(), ALIGNED_TOP);
+            let pools = m.params().max_pools_in_arena() as usize;
+            let all = fill_pools(&mut m, pools + 1); // arena 0 full, one pool in arena 1
+            assert_eq!(m.narenas(), 2);
+            for a in all.iter().skip(pools).flatten() {
+                m.free(*a).unwrap(); // arena 1 wholly free, and last in usable_arenas
+            }
+            assert_eq!(m.narenas(), if kept { 2 } else { 1 }, "{}", p.name);
+            m.check_invariants().unwrap();
+        }
+    }
+
+    #[test]
+    fn usable_arenas_serves_the_fullest_arena_first() {
+        for p in [PymallocParams::v3_3(), PymallocParams::v3_11()] {
+            let mut m = model(p.clone(), ALIGNED_TOP);
+            let pools = m.params().max_pools_in_arena() as usize;
+            let all = fill_pools(&mut m, 2 * pools);
+            assert_eq!(m.narenas(), 2);
+            // Free 3 pools in arena 0 and 1 pool in arena 1: arena 1 is fuller.
+            for i in [0, 1, 2, pools] {
+                for a in &all[i] {
+                    m.free(*a).unwrap();
+                }
+            }
+            m.check_invariants().unwrap();
+            let a = m.malloc(512).unwrap();
+            assert_eq!(
+                a.align_down(p.pool_size()),
+                all[pools][0].align_down(p.pool_size()),
+                "{}",
+                p.name
+            );
+            m.check_invariants().unwrap();
         }
     }
 }

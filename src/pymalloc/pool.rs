@@ -23,11 +23,19 @@
 //!
 //! The model keeps the free-list links outside the simulated memory: `next[g]` for the
 //! block starting at granule `g = offset >> ALIGNMENT_SHIFT` of the pool (0 = NULL: granule 0
-//! is the header). For a *live* block the same slot holds its requested size.
+//! is the header). For a *live* block the same slot holds its requested size with the
+//! [`LIVE`] flag: `next[g] & LIVE != 0  <=>  a live block starts at g`. Only block starts of
+//! the pool's current class are ever written, and a pool is re-initialised for another
+//! class (or its arena slot reused) only when all its blocks are free, so no stale flag
+//! survives.
 
-use super::{ArenaSource, Pymalloc, NONE};
+use super::{ArenaSource, Pymalloc};
 use crate::alloc::Allocator;
 use crate::error::AllocError;
+
+/// Flag of a `next` slot holding a live block's requested size rather than a free-list
+/// link (links are granule numbers, below `POOL_SIZE >> ALIGNMENT_SHIFT <= 2^12`).
+pub const LIVE: u16 = 0x8000;
 
 /// `DUMMY_SIZE_IDX`: size class of a freshly carved pool that never held blocks.
 pub const DUMMY_SIZE_IDX: u16 = 0xffff;
@@ -49,10 +57,8 @@ pub struct Pool {
     pub nextpool: u32,
     /// `prevpool`: previous pool on `usedpools[szidx]`.
     pub prevpool: u32,
-    /// Address of the pool (0 for list heads).
+    /// Address of the pool (0 for list heads and pools not carved).
     pub addr: u64,
-    /// `arenaindex`: index of the arena_object it was carved from.
-    pub arenaindex: u32,
 }
 
 impl Pool {
@@ -67,31 +73,28 @@ impl Pool {
             nextpool: id,
             prevpool: id,
             addr: 0,
-            arenaindex: NONE,
         }
     }
 }
 
 impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
-    /// Index of `pool`'s first granule in `next` / `live`.
+    /// `arenaindex` of a pool: its arena_object, from its id (pools of arena `i` have ids
+    /// `nclasses + i * MAX_POOLS_IN_ARENA ..`, a power of two apart).
+    #[inline(always)]
+    pub(crate) fn arenaindex(&self, pool: u32) -> u32 {
+        (pool - self.nclasses) >> (self.params.arena_bits - self.pool_bits)
+    }
+
+    /// Index of `pool`'s first granule in `next`.
     #[inline(always)]
     pub(crate) fn granule_base(&self, pool: u32) -> usize {
         (pool - self.nclasses) as usize * self.granules as usize
     }
 
-    #[inline(always)]
-    pub(crate) fn set_live(&mut self, i: usize) {
-        self.live[i >> 6] |= 1 << (i & 63);
-    }
-
-    #[inline(always)]
-    pub(crate) fn clear_live(&mut self, i: usize) {
-        self.live[i >> 6] &= !(1 << (i & 63));
-    }
-
+    /// True when a live block starts at granule index `i` (its `next` slot has [`LIVE`]).
     #[inline(always)]
     pub(crate) fn is_live(&self, i: usize) -> bool {
-        self.live[i >> 6] & (1 << (i & 63)) != 0
+        self.next[i] & LIVE != 0
     }
 
     /// `pymalloc_alloc` for a request in size class `size`: the head block of the first
@@ -114,8 +117,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             self.allocate_from_new_pool(size)?
         };
         let i = self.granule_base(pool) + g as usize;
-        self.next[i] = nbytes as u16;
-        self.set_live(i);
+        self.next[i] = nbytes as u16 | LIVE;
         Ok(self.pools[pool as usize].addr + ((g as u64) << self.shift))
     }
 

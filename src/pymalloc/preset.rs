@@ -4,14 +4,15 @@
 //!  era            ALIGNMENT  threshold  classes  POOL_SIZE  ARENA_SIZE  usable_arenas kept sorted   empty arena     radix
 //!  2.7.0–2.7.16       8         256        32      4 KiB     256 KiB    linear search (case 3)       always freed    no
 //!  2.7.17–2.7.18     16         512        32      4 KiB     256 KiB    linear search                always freed    no
-//!  3.3–3.7            8         512        64      4 KiB     256 KiB    linear search                always freed    no
+//!  3.3–3.7.3          8         512        64      4 KiB     256 KiB    linear search                always freed    no
+//!  3.7.4–3.7.x       16         512        32      4 KiB     256 KiB    linear search                always freed    no
 //!  3.8               16         512        32      4 KiB     256 KiB    nfp2lasta fingers (bpo-37029) always freed    no
 //!  3.9               16         512        32      4 KiB     256 KiB    nfp2lasta fingers            last one kept   no
 //!  3.10+ (64-bit)    16         512        32     16 KiB       1 MiB    nfp2lasta fingers            last one kept   yes
 //! ```
 //!
-//! Sources: ALIGNMENT became 16 on 64-bit with bpo-27987 (3.8, backported to 2.7.17 and,
-//! late, to 3.7.4); SMALL_REQUEST_THRESHOLD is 512 from 3.3 and in 2.7.17+; bpo-37029 (3.8)
+//! Sources: ALIGNMENT became 16 on 64-bit with bpo-27987 (3.8, backported to 2.7.17 and
+//! to 3.7.4, python/cpython#13318); SMALL_REQUEST_THRESHOLD is 512 from 3.3 and in 2.7.17+; bpo-37029 (3.8)
 //! replaced the linear search by the `nfp2lasta` fingers (both put an arena whose free-pool
 //! count grew just before the first arena with at least as many, so the order is the same);
 //! bpo-37257 (3.9) keeps a wholly free arena when it is the last one in `usable_arenas`;
@@ -109,9 +110,7 @@ impl PymallocParams {
         }
     }
 
-    /// CPython 3.3 – 3.7 ("3.x before 3.8"), 64-bit: 8-byte classes up to 512 bytes.
-    /// (3.7.4 took the 16-byte alignment late: use [`v3_8`](Self::v3_8)'s numbers with
-    /// linear ordering for it.)
+    /// CPython 3.3 – 3.7.3 ("3.x before 3.8"), 64-bit: 8-byte classes up to 512 bytes.
     pub fn v3_3() -> Self {
         PymallocParams {
             name: "cpython-3.3",
@@ -119,6 +118,15 @@ impl PymallocParams {
             small_request_threshold: 512,
             raw_zero_as_one: false,
             ..Self::v2_7_0()
+        }
+    }
+
+    /// CPython 3.7.4 and later 3.7 releases: the 16-byte alignment backported, the rest as 3.3.
+    pub fn v3_7_4() -> Self {
+        PymallocParams {
+            name: "cpython-3.7.4",
+            alignment_shift: 4,
+            ..Self::v3_3()
         }
     }
 
@@ -169,6 +177,7 @@ impl PymallocParams {
             Self::v2_7_0(),
             Self::v2_7_17(),
             Self::v3_3(),
+            Self::v3_7_4(),
             Self::v3_8(),
             Self::v3_9(),
             Self::v3_10(),
@@ -191,6 +200,7 @@ impl PymallocParams {
             (3, m) if m >= 10 => Self::v3_10(),
             (3, 9) => Self::v3_9(),
             (3, 8) => Self::v3_8(),
+            (3, 7) if micro >= 4 => Self::v3_7_4(),
             (3, m) if (3..8).contains(&m) => Self::v3_3(),
             _ => return None,
         };
@@ -247,7 +257,7 @@ impl PymallocParams {
     /// Radix-tree geometry (`MAP_TOP_BITS`, `MAP_MID_BITS`, `MAP_BOT_BITS`) for 64-bit
     /// pointers with `IGNORE_BITS = 0`: interior levels of `(64 - ARENA_BITS + 2) / 3` bits.
     pub fn radix_bits(&self) -> (u32, u32, u32) {
-        let interior = (self.pointer_bits - self.arena_bits + 2) / 3;
+        let interior = (self.pointer_bits - self.arena_bits).div_ceil(3);
         (
             interior,
             interior,
@@ -270,7 +280,11 @@ impl PymallocParams {
                 self.name
             ));
         }
-        if self.arena_bits < self.pool_bits || self.pool_bits < 9 || self.arena_bits > 30 {
+        if self.arena_bits < self.pool_bits + 2
+            || self.pool_bits < 9
+            || self.arena_bits > 30
+            || self.pool_bits - self.alignment_shift > 14
+        {
             return Err(format!("{}: bad pool/arena sizes", self.name));
         }
         Ok(())
@@ -299,6 +313,8 @@ mod tests {
             ArenaRelease::Always
         );
         assert!(PymallocParams::by_name("4.0").is_none());
+        assert_eq!(PymallocParams::by_name("3.7.3").unwrap().alignment(), 8);
+        assert_eq!(PymallocParams::by_name("3.7.4").unwrap().alignment(), 16);
     }
 
     #[test]

@@ -568,6 +568,45 @@ mod tests {
     }
 
     #[test]
+    fn crlf_comments_and_a_last_line_without_newline_are_read() {
+        let text = format!("{HEAD}m O 56 7fff77500030\r\n# a note\n\nf O 7fff77500030");
+        let mut r = Pymalloc3Reader::from_text("t", &text).unwrap();
+        assert!(r.next_event().unwrap().is_some());
+        let last = r.next_event().unwrap().unwrap();
+        assert_eq!(last.line, 6);
+        assert!(matches!(last.kind, EventKind::Free { .. }));
+        assert!(r.next_event().unwrap().is_none());
+        assert!(r.next_event().unwrap().is_none(), "the end stays the end");
+    }
+
+    #[test]
+    fn lines_are_whole_across_chunk_boundaries() {
+        let mut text = String::from(HEAD);
+        let n = 3 * CHUNK / 20;
+        for i in 0..n {
+            text.push_str(&format!(
+                "m O {} {:x}\n",
+                i % 512 + 1,
+                0x7fff_0000_0000u64 + i as u64
+            ));
+        }
+        let mut r = Pymalloc3Reader::from_text("t", &text).unwrap();
+        let mut k = 0u64;
+        while let Some(e) = r.next_event().unwrap() {
+            match e.kind {
+                EventKind::Malloc { size, addr, .. } => {
+                    assert_eq!(size, k % 512 + 1);
+                    assert_eq!(addr.0, 0x7fff_0000_0000 + k);
+                }
+                other => panic!("{other:?}"),
+            }
+            k += 1;
+        }
+        assert_eq!(k, n as u64);
+        assert_eq!(r.events_read(), k);
+    }
+
+    #[test]
     fn a_file_of_another_format_is_refused() {
         assert!(matches!(
             Pymalloc3Reader::from_text("t", "# glibc malloc-family call trace\n"),
