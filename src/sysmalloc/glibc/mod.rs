@@ -412,15 +412,17 @@ impl Glibc {
         self.memalign(self.vm.page_size() as usize, size)
     }
 
-    /// `pvalloc(size)`: page-aligned, size rounded up to whole pages.
+    /// `pvalloc(size)`: page-aligned, size rounded up to whole pages (as malloc.c rounds).
     ///
     /// # Errors
     /// As [`memalign`](Self::memalign).
     pub fn pvalloc(&mut self, size: usize) -> Result<Addr, AllocError> {
         let page = self.vm.page_size();
+        // malloc.c rounds with `& -(pagesize - 1)`, which keeps bit 0: copied as it is
         let rounded = (size as u64)
-            .checked_next_multiple_of(page)
-            .ok_or_else(|| self.too_large(size as u64))?;
+            .checked_add(page - 1)
+            .ok_or_else(|| self.too_large(size as u64))?
+            & (page - 1).wrapping_neg();
         self.memalign(page as usize, rounded as usize)
     }
 
@@ -542,6 +544,10 @@ impl Allocator for Glibc {
             }
             let _ = self.vm.munmap(Addr(m.base), m.len);
             self.mmaps.remove(&addr.0);
+            // mremap shrinks in place; growing moves unless pinned where the kernel put it
+            if new_len < m.len && self.mmap_pin.is_none() {
+                self.mmap_pin = Some(m.base);
+            }
             let base = self.map(new_len)?;
             let mem = base + offset + 2 * self.params.size_sz;
             self.mmaps.insert(
