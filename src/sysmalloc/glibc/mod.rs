@@ -154,6 +154,8 @@ impl Glibc {
         let start = vm.brk().0;
         let hdr = 2 * params.size_sz;
         let base = (start + hdr).next_multiple_of(params.malloc_alignment) - hdr;
+        // granule = MINSIZE / 2: every chunk spans two, its links fit after its tag
+        let shift = (params.min_chunk / 2).trailing_zeros();
         Glibc {
             max_fast: params.max_fast,
             mmap_threshold: params.mmap_threshold,
@@ -162,7 +164,7 @@ impl Glibc {
             n_mmaps_max: params.n_mmaps_max,
             params,
             vm,
-            heap: Heap::new(base),
+            heap: Heap::new(base, shift),
             top: NIL,
             last_remainder: NIL,
             binmap: 0,
@@ -183,12 +185,10 @@ impl Glibc {
     /// Starts over as a fresh process on `vm`, keeping the model's own tables' memory
     /// (replaying many traces, benchmarks).
     pub fn reset(&mut self, vm: AddressSpace) {
-        let mut nodes = std::mem::take(&mut self.heap.nodes);
-        nodes.clear();
-        let mut fresh = Glibc::new(self.params.clone(), vm);
-        nodes.extend_from_slice(&fresh.heap.nodes);
-        fresh.heap.nodes = nodes;
-        *self = fresh;
+        let mut heap = std::mem::replace(&mut self.heap, Heap::new(0, 0));
+        let fresh = Glibc::new(self.params.clone(), vm);
+        heap.reset(fresh.heap.base);
+        *self = Glibc { heap, ..fresh };
     }
 
     /// The parameters in force.
