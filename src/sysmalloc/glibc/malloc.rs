@@ -290,8 +290,12 @@ impl Glibc {
             self.heap.addr(self.top) + old_size
         };
         let size = (nb + self.top_pad + min - old_size).next_multiple_of(page);
-        let end = self.vm.brk().0 + size + page + self.params.malloc_alignment;
-        if end - self.heap.base > self.heap.max_extent() {
+        let end = self
+            .vm
+            .brk()
+            .0
+            .checked_add(size + page + self.params.malloc_alignment);
+        if end.map_or(true, |end| end - self.heap.base > self.heap.max_extent()) {
             return Err(AllocError::OutOfAddressSpace {
                 what: format!(
                     "a brk heap beyond the model's {:#x} bytes",

@@ -538,7 +538,9 @@ impl Allocator for Glibc {
             self.stats.live_bytes = self.stats.live_bytes - m.req + size as u64;
             self.stats.peak_live_bytes = self.stats.peak_live_bytes.max(self.stats.live_bytes);
             if new_len == m.len {
-                self.mmaps.get_mut(&addr.0).map(|e| e.req = size as u64);
+                if let Some(e) = self.mmaps.get_mut(&addr.0) {
+                    e.req = size as u64;
+                }
                 self.mmap_pin = None;
                 return Ok(addr);
             }

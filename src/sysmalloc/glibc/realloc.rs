@@ -100,7 +100,14 @@ impl Glibc {
     pub(super) fn int_memalign(&mut self, align: u64, nb: u64) -> Result<u64, AllocError> {
         let min = self.params.min_chunk;
         let hdr = 2 * self.params.size_sz;
-        let inner = self.params.chunk_size(nb + align + min);
+        let inner =
+            self.params
+                .checked_request2size(nb + align + min)
+                .ok_or(AllocError::TooLarge {
+                    size: nb + align + min,
+                    limit: self.params.ptrdiff_max,
+                    model: super::MODEL,
+                })?;
         match self.int_malloc(inner)? {
             Out::Mapped(mem) => {
                 if mem % align == 0 {

@@ -276,3 +276,32 @@ fn pvalloc_rounds_as_malloc_c_does_and_mremap_shrinks_in_place() {
     g.free(q).unwrap();
     g.check_invariants().unwrap();
 }
+
+#[test]
+fn absurd_sizes_are_refused_without_a_panic() {
+    let (mut g, _) = fresh();
+    let max = i64::MAX as usize;
+    assert!(
+        g.malloc(max).is_err(),
+        "PTRDIFF_MAX passes the size check but no space exists"
+    );
+    assert!(matches!(
+        g.malloc(max + 1),
+        Err(AllocError::TooLarge { .. })
+    ));
+    assert!(g.memalign(1 << 62, 1 << 62).is_err());
+    assert!(matches!(
+        g.memalign(usize::MAX, 1),
+        Err(AllocError::BadAlignment { .. })
+    ));
+    assert!(g.pvalloc(usize::MAX).is_err());
+    assert!(g.calloc(1 << 40, 1 << 40).is_err());
+    let a = g.malloc(10).unwrap();
+    assert!(g.realloc(a, max + 1).is_err());
+    assert_eq!(
+        g.realloc(a, 20).unwrap(),
+        a,
+        "a refused realloc leaves the block alone"
+    );
+    g.check_invariants().unwrap();
+}
