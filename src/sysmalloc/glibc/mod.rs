@@ -579,11 +579,12 @@ impl Allocator for Glibc {
         let bytes = (nelem as u64)
             .checked_mul(elsize as u64)
             .ok_or_else(|| self.too_large(u64::MAX))?;
+        // __libc_calloc sets the tcache up before _int_malloc checks the size
+        self.maybe_init_tcache()?;
         let nb = self
             .params
             .checked_request2size(bytes)
             .ok_or_else(|| self.too_large(bytes))?;
-        self.maybe_init_tcache()?;
         let out = self.int_malloc(nb)?;
         self.mmap_pin = None;
         Ok(Addr(self.account(out, bytes)))
