@@ -206,6 +206,7 @@ impl Glibc {
     }
 
     /// Carves `nb` bytes from the start of top (which has at least `nb + MINSIZE`).
+    #[inline]
     pub(super) fn split_top(&mut self, nb: u64) -> u32 {
         let v = self.top;
         let size = self.top_size();
@@ -220,6 +221,7 @@ impl Glibc {
     /// Merges free chunk `p` (of `size`, not yet in any list) with its free neighbours and
     /// puts the result at the head of the unsorted bin or into top; returns the merged size.
     /// The body shared by `_int_free` and `malloc_consolidate`.
+    #[inline]
     pub(super) fn merge_and_bin(&mut self, p: u32) -> u64 {
         let mut p = p;
         let mut size = self.heap.size(p);

@@ -24,6 +24,9 @@
 //! - `P(next(c)) == !binned(c)`; `prev_size(next(c)) == size(c)` when binned;
 //! - `counts[t] == |tcache[t]| ≤ 7`, every chunk in a bin has that bin's size range;
 //! - in-use user pointers are 16-byte aligned and no two live chunks overlap.
+//!
+//! Model limit: the brk heap may span up to 2^28 granules (4 GiB on x86-64); growing it
+//! further is refused as `OutOfAddressSpace`.
 
 mod bins;
 mod chunk;
@@ -227,6 +230,27 @@ impl Glibc {
     /// The top chunk as `(address, size)`, once the heap exists.
     pub fn top_chunk(&self) -> Option<(Addr, u64)> {
         (self.top != NIL).then(|| (Addr(self.heap.addr(self.top)), self.top_size()))
+    }
+
+    /// Where the chunk whose user pointer is `mem` is (in use, in which bin, top) and its
+    /// size; an mmapped chunk reports `InUse` and its mapping's length. `None` when no
+    /// chunk starts at `mem - 2 * SIZE_SZ`.
+    pub fn chunk_of(&self, mem: Addr) -> Option<(ChunkState, u64)> {
+        if let Some(m) = self.mmaps.get(&mem.0) {
+            return Some((ChunkState::InUse, m.len));
+        }
+        let c = mem.0.checked_sub(2 * self.params.size_sz)?;
+        if self.top == NIL || !self.heap.on_grid(c) || c > self.heap.addr(self.top) {
+            return None;
+        }
+        let i = self.heap.idx(c);
+        if i == self.top {
+            return Some((ChunkState::Top, self.top_size()));
+        }
+        match self.heap.n(i).state() {
+            State::None | State::Bin => None,
+            s => Some((s, self.heap.size(i))),
+        }
     }
 
     /// True when `mem` is a live mmapped chunk's user pointer.

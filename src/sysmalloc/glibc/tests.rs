@@ -38,8 +38,11 @@ fn tcache_then_fastbin_then_stash() {
     // the fastbin's head is served, the other two stashed into the tcache (reversing them)
     assert_eq!(g.malloc(40).unwrap(), ptrs[9]);
     assert_eq!(g.served(), Served::Fastbin);
+    assert_eq!(g.chunk_of(ptrs[7]), Some((ChunkState::Tcache, 48)));
     assert_eq!(g.malloc(40).unwrap(), ptrs[7]);
     assert_eq!(g.malloc(40).unwrap(), ptrs[8]);
+    assert_eq!(g.chunk_of(ptrs[8]), Some((ChunkState::InUse, 48)));
+    assert_eq!(g.chunk_of(ptrs[8] + 16), None);
     g.check_invariants().unwrap();
 }
 
