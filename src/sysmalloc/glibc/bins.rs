@@ -14,7 +14,7 @@
 //! Invariants: every chunk of small bin i has `smallbin_index(size) == i`; every chunk of
 //! large bin i has `largebin_index(size) == i`, sizes non-increasing along fd.
 
-use super::chunk::{State, NIL};
+use super::chunk::{bin, State, NIL};
 use super::params::UNSORTED;
 use super::Glibc;
 
@@ -22,8 +22,8 @@ impl Glibc {
     /// Sets or clears bin `b`'s bit in the exact bin map.
     #[inline]
     pub(super) fn note_bin(&mut self, b: usize) {
-        let s = b as u32;
-        if self.heap.n(s).fd == s {
+        let s = bin(b);
+        if self.heap.fd(s) == s {
             self.binmap &= !(1u128 << b);
         } else {
             self.binmap |= 1u128 << b;
@@ -33,59 +33,55 @@ impl Glibc {
     /// The oldest chunk of bin `b` (`last(bin)`), if any.
     #[inline]
     pub(super) fn bin_last(&self, b: usize) -> Option<u32> {
-        let bk = self.heap.n(b as u32).bk;
-        (bk != b as u32).then_some(bk)
+        let s = bin(b);
+        let bk = self.heap.bk(s);
+        (bk != s).then_some(bk)
     }
 
     /// Puts node `i` at the head of the unsorted bin (`bck = unsorted; fwd = bck->fd`).
     #[inline]
     pub(super) fn unsorted_push(&mut self, i: u32) {
-        let bck = UNSORTED as u32;
-        let fwd = self.heap.n(bck).fd;
-        {
-            let n = self.heap.m(i);
-            n.fd = fwd;
-            n.bk = bck;
-            n.set_state(State::Unsorted);
-        }
+        let bck = bin(UNSORTED);
+        let fwd = self.heap.fd(bck);
+        self.heap.set_fd(i, fwd);
+        self.heap.set_bk(i, bck);
+        self.heap.m(i).set_state(State::Unsorted);
         if !self.params.in_smallbin_range(self.heap.size(i)) {
             self.heap.set_fd_nextsize(i, NIL);
             self.heap.set_bk_nextsize(i, NIL);
         }
-        self.heap.m(bck).fd = i;
-        self.heap.m(fwd).bk = i;
+        self.heap.set_fd(bck, i);
+        self.heap.set_bk(fwd, i);
     }
 
     /// Takes node `i` out of its list with no nextsize bookkeeping.
     #[inline]
     pub(super) fn list_remove(&mut self, i: u32) {
-        let (fd, bk) = {
-            let n = self.heap.n(i);
-            (n.fd, n.bk)
-        };
-        self.heap.m(fd).bk = bk;
-        self.heap.m(bk).fd = fd;
+        let (fd, bk) = (self.heap.fd(i), self.heap.bk(i));
+        self.heap.set_bk(fd, bk);
+        self.heap.set_fd(bk, fd);
     }
 
     /// `unlink_chunk`: takes a binned chunk out of its bin, keeping the nextsize ring.
     pub(super) fn unlink_chunk(&mut self, i: u32) {
-        let n = *self.heap.n(i);
+        let (fd, bk) = (self.heap.fd(i), self.heap.bk(i));
         let size = self.heap.size(i);
-        self.heap.m(n.fd).bk = n.bk;
-        self.heap.m(n.bk).fd = n.fd;
+        let state = self.heap.n(i).state();
+        self.heap.set_bk(fd, bk);
+        self.heap.set_fd(bk, fd);
         if !self.params.in_smallbin_range(size) {
             let (fdn, bkn) = (self.heap.fd_nextsize(i), self.heap.bk_nextsize(i));
             if fdn != NIL {
-                if self.heap.fd_nextsize(n.fd) == NIL {
+                if self.heap.fd_nextsize(fd) == NIL {
                     // the next chunk has the same size: it becomes its group's head
                     if fdn == i {
-                        self.heap.set_fd_nextsize(n.fd, n.fd);
-                        self.heap.set_bk_nextsize(n.fd, n.fd);
+                        self.heap.set_fd_nextsize(fd, fd);
+                        self.heap.set_bk_nextsize(fd, fd);
                     } else {
-                        self.heap.set_fd_nextsize(n.fd, fdn);
-                        self.heap.set_bk_nextsize(n.fd, bkn);
-                        self.heap.set_bk_nextsize(fdn, n.fd);
-                        self.heap.set_fd_nextsize(bkn, n.fd);
+                        self.heap.set_fd_nextsize(fd, fdn);
+                        self.heap.set_bk_nextsize(fd, bkn);
+                        self.heap.set_bk_nextsize(fdn, fd);
+                        self.heap.set_fd_nextsize(bkn, fd);
                     }
                 } else {
                     self.heap.set_bk_nextsize(fdn, bkn);
@@ -93,7 +89,7 @@ impl Glibc {
                 }
             }
         }
-        if matches!(n.state(), State::Small | State::Large) {
+        if matches!(state, State::Small | State::Large) {
             let b = self.params.bin_index(size);
             self.note_bin(b);
         }
@@ -105,19 +101,19 @@ impl Glibc {
         let (bck, fwd, state, b);
         if self.params.in_smallbin_range(size) {
             b = self.params.smallbin_index(size);
-            bck = b as u32;
-            fwd = self.heap.n(bck).fd;
+            bck = bin(b);
+            fwd = self.heap.fd(bck);
             state = State::Small;
         } else {
             b = self.params.largebin_index(size);
-            let bin = b as u32;
-            let first = self.heap.n(bin).fd;
+            let s = bin(b);
+            let first = self.heap.fd(s);
             state = State::Large;
-            if first != bin {
-                let last = self.heap.n(bin).bk;
+            if first != s {
+                let last = self.heap.bk(s);
                 if size < self.heap.size(last) {
                     // smaller than everything: goes last, and on the ring before the largest
-                    fwd = bin;
+                    fwd = s;
                     bck = last;
                     let ring_next = first; // fwd->fd
                     let ring_prev = self.heap.bk_nextsize(first);
@@ -132,7 +128,7 @@ impl Glibc {
                     }
                     if size == self.heap.size(f) {
                         // always insert in the second position
-                        f = self.heap.n(f).fd;
+                        f = self.heap.fd(f);
                         self.heap.set_fd_nextsize(i, NIL);
                         self.heap.set_bk_nextsize(i, NIL);
                     } else {
@@ -143,23 +139,20 @@ impl Glibc {
                         self.heap.set_fd_nextsize(prev, i);
                     }
                     fwd = f;
-                    bck = self.heap.n(f).bk;
+                    bck = self.heap.bk(f);
                 }
             } else {
                 self.heap.set_fd_nextsize(i, i);
                 self.heap.set_bk_nextsize(i, i);
-                fwd = bin;
-                bck = bin;
+                fwd = s;
+                bck = s;
             }
         }
-        {
-            let v = self.heap.m(i);
-            v.bk = bck;
-            v.fd = fwd;
-            v.set_state(state);
-        }
-        self.heap.m(fwd).bk = i;
-        self.heap.m(bck).fd = i;
+        self.heap.set_bk(i, bck);
+        self.heap.set_fd(i, fwd);
+        self.heap.m(i).set_state(state);
+        self.heap.set_bk(fwd, i);
+        self.heap.set_fd(bck, i);
         self.binmap |= 1u128 << b;
     }
 

@@ -1,16 +1,18 @@
 //! Chunks and their boundary tags, kept in an arena indexed by address.
 //!
 //! ```text
-//!  base                                                              top end = brk
-//!  | chunk        | chunk        | free chunk     | chunk | top chunk          |
-//!    [size|P] ...   [size|P] ...   [size|P] fd bk   [prev_size][size|P] ...
-//!                                  ...   [foot]  ◀─ prev_size of the next chunk
+//!  glibc:   | [prev_size][size|P] fd bk fd_nextsize bk_nextsize ... | [prev_size][size|P] ...
+//!  model:   nodes[i]   = head: state|size    prev: !P|prev_size      (the boundary tag)
+//!           nodes[i+1] = fd, bk              (bin links; the slack while in use)
+//!           nodes[i+2] = fd_nextsize, bk_nextsize                 (large free chunks)
+//!  where i = FIRST + (chunk - base) / granule,  granule = MINSIZE / 2 (16 bytes on x86-64)
 //! ```
-//! glibc keeps a chunk's size and its neighbour's in-use bit (`P`, `PREV_INUSE`) in the
-//! heap itself. The model keeps the same facts in a [`Node`] per 16-byte granule of the
-//! heap (`nodes[NBINS + (addr - base) / 16]`; a node describes a chunk only where one
-//! starts), so following a boundary tag is an index computation, and the list links of
-//! the bins are node indices. Nodes `0..NBINS` are the bins' sentinels (`bin_at(av, i)`).
+//! glibc keeps a chunk's size, its neighbour's in-use bit (`P`) and its list links in the
+//! heap itself. The model keeps the same facts in an array of 8-byte nodes, one per
+//! granule, in the same places relative to the chunk: every chunk spans at least two
+//! granules, so its links fit in the node after its tag, as glibc's fit after its header.
+//! Following a boundary tag is an index computation; list links are node indices.
+//! Nodes `0..FIRST` are the bins' sentinels, two each (`bin_at(av, b)` is node `2b`).
 //!
 //! Invariants (checked by `check_invariants`):
 //! - chunks tile `base .. top + size(top)` with no gap: `next(p) = p + size(p)`;
@@ -19,10 +21,6 @@
 
 use super::params::NBINS;
 use std::collections::HashMap;
-
-/// Node index meaning `NULL`: node 0 is `bin_at(0)`, which glibc never uses, so an
-/// all-zero node is an empty one.
-pub const NIL: u32 = 0;
 
 /// Where a chunk is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,73 +52,88 @@ impl State {
     pub fn is_binned(self) -> bool {
         matches!(self, State::Unsorted | State::Small | State::Large)
     }
+
+    /// The state stored in a node's top bits; anything else reads as `None`.
+    #[inline]
+    fn from_bits(b: u32) -> State {
+        match b {
+            1 => State::InUse,
+            2 => State::Tcache,
+            3 => State::Fast,
+            4 => State::Unsorted,
+            5 => State::Small,
+            6 => State::Large,
+            7 => State::Top,
+            8 => State::Bin,
+            _ => State::None,
+        }
+    }
 }
 
-const SIZE_BITS: u32 = 28; // chunk sizes up to 2^28 granules (4 GiB)
+const SIZE_BITS: u32 = 28; // sizes up to 2^28 granules
 const SIZE_MASK: u32 = (1 << SIZE_BITS) - 1;
 const PREV_FREE: u32 = 1 << 31; // !PREV_INUSE, so that zero means "previous in use"
 
-/// The boundary tag and list links of one chunk (or one bin sentinel): 16 bytes a
-/// 16-byte granule, four to a cache line, all zero when empty.
+/// Node index of the first granule of the heap (after the sentinels).
+pub const FIRST: u32 = 2 * NBINS as u32;
+
+/// Node index meaning `NULL`: node 0 is `bin_at(0)`, which glibc never uses.
+pub const NIL: u32 = 0;
+
+/// The sentinel node of bin `b` (`bin_at(av, b)`).
+#[inline]
+pub fn bin(b: usize) -> u32 {
+    2 * b as u32
+}
+
+/// One 8-byte node: a chunk's tag where a chunk starts, its links in the next node.
 ///
 /// ```text
-///  head: state (4 bits) | size in granules (28 bits)
-///  prev: PREV_FREE (1 bit) | prev_size in granules (31 bits)   (glibc's P bit and foot)
-///  fd, bk: list links (node indices, 0 = NULL); while in use, fd holds the slack
-///          (chunk bytes - bytes asked for; u32::MAX: see big_reqs)
+///  tag:   a = state (4 bits) | size in granules (28 bits)
+///         b = PREV_FREE (1 bit) | prev_size in granules (31 bits)
+///  links: a = fd (or the slack while in use), b = bk
 /// ```
-/// A large free chunk's `fd_nextsize`/`bk_nextsize` live where glibc keeps them, inside
-/// the chunk: in the `fd`/`bk` of the node of its second granule (no chunk starts there
-/// while it is free).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Node {
-    head: u32,   // state << 28 | size in granules
-    prev: u32,   // PREV_FREE | previous chunk's size in granules (valid when PREV_FREE)
-    pub fd: u32, // next node in its bin list (NIL at the end); the slack while in use
-    pub bk: u32, // previous node in its doubly-linked bin list
+    a: u32, // tag: state << 28 | size in granules;  links: fd
+    b: u32, // tag: PREV_FREE | prev_size in granules; links: bk
 }
 
 impl Node {
-    /// A node describing nothing.
-    pub const EMPTY: Node = Node {
-        head: 0,
-        prev: 0,
-        fd: NIL,
-        bk: NIL,
-    };
+    /// An empty node (zero: no chunk, previous in use, NULL links).
+    pub const EMPTY: Node = Node { a: 0, b: 0 };
 
-    /// Where the chunk is.
+    /// Where the chunk is (`None` where no chunk starts).
     #[inline]
     pub fn state(&self) -> State {
-        // SAFETY: the top bits only ever hold a `State` written by `set_state`/`set_head`
-        unsafe { std::mem::transmute::<u8, State>((self.head >> SIZE_BITS) as u8) }
+        State::from_bits(self.a >> SIZE_BITS)
     }
 
     /// Moves the chunk to `s`.
     #[inline]
     pub fn set_state(&mut self, s: State) {
-        self.head = (self.head & SIZE_MASK) | ((s as u32) << SIZE_BITS);
+        self.a = (self.a & SIZE_MASK) | ((s as u32) << SIZE_BITS);
     }
 
     /// Size in granules.
     #[inline]
     pub fn size_g(&self) -> u32 {
-        self.head & SIZE_MASK
+        self.a & SIZE_MASK
     }
 
     /// glibc's `PREV_INUSE` bit.
     #[inline]
     pub fn prev_inuse(&self) -> bool {
-        self.prev & PREV_FREE == 0
+        self.b & PREV_FREE == 0
     }
 
     /// Sets glibc's `PREV_INUSE` bit.
     #[inline]
     pub fn set_prev_inuse(&mut self, inuse: bool) {
         if inuse {
-            self.prev &= !PREV_FREE;
+            self.b &= !PREV_FREE;
         } else {
-            self.prev |= PREV_FREE;
+            self.b |= PREV_FREE;
         }
     }
 }
@@ -128,120 +141,169 @@ impl Node {
 /// The arena of nodes over the brk heap.
 #[derive(Debug, Clone)]
 pub struct Heap {
-    pub base: u64,        // address of the first chunk (the heap start, 16-byte corrected)
-    pub nodes: Vec<Node>, // 0..NBINS bin sentinels, then one node per 16-byte granule
-    pub big_reqs: HashMap<u32, u64>, // requests whose slack does not fit a u32 (node -> bytes)
+    pub base: u64,                   // address of the first chunk (the heap start, aligned)
+    pub shift: u32,                  // log2(granule): 4 on x86-64, 3 on i386
+    pub nodes: Vec<Node>,            // 0..FIRST bin sentinels, then one node per granule
+    pub big_reqs: HashMap<u32, u64>, // requests whose slack does not fit a tag (node -> bytes)
 }
 
 impl Heap {
-    /// An empty heap whose first chunk will be at `base`.
-    pub fn new(base: u64) -> Heap {
-        let mut nodes = Vec::with_capacity(NBINS + 4096);
-        for i in 0..NBINS as u32 {
+    /// An empty heap whose first chunk will be at `base`, in granules of `1 << shift` bytes.
+    pub fn new(base: u64, shift: u32) -> Heap {
+        let mut nodes = Vec::with_capacity(FIRST as usize + 4096);
+        for _ in 0..NBINS {
+            // the tag (non-zero: a sentinel's "fd_nextsize", the next sentinel's tag, is
+            // never NULL), then the links: fd = bk = the sentinel itself
+            let s = nodes.len() as u32;
             nodes.push(Node {
-                head: (State::Bin as u32) << SIZE_BITS,
-                prev: 0,
-                fd: i, // so a sentinel's "nextsize" (the next sentinel's fd) is never NULL
-                bk: i,
+                a: (State::Bin as u32) << SIZE_BITS,
+                b: 0,
             });
+            nodes.push(Node { a: s, b: s });
         }
         Heap {
             base,
+            shift,
             nodes,
             big_reqs: HashMap::new(),
         }
     }
 
-    /// Makes room for nodes up to address `end` (exclusive) plus one.
+    /// Empties the heap, keeping the node array's memory.
+    pub fn reset(&mut self, base: u64) {
+        let fresh = Heap::new(base, self.shift);
+        self.nodes.clear();
+        self.nodes.extend_from_slice(&fresh.nodes);
+        self.big_reqs.clear();
+        self.base = base;
+    }
+
+    /// Makes room for nodes up to address `end` (exclusive) plus two.
     pub fn grow_to(&mut self, end: u64) {
-        let want = NBINS + ((end - self.base) >> 4) as usize + 1;
+        let want = FIRST as usize + ((end - self.base) >> self.shift) as usize + 3;
         if want > self.nodes.len() {
             self.nodes.resize(want, Node::EMPTY);
         }
     }
 
+    /// The largest heap extent (bytes) the node indices can describe.
+    pub fn max_extent(&self) -> u64 {
+        ((SIZE_MASK - FIRST - 3) as u64) << self.shift
+    }
+
+    /// Bytes → granules.
+    #[inline]
+    pub fn g(&self, bytes: u64) -> u32 {
+        (bytes >> self.shift) as u32
+    }
+
     /// The node of the chunk at `addr`.
     #[inline]
     pub fn idx(&self, addr: u64) -> u32 {
-        (NBINS as u64 + ((addr - self.base) >> 4)) as u32
+        FIRST + ((addr - self.base) >> self.shift) as u32
     }
 
     /// The address of the chunk of node `i`.
     #[inline]
     pub fn addr(&self, i: u32) -> u64 {
-        self.base + (((i as u64) - NBINS as u64) << 4)
+        self.base + (((i - FIRST) as u64) << self.shift)
     }
 
     /// True when `addr` could be a chunk start in the arena: at or past base, on the grid.
     #[inline]
     pub fn on_grid(&self, addr: u64) -> bool {
-        addr >= self.base && (addr - self.base) & 15 == 0
+        addr >= self.base && (addr - self.base) & ((1 << self.shift) - 1) == 0
     }
 
-    /// The node at `i`.
+    /// The tag at node `i`.
     #[inline]
     pub fn n(&self, i: u32) -> &Node {
         &self.nodes[i as usize]
     }
 
-    /// The node at `i`, mutably.
+    /// The tag at node `i`, mutably.
     #[inline]
     pub fn m(&mut self, i: u32) -> &mut Node {
         &mut self.nodes[i as usize]
     }
 
-    /// The size in bytes of the chunk at node `i` (`chunksize`).
+    /// `p->fd`.
     #[inline]
-    pub fn size(&self, i: u32) -> u64 {
-        (self.n(i).size_g() as u64) << 4
+    pub fn fd(&self, i: u32) -> u32 {
+        self.nodes[i as usize + 1].a
     }
 
-    /// Sets the size in bytes of the chunk at node `i` (`set_head_size`).
+    /// `p->bk`.
     #[inline]
-    pub fn set_size(&mut self, i: u32, bytes: u64) {
-        debug_assert!(bytes >> 4 <= SIZE_MASK as u64);
-        let n = self.m(i);
-        n.head = (n.head & !SIZE_MASK) | (bytes >> 4) as u32;
+    pub fn bk(&self, i: u32) -> u32 {
+        self.nodes[i as usize + 1].b
     }
 
-    /// `prev_size(p)` in bytes.
+    /// Sets `p->fd`.
     #[inline]
-    pub fn prev_size(&self, i: u32) -> u64 {
-        ((self.n(i).prev & !PREV_FREE) as u64) << 4
+    pub fn set_fd(&mut self, i: u32, v: u32) {
+        self.nodes[i as usize + 1].a = v;
     }
 
-    /// `p->fd_nextsize` (kept in the node of the chunk's second granule).
+    /// Sets `p->bk`.
+    #[inline]
+    pub fn set_bk(&mut self, i: u32, v: u32) {
+        self.nodes[i as usize + 1].b = v;
+    }
+
+    /// `p->fd_nextsize` (large chunks only: they span many granules).
     #[inline]
     pub fn fd_nextsize(&self, i: u32) -> u32 {
-        self.n(i + 1).fd
+        self.nodes[i as usize + 2].a
     }
 
     /// `p->bk_nextsize`.
     #[inline]
     pub fn bk_nextsize(&self, i: u32) -> u32 {
-        self.n(i + 1).bk
+        self.nodes[i as usize + 2].b
     }
 
     /// Sets `p->fd_nextsize`.
     #[inline]
     pub fn set_fd_nextsize(&mut self, i: u32, v: u32) {
-        self.m(i + 1).fd = v;
+        self.nodes[i as usize + 2].a = v;
     }
 
     /// Sets `p->bk_nextsize`.
     #[inline]
     pub fn set_bk_nextsize(&mut self, i: u32, v: u32) {
-        self.m(i + 1).bk = v;
+        self.nodes[i as usize + 2].b = v;
     }
 
-    /// Records that the in-use chunk at node `i` serves a request of `req` bytes.
+    /// The size in bytes of the chunk at node `i` (`chunksize`).
+    #[inline]
+    pub fn size(&self, i: u32) -> u64 {
+        (self.n(i).size_g() as u64) << self.shift
+    }
+
+    /// Sets the size in bytes of the chunk at node `i` (`set_head_size`).
+    #[inline]
+    pub fn set_size(&mut self, i: u32, bytes: u64) {
+        let g = self.g(bytes);
+        let n = self.m(i);
+        n.a = (n.a & !SIZE_MASK) | g;
+    }
+
+    /// `prev_size(p)` in bytes.
+    #[inline]
+    pub fn prev_size(&self, i: u32) -> u64 {
+        ((self.n(i).b & !PREV_FREE) as u64) << self.shift
+    }
+
+    /// Records that the in-use chunk at node `i` serves a request of `req` bytes (the
+    /// slack goes where `fd` is kept: in use, a chunk has no links).
     #[inline]
     pub fn set_req(&mut self, i: u32, req: u64) {
         let slack = self.size(i).wrapping_sub(req);
-        if slack < u32::MAX as u64 {
-            self.m(i).fd = slack as u32;
+        if slack < SIZE_MASK as u64 {
+            self.set_fd(i, slack as u32);
         } else {
-            self.m(i).fd = u32::MAX;
+            self.set_fd(i, u32::MAX);
             self.big_reqs.insert(i, req);
         }
     }
@@ -249,7 +311,7 @@ impl Heap {
     /// The bytes asked for by the in-use chunk at node `i` (forgotten after).
     #[inline]
     pub fn take_req(&mut self, i: u32) -> u64 {
-        let slack = self.n(i).fd;
+        let slack = self.fd(i);
         if slack == u32::MAX {
             self.big_reqs.remove(&i).unwrap_or(0)
         } else {
@@ -275,21 +337,22 @@ impl Heap {
     pub fn set_free_foot(&mut self, i: u32) {
         let size = self.n(i).size_g();
         let nx = i + size;
-        self.m(nx).prev = PREV_FREE | size;
+        self.m(nx).b = PREV_FREE | size;
     }
 
     /// Writes a fresh chunk header at node `i`.
     #[inline]
     pub fn set_head(&mut self, i: u32, size: u64, prev_inuse: bool, state: State) {
-        debug_assert!(size >> 4 <= SIZE_MASK as u64);
+        let g = self.g(size);
+        debug_assert!(g <= SIZE_MASK);
         let n = self.m(i);
-        n.head = ((state as u32) << SIZE_BITS) | (size >> 4) as u32;
+        n.a = ((state as u32) << SIZE_BITS) | g;
         n.set_prev_inuse(prev_inuse);
     }
 
     /// Forgets the header at node `i` (its chunk was merged into a neighbour).
     #[inline]
     pub fn clear(&mut self, i: u32) {
-        self.m(i).head = 0;
+        self.m(i).a = 0;
     }
 }

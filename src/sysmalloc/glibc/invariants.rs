@@ -12,7 +12,7 @@
 //!  user pointers ≡ 0 (mod MALLOC_ALIGNMENT); mappings pairwise disjoint
 //! ```
 
-use super::chunk::{State, NIL};
+use super::chunk::{bin, State, NIL};
 use super::params::{NBINS, NFASTBINS, UNSORTED};
 use super::Glibc;
 
@@ -107,7 +107,7 @@ impl Glibc {
                 if k > self.params.tcache_count {
                     break;
                 }
-                i = n.fd;
+                i = h.fd(i);
             }
             if k != self.tcache_counts[t] as u64 || k > self.params.tcache_count {
                 return Err(format!(
@@ -131,19 +131,19 @@ impl Glibc {
                     ));
                 }
                 in_walk[slot(State::Fast)] = in_walk[slot(State::Fast)].wrapping_sub(1);
-                i = n.fd;
+                i = h.fd(i);
             }
         }
         // doubly-linked bins
         for b in UNSORTED..NBINS {
-            let s = b as u32;
-            let mut i = h.n(s).fd;
+            let s = bin(b);
+            let mut i = h.fd(s);
             let mut prev = s;
             let mut last_size = u64::MAX;
             let mut heads = 0u64;
             while i != s {
                 let n = h.n(i);
-                if n.bk != prev {
+                if h.bk(i) != prev {
                     return Err(format!("bin {b}: broken bk at {:#x}", h.addr(i)));
                 }
                 let (want, ok) = if b == UNSORTED {
@@ -177,17 +177,17 @@ impl Glibc {
                 }
                 in_walk[slot(want)] = in_walk[slot(want)].wrapping_sub(1);
                 prev = i;
-                i = n.fd;
+                i = h.fd(i);
             }
-            if h.n(s).bk != prev {
+            if h.bk(s) != prev {
                 return Err(format!("bin {b}: sentinel bk broken"));
             }
-            if b != UNSORTED && (self.binmap >> b & 1 == 1) != (h.n(s).fd != s) {
+            if b != UNSORTED && (self.binmap >> b & 1 == 1) != (h.fd(s) != s) {
                 return Err(format!("binmap bit {b} disagrees with the bin"));
             }
             if heads > 0 {
                 // the ring through the heads, largest to smallest, has `heads` members
-                let first = h.n(s).fd;
+                let first = h.fd(s);
                 let mut j = first;
                 let mut k = 0;
                 loop {

@@ -18,7 +18,7 @@
 //! ```
 //! Remainders of splits go to the head of the unsorted bin.
 
-use super::chunk::{State, NIL};
+use super::chunk::{bin, State, NIL};
 use super::params::{MAX_ITERS, NFASTBINS, UNSORTED};
 use super::{Glibc, Mapped, Served};
 use crate::error::AllocError;
@@ -88,14 +88,11 @@ impl Glibc {
             // 3. the unsorted bin, from its tail
             let mut iters = 0u32;
             while let Some(victim) = self.bin_last(UNSORTED) {
-                let bck = self.heap.n(victim).bk;
+                let bck = self.heap.bk(victim);
                 let size = self.heap.size(victim);
-                if small
-                    && bck == UNSORTED as u32
-                    && victim == self.last_remainder
-                    && size > nb + min
+                if small && bck == bin(UNSORTED) && victim == self.last_remainder && size > nb + min
                 {
-                    let r = victim + (nb >> 4) as u32;
+                    let r = victim + self.heap.g(nb);
                     let rsize = size - nb;
                     self.list_remove(victim);
                     let pinuse = self.heap.n(victim).prev_inuse();
@@ -139,15 +136,15 @@ impl Glibc {
             }
             // 4. large request: best fit in its own bin
             if !small {
-                let bin = idx as u32;
-                let first = self.heap.n(bin).fd;
-                if first != bin && self.heap.size(first) >= nb {
+                let sb = bin(idx);
+                let first = self.heap.fd(sb);
+                if first != sb && self.heap.size(first) >= nb {
                     let mut v = self.heap.bk_nextsize(first);
                     while self.heap.size(v) < nb {
                         v = self.heap.bk_nextsize(v);
                     }
-                    let last = self.heap.n(bin).bk;
-                    let vfd = self.heap.n(v).fd;
+                    let last = self.heap.bk(sb);
+                    let vfd = self.heap.fd(v);
                     if v != last && self.heap.size(v) == self.heap.size(vfd) {
                         v = vfd;
                     }
@@ -158,7 +155,7 @@ impl Glibc {
             }
             // 5. the next non-empty bin up
             if let Some(b) = self.next_nonempty_bin(idx) {
-                let v = self.heap.n(b as u32).bk;
+                let v = self.heap.bk(bin(b));
                 self.split_binned(v, nb, small);
                 self.served = Served::Binmap;
                 return Ok(Out::Chunk(v));
@@ -196,7 +193,7 @@ impl Glibc {
             self.heap.set_inuse(v);
             self.heap.m(v).set_state(State::InUse);
         } else {
-            let r = v + (nb >> 4) as u32;
+            let r = v + self.heap.g(nb);
             let pinuse = self.heap.n(v).prev_inuse();
             self.heap.set_head(v, nb, pinuse, State::InUse);
             self.heap.set_head(r, rsize, true, State::Unsorted);
@@ -209,11 +206,12 @@ impl Glibc {
     }
 
     /// Carves `nb` bytes from the start of top (which has at least `nb + MINSIZE`).
+    #[inline]
     pub(super) fn split_top(&mut self, nb: u64) -> u32 {
         let v = self.top;
         let size = self.top_size();
         let pinuse = self.heap.n(v).prev_inuse();
-        let r = v + (nb >> 4) as u32;
+        let r = v + self.heap.g(nb);
         self.heap.set_head(v, nb, pinuse, State::InUse);
         self.heap.set_head(r, size - nb, true, State::Top);
         self.top = r;
@@ -223,10 +221,11 @@ impl Glibc {
     /// Merges free chunk `p` (of `size`, not yet in any list) with its free neighbours and
     /// puts the result at the head of the unsorted bin or into top; returns the merged size.
     /// The body shared by `_int_free` and `malloc_consolidate`.
+    #[inline]
     pub(super) fn merge_and_bin(&mut self, p: u32) -> u64 {
         let mut p = p;
         let mut size = self.heap.size(p);
-        let next = p + (size >> 4) as u32;
+        let next = p + self.heap.g(size);
         let nextsize = if next == self.top {
             self.top_size()
         } else {
@@ -235,12 +234,12 @@ impl Glibc {
         if !self.heap.n(p).prev_inuse() {
             let prevsize = self.heap.prev_size(p);
             self.heap.clear(p);
-            p -= (prevsize >> 4) as u32;
+            p -= self.heap.g(prevsize);
             self.unlink_chunk(p);
             size += prevsize;
         }
         if next != self.top {
-            let nextinuse = self.heap.n(next + (nextsize >> 4) as u32).prev_inuse();
+            let nextinuse = self.heap.n(next + self.heap.g(nextsize)).prev_inuse();
             if !nextinuse {
                 self.unlink_chunk(next);
                 self.heap.clear(next);
@@ -267,8 +266,8 @@ impl Glibc {
         for f in 0..NFASTBINS {
             let mut p = std::mem::replace(&mut self.fastbins[f], NIL);
             while p != NIL {
-                let nextp = self.heap.n(p).fd;
-                self.heap.m(p).fd = NIL;
+                let nextp = self.heap.fd(p);
+                self.heap.set_fd(p, NIL);
                 self.merge_and_bin(p);
                 p = nextp;
             }
@@ -293,6 +292,19 @@ impl Glibc {
             self.heap.addr(self.top) + old_size
         };
         let size = (nb + self.top_pad + min - old_size).next_multiple_of(page);
+        let end = self
+            .vm
+            .brk()
+            .0
+            .checked_add(size + page + self.params.malloc_alignment);
+        if end.map_or(true, |end| end - self.heap.base > self.heap.max_extent()) {
+            return Err(AllocError::OutOfAddressSpace {
+                what: format!(
+                    "a brk heap beyond the model's {:#x} bytes",
+                    self.heap.max_extent()
+                ),
+            });
+        }
         let brk = self.vm.sbrk(size as i64)?.0;
         if self.top != NIL && brk == old_end {
             self.heap.grow_to(brk + size);

@@ -24,6 +24,9 @@
 //! - `P(next(c)) == !binned(c)`; `prev_size(next(c)) == size(c)` when binned;
 //! - `counts[t] == |tcache[t]| ≤ 7`, every chunk in a bin has that bin's size range;
 //! - in-use user pointers are 16-byte aligned and no two live chunks overlap.
+//!
+//! Model limit: the brk heap may span up to 2^28 granules (4 GiB on x86-64); growing it
+//! further is refused as `OutOfAddressSpace`.
 
 mod bins;
 mod chunk;
@@ -154,6 +157,8 @@ impl Glibc {
         let start = vm.brk().0;
         let hdr = 2 * params.size_sz;
         let base = (start + hdr).next_multiple_of(params.malloc_alignment) - hdr;
+        // granule = MINSIZE / 2: every chunk spans two, its links fit after its tag
+        let shift = (params.min_chunk / 2).trailing_zeros();
         Glibc {
             max_fast: params.max_fast,
             mmap_threshold: params.mmap_threshold,
@@ -162,7 +167,7 @@ impl Glibc {
             n_mmaps_max: params.n_mmaps_max,
             params,
             vm,
-            heap: Heap::new(base),
+            heap: Heap::new(base, shift),
             top: NIL,
             last_remainder: NIL,
             binmap: 0,
@@ -183,12 +188,10 @@ impl Glibc {
     /// Starts over as a fresh process on `vm`, keeping the model's own tables' memory
     /// (replaying many traces, benchmarks).
     pub fn reset(&mut self, vm: AddressSpace) {
-        let mut nodes = std::mem::take(&mut self.heap.nodes);
-        nodes.clear();
-        let mut fresh = Glibc::new(self.params.clone(), vm);
-        nodes.extend_from_slice(&fresh.heap.nodes);
-        fresh.heap.nodes = nodes;
-        *self = fresh;
+        let mut heap = std::mem::replace(&mut self.heap, Heap::new(0, 0));
+        let fresh = Glibc::new(self.params.clone(), vm);
+        heap.reset(fresh.heap.base);
+        *self = Glibc { heap, ..fresh };
     }
 
     /// The parameters in force.
@@ -227,6 +230,27 @@ impl Glibc {
     /// The top chunk as `(address, size)`, once the heap exists.
     pub fn top_chunk(&self) -> Option<(Addr, u64)> {
         (self.top != NIL).then(|| (Addr(self.heap.addr(self.top)), self.top_size()))
+    }
+
+    /// Where the chunk whose user pointer is `mem` is (in use, in which bin, top) and its
+    /// size; an mmapped chunk reports `InUse` and its mapping's length. `None` when no
+    /// chunk starts at `mem - 2 * SIZE_SZ`.
+    pub fn chunk_of(&self, mem: Addr) -> Option<(ChunkState, u64)> {
+        if let Some(m) = self.mmaps.get(&mem.0) {
+            return Some((ChunkState::InUse, m.len));
+        }
+        let c = mem.0.checked_sub(2 * self.params.size_sz)?;
+        if self.top == NIL || !self.heap.on_grid(c) || c > self.heap.addr(self.top) {
+            return None;
+        }
+        let i = self.heap.idx(c);
+        if i == self.top {
+            return Some((ChunkState::Top, self.top_size()));
+        }
+        match self.heap.n(i).state() {
+            State::None | State::Bin => None,
+            s => Some((s, self.heap.size(i))),
+        }
     }
 
     /// True when `mem` is a live mmapped chunk's user pointer.
@@ -412,15 +436,17 @@ impl Glibc {
         self.memalign(self.vm.page_size() as usize, size)
     }
 
-    /// `pvalloc(size)`: page-aligned, size rounded up to whole pages.
+    /// `pvalloc(size)`: page-aligned, size rounded up to whole pages (as malloc.c rounds).
     ///
     /// # Errors
     /// As [`memalign`](Self::memalign).
     pub fn pvalloc(&mut self, size: usize) -> Result<Addr, AllocError> {
         let page = self.vm.page_size();
+        // malloc.c rounds with `& -(pagesize - 1)`, which keeps bit 0: copied as it is
         let rounded = (size as u64)
-            .checked_next_multiple_of(page)
-            .ok_or_else(|| self.too_large(size as u64))?;
+            .checked_add(page - 1)
+            .ok_or_else(|| self.too_large(size as u64))?
+            & (page - 1).wrapping_neg();
         self.memalign(page as usize, rounded as usize)
     }
 
@@ -536,12 +562,18 @@ impl Allocator for Glibc {
             self.stats.live_bytes = self.stats.live_bytes - m.req + size as u64;
             self.stats.peak_live_bytes = self.stats.peak_live_bytes.max(self.stats.live_bytes);
             if new_len == m.len {
-                self.mmaps.get_mut(&addr.0).map(|e| e.req = size as u64);
+                if let Some(e) = self.mmaps.get_mut(&addr.0) {
+                    e.req = size as u64;
+                }
                 self.mmap_pin = None;
                 return Ok(addr);
             }
             let _ = self.vm.munmap(Addr(m.base), m.len);
             self.mmaps.remove(&addr.0);
+            // mremap shrinks in place; growing moves unless pinned where the kernel put it
+            if new_len < m.len && self.mmap_pin.is_none() {
+                self.mmap_pin = Some(m.base);
+            }
             let base = self.map(new_len)?;
             let mem = base + offset + 2 * self.params.size_sz;
             self.mmaps.insert(
@@ -571,11 +603,12 @@ impl Allocator for Glibc {
         let bytes = (nelem as u64)
             .checked_mul(elsize as u64)
             .ok_or_else(|| self.too_large(u64::MAX))?;
+        // __libc_calloc sets the tcache up before _int_malloc checks the size
+        self.maybe_init_tcache()?;
         let nb = self
             .params
             .checked_request2size(bytes)
             .ok_or_else(|| self.too_large(bytes))?;
-        self.maybe_init_tcache()?;
         let out = self.int_malloc(nb)?;
         self.mmap_pin = None;
         Ok(Addr(self.account(out, bytes)))

@@ -187,9 +187,10 @@ impl GlibcParams {
         }
     }
 
-    /// `set_max_fast(s)`: the `global_max_fast` that `mallopt(M_MXFAST, s)` sets.
+    /// `set_max_fast(s)`: the `global_max_fast` that `mallopt(M_MXFAST, s)` sets
+    /// (an impossibly small value for `s ≤ MALLOC_ALIGN_MASK - SIZE_SZ`, 2.32 on).
     pub fn max_fast_for(&self, s: u64) -> u64 {
-        if s == 0 {
+        if s <= self.malloc_alignment - 1 - self.size_sz {
             self.min_chunk / 2
         } else {
             (s + self.size_sz) & !(self.malloc_alignment - 1)

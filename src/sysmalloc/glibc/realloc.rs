@@ -24,7 +24,7 @@ impl Glibc {
     pub(super) fn int_realloc(&mut self, oldp: u32, nb: u64) -> Result<u64, AllocError> {
         let min = self.params.min_chunk;
         let oldsize = self.heap.size(oldp);
-        let next = oldp + (oldsize >> 4) as u32;
+        let next = oldp + self.heap.g(oldsize);
         let nextsize = if next == self.top {
             self.top_size()
         } else {
@@ -40,7 +40,7 @@ impl Glibc {
             let pinuse = self.heap.n(oldp).prev_inuse();
             self.heap.clear(next);
             self.heap.set_head(oldp, nb, pinuse, State::InUse);
-            let t = oldp + (nb >> 4) as u32;
+            let t = oldp + self.heap.g(nb);
             self.heap.set_head(t, total - nb, true, State::Top);
             self.top = t;
             self.served = Served::ReallocIntoTop;
@@ -88,7 +88,7 @@ impl Glibc {
             self.heap.set_inuse(p);
         } else {
             self.heap.set_size(p, nb);
-            let r = p + (nb >> 4) as u32;
+            let r = p + self.heap.g(nb);
             self.heap.set_head(r, size - nb, true, State::InUse);
             self.heap.set_inuse(r);
             self.int_free(r);
@@ -100,7 +100,14 @@ impl Glibc {
     pub(super) fn int_memalign(&mut self, align: u64, nb: u64) -> Result<u64, AllocError> {
         let min = self.params.min_chunk;
         let hdr = 2 * self.params.size_sz;
-        let inner = self.params.chunk_size(nb + align + min);
+        let inner =
+            self.params
+                .checked_request2size(nb + align + min)
+                .ok_or(AllocError::TooLarge {
+                    size: nb + align + min,
+                    limit: self.params.ptrdiff_max,
+                    model: super::MODEL,
+                })?;
         match self.int_malloc(inner)? {
             Out::Mapped(mem) => {
                 if mem % align == 0 {
@@ -135,7 +142,7 @@ impl Glibc {
                 let size = self.heap.size(p);
                 if size > nb + min {
                     self.heap.set_size(p, nb);
-                    let r = p + (nb >> 4) as u32;
+                    let r = p + self.heap.g(nb);
                     self.heap.set_head(r, size - nb, true, State::InUse);
                     self.heap.set_inuse(r);
                     self.int_free(r);

@@ -20,9 +20,8 @@ impl Glibc {
     #[inline]
     pub(super) fn tcache_put(&mut self, i: u32, t: usize) {
         let head = self.tcache_entries[t];
-        let n = self.heap.m(i);
-        n.fd = head;
-        n.set_state(State::Tcache);
+        self.heap.set_fd(i, head);
+        self.heap.m(i).set_state(State::Tcache);
         self.tcache_entries[t] = i;
         self.tcache_counts[t] += 1;
     }
@@ -31,10 +30,8 @@ impl Glibc {
     #[inline]
     pub(super) fn tcache_get(&mut self, t: usize) -> u32 {
         let i = self.tcache_entries[t];
-        let n = self.heap.m(i);
-        self.tcache_entries[t] = n.fd;
-        n.fd = NIL;
-        n.set_state(State::InUse);
+        self.tcache_entries[t] = self.heap.fd(i);
+        self.heap.m(i).set_state(State::InUse);
         self.tcache_counts[t] -= 1;
         i
     }
@@ -49,9 +46,8 @@ impl Glibc {
     #[inline]
     pub(super) fn fastbin_push(&mut self, i: u32, f: usize) {
         let head = self.fastbins[f];
-        let n = self.heap.m(i);
-        n.fd = head;
-        n.set_state(State::Fast);
+        self.heap.set_fd(i, head);
+        self.heap.m(i).set_state(State::Fast);
         self.fastbins[f] = i;
         self.have_fastchunks = true;
     }
@@ -63,10 +59,8 @@ impl Glibc {
         if i == NIL {
             return None;
         }
-        let n = self.heap.m(i);
-        self.fastbins[f] = n.fd;
-        n.fd = NIL;
-        n.set_state(State::InUse);
+        self.fastbins[f] = self.heap.fd(i);
+        self.heap.m(i).set_state(State::InUse);
         Some(i)
     }
 }

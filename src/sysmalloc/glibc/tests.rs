@@ -38,8 +38,11 @@ fn tcache_then_fastbin_then_stash() {
     // the fastbin's head is served, the other two stashed into the tcache (reversing them)
     assert_eq!(g.malloc(40).unwrap(), ptrs[9]);
     assert_eq!(g.served(), Served::Fastbin);
+    assert_eq!(g.chunk_of(ptrs[7]), Some((ChunkState::Tcache, 48)));
     assert_eq!(g.malloc(40).unwrap(), ptrs[7]);
     assert_eq!(g.malloc(40).unwrap(), ptrs[8]);
+    assert_eq!(g.chunk_of(ptrs[8]), Some((ChunkState::InUse, 48)));
+    assert_eq!(g.chunk_of(ptrs[8] + 16), None);
     g.check_invariants().unwrap();
 }
 
@@ -155,5 +158,153 @@ fn bad_input_gets_glibcs_diagnosis() {
         g.calloc(usize::MAX, 2),
         Err(AllocError::TooLarge { .. })
     ));
+    g.check_invariants().unwrap();
+}
+
+/// Frees `p` after filling its tcache bin, so that it reaches the arena's bins.
+fn free_past_tcache(g: &mut Glibc, size: usize, p: Addr) {
+    let fill: Vec<Addr> = (0..7).map(|_| g.malloc(size).unwrap()).collect();
+    for &f in &fill {
+        g.free(f).unwrap();
+    }
+    g.free(p).unwrap();
+}
+
+#[test]
+fn small_bins_are_fifo_and_the_unsorted_bin_is_sorted_from_its_tail() {
+    let (mut g, _) = fresh();
+    // three 0x110 chunks separated by guards, freed past the tcache into the unsorted bin
+    let mut v = Vec::new();
+    for _ in 0..3 {
+        v.push(g.malloc(0x100).unwrap());
+        g.malloc(16).unwrap();
+    }
+    let fill: Vec<Addr> = (0..7).map(|_| g.malloc(0x100).unwrap()).collect();
+    for &f in &fill {
+        g.free(f).unwrap();
+    }
+    for &p in &v {
+        g.free(p).unwrap();
+    }
+    // a larger request sorts all three into small bin 0x110 (oldest first), then comes from top
+    let big = g.malloc(0x300).unwrap();
+    assert_eq!(g.served(), Served::Top);
+    assert!(big > v[2]);
+    g.check_invariants().unwrap();
+    // calloc skips the tcache: the small bin hands out the oldest first (FIFO) ...
+    assert_eq!(g.calloc(1, 0x100).unwrap(), v[0]);
+    assert_eq!(g.served(), Served::SmallBin);
+    g.check_invariants().unwrap();
+}
+
+#[test]
+fn last_remainder_serves_consecutive_small_requests() {
+    let (mut g, _) = fresh();
+    let a = g.malloc(0x500).unwrap();
+    let _guard = g.malloc(16).unwrap();
+    g.free(a).unwrap(); // beyond the tcache: to the unsorted bin
+    let x = g.malloc(0x20).unwrap(); // sorted into its large bin, split: remainder advertised
+    assert_eq!(x, a);
+    assert_eq!(g.served(), Served::Binmap);
+    let y = g.malloc(0x20).unwrap();
+    assert_eq!(g.served(), Served::LastRemainder);
+    assert_eq!(y - x, g.params().chunk_size(0x20) as i64);
+    g.check_invariants().unwrap();
+}
+
+#[test]
+fn large_bins_give_the_best_fit_and_keep_the_first_of_a_size() {
+    let (mut g, _) = fresh();
+    let sizes = [0x1000usize, 0x1010, 0x1000, 0x1020];
+    let mut v = Vec::new();
+    for &s in &sizes {
+        v.push(g.malloc(s).unwrap());
+        g.malloc(16).unwrap();
+    }
+    for &p in &v {
+        g.free(p).unwrap();
+    }
+    g.malloc(0x2000).unwrap(); // sorts them into one large bin
+    g.check_invariants().unwrap();
+    // best fit for 0x1000: one of the two 0x1010-byte chunks (v[0], v[2]); glibc takes the
+    // second one of that size (inserted after the first), keeping the nextsize ring
+    let got = g.malloc(0x1000).unwrap();
+    assert_eq!(g.served(), Served::LargeBin);
+    assert_eq!(
+        got, v[2],
+        "v[0] was sorted first (unsorted tail), v[2] went second"
+    );
+    g.check_invariants().unwrap();
+}
+
+#[test]
+fn realloc_absorbs_a_free_next_chunk() {
+    let (mut g, _) = fresh();
+    let a = g.malloc(0x500).unwrap();
+    let b = g.malloc(0x500).unwrap();
+    let _guard = g.malloc(16).unwrap();
+    g.free(b).unwrap();
+    assert_eq!(g.realloc(a, 0x800).unwrap(), a);
+    assert_eq!(g.served(), Served::ReallocIntoNext);
+    g.check_invariants().unwrap();
+    // growing past top's reach moves it; the old chunk is freed
+    let c = g.realloc(a, 0x10000).unwrap();
+    assert_ne!(c, a);
+    g.check_invariants().unwrap();
+}
+
+#[test]
+fn mallopt_mxfast_zero_turns_fastbins_off() {
+    let (mut g, _) = fresh();
+    assert_eq!(g.mallopt(1, 0), 1);
+    let p = g.malloc(24).unwrap();
+    let _guard = g.malloc(24).unwrap();
+    free_past_tcache(&mut g, 24, p);
+    g.check_invariants().unwrap();
+    assert_eq!(g.mallopt(1, 1000), 0, "above MAX_FAST_SIZE");
+}
+
+#[test]
+fn pvalloc_rounds_as_malloc_c_does_and_mremap_shrinks_in_place() {
+    let (mut g, _) = fresh();
+    let p = g.pvalloc(10).unwrap();
+    assert_eq!(p.0 % 4096, 0);
+    // (10 + 4095) & -(4095): the rounding keeps bit 0, as in malloc.c
+    assert_eq!(g.stats().live_bytes, (10 + 4095) & 4095u64.wrapping_neg());
+    let m = g.malloc(1 << 20).unwrap();
+    assert!(g.is_mmapped(m));
+    assert_eq!(g.realloc(m, 1000).unwrap(), m, "mremap shrinks in place");
+    let q = g.realloc(m, 2 << 20).unwrap();
+    assert!(g.is_mmapped(q));
+    g.free(q).unwrap();
+    g.check_invariants().unwrap();
+}
+
+#[test]
+fn absurd_sizes_are_refused_without_a_panic() {
+    let (mut g, _) = fresh();
+    let max = i64::MAX as usize;
+    assert!(
+        g.malloc(max).is_err(),
+        "PTRDIFF_MAX passes the size check but no space exists"
+    );
+    assert!(matches!(
+        g.malloc(max + 1),
+        Err(AllocError::TooLarge { .. })
+    ));
+    assert!(g.memalign(1 << 62, 1 << 62).is_err());
+    assert!(matches!(
+        g.memalign(usize::MAX, 1),
+        Err(AllocError::BadAlignment { .. })
+    ));
+    assert!(g.pvalloc(usize::MAX).is_err());
+    assert!(g.calloc(1 << 40, 1 << 40).is_err());
+    let a = g.malloc(10).unwrap();
+    assert!(g.realloc(a, max + 1).is_err());
+    assert_eq!(
+        g.realloc(a, 20).unwrap(),
+        a,
+        "a refused realloc leaves the block alone"
+    );
     g.check_invariants().unwrap();
 }
