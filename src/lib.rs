@@ -15,6 +15,8 @@ pub mod addr;
 pub mod alloc;
 pub mod check;
 pub mod error;
+pub mod interp;
+pub mod objects;
 pub mod platform;
 pub mod sysmalloc;
 pub mod trace;

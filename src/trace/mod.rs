@@ -4,10 +4,12 @@
 //! One [`Event`] type serves every format. Each recorded format has its own reader
 //! module; replay, check and compare are written once against the event stream.
 //! - [`io`]: opening a file as a stream of numbered lines, gzip detected by its magic;
-//! - [`event`]: the event type.
+//! - [`event`]: the event type;
+//! - [`pyrec27`]: the CPython 2.7 PYREC recordings.
 
 pub mod event;
 pub mod io;
+pub mod pyrec27;
 
 pub use event::{Domain, Event, EventKind, FreeListKind};
 pub use io::{LineReader, TraceError};
