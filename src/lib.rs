@@ -18,6 +18,7 @@ pub mod error;
 pub mod interp;
 pub mod objects;
 pub mod platform;
+pub mod scripts;
 pub mod sysmalloc;
 pub mod trace;
 pub mod vm;

@@ -1,7 +1,9 @@
 //! Command-line parsing and dispatch: one file per subcommand.
 
 mod check;
+mod ints;
 mod platforms;
+mod seed;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +22,10 @@ enum Command {
     Check(check::CheckArgs),
     /// List the platform presets.
     Platforms,
+    /// The question's two id() experiments, computed by the models (Python 2 print format).
+    Seed(seed::SeedArgs),
+    /// `v id(v) id(v)-id(FROM)` for FROM..=TO as the model places them.
+    Ints(ints::IntsArgs),
 }
 
 /// Parses the arguments, runs the subcommand, prints one line on error.
@@ -28,6 +34,8 @@ pub fn main() -> ExitCode {
     let result: Result<ExitCode, String> = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Platforms => platforms::run(),
+        Command::Seed(args) => seed::run(args),
+        Command::Ints(args) => ints::run(args),
     };
     match result {
         Ok(code) => code,

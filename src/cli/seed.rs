@@ -1,0 +1,106 @@
+//! `pyalloc seed [--platform P] [--first-block ADDR] [--free-list-from TRACE]`: the
+//! question's two experiments, computed by the models, printed as Python 2 printed them.
+
+use pyalloc::interp::{PyError, Python};
+use pyalloc::scripts::{seed, seed_start_from_trace, PrevRebind, SeedRun, HISTORY_FROM_I};
+use pyalloc::{Addr, Platform};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `pyalloc seed`.
+#[derive(clap::Args)]
+pub struct SeedArgs {
+    /// Platform preset (macos-x86_64: the question's machine; linux-x86_64; linux-i686).
+    #[arg(long, default_value = "macos-x86_64")]
+    pub platform: String,
+    /// Where the first PyIntBlock lands (hex); default: the preset's recorded base.
+    #[arg(long, value_parser = parse_addr)]
+    pub first_block: Option<Addr>,
+    /// Start from the int free list a PYREC 2.7 trace shows where its seed script began
+    /// (e.g. ../shared/traces/cpython-2.7.18-linux-x86_64/seed.trace.gz) instead of the
+    /// model's own state right after _PyInt_Init.
+    #[arg(long)]
+    pub free_list_from: Option<PathBuf>,
+    /// Rebind `prev` on every iteration (the recorded seed.py) rather than inside the `if`
+    /// (the question); with --free-list-from, the trace's own script decides.
+    #[arg(long)]
+    pub prev_every_iteration: bool,
+}
+
+/// Parses `0x…` or bare hex.
+pub fn parse_addr(s: &str) -> Result<Addr, String> {
+    Addr::parse_hex(s).ok_or_else(|| format!("not a hex address: {s:?}"))
+}
+
+/// Runs both experiments and prints them.
+pub fn run(args: SeedArgs) -> Result<ExitCode, String> {
+    let platform = Platform::by_name(&args.platform).ok_or_else(|| {
+        format!(
+            "unknown platform {:?} (see `pyalloc platforms`)",
+            args.platform
+        )
+    })?;
+    let mut rebind = if args.prev_every_iteration {
+        PrevRebind::EveryIteration
+    } else {
+        PrevRebind::InsideIf
+    };
+    let err = |e: PyError| e.to_string();
+    let (run, origin) = match &args.free_list_from {
+        Some(path) => {
+            let start = seed_start_from_trace(path).map_err(|e| e.to_string())?;
+            if !start.report.ok() {
+                return Err(format!(
+                    "{}: the free-list model diverged from the trace before the script began",
+                    path.display()
+                ));
+            }
+            rebind = start.rebind;
+            let mut py = start.python;
+            let run = seed(&mut py, rebind).map_err(err)?;
+            (
+                run,
+                format!(
+                    "the int free list replayed from {} up to line {} ({} free-list events checked, all matched)",
+                    path.display(),
+                    start.line,
+                    start.report.checked
+                ),
+            )
+        }
+        None => {
+            let mut py = match args.first_block {
+                Some(a) => Python::v2_7_at(platform.clone(), a),
+                None => Python::v2_7(platform.clone()),
+            }
+            .map_err(err)?;
+            let base = py.ints().block_list().last().unwrap_or(Addr::NULL);
+            let run = seed(&mut py, rebind).map_err(err)?;
+            (
+                run,
+                format!(
+                    "the model's own state right after _PyInt_Init on {} (first PyIntBlock at {base}), with no other start-up history",
+                    platform.name
+                ),
+            )
+        }
+    };
+    print_run(&run, &origin);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_run(run: &SeedRun, origin: &str) {
+    for (i, d) in &run.offsets {
+        println!("{i} {d}");
+    }
+    let mut noted = false;
+    for row in &run.changes {
+        if !noted && row.i >= HISTORY_FROM_I {
+            println!(
+                "# rows from here on depend on the interpreter's history (which int slots were free when the loop ran); this run starts from {origin}"
+            );
+            noted = true;
+        }
+        println!("{}", row.py2_line());
+    }
+}
