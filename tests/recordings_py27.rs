@@ -1,0 +1,311 @@
+//! CPython 2.7.18's recordings (../shared/traces/cpython-2.7.18-linux-x86_64), reproduced
+//! through the models: the small-int layout in every run mode, the block stride and the
+//! jump between blocks, the free-list reuse scenarios scripted as the recorded script
+//! ran them, the reuse of a freed 992-byte chunk by an int block, and the complete traces.
+//! Every expected number is read from the recordings.
+
+use pyalloc::check::{check_file, CheckOptions};
+use pyalloc::interp::{Int, Python};
+use pyalloc::trace::pyrec27::Pyrec27Reader;
+use pyalloc::trace::{EventKind, EventReader, FreeListKind};
+use pyalloc::{Addr, Platform};
+use std::path::{Path, PathBuf};
+
+fn py27(rel: &str) -> PathBuf {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/traces/cpython-2.7.18-linux-x86_64"
+    ))
+    .join(rel)
+}
+
+/// The sections of a recording: (the `# === run:` line, its data rows split on whitespace).
+fn sections(file: &str) -> Vec<(String, Vec<Vec<String>>)> {
+    let text = std::fs::read_to_string(py27(file)).unwrap();
+    let mut out: Vec<(String, Vec<Vec<String>>)> = Vec::new();
+    for l in text.lines() {
+        if let Some(title) = l.strip_prefix("# === run:") {
+            out.push((title.to_string(), Vec::new()));
+        } else if !l.starts_with('#') && !l.trim().is_empty() {
+            if let Some((_, rows)) = out.last_mut() {
+                rows.push(l.split_whitespace().map(str::to_string).collect());
+            }
+        }
+    }
+    out
+}
+
+fn n(s: &str) -> i64 {
+    s.parse().unwrap()
+}
+
+#[test]
+fn small_ints_match_in_every_run_mode() {
+    let runs = sections("small_ints.txt");
+    assert_eq!(runs.len(), 4);
+    let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let model_m5 = py.small_ints().get(-5).unwrap();
+    for (title, rows) in &runs {
+        let small: Vec<&Vec<String>> = rows.iter().filter(|r| n(&r[0]) <= 256).collect();
+        assert_eq!(small.len(), 262, "{title}");
+        for r in small {
+            let v = n(&r[0]);
+            let id = py.small_ints().get(v).unwrap();
+            // id(v) - id(-5), block index, slot in block.
+            assert_eq!(id - model_m5, n(&r[2]), "{title}: v = {v}");
+            let w = py.ints_mut().whereabouts(id).unwrap();
+            assert_eq!(w.block as i64, n(&r[3]), "{title}: v = {v}");
+            assert_eq!(w.k as i64, n(&r[4]), "{title}: v = {v}");
+            if title.contains("setarch -R") {
+                assert_eq!(id.0 as i64, n(&r[1]), "{title}: absolute id({v})");
+            }
+        }
+    }
+}
+
+#[test]
+fn temporaries_alternate_between_two_slots_as_recorded() {
+    // small_ints.py: temp.append(id(int(str(v)))) for v in range(257, 301).
+    for (title, rows) in sections("small_ints.txt") {
+        let temp: Vec<i64> = rows
+            .iter()
+            .filter(|r| n(&r[0]) > 256)
+            .map(|r| n(&r[3]))
+            .collect();
+        let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+        let range = py.list(257, 301).unwrap();
+        let mut model = Vec::new();
+        for v in &range {
+            let x = py.int(v.value).unwrap(); // int(str(v))
+            let i = py.id(&x).unwrap();
+            py.drop(x).unwrap(); // id() drops its argument
+            model.push(i.value);
+            py.drop(i).unwrap(); // temp.append() done with it
+        }
+        let pattern = |ids: &[i64]| -> Vec<usize> {
+            ids.iter()
+                .map(|a| ids.iter().position(|b| b == a).unwrap())
+                .collect()
+        };
+        assert_eq!(pattern(&model), pattern(&temp), "{title}");
+    }
+}
+
+#[test]
+fn blocks_are_1008_apart_and_the_jump_between_blocks_matches() {
+    // block_addresses.txt: the first int mallocs are _PyInt_Init's blocks.
+    let first_run = &sections("block_addresses.txt")[0].1;
+    let recorded: Vec<u64> = first_run
+        .iter()
+        .filter(|r| r.last().is_some_and(|c| c.starts_with("_PyInt_Init")))
+        .map(|r| r[3].parse().unwrap())
+        .collect();
+    let py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let mut model: Vec<Addr> = py.ints().block_list().collect();
+    model.reverse(); // oldest first
+    assert_eq!(model.len(), recorded.len());
+    assert_eq!(model[0].0, recorded[0], "the preset's first block");
+    for k in 1..model.len() {
+        assert_eq!(
+            model[k] - model[k - 1],
+            recorded[k] as i64 - recorded[k - 1] as i64
+        );
+    }
+    // The -1968 rows of seed_loop_script.txt: id(i-1) - id(i) across a block boundary.
+    let script = std::fs::read_to_string(py27("seed_loop_script.txt")).unwrap();
+    let mut jumps = 0;
+    for l in script.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.len() == 5 && f[1].parse::<i64>().is_ok_and(|i| (1..=256).contains(&i)) {
+            let i = n(f[1]);
+            let d = n(f[4]);
+            let model_d = py.small_ints().get(i - 1).unwrap() - py.small_ints().get(i).unwrap();
+            if d != 24 {
+                jumps += 1;
+            }
+            assert_eq!(model_d, d, "{l}");
+        }
+    }
+    assert_eq!(jumps, 3 * 6, "six block boundaries in each of three runs");
+}
+
+/// `rec(tag, objs)`: id() of each object is a temporary int, popped and pushed back.
+fn rec<A: pyalloc::Allocator>(py: &mut Python<A>, objs: &[Int]) -> Vec<i64> {
+    objs.iter()
+        .map(|o| {
+            let i = py.id(o).unwrap();
+            let v = i.value;
+            py.drop(i).unwrap();
+            v
+        })
+        .collect()
+}
+
+/// The free_list_reuse.py steps, scripted through the facade, as tag -> ids.
+fn run_free_list_reuse() -> Vec<(&'static str, Vec<i64>)> {
+    let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let mut out = Vec::new();
+    let x = py.list(1000, 1100).unwrap();
+    out.push(("s1_alloc_x", rec(&mut py, &x)));
+    py.drop_list(x).unwrap(); // del x: list_dealloc, last to first
+    let y = py.list(2000, 2100).unwrap();
+    out.push(("s1_after_del_x_alloc_y", rec(&mut py, &y)));
+    let z = py.list(3000, 3100).unwrap();
+    out.push(("s2_alloc_z", rec(&mut py, &z)));
+    for o in z {
+        py.drop(o).unwrap(); // z[k] = None, k = 0..99
+    }
+    let w = py.list(4000, 4100).unwrap();
+    out.push(("s2_after_forward_free_z_alloc_w", rec(&mut py, &w)));
+    let a = py.list(5000, 5200).unwrap();
+    out.push(("s3_alloc_a", rec(&mut py, &a)));
+    let (even, odd): (Vec<(usize, Int)>, Vec<(usize, Int)>) =
+        a.into_iter().enumerate().partition(|(k, _)| k % 2 == 0);
+    for (_, o) in even {
+        py.drop(o).unwrap(); // del a[::2]: a[0], a[2], … in that order
+    }
+    let a: Vec<Int> = odd.into_iter().map(|(_, o)| o).collect();
+    out.push(("s3_survivors_a_odd", rec(&mut py, &a)));
+    let b = py.list(6000, 6100).unwrap();
+    out.push(("s3_after_del_even_alloc_b", rec(&mut py, &b)));
+    let p = py.int(301).unwrap();
+    let q = py.int(302).unwrap();
+    let r = py.int(303).unwrap();
+    out.push(("s4_alloc_p_q_r", rec(&mut py, &[p, q, r])));
+    py.drop(q).unwrap();
+    py.drop(p).unwrap();
+    let s = py.int(304).unwrap();
+    let t = py.int(305).unwrap();
+    let u = py.int(306).unwrap();
+    out.push((
+        "s4_after_del_q_then_p_alloc_s_t_u",
+        rec(&mut py, &[s, t, u]),
+    ));
+    let mut t5 = Vec::new();
+    for _ in 0..10 {
+        let x = py.int(7777).unwrap();
+        let i = py.id(&x).unwrap();
+        py.drop(x).unwrap();
+        t5.push(i.value);
+        py.drop(i).unwrap();
+    }
+    out.push(("s5_temporary_int_7777", t5));
+    out
+}
+
+/// For each id of `later`, the index in `earlier` holding the same address (or None).
+fn reuse_map(earlier: &[i64], later: &[i64]) -> Vec<Option<usize>> {
+    later
+        .iter()
+        .map(|a| earlier.iter().position(|b| b == a))
+        .collect()
+}
+
+fn scenario_maps(steps: &[(&str, Vec<i64>)]) -> Vec<(String, Vec<Option<usize>>)> {
+    let get = |tag: &str| &steps.iter().find(|(t, _)| *t == tag).unwrap().1;
+    let pairs = [
+        ("s1_alloc_x", "s1_after_del_x_alloc_y"),
+        ("s2_alloc_z", "s2_after_forward_free_z_alloc_w"),
+        ("s3_alloc_a", "s3_survivors_a_odd"),
+        ("s3_alloc_a", "s3_after_del_even_alloc_b"),
+        ("s4_alloc_p_q_r", "s4_after_del_q_then_p_alloc_s_t_u"),
+        ("s5_temporary_int_7777", "s5_temporary_int_7777"),
+    ];
+    pairs
+        .iter()
+        .map(|(e, l)| (format!("{e} -> {l}"), reuse_map(get(e), get(l))))
+        .collect()
+}
+
+#[test]
+fn free_list_reuse_scenarios_s1_to_s5_reuse_the_recorded_slots() {
+    let model = run_free_list_reuse();
+    let model_maps = scenario_maps(&model);
+    let runs = sections("free_list_reuse.txt");
+    let mut checked = 0;
+    for (title, rows) in runs
+        .iter()
+        .filter(|(t, _)| t.contains("free_list_reuse.py") && !t.contains("-i <"))
+    {
+        let mut steps: Vec<(&str, Vec<i64>)> = Vec::new();
+        for (tag, _) in &model {
+            let ids: Vec<i64> = rows
+                .iter()
+                .filter(|r| r[0] == *tag)
+                .map(|r| n(&r[3]))
+                .collect();
+            assert!(!ids.is_empty(), "{title}: {tag}");
+            steps.push((tag, ids));
+        }
+        let recorded = scenario_maps(&steps);
+        for ((what, want), (_, got)) in recorded.iter().zip(&model_maps) {
+            assert_eq!(got, want, "{title}: {what}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * 6, "both script-mode runs, six relations each");
+}
+
+#[test]
+fn a_freed_992_byte_tokenizer_chunk_is_reused_by_the_next_int_block() {
+    // The recording: an `other` malloc(992) (tok_new), its free, then an int block at
+    // the same address.
+    let text = std::fs::read_to_string(py27("block_addresses.txt")).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .take_while(|r: &Vec<&str>| r.len() > 4)
+        .collect();
+    let other = rows.iter().position(|r| r[4] == "other").unwrap();
+    let tok = rows[other][2];
+    assert_eq!(rows[other + 1][1..3], ["free", tok]);
+    assert_eq!(
+        (rows[other + 2][1], rows[other + 2][2], rows[other + 2][4]),
+        ("malloc", tok, "int")
+    );
+
+    // The model, over glibc: the same three calls.
+    let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let block = py.ints().layout().block_size as usize;
+    let _float = py.float(0.5).unwrap(); // the float block of start-up
+    let tok = py.pymem_malloc(block).unwrap(); // tok_new
+    py.pymem_free(tok).unwrap(); // parsetok
+    let blocks_before = py.ints().n_blocks();
+    let mut held = Vec::new();
+    while py.ints().n_blocks() == blocks_before {
+        held.push(py.int(1_000_000 + held.len() as i64).unwrap());
+    }
+    assert_eq!(py.ints().block_list().next(), Some(tok));
+}
+
+#[test]
+fn the_complete_traces_match_every_free_list_event() {
+    for name in ["startup.trace.gz", "seed.trace.gz", "ints_churn.trace.gz"] {
+        let path = py27(name);
+        let report = check_file(&path, &CheckOptions::default()).unwrap();
+        // Count the lines the check must have compared: every I/i, and the ClearFreeList lines.
+        let mut reader = Pyrec27Reader::open(&path).unwrap();
+        let (mut pops, mut clears) = (0u64, 0u64);
+        while let Some(ev) = reader.next_event().unwrap() {
+            match ev.kind {
+                EventKind::ObjPop { .. } => pops += 1,
+                EventKind::ClearKeep { .. } | EventKind::ClearFree { .. } => clears += 1,
+                EventKind::ClearDone {
+                    kind: FreeListKind::Int | FreeListKind::Float,
+                    ..
+                } => clears += 1,
+                _ => {}
+            }
+        }
+        assert!(report.ok(), "{name}: {:?}", report.first_divergence);
+        assert!(pops > 0 && clears > 0, "{name}");
+        assert!(
+            report.checked >= pops + clears,
+            "{name}: {} < {}",
+            report.checked,
+            pops + clears
+        );
+        assert_eq!(report.matched, report.checked);
+    }
+}
