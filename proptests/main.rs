@@ -3,4 +3,5 @@
 //! that breaks it. `PYALLOC_PROPTEST_CASES` (or the `long-proptests` feature) runs more.
 
 mod common;
+mod intlist;
 mod vm_bump;
