@@ -1,8 +1,8 @@
 //! The int and float free lists: random programs of alloc, free, bad frees and
 //! ClearFreeList, on every platform preset, over one shared system heap. After every
 //! step, as equations:
-//! - `n_live + n_free == N × n_blocks` (each list);
-//! - `|free list| == n_free`, and no live object is on it;
+//! - `n_live + |free list| == N × n_blocks` (each list; the list is walked);
+//! - no live object is on the free list;
 //! - no two live objects share an address (ints and floats together);
 //! - every live address `== base + objects_offset + object_size × k`, `0 <= k < N`,
 //!   for a block `base` on `block_list`;

@@ -13,12 +13,16 @@
 //! ```
 //!
 //! Objects are numbered by [`Slot`]: `slot = block_number * N + k` for `objects[k]`;
-//! the free list is an intrusive array of slot links, liveness a bit vector, so
-//! `alloc`/`free` touch two words and a bit.
+//! the free list is an intrusive array of slot links in which a handed-out slot holds
+//! the mark `LIVE` (as C's `ob_type` then points at the type, not the next free object),
+//! and a bit per slot says whether it was ever handed out (to tell a double free from a
+//! stray one); [`FreeList::occupancy`] reads liveness out as a `bitvec`. So an alloc+free
+//! pair touches two words and a bit.
 //!
 //! Invariants (checked by proptests/intlist.rs after every step):
-//! - `n_live + n_free == N × n_blocks`
-//! - `|free list| == n_free`, and no live slot is on it
+//! - `n_live + |free list| == N × n_blocks` (`n_free()` is `N × n_blocks − n_live`; the
+//!   property test walks the list to hold it to that)
+//! - no live slot is on the free list; a slot is live iff its link is `LIVE`
 //! - every object address `== base(block) + objects_offset + object_size × k`, `0 <= k < N`
 //! - no two live objects share an address.
 
@@ -27,11 +31,20 @@ use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::error::AllocError;
 use crate::platform::Platform;
+use bitvec::order::Lsb0;
 use bitvec::vec::BitVec;
 use std::marker::PhantomData;
 
+/// Bit `s` of a bit vector kept as 64-bit words.
+#[inline(always)]
+fn bit(words: &[u64], s: usize) -> bool {
+    words[s >> 6] & (1 << (s & 63)) != 0
+}
+
 /// End of a slot or block chain (C's `NULL`).
 const NIL: u32 = u32::MAX;
+/// The `next` of a slot that is handed out (in C, `ob_type` then points at `PyInt_Type`).
+const LIVE: u32 = u32::MAX - 1;
 
 /// The C layout of one free-list block type on one platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,13 +164,11 @@ pub struct FreeList<A, T> {
     blocks: Vec<Block>,       // every block ever made, by block number
     by_base: Vec<(u64, u32)>, // (base, block number) of blocks not freed, sorted by base
     addr: Vec<u64>,           // object address by slot
-    next: Vec<u32>,           // free-list link by slot (Py_TYPE abused as `next`)
-    live: BitVec,             // slot handed out and not freed
-    ever: BitVec,             // slot handed out at least once
+    next: Vec<u32>,           // by slot: free-list link (Py_TYPE abused as `next`), or LIVE
+    ever: Vec<u64>,           // bit s % 64 of word s / 64: slot s handed out at least once
     free_list: u32,           // head slot (NIL = NULL)
     block_list: u32,          // head block number (NIL = NULL): the newest block
     n_live: u64,              // live objects
-    n_free: u64,              // objects on the free list
     n_blocks: u64,            // blocks not freed
     hint: u32,                // block of the last address looked up
     recip: u64,               // ceil(2^32 / object_size): division by multiplication
@@ -175,12 +186,10 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
             by_base: Vec::new(),
             addr: Vec::new(),
             next: Vec::new(),
-            live: BitVec::new(),
-            ever: BitVec::new(),
+            ever: Vec::new(),
             free_list: NIL,
             block_list: NIL,
             n_live: 0,
-            n_free: 0,
             n_blocks: 0,
             hint: 0,
             recip: (1u64 << 32).div_ceil(layout.object_size),
@@ -208,7 +217,7 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
     ///
     /// # Errors
     /// Whatever the heap refuses when a block is needed.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self) -> Result<(Slot, Addr), AllocError> {
         if self.free_list == NIL {
             self.fill_free_list()?;
@@ -216,14 +225,13 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
         Ok(self.pop())
     }
 
-    #[inline]
+    #[inline(always)]
     fn pop(&mut self) -> (Slot, Addr) {
         let s = self.free_list as usize;
         self.free_list = self.next[s];
-        self.live.set(s, true);
-        self.ever.set(s, true);
+        self.next[s] = LIVE;
+        self.ever[s >> 6] |= 1 << (s & 63);
         self.n_live += 1;
-        self.n_free -= 1;
         (Slot(s as u32), Addr(self.addr[s]))
     }
 
@@ -231,17 +239,15 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
     ///
     /// # Errors
     /// `DoubleFree` for an object already on the free list; `NotLive` for a slot never handed out.
-    #[inline]
+    #[inline(always)]
     pub fn free_slot(&mut self, slot: Slot) -> Result<Addr, AllocError> {
         let s = slot.0 as usize;
-        if s >= self.next.len() || !self.live[s] {
+        if self.next.get(s) != Some(&LIVE) {
             return Err(self.not_live(s));
         }
-        self.live.set(s, false);
         self.next[s] = self.free_list;
         self.free_list = slot.0;
         self.n_live -= 1;
-        self.n_free += 1;
         Ok(Addr(self.addr[s]))
     }
 
@@ -262,7 +268,7 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
 
     fn not_live(&self, s: usize) -> AllocError {
         let addr = self.addr.get(s).map_or(Addr::NULL, |&a| Addr(a));
-        if s < self.ever.len() && self.ever[s] && !self.blocks[s / self.n()].freed {
+        if s < self.next.len() && bit(&self.ever, s) && !self.blocks[s / self.n()].freed {
             AllocError::DoubleFree {
                 addr,
                 model: T::MODEL,
@@ -316,7 +322,7 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
         let b = self.blocks.len() as u32;
         let n = self.layout.n_objects;
         let first = self.addr.len() as u32;
-        if (first as u64 + n as u64) >= NIL as u64 {
+        if (first as u64 + n as u64) >= LIVE as u64 {
             return Err(AllocError::OutOfAddressSpace {
                 what: format!("more than {} objects in the {}", NIL, T::MODEL),
             });
@@ -339,10 +345,8 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
                 first + k - 1
             });
         }
-        self.live.resize(self.addr.len(), false);
-        self.ever.resize(self.addr.len(), false);
+        self.ever.resize(self.addr.len().div_ceil(64), 0);
         self.free_list = first + n - 1;
-        self.n_free += n as u64;
         self.n_blocks += 1;
         Ok(())
     }
@@ -391,7 +395,7 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
             base,
             k,
             slot: Slot(slot),
-            live: self.live[slot as usize],
+            live: self.next[slot as usize] == LIVE,
         })
     }
 
@@ -402,7 +406,7 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
 
     /// True when the slot is handed out.
     pub fn is_live(&self, slot: Slot) -> bool {
-        self.live.get(slot.0 as usize).is_some_and(|b| *b)
+        self.next.get(slot.0 as usize) == Some(&LIVE)
     }
 
     /// The free-list head (`NULL` when empty): the address the next alloc returns,
@@ -443,7 +447,9 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
 
     /// Addresses of every live object, in slot order.
     pub fn live_addrs(&self) -> impl Iterator<Item = Addr> + '_ {
-        self.live.iter_ones().map(|s| Addr(self.addr[s]))
+        (0..self.next.len())
+            .filter(|&s| self.next[s] == LIVE)
+            .map(|s| Addr(self.addr[s]))
     }
 
     /// Live objects.
@@ -453,7 +459,13 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
 
     /// Objects on the free list.
     pub fn n_free(&self) -> u64 {
-        self.n_free
+        self.layout.n_objects as u64 * self.n_blocks - self.n_live
+    }
+
+    /// Occupancy of every slot ever made, as a bit vector (1 = live), slot order: the
+    /// source of heap maps.
+    pub fn occupancy(&self) -> BitVec<u64, Lsb0> {
+        self.next.iter().map(|&l| l == LIVE).collect()
     }
 
     /// Blocks not freed.
@@ -464,7 +476,10 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
     /// Live objects in the block numbered `b`.
     fn live_in_block(&self, b: usize) -> u64 {
         let n = self.n();
-        self.live[b * n..(b + 1) * n].count_ones() as u64
+        self.next[b * n..(b + 1) * n]
+            .iter()
+            .filter(|&&l| l == LIVE)
+            .count() as u64
     }
 
     /// `PyInt_ClearFreeList` (and `PyFloat_ClearFreeList`): `free_list = block_list = NULL`,
@@ -501,7 +516,7 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
                 self.block_list = list;
                 for k in 0..n {
                     let s = list * n + k;
-                    if !self.live[s as usize] {
+                    if self.next[s as usize] != LIVE {
                         self.next[s as usize] = self.free_list;
                         self.free_list = s;
                     }
@@ -523,8 +538,7 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
             report.live += u;
             list = next;
         }
-        self.n_free = n as u64 * self.n_blocks - self.n_live;
-        report.nfree = self.n_free;
+        report.nfree = self.n_free();
         report.head = self.head();
         Ok(report)
     }
