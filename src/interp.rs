@@ -659,10 +659,10 @@ impl<A: Allocator> Python<A> {
             IntKind::Small => {
                 let w = self.ints.whereabouts(o.addr);
                 format!(
-                    "{}; small_ints[{}]: _PyInt_Init popped it as int #{} of 262, and a fresh block hands out objects[{}] first",
+                    "{}; small_ints[{}]: pop number {} of the 262 _PyInt_Init makes for -5..256 in order, and a fresh block hands out objects[{}] first",
                     self.describe(w),
                     o.value + 5,
-                    o.value + 5,
+                    o.value + 6,
                     self.ints.layout().n_objects - 1
                 )
             }

@@ -206,3 +206,102 @@ fn from_the_traced_free_list_the_loop_reproduces_every_row_of_the_traced_run() {
     assert!(log.len() > 1000);
     assert_eq!(log, recorded);
 }
+
+fn pyalloc(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pyalloc"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn bad_frees_and_values_are_one_line_errors_naming_the_address_or_value() {
+    // A free of an address no int starts at.
+    let (ok, _, err) = pyalloc(&["intlist", "free:1234"]);
+    assert!(
+        !ok && err.lines().count() == 1 && err.contains("0x1234"),
+        "{err}"
+    );
+    // A double free: the second free of the int just made.
+    let (ok, out, _) = pyalloc(&["intlist", "int:1000"]);
+    assert!(ok);
+    let addr = out
+        .lines()
+        .last()
+        .unwrap()
+        .split(' ')
+        .nth(2)
+        .unwrap()
+        .to_string();
+    let free = format!("free:{addr}");
+    let (ok, out, err) = pyalloc(&["intlist", "int:1000", &free, &free]);
+    assert!(!ok && err.lines().count() == 1, "{err}");
+    assert!(err.contains("double free") && err.contains(&addr), "{err}");
+    assert_eq!(out.lines().last().unwrap(), format!("D {addr}"));
+    // A value a 32-bit C long cannot hold.
+    let too_big = (1i64 << 31).to_string();
+    let (ok, out, err) = pyalloc(&["ints", "--platform", "linux-i686", "0", &too_big]);
+    assert!(
+        !ok && out.is_empty() && err.lines().count() == 1 && err.contains(&too_big),
+        "{err}"
+    );
+    let (ok, _, err) = pyalloc(&[
+        "intlist",
+        "--platform",
+        "linux-i686",
+        &format!("int:{too_big}"),
+    ]);
+    assert!(
+        !ok && err.contains(&too_big) && err.contains("32-bit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ints_prints_v_id_and_offset_from_the_first() {
+    let (ok, out, _) = pyalloc(&[
+        "ints",
+        "--platform",
+        "macos-x86_64",
+        "--version",
+        "2.7",
+        "0",
+        "4",
+    ]);
+    assert!(ok);
+    // The question's first experiment prints N - id(i); ints prints id(i) - id(0).
+    let want: Vec<(i64, i64)> = seed_table()
+        .into_iter()
+        .filter(|(t, _)| t == "offsets")
+        .map(|(_, c)| (c[0], -c[1]))
+        .collect();
+    let got: Vec<(i64, i64)> = out
+        .lines()
+        .map(|l| {
+            let f: Vec<i64> = l.split(' ').map(|x| x.parse().unwrap()).collect();
+            (f[0], f[2])
+        })
+        .collect();
+    assert_eq!(got, want);
+    let (ok, out, _) = pyalloc(&[
+        "ints",
+        "--version",
+        "3.11",
+        "--platform",
+        "linux-x86_64",
+        "255",
+        "257",
+        "--explain",
+    ]);
+    assert!(ok);
+    assert!(out
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("# 257..257: outside"));
+}

@@ -41,6 +41,16 @@ pub fn run(args: IntsArgs) -> Result<ExitCode, String> {
     })?;
     let version = Version::parse(&args.version)
         .ok_or_else(|| format!("unknown version {:?} (2.7 or 3.11)", args.version))?;
+    let bits = platform.long_bytes * 8;
+    let (min, max) = (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
+    for v in [args.from, args.to] {
+        if !(min..=max).contains(&(v as i128)) {
+            return Err(format!(
+                "value {v} does not fit in a {bits}-bit C long on {}",
+                platform.name
+            ));
+        }
+    }
     if args.from > args.to {
         return Err(format!("FROM {} is greater than TO {}", args.from, args.to));
     }

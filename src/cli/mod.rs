@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch: one file per subcommand.
 
 mod check;
+mod intlist;
 mod ints;
 mod platforms;
 mod seed;
@@ -26,6 +27,8 @@ enum Command {
     Seed(seed::SeedArgs),
     /// `v id(v) id(v)-id(FROM)` for FROM..=TO as the model places them.
     Ints(ints::IntsArgs),
+    /// Drive CPython 2's int free list by hand: int:V, free:ADDR, clear.
+    Intlist(intlist::IntlistArgs),
 }
 
 /// Parses the arguments, runs the subcommand, prints one line on error.
@@ -36,6 +39,7 @@ pub fn main() -> ExitCode {
         Command::Platforms => platforms::run(),
         Command::Seed(args) => seed::run(args),
         Command::Ints(args) => ints::run(args),
+        Command::Intlist(args) => intlist::run(args),
     };
     match result {
         Ok(code) => code,
