@@ -8,7 +8,7 @@
 //!  K/X/L      checked: the model runs ClearFreeList at the first K/X and each line must
 //!             match its walk (block, live count) and its totals (kept, freed, live, nfree, head)
 //!  m/r/f O, A, F   pymalloc: NOT checked here (the pymalloc model is wired in later);
-//!             counted in `events` only, and in [`Py27Replay::not_checked`]
+//!             counted in `events` and in the report's `not_checked`
 //! ```
 //! The model starts from an empty free list, as the interpreter does: the first 262 I
 //! lines are `_PyInt_Init`'s small ints.
@@ -69,8 +69,6 @@ pub struct Py27Replay {
     small: Vec<(Addr, Slot)>,   // _PyInt_Init's pops, -5 first
     /// Comparisons made so far.
     pub report: CheckReport,
-    /// pymalloc events (m/r/f O, A, F) seen and not checked.
-    pub not_checked: u64,
     keep_going: bool, // count divergences past the first
 }
 
@@ -91,7 +89,6 @@ impl Py27Replay {
             platform,
             small: Vec::new(),
             report: CheckReport::default(),
-            not_checked: 0,
             keep_going,
         }
     }
@@ -201,7 +198,7 @@ impl Py27Replay {
                 };
                 self.compare_clear(index, ev, side_pending);
             }
-            _ => self.not_checked += 1,
+            _ => self.report.not_checked += 1,
         }
         Ok(())
     }
