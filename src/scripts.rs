@@ -147,24 +147,6 @@ pub fn seed<A: Allocator>(py: &mut Python<A>, rebind: PrevRebind) -> Result<Seed
     Ok(SeedRun { offsets, changes })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::platform::Platform;
-
-    #[test]
-    fn in_block_rows_step_by_the_object_size_and_blocks_jump() {
-        let mut py = Python::v2_7(Platform::macos_x86_64()).unwrap();
-        let size = py.ints().layout().object_size as i64;
-        let run = seed(&mut py, PrevRebind::InsideIf).unwrap();
-        assert_eq!(run.offsets[1].1, size);
-        assert_eq!(run.changes[0].diff.value, size);
-        let n = py.ints().layout().n_objects as i64;
-        // The first jump is between the last int of block 0 and the first of block 1.
-        assert_eq!(run.changes[1].i, n - 5);
-    }
-}
-
 /// The interpreter's state where a recorded seed run's script began, replayed from its
 /// PYREC trace: everything the interpreter did before `N = id(0)`.
 pub struct SeedStart {
@@ -231,5 +213,23 @@ fn rebind_of(header: &[String]) -> PrevRebind {
     match (indent("if diff != prev"), indent("prev = diff")) {
         (Some(i), Some(p)) if p <= i => PrevRebind::EveryIteration,
         _ => PrevRebind::InsideIf,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platform;
+
+    #[test]
+    fn in_block_rows_step_by_the_object_size_and_blocks_jump() {
+        let mut py = Python::v2_7(Platform::macos_x86_64()).unwrap();
+        let size = py.ints().layout().object_size as i64;
+        let run = seed(&mut py, PrevRebind::InsideIf).unwrap();
+        assert_eq!(run.offsets[1].1, size);
+        assert_eq!(run.changes[0].diff.value, size);
+        let n = py.ints().layout().n_objects as i64;
+        // The first jump is between the last int of block 0 and the first of block 1.
+        assert_eq!(run.changes[1].i, n - 5);
     }
 }

@@ -159,8 +159,8 @@ fn run_free_list_reuse() -> Vec<(&'static str, Vec<i64>)> {
     out.push(("s2_after_forward_free_z_alloc_w", rec(&mut py, &w)));
     let a = py.list(5000, 5200).unwrap();
     out.push(("s3_alloc_a", rec(&mut py, &a)));
-    let (even, odd): (Vec<(usize, Int)>, Vec<(usize, Int)>) =
-        a.into_iter().enumerate().partition(|(k, _)| k % 2 == 0);
+    type Indexed = Vec<(usize, Int)>;
+    let (even, odd): (Indexed, Indexed) = a.into_iter().enumerate().partition(|(k, _)| k % 2 == 0);
     for (_, o) in even {
         py.drop(o).unwrap(); // del a[::2]: a[0], a[2], … in that order
     }

@@ -118,7 +118,7 @@ fn recorded_rows_up_to_256(run: &[String]) -> Vec<String> {
         .take_while(|l| l.split(' ').count() >= 2 && !l.starts_with("id("))
         .filter(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            f.len() == 2 || f[1].parse::<i64>().map_or(false, |i| i <= 256)
+            f.len() == 2 || f[1].parse::<i64>().is_ok_and(|i| i <= 256)
         })
         .cloned()
         .collect()
