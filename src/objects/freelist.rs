@@ -20,8 +20,8 @@
 //! pair touches two words and a bit.
 //!
 //! Invariants (checked by proptests/intlist.rs after every step):
-//! - `n_live + |free list| == N × n_blocks` (`n_free()` is `N × n_blocks − n_live`; the
-//!   property test walks the list to hold it to that)
+//! - `n_live + |free list| == N × n_blocks` (`n_live()` counts the `LIVE` marks and
+//!   `n_free()` is `N × n_blocks − n_live`; the property test walks the list)
 //! - no live slot is on the free list; a slot is live iff its link is `LIVE`
 //! - every object address `== base(block) + objects_offset + object_size × k`, `0 <= k < N`
 //! - no two live objects share an address.
@@ -168,7 +168,6 @@ pub struct FreeList<A, T> {
     ever: Vec<u64>,           // bit s % 64 of word s / 64: slot s handed out at least once
     free_list: u32,           // head slot (NIL = NULL)
     block_list: u32,          // head block number (NIL = NULL): the newest block
-    n_live: u64,              // live objects
     n_blocks: u64,            // blocks not freed
     hint: u32,                // block of the last address looked up
     recip: u64,               // ceil(2^32 / object_size): division by multiplication
@@ -189,7 +188,6 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
             ever: Vec::new(),
             free_list: NIL,
             block_list: NIL,
-            n_live: 0,
             n_blocks: 0,
             hint: 0,
             recip: (1u64 << 32).div_ceil(layout.object_size),
@@ -230,8 +228,12 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
         let s = self.free_list as usize;
         self.free_list = self.next[s];
         self.next[s] = LIVE;
-        self.ever[s >> 6] |= 1 << (s & 63);
-        self.n_live += 1;
+        // Only the first hand-out writes the bit: a plain load otherwise, so an alloc+free
+        // pair carries no read-modify-write chain through this word.
+        let (w, b) = (s >> 6, 1u64 << (s & 63));
+        if self.ever[w] & b == 0 {
+            self.ever[w] |= b;
+        }
         (Slot(s as u32), Addr(self.addr[s]))
     }
 
@@ -247,7 +249,6 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
         }
         self.next[s] = self.free_list;
         self.free_list = slot.0;
-        self.n_live -= 1;
         Ok(Addr(self.addr[s]))
     }
 
@@ -454,12 +455,12 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
 
     /// Live objects.
     pub fn n_live(&self) -> u64 {
-        self.n_live
+        self.next.iter().filter(|&&l| l == LIVE).count() as u64
     }
 
     /// Objects on the free list.
     pub fn n_free(&self) -> u64 {
-        self.layout.n_objects as u64 * self.n_blocks - self.n_live
+        self.layout.n_objects as u64 * self.n_blocks - self.n_live()
     }
 
     /// Occupancy of every slot ever made, as a bit vector (1 = live), slot order: the
