@@ -305,3 +305,44 @@ fn ints_prints_v_id_and_offset_from_the_first() {
         .unwrap()
         .starts_with("# 257..257: outside"));
 }
+
+fn py311(rel: &str) -> PathBuf {
+    shared(&format!("traces/cpython-3.11.7-linux-x86_64/{rel}"))
+}
+
+#[test]
+fn python_3_11_small_ints_are_the_static_array_of_the_recording() {
+    // small_ints.txt: `v id(v)-id(0)` for -5..256.
+    let text = std::fs::read_to_string(py311("small_ints.txt")).unwrap();
+    let py = Python::v3_11(Platform::linux_x86_64(), None).unwrap();
+    let s = py.small_ints();
+    let mut rows = 0;
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<i64> = l.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        assert_eq!(s.get(f[0]).unwrap() - s.get(0).unwrap(), f[1], "{l}");
+        rows += 1;
+    }
+    assert_eq!(rows, 262);
+    // seed_py3.stdout (setarch -R): the "-1 0 (id(-1), id(0)) diff" row gives the preset's id(0),
+    // and the rows up to 256 are the array's.
+    let out = std::fs::read_to_string(py311("seed_py3.stdout")).unwrap();
+    let mut checked = 0;
+    for l in out.lines().filter(|l| l.contains('(')) {
+        let f: Vec<&str> = l
+            .split([' ', '(', ',', ')'])
+            .filter(|x| !x.is_empty())
+            .collect();
+        let (a, b): (i64, i64) = (f[0].parse().unwrap(), f[1].parse().unwrap());
+        if b > 256 {
+            continue;
+        }
+        assert_eq!(s.get(a).unwrap().0, f[2].parse::<u64>().unwrap(), "{l}");
+        assert_eq!(s.get(b).unwrap().0, f[3].parse::<u64>().unwrap(), "{l}");
+        checked += 1;
+    }
+    assert!(checked >= 1);
+    for l in out.lines().take(5) {
+        let f: Vec<i64> = l.split(' ').map(|x| x.parse().unwrap()).collect();
+        assert_eq!(s.get(0).unwrap() - s.get(f[0]).unwrap(), f[1], "{l}");
+    }
+}
