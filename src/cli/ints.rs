@@ -51,6 +51,17 @@ pub fn run(args: IntsArgs) -> Result<ExitCode, String> {
             ));
         }
     }
+    if version == Version::V2_7 {
+        super::seed::check_base(&platform, args.base)?;
+    } else if args
+        .base
+        .is_some_and(|a| !a.is_aligned(8) || a >= platform.mmap_top)
+    {
+        return Err(format!(
+            "id(-5) must be 8-byte aligned and below {}",
+            platform.mmap_top
+        ));
+    }
     if args.from > args.to {
         return Err(format!("FROM {} is greater than TO {}", args.from, args.to));
     }

@@ -32,6 +32,18 @@ pub fn parse_addr(s: &str) -> Result<Addr, String> {
     Addr::parse_hex(s).ok_or_else(|| format!("not a hex address: {s:?}"))
 }
 
+/// Refuses a base a malloc of the platform could not return: unaligned, or not below
+/// the mmap area.
+pub fn check_base(platform: &Platform, base: Option<Addr>) -> Result<(), String> {
+    match base {
+        Some(a) if a.is_null() || !a.is_aligned(16) || a >= platform.mmap_top => Err(format!(
+            "base {a} is not a 16-byte-aligned address below {} on {}",
+            platform.mmap_top, platform.name
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Runs both experiments and prints them.
 pub fn run(args: SeedArgs) -> Result<ExitCode, String> {
     let platform = Platform::by_name(&args.platform).ok_or_else(|| {
@@ -40,6 +52,7 @@ pub fn run(args: SeedArgs) -> Result<ExitCode, String> {
             args.platform
         )
     })?;
+    check_base(&platform, args.first_block)?;
     let mut rebind = if args.prev_every_iteration {
         PrevRebind::EveryIteration
     } else {
