@@ -26,7 +26,7 @@ use crate::alloc::Allocator;
 use crate::error::AllocError;
 use crate::objects::freelist::Whereabouts;
 use crate::objects::small_ints::{py3_11_default_first, py3_long_object_size};
-use crate::objects::{FloatFreeList, IntFreeList, Slot, SmallInts};
+use crate::objects::{ClearEvent, ClearReport, FloatFreeList, IntFreeList, Slot, SmallInts};
 use crate::platform::{MallocFlavor, Platform};
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::sysmalloc::{Bump, MacTiny, SharedHeap};
@@ -639,12 +639,63 @@ impl<A: Allocator> Python<A> {
         Ok(self.heap.free(p)?)
     }
 
-    /// `PyInt_ClearFreeList` (run by `gc.collect()` of the highest generation).
+    /// `PyInt_ClearFreeList`.
     ///
     /// # Errors
     /// Whatever the heap refuses.
-    pub fn clear_int_free_list(&mut self) -> Result<crate::objects::ClearReport, PyError> {
-        Ok(self.ints.clear_free_list()?)
+    pub fn clear_int_free_list(&mut self) -> Result<ClearReport, PyError> {
+        let r = self.ints.clear_free_list()?;
+        self.log_clear(FreeListKind::Int, &r);
+        Ok(r)
+    }
+
+    /// `PyFloat_ClearFreeList`.
+    ///
+    /// # Errors
+    /// Whatever the heap refuses.
+    pub fn clear_float_free_list(&mut self) -> Result<ClearReport, PyError> {
+        let r = self.floats.clear_free_list()?;
+        self.log_clear(FreeListKind::Float, &r);
+        Ok(r)
+    }
+
+    /// What `gc.collect()` does to these free lists: the collection of the oldest
+    /// generation ends in `clear_freelists()`, which runs `PyInt_ClearFreeList` and then
+    /// `PyFloat_ClearFreeList` (gcmodule.c, 2.7).
+    ///
+    /// # Errors
+    /// Whatever the heap refuses.
+    pub fn gc_collect(&mut self) -> Result<(ClearReport, ClearReport), PyError> {
+        Ok((self.clear_int_free_list()?, self.clear_float_free_list()?))
+    }
+
+    fn log_clear(&mut self, kind: FreeListKind, r: &ClearReport) {
+        if self.log.is_none() {
+            return;
+        }
+        for e in &r.events {
+            self.record(match *e {
+                ClearEvent::Keep { base, live } => EventKind::ClearKeep {
+                    kind,
+                    addr: base,
+                    live,
+                },
+                ClearEvent::Free { base } => EventKind::ClearFree { kind, addr: base },
+            });
+        }
+        self.record(EventKind::ClearDone {
+            kind,
+            kept: r.kept,
+            freed: r.freed,
+            live: r.live,
+            nfree: r.nfree,
+            head: r.head,
+        });
+    }
+
+    /// The system heap below the free lists.
+    pub fn heap(&self) -> &SharedHeap<A> {
+        &self.heap
     }
 
     /// Says where an int lives and why it is there (the `--explain` text).

@@ -17,8 +17,15 @@
 //! Rows up to `241 242` depend only on `_PyInt_Init`'s layout; the rows at and after
 //! `256 257` depend on which slots the interpreter's history left on the free list.
 
+use crate::addr::Addr;
 use crate::alloc::Allocator;
+use crate::check::pyrec27::Py27Replay;
+use crate::check::{CheckError, CheckReport};
 use crate::interp::{Int, PyError, Python, Tuple};
+use crate::sysmalloc::TraceHeap;
+use crate::trace::pyrec27::Pyrec27Reader;
+use crate::trace::{Event, EventKind, EventReader, FreeListKind};
+use std::path::Path;
 
 /// Where the second loop rebinds `prev`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,13 +158,47 @@ pub fn seed<A: Allocator>(py: &mut Python<A>, rebind: PrevRebind) -> Result<Seed
 /// PYREC trace: everything the interpreter did before `N = id(0)`.
 pub struct SeedStart {
     /// The facade holding the replayed free lists (blocks only from the trace).
-    pub python: Python<crate::sysmalloc::NoMalloc>,
+    pub python: Python<TraceHeap>,
     /// Where the recorded script rebinds `prev` (read from the trace's header).
     pub rebind: PrevRebind,
     /// The trace line of the first event of the script (`N = id(0)`'s I line).
     pub line: u64,
     /// The check of every free-list event before it.
-    pub report: crate::check::CheckReport,
+    pub report: CheckReport,
+}
+
+/// Replays a PYREC 2.7 trace through the free-list models (every I/i address and K/X/L
+/// line checked) up to the first event at or after line `stop` (or the first event for
+/// which `stop_at` says so), and hands the state to the facade.
+///
+/// Returns the facade, the line it stopped at, the check so far and the trace's header.
+///
+/// # Errors
+/// An unreadable trace, a model refusal, a trace that ends first.
+pub fn py27_state_until(
+    path: &Path,
+    mut stop_at: impl FnMut(&Py27Replay, &Event) -> bool,
+) -> Result<(Python<TraceHeap>, u64, CheckReport, Vec<String>), CheckError> {
+    let mut reader = Pyrec27Reader::open(path)?;
+    let mut replay = Py27Replay::new(crate::platform::Platform::linux_x86_64(), false);
+    let mut index = 0u64;
+    while let Some(ev) = reader.next_event()? {
+        if stop_at(&replay, &ev) {
+            let report = replay.report.clone();
+            return Ok((
+                replay.into_python(),
+                ev.line,
+                report,
+                reader.header().lines.clone(),
+            ));
+        }
+        replay.apply(&ev, index)?;
+        index += 1;
+    }
+    Err(CheckError::Unsupported(format!(
+        "{}: the trace ends before the point asked for",
+        path.display()
+    )))
 }
 
 /// Replays the PYREC trace of a seed run up to the script's first int, `N = id(0)`: the
@@ -165,39 +206,125 @@ pub struct SeedStart {
 ///
 /// # Errors
 /// An unreadable trace, a model refusal, a trace without such a line.
-pub fn seed_start_from_trace(
-    path: &std::path::Path,
-) -> Result<SeedStart, crate::check::CheckError> {
-    use crate::check::pyrec27::Py27Replay;
-    use crate::trace::pyrec27::Pyrec27Reader;
-    use crate::trace::{EventKind, EventReader, FreeListKind};
-    let mut reader = Pyrec27Reader::open(path)?;
-    let mut replay = Py27Replay::new(crate::platform::Platform::linux_x86_64(), false);
-    let mut index = 0u64;
-    while let Some(ev) = reader.next_event()? {
-        if let EventKind::ObjPop {
-            kind: FreeListKind::Int,
-            value,
-            ..
-        } = ev.kind
-        {
-            if replay.small_ints_done() && replay.small_int(0).map(|a| a.0 as i64) == Some(value) {
-                let rebind = rebind_of(&reader.header().lines);
-                return Ok(SeedStart {
-                    report: replay.report.clone(),
-                    python: replay.into_python(),
-                    rebind,
-                    line: ev.line,
-                });
-            }
-        }
-        replay.apply(&ev, index)?;
-        index += 1;
+pub fn seed_start_from_trace(path: &Path) -> Result<SeedStart, CheckError> {
+    let (python, line, report, header) = py27_state_until(path, |replay, ev| {
+        matches!(ev.kind, EventKind::ObjPop { kind: FreeListKind::Int, value, .. }
+            if replay.small_ints_done() && replay.small_int(0).map(|a| a.0 as i64) == Some(value))
+    })?;
+    Ok(SeedStart {
+        python,
+        rebind: rebind_of(&header),
+        line,
+        report,
+    })
+}
+
+/// What ints_churn.py recorded: the return of `gc.collect()` and four arrays of ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChurnRun {
+    /// `n = gc.collect()`.
+    pub gc_collect: i64,
+    /// ids of the 5000 ints of `a`.
+    pub p1: Vec<Addr>,
+    /// ids of `a` after `del a[::2]` and 3000 appends.
+    pub p2: Vec<Addr>,
+    /// ids of the 1000 ints of `c`, made after `gc.collect()`.
+    pub p3: Vec<Addr>,
+    /// ids of -5..256.
+    pub p4: Vec<Addr>,
+}
+
+/// `id(o)` as a recording script takes it: the id() result is a temporary, dropped at once.
+fn record_id<A: Allocator>(py: &mut Python<A>, o: &Int) -> Result<Addr, PyError> {
+    let i = py.id(o)?;
+    py.drop(i)?;
+    Ok(o.addr)
+}
+
+/// A name binding at module level: storing a new value drops the old one.
+fn store<A: Allocator>(py: &mut Python<A>, name: &mut Option<Int>, v: Int) -> Result<(), PyError> {
+    match name.replace(v) {
+        Some(old) => py.drop(old),
+        None => Ok(()),
     }
-    Err(crate::check::CheckError::Unsupported(format!(
-        "{}: no `N = id(0)` (an I line whose value is id(0)) after _PyInt_Init",
-        path.display()
-    )))
+}
+
+/// `for k in xrange(lo, hi): list.append(int(str(k)))`: the loop variable `k` is a new int
+/// each time (the old one dropped when it is rebound), and `int(str(k))` another.
+fn append_ints<A: Allocator>(
+    py: &mut Python<A>,
+    k: &mut Option<Int>,
+    list: &mut Vec<Int>,
+    lo: i64,
+    hi: i64,
+) -> Result<(), PyError> {
+    for v in lo..hi {
+        let kv = py.int(v)?;
+        store(py, k, kv)?;
+        list.push(py.int(v)?);
+    }
+    Ok(())
+}
+
+/// `for o in list: P.append(id(o))`: `o` takes a new reference to each item, dropping its old one.
+fn ids_of<A: Allocator>(
+    py: &mut Python<A>,
+    o: &mut Option<Int>,
+    list: &[Int],
+) -> Result<Vec<Addr>, PyError> {
+    let mut out = Vec::with_capacity(list.len());
+    for item in list {
+        py.incref(item);
+        store(py, o, *item)?;
+        out.push(record_id(py, item)?);
+    }
+    Ok(out)
+}
+
+/// The recorded ints_churn.py (quoted in its trace's header), op for op:
+///
+/// ```text
+///  a = []; for k in xrange(1000, 6000): a.append(int(str(k)))     P1 = ids of a
+///  del a[::2]                                                       (a[0], a[2], … dropped in order)
+///  for k in xrange(6000, 9000): a.append(int(str(k)))             P2 = ids of a
+///  del a                                                            (last to first; `o` keeps the last)
+///  n = gc.collect()                                                 PyInt_ClearFreeList, PyFloat_ClearFreeList
+///  c = []; for k in xrange(9000, 10000): c.append(int(str(k)))    P3 = ids of c
+///  P4 = ids of -5..256
+/// ```
+///
+/// # Errors
+/// Whatever the facade refuses.
+pub fn ints_churn<A: Allocator>(py: &mut Python<A>) -> Result<ChurnRun, PyError> {
+    let (mut k, mut o) = (None, None);
+    let mut a = Vec::new();
+    append_ints(py, &mut k, &mut a, 1000, 6000)?;
+    let p1 = ids_of(py, &mut o, &a)?;
+    let (even, odd): (Vec<_>, Vec<_>) = a.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    for (_, x) in even {
+        py.drop(x)?;
+    }
+    let mut a: Vec<Int> = odd.into_iter().map(|(_, x)| x).collect();
+    append_ints(py, &mut k, &mut a, 6000, 9000)?;
+    let p2 = ids_of(py, &mut o, &a)?;
+    py.drop_list(a)?;
+    py.gc_collect()?;
+    let n = py.int(0)?; // collected + uncollectable: nothing was unreachable
+    let mut c = Vec::new();
+    append_ints(py, &mut k, &mut c, 9000, 10000)?;
+    let p3 = ids_of(py, &mut o, &c)?;
+    let small = py.list(-5, 257)?;
+    let mut p4 = Vec::new();
+    for v in &small {
+        p4.push(record_id(py, v)?);
+    }
+    Ok(ChurnRun {
+        gc_collect: n.value,
+        p1,
+        p2,
+        p3,
+        p4,
+    })
 }
 
 /// Reads where the script quoted in a trace header rebinds `prev`: deeper than the

@@ -318,3 +318,114 @@ fn the_complete_traces_match_every_free_list_event() {
         );
     }
 }
+
+/// The free-list events a facade log and a trace are compared on: every int event, and
+/// the float ClearFreeList lines (gc.collect() runs both).
+fn free_list_event(kind: &EventKind) -> bool {
+    match *kind {
+        EventKind::ObjPop { kind, .. }
+        | EventKind::ObjPush { kind, .. }
+        | EventKind::BlockNew { kind, .. } => kind == FreeListKind::Int,
+        EventKind::ClearKeep { .. } | EventKind::ClearFree { .. } | EventKind::ClearDone { .. } => {
+            true
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn ints_churn_scripted_from_the_traced_state_prints_the_recorded_ids_and_events() {
+    use pyalloc::scripts::{ints_churn, py27_state_until};
+    let path = py27("ints_churn.trace.gz");
+    // The script's first statement that touches ints: `for k in xrange(1000, 6000)` pops k,
+    // then `int(str(k))` pops 1000 again: the first two consecutive int pops of 1000.
+    let mut reader = Pyrec27Reader::open(&path).unwrap();
+    let (mut prev, mut start, mut blocks) = (None, None, Vec::new());
+    while let Some(ev) = reader.next_event().unwrap() {
+        if let EventKind::ObjPop {
+            kind: FreeListKind::Int,
+            value,
+            ..
+        } = ev.kind
+        {
+            if value == 1000 && start.is_none() {
+                if let Some((1000, line)) = prev {
+                    start = Some(line);
+                }
+            }
+            prev = Some((value, ev.line));
+        } else if matches!(
+            ev.kind,
+            EventKind::ObjPush {
+                kind: FreeListKind::Int,
+                ..
+            }
+        ) {
+            prev = None;
+        }
+        if let (
+            Some(_),
+            EventKind::BlockNew {
+                kind: FreeListKind::Int,
+                addr,
+                ..
+            },
+        ) = (start, ev.kind)
+        {
+            blocks.push(addr); // glibc's choice: taken from the trace
+        }
+    }
+    let start = start.expect("the script's start");
+    let (mut py, line, report, _) = py27_state_until(&path, |_, ev| ev.line >= start).unwrap();
+    assert_eq!(line, start);
+    assert!(report.ok() && report.checked > 262);
+    py.heap().with(|h| h.queue(blocks));
+    py.start_log();
+    let run = ints_churn(&mut py).unwrap();
+    let log = py.take_log();
+
+    // stdout: "gc.collect() returned N", then each array as "NAME LEN" and hex ids.
+    let text = {
+        use std::io::Read;
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(
+            std::fs::File::open(py27("ints_churn.stdout.txt.gz")).unwrap(),
+        )
+        .read_to_string(&mut s)
+        .unwrap();
+        s
+    };
+    let mut want = text.lines();
+    assert_eq!(
+        want.next().unwrap(),
+        format!("gc.collect() returned {}", run.gc_collect)
+    );
+    for (name, ids) in [
+        ("P1", &run.p1),
+        ("P2", &run.p2),
+        ("P3", &run.p3),
+        ("SMALL", &run.p4),
+    ] {
+        assert_eq!(want.next().unwrap(), format!("{name} {}", ids.len()));
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(want.next().unwrap(), format!("{:x}", id.0), "{name}[{i}]");
+        }
+    }
+    // And the free-list events, one for one, from the script's start.
+    let log: Vec<EventKind> = log.into_iter().filter(free_list_event).collect();
+    let mut reader = Pyrec27Reader::open(&path).unwrap();
+    let mut recorded = Vec::new();
+    while let Some(ev) = reader.next_event().unwrap() {
+        if ev.line >= start && free_list_event(&ev.kind) {
+            recorded.push(ev.kind);
+            if recorded.len() == log.len() {
+                break;
+            }
+        }
+    }
+    assert!(log.len() > 20_000);
+    assert_eq!(recorded.len(), log.len());
+    for (i, (got, want)) in log.iter().zip(&recorded).enumerate() {
+        assert_eq!(got, want, "free-list event {i} of the script");
+    }
+}

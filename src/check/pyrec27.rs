@@ -19,7 +19,7 @@ use crate::objects::freelist::{BlockType, ClearEvent, ClearReport, FreeList};
 use crate::objects::intobject::{NSMALLNEGINTS, NSMALLPOSINTS};
 use crate::objects::{FloatFreeList, IntFreeList, PyFloat, PyInt, Slot, SmallInts};
 use crate::platform::Platform;
-use crate::sysmalloc::{NoMalloc, SharedHeap};
+use crate::sysmalloc::{SharedHeap, TraceHeap};
 use crate::trace::pyrec27::Pyrec27Reader;
 use crate::trace::{Event, EventKind, EventReader, FreeListKind};
 use std::collections::VecDeque;
@@ -28,8 +28,8 @@ use std::path::Path;
 
 /// One free list being replayed, with the ClearFreeList lines still to compare.
 struct Side<T> {
-    list: FreeList<SharedHeap<NoMalloc>, T>, // the model
-    pending: VecDeque<Pending>,              // the model's ClearFreeList walk, not yet compared
+    list: FreeList<SharedHeap<TraceHeap>, T>, // the model
+    pending: VecDeque<Pending>,               // the model's ClearFreeList walk, not yet compared
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -62,11 +62,11 @@ impl<T: BlockType> Side<T> {
 
 /// A replay of a PYREC trace through the free-list models.
 pub struct Py27Replay {
-    platform: Platform,         // the recording's platform
-    heap: SharedHeap<NoMalloc>, // blocks come from the trace
-    ints: Side<PyInt>,          // the int free list
-    floats: Side<PyFloat>,      // the float free list
-    small: Vec<(Addr, Slot)>,   // _PyInt_Init's pops, -5 first
+    platform: Platform,          // the recording's platform
+    heap: SharedHeap<TraceHeap>, // blocks come from the trace
+    ints: Side<PyInt>,           // the int free list
+    floats: Side<PyFloat>,       // the float free list
+    small: Vec<(Addr, Slot)>,    // _PyInt_Init's pops, -5 first
     /// Comparisons made so far.
     pub report: CheckReport,
     keep_going: bool, // count divergences past the first
@@ -75,7 +75,7 @@ pub struct Py27Replay {
 impl Py27Replay {
     /// An empty interpreter on `platform`.
     pub fn new(platform: Platform, keep_going: bool) -> Py27Replay {
-        let heap = SharedHeap::new(NoMalloc);
+        let heap = SharedHeap::new(TraceHeap::default());
         Py27Replay {
             ints: Side {
                 list: IntFreeList::new(heap.clone(), &platform),
@@ -94,7 +94,7 @@ impl Py27Replay {
     }
 
     /// The int free list as replayed so far.
-    pub fn ints(&self) -> &IntFreeList<SharedHeap<NoMalloc>> {
+    pub fn ints(&self) -> &IntFreeList<SharedHeap<TraceHeap>> {
         &self.ints.list
     }
 
@@ -110,7 +110,7 @@ impl Py27Replay {
     }
 
     /// Hands the replayed state to the Python facade (to script what the trace did next).
-    pub fn into_python(self) -> crate::interp::Python<NoMalloc> {
+    pub fn into_python(self) -> crate::interp::Python<TraceHeap> {
         let (addrs, slots) = self.small.into_iter().unzip();
         crate::interp::Python::v2_7_from_state(
             self.platform,
@@ -251,9 +251,9 @@ impl Py27Replay {
 }
 
 fn pop<T: BlockType>(
-    l: &mut FreeList<SharedHeap<NoMalloc>, T>,
+    l: &mut FreeList<SharedHeap<TraceHeap>, T>,
 ) -> Result<(Slot, Addr), crate::error::AllocError> {
-    // On an empty list the trace would have shown a B line first: NoMalloc refuses.
+    // On an empty list the trace would have shown a B line first: TraceHeap refuses.
     l.alloc()
 }
 

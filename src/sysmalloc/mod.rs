@@ -15,4 +15,4 @@ pub mod shared;
 pub use bump::Bump;
 pub use glibc::Glibc;
 pub use macos::MacTiny;
-pub use shared::{NoMalloc, SharedHeap};
+pub use shared::{NoMalloc, SharedHeap, TraceHeap};

@@ -107,3 +107,55 @@ mod tests {
         assert!(NoMalloc.clone().malloc(1).is_err());
     }
 }
+
+/// A heap whose `malloc` hands out addresses queued from a trace (its `B`/`b` lines), in
+/// order, and refuses when none is queued: the system allocator under a replay.
+#[derive(Debug, Clone, Default)]
+pub struct TraceHeap {
+    given: std::collections::VecDeque<Addr>, // addresses malloc will return, in order
+    live: std::collections::HashSet<u64>,    // handed out and not freed
+}
+
+impl TraceHeap {
+    /// Queues addresses for the next `malloc` calls.
+    pub fn queue(&mut self, addrs: impl IntoIterator<Item = Addr>) {
+        self.given.extend(addrs);
+    }
+}
+
+impl Allocator for TraceHeap {
+    fn name(&self) -> &'static str {
+        "trace-heap"
+    }
+    fn malloc(&mut self, size: usize) -> Result<Addr, AllocError> {
+        let a = self
+            .given
+            .pop_front()
+            .ok_or_else(|| AllocError::OutOfAddressSpace {
+                what: format!("malloc({size}): no address left from the trace"),
+            })?;
+        self.live.insert(a.0);
+        Ok(a)
+    }
+    fn free(&mut self, addr: Addr) -> Result<(), AllocError> {
+        if addr.is_null() || self.live.remove(&addr.0) {
+            return Ok(());
+        }
+        Err(AllocError::NotLive {
+            op: "free",
+            addr,
+            model: "trace-heap",
+        })
+    }
+    fn realloc(&mut self, addr: Addr, size: usize) -> Result<Addr, AllocError> {
+        let new = self.malloc(size)?;
+        self.free(addr)?;
+        Ok(new)
+    }
+    fn stats(&self) -> Stats {
+        Stats {
+            live_blocks: self.live.len() as u64,
+            ..Stats::default()
+        }
+    }
+}
