@@ -154,3 +154,60 @@ proptest! {
         }
     }
 }
+
+/// macOS tiny (the heap under the seed's free list): after every malloc/free, live blocks
+/// are 16-byte aligned and disjoint (`[a, a + 16 × msize)`), `live_blocks == |live|`, and
+/// a tiny block freed is handed out again only to a request of the same msize.
+#[derive(Debug, Clone)]
+enum TinyOp {
+    Malloc(usize),
+    Free(usize),
+}
+
+fn tiny_op() -> impl Strategy<Value = TinyOp> {
+    prop_oneof![
+        3 => (0usize..1100).prop_map(TinyOp::Malloc),
+        2 => any::<usize>().prop_map(TinyOp::Free),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn mac_tiny_blocks_are_disjoint_and_reused_by_size(ops in prop::collection::vec(tiny_op(), 1..200)) {
+        use pyalloc::sysmalloc::macos::{TINY_LIMIT, TINY_QUANTUM};
+        use pyalloc::sysmalloc::MacTiny;
+        let p = Platform::macos_x86_64();
+        let mut m = MacTiny::new(p.address_space());
+        let mut live: Vec<(Addr, u64)> = Vec::new(); // (address, bytes it spans)
+        let mut freed: std::collections::HashMap<u64, u64> = Default::default(); // addr -> msize
+        for op in ops {
+            match op {
+                TinyOp::Malloc(n) => {
+                    let a = m.malloc(n).unwrap();
+                    let msize = (n as u64).div_ceil(TINY_QUANTUM).max(1);
+                    if let Some(old) = freed.remove(&a.0) {
+                        prop_assert_eq!(old, msize, "a freed block reused by another size");
+                    }
+                    let span = if n as u64 <= TINY_LIMIT { msize * TINY_QUANTUM } else { n as u64 };
+                    live.push((a, span));
+                }
+                TinyOp::Free(i) if !live.is_empty() => {
+                    let (a, span) = live.swap_remove(i % live.len());
+                    m.free(a).unwrap();
+                    if span <= TINY_LIMIT {
+                        freed.insert(a.0, span / TINY_QUANTUM);
+                    }
+                    prop_assert!(m.free(a).is_err(), "double free of {} accepted", a);
+                }
+                _ => {}
+            }
+            let mut spans: Vec<(u64, u64)> = live.iter().map(|&(a, s)| (a.0, a.0 + s)).collect();
+            spans.sort();
+            prop_assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "overlapping blocks");
+            prop_assert!(live.iter().all(|(a, _)| a.is_aligned(TINY_QUANTUM)));
+            prop_assert_eq!(m.stats().live_blocks, live.len() as u64);
+        }
+    }
+}
