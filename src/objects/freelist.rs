@@ -310,6 +310,11 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
 
     fn add_block(&mut self, base: Addr, owned: bool) -> Result<(), AllocError> {
         let size = self.layout.block_size;
+        if base.0.checked_add(size).is_none() {
+            return Err(AllocError::OutOfAddressSpace {
+                what: format!("a {}-byte block at {base}", size),
+            });
+        }
         let i = self.by_base.partition_point(|&(b, _)| b < base.0);
         let clash_below = i > 0 && self.by_base[i - 1].0 + size > base.0;
         let clash_above = i < self.by_base.len() && base.0 + size > self.by_base[i].0;
@@ -371,7 +376,11 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
         let mut b = self.hint as usize;
         let hit = b < self.blocks.len() && {
             let blk = &self.blocks[b];
-            !blk.freed && addr.0.wrapping_sub(blk.base.0 + self.layout.objects_offset) < span
+            !blk.freed
+                && addr
+                    .0
+                    .wrapping_sub(blk.base.0.wrapping_add(self.layout.objects_offset))
+                    < span
         };
         if !hit {
             let i = self.by_base.partition_point(|&(base, _)| base <= addr.0);
@@ -382,7 +391,9 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
             self.hint = b as u32;
         }
         let base = self.blocks[b].base;
-        let off = addr.0.wrapping_sub(base.0 + self.layout.objects_offset);
+        let off = addr
+            .0
+            .wrapping_sub(base.0.wrapping_add(self.layout.objects_offset));
         if off >= span {
             return None;
         }
