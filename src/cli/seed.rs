@@ -10,9 +10,10 @@ use std::process::ExitCode;
 /// Arguments of `pyalloc seed`.
 #[derive(clap::Args)]
 pub struct SeedArgs {
-    /// Platform preset (macos-x86_64: the question's machine; linux-x86_64; linux-i686).
-    #[arg(long, default_value = "macos-x86_64")]
-    pub platform: String,
+    /// Platform preset (default macos-x86_64: the question's machine; linux-x86_64;
+    /// linux-i686). With --free-list-from, the trace's (linux-x86_64).
+    #[arg(long)]
+    pub platform: Option<String>,
     /// Where the first PyIntBlock lands (hex); default: the preset's recorded base.
     #[arg(long, value_parser = parse_addr)]
     pub first_block: Option<Addr>,
@@ -46,12 +47,20 @@ pub fn check_base(platform: &Platform, base: Option<Addr>) -> Result<(), String>
 
 /// Runs both experiments and prints them.
 pub fn run(args: SeedArgs) -> Result<ExitCode, String> {
-    let platform = Platform::by_name(&args.platform).ok_or_else(|| {
-        format!(
-            "unknown platform {:?} (see `pyalloc platforms`)",
-            args.platform
-        )
-    })?;
+    let default = if args.free_list_from.is_some() {
+        "linux-x86_64"
+    } else {
+        "macos-x86_64"
+    };
+    let name = args.platform.as_deref().unwrap_or(default);
+    let platform = Platform::by_name(name)
+        .ok_or_else(|| format!("unknown platform {name:?} (see `pyalloc platforms`)"))?;
+    if args.free_list_from.is_some() && platform.name != "linux-x86_64" {
+        return Err(format!(
+            "--free-list-from reads CPython 2.7 PYREC traces, recorded on linux-x86_64, not {}",
+            platform.name
+        ));
+    }
     check_base(&platform, args.first_block)?;
     let mut rebind = if args.prev_every_iteration {
         PrevRebind::EveryIteration
