@@ -429,3 +429,84 @@ fn ints_churn_scripted_from_the_traced_state_prints_the_recorded_ids_and_events(
         assert_eq!(got, want, "free-list event {i} of the script");
     }
 }
+
+#[test]
+fn exhausting_the_free_list_hands_out_fresh_blocks_in_runs_of_41_one_chunk_apart() {
+    // free_list_exhaust.py (s6): big = list(xrange(1000000, 1005000)), ids in order.
+    let run = &sections("free_list_reuse.txt")
+        .into_iter()
+        .find(|(t, _)| t.contains("free_list_exhaust.py") && t.contains("setarch -R"))
+        .unwrap()
+        .1;
+    let ids: Vec<i64> = run
+        .iter()
+        .filter(|r| r[0] == "s6_alloc_5000")
+        .map(|r| n(&r[3]))
+        .collect();
+    assert_eq!(ids.len(), 5000);
+    // The model, from a fresh interpreter, makes the same list.
+    let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let lay = *py.ints().layout();
+    let big = py.list(1_000_000, 1_005_000).unwrap();
+    let model: Vec<i64> = big.iter().map(|o| o.addr.0 as i64).collect();
+    // Split both into runs of consecutive ids one object apart (descending).
+    let runs = |ids: &[i64]| -> Vec<(usize, usize)> {
+        let mut out = vec![(0, 1)];
+        for k in 1..ids.len() {
+            if ids[k - 1] - ids[k] == lay.object_size as i64 {
+                out.last_mut().unwrap().1 += 1;
+            } else {
+                out.push((k, 1));
+            }
+        }
+        out
+    };
+    let (rec_runs, model_runs) = (runs(&ids), runs(&model));
+    // Once the leftovers are used up, every run is a whole fresh block, the last one partial.
+    let full = |rs: &[(usize, usize)]| {
+        rs.iter()
+            .position(|r| r.1 == lay.n_objects as usize)
+            .unwrap()
+    };
+    let (rf, mf) = (full(&rec_runs), full(&model_runs));
+    let tail =
+        |rs: &[(usize, usize)], f: usize| -> Vec<usize> { rs[f..].iter().map(|r| r.1).collect() };
+    let (rec_tail, model_tail) = (tail(&rec_runs, rf), tail(&model_runs, mf));
+    assert!(rec_tail[..rec_tail.len() - 1]
+        .iter()
+        .all(|&l| l == lay.n_objects as usize));
+    assert!(model_tail[..model_tail.len() - 1]
+        .iter()
+        .all(|&l| l == lay.n_objects as usize));
+    // The last partial block holds what the leftovers did not: the same arithmetic.
+    let n = lay.n_objects as usize;
+    assert_eq!(*rec_tail.last().unwrap(), (5000 - rec_runs[rf].0) % n);
+    assert_eq!(*model_tail.last().unwrap(), (5000 - model_runs[mf].0) % n);
+    // Fresh blocks mostly sit one glibc chunk apart: the recording's commonest stride
+    // between consecutive blocks is the model's (it only ever carves consecutively).
+    let strides = |ids: &[i64], rs: &[(usize, usize)], f: usize| -> Vec<i64> {
+        rs[f..]
+            .windows(2)
+            .map(|w| ids[w[1].0] - ids[w[0].0])
+            .collect()
+    };
+    let rec_strides = strides(&ids, &rec_runs, rf);
+    let model_strides = strides(&model, &model_runs, mf);
+    let mode = |v: &[i64]| {
+        let mut c = std::collections::HashMap::new();
+        for &x in v {
+            *c.entry(x).or_insert(0) += 1;
+        }
+        c.into_iter().max_by_key(|&(_, k)| k).unwrap().0
+    };
+    assert!(model_strides.iter().all(|&s| s == model_strides[0]));
+    assert_eq!(mode(&rec_strides), model_strides[0]);
+    assert!(
+        rec_strides
+            .iter()
+            .filter(|&&s| s == model_strides[0])
+            .count()
+            * 10
+            > rec_strides.len() * 9
+    );
+}
