@@ -360,3 +360,63 @@ mod tests {
         assert_eq!(run.changes[1].i, n - 5);
     }
 }
+
+/// `SCOPE_OFF` of symtable.h (2.7): a symbol's scope is stored above its flags, so every
+/// flags word `update_symbols` writes is at least `1 << 11` and never a cached int.
+pub const SCOPE_OFF: u32 = 11;
+
+/// What compiling one top-level statement does to the int free list, as the interactive
+/// interpreter (`python -i`, `Py_single_input`) compiles each statement just before it runs it:
+///
+/// ```text
+///  ast.c parsenumber      one int per numeric literal outside -5..256, in source order;
+///                         the code's co_consts and the AST arena hold them through the run
+///  symtable.c ste_new     one int per block, its ste_id = PyLong_FromVoidPtr(AST node):
+///                         the module's, then each nested block's as the visit enters it
+///  update_symbols         one int per name of each block, flags | scope << SCOPE_OFF,
+///                         nested blocks before their parent (analyze_block recurses first)
+///  PySymtable_Free        block by block from the module's: its ste_id, then its names'
+///                         ints in the order they were made
+/// ```
+/// `blocks[0]` is the number of distinct names of the module block, `blocks[1..]` those
+/// of nested blocks (a `def`'s body). Returns the literals, for [`repl_release`] after the run.
+///
+/// # Errors
+/// Whatever the facade refuses.
+pub fn repl_compile<A: Allocator>(
+    py: &mut Python<A>,
+    literals: &[i64],
+    blocks: &[usize],
+) -> Result<Vec<Int>, PyError> {
+    let kept = literals
+        .iter()
+        .map(|&v| py.int(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The ste_id values are AST node addresses: any non-cached value stands for them.
+    let ids = blocks
+        .iter()
+        .map(|_| py.int(1 << SCOPE_OFF))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut flags: Vec<Vec<Int>> = vec![Vec::new(); blocks.len()];
+    for b in (1..blocks.len()).chain(std::iter::once(0)) {
+        for _ in 0..blocks[b] {
+            flags[b].push(py.int((1 << SCOPE_OFF) | 2)?);
+        }
+    }
+    for (id, names) in ids.into_iter().zip(flags) {
+        py.drop(id)?;
+        for f in names {
+            py.drop(f)?;
+        }
+    }
+    Ok(kept)
+}
+
+/// After the statement ran: the code object's `co_consts` and then the AST arena let go of
+/// the literals, last to first.
+///
+/// # Errors
+/// As [`Python::drop`].
+pub fn repl_release<A: Allocator>(py: &mut Python<A>, literals: Vec<Int>) -> Result<(), PyError> {
+    py.drop_list(literals)
+}

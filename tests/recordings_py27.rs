@@ -129,66 +129,164 @@ fn blocks_are_1008_apart_and_the_jump_between_blocks_matches() {
     assert_eq!(jumps, 3 * 6, "six block boundaries in each of three runs");
 }
 
-/// `rec(tag, objs)`: id() of each object is a temporary int, popped and pushed back.
-fn rec<A: pyalloc::Allocator>(py: &mut Python<A>, objs: &[Int]) -> Vec<i64> {
-    objs.iter()
+/// `rec(tag, objs)`: `bounds.append(len(ids))` before and after, and `ids.append(id(o))`
+/// for each object: every one a temporary int (a long length or an id), popped and pushed back.
+fn rec<A: pyalloc::Allocator>(py: &mut Python<A>, objs: &[Int], ids_len: &mut i64) -> Vec<i64> {
+    let len = |py: &mut Python<A>, n: i64| {
+        let l = py.int(n).unwrap();
+        py.drop(l).unwrap();
+    };
+    len(py, *ids_len);
+    let out = objs
+        .iter()
         .map(|o| {
             let i = py.id(o).unwrap();
             let v = i.value;
             py.drop(i).unwrap();
             v
         })
-        .collect()
+        .collect();
+    *ids_len += objs.len() as i64;
+    len(py, *ids_len);
+    out
 }
 
-/// The free_list_reuse.py steps, scripted through the facade, as tag -> ids.
-fn run_free_list_reuse() -> Vec<(&'static str, Vec<i64>)> {
-    let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
-    let mut out = Vec::new();
-    let x = py.list(1000, 1100).unwrap();
-    out.push(("s1_alloc_x", rec(&mut py, &x)));
-    py.drop_list(x).unwrap(); // del x: list_dealloc, last to first
-    let y = py.list(2000, 2100).unwrap();
-    out.push(("s1_after_del_x_alloc_y", rec(&mut py, &y)));
-    let z = py.list(3000, 3100).unwrap();
-    out.push(("s2_alloc_z", rec(&mut py, &z)));
-    for o in z {
-        py.drop(o).unwrap(); // z[k] = None, k = 0..99
+/// One top-level statement: in the REPL, compiled just before it runs (its literals and
+/// the symbol table's ints churn the free list; see `scripts::repl_compile`); in a script,
+/// compiled with the whole file before anything ran.
+fn stmt<A: pyalloc::Allocator, R>(
+    py: &mut Python<A>,
+    repl: bool,
+    literals: &[i64],
+    names: &[usize],
+    run: impl FnOnce(&mut Python<A>) -> R,
+) -> R {
+    use pyalloc::scripts::{repl_compile, repl_release};
+    let lits = if repl {
+        repl_compile(py, literals, names).unwrap()
+    } else {
+        Vec::new()
+    };
+    let r = run(py);
+    if repl {
+        repl_release(py, lits).unwrap();
     }
-    let w = py.list(4000, 4100).unwrap();
-    out.push(("s2_after_forward_free_z_alloc_w", rec(&mut py, &w)));
-    let a = py.list(5000, 5200).unwrap();
-    out.push(("s3_alloc_a", rec(&mut py, &a)));
+    r
+}
+
+/// The free_list_reuse.py steps, scripted through the facade statement by statement, as
+/// tag -> ids. `names` counts each statement's distinct names (module block, then a `def`'s).
+fn run_free_list_reuse(repl: bool) -> Vec<(&'static str, Vec<i64>)> {
+    let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let py = &mut py;
+    let mut out = Vec::new();
+    let mut n = 0i64; // len(ids)
+    stmt(py, repl, &[], &[1], |_| ()); // import array
+    for _ in 0..3 {
+        stmt(py, repl, &[], &[2], |_| ()); // ids / vals / bounds = array.array('l')
+    }
+    stmt(py, repl, &[], &[1], |_| ()); // tags = []
+    stmt(py, repl, &[], &[1, 9], |_| ()); // def rec(tag, objs): … (9 names in its body)
+    let x = stmt(py, repl, &[1000, 1100], &[3], |py| {
+        py.list(1000, 1100).unwrap()
+    });
+    out.push((
+        "s1_alloc_x",
+        stmt(py, repl, &[], &[2], |py| rec(py, &x, &mut n)),
+    ));
+    stmt(py, repl, &[], &[1], |py| py.drop_list(x).unwrap()); // del x: last to first
+    let y = stmt(py, repl, &[2000, 2100], &[3], |py| {
+        py.list(2000, 2100).unwrap()
+    });
+    out.push((
+        "s1_after_del_x_alloc_y",
+        stmt(py, repl, &[], &[2], |py| rec(py, &y, &mut n)),
+    ));
+    let z = stmt(py, repl, &[3000, 3100], &[3], |py| {
+        py.list(3000, 3100).unwrap()
+    });
+    out.push((
+        "s2_alloc_z",
+        stmt(py, repl, &[], &[2], |py| rec(py, &z, &mut n)),
+    ));
+    // for k in xrange(100): z[k] = None   (k, xrange, z, None: frees in forward order)
+    stmt(py, repl, &[], &[4], |py| {
+        for o in z {
+            py.drop(o).unwrap();
+        }
+    });
+    let w = stmt(py, repl, &[4000, 4100], &[3], |py| {
+        py.list(4000, 4100).unwrap()
+    });
+    out.push((
+        "s2_after_forward_free_z_alloc_w",
+        stmt(py, repl, &[], &[2], |py| rec(py, &w, &mut n)),
+    ));
+    let a = stmt(py, repl, &[5000, 5200], &[3], |py| {
+        py.list(5000, 5200).unwrap()
+    });
+    out.push((
+        "s3_alloc_a",
+        stmt(py, repl, &[], &[2], |py| rec(py, &a, &mut n)),
+    ));
     type Indexed = Vec<(usize, Int)>;
     let (even, odd): (Indexed, Indexed) = a.into_iter().enumerate().partition(|(k, _)| k % 2 == 0);
-    for (_, o) in even {
-        py.drop(o).unwrap(); // del a[::2]: a[0], a[2], … in that order
-    }
+    stmt(py, repl, &[], &[1], |py| {
+        for (_, o) in even {
+            py.drop(o).unwrap(); // del a[::2]: a[0], a[2], … in that order
+        }
+    });
     let a: Vec<Int> = odd.into_iter().map(|(_, o)| o).collect();
-    out.push(("s3_survivors_a_odd", rec(&mut py, &a)));
-    let b = py.list(6000, 6100).unwrap();
-    out.push(("s3_after_del_even_alloc_b", rec(&mut py, &b)));
-    let p = py.int(301).unwrap();
-    let q = py.int(302).unwrap();
-    let r = py.int(303).unwrap();
-    out.push(("s4_alloc_p_q_r", rec(&mut py, &[p, q, r])));
-    py.drop(q).unwrap();
-    py.drop(p).unwrap();
-    let s = py.int(304).unwrap();
-    let t = py.int(305).unwrap();
-    let u = py.int(306).unwrap();
+    out.push((
+        "s3_survivors_a_odd",
+        stmt(py, repl, &[], &[2], |py| rec(py, &a, &mut n)),
+    ));
+    let b = stmt(py, repl, &[6000, 6100], &[3], |py| {
+        py.list(6000, 6100).unwrap()
+    });
+    out.push((
+        "s3_after_del_even_alloc_b",
+        stmt(py, repl, &[], &[2], |py| rec(py, &b, &mut n)),
+    ));
+    // p = int('301'); q = int('302'); r = int('303')   (p, int, q, r)
+    let (p, q, r) = stmt(py, repl, &[], &[4], |py| {
+        (
+            py.int(301).unwrap(),
+            py.int(302).unwrap(),
+            py.int(303).unwrap(),
+        )
+    });
+    out.push((
+        "s4_alloc_p_q_r",
+        stmt(py, repl, &[], &[4], |py| rec(py, &[p, q, r], &mut n)),
+    ));
+    stmt(py, repl, &[], &[1], |py| py.drop(q).unwrap());
+    stmt(py, repl, &[], &[1], |py| py.drop(p).unwrap());
+    let (s, t, u) = stmt(py, repl, &[], &[4], |py| {
+        (
+            py.int(304).unwrap(),
+            py.int(305).unwrap(),
+            py.int(306).unwrap(),
+        )
+    });
     out.push((
         "s4_after_del_q_then_p_alloc_s_t_u",
-        rec(&mut py, &[s, t, u]),
+        stmt(py, repl, &[], &[4], |py| rec(py, &[s, t, u], &mut n)),
     ));
-    let mut t5 = Vec::new();
-    for _ in 0..10 {
-        let x = py.int(7777).unwrap();
-        let i = py.id(&x).unwrap();
-        py.drop(x).unwrap();
-        t5.push(i.value);
-        py.drop(i).unwrap();
-    }
+    stmt(py, repl, &[], &[2], |_| ()); // t5 = array.array('l')
+                                       // for k in range(10): t5.append(id(int('7777')))   (k, range, t5, id, int)
+    let t5 = stmt(py, repl, &[], &[5], |py| {
+        (0..10)
+            .map(|_| {
+                let x = py.int(7777).unwrap();
+                let i = py.id(&x).unwrap();
+                py.drop(x).unwrap();
+                let v = i.value;
+                py.drop(i).unwrap();
+                v
+            })
+            .collect()
+    });
     out.push(("s5_temporary_int_7777", t5));
     out
 }
@@ -219,14 +317,15 @@ fn scenario_maps(steps: &[(&str, Vec<i64>)]) -> Vec<(String, Vec<Option<usize>>)
 
 #[test]
 fn free_list_reuse_scenarios_s1_to_s5_reuse_the_recorded_slots() {
-    let model = run_free_list_reuse();
-    let model_maps = scenario_maps(&model);
     let runs = sections("free_list_reuse.txt");
     let mut checked = 0;
     for (title, rows) in runs
         .iter()
-        .filter(|(t, _)| t.contains("free_list_reuse.py") && !t.contains("-i <"))
+        .filter(|(t, _)| t.contains("free_list_reuse.py"))
     {
+        // `python -i < script`: the REPL compiles each statement just before running it.
+        let model = run_free_list_reuse(title.contains("-i <"));
+        let model_maps = scenario_maps(&model);
         let mut steps: Vec<(&str, Vec<i64>)> = Vec::new();
         for (tag, _) in &model {
             let ids: Vec<i64> = rows
@@ -243,7 +342,11 @@ fn free_list_reuse_scenarios_s1_to_s5_reuse_the_recorded_slots() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 2 * 6, "both script-mode runs, six relations each");
+    assert_eq!(
+        checked,
+        3 * 6,
+        "the two script runs and the REPL run, six relations each"
+    );
 }
 
 #[test]
