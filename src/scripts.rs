@@ -343,24 +343,6 @@ fn rebind_of(header: &[String]) -> PrevRebind {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::platform::Platform;
-
-    #[test]
-    fn in_block_rows_step_by_the_object_size_and_blocks_jump() {
-        let mut py = Python::v2_7(Platform::macos_x86_64()).unwrap();
-        let size = py.ints().layout().object_size as i64;
-        let run = seed(&mut py, PrevRebind::InsideIf).unwrap();
-        assert_eq!(run.offsets[1].1, size);
-        assert_eq!(run.changes[0].diff.value, size);
-        let n = py.ints().layout().n_objects as i64;
-        // The first jump is between the last int of block 0 and the first of block 1.
-        assert_eq!(run.changes[1].i, n - 5);
-    }
-}
-
 /// `SCOPE_OFF` of symtable.h (2.7): a symbol's scope is stored above its flags, so every
 /// flags word `update_symbols` writes is at least `1 << 11` and never a cached int.
 pub const SCOPE_OFF: u32 = 11;
@@ -419,4 +401,22 @@ pub fn repl_compile<A: Allocator>(
 /// As [`Python::drop`].
 pub fn repl_release<A: Allocator>(py: &mut Python<A>, literals: Vec<Int>) -> Result<(), PyError> {
     py.drop_list(literals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platform;
+
+    #[test]
+    fn in_block_rows_step_by_the_object_size_and_blocks_jump() {
+        let mut py = Python::v2_7(Platform::macos_x86_64()).unwrap();
+        let size = py.ints().layout().object_size as i64;
+        let run = seed(&mut py, PrevRebind::InsideIf).unwrap();
+        assert_eq!(run.offsets[1].1, size);
+        assert_eq!(run.changes[0].diff.value, size);
+        let n = py.ints().layout().n_objects as i64;
+        // The first jump is between the last int of block 0 and the first of block 1.
+        assert_eq!(run.changes[1].i, n - 5);
+    }
 }
