@@ -346,6 +346,7 @@ impl<A: Allocator> Python<A> {
     /// # Errors
     /// `ValueOutOfRange` when `v` does not fit the platform's C long; `NotModelled` for a
     /// Py3 int outside the cache.
+    #[inline]
     pub fn int(&mut self, v: i64) -> Result<Int, PyError> {
         if !self.fits_long(v as i128) {
             return Err(AllocError::ValueOutOfRange {
