@@ -6,4 +6,5 @@ mod common;
 mod glibc;
 mod pymalloc;
 mod traces;
+mod intlist;
 mod vm_bump;

@@ -15,11 +15,14 @@ pub mod addr;
 pub mod alloc;
 pub mod check;
 pub mod error;
+pub mod interp;
+pub mod objects;
 pub mod platform;
 pub mod pymalloc;
 #[cfg(feature = "record")]
 pub mod record;
 pub mod replay;
+pub mod scripts;
 pub mod sysmalloc;
 pub mod trace;
 pub mod vm;

@@ -52,6 +52,12 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, String> {
             report.events as f64 / secs.max(1e-9),
             secs
         );
+        if report.not_checked > 0 {
+            println!(
+                "{} events not checked (no model wired for them yet)",
+                report.not_checked
+            );
+        }
         match &report.first_divergence {
             None => println!("every checked address matched"),
             Some(d) => {

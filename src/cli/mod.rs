@@ -7,6 +7,10 @@ mod platforms;
 mod record;
 mod replay;
 mod stats;
+mod intlist;
+mod ints;
+mod platforms;
+mod seed;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +39,12 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Replay a pymalloc trace up to a point and print `sys._debugmallocstats()`.
     Stats(stats::StatsArgs),
+    /// The question's two id() experiments, computed by the models (Python 2 print format).
+    Seed(seed::SeedArgs),
+    /// `v id(v) id(v)-id(FROM)` for FROM..=TO as the model places them.
+    Ints(ints::IntsArgs),
+    /// Drive CPython 2's int free list by hand: int:V, free:ADDR, clear.
+    Intlist(intlist::IntlistArgs),
 }
 
 /// Parses the arguments, runs the subcommand, prints one line on error.
@@ -48,6 +58,9 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Stats(args) => stats::run(args),
+        Command::Seed(args) => seed::run(args),
+        Command::Ints(args) => ints::run(args),
+        Command::Intlist(args) => intlist::run(args),
     };
     match result {
         Ok(code) => code,

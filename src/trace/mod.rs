@@ -8,6 +8,7 @@
 //! - [`open`]: any trace opened by its content; [`text`] and [`writer`]: the recordings'
 //!   text formats read and written; [`binary`]: the compact binary format;
 //! - [`mtrace`], [`ltrace`], [`heaptrack`]: other tools' formats; [`synth`]: generated workloads.
+//! - [`pyrec27`]: the CPython 2.7 PYREC recordings.
 
 pub mod binary;
 pub mod event;
@@ -21,6 +22,7 @@ pub mod pymalloc3;
 pub mod synth;
 pub mod text;
 pub mod writer;
+pub mod pyrec27;
 
 pub use event::{Domain, Event, EventKind, FreeListKind};
 pub use io::{LineReader, TraceError};

@@ -1,0 +1,110 @@
+//! `pyalloc ints --platform P --version V FROM TO [--explain]`: `v id(v) id(v)-id(FROM)`
+//! for every v in FROM..=TO, all alive at once (a list of them), as the model places them.
+
+use pyalloc::interp::{IntKind, PyError, Python, Version};
+use pyalloc::{Addr, Platform};
+use std::process::ExitCode;
+
+/// The most values one run prints.
+const MAX_VALUES: i64 = 10_000_000;
+
+/// Arguments of `pyalloc ints`.
+#[derive(clap::Args)]
+pub struct IntsArgs {
+    /// Platform preset.
+    #[arg(long, default_value = "macos-x86_64")]
+    pub platform: String,
+    /// CPython version: 2.7 or 3.11.
+    #[arg(long, default_value = "2.7")]
+    pub version: String,
+    /// Where the first PyIntBlock lands (2.7) or id(-5) (3.11), hex; default: the preset's.
+    #[arg(long, value_parser = super::seed::parse_addr)]
+    pub base: Option<Addr>,
+    /// Add the block, the slot and why to each line.
+    #[arg(long)]
+    pub explain: bool,
+    /// First value.
+    #[arg(allow_negative_numbers = true)]
+    pub from: i64,
+    /// Last value (inclusive).
+    #[arg(allow_negative_numbers = true)]
+    pub to: i64,
+}
+
+/// Prints the ids.
+pub fn run(args: IntsArgs) -> Result<ExitCode, String> {
+    let platform = Platform::by_name(&args.platform).ok_or_else(|| {
+        format!(
+            "unknown platform {:?} (see `pyalloc platforms`)",
+            args.platform
+        )
+    })?;
+    let version = Version::parse(&args.version)
+        .ok_or_else(|| format!("unknown version {:?} (2.7 or 3.11)", args.version))?;
+    let bits = platform.long_bytes * 8;
+    let (min, max) = (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
+    for v in [args.from, args.to] {
+        if !(min..=max).contains(&(v as i128)) {
+            return Err(format!(
+                "value {v} does not fit in a {bits}-bit C long on {}",
+                platform.name
+            ));
+        }
+    }
+    if version == Version::V2_7 {
+        super::seed::check_base(&platform, args.base)?;
+    } else if args
+        .base
+        .is_some_and(|a| !a.is_aligned(8) || a >= platform.mmap_top)
+    {
+        return Err(format!(
+            "id(-5) must be 8-byte aligned and below {}",
+            platform.mmap_top
+        ));
+    }
+    if args.from > args.to {
+        return Err(format!("FROM {} is greater than TO {}", args.from, args.to));
+    }
+    if args.to.saturating_sub(args.from) >= MAX_VALUES {
+        return Err(format!("at most {MAX_VALUES} values per run"));
+    }
+    let err = |e: PyError| e.to_string();
+    let mut py = match version {
+        Version::V2_7 => match args.base {
+            Some(a) => Python::v2_7_at(platform, a),
+            None => Python::v2_7(platform),
+        },
+        Version::V3_11 => Python::v3_11(platform, args.base),
+    }
+    .map_err(err)?;
+    let mut first: Option<Addr> = None;
+    let mut uncached: Option<(i64, i64)> = None;
+    for v in args.from..=args.to {
+        let o = match py.int(v) {
+            Ok(o) => o,
+            Err(PyError::NotModelled(_)) if version == Version::V3_11 => {
+                let r = uncached.get_or_insert((v, v));
+                r.1 = v;
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        if o.kind == IntKind::Long {
+            return Err(format!("{v}: a long on this platform, not modelled"));
+        }
+        let base = *first.get_or_insert(o.addr);
+        if args.explain {
+            println!("{v} {} {}\t{}", o.addr.0, o.addr - base, py.explain(&o));
+        } else {
+            println!("{v} {} {}", o.addr.0, o.addr - base);
+        }
+        // The list keeps every int alive: nothing is dropped.
+    }
+    if let Some((lo, hi)) = uncached {
+        println!(
+            "# {lo}..{hi}: outside CPython {}'s small-int cache; each is a new PyLongObject from pymalloc, whose addresses this model does not compute",
+            version.name()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
