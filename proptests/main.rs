@@ -4,7 +4,7 @@
 
 mod common;
 mod glibc;
+mod intlist;
 mod pymalloc;
 mod traces;
-mod intlist;
 mod vm_bump;

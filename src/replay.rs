@@ -289,15 +289,18 @@ fn replay_recorded(
                 r.arenas_mapped += 1;
             }
             match rp.step(e) {
-                Ok(Step::Context) => r.context += 1,
-                Ok(Step::Call {
+                Step::Context => r.context += 1,
+                Step::Call {
                     small, matched: ok, ..
-                }) => {
+                } => {
                     r.replayed += 1;
                     checked += u64::from(small);
                     matched += u64::from(small && ok);
                 }
-                Err((err, _why)) => {
+                Step::Refused => {
+                    let Some((err, _why)) = rp.take_error() else {
+                        continue;
+                    };
                     let refused = matches!(
                         err,
                         AllocError::NotLive { .. }

@@ -3,14 +3,13 @@
 mod check;
 mod convert;
 mod generate;
-mod platforms;
-mod record;
-mod replay;
-mod stats;
 mod intlist;
 mod ints;
 mod platforms;
+mod record;
+mod replay;
 mod seed;
+mod stats;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

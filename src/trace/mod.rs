@@ -19,10 +19,10 @@ pub mod ltrace;
 pub mod mtrace;
 pub mod open;
 pub mod pymalloc3;
+pub mod pyrec27;
 pub mod synth;
 pub mod text;
 pub mod writer;
-pub mod pyrec27;
 
 pub use event::{Domain, Event, EventKind, FreeListKind};
 pub use io::{LineReader, TraceError};
