@@ -14,7 +14,7 @@ use std::time::Instant;
 /// Arguments of `pyalloc check`.
 #[derive(clap::Args)]
 pub struct CheckArgs {
-    /// The recorded trace (plain or gzip).
+    /// The recorded trace (plain or gzip text, or its binary form from `pyalloc convert`).
     pub trace: PathBuf,
     /// The model (default: named by the trace's header).
     #[arg(long)]
