@@ -178,7 +178,7 @@ impl Py27Replay {
 
     /// The address of small int `v`, once `_PyInt_Init` has made it.
     pub fn small_int(&self, v: i64) -> Option<Addr> {
-        let i = usize::try_from(v + NSMALLNEGINTS).ok()?;
+        let i = usize::try_from(v.checked_add(NSMALLNEGINTS)?).ok()?;
         self.small.get(i).map(|&(a, _)| a)
     }
 
