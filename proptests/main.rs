@@ -6,5 +6,6 @@ mod common;
 mod glibc;
 mod intlist;
 mod pymalloc;
+mod pyrec27_check;
 mod traces;
 mod vm_bump;

@@ -1,6 +1,8 @@
 //! The pymalloc model held to the real CPython recordings: one test per 3.11.7 trace
 //! (every small address and every arena map/unmap), CPython's own `_debugmallocstats()`
-//! at the ints.py markers, the 2.7.18 string layout, and bad input.
+//! at the ints.py markers, the 2.7.18 string layout, and bad input. (The 2.7.18 complete
+//! traces are checked through `check_file` in tests/recordings_py27.rs: free lists and
+//! pymalloc in one replay.)
 
 use flate2::{write::GzEncoder, Compression};
 use pyalloc::check::pymalloc3::{stats_at, StatsAt};
@@ -351,114 +353,4 @@ fn a_trace_contradicting_the_model_is_a_divergence_and_keep_going_counts_on() {
         all.matched > r.matched,
         "matches go on being counted after it"
     );
-}
-
-/// The lower allocator of a 2.7 replay: 2.7 logs no nested raw calls, so a fall-through
-/// answer is the address on the O line itself (`next`); pymalloc's own bookkeeping (the
-/// `arenas` vector) is served by a bump allocator.
-struct Given {
-    next: Option<Addr>, // the recorded answer for the call being replayed
-    bump: Bump,         // for calls the recording does not show
-}
-
-impl Allocator for Given {
-    fn name(&self) -> &'static str {
-        "given"
-    }
-    fn malloc(&mut self, size: usize) -> Result<Addr, pyalloc::AllocError> {
-        match self.next.take() {
-            Some(a) => Ok(a),
-            None => self.bump.malloc(size),
-        }
-    }
-    fn free(&mut self, _addr: Addr) -> Result<(), pyalloc::AllocError> {
-        Ok(())
-    }
-    fn realloc(&mut self, _addr: Addr, size: usize) -> Result<Addr, pyalloc::AllocError> {
-        self.malloc(size)
-    }
-    fn stats(&self) -> pyalloc::Stats {
-        pyalloc::Stats::default()
-    }
-}
-
-/// Replays the `m O`, `r O`, `f O`, `A`, `F` lines of a 2.7.18 PYREC trace through the
-/// 2.7.17+ preset: (small requests checked, matched, arena unmaps agreeing).
-fn replay_27(name: &str) -> (u64, u64, u64) {
-    use pyalloc::pymalloc::PinnedArenas;
-    let params = PymallocParams::by_name("2.7.18").unwrap();
-    let lower = Given {
-        next: None,
-        bump: Bump::new(Addr(0x1000), 16),
-    };
-    let mut py = Pymalloc::new(params.clone(), lower, PinnedArenas::default());
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(Path::new(DIR27).join(name)).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
-    let (mut checked, mut matched, mut unmaps) = (0u64, 0u64, 0u64);
-    let mut expected_unmaps: Vec<Addr> = Vec::new();
-    let hex = |s: &str| Addr(u64::from_str_radix(s, 16).unwrap());
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let f: Vec<&str> = line.split(' ').collect();
-        let small = |n: u64| (1..=params.small_request_threshold).contains(&n);
-        match (f[0], f.get(1)) {
-            ("A", _) => {
-                py.source_mut().pending.push_back(hex(f[2]));
-                continue;
-            }
-            ("F", _) => {
-                expected_unmaps.push(hex(f[1]));
-                continue;
-            }
-            ("m", Some(&"O")) => {
-                let (n, want) = (f[2].parse::<u64>().unwrap(), hex(f[3]));
-                if !small(n) {
-                    py.lower_mut().next = Some(want);
-                }
-                let got = py.malloc(n as usize).unwrap();
-                if small(n) {
-                    checked += 1;
-                    matched += (got == want) as u64;
-                }
-            }
-            ("r", Some(&"O")) => {
-                let (old, n, want) = (hex(f[2]), f[3].parse::<u64>().unwrap(), hex(f[4]));
-                py.lower_mut().next = Some(want);
-                let got = py.realloc(old, n as usize).unwrap();
-                py.lower_mut().next = None;
-                if small(n) && py.block_info(got).is_some() {
-                    checked += 1;
-                    matched += (got == want) as u64;
-                }
-            }
-            ("f", Some(&"O")) => py.free(hex(f[2])).unwrap(),
-            _ => continue,
-        }
-        let src = py.source_mut();
-        assert_eq!(
-            src.unmapped, expected_unmaps,
-            "{name}: arena unmaps at {line:?}"
-        );
-        assert!(
-            src.pending.is_empty(),
-            "{name}: an A line the model did not use, at {line:?}"
-        );
-        unmaps += src.unmapped.len() as u64;
-        src.unmapped.clear();
-        src.mapped.clear();
-        expected_unmaps.clear();
-    }
-    py.check_invariants().unwrap();
-    (checked, matched, unmaps)
-}
-
-#[test]
-fn python_2_7_18_recordings_replay_exactly_through_the_2_7_17_preset() {
-    for name in ["startup.trace.gz", "seed.trace.gz", "ints_churn.trace.gz"] {
-        let (checked, matched, unmaps) = replay_27(name);
-        eprintln!("{name}: {matched} of {checked} small addresses, {unmaps} arena unmaps");
-        assert!(checked > 1000, "{name}");
-        assert_eq!(matched, checked, "{name}");
-    }
 }

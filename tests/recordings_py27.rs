@@ -382,42 +382,104 @@ fn a_freed_992_byte_tokenizer_chunk_is_reused_by_the_next_int_block() {
     assert_eq!(py.ints().block_list().next(), Some(tok));
 }
 
+/// What a complete trace holds, counted from the file itself (not through the checker):
+/// the lines whose address or numbers the model must predict, and the answers taken from
+/// glibc and the kernel.
+#[derive(Debug, Default)]
+struct Counted {
+    pops: u64,           // I/i lines
+    clear_fields: u64,   // K: block + live, X: block, L: 5 numbers
+    clear_lines: u64,    // K/X/L lines
+    blocks: u64,         // B/b lines (size and empty free list are checked, the address given)
+    small_pymalloc: u64, // m O of 1..=512 bytes, r O whose NEW lies in a live arena
+    fall_through: u64,   // the other m O / r O lines: glibc's answers
+    arena_lines: u64,    // A + F lines
+    arena_maps: u64,     // A lines
+    other: u64,          // D/d and f O lines: applied, no address to predict
+}
+
+fn count_lines(path: &Path) -> Counted {
+    let mut c = Counted::default();
+    let mut arenas: Vec<(u64, u64)> = Vec::new(); // live arenas: (base, size), from A/F lines
+    let in_arena =
+        |arenas: &[(u64, u64)], a: Addr| arenas.iter().any(|&(b, n)| a.0 >= b && a.0 - b < n);
+    let mut reader = Pyrec27Reader::open(path).unwrap();
+    while let Some(ev) = reader.next_event().unwrap() {
+        match ev.kind {
+            EventKind::ObjPop { .. } => c.pops += 1,
+            EventKind::ClearKeep { .. } => {
+                c.clear_fields += 2;
+                c.clear_lines += 1;
+            }
+            EventKind::ClearFree { .. } => {
+                c.clear_fields += 1;
+                c.clear_lines += 1;
+            }
+            EventKind::ClearDone { .. } => {
+                c.clear_fields += 5;
+                c.clear_lines += 1;
+            }
+            EventKind::BlockNew { .. } => c.blocks += 1,
+            EventKind::Malloc { size, .. } if (1..=512).contains(&size) => c.small_pymalloc += 1,
+            EventKind::Realloc { new, .. } if in_arena(&arenas, new) => c.small_pymalloc += 1,
+            EventKind::Malloc { .. } | EventKind::Realloc { .. } => c.fall_through += 1,
+            EventKind::ArenaAlloc { size, addr } => {
+                arenas.push((addr.0, size));
+                c.arena_lines += 1;
+                c.arena_maps += 1;
+            }
+            EventKind::ArenaFree { addr, .. } => {
+                arenas.retain(|a| a.0 != addr.0);
+                c.arena_lines += 1;
+            }
+            _ => c.other += 1,
+        }
+    }
+    c
+}
+
 #[test]
-fn the_complete_traces_match_every_free_list_event() {
+fn the_complete_traces_match_every_int_float_and_small_block_address() {
     for name in ["startup.trace.gz", "seed.trace.gz", "ints_churn.trace.gz"] {
         let path = py27(name);
         let report = check_file(&path, &CheckOptions::default()).unwrap();
-        // Count the lines the check must have compared: every I/i, and the ClearFreeList lines.
-        let mut reader = Pyrec27Reader::open(&path).unwrap();
-        let (mut pops, mut clears, mut pymalloc) = (0u64, 0u64, 0u64);
-        while let Some(ev) = reader.next_event().unwrap() {
-            match ev.kind {
-                EventKind::Malloc { .. }
-                | EventKind::Realloc { .. }
-                | EventKind::Free { .. }
-                | EventKind::ArenaAlloc { .. }
-                | EventKind::ArenaFree { .. } => pymalloc += 1,
-                EventKind::ObjPop { .. } => pops += 1,
-                EventKind::ClearKeep { .. } | EventKind::ClearFree { .. } => clears += 1,
-                EventKind::ClearDone {
-                    kind: FreeListKind::Int | FreeListKind::Float,
-                    ..
-                } => clears += 1,
-                _ => {}
-            }
-        }
+        let c = count_lines(&path);
+        eprintln!("{name}: {report:?} {c:?}");
         assert!(report.ok(), "{name}: {:?}", report.first_divergence);
-        assert!(pops > 0 && clears > 0, "{name}");
         assert!(
-            report.checked >= pops + clears,
-            "{name}: {} < {}",
-            report.checked,
-            pops + clears
+            c.pops > 0 && c.clear_fields > 0 && c.small_pymalloc > 1000,
+            "{name}"
         );
-        assert_eq!(report.matched, report.checked);
+        assert_eq!(report.matched, report.checked, "{name}");
+        assert!(report.checked > c.pops + c.small_pymalloc, "{name}");
+        // Every I/i, every small pymalloc address, every ClearFreeList number and the two
+        // numbers of each B/b line: compared one by one.
         assert_eq!(
-            report.not_checked, pymalloc,
-            "{name}: pymalloc lines are counted, not checked"
+            report.checked,
+            c.pops + c.small_pymalloc + c.clear_fields + 2 * c.blocks,
+            "{name}: {c:?}"
+        );
+        // Taken from the recording: block, arena and fall-through addresses.
+        assert_eq!(
+            report.given,
+            c.blocks + c.arena_maps + c.fall_through,
+            "{name}"
+        );
+        assert_eq!(
+            report.arena_events, c.arena_lines,
+            "{name}: every A/F line at its call"
+        );
+        assert_eq!(report.not_checked, 0, "{name}: no line left unmodelled");
+        assert_eq!(
+            report.events,
+            c.pops
+                + c.clear_lines
+                + c.blocks
+                + c.small_pymalloc
+                + c.fall_through
+                + c.arena_lines
+                + c.other,
+            "{name}: every event accounted for"
         );
     }
 }

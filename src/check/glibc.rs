@@ -14,7 +14,7 @@ use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::trace::glibc::GlibcTraceReader;
-use crate::trace::{Event, EventKind, EventReader, TraceFormat};
+use crate::trace::{Event, EventKind, EventReader, TraceFormat, TraceHeader};
 use crate::vm::AddressSpace;
 use std::collections::HashMap;
 use std::path::Path;
@@ -50,8 +50,52 @@ pub struct Replayed {
 pub fn replay(
     path: &Path,
     opts: &CheckOptions,
-    mut observe: impl FnMut(&Event, Addr),
+    observe: impl FnMut(&Event, Addr),
 ) -> Result<Replayed, CheckError> {
+    check_model(opts)?;
+    let mut reader = GlibcTraceReader::open(path)?;
+    let name = path.display().to_string();
+    let (report, model) = run(
+        &mut reader,
+        &name,
+        opts,
+        observe,
+        |r: &GlibcTraceReader, i| r.mark(i).map(str::to_string),
+    )?;
+    let brk_at_exit = reader
+        .trailer()
+        .iter()
+        .find_map(|l| l.strip_prefix("brk_at_exit "))
+        .and_then(Addr::parse_hex);
+    Ok(Replayed {
+        report,
+        model,
+        brk_at_exit,
+    })
+}
+
+/// [`check`] of an already opened event stream (a binary trace of a glibc recording: its
+/// header keeps `brk_at_first_call` and the memory map; a divergence names the phase by
+/// its index, as the binary form keeps no mark text).
+///
+/// # Errors
+/// As [`check`].
+pub fn check_reader(
+    mut reader: Box<dyn EventReader>,
+    opts: &CheckOptions,
+) -> Result<CheckReport, CheckError> {
+    check_model(opts)?;
+    let (report, _) = run(
+        &mut *reader,
+        "replaying",
+        opts,
+        |_, _| {},
+        |_, i| Some(format!("mark #{i}")),
+    )?;
+    Ok(report)
+}
+
+fn check_model(opts: &CheckOptions) -> Result<(), CheckError> {
     if let Some(m) = &opts.model {
         if !MODELS.contains(&m.as_str()) {
             return Err(CheckError::UnknownModel {
@@ -61,17 +105,37 @@ pub fn replay(
             });
         }
     }
-    let mut reader = GlibcTraceReader::open(path)?;
+    Ok(())
+}
+
+/// `brk_at_first_call` of a glibc recording's header: where the heap starts.
+fn brk_at_first_call(h: &TraceHeader) -> Option<Addr> {
+    h.get("brk_at_first_call").and_then(Addr::parse_hex)
+}
+
+/// The lowest mapping of the header's `maps_at_first_call` above `brk`.
+fn brk_ceiling(h: &TraceHeader, brk: Addr) -> Option<Addr> {
+    h.lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("maps_at_first_call "))
+        .filter_map(|l| Addr::parse_hex(l.split('-').next()?))
+        .filter(|&a| a >= brk)
+        .min()
+}
+
+/// The replay loop over any event stream; `mark(reader, i)` names phase `i`.
+fn run<R: EventReader + ?Sized>(
+    reader: &mut R,
+    name: &str,
+    opts: &CheckOptions,
+    mut observe: impl FnMut(&Event, Addr),
+    mark: impl Fn(&R, u32) -> Option<String>,
+) -> Result<(CheckReport, Glibc), CheckError> {
     let first = reader.next_event()?;
-    let brk = reader.brk_at_first_call().ok_or_else(|| {
-        CheckError::Unsupported(format!(
-            "{}: header has no brk_at_first_call",
-            path.display()
-        ))
+    let brk = brk_at_first_call(reader.header()).ok_or_else(|| {
+        CheckError::Unsupported(format!("{name}: header has no brk_at_first_call"))
     })?;
-    let ceiling = reader
-        .brk_ceiling(brk)
-        .unwrap_or(Addr(brk.0.saturating_add(1 << 40)));
+    let ceiling = brk_ceiling(reader.header(), brk).unwrap_or(Addr(brk.0.saturating_add(1 << 40)));
     let page = 4096;
     let vm = AddressSpace::new(page, 8, brk, ceiling);
     let mut replay = Replay {
@@ -92,20 +156,23 @@ pub fn replay(
         {
             b.set_style(style);
         }
-        b.set_message(format!("{}", path.display()));
+        b.set_message(name.to_string());
         b
     });
     let mut next = first;
     let mut event: u64 = 0;
     while let Some(ev) = next {
         replay.report.events += 1;
-        let got = replay
-            .step(ev.kind, event, ev.line, &reader)
-            .map_err(|source| CheckError::Model {
-                event,
-                line: ev.line,
-                source,
-            })?;
+        let got = {
+            let r: &R = reader;
+            replay
+                .step(ev.kind, event, ev.line, &|i| mark(r, i))
+                .map_err(|source| CheckError::Model {
+                    event,
+                    line: ev.line,
+                    source,
+                })?
+        };
         observe(&ev, got);
         if replay.report.first_divergence.is_some() && !replay.keep_going {
             break;
@@ -121,16 +188,7 @@ pub fn replay(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let brk_at_exit = reader
-        .trailer()
-        .iter()
-        .find_map(|l| l.strip_prefix("brk_at_exit "))
-        .and_then(Addr::parse_hex);
-    Ok(Replayed {
-        report: replay.report,
-        model: replay.model,
-        brk_at_exit,
-    })
+    Ok((replay.report, replay.model))
 }
 
 /// The state of one replay.
@@ -171,7 +229,7 @@ impl Replay {
         line: u64,
         expected: Addr,
         got: Addr,
-        reader: &GlibcTraceReader,
+        mark: &dyn Fn(u32) -> Option<String>,
     ) {
         if expected.is_null() && got.is_null() {
             return;
@@ -184,7 +242,7 @@ impl Replay {
         let phase = self.phase;
         let matched = self.report.compare(event, line, expected.0, got.0, || {
             let ph = phase
-                .and_then(|i| reader.mark(i))
+                .and_then(mark)
                 .map(|m| format!(" in phase {m:?}"))
                 .unwrap_or_default();
             let top = self
@@ -226,14 +284,14 @@ impl Replay {
         kind: EventKind,
         event: u64,
         line: u64,
-        reader: &GlibcTraceReader,
+        mark: &dyn Fn(u32) -> Option<String>,
     ) -> Result<Addr, crate::error::AllocError> {
         let mut got = Addr::NULL;
         match kind {
             EventKind::Malloc { size, addr, .. } => {
                 self.pin(addr);
                 got = Self::null_if_recorded(self.model.malloc(size as usize), addr)?;
-                self.compare(event, line, addr, got, reader);
+                self.compare(event, line, addr, got, mark);
             }
             EventKind::Calloc {
                 nelem,
@@ -246,7 +304,7 @@ impl Replay {
                     self.model.calloc(nelem as usize, elsize as usize),
                     addr,
                 )?;
-                self.compare(event, line, addr, got, reader);
+                self.compare(event, line, addr, got, mark);
             }
             EventKind::Realloc { old, size, new, .. } => {
                 self.pin(new);
@@ -256,7 +314,7 @@ impl Replay {
                 } else {
                     self.model.realloc(o, 0)?
                 };
-                self.compare(event, line, new, got, reader);
+                self.compare(event, line, new, got, mark);
             }
             EventKind::Free { addr, .. } => {
                 let a = self.tr(addr);
@@ -268,17 +326,17 @@ impl Replay {
                     self.model.memalign(align as usize, size as usize),
                     addr,
                 )?;
-                self.compare(event, line, addr, got, reader);
+                self.compare(event, line, addr, got, mark);
             }
             EventKind::Valloc { size, addr } => {
                 self.pin(addr);
                 got = Self::null_if_recorded(self.model.valloc(size as usize), addr)?;
-                self.compare(event, line, addr, got, reader);
+                self.compare(event, line, addr, got, mark);
             }
             EventKind::Pvalloc { size, addr } => {
                 self.pin(addr);
                 got = Self::null_if_recorded(self.model.pvalloc(size as usize), addr)?;
-                self.compare(event, line, addr, got, reader);
+                self.compare(event, line, addr, got, mark);
             }
             EventKind::Mallopt { param, value, .. } => {
                 self.model.mallopt(param as i32, value as i32);

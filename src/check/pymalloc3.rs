@@ -569,7 +569,7 @@ pub fn model_for(
 /// # Errors
 /// A trace that cannot be read; a model error (free of a non-live address …) unless
 /// `keep_going`, which counts it as a divergence.
-pub fn replay<R: EventReader>(
+pub fn replay<R: EventReader + ?Sized>(
     reader: &mut R,
     rp: &mut Replayer,
     keep_going: bool,
@@ -657,6 +657,25 @@ fn diverge(r: &mut CheckReport, event: u64, line: u64, expected: Addr, got: Addr
 /// See [`CheckError`].
 pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
     let mut reader = Pymalloc3Reader::open(path)?;
+    check_events(&mut reader, opts, &path.display().to_string())
+}
+
+/// [`check`] of an already opened event stream (a binary trace of a CPython 3 recording).
+///
+/// # Errors
+/// See [`CheckError`].
+pub fn check_reader(
+    mut reader: Box<dyn EventReader>,
+    opts: &CheckOptions,
+) -> Result<CheckReport, CheckError> {
+    check_events(&mut *reader, opts, "replaying")
+}
+
+fn check_events<R: EventReader + ?Sized>(
+    reader: &mut R,
+    opts: &CheckOptions,
+    name: &str,
+) -> Result<CheckReport, CheckError> {
     let (params, mode) = model_for(opts, reader.header())?;
     let mut rp = Replayer::new(params, mode, &Platform::linux_x86_64());
     let bar = opts.progress.then(|| {
@@ -666,10 +685,10 @@ pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError
         {
             b.set_style(style);
         }
-        b.set_message(format!("{}", path.display()));
+        b.set_message(name.to_string());
         b
     });
-    let report = replay(&mut reader, &mut rp, opts.keep_going, |i, _, _| {
+    let report = replay(reader, &mut rp, opts.keep_going, |i, _, _| {
         if let Some(b) = &bar {
             if i & 0xffff == 0 {
                 b.set_position(i);

@@ -1,30 +1,58 @@
-//! Checking CPython 2.7 PYREC recordings against the int and float free lists.
+//! Checking CPython 2.7 PYREC recordings: both layers of the 2.7 object allocator in one
+//! replay, the int and float free lists (intobject.c, floatobject.c) and pymalloc
+//! (obmalloc.c, the 2.7.17+ preset: 16-byte classes up to 512 bytes, 4 KiB pools,
+//! 256 KiB arenas).
 //!
 //! ```text
-//!  B/b ADDR   the block address is taken from the trace (glibc chose it); the model
-//!             checks only that its free list was empty (fill_free_list runs only then)
-//!  I/i ADDR   checked: the model pops its free-list head, which must be ADDR
-//!  D/d ADDR   the model pushes ADDR back (an error if ADDR is not a live object)
-//!  K/X/L      checked: the model runs ClearFreeList at the first K/X and each line must
-//!             match its walk (block, live count) and its totals (kept, freed, live, nfree, head)
-//!  m/r/f O, A, F   pymalloc: NOT checked here (the pymalloc model is wired in later);
-//!             counted in `events` and in the report's `not_checked`
+//!  B/b 992 ADDR   given: the block address is glibc's; checked: sizeof(PyIntBlock) and
+//!                 that the model's free list was empty (fill_free_list runs only then)
+//!  I/i V ADDR     checked: the model pops its free-list head, which must be ADDR
+//!  D/d ADDR       applied: the model pushes ADDR back (an error if ADDR is not live)
+//!  K/X/L          checked: the model runs ClearFreeList at the first K/X and each line must
+//!                 match its walk (block, live count) and its totals (kept, freed, live, nfree, head)
+//!  A 262144 ADDR  given: the arena base is the kernel's; queued for the next O call, which
+//!                 must map exactly the arenas queued (counted in `arena_events`)
+//!  F ADDR 262144  queued: the next O call must unmap exactly these (counted in `arena_events`)
+//!  m O N ADDR     1 <= N <= 512: checked, pymalloc's answer must be ADDR;
+//!                 else given: the model must fall through to malloc(N or 1), answered ADDR
+//!  r O OLD N NEW  OLD in a live arena, in place (N <= S, 4N > 3S) or N small: checked;
+//!                 OLD in a live arena, N 0 or > 512: given, the model must call malloc(N or 1)
+//!                 and free OLD; OLD outside every arena: given, the model must call
+//!                 realloc(OLD, N or 1); OLD = 0: as m
+//!  f O ADDR       applied: a pymalloc free in a live arena, else glibc's free of a
+//!                 fall-through block (an error if ADDR is neither)
 //! ```
-//! The model starts from an empty free list, as the interpreter does: the first 262 I
-//! lines are `_PyInt_Init`'s small ints.
+//! The model starts from an empty free list and an empty pymalloc, as the interpreter
+//! does: the first 262 I lines are `_PyInt_Init`'s small ints. Every event is checked,
+//! given or applied: `not_checked` counts only events of kinds a PYREC trace cannot hold
+//! (read from a binary trace of another format), so it is 0 for the recordings.
+//! Invariants: after each O call no `A` line is left queued and the model's maps and
+//! unmaps equal the queued `A`/`F` lines; `checked == matched` iff no divergence.
 
-use super::{CheckError, CheckOptions, CheckReport};
+use super::given::GivenRaw;
+use super::{CheckError, CheckOptions, CheckReport, Divergence};
 use crate::addr::Addr;
+use crate::alloc::Allocator;
+use crate::error::AllocError;
 use crate::objects::freelist::{BlockType, ClearEvent, ClearReport, FreeList};
 use crate::objects::intobject::{NSMALLNEGINTS, NSMALLPOSINTS};
 use crate::objects::{FloatFreeList, IntFreeList, PyFloat, PyInt, Slot, SmallInts};
 use crate::platform::Platform;
+use crate::pymalloc::{PinnedArenas, Pymalloc, PymallocParams, RawCall};
 use crate::sysmalloc::{SharedHeap, TraceHeap};
 use crate::trace::pyrec27::Pyrec27Reader;
-use crate::trace::{Event, EventKind, EventReader, FreeListKind};
-use std::collections::VecDeque;
+use crate::trace::{Domain, Event, EventKind, EventReader, FreeListKind, TraceFormat};
+use std::collections::{HashMap, VecDeque};
 use std::io::IsTerminal;
 use std::path::Path;
+
+/// The pymalloc of a 2.7 replay: fall-throughs answered from the trace's O lines
+/// ([`GivenRaw`]), arenas pinned from its `A` lines.
+pub type Py27Pymalloc = Pymalloc<GivenRaw, PinnedArenas>;
+
+/// Where pymalloc's own bookkeeping blocks (the `arenas` vector, which 2.7 does not log)
+/// are placed: below every heap, never compared.
+const HIDDEN_BASE: Addr = Addr(0x1000);
 
 /// One free list being replayed, with the ClearFreeList lines still to compare.
 struct Side<T> {
@@ -45,7 +73,7 @@ enum Pending {
 }
 
 impl<T: BlockType> Side<T> {
-    fn clear(&mut self) -> Result<(), crate::error::AllocError> {
+    fn clear(&mut self) -> Result<(), AllocError> {
         let r: ClearReport = self.list.clear_free_list()?;
         self.pending
             .extend(r.events.iter().map(|&e| Pending::Walk(e)));
@@ -58,23 +86,54 @@ impl<T: BlockType> Side<T> {
         });
         Ok(())
     }
+
+    /// Where `a` lies in the model's blocks (for a divergence's `why`).
+    fn where_is(&mut self, a: Addr) -> String {
+        match self.list.whereabouts(a) {
+            Some(w) => format!(
+                "{a} is objects[{}] of block #{} at {} ({})",
+                w.k,
+                w.block,
+                w.base,
+                if w.live { "live" } else { "free" }
+            ),
+            None => format!("{a} is in no block of the model"),
+        }
+    }
 }
 
-/// A replay of a PYREC trace through the free-list models.
+/// A PyObject_Malloc/Realloc/Free line.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Malloc(u64),
+    Realloc(Addr, u64),
+    Free(Addr),
+}
+
+/// A replay of a PYREC trace through the free-list models and pymalloc.
 pub struct Py27Replay {
     platform: Platform,          // the recording's platform
     heap: SharedHeap<TraceHeap>, // blocks come from the trace
     ints: Side<PyInt>,           // the int free list
     floats: Side<PyFloat>,       // the float free list
     small: Vec<(Addr, Slot)>,    // _PyInt_Init's pops, -5 first
+    pymalloc: Py27Pymalloc,      // the object allocator
+    expected_maps: Vec<Addr>,    // `A` lines queued for the next O call
+    expected_unmaps: Vec<Addr>,  // `F` lines queued for the next O call
+    alias: HashMap<u64, u64>,    // recorded address -> model address, after a divergence
     /// Comparisons made so far.
     pub report: CheckReport,
     keep_going: bool, // count divergences past the first
 }
 
 impl Py27Replay {
-    /// An empty interpreter on `platform`.
+    /// An empty interpreter on `platform`, pymalloc of 2.7.17–2.7.18 (the recordings').
     pub fn new(platform: Platform, keep_going: bool) -> Py27Replay {
+        Py27Replay::with_params(platform, PymallocParams::v2_7_17(), keep_going)
+    }
+
+    /// An empty interpreter on `platform` with the pymalloc of era `params`.
+    pub fn with_params(platform: Platform, params: PymallocParams, keep_going: bool) -> Py27Replay {
         let heap = SharedHeap::new(TraceHeap::default());
         Py27Replay {
             ints: Side {
@@ -88,6 +147,10 @@ impl Py27Replay {
             heap,
             platform,
             small: Vec::new(),
+            pymalloc: Pymalloc::new(params, GivenRaw::new(HIDDEN_BASE), PinnedArenas::default()),
+            expected_maps: Vec::new(),
+            expected_unmaps: Vec::new(),
+            alias: HashMap::new(),
             report: CheckReport::default(),
             keep_going,
         }
@@ -98,6 +161,16 @@ impl Py27Replay {
         &self.ints.list
     }
 
+    /// pymalloc as replayed so far.
+    pub fn pymalloc(&self) -> &Py27Pymalloc {
+        &self.pymalloc
+    }
+
+    /// pymalloc, mutably (for `explain`, `check_invariants`).
+    pub fn pymalloc_mut(&mut self) -> &mut Py27Pymalloc {
+        &mut self.pymalloc
+    }
+
     /// True once `_PyInt_Init` has popped all of the small ints.
     pub fn small_ints_done(&self) -> bool {
         self.small.len() == (NSMALLNEGINTS + NSMALLPOSINTS) as usize
@@ -105,11 +178,12 @@ impl Py27Replay {
 
     /// The address of small int `v`, once `_PyInt_Init` has made it.
     pub fn small_int(&self, v: i64) -> Option<Addr> {
-        let i = usize::try_from(v + NSMALLNEGINTS).ok()?;
+        let i = usize::try_from(v.checked_add(NSMALLNEGINTS)?).ok()?;
         self.small.get(i).map(|&(a, _)| a)
     }
 
-    /// Hands the replayed state to the Python facade (to script what the trace did next).
+    /// Hands the replayed free lists to the Python facade (to script what the trace did
+    /// next); pymalloc's state is not carried over.
     pub fn into_python(self) -> crate::interp::Python<TraceHeap> {
         let (addrs, slots) = self.small.into_iter().unzip();
         crate::interp::Python::v2_7_from_state(
@@ -121,19 +195,104 @@ impl Py27Replay {
         )
     }
 
+    fn diverge(&mut self, event: u64, line: u64, expected: Addr, got: Addr, why: String) {
+        let r = &mut self.report;
+        if r.first_divergence.is_none() {
+            r.first_divergence = Some(Divergence {
+                event,
+                line,
+                expected: format!("{:#x}", expected.0),
+                got: format!("{:#x}", got.0),
+                why,
+            });
+        } else {
+            r.divergences += 1;
+        }
+    }
+
     /// Applies one event (the `index`-th of the trace).
     ///
     /// # Errors
-    /// `CheckError::Model` when the trace asks the model something it refuses (a push of
-    /// an address that is not a live object).
+    /// `CheckError::Model` when the trace asks the model something it refuses (a push or
+    /// free of an address that is not live); with `keep_going` that is a divergence instead.
     pub fn apply(&mut self, ev: &Event, index: u64) -> Result<(), CheckError> {
         self.report.events += 1;
+        let arena_line = matches!(
+            ev.kind,
+            EventKind::ArenaAlloc { .. } | EventKind::ArenaFree { .. }
+        );
+        if !arena_line
+            && op_of(&ev.kind).is_none()
+            && !(self.expected_maps.is_empty() && self.expected_unmaps.is_empty())
+        {
+            let why = self.stray_arena_lines();
+            self.diverge(index, ev.line, Addr::NULL, Addr::NULL, why);
+        }
+        match self.apply_event(ev, index) {
+            Err(CheckError::Model {
+                event,
+                line,
+                source,
+            }) if self.keep_going => {
+                self.diverge(
+                    event,
+                    line,
+                    Addr::NULL,
+                    Addr::NULL,
+                    format!("the model refused: {source}"),
+                );
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    /// Ends the replay: `A`/`F` lines left queued (no O call after them) are a divergence.
+    pub fn finish(&mut self, index: u64, line: u64) {
+        if !(self.expected_maps.is_empty() && self.expected_unmaps.is_empty()) {
+            let why = self.stray_arena_lines();
+            self.diverge(index, line, Addr::NULL, Addr::NULL, why);
+        }
+    }
+
+    fn stray_arena_lines(&mut self) -> String {
+        let why = format!(
+            "arena lines (maps {:?}, unmaps {:?}) not followed by the PyObject call that made them",
+            self.expected_maps, self.expected_unmaps
+        );
+        self.clear_arena_queue();
+        why
+    }
+
+    fn clear_arena_queue(&mut self) {
+        self.expected_maps.clear();
+        self.expected_unmaps.clear();
+        let src = self.pymalloc.source_mut();
+        src.pending.clear();
+        src.mapped.clear();
+        src.unmapped.clear();
+    }
+
+    fn apply_event(&mut self, ev: &Event, index: u64) -> Result<(), CheckError> {
         let model_err = |source| CheckError::Model {
             event: index,
             line: ev.line,
             source,
         };
+        if let Some((op, expected)) = op_of(&ev.kind) {
+            return self.pymalloc_call(op, expected, index, ev.line);
+        }
         match ev.kind {
+            EventKind::ArenaAlloc { size, addr } => {
+                self.arena_size_line(size, index, ev.line);
+                self.report.given += 1;
+                self.pymalloc.source_mut().pending.push_back(addr);
+                self.expected_maps.push(addr);
+            }
+            EventKind::ArenaFree { addr, size } => {
+                self.arena_size_line(size, index, ev.line);
+                self.expected_unmaps.push(addr);
+            }
             EventKind::BlockNew { kind, size, addr } => {
                 let (head, block_size) = match kind {
                     FreeListKind::Int => {
@@ -144,6 +303,7 @@ impl Py27Replay {
                         self.floats.list.layout().block_size,
                     ),
                 };
+                self.report.given += 1;
                 self.report.compare(index, ev.line, size, block_size, || {
                     "sizeof(PyIntBlock) computed from the platform".into()
                 });
@@ -157,20 +317,28 @@ impl Py27Replay {
                 .map_err(model_err)?;
             }
             EventKind::ObjPop { kind, value, addr } => {
-                let got = match kind {
-                    FreeListKind::Int => pop(&mut self.ints.list),
-                    FreeListKind::Float => pop(&mut self.floats.list),
-                };
-                let (slot, got) = got.map_err(model_err)?;
+                let (slot, got) = match kind {
+                    FreeListKind::Int => self.ints.list.alloc(),
+                    FreeListKind::Float => self.floats.list.alloc(),
+                }
+                .map_err(model_err)?;
                 if kind == FreeListKind::Int && !self.small_ints_done() {
                     self.small.push((got, slot));
                 }
-                let ok = self.report.compare(index, ev.line, addr.0, got.0, || {
-                    format!("{kind:?} value {value}: the model popped its free-list head {got}")
+                let why = (got != addr).then(|| {
+                    let (g, e) = match kind {
+                        FreeListKind::Int => (self.ints.where_is(got), self.ints.where_is(addr)),
+                        FreeListKind::Float => {
+                            (self.floats.where_is(got), self.floats.where_is(addr))
+                        }
+                    };
+                    format!(
+                        "{kind:?} value {value}: the model popped its free-list head: {g}; \
+                         the recorded address: {e}"
+                    )
                 });
-                if !ok && !self.keep_going {
-                    return Ok(());
-                }
+                self.report
+                    .compare(index, ev.line, addr.0, got.0, || why.unwrap_or_default());
             }
             EventKind::ObjPush { kind, addr } => {
                 match kind {
@@ -199,6 +367,172 @@ impl Py27Replay {
                 self.compare_clear(index, ev, side_pending);
             }
             _ => self.report.not_checked += 1,
+        }
+        Ok(())
+    }
+
+    /// An `A`/`F` line's size must be the preset's ARENA_SIZE.
+    fn arena_size_line(&mut self, size: u64, index: u64, line: u64) {
+        let arena = self.pymalloc.params().arena_size();
+        if size != arena {
+            self.diverge(
+                index,
+                line,
+                Addr(size),
+                Addr(arena),
+                format!(
+                    "an arena of {size} bytes; {} maps arenas of {arena}",
+                    self.pymalloc.params().name
+                ),
+            );
+        }
+    }
+
+    /// A recorded address in the model's terms (they differ only after a divergence).
+    fn to_model(&self, a: Addr) -> Addr {
+        if self.alias.is_empty() {
+            return a;
+        }
+        self.alias.get(&a.0).map_or(a, |&m| Addr(m))
+    }
+
+    /// What the recording implies for an O call returning `expected`: the system call the
+    /// model must make (answered `expected`), and whether pymalloc's own answer is checked.
+    fn implied(&mut self, op: Op, expected: Addr) -> (Option<RawCall>, bool) {
+        let threshold = self.pymalloc.params().small_request_threshold;
+        let small = |n: u64| n >= 1 && n <= threshold;
+        let fall = |n: u64| {
+            (!small(n)).then_some(RawCall::Malloc {
+                size: n.max(1),
+                addr: expected,
+            })
+        };
+        match op {
+            Op::Free(_) => (None, false),
+            Op::Malloc(n) => (fall(n), small(n)),
+            Op::Realloc(old, n) if old.is_null() => (fall(n), small(n)),
+            Op::Realloc(old, n) => {
+                let m = self.to_model(old);
+                match self.pymalloc.block_info(m) {
+                    Some(b) => {
+                        let s = b.szidx.map(|i| self.pymalloc.params().class_size(i));
+                        let in_place = s.is_some_and(|s| n <= s && n.saturating_mul(4) > 3 * s);
+                        if in_place {
+                            (None, true)
+                        } else {
+                            (fall(n), small(n))
+                        }
+                    }
+                    None => (
+                        Some(RawCall::Realloc {
+                            old: m,
+                            size: n.max(1),
+                            addr: expected,
+                        }),
+                        false,
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Replays one PyObject_Malloc/Realloc/Free line with the `A`/`F` lines before it.
+    fn pymalloc_call(
+        &mut self,
+        op: Op,
+        expected: Addr,
+        index: u64,
+        line: u64,
+    ) -> Result<(), CheckError> {
+        let (implied, checked) = self.implied(op, expected);
+        let mut why: Vec<String> = Vec::new();
+        if implied.is_some() && self.pymalloc.block_info(expected).is_some() {
+            why.push(format!(
+                "the recorded address {expected} lies in a pymalloc arena, but the call falls \
+                 through to the system allocator"
+            ));
+        }
+        self.pymalloc.lower_mut().expect = implied;
+        let result = match op {
+            Op::Malloc(n) => self
+                .pymalloc
+                .malloc(usize::try_from(n).unwrap_or(usize::MAX)),
+            Op::Realloc(old, n) => {
+                let m = self.to_model(old);
+                self.pymalloc
+                    .realloc(m, usize::try_from(n).unwrap_or(usize::MAX))
+            }
+            Op::Free(a) => {
+                let m = self.to_model(a);
+                self.pymalloc.free(m).map(|()| Addr::NULL)
+            }
+        };
+        let unmet = self.pymalloc.lower_mut().expect.take();
+        let src = self.pymalloc.source();
+        let mapped: Vec<Addr> = src.mapped.iter().map(|&(m, t)| t.unwrap_or(m)).collect();
+        if mapped != self.expected_maps {
+            why.push(format!(
+                "arenas mapped: model {mapped:?}, recording {:?}",
+                self.expected_maps
+            ));
+        }
+        if src.unmapped != self.expected_unmaps {
+            why.push(format!(
+                "arenas unmapped: model {:?}, recording {:?}",
+                src.unmapped, self.expected_unmaps
+            ));
+        }
+        let arena_events = (mapped.len() + src.unmapped.len()) as u64;
+        if let Some(call) = unmet {
+            why.push(format!(
+                "the recording's answer is the system allocator's ({call:?}), \
+                 but the model did not make that call"
+            ));
+        }
+        self.clear_arena_queue();
+        let got = match result {
+            Ok(g) => g,
+            Err(e @ (AllocError::OutOfAddressSpace { .. } | AllocError::Corrupt { .. })) => {
+                why.insert(0, e.to_string());
+                Addr::NULL
+            }
+            Err(source) => {
+                return Err(CheckError::Model {
+                    event: index,
+                    line,
+                    source,
+                })
+            }
+        };
+        if let Op::Free(a) | Op::Realloc(a, _) = op {
+            if !self.alias.is_empty() {
+                self.alias.remove(&a.0);
+            }
+        }
+        if implied.is_some() {
+            self.report.given += 1;
+        }
+        if !matches!(op, Op::Free(_)) && got != expected {
+            let w = format!(
+                "model {}; the recorded address: {}",
+                self.pymalloc.explain(got),
+                self.pymalloc.explain(expected)
+            );
+            why.insert(0, w);
+            if !expected.is_null() {
+                self.alias.insert(expected.0, got.0);
+            }
+        }
+        if checked {
+            self.report.checked += 1;
+            if why.is_empty() {
+                self.report.matched += 1;
+            }
+        }
+        if why.is_empty() {
+            self.report.arena_events += arena_events;
+        } else {
+            self.diverge(index, line, expected, got, why.join("; "));
         }
         Ok(())
     }
@@ -250,30 +584,87 @@ impl Py27Replay {
     }
 }
 
-fn pop<T: BlockType>(
-    l: &mut FreeList<SharedHeap<TraceHeap>, T>,
-) -> Result<(Slot, Addr), crate::error::AllocError> {
-    // On an empty list the trace would have shown a B line first: TraceHeap refuses.
-    l.alloc()
+/// The O call an event is, with the address it returned (NULL for a free).
+fn op_of(kind: &EventKind) -> Option<(Op, Addr)> {
+    match *kind {
+        EventKind::Malloc {
+            domain: Domain::Obj,
+            size,
+            addr,
+        } => Some((Op::Malloc(size), addr)),
+        EventKind::Realloc {
+            domain: Domain::Obj,
+            old,
+            size,
+            new,
+        } => Some((Op::Realloc(old, size), new)),
+        EventKind::Free {
+            domain: Domain::Obj,
+            addr,
+        } => Some((Op::Free(addr), Addr::NULL)),
+        _ => None,
+    }
 }
 
-/// Replays the trace at `path` through the free-list models and compares every I/i
-/// address and every K/X/L line. pymalloc events are counted, not checked.
+/// The pymalloc preset for `--model` (a name [`PymallocParams::by_name`] knows), or
+/// 2.7.17–2.7.18's when none is given.
 ///
 /// # Errors
-/// An unreadable or malformed trace; a push of an address that is not live.
+/// `UnknownModel` for a name no preset answers to.
+pub fn params_for(opts: &CheckOptions) -> Result<PymallocParams, CheckError> {
+    match &opts.model {
+        None => Ok(PymallocParams::v2_7_17()),
+        Some(m) => PymallocParams::by_name(m).ok_or_else(|| CheckError::UnknownModel {
+            model: m.clone(),
+            format: TraceFormat::Pyrec27,
+            known: PymallocParams::presets()
+                .iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// Replays the trace at `path` through the free lists and pymalloc and compares every
+/// I/i address, every K/X/L line, every small pymalloc address and every arena map and
+/// unmap.
+///
+/// # Errors
+/// An unreadable or malformed trace; a push or free of an address that is not live
+/// (a divergence with `keep_going`); an unknown `--model`.
 pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
     let mut reader = Pyrec27Reader::open(path)?;
-    let mut replay = Py27Replay::new(Platform::linux_x86_64(), opts.keep_going);
+    check_events(&mut reader, opts)
+}
+
+/// [`check`] of an already opened event stream (a binary trace of a PYREC recording, say).
+///
+/// # Errors
+/// As [`check`].
+pub fn check_reader(
+    mut reader: Box<dyn EventReader>,
+    opts: &CheckOptions,
+) -> Result<CheckReport, CheckError> {
+    check_events(&mut *reader, opts)
+}
+
+fn check_events<R: EventReader + ?Sized>(
+    reader: &mut R,
+    opts: &CheckOptions,
+) -> Result<CheckReport, CheckError> {
+    let params = params_for(opts)?;
+    let mut replay = Py27Replay::with_params(Platform::linux_x86_64(), params, opts.keep_going);
     let bar = (opts.progress && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
         b.set_message("replaying");
         b
     });
-    let mut index = 0u64;
+    let (mut index, mut line) = (0u64, 0u64);
     while let Some(ev) = reader.next_event()? {
         replay.apply(&ev, index)?;
         index += 1;
+        line = ev.line;
         if let Some(b) = &bar {
             if index % 65536 == 0 {
                 b.set_position(index);
@@ -283,8 +674,146 @@ pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError
             break;
         }
     }
+    if replay.report.first_divergence.is_none() || opts.keep_going {
+        replay.finish(index, line);
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     Ok(replay.report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{LineReader, TraceError};
+
+    const HEAD: &str = "# PYREC allocator event trace: workload \"t\"\n";
+    // The first lines of startup.trace.gz: an arena, a 56-byte and a 48-byte request.
+    const START: &str = "A 262144 7ffff7cb2000\nm O 56 7ffff7cb2030\nm O 48 7ffff7cb3030\n";
+
+    fn run(body: &str, keep_going: bool) -> Result<CheckReport, CheckError> {
+        let text = format!("{HEAD}{body}");
+        let reader = Pyrec27Reader::new(LineReader::from_text("t", &text));
+        let opts = CheckOptions {
+            keep_going,
+            ..CheckOptions::default()
+        };
+        check_reader(Box::new(reader), &opts)
+    }
+
+    #[test]
+    fn both_layers_replay_with_the_realloc_rules_of_the_header() {
+        let r = run(
+            &format!(
+                "{START}B 992 555555800000\nI 1000 5555558003c8\n\
+                 m O 600 555555900000\n\
+                 r O 555555900000 700 555555a00000\n\
+                 r O 7ffff7cb2030 60 7ffff7cb2030\n\
+                 r O 7ffff7cb2030 20 7ffff7cb4030\n\
+                 r O 7ffff7cb3030 600 555555b00000\n\
+                 r O 0 48 7ffff7cb3030\n\
+                 r O 555555a00000 0 555555a00000\n\
+                 f O 555555a00000\nf O 555555b00000\nf O 0\nD 5555558003c8\n"
+            ),
+            false,
+        )
+        .unwrap();
+        assert!(r.ok(), "{:?}", r.first_divergence);
+        // m 56, m 48, I, B (2), r in place, r to class 32, r of NULL: checked.
+        assert_eq!((r.checked, r.matched), (8, 8));
+        // A, B, m 600, r outside (700), r to 600 (fall-through), r outside (0 -> 1).
+        assert_eq!(r.given, 6);
+        assert_eq!(r.arena_events, 1);
+        assert_eq!(r.not_checked, 0);
+    }
+
+    #[test]
+    fn a_wrong_small_address_names_pool_class_and_free_list_head() {
+        let body = format!("{START}m O 56 7ffff7cb20b0\nm O 56 7ffff7cb20b0\n");
+        let r = run(&body, false).unwrap();
+        let d = r.first_divergence.clone().unwrap();
+        assert_eq!((d.event, d.line), (3, 5));
+        assert_eq!(d.expected, "0x7ffff7cb20b0");
+        assert_eq!(d.got, "0x7ffff7cb2070");
+        assert!(
+            d.why.contains("pool 0x7ffff7cb2000")
+                && d.why.contains("size class 3")
+                && d.why.contains("free-list head"),
+            "{}",
+            d.why
+        );
+        assert_eq!(r.events, 4, "stops at the first divergence");
+        let all = run(&body, true).unwrap();
+        assert_eq!(all.events, 5);
+        assert_eq!(all.first_divergence, r.first_divergence);
+        assert_eq!((all.checked, all.matched), (4, 3), "the last one matches");
+    }
+
+    #[test]
+    fn a_wrong_int_address_names_block_and_slot() {
+        let r = run("B 992 555555800000\nI 7 555555800008\n", false).unwrap();
+        let d = r.first_divergence.unwrap();
+        assert!(
+            d.why.contains("objects[40] of block #0") && d.why.contains("objects[0]"),
+            "{}",
+            d.why
+        );
+    }
+
+    #[test]
+    fn arena_lines_must_be_the_models_maps_and_unmaps() {
+        // No A line: the model needs an arena the recording does not show.
+        let r = run("m O 56 7ffff7cb2030\n", false).unwrap();
+        assert!(r.first_divergence.unwrap().why.contains("arena"));
+        // An A line no O call used.
+        let r = run("A 262144 7ffff7cb2000\nB 992 555555800000\n", false).unwrap();
+        assert!(r.first_divergence.unwrap().why.contains("not followed"));
+        // An F line the model does not do.
+        let r = run(
+            &format!("{START}F 7ffff7cb2000 262144\nf O 7ffff7cb2030\n"),
+            false,
+        )
+        .unwrap();
+        assert!(r.first_divergence.unwrap().why.contains("unmapped"));
+        // A recording whose large request landed in an arena.
+        let r = run(&format!("{START}m O 600 7ffff7cb5030\n"), false).unwrap();
+        assert!(r.first_divergence.unwrap().why.contains("falls"));
+    }
+
+    #[test]
+    fn bad_frees_are_errors_with_event_and_line_or_divergences_with_keep_going() {
+        for body in [
+            format!("{START}f O 555555900000\n"),
+            format!("{START}f O 7ffff7cb2030\nf O 7ffff7cb2030\n"),
+            format!("{START}r O 555555900000 30 555555900000\n"),
+            "D 555555800000\n".to_string(),
+        ] {
+            match run(&body, false) {
+                Err(CheckError::Model { event, line, .. }) => {
+                    assert_eq!(line, event + 2, "{body}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+            let r = run(&body, true).unwrap();
+            assert!(!r.ok() && r.first_divergence.unwrap().why.contains("refused"));
+        }
+    }
+
+    #[test]
+    fn malformed_lines_and_absurd_sizes_are_errors_not_panics() {
+        match run(&format!("{START}m O 56 zz\n"), false) {
+            Err(CheckError::Trace(TraceError::Parse { line, text, .. })) => {
+                assert_eq!((line, text.as_str()), (5, "m O 56 zz"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = run(
+            &format!("{START}m O 18446744073709551615 555555900000\n"),
+            false,
+        );
+        assert!(matches!(e, Err(CheckError::Model { line: 5, .. })), "{e:?}");
+        let r = run("A 4096 7ffff7cb2000\nm O 56 7ffff7cb2030\n", false).unwrap();
+        assert!(r.first_divergence.unwrap().why.contains("arenas of"));
+    }
 }

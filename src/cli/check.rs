@@ -14,7 +14,7 @@ use std::time::Instant;
 /// Arguments of `pyalloc check`.
 #[derive(clap::Args)]
 pub struct CheckArgs {
-    /// The recorded trace (plain or gzip).
+    /// The recorded trace (plain or gzip text, or its binary form from `pyalloc convert`).
     pub trace: PathBuf,
     /// The model (default: named by the trace's header).
     #[arg(long)]
@@ -52,9 +52,15 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, String> {
             report.events as f64 / secs.max(1e-9),
             secs
         );
+        if report.given > 0 {
+            println!(
+                "{} addresses taken from the recording (glibc's and the kernel's answers)",
+                report.given
+            );
+        }
         if report.not_checked > 0 {
             println!(
-                "{} events not checked (no model wired for them yet)",
+                "{} events of kinds this checker has no model for",
                 report.not_checked
             );
         }

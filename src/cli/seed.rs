@@ -83,7 +83,7 @@ pub fn run(args: SeedArgs) -> Result<ExitCode, String> {
             (
                 run,
                 format!(
-                    "the int free list replayed from {} up to line {} ({} free-list events checked, all matched)",
+                    "the int free list replayed from {} up to line {} ({} free-list and pymalloc numbers checked, all matched)",
                     path.display(),
                     start.line,
                     start.report.checked
