@@ -18,7 +18,7 @@
 
 use super::event::{Domain, Event, EventKind, FreeListKind};
 use super::io::{LineReader, TraceError};
-use super::{EventReader, TraceHeader};
+use super::{fields, EventReader, TraceHeader};
 use crate::addr::Addr;
 use std::path::Path;
 
@@ -152,32 +152,31 @@ pub fn parse_line(text: &str) -> Result<EventKind, String> {
     Ok(ev)
 }
 
+/// What one line of a PYREC trace holds.
+enum Line {
+    Event(EventKind), // an event line
+    Comment(String),  // a `#` line's body (all of them are header)
+    Blank,            // an empty or all-space line
+}
+
 impl EventReader for Pyrec27Reader {
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
-        loop {
-            let Some(text) = self.lines.next_line()? else {
-                return Ok(None);
-            };
-            if let Some(h) = text.strip_prefix('#') {
-                self.header
-                    .lines
-                    .push(h.strip_prefix(' ').unwrap_or(h).to_string());
-                continue;
+        while let Some((line, parsed)) = fields::next_line_with(&mut self.lines, |text| {
+            if let Some(h) = fields::comment(text) {
+                return Ok(Line::Comment(h.to_string()));
             }
             if text.trim().is_empty() {
-                continue;
+                return Ok(Line::Blank);
             }
-            return match parse_line(text) {
-                Ok(kind) => Ok(Some(Event {
-                    kind,
-                    line: self.lines.line_number(),
-                })),
-                Err(why) => {
-                    let text = text.to_string();
-                    Err(self.lines.parse_error(&text, why))
-                }
-            };
+            parse_line(text).map(Line::Event)
+        })? {
+            match parsed {
+                Line::Event(kind) => return Ok(Some(Event { kind, line })),
+                Line::Comment(h) => self.header.lines.push(h),
+                Line::Blank => {}
+            }
         }
+        Ok(None)
     }
 
     fn header(&self) -> &TraceHeader {
