@@ -77,6 +77,66 @@ fn code_fl(c: u8) -> Option<FreeListKind> {
     }
 }
 
+/// The record table, written once for both directions: each kind's code, its sub-code
+/// field (`domain` or free-list `kind`, if any) and its fields in stored order with their
+/// codec (`v` varint, `z` zigzag varint, `a` address, `idx` mark index). It expands to
+/// `BinaryWriter::record` and `decode_kind`, so `decode_kind(record(k)) == k` by
+/// construction.
+macro_rules! records {
+    ($($code:literal => $variant:ident { $([$sub:ident])? $($field:ident: $c:ident),* })*) => {
+        impl<W: Write> BinaryWriter<W> {
+            /// Appends one event's tag and fields.
+            fn record(&mut self, kind: EventKind) {
+                match kind {
+                    $(EventKind::$variant { $($sub,)? $($field),* } => {
+                        self.tag($code, records!(@enc $($sub $sub)?));
+                        $(self.$c($field);)*
+                    })*
+                }
+            }
+        }
+
+        /// Decodes the fields of a record of kind `code`, sub-code `sub`.
+        #[inline(always)]
+        fn decode_kind(c: &mut Cur, code: u8, sub: u8) -> Result<EventKind, Fault> {
+            Ok(match code {
+                $($code => EventKind::$variant {
+                    $($sub: records!(@dec $sub sub)?,)?
+                    $($field: c.$c()?),*
+                },)*
+                _ => return Err(Fault::Bad("unknown record tag")),
+            })
+        }
+    };
+    (@enc) => { NO_SUB };
+    (@enc domain $x:ident) => { domain_code($x) };
+    (@enc kind $x:ident) => { fl_code($x) };
+    (@dec domain $s:ident) => { code_domain($s).ok_or(Fault::Bad("bad domain code")) };
+    (@dec kind $s:ident) => { code_fl($s).ok_or(Fault::Bad("bad free-list code")) };
+}
+
+records! {
+    0 => Malloc { [domain] size: v, addr: a }
+    1 => Calloc { [domain] nelem: v, elsize: v, addr: a }
+    2 => Realloc { [domain] old: a, size: v, new: a }
+    3 => Free { [domain] addr: a }
+    4 => Memalign { align: v, size: v, addr: a }
+    5 => Valloc { size: v, addr: a }
+    6 => Pvalloc { size: v, addr: a }
+    7 => Mallopt { param: z, value: z, ret: z }
+    8 => ArenaAlloc { size: v, addr: a }
+    9 => ArenaFree { addr: a, size: v }
+    10 => VirtualAlloc { size: v, addr: a }
+    11 => VirtualFree { addr: a, size: v }
+    12 => BlockNew { [kind] size: v, addr: a }
+    13 => ObjPop { [kind] value: z, addr: a }
+    14 => ObjPush { [kind] addr: a }
+    15 => ClearKeep { [kind] addr: a, live: v }
+    16 => ClearFree { [kind] addr: a }
+    17 => ClearDone { [kind] kept: v, freed: v, live: v, nfree: v, head: a }
+    18 => Mark { index: idx }
+}
+
 /// Writes events in the binary format.
 pub struct BinaryWriter<W: Write> {
     out: W,
@@ -129,6 +189,24 @@ impl<W: Write> BinaryWriter<W> {
         self.buf.push(kind * 8 + sub);
     }
 
+    // The field codecs of the record table (see `records!`): v varint, z zigzag varint,
+    // a address, idx mark index.
+    fn v(&mut self, x: u64) {
+        self.varint(x);
+    }
+
+    fn z(&mut self, x: i64) {
+        self.varint(zigzag(x));
+    }
+
+    fn a(&mut self, x: Addr) {
+        self.addr(x);
+    }
+
+    fn idx(&mut self, x: u32) {
+        self.varint(u64::from(x));
+    }
+
     /// Appends one event.
     ///
     /// # Errors
@@ -139,123 +217,7 @@ impl<W: Write> BinaryWriter<W> {
             self.varint(e.line);
         }
         self.line = e.line;
-        match e.kind {
-            EventKind::Malloc { domain, size, addr } => {
-                self.tag(0, domain_code(domain));
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::Calloc {
-                domain,
-                nelem,
-                elsize,
-                addr,
-            } => {
-                self.tag(1, domain_code(domain));
-                self.varint(nelem);
-                self.varint(elsize);
-                self.addr(addr);
-            }
-            EventKind::Realloc {
-                domain,
-                old,
-                size,
-                new,
-            } => {
-                self.tag(2, domain_code(domain));
-                self.addr(old);
-                self.varint(size);
-                self.addr(new);
-            }
-            EventKind::Free { domain, addr } => {
-                self.tag(3, domain_code(domain));
-                self.addr(addr);
-            }
-            EventKind::Memalign { align, size, addr } => {
-                self.tag(4, NO_SUB);
-                self.varint(align);
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::Valloc { size, addr } => {
-                self.tag(5, NO_SUB);
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::Pvalloc { size, addr } => {
-                self.tag(6, NO_SUB);
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::Mallopt { param, value, ret } => {
-                self.tag(7, NO_SUB);
-                self.varint(zigzag(param));
-                self.varint(zigzag(value));
-                self.varint(zigzag(ret));
-            }
-            EventKind::ArenaAlloc { size, addr } => {
-                self.tag(8, NO_SUB);
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::ArenaFree { addr, size } => {
-                self.tag(9, NO_SUB);
-                self.addr(addr);
-                self.varint(size);
-            }
-            EventKind::VirtualAlloc { size, addr } => {
-                self.tag(10, NO_SUB);
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::VirtualFree { addr, size } => {
-                self.tag(11, NO_SUB);
-                self.addr(addr);
-                self.varint(size);
-            }
-            EventKind::BlockNew { kind, size, addr } => {
-                self.tag(12, fl_code(kind));
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::ObjPop { kind, value, addr } => {
-                self.tag(13, fl_code(kind));
-                self.varint(zigzag(value));
-                self.addr(addr);
-            }
-            EventKind::ObjPush { kind, addr } => {
-                self.tag(14, fl_code(kind));
-                self.addr(addr);
-            }
-            EventKind::ClearKeep { kind, addr, live } => {
-                self.tag(15, fl_code(kind));
-                self.addr(addr);
-                self.varint(live);
-            }
-            EventKind::ClearFree { kind, addr } => {
-                self.tag(16, fl_code(kind));
-                self.addr(addr);
-            }
-            EventKind::ClearDone {
-                kind,
-                kept,
-                freed,
-                live,
-                nfree,
-                head,
-            } => {
-                self.tag(17, fl_code(kind));
-                self.varint(kept);
-                self.varint(freed);
-                self.varint(live);
-                self.varint(nfree);
-                self.addr(head);
-            }
-            EventKind::Mark { index } => {
-                self.tag(18, NO_SUB);
-                self.varint(u64::from(index));
-            }
-        }
+        self.record(e.kind);
         self.events += 1;
         if self.buf.len() >= 1 << 16 {
             self.out.write_all(&self.buf)?;
@@ -613,10 +575,20 @@ impl Cur<'_> {
     }
 
     #[inline(always)]
-    fn addr(&mut self) -> Result<Addr, Fault> {
+    fn a(&mut self) -> Result<Addr, Fault> {
         let d = unzigzag(self.v()?);
         self.last = self.last.wrapping_add(d as u64);
         Ok(Addr(self.last))
+    }
+
+    #[inline(always)]
+    fn z(&mut self) -> Result<i64, Fault> {
+        Ok(unzigzag(self.v()?))
+    }
+
+    #[inline(always)]
+    fn idx(&mut self) -> Result<u32, Fault> {
+        u32::try_from(self.v()?).map_err(|_| Fault::Bad("mark index too large"))
     }
 }
 
@@ -633,101 +605,7 @@ fn decode(c: &mut Cur, prev_line: u64) -> Result<Option<Event>, Fault> {
     if tag == TAG_END {
         return Ok(None);
     }
-    let (kind, sub) = (tag / 8, tag % 8);
-    let dom = || code_domain(sub).ok_or(Fault::Bad("bad domain code"));
-    let fl = || code_fl(sub).ok_or(Fault::Bad("bad free-list code"));
-    let k = match kind {
-        0 => EventKind::Malloc {
-            domain: dom()?,
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        1 => EventKind::Calloc {
-            domain: dom()?,
-            nelem: c.v()?,
-            elsize: c.v()?,
-            addr: c.addr()?,
-        },
-        2 => EventKind::Realloc {
-            domain: dom()?,
-            old: c.addr()?,
-            size: c.v()?,
-            new: c.addr()?,
-        },
-        3 => EventKind::Free {
-            domain: dom()?,
-            addr: c.addr()?,
-        },
-        4 => EventKind::Memalign {
-            align: c.v()?,
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        5 => EventKind::Valloc {
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        6 => EventKind::Pvalloc {
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        7 => EventKind::Mallopt {
-            param: unzigzag(c.v()?),
-            value: unzigzag(c.v()?),
-            ret: unzigzag(c.v()?),
-        },
-        8 => EventKind::ArenaAlloc {
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        9 => EventKind::ArenaFree {
-            addr: c.addr()?,
-            size: c.v()?,
-        },
-        10 => EventKind::VirtualAlloc {
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        11 => EventKind::VirtualFree {
-            addr: c.addr()?,
-            size: c.v()?,
-        },
-        12 => EventKind::BlockNew {
-            kind: fl()?,
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        13 => EventKind::ObjPop {
-            kind: fl()?,
-            value: unzigzag(c.v()?),
-            addr: c.addr()?,
-        },
-        14 => EventKind::ObjPush {
-            kind: fl()?,
-            addr: c.addr()?,
-        },
-        15 => EventKind::ClearKeep {
-            kind: fl()?,
-            addr: c.addr()?,
-            live: c.v()?,
-        },
-        16 => EventKind::ClearFree {
-            kind: fl()?,
-            addr: c.addr()?,
-        },
-        17 => EventKind::ClearDone {
-            kind: fl()?,
-            kept: c.v()?,
-            freed: c.v()?,
-            live: c.v()?,
-            nfree: c.v()?,
-            head: c.addr()?,
-        },
-        18 => EventKind::Mark {
-            index: u32::try_from(c.v()?).map_err(|_| Fault::Bad("mark index too large"))?,
-        },
-        _ => return Err(Fault::Bad("unknown record tag")),
-    };
+    let k = decode_kind(c, tag / 8, tag % 8)?;
     Ok(Some(Event { kind: k, line }))
 }
 
