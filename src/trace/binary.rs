@@ -33,6 +33,28 @@ const TAG_LINE: u8 = 0xFE;
 const TAG_END: u8 = 0xFF;
 const NO_SUB: u8 = 7;
 
+/// Decodes one LEB128 varint whose first byte is `first`, the rest from `next` (at
+/// most 10 bytes in all).
+#[inline(always)]
+fn leb128(first: u8, mut next: impl FnMut() -> Result<u8, Fault>) -> Result<u64, Fault> {
+    if first < 0x80 {
+        return Ok(u64::from(first));
+    }
+    let mut v = u64::from(first & 0x7f);
+    let mut shift = 7;
+    loop {
+        let b = next()?;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(Fault::Bad("varint longer than 10 bytes"));
+        }
+    }
+}
+
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
@@ -419,19 +441,8 @@ impl BinaryReader {
     #[cold]
     #[inline(never)]
     fn varint_slow(&mut self) -> Result<u64, Fault> {
-        let mut v = 0u64;
-        let mut shift = 0;
-        loop {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(Fault::Bad("varint longer than 10 bytes"));
-            }
-        }
+        let first = self.byte()?;
+        leb128(first, || self.byte())
     }
 
     fn read_header(&mut self) -> Result<(), Fault> {
@@ -555,23 +566,8 @@ impl Cur<'_> {
 
     #[inline(always)]
     fn v(&mut self) -> Result<u64, Fault> {
-        let b = self.byte()?;
-        if b < 0x80 {
-            return Ok(u64::from(b));
-        }
-        let mut v = u64::from(b & 0x7f);
-        let mut shift = 7;
-        loop {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(Fault::Bad("varint longer than 10 bytes"));
-            }
-        }
+        let first = self.byte()?;
+        leb128(first, || self.byte())
     }
 
     #[inline(always)]
