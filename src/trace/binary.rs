@@ -793,4 +793,51 @@ mod tests {
         let mut r = BinaryReader::from_bytes("t.bin", bytes).unwrap();
         assert!(matches!(r.next_event(), Err(TraceError::Parse { .. })));
     }
+
+    #[test]
+    fn bad_fields_are_refused_naming_the_record_and_why() {
+        let empty = encode(&TraceHeader::default(), &[]);
+        let at = empty.len() - 2; // before the end record (0xFF, count 0)
+        let cases: [(Vec<u8>, &str); 5] = [
+            (vec![5, 1, 1], "bad domain code"),
+            (vec![12 * 8 + 2, 1, 1], "bad free-list code"),
+            (
+                vec![
+                    0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 1,
+                ],
+                "varint longer than 10 bytes",
+            ),
+            (vec![19 * 8], "unknown record tag"),
+            (
+                vec![18 * 8 + 7, 0x80, 0x80, 0x80, 0x80, 0x10],
+                "mark index too large",
+            ),
+        ];
+        for (record, want) in cases {
+            let mut bytes = empty[..at].to_vec();
+            bytes.extend(&record);
+            bytes.extend(&empty[at..]);
+            for batched in [false, true] {
+                let mut r = BinaryReader::from_bytes("t.bin", bytes.clone()).unwrap();
+                let got = if batched {
+                    let mut out = [Event {
+                        kind: EventKind::Mark { index: 0 },
+                        line: 0,
+                    }; 4];
+                    r.next_events(&mut out).map(|n| n as u64)
+                } else {
+                    r.next_event().map(|e| u64::from(e.is_some()))
+                };
+                match got {
+                    Err(TraceError::Parse {
+                        line, text, why, ..
+                    }) => {
+                        assert_eq!((line, why.as_str()), (1, want), "{record:x?}");
+                        assert_eq!(text, format!("record at byte {at}"));
+                    }
+                    other => panic!("{record:x?} (batched {batched}): {other:?}"),
+                }
+            }
+        }
+    }
 }
