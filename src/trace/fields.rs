@@ -47,6 +47,31 @@ pub(crate) fn comment(text: &str) -> Option<&str> {
     Some(body.strip_prefix(' ').unwrap_or(body))
 }
 
+/// One line of a format whose comments are `#` lines.
+pub(crate) enum Line<T> {
+    Comment(String), // a `#` line's body (see [`comment`])
+    Blank,           // an empty or all-space line
+    Item(T),         // any other line, as the format's parser read it
+}
+
+/// Tells a `#` line and a blank line from the others, which `parse` reads.
+///
+/// # Errors
+/// What `parse` refuses.
+#[inline]
+pub(crate) fn commented<T, E>(
+    text: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Line<T>, E> {
+    if let Some(body) = comment(text) {
+        return Ok(Line::Comment(body.to_string()));
+    }
+    if text.trim().is_empty() {
+        return Ok(Line::Blank);
+    }
+    parse(text).map(Line::Item)
+}
+
 /// Splits off the next space-separated field (runs of spaces count as one separator).
 #[inline]
 pub(crate) fn field<'a>(rest: &mut &'a str) -> Option<&'a str> {
@@ -113,7 +138,7 @@ pub(crate) fn hex0x(s: &str) -> Option<Addr> {
 /// Helpers for the readers' unit tests.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::super::{Event, EventReader, TraceError};
+    use super::super::{Event, EventKind, EventReader, TraceError};
 
     /// Every event of a reader, up to its end or first error.
     pub(crate) fn read_all(r: &mut dyn EventReader) -> Result<Vec<Event>, TraceError> {
@@ -122,6 +147,14 @@ pub(crate) mod testing {
             v.push(e);
         }
         Ok(v)
+    }
+
+    /// The kinds of every event and the count of other lines.
+    pub(crate) fn kinds_and_other(
+        r: &mut dyn EventReader,
+    ) -> Result<(Vec<EventKind>, u64), TraceError> {
+        let ev = read_all(r)?;
+        Ok((ev.into_iter().map(|e| e.kind).collect(), r.other_lines()))
     }
 
     /// Asserts that reading `input` failed on line `line` (1-based) with that line's text.

@@ -15,7 +15,7 @@
 //! Sizes are decimal, addresses `0x` hex. Lines are parsed in place (no allocation per
 //! line); a malformed line is an error with its number and text.
 
-use super::fields::{self, dec, field, signed};
+use super::fields::{self, dec, field, signed, Line};
 use super::io::{LineReader, TraceError};
 use super::{Domain, Event, EventKind, EventReader, TraceHeader};
 use crate::addr::Addr;
@@ -129,30 +129,17 @@ fn parse(line: &str) -> Option<EventKind> {
     field(&mut rest).is_none().then_some(kind)
 }
 
-/// What one line of a glibc trace holds.
-enum Line {
-    Call(EventKind), // an m/c/r/f/a/v/p/o line
-    Comment(String), // a `#` line's body
-    Blank,           // an empty or all-space line
-}
-
-fn parse_line(text: &str) -> Result<Line, &'static str> {
-    if let Some(comment) = fields::comment(text) {
-        return Ok(Line::Comment(comment.to_string()));
-    }
-    if text.trim().is_empty() {
-        return Ok(Line::Blank);
-    }
-    parse(text)
-        .map(Line::Call)
-        .ok_or("not a glibc trace call line (m/c/r/f/a/v/p/o with their fields)")
+fn parse_line(text: &str) -> Result<Line<EventKind>, &'static str> {
+    fields::commented(text, |t| {
+        parse(t).ok_or("not a glibc trace call line (m/c/r/f/a/v/p/o with their fields)")
+    })
 }
 
 impl EventReader for GlibcTraceReader {
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
         while let Some((line, parsed)) = fields::next_line_with(&mut self.lines, parse_line)? {
             match parsed {
-                Line::Call(kind) => {
+                Line::Item(kind) => {
                     self.events += 1;
                     return Ok(Some(Event { kind, line }));
                 }

@@ -127,9 +127,7 @@ mod tests {
     use crate::trace::fields::testing;
 
     fn read_all(text: &str) -> Result<(Vec<EventKind>, u64), TraceError> {
-        let mut r = HeaptrackReader::new(LineReader::from_text("ht", text));
-        let ev = testing::read_all(&mut r)?;
-        Ok((ev.into_iter().map(|e| e.kind).collect(), r.other_lines()))
+        testing::kinds_and_other(&mut HeaptrackReader::new(LineReader::from_text("ht", text)))
     }
 
     #[test]

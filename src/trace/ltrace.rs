@@ -213,9 +213,7 @@ mod tests {
     use crate::trace::fields::testing;
 
     fn read_all(text: &str) -> Result<(Vec<EventKind>, u64), TraceError> {
-        let mut r = LtraceReader::new(LineReader::from_text("lt", text));
-        let ev = testing::read_all(&mut r)?;
-        Ok((ev.into_iter().map(|e| e.kind).collect(), r.other_lines()))
+        testing::kinds_and_other(&mut LtraceReader::new(LineReader::from_text("lt", text)))
     }
 
     #[test]

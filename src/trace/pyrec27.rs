@@ -17,8 +17,9 @@
 //! the bits of the `f64` in [`EventKind::ObjPop`].
 
 use super::event::{Domain, Event, EventKind, FreeListKind};
+use super::fields::{self, Line};
 use super::io::{LineReader, TraceError};
-use super::{fields, EventReader, TraceHeader};
+use super::{EventReader, TraceHeader};
 use crate::addr::Addr;
 use std::path::Path;
 
@@ -152,26 +153,13 @@ pub fn parse_line(text: &str) -> Result<EventKind, String> {
     Ok(ev)
 }
 
-/// What one line of a PYREC trace holds.
-enum Line {
-    Event(EventKind), // an event line
-    Comment(String),  // a `#` line's body (all of them are header)
-    Blank,            // an empty or all-space line
-}
-
 impl EventReader for Pyrec27Reader {
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
-        while let Some((line, parsed)) = fields::next_line_with(&mut self.lines, |text| {
-            if let Some(h) = fields::comment(text) {
-                return Ok(Line::Comment(h.to_string()));
-            }
-            if text.trim().is_empty() {
-                return Ok(Line::Blank);
-            }
-            parse_line(text).map(Line::Event)
-        })? {
+        while let Some((line, parsed)) =
+            fields::next_line_with(&mut self.lines, |t| fields::commented(t, parse_line))?
+        {
             match parsed {
-                Line::Event(kind) => return Ok(Some(Event { kind, line })),
+                Line::Item(kind) => return Ok(Some(Event { kind, line })),
                 Line::Comment(h) => self.header.lines.push(h),
                 Line::Blank => {}
             }
