@@ -85,7 +85,7 @@ pub(crate) fn field<'a>(rest: &mut &'a str) -> Option<&'a str> {
 }
 
 /// A decimal `u64`: digits only, no sign, no overflow.
-#[inline]
+#[inline(always)]
 pub(crate) fn dec(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
         return None;
@@ -110,21 +110,36 @@ pub(crate) fn signed(s: &str) -> Option<i64> {
     }
 }
 
+/// Hex digit values (0xff = not a hex digit); only lowercase digits are written, both read.
+pub(crate) static HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// Bare hex (no `0x`), 1 to 16 digits of either case.
-#[inline]
+#[inline(always)]
 pub(crate) fn hex(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 16 {
         return None;
     }
     let mut v: u64 = 0;
     for b in s.bytes() {
-        let x = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            b'A'..=b'F' => b - b'A' + 10,
-            _ => return None,
-        };
-        v = (v << 4) | x as u64;
+        let d = HEX[b as usize];
+        if d == 0xff {
+            return None;
+        }
+        v = (v << 4) | u64::from(d);
     }
     Some(v)
 }

@@ -101,23 +101,6 @@ fn fill_thread(mut inner: Box<dyn Read + Send>, tx: SyncSender<Chunk>, back: Rec
     }
 }
 
-/// Hex digit values (0xff = not a hex digit); only lowercase digits are written, both read.
-static HEX: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-
 /// Parses one field ending in `' '` or `'\n'` at `*pos`; `None` when malformed.
 #[inline(always)]
 fn dec(b: &[u8], pos: &mut usize) -> Option<u64> {
@@ -145,7 +128,7 @@ fn hex(b: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     let start = p;
     while let Some(&c) = b.get(p) {
-        let d = HEX[c as usize];
+        let d = fields::HEX[c as usize];
         if d == 0xff {
             break;
         }
