@@ -17,7 +17,7 @@
 //! the bits of the `f64` in [`EventKind::ObjPop`].
 
 use super::event::{Domain, Event, EventKind, FreeListKind};
-use super::fields::{self, Line};
+use super::fields;
 use super::io::{LineReader, TraceError};
 use super::{EventReader, TraceHeader};
 use crate::addr::Addr;
@@ -201,16 +201,25 @@ fn parse<E: Why>(text: &str) -> Result<EventKind, E> {
 
 impl EventReader for Pyrec27Reader {
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
-        while let Some((line, parsed)) =
-            fields::next_line_with(&mut self.lines, |t| fields::commented(t, parse_line))?
-        {
-            match parsed {
-                Line::Item(kind) => return Ok(Some(Event { kind, line })),
-                Line::Comment(h) => self.header.lines.push(h),
-                Line::Blank => {}
+        loop {
+            let Some(text) = self.lines.next_line()? else {
+                return Ok(None);
+            };
+            if let Some(h) = fields::comment(text) {
+                self.header.lines.push(h.to_string());
+                continue;
             }
+            if text.trim().is_empty() {
+                continue;
+            }
+            if let Ok(kind) = parse::<()>(text) {
+                let line = self.lines.line_number();
+                return Ok(Some(Event { kind, line }));
+            }
+            let text = text.to_string();
+            let why = explain(&text).err().unwrap_or_default();
+            return Err(self.lines.parse_error(&text, why));
         }
-        Ok(None)
     }
 
     fn header(&self) -> &TraceHeader {
