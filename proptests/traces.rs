@@ -6,10 +6,10 @@ use crate::common::config;
 use proptest::prelude::*;
 use pyalloc::replay::{model_by_name, replay, ReplayError, ReplayOptions, MODEL_NAMES};
 use pyalloc::trace::binary::{BinaryReader, BinaryWriter};
-use pyalloc::trace::text::TextReader;
+use pyalloc::trace::open::recorded_from_text;
 use pyalloc::trace::writer::TextWriter;
 use pyalloc::trace::{
-    Domain, Event, EventKind, EventReader, FreeListKind, LineReader, TraceHeader,
+    Domain, Event, EventKind, EventReader, FreeListKind, TraceFormat, TraceHeader,
 };
 use pyalloc::Addr;
 
@@ -198,24 +198,36 @@ proptest! {
         }
     }
 
-    /// The text reader reads back every event the text writer writes.
+    /// Every event the text writer writes reads back through the reader of each recorded
+    /// format whose grammar has a line for it, header included; every event has one.
     #[test]
     fn text_is_lossless(kinds in prop::collection::vec(kind(true), 1..40)) {
-        let mut w = TextWriter::new(Vec::new());
-        let header = TraceHeader { lines: vec!["pymalloc allocation trace (prop)".into()] };
-        w.write_header(&header).unwrap();
-        let events: Vec<Event> = kinds
-            .iter()
-            .enumerate()
-            .map(|(i, &kind)| Event { kind, line: i as u64 + 2 })
-            .collect();
-        for e in &events {
-            w.write_event(e).unwrap();
+        let formats = [
+            (TraceFormat::Pymalloc3, "pymalloc allocation trace (prop)"),
+            (TraceFormat::Glibc, "glibc malloc-family call trace: prop"),
+            (TraceFormat::Pyrec27, "PYREC allocator event trace: prop"),
+        ];
+        for k in &kinds {
+            prop_assert!(formats.iter().any(|(f, _)| f.has_line_for(k)), "{:?}: no reader", k);
         }
-        let text = String::from_utf8(w.finish().unwrap()).unwrap();
-        let mut r = TextReader::new(LineReader::from_text("p", &text));
-        prop_assert_eq!(read_all(&mut r), events);
-        prop_assert_eq!(r.header(), &header);
+        for (format, first) in formats {
+            let mut w = TextWriter::new(Vec::new());
+            let header = TraceHeader { lines: vec![first.into()] };
+            w.write_header(&header).unwrap();
+            let events: Vec<Event> = kinds
+                .iter()
+                .filter(|k| format.has_line_for(k))
+                .enumerate()
+                .map(|(i, &kind)| Event { kind, line: i as u64 + 2 })
+                .collect();
+            for e in &events {
+                w.write_event(e).unwrap();
+            }
+            let text = String::from_utf8(w.finish().unwrap()).unwrap();
+            let mut r = recorded_from_text(format, "p", &text).unwrap();
+            prop_assert_eq!(read_all(r.as_mut()), events);
+            prop_assert_eq!(r.header(), &header);
+        }
     }
 
     /// After every step i of a valid program, through every model:

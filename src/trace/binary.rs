@@ -33,6 +33,33 @@ const TAG_LINE: u8 = 0xFE;
 const TAG_END: u8 = 0xFF;
 const NO_SUB: u8 = 7;
 
+/// Decodes one LEB128 varint (at most 10 bytes), each byte from `$next` (an expression
+/// of type `Result<u8, Fault>`), in a function returning `Result<_, Fault>`. A macro, not
+/// a function taking a closure: the decoder's hot path measured 20% slower through a
+/// closure.
+macro_rules! leb128 {
+    ($next:expr) => {{
+        let b: u8 = $next?;
+        if b < 0x80 {
+            Ok(u64::from(b))
+        } else {
+            let mut v = u64::from(b & 0x7f);
+            let mut shift = 7;
+            loop {
+                let b: u8 = $next?;
+                v |= u64::from(b & 0x7f) << shift;
+                if b < 0x80 {
+                    break Ok(v);
+                }
+                shift += 7;
+                if shift > 63 {
+                    break Err(Fault::Bad("varint longer than 10 bytes"));
+                }
+            }
+        }
+    }};
+}
+
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
@@ -75,6 +102,66 @@ fn code_fl(c: u8) -> Option<FreeListKind> {
         1 => Some(FreeListKind::Float),
         _ => None,
     }
+}
+
+/// The record table, written once for both directions: each kind's code, its sub-code
+/// field (`domain` or free-list `kind`, if any) and its fields in stored order with their
+/// codec (`v` varint, `z` zigzag varint, `a` address, `idx` mark index). It expands to
+/// `BinaryWriter::record` and `decode_kind`, so `decode_kind(record(k)) == k` by
+/// construction.
+macro_rules! records {
+    ($($code:literal => $variant:ident { $([$sub:ident])? $($field:ident: $c:ident),* })*) => {
+        impl<W: Write> BinaryWriter<W> {
+            /// Appends one event's tag and fields.
+            fn record(&mut self, kind: EventKind) {
+                match kind {
+                    $(EventKind::$variant { $($sub,)? $($field),* } => {
+                        self.tag($code, records!(@enc $($sub $sub)?));
+                        $(self.$c($field);)*
+                    })*
+                }
+            }
+        }
+
+        /// Decodes the fields of a record of kind `code`, sub-code `sub`.
+        #[inline(always)]
+        fn decode_kind(c: &mut Cur, code: u8, sub: u8) -> Result<EventKind, Fault> {
+            Ok(match code {
+                $($code => EventKind::$variant {
+                    $($sub: records!(@dec $sub sub)?,)?
+                    $($field: c.$c()?),*
+                },)*
+                _ => return Err(Fault::Bad("unknown record tag")),
+            })
+        }
+    };
+    (@enc) => { NO_SUB };
+    (@enc domain $x:ident) => { domain_code($x) };
+    (@enc kind $x:ident) => { fl_code($x) };
+    (@dec domain $s:ident) => { code_domain($s).ok_or(Fault::Bad("bad domain code")) };
+    (@dec kind $s:ident) => { code_fl($s).ok_or(Fault::Bad("bad free-list code")) };
+}
+
+records! {
+    0 => Malloc { [domain] size: v, addr: a }
+    1 => Calloc { [domain] nelem: v, elsize: v, addr: a }
+    2 => Realloc { [domain] old: a, size: v, new: a }
+    3 => Free { [domain] addr: a }
+    4 => Memalign { align: v, size: v, addr: a }
+    5 => Valloc { size: v, addr: a }
+    6 => Pvalloc { size: v, addr: a }
+    7 => Mallopt { param: z, value: z, ret: z }
+    8 => ArenaAlloc { size: v, addr: a }
+    9 => ArenaFree { addr: a, size: v }
+    10 => VirtualAlloc { size: v, addr: a }
+    11 => VirtualFree { addr: a, size: v }
+    12 => BlockNew { [kind] size: v, addr: a }
+    13 => ObjPop { [kind] value: z, addr: a }
+    14 => ObjPush { [kind] addr: a }
+    15 => ClearKeep { [kind] addr: a, live: v }
+    16 => ClearFree { [kind] addr: a }
+    17 => ClearDone { [kind] kept: v, freed: v, live: v, nfree: v, head: a }
+    18 => Mark { index: idx }
 }
 
 /// Writes events in the binary format.
@@ -129,6 +216,24 @@ impl<W: Write> BinaryWriter<W> {
         self.buf.push(kind * 8 + sub);
     }
 
+    // The field codecs of the record table (see `records!`): v varint, z zigzag varint,
+    // a address, idx mark index.
+    fn v(&mut self, x: u64) {
+        self.varint(x);
+    }
+
+    fn z(&mut self, x: i64) {
+        self.varint(zigzag(x));
+    }
+
+    fn a(&mut self, x: Addr) {
+        self.addr(x);
+    }
+
+    fn idx(&mut self, x: u32) {
+        self.varint(u64::from(x));
+    }
+
     /// Appends one event.
     ///
     /// # Errors
@@ -139,123 +244,7 @@ impl<W: Write> BinaryWriter<W> {
             self.varint(e.line);
         }
         self.line = e.line;
-        match e.kind {
-            EventKind::Malloc { domain, size, addr } => {
-                self.tag(0, domain_code(domain));
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::Calloc {
-                domain,
-                nelem,
-                elsize,
-                addr,
-            } => {
-                self.tag(1, domain_code(domain));
-                self.varint(nelem);
-                self.varint(elsize);
-                self.addr(addr);
-            }
-            EventKind::Realloc {
-                domain,
-                old,
-                size,
-                new,
-            } => {
-                self.tag(2, domain_code(domain));
-                self.addr(old);
-                self.varint(size);
-                self.addr(new);
-            }
-            EventKind::Free { domain, addr } => {
-                self.tag(3, domain_code(domain));
-                self.addr(addr);
-            }
-            EventKind::Memalign { align, size, addr } => {
-                self.tag(4, NO_SUB);
-                self.varint(align);
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::Valloc { size, addr } => {
-                self.tag(5, NO_SUB);
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::Pvalloc { size, addr } => {
-                self.tag(6, NO_SUB);
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::Mallopt { param, value, ret } => {
-                self.tag(7, NO_SUB);
-                self.varint(zigzag(param));
-                self.varint(zigzag(value));
-                self.varint(zigzag(ret));
-            }
-            EventKind::ArenaAlloc { size, addr } => {
-                self.tag(8, NO_SUB);
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::ArenaFree { addr, size } => {
-                self.tag(9, NO_SUB);
-                self.addr(addr);
-                self.varint(size);
-            }
-            EventKind::VirtualAlloc { size, addr } => {
-                self.tag(10, NO_SUB);
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::VirtualFree { addr, size } => {
-                self.tag(11, NO_SUB);
-                self.addr(addr);
-                self.varint(size);
-            }
-            EventKind::BlockNew { kind, size, addr } => {
-                self.tag(12, fl_code(kind));
-                self.varint(size);
-                self.addr(addr);
-            }
-            EventKind::ObjPop { kind, value, addr } => {
-                self.tag(13, fl_code(kind));
-                self.varint(zigzag(value));
-                self.addr(addr);
-            }
-            EventKind::ObjPush { kind, addr } => {
-                self.tag(14, fl_code(kind));
-                self.addr(addr);
-            }
-            EventKind::ClearKeep { kind, addr, live } => {
-                self.tag(15, fl_code(kind));
-                self.addr(addr);
-                self.varint(live);
-            }
-            EventKind::ClearFree { kind, addr } => {
-                self.tag(16, fl_code(kind));
-                self.addr(addr);
-            }
-            EventKind::ClearDone {
-                kind,
-                kept,
-                freed,
-                live,
-                nfree,
-                head,
-            } => {
-                self.tag(17, fl_code(kind));
-                self.varint(kept);
-                self.varint(freed);
-                self.varint(live);
-                self.varint(nfree);
-                self.addr(head);
-            }
-            EventKind::Mark { index } => {
-                self.tag(18, NO_SUB);
-                self.varint(u64::from(index));
-            }
-        }
+        self.record(e.kind);
         self.events += 1;
         if self.buf.len() >= 1 << 16 {
             self.out.write_all(&self.buf)?;
@@ -457,19 +446,7 @@ impl BinaryReader {
     #[cold]
     #[inline(never)]
     fn varint_slow(&mut self) -> Result<u64, Fault> {
-        let mut v = 0u64;
-        let mut shift = 0;
-        loop {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(Fault::Bad("varint longer than 10 bytes"));
-            }
-        }
+        leb128!(self.byte())
     }
 
     fn read_header(&mut self) -> Result<(), Fault> {
@@ -593,30 +570,24 @@ impl Cur<'_> {
 
     #[inline(always)]
     fn v(&mut self) -> Result<u64, Fault> {
-        let b = self.byte()?;
-        if b < 0x80 {
-            return Ok(u64::from(b));
-        }
-        let mut v = u64::from(b & 0x7f);
-        let mut shift = 7;
-        loop {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(Fault::Bad("varint longer than 10 bytes"));
-            }
-        }
+        leb128!(self.byte())
     }
 
     #[inline(always)]
-    fn addr(&mut self) -> Result<Addr, Fault> {
+    fn a(&mut self) -> Result<Addr, Fault> {
         let d = unzigzag(self.v()?);
         self.last = self.last.wrapping_add(d as u64);
         Ok(Addr(self.last))
+    }
+
+    #[inline(always)]
+    fn z(&mut self) -> Result<i64, Fault> {
+        Ok(unzigzag(self.v()?))
+    }
+
+    #[inline(always)]
+    fn idx(&mut self) -> Result<u32, Fault> {
+        u32::try_from(self.v()?).map_err(|_| Fault::Bad("mark index too large"))
     }
 }
 
@@ -633,101 +604,7 @@ fn decode(c: &mut Cur, prev_line: u64) -> Result<Option<Event>, Fault> {
     if tag == TAG_END {
         return Ok(None);
     }
-    let (kind, sub) = (tag / 8, tag % 8);
-    let dom = || code_domain(sub).ok_or(Fault::Bad("bad domain code"));
-    let fl = || code_fl(sub).ok_or(Fault::Bad("bad free-list code"));
-    let k = match kind {
-        0 => EventKind::Malloc {
-            domain: dom()?,
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        1 => EventKind::Calloc {
-            domain: dom()?,
-            nelem: c.v()?,
-            elsize: c.v()?,
-            addr: c.addr()?,
-        },
-        2 => EventKind::Realloc {
-            domain: dom()?,
-            old: c.addr()?,
-            size: c.v()?,
-            new: c.addr()?,
-        },
-        3 => EventKind::Free {
-            domain: dom()?,
-            addr: c.addr()?,
-        },
-        4 => EventKind::Memalign {
-            align: c.v()?,
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        5 => EventKind::Valloc {
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        6 => EventKind::Pvalloc {
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        7 => EventKind::Mallopt {
-            param: unzigzag(c.v()?),
-            value: unzigzag(c.v()?),
-            ret: unzigzag(c.v()?),
-        },
-        8 => EventKind::ArenaAlloc {
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        9 => EventKind::ArenaFree {
-            addr: c.addr()?,
-            size: c.v()?,
-        },
-        10 => EventKind::VirtualAlloc {
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        11 => EventKind::VirtualFree {
-            addr: c.addr()?,
-            size: c.v()?,
-        },
-        12 => EventKind::BlockNew {
-            kind: fl()?,
-            size: c.v()?,
-            addr: c.addr()?,
-        },
-        13 => EventKind::ObjPop {
-            kind: fl()?,
-            value: unzigzag(c.v()?),
-            addr: c.addr()?,
-        },
-        14 => EventKind::ObjPush {
-            kind: fl()?,
-            addr: c.addr()?,
-        },
-        15 => EventKind::ClearKeep {
-            kind: fl()?,
-            addr: c.addr()?,
-            live: c.v()?,
-        },
-        16 => EventKind::ClearFree {
-            kind: fl()?,
-            addr: c.addr()?,
-        },
-        17 => EventKind::ClearDone {
-            kind: fl()?,
-            kept: c.v()?,
-            freed: c.v()?,
-            live: c.v()?,
-            nfree: c.v()?,
-            head: c.addr()?,
-        },
-        18 => EventKind::Mark {
-            index: u32::try_from(c.v()?).map_err(|_| Fault::Bad("mark index too large"))?,
-        },
-        _ => return Err(Fault::Bad("unknown record tag")),
-    };
+    let k = decode_kind(c, tag / 8, tag % 8)?;
     Ok(Some(Event { kind: k, line }))
 }
 
@@ -918,5 +795,52 @@ mod tests {
         bytes.insert(end, 0xEF);
         let mut r = BinaryReader::from_bytes("t.bin", bytes).unwrap();
         assert!(matches!(r.next_event(), Err(TraceError::Parse { .. })));
+    }
+
+    #[test]
+    fn bad_fields_are_refused_naming_the_record_and_why() {
+        let empty = encode(&TraceHeader::default(), &[]);
+        let at = empty.len() - 2; // before the end record (0xFF, count 0)
+        let cases: [(Vec<u8>, &str); 5] = [
+            (vec![5, 1, 1], "bad domain code"),
+            (vec![12 * 8 + 2, 1, 1], "bad free-list code"),
+            (
+                vec![
+                    0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 1,
+                ],
+                "varint longer than 10 bytes",
+            ),
+            (vec![19 * 8], "unknown record tag"),
+            (
+                vec![18 * 8 + 7, 0x80, 0x80, 0x80, 0x80, 0x10],
+                "mark index too large",
+            ),
+        ];
+        for (record, want) in cases {
+            let mut bytes = empty[..at].to_vec();
+            bytes.extend(&record);
+            bytes.extend(&empty[at..]);
+            for batched in [false, true] {
+                let mut r = BinaryReader::from_bytes("t.bin", bytes.clone()).unwrap();
+                let got = if batched {
+                    let mut out = [Event {
+                        kind: EventKind::Mark { index: 0 },
+                        line: 0,
+                    }; 4];
+                    r.next_events(&mut out).map(|n| n as u64)
+                } else {
+                    r.next_event().map(|e| u64::from(e.is_some()))
+                };
+                match got {
+                    Err(TraceError::Parse {
+                        line, text, why, ..
+                    }) => {
+                        assert_eq!((line, why.as_str()), (1, want), "{record:x?}");
+                        assert_eq!(text, format!("record at byte {at}"));
+                    }
+                    other => panic!("{record:x?} (batched {batched}): {other:?}"),
+                }
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@
 //! Sizes are decimal, addresses `0x` hex. Lines are parsed in place (no allocation per
 //! line); a malformed line is an error with its number and text.
 
+use super::fields::{self, dec, field, signed, Line};
 use super::io::{LineReader, TraceError};
 use super::{Domain, Event, EventKind, EventReader, TraceHeader};
 use crate::addr::Addr;
@@ -78,61 +79,6 @@ impl GlibcTraceReader {
     }
 }
 
-/// Splits off the next space-separated field.
-#[inline]
-fn field<'a>(rest: &mut &'a str) -> Option<&'a str> {
-    let s = rest.trim_start_matches(' ');
-    if s.is_empty() {
-        return None;
-    }
-    let end = s.find(' ').unwrap_or(s.len());
-    *rest = &s[end..];
-    Some(&s[..end])
-}
-
-#[inline]
-fn dec(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for b in s.bytes() {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(d as u64)?;
-    }
-    Some(v)
-}
-
-#[inline]
-fn signed(s: &str) -> Option<i64> {
-    match s.strip_prefix('-') {
-        Some(d) => dec(d).and_then(|v| i64::try_from(v).ok()).map(|v| -v),
-        None => dec(s).and_then(|v| i64::try_from(v).ok()),
-    }
-}
-
-#[inline]
-fn hex(s: &str) -> Option<Addr> {
-    let d = s.strip_prefix("0x")?;
-    if d.is_empty() || d.len() > 16 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for b in d.bytes() {
-        let x = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            b'A'..=b'F' => b - b'A' + 10,
-            _ => return None,
-        };
-        v = (v << 4) | x as u64;
-    }
-    Some(Addr(v))
-}
-
 /// Parses one call line; `None` when malformed.
 fn parse(line: &str) -> Option<EventKind> {
     let mut rest = line;
@@ -142,36 +88,36 @@ fn parse(line: &str) -> Option<EventKind> {
         "m" => EventKind::Malloc {
             domain: d,
             size: dec(field(&mut rest)?)?,
-            addr: hex(field(&mut rest)?)?,
+            addr: fields::hex0x(field(&mut rest)?)?,
         },
         "c" => EventKind::Calloc {
             domain: d,
             nelem: dec(field(&mut rest)?)?,
             elsize: dec(field(&mut rest)?)?,
-            addr: hex(field(&mut rest)?)?,
+            addr: fields::hex0x(field(&mut rest)?)?,
         },
         "r" => EventKind::Realloc {
             domain: d,
-            old: hex(field(&mut rest)?)?,
+            old: fields::hex0x(field(&mut rest)?)?,
             size: dec(field(&mut rest)?)?,
-            new: hex(field(&mut rest)?)?,
+            new: fields::hex0x(field(&mut rest)?)?,
         },
         "f" => EventKind::Free {
             domain: d,
-            addr: hex(field(&mut rest)?)?,
+            addr: fields::hex0x(field(&mut rest)?)?,
         },
         "a" => EventKind::Memalign {
             align: dec(field(&mut rest)?)?,
             size: dec(field(&mut rest)?)?,
-            addr: hex(field(&mut rest)?)?,
+            addr: fields::hex0x(field(&mut rest)?)?,
         },
         "v" => EventKind::Valloc {
             size: dec(field(&mut rest)?)?,
-            addr: hex(field(&mut rest)?)?,
+            addr: fields::hex0x(field(&mut rest)?)?,
         },
         "p" => EventKind::Pvalloc {
             size: dec(field(&mut rest)?)?,
-            addr: hex(field(&mut rest)?)?,
+            addr: fields::hex0x(field(&mut rest)?)?,
         },
         "o" => EventKind::Mallopt {
             param: signed(field(&mut rest)?)?,
@@ -183,47 +129,37 @@ fn parse(line: &str) -> Option<EventKind> {
     field(&mut rest).is_none().then_some(kind)
 }
 
+fn parse_line(text: &str) -> Result<Line<EventKind>, &'static str> {
+    fields::commented(text, |t| {
+        parse(t).ok_or("not a glibc trace call line (m/c/r/f/a/v/p/o with their fields)")
+    })
+}
+
 impl EventReader for GlibcTraceReader {
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
-        loop {
-            let line = self.lines.line_number() + 1;
-            let Some(text) = self.lines.next_line()? else {
-                return Ok(None);
-            };
-            if let Some(comment) = text.strip_prefix('#') {
-                let comment = comment.strip_prefix(' ').unwrap_or(comment);
-                if let Some(mark) = comment.strip_prefix("mark ") {
-                    let index = self.marks.len() as u32;
-                    self.marks.push(mark.to_string());
-                    return Ok(Some(Event {
-                        kind: EventKind::Mark { index },
-                        line,
-                    }));
-                }
-                if self.events == 0 {
-                    self.header.lines.push(comment.to_string());
-                } else {
-                    self.trailer.push(comment.to_string());
-                }
-                continue;
-            }
-            if text.trim().is_empty() {
-                continue;
-            }
-            return match parse(text) {
-                Some(kind) => {
+        while let Some((line, parsed)) = fields::next_line_with(&mut self.lines, parse_line)? {
+            match parsed {
+                Line::Item(kind) => {
                     self.events += 1;
-                    Ok(Some(Event { kind, line }))
+                    return Ok(Some(Event { kind, line }));
                 }
-                None => {
-                    let text = text.to_string();
-                    Err(self.lines.parse_error(
-                        &text,
-                        "not a glibc trace call line (m/c/r/f/a/v/p/o with their fields)",
-                    ))
+                Line::Comment(comment) => {
+                    if let Some(mark) = comment.strip_prefix("mark ") {
+                        let index = self.marks.len() as u32;
+                        self.marks.push(mark.to_string());
+                        let kind = EventKind::Mark { index };
+                        return Ok(Some(Event { kind, line }));
+                    }
+                    if self.events == 0 {
+                        self.header.lines.push(comment);
+                    } else {
+                        self.trailer.push(comment);
+                    }
                 }
-            };
+                Line::Blank => {}
+            }
         }
+        Ok(None)
     }
 
     fn header(&self) -> &TraceHeader {

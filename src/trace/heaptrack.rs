@@ -19,7 +19,7 @@
 //!
 //! Invariant: events + other lines == lines read.
 
-use super::{Domain, Event, EventKind, EventReader, LineReader, TraceError, TraceHeader};
+use super::{fields, Domain, Event, EventKind, EventReader, LineReader, TraceError, TraceHeader};
 use crate::addr::Addr;
 use std::path::Path;
 
@@ -50,17 +50,13 @@ impl HeaptrackReader {
 }
 
 fn hex(s: Option<&str>) -> Option<u64> {
-    let s = s?;
-    if s.is_empty() || s.len() > 16 {
-        return None;
-    }
-    u64::from_str_radix(s, 16).ok()
+    fields::hex(s?)
 }
 
 enum Parsed {
-    Event(EventKind),
-    Header,
-    Other,
+    Event(EventKind), // a `+` or `-` line
+    Header(String),   // a `v`, `x` or `X` line, as read
+    Other,            // any other raw line
 }
 
 fn parse_line(text: &str) -> Result<Parsed, &'static str> {
@@ -92,7 +88,7 @@ fn parse_line(text: &str) -> Result<Parsed, &'static str> {
                 addr: Addr(addr),
             }))
         }
-        "v" | "x" | "X" => Ok(Parsed::Header),
+        "v" | "x" | "X" => Ok(Parsed::Header(text.to_string())),
         "I" | "m" | "t" | "c" | "R" | "S" | "A" | "#" | "" => Ok(Parsed::Other),
         "a" | "i" | "s" | "e" | "~" => {
             Err("an interpreted heaptrack line: give the raw stream (before heaptrack_interpret)")
@@ -103,24 +99,17 @@ fn parse_line(text: &str) -> Result<Parsed, &'static str> {
 
 impl EventReader for HeaptrackReader {
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
-        loop {
-            let line = self.lines.line_number() + 1;
-            let Some(text) = self.lines.next_line()? else {
-                return Ok(None);
-            };
-            match parse_line(text) {
-                Ok(Parsed::Event(kind)) => return Ok(Some(Event { kind, line })),
-                Ok(Parsed::Header) => {
+        while let Some((line, parsed)) = fields::next_line_with(&mut self.lines, parse_line)? {
+            match parsed {
+                Parsed::Event(kind) => return Ok(Some(Event { kind, line })),
+                Parsed::Header(text) => {
                     self.other += 1;
-                    self.header.lines.push(text.to_string());
+                    self.header.lines.push(text);
                 }
-                Ok(Parsed::Other) => self.other += 1,
-                Err(why) => {
-                    let text = text.to_string();
-                    return Err(self.lines.parse_error(&text, why));
-                }
+                Parsed::Other => self.other += 1,
             }
         }
+        Ok(None)
     }
 
     fn header(&self) -> &TraceHeader {
@@ -135,14 +124,10 @@ impl EventReader for HeaptrackReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::fields::testing;
 
     fn read_all(text: &str) -> Result<(Vec<EventKind>, u64), TraceError> {
-        let mut r = HeaptrackReader::new(LineReader::from_text("ht", text));
-        let mut v = Vec::new();
-        while let Some(e) = r.next_event()? {
-            v.push(e.kind);
-        }
-        Ok((v, r.other_lines()))
+        testing::kinds_and_other(&mut HeaptrackReader::new(LineReader::from_text("ht", text)))
     }
 
     #[test]
@@ -176,13 +161,7 @@ mod tests {
             ("a 18 1\n", 1),
             ("? 1\n", 1),
         ] {
-            match read_all(t) {
-                Err(TraceError::Parse { line: l, text, .. }) => {
-                    assert_eq!(l, line, "{t:?}");
-                    assert_eq!(text, t.lines().nth(line as usize - 1).unwrap());
-                }
-                other => panic!("{t:?}: {other:?}"),
-            }
+            testing::assert_refused_at(read_all(t), t, line);
         }
     }
 }

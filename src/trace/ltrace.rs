@@ -16,7 +16,7 @@
 //! Invariant: events + other lines == lines read (an `<unfinished ...>` line is an other
 //! line; its `resumed` line is the event).
 
-use super::{Domain, Event, EventKind, EventReader, LineReader, TraceError, TraceHeader};
+use super::{fields, Domain, Event, EventKind, EventReader, LineReader, TraceError, TraceHeader};
 use crate::addr::Addr;
 use std::collections::HashMap;
 use std::path::Path;
@@ -58,8 +58,8 @@ fn number(s: &str) -> Option<u64> {
     match s {
         "nil" | "(nil)" | "NULL" | "<void>" => Some(0),
         _ => match s.strip_prefix("0x") {
-            Some(h) => u64::from_str_radix(h, 16).ok(),
-            None => s.parse().ok(),
+            Some(h) => fields::hex(h),
+            None => fields::dec(s),
         },
     }
 }
@@ -137,67 +137,65 @@ fn event(name: &str, args: &str, ret: &str) -> Result<EventKind, &'static str> {
     })
 }
 
-impl LtraceReader {
-    fn parse(&mut self, text: &str) -> Result<Parsed, &'static str> {
-        let (pid, call) = strip_pid(text.trim_end());
-        if let Some(rest) = call.strip_prefix("<... ") {
-            // `<... NAME resumed> REST) = RET`
-            let Some((name, tail)) = rest.split_once(" resumed>") else {
-                return Err("malformed `resumed` line");
-            };
-            if !FUNCTIONS.contains(&name) {
-                return Ok(Parsed::Other);
-            }
-            let (fname, mut args) = self
-                .unfinished
-                .remove(&pid)
-                .ok_or("`resumed` line with no `unfinished` call before it")?;
-            if fname != name {
-                return Err("`resumed` line of another function than the unfinished one");
-            }
-            let (more, ret) = tail.rsplit_once(") = ").ok_or("expected `) = RET`")?;
-            args.push_str(more.trim());
-            return event(name, &args, ret.trim()).map(Parsed::Event);
-        }
-        let Some((name, args)) = call_name(call) else {
-            return Ok(Parsed::Other);
+/// Parses one line; `unfinished` holds each pid's call interrupted by another thread.
+fn parse(
+    unfinished: &mut HashMap<u64, (String, String)>,
+    text: &str,
+) -> Result<Parsed, &'static str> {
+    let (pid, call) = strip_pid(text.trim_end());
+    if let Some(rest) = call.strip_prefix("<... ") {
+        // `<... NAME resumed> REST) = RET`
+        let Some((name, tail)) = rest.split_once(" resumed>") else {
+            return Err("malformed `resumed` line");
         };
         if !FUNCTIONS.contains(&name) {
             return Ok(Parsed::Other);
         }
-        if let Some(args) = args.strip_suffix(" <unfinished ...>") {
-            self.unfinished
-                .insert(pid, (name.to_string(), args.to_string()));
-            return Ok(Parsed::Other);
+        let (fname, mut args) = unfinished
+            .remove(&pid)
+            .ok_or("`resumed` line with no `unfinished` call before it")?;
+        if fname != name {
+            return Err("`resumed` line of another function than the unfinished one");
         }
-        if args.ends_with(" <no return ...>") {
-            return Ok(Parsed::Other);
-        }
-        let (args, ret) = args
-            .rsplit_once(") ")
-            .ok_or("expected `NAME(ARGS) = RET`")?;
-        let ret = ret
-            .trim_start()
-            .strip_prefix('=')
-            .ok_or("expected `= RET` after the call")?;
-        event(name, args, ret.trim()).map(Parsed::Event)
+        let (more, ret) = tail.rsplit_once(") = ").ok_or("expected `) = RET`")?;
+        args.push_str(more.trim());
+        return event(name, &args, ret.trim()).map(Parsed::Event);
     }
+    let Some((name, args)) = call_name(call) else {
+        return Ok(Parsed::Other);
+    };
+    if !FUNCTIONS.contains(&name) {
+        return Ok(Parsed::Other);
+    }
+    if let Some(args) = args.strip_suffix(" <unfinished ...>") {
+        unfinished.insert(pid, (name.to_string(), args.to_string()));
+        return Ok(Parsed::Other);
+    }
+    if args.ends_with(" <no return ...>") {
+        return Ok(Parsed::Other);
+    }
+    let (args, ret) = args
+        .rsplit_once(") ")
+        .ok_or("expected `NAME(ARGS) = RET`")?;
+    let ret = ret
+        .trim_start()
+        .strip_prefix('=')
+        .ok_or("expected `= RET` after the call")?;
+    event(name, args, ret.trim()).map(Parsed::Event)
 }
 
 impl EventReader for LtraceReader {
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
-        loop {
-            let Some(text) = self.lines.next_line()? else {
-                return Ok(None);
-            };
-            let text = text.to_string();
-            let line = self.lines.line_number();
-            match self.parse(&text) {
-                Ok(Parsed::Other) => self.other += 1,
-                Ok(Parsed::Event(kind)) => return Ok(Some(Event { kind, line })),
-                Err(why) => return Err(self.lines.parse_error(&text, why)),
+        let unfinished = &mut self.unfinished;
+        while let Some((line, parsed)) =
+            fields::next_line_with(&mut self.lines, |t| parse(unfinished, t))?
+        {
+            match parsed {
+                Parsed::Other => self.other += 1,
+                Parsed::Event(kind) => return Ok(Some(Event { kind, line })),
             }
         }
+        Ok(None)
     }
 
     fn header(&self) -> &TraceHeader {
@@ -212,14 +210,10 @@ impl EventReader for LtraceReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::fields::testing;
 
     fn read_all(text: &str) -> Result<(Vec<EventKind>, u64), TraceError> {
-        let mut r = LtraceReader::new(LineReader::from_text("lt", text));
-        let mut v = Vec::new();
-        while let Some(e) = r.next_event()? {
-            v.push(e.kind);
-        }
-        Ok((v, r.other_lines()))
+        testing::kinds_and_other(&mut LtraceReader::new(LineReader::from_text("lt", text)))
     }
 
     #[test]
@@ -265,13 +259,7 @@ mod tests {
             ("calloc(1, 2) 0x10\n", 1),
             ("x\n<... free resumed> ) = <void>\n", 2),
         ] {
-            match read_all(t) {
-                Err(TraceError::Parse { line: l, text, .. }) => {
-                    assert_eq!(l, line, "{t:?}");
-                    assert_eq!(text, t.lines().nth(line as usize - 1).unwrap());
-                }
-                other => panic!("{t:?}: {other:?}"),
-            }
+            testing::assert_refused_at(read_all(t), t, line);
         }
     }
 }

@@ -5,13 +5,16 @@
 //! module; replay, check and compare are written once against the event stream.
 //! - [`io`]: opening a file as a stream of numbered lines, gzip detected by its magic;
 //! - [`event`]: the event type;
-//! - [`open`]: any trace opened by its content; [`text`] and [`writer`]: the recordings'
-//!   text formats read and written; [`binary`]: the compact binary format;
-//! - [`mtrace`], [`ltrace`], [`heaptrack`]: other tools' formats; [`synth`]: generated workloads.
-//! - [`pyrec27`]: the CPython 2.7 PYREC recordings.
+//! - [`open`]: any trace opened by its content, each format by its one reader;
+//!   [`writer`]: the recordings' text formats written; [`binary`]: the compact binary format;
+//! - [`pymalloc3`], [`glibc`], [`pyrec27`]: the recorded formats' readers (CPython 3,
+//!   glibc interposer, CPython 2.7 PYREC); `pyalloc generate`'s text is read by [`pymalloc3`];
+//! - [`mtrace`], [`ltrace`], [`heaptrack`]: other tools' formats; [`synth`]: generated workloads;
+//! - `fields`: the line-token handling the line-based readers share.
 
 pub mod binary;
 pub mod event;
+pub(crate) mod fields;
 pub mod glibc;
 pub mod heaptrack;
 pub mod io;
@@ -21,7 +24,6 @@ pub mod open;
 pub mod pymalloc3;
 pub mod pyrec27;
 pub mod synth;
-pub mod text;
 pub mod writer;
 
 pub use event::{Domain, Event, EventKind, FreeListKind};
@@ -39,6 +41,49 @@ pub enum TraceFormat {
 }
 
 impl TraceFormat {
+    /// True when this format's grammar has a line for `kind`: what
+    /// [`TextWriter`](writer::TextWriter) writes for it reads back through this format's
+    /// reader as the same event.
+    pub fn has_line_for(self, kind: &EventKind) -> bool {
+        use EventKind as K;
+        let domain = match *kind {
+            K::Malloc { domain, .. }
+            | K::Calloc { domain, .. }
+            | K::Realloc { domain, .. }
+            | K::Free { domain, .. } => Some(domain),
+            _ => None,
+        };
+        match self {
+            TraceFormat::Pymalloc3 => match kind {
+                K::ArenaAlloc { .. }
+                | K::ArenaFree { .. }
+                | K::VirtualAlloc { .. }
+                | K::VirtualFree { .. } => true,
+                _ => domain.is_some_and(|d| d != Domain::Libc),
+            },
+            TraceFormat::Glibc => match kind {
+                K::Memalign { .. }
+                | K::Valloc { .. }
+                | K::Pvalloc { .. }
+                | K::Mallopt { .. }
+                | K::Mark { .. } => true,
+                _ => domain == Some(Domain::Libc),
+            },
+            TraceFormat::Pyrec27 => match kind {
+                K::BlockNew { .. }
+                | K::ObjPop { .. }
+                | K::ObjPush { .. }
+                | K::ClearKeep { .. }
+                | K::ClearFree { .. }
+                | K::ClearDone { .. }
+                | K::ArenaAlloc { .. }
+                | K::ArenaFree { .. } => true,
+                K::Calloc { .. } => false,
+                _ => domain == Some(Domain::Obj),
+            },
+        }
+    }
+
     /// Recognises a format from the first line of a file.
     pub fn detect(first_line: &str) -> Option<TraceFormat> {
         if first_line.starts_with("# pymalloc allocation trace") {

@@ -17,7 +17,7 @@
 //! Invariant: events + other lines (`= Start`/`= End`, blank) == lines read, with each
 //! `<`/`>` pair counted as one event and one other line.
 
-use super::{Domain, Event, EventKind, EventReader, LineReader, TraceError, TraceHeader};
+use super::{fields, Domain, Event, EventKind, EventReader, LineReader, TraceError, TraceHeader};
 use crate::addr::Addr;
 use std::path::Path;
 
@@ -63,8 +63,7 @@ pub(crate) fn parse_ptr(s: &str) -> Option<Addr> {
     if s == "(nil)" || s == "nil" || s == "0" {
         return Some(Addr::NULL);
     }
-    s.strip_prefix("0x")?;
-    Addr::parse_hex(s)
+    fields::hex0x(s)
 }
 
 /// `%#lx`: `0x…`, or `0` for zero.
@@ -72,13 +71,13 @@ fn parse_size(s: &str) -> Option<u64> {
     if s == "0" {
         return Some(0);
     }
-    u64::from_str_radix(s.strip_prefix("0x")?, 16).ok()
+    fields::hex(s.strip_prefix("0x")?)
 }
 
 enum Parsed {
-    Event(EventKind),
-    ReallocOld(Addr),
-    Other,
+    Event(EventKind), // a `+`, `-` or `!` line
+    ReallocOld(Addr), // a `<` line: its `>` line follows
+    Other,            // `= Start`, `= End`, blank
 }
 
 fn parse_line(text: &str) -> Result<Parsed, &'static str> {
@@ -129,35 +128,29 @@ fn parse_line(text: &str) -> Result<Parsed, &'static str> {
     Ok(Parsed::Event(kind))
 }
 
+/// The `> NEW SIZE` line that must follow a `<` line.
+fn parse_realloc_new(text: &str) -> Result<(Addr, u64), &'static str> {
+    let pair = strip_caller(text).ok().and_then(|op| {
+        let mut f = op.split(' ');
+        match (f.next(), f.next(), f.next(), f.next()) {
+            (Some(">"), Some(p), Some(s), None) => Some((parse_ptr(p)?, parse_size(s)?)),
+            _ => None,
+        }
+    });
+    pair.ok_or("expected `> NEW SIZE` after a `<` line")
+}
+
 impl EventReader for MtraceReader {
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
-        loop {
-            let line = self.lines.line_number() + 1;
-            let Some(text) = self.lines.next_line()? else {
-                return Ok(None);
-            };
-            match parse_line(text) {
-                Ok(Parsed::Other) => self.other += 1,
-                Ok(Parsed::Event(kind)) => return Ok(Some(Event { kind, line })),
-                Ok(Parsed::ReallocOld(old)) => {
+        while let Some((line, parsed)) = fields::next_line_with(&mut self.lines, parse_line)? {
+            match parsed {
+                Parsed::Other => self.other += 1,
+                Parsed::Event(kind) => return Ok(Some(Event { kind, line })),
+                Parsed::ReallocOld(old) => {
                     self.other += 1;
-                    let Some(next) = self.lines.next_line()? else {
+                    let next = fields::next_line_with(&mut self.lines, parse_realloc_new)?;
+                    let Some((_, (new, size))) = next else {
                         return Err(self.lines.parse_error("", "file ends after a `<` line"));
-                    };
-                    let pair = strip_caller(next).ok().and_then(|op| {
-                        let mut f = op.split(' ');
-                        match (f.next(), f.next(), f.next(), f.next()) {
-                            (Some(">"), Some(p), Some(s), None) => {
-                                Some((parse_ptr(p)?, parse_size(s)?))
-                            }
-                            _ => None,
-                        }
-                    });
-                    let Some((new, size)) = pair else {
-                        let next = next.to_string();
-                        return Err(self
-                            .lines
-                            .parse_error(&next, "expected `> NEW SIZE` after a `<` line"));
                     };
                     let kind = EventKind::Realloc {
                         domain: Domain::Libc,
@@ -167,12 +160,9 @@ impl EventReader for MtraceReader {
                     };
                     return Ok(Some(Event { kind, line }));
                 }
-                Err(why) => {
-                    let text = text.to_string();
-                    return Err(self.lines.parse_error(&text, why));
-                }
             }
         }
+        Ok(None)
     }
 
     fn header(&self) -> &TraceHeader {
@@ -187,14 +177,11 @@ impl EventReader for MtraceReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::fields::testing;
 
     fn read_all(text: &str) -> Result<(Vec<Event>, u64), TraceError> {
         let mut r = MtraceReader::new(LineReader::from_text("log", text));
-        let mut v = Vec::new();
-        while let Some(e) = r.next_event()? {
-            v.push(e);
-        }
-        Ok((v, r.other_lines()))
+        Ok((testing::read_all(&mut r)?, r.other_lines()))
     }
 
     #[test]
@@ -236,13 +223,7 @@ mod tests {
             ("* 0x10 0x4\n", 1),
             ("> 0x10 0x4\n", 1),
         ] {
-            match read_all(log) {
-                Err(TraceError::Parse { line: l, text, .. }) => {
-                    assert_eq!(l, line, "{log:?}");
-                    assert_eq!(text, log.lines().nth(line as usize - 1).unwrap());
-                }
-                other => panic!("{log:?}: {other:?}"),
-            }
+            testing::assert_refused_at(read_all(log), log, line);
         }
     }
 }

@@ -4,13 +4,15 @@
 //!   bytes (gzip undone first)      format             reader
 //!   "PYALLOCB"                     binary             binary::BinaryReader
 //!   "# pymalloc allocation trace"  CPython 3 domains  pymalloc3::Pymalloc3Reader
-//!   "# PYREC allocator event"      CPython 2.7 PYREC  text::TextReader
+//!   "# PYREC allocator event"      CPython 2.7 PYREC  pyrec27::Pyrec27Reader
 //!   "# glibc malloc-family call"   glibc interposer   glibc::GlibcTraceReader
 //!   "= Start" / "@ … + 0x…"        glibc mtrace       mtrace::MtraceReader
 //!   "v HEX HEX" / "+ HEX HEX HEX"  heaptrack raw      heaptrack::HeaptrackReader
 //!   "malloc(…) = …" (any prefix)   ltrace             ltrace::LtraceReader
-//!   "# pyalloc synthetic workload" pyalloc generate   text::TextReader
+//!   "# pyalloc synthetic workload" pyalloc generate   pymalloc3::Pymalloc3Reader
 //! ```
+//! Each format has exactly one reader; a synthetic workload is written in the CPython 3
+//! grammar (domains O and M), so the CPython 3 reader reads it.
 //! The first 200 lines are looked at; the first line that only one format could have
 //! written decides.
 
@@ -20,7 +22,7 @@ use super::heaptrack::HeaptrackReader;
 use super::ltrace::LtraceReader;
 use super::mtrace::MtraceReader;
 use super::pymalloc3::Pymalloc3Reader;
-use super::text::TextReader;
+use super::pyrec27::Pyrec27Reader;
 use super::{EventReader, LineReader, TraceError, TraceFormat};
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
@@ -180,11 +182,28 @@ pub fn open_as(path: &Path, format: Format) -> Result<Box<dyn EventReader>, Trac
         Format::Mtrace => Box::new(MtraceReader::open(path)?),
         Format::Heaptrack => Box::new(HeaptrackReader::open(path)?),
         Format::Ltrace => Box::new(LtraceReader::open(path)?),
-        Format::Recorded(TraceFormat::Pymalloc3) => Box::new(Pymalloc3Reader::open(path)?),
-        Format::Recorded(TraceFormat::Glibc) => Box::new(GlibcTraceReader::open(path)?),
-        Format::Recorded(TraceFormat::Pyrec27) | Format::Synthetic => {
-            Box::new(TextReader::open(path)?)
+        Format::Recorded(TraceFormat::Pymalloc3) | Format::Synthetic => {
+            Box::new(Pymalloc3Reader::open(path)?)
         }
+        Format::Recorded(TraceFormat::Glibc) => Box::new(GlibcTraceReader::open(path)?),
+        Format::Recorded(TraceFormat::Pyrec27) => Box::new(Pyrec27Reader::open(path)?),
+    })
+}
+
+/// Reads a trace of a recorded format held in memory (`name` is used in messages).
+///
+/// # Errors
+/// As the format's reader (a CPython 3 trace must open with its header line).
+pub fn recorded_from_text(
+    format: TraceFormat,
+    name: &str,
+    text: &str,
+) -> Result<Box<dyn EventReader>, TraceError> {
+    let lines = || LineReader::from_text(name, text);
+    Ok(match format {
+        TraceFormat::Pymalloc3 => Box::new(Pymalloc3Reader::from_text(name, text)?),
+        TraceFormat::Glibc => Box::new(GlibcTraceReader::new(lines())),
+        TraceFormat::Pyrec27 => Box::new(Pyrec27Reader::new(lines())),
     })
 }
 

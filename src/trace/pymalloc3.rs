@@ -10,13 +10,16 @@
 //!  V size addr / W addr size        frame data-stack chunk (not an arena)
 //!  sizes decimal, addresses lowercase hex without 0x, 0 = NULL; `#` lines are comments
 //! ```
+//! The same grammar is what `pyalloc generate` writes as text (first line
+//! `# pyalloc synthetic workload …`), so this reader reads those files too.
+//! Invariant: events + other lines + header lines == lines read.
 //!
 //! Speed: a background thread decompresses (gzip told by its magic) into whole-line
 //! chunks of 1 MiB, recycled through a channel; this thread parses bytes in place — no
 //! `String`, no `split`, no allocation per line. Invariant: every chunk handed to the
 //! parser ends with `\n`, so a line never straddles two chunks.
 
-use super::{Domain, Event, EventKind, EventReader, TraceError, TraceHeader};
+use super::{fields, Domain, Event, EventKind, EventReader, TraceError, TraceHeader};
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -43,6 +46,7 @@ pub struct Pymalloc3Reader {
     line: u64,                      // lines read so far
     offset: u64,                    // bytes of text before `buf`
     events: u64,                    // events returned so far
+    other: u64,                     // `#` and blank lines after the header
     done: bool,                     // end of stream reached
 }
 
@@ -97,23 +101,6 @@ fn fill_thread(mut inner: Box<dyn Read + Send>, tx: SyncSender<Chunk>, back: Rec
     }
 }
 
-/// Hex digit values (0xff = not a hex digit); only lowercase digits are written, both read.
-static HEX: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-
 /// Parses one field ending in `' '` or `'\n'` at `*pos`; `None` when malformed.
 #[inline(always)]
 fn dec(b: &[u8], pos: &mut usize) -> Option<u64> {
@@ -141,7 +128,7 @@ fn hex(b: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     let start = p;
     while let Some(&c) = b.get(p) {
-        let d = HEX[c as usize];
+        let d = fields::HEX[c as usize];
         if d == 0xff {
             break;
         }
@@ -264,6 +251,15 @@ fn parse_line(b: &[u8], pos: &mut usize) -> Option<EventKind> {
     Some(kind)
 }
 
+/// True for the first line of a file in this grammar: a CPython 3 recording or a
+/// synthetic workload of `pyalloc generate`.
+fn is_first_line(text: &str) -> bool {
+    text.starts_with("# pymalloc allocation trace")
+        || text
+            .strip_prefix("# ")
+            .is_some_and(|t| t.starts_with(super::open::SYNTHETIC))
+}
+
 impl Pymalloc3Reader {
     /// Opens `path` (plain or gzip, told by the magic bytes) and reads its `#` header.
     ///
@@ -315,6 +311,7 @@ impl Pymalloc3Reader {
             line: 0,
             offset: 0,
             events: 0,
+            other: 0,
             done: false,
         };
         r.read_header()?;
@@ -396,16 +393,16 @@ impl Pymalloc3Reader {
             let nl = self.line_end(self.pos);
             let text = String::from_utf8_lossy(&self.buf[self.pos..nl]).into_owned();
             let text = text.trim_end_matches('\r').to_string();
-            if first && !text.starts_with("# pymalloc allocation trace") {
+            if first && !is_first_line(&text) {
                 return Err(TraceError::UnknownFormat {
                     path: self.path.clone(),
                     first: text,
                 });
             }
             first = false;
-            let body = text.strip_prefix('#').unwrap_or(&text);
-            let body = body.strip_prefix(' ').unwrap_or(body);
-            self.header.lines.push(body.to_string());
+            self.header
+                .lines
+                .push(fields::comment(&text).unwrap_or(&text).to_string());
             self.line += 1;
             self.pos = nl + 1;
         }
@@ -451,6 +448,7 @@ impl EventReader for Pymalloc3Reader {
             self.line += 1;
             match self.buf[start] {
                 b'#' | b'\n' => {
+                    self.other += 1;
                     self.pos = self.line_end(start) + 1;
                     continue;
                 }
@@ -478,6 +476,10 @@ impl EventReader for Pymalloc3Reader {
     fn header(&self) -> &TraceHeader {
         &self.header
     }
+
+    fn other_lines(&self) -> u64 {
+        self.other
+    }
 }
 
 impl Drop for Pymalloc3Reader {
@@ -495,6 +497,7 @@ impl Drop for Pymalloc3Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::fields::testing;
 
     const HEAD: &str =
         "# pymalloc allocation trace recorded from REAL CPython\n# interpreter: CPython 3.11.7\n";
@@ -577,6 +580,46 @@ mod tests {
         assert!(matches!(last.kind, EventKind::Free { .. }));
         assert!(r.next_event().unwrap().is_none());
         assert!(r.next_event().unwrap().is_none(), "the end stays the end");
+        assert_eq!(r.other_lines(), 2, "the comment and the blank line");
+    }
+
+    #[test]
+    fn malformed_lines_name_their_number_and_text() {
+        for (body, line) in [
+            ("m O 24 7ff\nm Q 24 7ff\n", 2),
+            ("m O 24\n", 1),
+            ("f O zz\n", 1),
+            ("A 1048576 7ff 3\n", 1),
+            ("m O -1 7ff\n", 1),
+            ("m O 1 2 3 4 5 6 7 8 9\n", 1),
+        ] {
+            let t = format!("{HEAD}{body}");
+            let mut r = Pymalloc3Reader::from_text("t", &t).unwrap();
+            testing::assert_refused_at(testing::read_all(&mut r), &t, line + 2);
+        }
+    }
+
+    #[test]
+    fn a_synthetic_workload_is_read_in_the_same_grammar() {
+        let text = format!(
+            "# {} (pyalloc generate): not recorded from CPython\n# generator: t\n\
+             m O 32 7ffff7a00010\nr M 7ffff7a00010 600 7ffff7a10000\n",
+            crate::trace::open::SYNTHETIC
+        );
+        let mut r = Pymalloc3Reader::from_text("t", &text).unwrap();
+        assert_eq!(r.header().get("generator"), Some("t"));
+        let ev = testing::read_all(&mut r).unwrap();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[1].line, 4);
+        assert_eq!(
+            ev[1].kind,
+            EventKind::Realloc {
+                domain: Domain::Mem,
+                old: crate::Addr(0x7fff_f7a0_0010),
+                size: 600,
+                new: crate::Addr(0x7fff_f7a1_0000)
+            }
+        );
     }
 
     #[test]

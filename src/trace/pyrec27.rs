@@ -17,10 +17,12 @@
 //! the bits of the `f64` in [`EventKind::ObjPop`].
 
 use super::event::{Domain, Event, EventKind, FreeListKind};
+use super::fields;
 use super::io::{LineReader, TraceError};
 use super::{EventReader, TraceHeader};
 use crate::addr::Addr;
 use std::path::Path;
+use std::str::SplitAsciiWhitespace;
 
 /// A streaming reader of one PYREC trace.
 pub struct Pyrec27Reader {
@@ -50,25 +52,67 @@ impl Pyrec27Reader {
 ///
 /// # Errors
 /// The reason, for the caller to wrap with the line number.
+#[inline]
 pub fn parse_line(text: &str) -> Result<EventKind, String> {
+    // The grammar is written once (`parse`); the fast pass builds no message, and only a
+    // refused line is parsed again to say why.
+    parse::<()>(text).or_else(|()| explain(text))
+}
+
+/// The second pass over a refused line: the reason it was refused.
+#[cold]
+#[inline(never)]
+fn explain(text: &str) -> Result<EventKind, String> {
+    parse::<String>(text)
+}
+
+/// What a refusal carries: nothing on the fast pass, the message on the second.
+trait Why {
+    fn why(f: impl FnOnce() -> String) -> Self;
+}
+
+impl Why for () {
+    #[inline(always)]
+    fn why(_: impl FnOnce() -> String) {}
+}
+
+impl Why for String {
+    fn why(f: impl FnOnce() -> String) -> String {
+        f()
+    }
+}
+
+#[inline(always)]
+fn hex<E: Why>(s: &str) -> Result<Addr, E> {
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    fields::hex(digits)
+        .map(Addr)
+        .ok_or_else(|| E::why(|| format!("bad address {s:?}")))
+}
+
+#[inline(always)]
+fn num<E: Why>(s: &str) -> Result<u64, E> {
+    fields::dec(s).ok_or_else(|| E::why(|| format!("bad number {s:?}")))
+}
+
+#[inline(always)]
+fn domain<E: Why>(s: &str) -> Result<Domain, E> {
+    match s {
+        "O" => Ok(Domain::Obj),
+        _ => Err(E::why(|| format!("bad domain {s:?} (2.7 has only O)"))),
+    }
+}
+
+#[inline(always)]
+fn next<'a, E: Why>(f: &mut SplitAsciiWhitespace<'a>, what: &str) -> Result<&'a str, E> {
+    f.next().ok_or_else(|| E::why(|| format!("missing {what}")))
+}
+
+#[inline(always)]
+fn parse<E: Why>(text: &str) -> Result<EventKind, E> {
     let mut f = text.split_ascii_whitespace();
-    let letter = f.next().ok_or("empty line")?;
-    let mut field = |what: &str| f.next().ok_or_else(|| format!("missing {what}"));
-    fn hex(s: &str) -> Result<Addr, String> {
-        if s == "0" {
-            return Ok(Addr::NULL);
-        }
-        Addr::parse_hex(s).ok_or_else(|| format!("bad address {s:?}"))
-    }
-    fn num(s: &str) -> Result<u64, String> {
-        s.parse().map_err(|_| format!("bad number {s:?}"))
-    }
-    fn domain(s: &str) -> Result<Domain, String> {
-        match s {
-            "O" => Ok(Domain::Obj),
-            _ => Err(format!("bad domain {s:?} (2.7 has only O)")),
-        }
-    }
+    let letter = f.next().ok_or_else(|| E::why(|| "empty line".into()))?;
+    let f = &mut f;
     let kind_of = |c: char| {
         if c.is_ascii_uppercase() {
             FreeListKind::Int
@@ -77,77 +121,80 @@ pub fn parse_line(text: &str) -> Result<EventKind, String> {
         }
     };
     let c = letter.chars().next().unwrap_or(' ');
-    let ev = match letter {
-        "B" | "b" => EventKind::BlockNew {
+    let ev = match letter.as_bytes() {
+        b"B" | b"b" => EventKind::BlockNew {
             kind: kind_of(c),
-            size: num(field("size")?)?,
-            addr: hex(field("address")?)?,
+            size: num::<E>(next(f, "size")?)?,
+            addr: hex::<E>(next(f, "address")?)?,
         },
-        "I" => {
-            let v = field("value")?;
+        b"I" => {
+            let v = next(f, "value")?;
             EventKind::ObjPop {
                 kind: FreeListKind::Int,
-                value: v.parse().map_err(|_| format!("bad int value {v:?}"))?,
-                addr: hex(field("address")?)?,
+                value: fields::signed(v)
+                    .ok_or_else(|| E::why(|| format!("bad int value {v:?}")))?,
+                addr: hex::<E>(next(f, "address")?)?,
             }
         }
-        "i" => {
-            let v = field("value")?;
-            let x: f64 = v.parse().map_err(|_| format!("bad float value {v:?}"))?;
+        b"i" => {
+            let v = next(f, "value")?;
+            let x: f64 = v
+                .parse()
+                .map_err(|_| E::why(|| format!("bad float value {v:?}")))?;
             EventKind::ObjPop {
                 kind: FreeListKind::Float,
                 value: x.to_bits() as i64,
-                addr: hex(field("address")?)?,
+                addr: hex::<E>(next(f, "address")?)?,
             }
         }
-        "D" | "d" => EventKind::ObjPush {
+        b"D" | b"d" => EventKind::ObjPush {
             kind: kind_of(c),
-            addr: hex(field("address")?)?,
+            addr: hex::<E>(next(f, "address")?)?,
         },
-        "K" | "k" => EventKind::ClearKeep {
+        b"K" | b"k" => EventKind::ClearKeep {
             kind: kind_of(c),
-            addr: hex(field("address")?)?,
-            live: num(field("live count")?)?,
+            addr: hex::<E>(next(f, "address")?)?,
+            live: num::<E>(next(f, "live count")?)?,
         },
-        "X" | "x" => EventKind::ClearFree {
+        b"X" | b"x" => EventKind::ClearFree {
             kind: kind_of(c),
-            addr: hex(field("address")?)?,
+            addr: hex::<E>(next(f, "address")?)?,
         },
-        "L" | "l" => EventKind::ClearDone {
+        b"L" | b"l" => EventKind::ClearDone {
             kind: kind_of(c),
-            kept: num(field("kept")?)?,
-            freed: num(field("freed")?)?,
-            live: num(field("live")?)?,
-            nfree: num(field("nfree")?)?,
-            head: hex(field("head")?)?,
+            kept: num::<E>(next(f, "kept")?)?,
+            freed: num::<E>(next(f, "freed")?)?,
+            live: num::<E>(next(f, "live")?)?,
+            nfree: num::<E>(next(f, "nfree")?)?,
+            head: hex::<E>(next(f, "head")?)?,
         },
-        "m" => EventKind::Malloc {
-            domain: domain(field("domain")?)?,
-            size: num(field("size")?)?,
-            addr: hex(field("address")?)?,
+        b"m" => EventKind::Malloc {
+            domain: domain::<E>(next(f, "domain")?)?,
+            size: num::<E>(next(f, "size")?)?,
+            addr: hex::<E>(next(f, "address")?)?,
         },
-        "r" => EventKind::Realloc {
-            domain: domain(field("domain")?)?,
-            old: hex(field("old address")?)?,
-            size: num(field("size")?)?,
-            new: hex(field("new address")?)?,
+        b"r" => EventKind::Realloc {
+            domain: domain::<E>(next(f, "domain")?)?,
+            old: hex::<E>(next(f, "old address")?)?,
+            size: num::<E>(next(f, "size")?)?,
+            new: hex::<E>(next(f, "new address")?)?,
         },
-        "f" => EventKind::Free {
-            domain: domain(field("domain")?)?,
-            addr: hex(field("address")?)?,
+        b"f" => EventKind::Free {
+            domain: domain::<E>(next(f, "domain")?)?,
+            addr: hex::<E>(next(f, "address")?)?,
         },
-        "A" => EventKind::ArenaAlloc {
-            size: num(field("size")?)?,
-            addr: hex(field("address")?)?,
+        b"A" => EventKind::ArenaAlloc {
+            size: num::<E>(next(f, "size")?)?,
+            addr: hex::<E>(next(f, "address")?)?,
         },
-        "F" => EventKind::ArenaFree {
-            addr: hex(field("address")?)?,
-            size: num(field("size")?)?,
+        b"F" => EventKind::ArenaFree {
+            addr: hex::<E>(next(f, "address")?)?,
+            size: num::<E>(next(f, "size")?)?,
         },
-        other => return Err(format!("unknown event letter {other:?}")),
+        _ => return Err(E::why(|| format!("unknown event letter {letter:?}"))),
     };
     if f.next().is_some() {
-        return Err("extra fields".into());
+        return Err(E::why(|| "extra fields".into()));
     }
     Ok(ev)
 }
@@ -158,25 +205,20 @@ impl EventReader for Pyrec27Reader {
             let Some(text) = self.lines.next_line()? else {
                 return Ok(None);
             };
-            if let Some(h) = text.strip_prefix('#') {
-                self.header
-                    .lines
-                    .push(h.strip_prefix(' ').unwrap_or(h).to_string());
+            if let Some(h) = fields::comment(text) {
+                self.header.lines.push(h.to_string());
                 continue;
             }
             if text.trim().is_empty() {
                 continue;
             }
-            return match parse_line(text) {
-                Ok(kind) => Ok(Some(Event {
-                    kind,
-                    line: self.lines.line_number(),
-                })),
-                Err(why) => {
-                    let text = text.to_string();
-                    Err(self.lines.parse_error(&text, why))
-                }
-            };
+            if let Ok(kind) = parse::<()>(text) {
+                let line = self.lines.line_number();
+                return Ok(Some(Event { kind, line }));
+            }
+            let text = text.to_string();
+            let why = explain(&text).err().unwrap_or_default();
+            return Err(self.lines.parse_error(&text, why));
         }
     }
 

@@ -150,6 +150,8 @@ impl<W: Write> TextWriter<W> {
 mod tests {
     use super::*;
     use crate::addr::Addr;
+    use crate::trace::open::recorded_from_text;
+    use crate::trace::TraceFormat;
 
     fn line(kind: EventKind) -> String {
         let mut w = TextWriter::new(Vec::new());
@@ -199,5 +201,125 @@ mod tests {
             }),
             "i 1.7976931348623157e308 7ffff7cb2030\n"
         );
+    }
+
+    /// The first header line of each recorded format.
+    fn header_of(format: TraceFormat) -> TraceHeader {
+        let first = match format {
+            TraceFormat::Pymalloc3 => "pymalloc allocation trace (test)",
+            TraceFormat::Glibc => "glibc malloc-family call trace: test",
+            TraceFormat::Pyrec27 => "PYREC allocator event trace: test",
+        };
+        TraceHeader {
+            lines: vec![first.into(), "second line".into()],
+        }
+    }
+
+    #[test]
+    fn each_format_reads_back_what_the_writer_writes() {
+        let a = Addr(0x7fff_f7cb_2030);
+        let kinds = [
+            EventKind::Malloc {
+                domain: Domain::Obj,
+                size: 24,
+                addr: a,
+            },
+            EventKind::Malloc {
+                domain: Domain::Libc,
+                size: 0,
+                addr: Addr::NULL,
+            },
+            EventKind::Calloc {
+                domain: Domain::RawNested,
+                nelem: 3,
+                elsize: 8,
+                addr: a,
+            },
+            EventKind::Realloc {
+                domain: Domain::Libc,
+                old: a,
+                size: 9,
+                new: a + 16,
+            },
+            EventKind::Realloc {
+                domain: Domain::Obj,
+                old: Addr::NULL,
+                size: 64,
+                new: a,
+            },
+            EventKind::Free {
+                domain: Domain::Mem,
+                addr: Addr::NULL,
+            },
+            EventKind::Memalign {
+                align: 64,
+                size: 100,
+                addr: a,
+            },
+            EventKind::Mallopt {
+                param: i64::MIN,
+                value: 7,
+                ret: 1,
+            },
+            EventKind::ArenaAlloc {
+                size: 1 << 18,
+                addr: a,
+            },
+            EventKind::VirtualFree {
+                addr: a,
+                size: 16384,
+            },
+            EventKind::ObjPop {
+                kind: FreeListKind::Int,
+                value: -5,
+                addr: a,
+            },
+            EventKind::ObjPop {
+                kind: FreeListKind::Float,
+                value: 0.1f64.to_bits() as i64,
+                addr: a,
+            },
+            EventKind::ClearDone {
+                kind: FreeListKind::Float,
+                kept: 1,
+                freed: 2,
+                live: 3,
+                nfree: 4,
+                head: a,
+            },
+            EventKind::Mark { index: 0 },
+        ];
+        let formats = [
+            TraceFormat::Pymalloc3,
+            TraceFormat::Glibc,
+            TraceFormat::Pyrec27,
+        ];
+        for k in &kinds {
+            assert!(
+                formats.iter().any(|f| f.has_line_for(k)),
+                "{k:?}: no reader"
+            );
+        }
+        for format in formats {
+            let h = header_of(format);
+            let mut w = TextWriter::new(Vec::new());
+            w.write_header(&h).unwrap();
+            let mut want = Vec::new();
+            for &kind in kinds.iter().filter(|k| format.has_line_for(k)) {
+                let e = Event {
+                    kind,
+                    line: w.lines() + 1,
+                };
+                w.write_event(&e).unwrap();
+                want.push(e);
+            }
+            let text = String::from_utf8(w.finish().unwrap()).unwrap();
+            let mut r = recorded_from_text(format, "t", &text).unwrap();
+            for e in &want {
+                assert_eq!(r.next_event().unwrap().as_ref(), Some(e), "{format:?}");
+            }
+            assert!(r.next_event().unwrap().is_none(), "{format:?}");
+            assert_eq!(r.header(), &h, "{format:?}");
+        }
     }
 }
