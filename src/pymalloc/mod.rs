@@ -451,7 +451,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn malloc_small(&mut self, nbytes: u64) -> Result<Addr, AllocError> {
         let size = ((nbytes - 1) >> self.shift) as u32;
         let a = self.pymalloc_alloc(size, nbytes)?;
@@ -461,6 +461,32 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             self.peak_live_bytes = self.live_bytes;
         }
         Ok(Addr(a))
+    }
+
+    /// `_PyObject_Malloc` of 0 or more than `SMALL_REQUEST_THRESHOLD` bytes: the lower
+    /// allocator.
+    #[inline(never)]
+    fn malloc_large(&mut self, size: usize) -> Result<Addr, AllocError> {
+        if size > isize::MAX as usize {
+            return Err(self.too_large(size));
+        }
+        if size == 0 && self.params.raw_zero_as_one {
+            return self.lower.malloc(1);
+        }
+        self.lower.malloc(size)
+    }
+
+    /// `_PyObject_Free` of an address outside the hot arena's carved pools.
+    #[inline(never)]
+    fn free_cold(&mut self, addr: Addr) -> Result<(), AllocError> {
+        if addr.is_null() {
+            return Ok(());
+        }
+        match self.locate_cold(addr.0) {
+            None => self.lower.free(addr),
+            Some((_, NONE)) => Err(self.arena_not_live("free", addr.0)),
+            Some((_, pool)) => self.free_block(addr.0, pool),
+        }
     }
 
     fn too_large(&self, size: usize) -> AllocError {
@@ -478,19 +504,13 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
     }
 
     /// `_PyObject_Malloc`: pymalloc for 1..=threshold bytes, else the lower allocator.
-    #[inline]
+    #[inline(always)]
     fn malloc(&mut self, size: usize) -> Result<Addr, AllocError> {
         let n = size as u64;
         if n.wrapping_sub(1) < self.threshold {
             return self.malloc_small(n);
         }
-        if size > isize::MAX as usize {
-            return Err(self.too_large(size));
-        }
-        if size == 0 && self.params.raw_zero_as_one {
-            return self.lower.malloc(1);
-        }
-        self.lower.malloc(size)
+        self.malloc_large(size)
     }
 
     /// `_PyObject_Calloc`: as malloc for small requests (zeroed), else the lower calloc.
@@ -506,19 +526,12 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
     }
 
     /// `_PyObject_Free`: pymalloc when an arena owns the address, else the lower allocator.
-    #[inline]
+    #[inline(always)]
     fn free(&mut self, addr: Addr) -> Result<(), AllocError> {
         if let Some(pool) = self.hot_pool(addr.0) {
             return self.free_block(addr.0, pool);
         }
-        if addr.is_null() {
-            return Ok(());
-        }
-        match self.locate_cold(addr.0) {
-            None => self.lower.free(addr),
-            Some((_, NONE)) => Err(self.arena_not_live("free", addr.0)),
-            Some((_, pool)) => self.free_block(addr.0, pool),
-        }
+        self.free_cold(addr)
     }
 
     /// `_PyObject_Realloc`: in place when `n <= size` and `4n > 3 size`; else malloc + free.
