@@ -73,6 +73,8 @@ pub struct Pymalloc<A: Allocator, S: ArenaSource = AddressSpace> {
     max_pools: u32,                   // MAX_POOLS_IN_ARENA
     granules: u32,                    // POOL_SIZE >> ALIGNMENT_SHIFT: block starts per pool
     granule_bits: u32,                // log2(granules): pool id << granule_bits = its first slot
+    granule_mask: u64,                // granules - 1
+    align_mask: u64,                  // ALIGNMENT - 1
     radix_mid_bytes: u64,             // sizeof(arena_map_mid_t)
     radix_bot_bytes: u64,             // sizeof(arena_map_bot_t)
     radix_root_bytes: u64,            // sizeof(arena_map_root)
@@ -161,6 +163,8 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             max_pools: params.max_pools_in_arena(),
             granules: (params.pool_size() >> params.alignment_shift) as u32,
             granule_bits: params.pool_bits - params.alignment_shift,
+            granule_mask: (params.pool_size() >> params.alignment_shift) - 1,
+            align_mask: (1u64 << params.alignment_shift) - 1,
             radix_mid_bytes: (1u64 << mid_bits) * ptr,
             radix_bot_bytes: (1u64 << bot_bits) * 8,
             radix_root_bytes: (1u64 << params.radix_bits().0) * ptr,
@@ -389,14 +393,14 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
     #[inline(always)]
     fn free_block(&mut self, addr: u64, pool: u32) -> Result<(), AllocError> {
         // Pools are POOL_SIZE-aligned: the granule is the address bits below POOL_BITS.
-        let g = (addr >> self.shift) as usize & (self.granules as usize - 1);
+        let g = ((addr >> self.shift) & self.granule_mask) as usize;
         let i = self.granule_base(pool) + g;
         debug_assert!(i < self.next.len() && (pool as usize) < self.pools.len());
         // SAFETY: `pool` is a carved pool's id (below `pools.len()`), `g < granules`, and
         // `next.len() == pools.len() << granule_bits`.
         let v = unsafe { *self.next.get_unchecked(i) };
         // A live flag is only ever set at a live block's start (so `count > 0` too).
-        if addr & ((1 << self.shift) - 1) != 0 || v & pool::LIVE == 0 {
+        if addr & self.align_mask != 0 || v & pool::LIVE == 0 {
             let p = self.pools[pool as usize];
             return Err(self.not_live("free", addr, &p));
         }

@@ -130,7 +130,8 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             if p.nextoffset <= p.maxnextoffset {
                 let g = (p.nextoffset >> shift) as u16;
                 p.freeblock = g;
-                p.nextoffset += (size + 1) << shift;
+                // INDEX2SIZE(size): the request rounded up to the alignment.
+                p.nextoffset += ((nbytes + self.align_mask) & !self.align_mask) as u32;
                 debug_assert!(base + (g as usize) < self.next.len());
                 // SAFETY: `nextoffset <= maxnextoffset < POOL_SIZE`: a granule of the pool.
                 unsafe { *self.next.get_unchecked_mut(base + g as usize) = 0 };
