@@ -176,6 +176,42 @@ impl Replayer {
     /// whether it ends the check.
     #[inline]
     pub fn step(&mut self, ev: &Event) -> Step {
+        // The common case, dispatched once: an O/M malloc or free in pinned mode with
+        // nothing nested and nothing diverged (the general path below does the same).
+        if self.mode == Mode::Pinned && !self.nested && self.alias.is_empty() {
+            match ev.kind {
+                EventKind::Malloc { domain, size, addr } if is_om(domain) => {
+                    let small = self.model.is_small(size);
+                    let result = self.model.malloc(size as usize);
+                    if matches!(result, Ok(g) if g == addr) && self.model_quiet() {
+                        return Step::Call {
+                            expected: addr,
+                            got: addr,
+                            small,
+                            matched: true,
+                            arena_events: 0,
+                        };
+                    }
+                    return self.finish_call(Op::Malloc(size), addr, small, result);
+                }
+                EventKind::Free { domain, addr } if is_om(domain) => {
+                    return match self.model.free(addr) {
+                        Ok(()) if self.model_quiet() => Step::Call {
+                            expected: Addr::NULL,
+                            got: Addr::NULL,
+                            small: false,
+                            matched: true,
+                            arena_events: 0,
+                        },
+                        r => {
+                            let r = r.map(|()| Addr::NULL);
+                            self.finish_call(Op::Free(addr), Addr::NULL, false, r)
+                        }
+                    };
+                }
+                _ => {}
+            }
+        }
         let (op, expected, small): (Op, Addr, bool) = match ev.kind {
             EventKind::Malloc { domain, size, addr } if is_om(domain) => {
                 (Op::Malloc(size), addr, self.model.is_small(size))
@@ -229,9 +265,8 @@ impl Replayer {
         };
         if let Ok(g) = result {
             if quick && g == expected {
-                // The common case: nothing nested, nothing diverged.
-                let src = self.model.source();
-                if src.mapped.is_empty() && src.unmapped.is_empty() {
+                // Nothing nested, nothing diverged.
+                if self.model_quiet() {
                     return Step::Call {
                         expected,
                         got: g,
@@ -243,6 +278,13 @@ impl Replayer {
             }
         }
         self.finish_call(op, expected, small, result)
+    }
+
+    /// True when the model mapped and unmapped no arena in the call just replayed.
+    #[inline(always)]
+    fn model_quiet(&self) -> bool {
+        let src = self.model.source();
+        src.mapped.is_empty() && src.unmapped.is_empty()
     }
 
     /// The rest of [`step`](Self::step) when the call had nested lines, diverged or failed.

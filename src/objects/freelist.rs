@@ -13,11 +13,11 @@
 //! ```
 //!
 //! Objects are numbered by [`Slot`]: `slot = block_number * N + k` for `objects[k]`;
-//! the free list is an intrusive array of slot links in which a handed-out slot holds
-//! the mark `LIVE` (as C's `ob_type` then points at the type, not the next free object),
-//! and a bit per slot says whether it was ever handed out (to tell a double free from a
-//! stray one); [`FreeList::occupancy`] reads liveness out as a `bitvec`. So an alloc+free
-//! pair touches two words and a bit.
+//! each slot is one 16-byte record (its address, its free-list link, and whether it was
+//! ever handed out, to tell a double free from a stray one). The free list is intrusive:
+//! a handed-out slot's link holds the mark `LIVE` (as C's `ob_type` then points at the
+//! type, not the next free object); [`FreeList::occupancy`] reads liveness out as a
+//! `bitvec`. So an alloc+free pair touches one record and the head.
 //!
 //! Invariants (checked by proptests/intlist.rs after every step):
 //! - `n_live + |free list| == N × n_blocks` (`n_live()` counts the `LIVE` marks and
@@ -34,12 +34,6 @@ use crate::platform::Platform;
 use bitvec::order::Lsb0;
 use bitvec::vec::BitVec;
 use std::marker::PhantomData;
-
-/// Bit `s` of a bit vector kept as 64-bit words.
-#[inline(always)]
-fn bit(words: &[u64], s: usize) -> bool {
-    words[s >> 6] & (1 << (s & 63)) != 0
-}
 
 /// End of a slot or block chain (C's `NULL`).
 const NIL: u32 = u32::MAX;
@@ -146,6 +140,14 @@ pub struct ClearReport {
     pub head: Addr,
 }
 
+/// One object of a block, as the model keeps it.
+#[derive(Debug, Clone, Copy)]
+struct Object {
+    addr: u64,  // the object's address (`&objects[k]`)
+    next: u32,  // free-list link (Py_TYPE abused as `next`): a slot, NIL, or LIVE
+    ever: bool, // handed out at least once
+}
+
 #[derive(Debug, Clone)]
 struct Block {
     base: Addr,  // what malloc returned (or the trace said)
@@ -163,9 +165,7 @@ pub struct FreeList<A, T> {
     layout: BlockLayout,      // sizes on this platform
     blocks: Vec<Block>,       // every block ever made, by block number
     by_base: Vec<(u64, u32)>, // (base, block number) of blocks not freed, sorted by base
-    addr: Vec<u64>,           // object address by slot
-    next: Vec<u32>,           // by slot: free-list link (Py_TYPE abused as `next`), or LIVE
-    ever: Vec<u64>,           // bit s % 64 of word s / 64: slot s handed out at least once
+    objects: Vec<Object>,     // by slot: address, free-list link or LIVE, handed out once
     free_list: u32,           // head slot (NIL = NULL)
     block_list: u32,          // head block number (NIL = NULL): the newest block
     n_blocks: u64,            // blocks not freed
@@ -183,9 +183,7 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
             layout,
             blocks: Vec::new(),
             by_base: Vec::new(),
-            addr: Vec::new(),
-            next: Vec::new(),
-            ever: Vec::new(),
+            objects: Vec::new(),
             free_list: NIL,
             block_list: NIL,
             n_blocks: 0,
@@ -223,18 +221,20 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
         Ok(self.pop())
     }
 
+    /// Pops the head, which is not NIL.
     #[inline(always)]
     fn pop(&mut self) -> (Slot, Addr) {
         let s = self.free_list as usize;
-        self.free_list = self.next[s];
-        self.next[s] = LIVE;
-        // Only the first hand-out writes the bit: a plain load otherwise, so an alloc+free
-        // pair carries no read-modify-write chain through this word.
-        let (w, b) = (s >> 6, 1u64 << (s & 63));
-        if self.ever[w] & b == 0 {
-            self.ever[w] |= b;
-        }
-        (Slot(s as u32), Addr(self.addr[s]))
+        debug_assert!(s < self.objects.len(), "free-list head {s} is not a slot");
+        // SAFETY: the head is not NIL here, and every link on the free list (the head
+        // included) is a slot that `add_block` made: `add_block` links only slots below
+        // `objects.len()`, `free_slot` pushes only a slot it found in `objects`, and
+        // `clear_free_list` re-threads only slots of kept blocks; `objects` never shrinks.
+        let o = unsafe { self.objects.get_unchecked_mut(s) };
+        self.free_list = o.next;
+        o.next = LIVE;
+        o.ever = true;
+        (Slot(s as u32), Addr(o.addr))
     }
 
     /// Pushes a live object back on the free-list head (`int_dealloc`).
@@ -244,12 +244,14 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
     #[inline(always)]
     pub fn free_slot(&mut self, slot: Slot) -> Result<Addr, AllocError> {
         let s = slot.0 as usize;
-        if self.next.get(s) != Some(&LIVE) {
-            return Err(self.not_live(s));
+        match self.objects.get_mut(s) {
+            Some(o) if o.next == LIVE => {
+                o.next = self.free_list;
+                self.free_list = slot.0;
+                Ok(Addr(o.addr))
+            }
+            _ => Err(self.not_live(s)),
         }
-        self.next[s] = self.free_list;
-        self.free_list = slot.0;
-        Ok(Addr(self.addr[s]))
     }
 
     /// Pushes the live object at `addr` back on the free-list head (`int_dealloc`).
@@ -267,9 +269,12 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
         Ok(slot)
     }
 
+    #[cold]
+    #[inline(never)]
     fn not_live(&self, s: usize) -> AllocError {
-        let addr = self.addr.get(s).map_or(Addr::NULL, |&a| Addr(a));
-        if s < self.next.len() && bit(&self.ever, s) && !self.blocks[s / self.n()].freed {
+        let o = self.objects.get(s);
+        let addr = o.map_or(Addr::NULL, |o| Addr(o.addr));
+        if o.is_some_and(|o| o.ever) && !self.blocks[s / self.n()].freed {
             AllocError::DoubleFree {
                 addr,
                 model: T::MODEL,
@@ -293,6 +298,7 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
     ///
     /// # Errors
     /// Whatever the heap refuses.
+    #[inline(never)]
     pub fn fill_free_list(&mut self) -> Result<Addr, AllocError> {
         let base = self.heap.malloc(self.layout.block_size as usize)?;
         self.add_block(base, true)?;
@@ -327,7 +333,7 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
         }
         let b = self.blocks.len() as u32;
         let n = self.layout.n_objects;
-        let first = self.addr.len() as u32;
+        let first = self.objects.len() as u32;
         if (first as u64 + n as u64) >= LIVE as u64 {
             return Err(AllocError::OutOfAddressSpace {
                 what: format!("more than {} objects in the {}", NIL, T::MODEL),
@@ -342,16 +348,18 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
         self.block_list = b;
         self.by_base.insert(i, (base.0, b));
         for k in 0..n {
-            self.addr.push(self.layout.object_addr(base, k).0);
-            // objects[k] -> objects[k-1]; objects[0] -> the old head (NULL when called
-            // because the list was empty, as fill_free_list always is).
-            self.next.push(if k == 0 {
-                self.free_list
-            } else {
-                first + k - 1
+            self.objects.push(Object {
+                addr: self.layout.object_addr(base, k).0,
+                // objects[k] -> objects[k-1]; objects[0] -> the old head (NULL when called
+                // because the list was empty, as fill_free_list always is).
+                next: if k == 0 {
+                    self.free_list
+                } else {
+                    first + k - 1
+                },
+                ever: false,
             });
         }
-        self.ever.resize(self.addr.len().div_ceil(64), 0);
         self.free_list = first + n - 1;
         self.n_blocks += 1;
         Ok(())
@@ -407,27 +415,32 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
             base,
             k,
             slot: Slot(slot),
-            live: self.next[slot as usize] == LIVE,
+            live: self.objects[slot as usize].next == LIVE,
         })
     }
 
     /// The address of a slot.
+    #[inline]
     pub fn addr_of(&self, slot: Slot) -> Addr {
-        Addr(self.addr[slot.0 as usize])
+        Addr(self.objects[slot.0 as usize].addr)
     }
 
     /// True when the slot is handed out.
+    #[inline]
     pub fn is_live(&self, slot: Slot) -> bool {
-        self.next.get(slot.0 as usize) == Some(&LIVE)
+        self.objects
+            .get(slot.0 as usize)
+            .is_some_and(|o| o.next == LIVE)
     }
 
     /// The free-list head (`NULL` when empty): the address the next alloc returns,
     /// unless a new block is needed.
+    #[inline]
     pub fn head(&self) -> Addr {
         if self.free_list == NIL {
             Addr::NULL
         } else {
-            Addr(self.addr[self.free_list as usize])
+            Addr(self.objects[self.free_list as usize].addr)
         }
     }
 
@@ -438,9 +451,9 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
             if s == NIL {
                 return None;
             }
-            let a = Addr(self.addr[s as usize]);
-            s = self.next[s as usize];
-            Some(a)
+            let o = self.objects[s as usize];
+            s = o.next;
+            Some(Addr(o.addr))
         })
     }
 
@@ -459,14 +472,15 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
 
     /// Addresses of every live object, in slot order.
     pub fn live_addrs(&self) -> impl Iterator<Item = Addr> + '_ {
-        (0..self.next.len())
-            .filter(|&s| self.next[s] == LIVE)
-            .map(|s| Addr(self.addr[s]))
+        self.objects
+            .iter()
+            .filter(|o| o.next == LIVE)
+            .map(|o| Addr(o.addr))
     }
 
     /// Live objects.
     pub fn n_live(&self) -> u64 {
-        self.next.iter().filter(|&&l| l == LIVE).count() as u64
+        self.objects.iter().filter(|o| o.next == LIVE).count() as u64
     }
 
     /// Objects on the free list.
@@ -477,7 +491,7 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
     /// Occupancy of every slot ever made, as a bit vector (1 = live), slot order: the
     /// source of heap maps.
     pub fn occupancy(&self) -> BitVec<u64, Lsb0> {
-        self.next.iter().map(|&l| l == LIVE).collect()
+        self.objects.iter().map(|o| o.next == LIVE).collect()
     }
 
     /// Blocks not freed.
@@ -488,9 +502,9 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
     /// Live objects in the block numbered `b`.
     fn live_in_block(&self, b: usize) -> u64 {
         let n = self.n();
-        self.next[b * n..(b + 1) * n]
+        self.objects[b * n..(b + 1) * n]
             .iter()
-            .filter(|&&l| l == LIVE)
+            .filter(|o| o.next == LIVE)
             .count() as u64
     }
 
@@ -528,8 +542,9 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
                 self.block_list = list;
                 for k in 0..n {
                     let s = list * n + k;
-                    if self.next[s as usize] != LIVE {
-                        self.next[s as usize] = self.free_list;
+                    let o = &mut self.objects[s as usize];
+                    if o.next != LIVE {
+                        o.next = self.free_list;
                         self.free_list = s;
                     }
                 }

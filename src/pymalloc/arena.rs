@@ -87,7 +87,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             self.unused_arena_objects = maxarenas;
             let npools = self.nclasses as usize + numarenas as usize * self.max_pools as usize;
             self.pools.resize(npools, Pool::head(NONE));
-            let ngran = numarenas as usize * self.max_pools as usize * self.granules as usize;
+            let ngran = npools << self.granule_bits;
             // A fresh zeroed vector (pages the system zeroes on first touch: only the pools
             // used ever cost memory), the old slots copied in.
             let mut next = vec![0u16; ngran];
@@ -183,6 +183,9 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             let p = &mut self.pools[id as usize];
             p.addr = addr;
             p.szidx = DUMMY_SIZE_IDX;
+            if self.hot_slot == ua {
+                self.make_hot(ua); // one more carved pool in the hot span
+            }
             id
         };
         let a = &mut self.arenas[ua as usize];
@@ -249,6 +252,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             self.arenas[ao as usize].address = 0;
             if self.hot_slot == ao {
                 self.hot_span = 0;
+                self.hot_slot = NONE;
             }
             self.narenas_currently_allocated -= 1;
             self.mapped_bytes -= size;

@@ -72,11 +72,14 @@ pub struct Pymalloc<A: Allocator, S: ArenaSource = AddressSpace> {
     nclasses: u32,                    // NB_SMALL_SIZE_CLASSES (= number of usedpools heads)
     max_pools: u32,                   // MAX_POOLS_IN_ARENA
     granules: u32,                    // POOL_SIZE >> ALIGNMENT_SHIFT: block starts per pool
+    granule_bits: u32,                // log2(granules): pool id << granule_bits = its first slot
+    granule_mask: u64,                // granules - 1
+    align_mask: u64,                  // ALIGNMENT - 1
     radix_mid_bytes: u64,             // sizeof(arena_map_mid_t)
     radix_bot_bytes: u64,             // sizeof(arena_map_bot_t)
     radix_root_bytes: u64,            // sizeof(arena_map_root)
     pools: Vec<Pool>,                 // [0, nclasses): usedpools heads; then slot*max_pools + i
-    next: Vec<u16>, // per pool granule: free-list link, or LIVE | a live block's size
+    next: Vec<u16>, // by pool id << granule_bits | granule: free-list link, or LIVE | size
     arenas: Vec<ArenaObject>, // the `arenas` vector (maxarenas = len)
     unused_arena_objects: u32, // head of the list of slots with address 0
     usable_arenas: u32, // head of the list of arenas with free pools
@@ -87,8 +90,8 @@ pub struct Pymalloc<A: Allocator, S: ArenaSource = AddressSpace> {
     arenas_vector: Addr, // where the lower allocator put the `arenas` vector
     map: ArenaMap,  // address -> arena index
     hot_first: u64, // first pool of the arena last looked up
-    hot_span: u64,  // its ntotalpools * POOL_SIZE (0 = no hot arena)
-    hot_slot: u32,  // its arena index
+    hot_span: u64,  // its carved pools * POOL_SIZE (pool_address - first_pool; 0 = none)
+    hot_slot: u32,  // its arena index (NONE = no hot arena)
     hot_pool0: u32, // the pool id of its first pool
     lower: A,       // fall-through and bookkeeping allocator
     source: S,      // the arena allocator
@@ -159,6 +162,9 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             nclasses,
             max_pools: params.max_pools_in_arena(),
             granules: (params.pool_size() >> params.alignment_shift) as u32,
+            granule_bits: params.pool_bits - params.alignment_shift,
+            granule_mask: (params.pool_size() >> params.alignment_shift) - 1,
+            align_mask: (1u64 << params.alignment_shift) - 1,
             radix_mid_bytes: (1u64 << mid_bits) * ptr,
             radix_bot_bytes: (1u64 << bot_bits) * 8,
             radix_root_bytes: (1u64 << params.radix_bits().0) * ptr,
@@ -245,28 +251,44 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
 
     /// The pool id holding `addr`, with its arena index, when `addr` is inside a carved pool
     /// (`NONE` for the pool when the arena owns `addr` but no carved pool does). The arena
-    /// last found is kept hot: within it, a pool is carved iff its header's `addr` is set.
+    /// last found is kept hot: its carved pools are `hot_first .. hot_first + hot_span`
+    /// (an arena's pools are carved in address order, so they make one span).
     #[inline]
     fn locate(&mut self, addr: u64) -> Option<(u32, u32)> {
-        let off = addr.wrapping_sub(self.hot_first);
-        if off < self.hot_span {
-            let id = self.hot_pool0 + (off >> self.pool_bits) as u32;
-            if self.pools[id as usize].addr == addr & !(self.pool_size - 1) {
-                return Some((self.hot_slot, id));
-            }
+        match self.hot_pool(addr) {
+            Some(id) => Some((self.hot_slot, id)),
+            None => self.locate_cold(addr),
         }
+    }
+
+    /// The carved pool of the hot arena holding `addr`, if any.
+    #[inline(always)]
+    fn hot_pool(&self, addr: u64) -> Option<u32> {
+        let off = addr.wrapping_sub(self.hot_first);
+        (off < self.hot_span).then(|| self.hot_pool0 + (off >> self.pool_bits) as u32)
+    }
+
+    /// [`locate`](Self::locate) through the arena map; makes the arena found the hot one.
+    #[inline(never)]
+    fn locate_cold(&mut self, addr: u64) -> Option<(u32, u32)> {
         let slot = self.map.lookup(addr)?;
+        self.make_hot(slot);
         let a = &self.arenas[slot as usize];
-        let pool0 = self.nclasses + slot * self.max_pools;
-        self.hot_first = a.first_pool;
-        self.hot_span = (a.ntotalpools as u64) << self.pool_bits;
-        self.hot_slot = slot;
-        self.hot_pool0 = pool0;
         if addr < a.first_pool || addr >= a.pool_address {
             return Some((slot, NONE));
         }
         let idx = ((addr - a.first_pool) >> self.pool_bits) as u32;
-        Some((slot, pool0 + idx))
+        Some((slot, self.hot_pool0 + idx))
+    }
+
+    /// Makes arena `slot` the hot one (or refreshes its span after a pool was carved).
+    #[inline]
+    pub(crate) fn make_hot(&mut self, slot: u32) {
+        let a = &self.arenas[slot as usize];
+        self.hot_first = a.first_pool;
+        self.hot_span = a.pool_address - a.first_pool;
+        self.hot_slot = slot;
+        self.hot_pool0 = self.nclasses + slot * self.max_pools;
     }
 
     /// What the model knows about `addr`: its arena, pool, class, free-list head.
@@ -368,29 +390,36 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
     }
 
     /// `pymalloc_free` of a block known to be in carved pool `pool`.
-    #[inline]
+    #[inline(always)]
     fn free_block(&mut self, addr: u64, pool: u32) -> Result<(), AllocError> {
-        let p = self.pools[pool as usize];
-        let off = addr - p.addr;
-        let g = (off >> self.shift) as usize;
+        // Pools are POOL_SIZE-aligned: the granule is the address bits below POOL_BITS.
+        let g = ((addr >> self.shift) & self.granule_mask) as usize;
         let i = self.granule_base(pool) + g;
+        debug_assert!(i < self.next.len() && (pool as usize) < self.pools.len());
+        // SAFETY: `pool` is a carved pool's id (below `pools.len()`), `g < granules`, and
+        // `next.len() == pools.len() << granule_bits`.
+        let v = unsafe { *self.next.get_unchecked(i) };
         // A live flag is only ever set at a live block's start (so `count > 0` too).
-        if off & ((1 << self.shift) - 1) != 0 || !self.is_live(i) {
+        if addr & self.align_mask != 0 || v & pool::LIVE == 0 {
+            let p = self.pools[pool as usize];
             return Err(self.not_live("free", addr, &p));
         }
         self.live_blocks -= 1;
-        self.live_bytes -= (self.next[i] & !pool::LIVE) as u64;
+        self.live_bytes -= (v & !pool::LIVE) as u64;
+        // SAFETY: as above.
+        let p = unsafe { self.pools.get_unchecked_mut(pool as usize) };
         let lastfree = p.freeblock;
-        self.next[i] = lastfree;
-        let p = &mut self.pools[pool as usize];
         p.freeblock = g as u16;
         p.count -= 1;
+        let count = p.count;
+        // SAFETY: as above.
+        unsafe { *self.next.get_unchecked_mut(i) = lastfree };
         if lastfree == 0 {
             // The pool was full: link it at the front of usedpools.
             self.insert_to_usedpool(pool);
             return Ok(());
         }
-        if p.count != 0 {
+        if count != 0 {
             return Ok(());
         }
         self.insert_to_freepool(pool)
@@ -398,6 +427,8 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
 
     /// The error for a free/realloc of a non-live address inside an arena: a double free
     /// when a block of the pool's class once started there, else not live.
+    #[cold]
+    #[inline(never)]
     fn not_live(&self, op: &'static str, addr: u64, p: &Pool) -> AllocError {
         let off = addr.wrapping_sub(p.addr);
         if p.szidx != pool::DUMMY_SIZE_IDX && off >= self.overhead {
@@ -424,7 +455,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn malloc_small(&mut self, nbytes: u64) -> Result<Addr, AllocError> {
         let size = ((nbytes - 1) >> self.shift) as u32;
         let a = self.pymalloc_alloc(size, nbytes)?;
@@ -434,6 +465,32 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             self.peak_live_bytes = self.live_bytes;
         }
         Ok(Addr(a))
+    }
+
+    /// `_PyObject_Malloc` of 0 or more than `SMALL_REQUEST_THRESHOLD` bytes: the lower
+    /// allocator.
+    #[inline(never)]
+    fn malloc_large(&mut self, size: usize) -> Result<Addr, AllocError> {
+        if size > isize::MAX as usize {
+            return Err(self.too_large(size));
+        }
+        if size == 0 && self.params.raw_zero_as_one {
+            return self.lower.malloc(1);
+        }
+        self.lower.malloc(size)
+    }
+
+    /// `_PyObject_Free` of an address outside the hot arena's carved pools.
+    #[inline(never)]
+    fn free_cold(&mut self, addr: Addr) -> Result<(), AllocError> {
+        if addr.is_null() {
+            return Ok(());
+        }
+        match self.locate_cold(addr.0) {
+            None => self.lower.free(addr),
+            Some((_, NONE)) => Err(self.arena_not_live("free", addr.0)),
+            Some((_, pool)) => self.free_block(addr.0, pool),
+        }
     }
 
     fn too_large(&self, size: usize) -> AllocError {
@@ -451,19 +508,13 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
     }
 
     /// `_PyObject_Malloc`: pymalloc for 1..=threshold bytes, else the lower allocator.
-    #[inline]
+    #[inline(always)]
     fn malloc(&mut self, size: usize) -> Result<Addr, AllocError> {
         let n = size as u64;
         if n.wrapping_sub(1) < self.threshold {
             return self.malloc_small(n);
         }
-        if size > isize::MAX as usize {
-            return Err(self.too_large(size));
-        }
-        if size == 0 && self.params.raw_zero_as_one {
-            return self.lower.malloc(1);
-        }
-        self.lower.malloc(size)
+        self.malloc_large(size)
     }
 
     /// `_PyObject_Calloc`: as malloc for small requests (zeroed), else the lower calloc.
@@ -479,16 +530,12 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
     }
 
     /// `_PyObject_Free`: pymalloc when an arena owns the address, else the lower allocator.
-    #[inline]
+    #[inline(always)]
     fn free(&mut self, addr: Addr) -> Result<(), AllocError> {
-        if addr.is_null() {
-            return Ok(());
+        if let Some(pool) = self.hot_pool(addr.0) {
+            return self.free_block(addr.0, pool);
         }
-        match self.locate(addr.0) {
-            None => self.lower.free(addr),
-            Some((_, NONE)) => Err(self.arena_not_live("free", addr.0)),
-            Some((_, pool)) => self.free_block(addr.0, pool),
-        }
+        self.free_cold(addr)
     }
 
     /// `_PyObject_Realloc`: in place when `n <= size` and `4n > 3 size`; else malloc + free.

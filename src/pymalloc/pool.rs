@@ -21,9 +21,11 @@
 //! a used pool (`0 < count < NUMBLOCKS`) is on `usedpools[szidx]`, a full one on no list,
 //! an empty one (`count == 0`) on its arena's `freepools`.
 //!
-//! The model keeps the free-list links outside the simulated memory: `next[g]` for the
-//! block starting at granule `g = offset >> ALIGNMENT_SHIFT` of the pool (0 = NULL: granule 0
-//! is the header). For a *live* block the same slot holds its requested size with the
+//! The model keeps the free-list links outside the simulated memory: `next[id << GB | g]`
+//! for the block starting at granule `g = offset >> ALIGNMENT_SHIFT` of pool `id`, where
+//! `GB = POOL_BITS - ALIGNMENT_SHIFT` (`1 << GB` granules per pool; 0 = NULL: granule 0 is
+//! the header; the slots of the ids of the `usedpools` heads are never used, and, never
+//! touched, cost no memory). So `next.len() == pools.len() << GB`. For a *live* block the same slot holds its requested size with the
 //! [`LIVE`] flag: `next[g] & LIVE != 0  <=>  a live block starts at g`. Only block starts of
 //! the pool's current class are ever written, and a pool is re-initialised for another
 //! class (or its arena slot reused) only when all its blocks are free, so no stale flag
@@ -88,7 +90,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
     /// Index of `pool`'s first granule in `next`.
     #[inline(always)]
     pub(crate) fn granule_base(&self, pool: u32) -> usize {
-        (pool - self.nclasses) as usize * self.granules as usize
+        (pool as usize) << self.granule_bits
     }
 
     /// True when a live block starts at granule index `i` (its `next` slot has [`LIVE`]).
@@ -99,44 +101,61 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
 
     /// `pymalloc_alloc` for a request in size class `size`: the head block of the first
     /// used pool's free list, or a block of a new pool. Returns the block's address.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pymalloc_alloc(&mut self, size: u32, nbytes: u64) -> Result<u64, AllocError> {
-        let first = self.pools[size as usize].nextpool;
-        let (pool, g) = if first != size {
-            let p = &mut self.pools[first as usize];
-            p.count += 1;
-            let g = p.freeblock;
-            let base = (first - self.nclasses) as usize * self.granules as usize;
-            let link = self.next[base + g as usize];
-            self.pools[first as usize].freeblock = link;
-            if link == 0 {
-                self.pymalloc_pool_extend(first, size);
+        debug_assert!(size < self.nclasses && self.pools.len() >= self.nclasses as usize);
+        // SAFETY: `size < nclasses` (the class of a request of 1..=threshold bytes), and the
+        // `usedpools` heads are the first `nclasses` pools.
+        let first = unsafe { self.pools.get_unchecked(size as usize) }.nextpool;
+        if first == size {
+            return self.alloc_from_new_pool(size, nbytes);
+        }
+        let base = self.granule_base(first);
+        let shift = self.shift;
+        debug_assert!((first as usize) < self.pools.len() && base < self.next.len());
+        // SAFETY: a pool on `usedpools` is a carved pool, so `first < pools.len()`.
+        let p = unsafe { self.pools.get_unchecked_mut(first as usize) };
+        p.count += 1;
+        let g = p.freeblock;
+        // SAFETY: a used pool is not full, so its free-list head is a granule of the pool
+        // (`0 < g < granules`), and `next.len() == pools.len() << granule_bits`.
+        let link = unsafe { self.next.get_unchecked_mut(base + g as usize) };
+        let next = *link;
+        *link = nbytes as u16 | LIVE;
+        p.freeblock = next;
+        let addr = p.addr + ((g as u64) << shift);
+        if next == 0 {
+            // `pymalloc_pool_extend`: the free list ran dry; thread the next untouched
+            // block, or unlink the now full pool from `usedpools`.
+            if p.nextoffset <= p.maxnextoffset {
+                let g = (p.nextoffset >> shift) as u16;
+                p.freeblock = g;
+                // INDEX2SIZE(size): the request rounded up to the alignment.
+                p.nextoffset += ((nbytes + self.align_mask) & !self.align_mask) as u32;
+                debug_assert!(base + (g as usize) < self.next.len());
+                // SAFETY: `nextoffset <= maxnextoffset < POOL_SIZE`: a granule of the pool.
+                unsafe { *self.next.get_unchecked_mut(base + g as usize) = 0 };
+            } else {
+                self.unlink_full(first);
             }
-            (first, g)
-        } else {
-            self.allocate_from_new_pool(size)?
-        };
+        }
+        Ok(addr)
+    }
+
+    /// `allocate_from_new_pool` for a request of `nbytes` in class `size`, and the block's
+    /// address.
+    #[inline(never)]
+    fn alloc_from_new_pool(&mut self, size: u32, nbytes: u64) -> Result<u64, AllocError> {
+        let (pool, g) = self.allocate_from_new_pool(size)?;
         let i = self.granule_base(pool) + g as usize;
         self.next[i] = nbytes as u16 | LIVE;
         Ok(self.pools[pool as usize].addr + ((g as u64) << self.shift))
     }
 
-    /// `pymalloc_pool_extend`: the free list ran dry; thread the next untouched block, or
-    /// unlink the now full pool from `usedpools`.
-    #[inline]
-    fn pymalloc_pool_extend(&mut self, pool: u32, size: u32) {
-        let bytes = (self.class_bytes(size)) as u32;
+    /// A pool that just filled leaves `usedpools`.
+    #[inline(never)]
+    fn unlink_full(&mut self, pool: u32) {
         let p = self.pools[pool as usize];
-        if p.nextoffset <= p.maxnextoffset {
-            let g = (p.nextoffset >> self.shift) as u16;
-            let i = self.granule_base(pool) + g as usize;
-            self.next[i] = 0;
-            let p = &mut self.pools[pool as usize];
-            p.freeblock = g;
-            p.nextoffset += bytes;
-            return;
-        }
-        // Pool is full: unlink from usedpools.
         self.pools[p.nextpool as usize].prevpool = p.prevpool;
         self.pools[p.prevpool as usize].nextpool = p.nextpool;
     }
