@@ -96,12 +96,19 @@ pub fn run(args: SeedArgs) -> Result<ExitCode, String> {
                 None => Python::v2_7(platform.clone()),
             }
             .map_err(err)?;
-            let base = py.ints().block_list().last().unwrap_or(Addr::NULL);
+            // block_list() runs newest first: the last two are the first two blocks.
+            let blocks: Vec<Addr> = py.ints().block_list().collect();
+            let base = blocks.last().copied().unwrap_or(Addr::NULL);
+            let stride = match blocks.as_slice() {
+                [.., second, first] => format!(", the next {} bytes after it", *second - *first),
+                _ => String::new(),
+            };
+            let malloc = py.heap().with(|h| h.name());
             let run = seed(&mut py, rebind).map_err(err)?;
             (
                 run,
                 format!(
-                    "the model's own state right after _PyInt_Init on {} (first PyIntBlock at {base}), with no other start-up history",
+                    "the model's own state right after _PyInt_Init on {} (PyIntBlocks placed by the {malloc} model: the first at {base}{stride}), with no other start-up history",
                     platform.name
                 ),
             )
