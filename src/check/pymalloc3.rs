@@ -20,7 +20,7 @@
 //! mapped at the same event). Invariant: after each O/M call the nested queues are empty
 //! (the model made every raw call and arena map the recording shows, and no other).
 
-use super::{CheckError, CheckOptions, CheckReport, Divergence};
+use super::{CheckError, CheckOptions, CheckReport};
 use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::error::AllocError;
@@ -680,17 +680,7 @@ pub fn replay<R: EventReader + ?Sized>(
 }
 
 fn diverge(r: &mut CheckReport, event: u64, line: u64, expected: Addr, got: Addr, why: String) {
-    if r.first_divergence.is_none() {
-        r.first_divergence = Some(Divergence {
-            event,
-            line,
-            expected: format!("{:#x}", expected.0),
-            got: format!("{:#x}", got.0),
-            why,
-        });
-    } else {
-        r.divergences += 1;
-    }
+    r.diverge(event, line, expected.0, got.0, why);
 }
 
 /// Replays the trace at `path` through its model and compares every address.
