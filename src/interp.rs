@@ -419,10 +419,12 @@ impl<A: Allocator> Python<A> {
         })
     }
 
-    /// An int of a value that may not fit a C long: a `long` when it does not (Python 2
-    /// promotes), whose address this build does not model.
-    fn int_or_long(&mut self, v: i128) -> Result<Int, PyError> {
-        if self.fits_long(v) {
+    /// The result `v` of `int_add`/`int_sub` on `a` and `b`: a `long` when either operand
+    /// is one or `v` does not fit a C long (Python 2 promotes), whose address this build
+    /// does not model; else `PyInt_FromLong(v)`.
+    fn arith_result(&mut self, a: &Int, b: &Int, v: i128) -> Result<Int, PyError> {
+        let long = a.kind == IntKind::Long || b.kind == IntKind::Long;
+        if !long && self.fits_long(v) {
             self.int(v as i64)
         } else {
             Ok(Int {
@@ -520,15 +522,7 @@ impl<A: Allocator> Python<A> {
     /// # Errors
     /// Heap errors.
     pub fn sub(&mut self, a: &Int, b: &Int) -> Result<Int, PyError> {
-        let v = a.value as i128 - b.value as i128;
-        if a.kind == IntKind::Long || b.kind == IntKind::Long {
-            return Ok(Int {
-                value: v as i64,
-                addr: Addr::NULL,
-                kind: IntKind::Long,
-            });
-        }
-        self.int_or_long(v)
+        self.arith_result(a, b, a.value as i128 - b.value as i128)
     }
 
     /// `a + b` (`int_add`).
@@ -536,15 +530,7 @@ impl<A: Allocator> Python<A> {
     /// # Errors
     /// Heap errors.
     pub fn add(&mut self, a: &Int, b: &Int) -> Result<Int, PyError> {
-        let v = a.value as i128 + b.value as i128;
-        if a.kind == IntKind::Long || b.kind == IntKind::Long {
-            return Ok(Int {
-                value: v as i64,
-                addr: Addr::NULL,
-                kind: IntKind::Long,
-            });
-        }
-        self.int_or_long(v)
+        self.arith_result(a, b, a.value as i128 + b.value as i128)
     }
 
     /// A tuple taking over the references in `items`.
