@@ -26,7 +26,9 @@ use crate::alloc::Allocator;
 use crate::error::AllocError;
 use crate::objects::freelist::Whereabouts;
 use crate::objects::small_ints::{py3_11_default_first, py3_long_object_size};
-use crate::objects::{ClearEvent, ClearReport, FloatFreeList, IntFreeList, Slot, SmallInts};
+use crate::objects::{
+    BlockType, ClearEvent, ClearReport, FloatFreeList, FreeList, IntFreeList, Slot, SmallInts,
+};
 use crate::platform::{MallocFlavor, Platform};
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::sysmalloc::{Bump, MacTiny, SharedHeap};
@@ -170,6 +172,37 @@ pub fn system_heap(
             }
         },
     })
+}
+
+/// The step `PyInt_FromLong` and `PyFloat_FromDouble` share: pop the head of `list`
+/// (`fill_free_list` makes a new block when it is empty), log the new block (`B`) and the
+/// pop (`I`/`D`, with `value`) when `log` is on, and give the script the one reference
+/// (`refs[slot] = 1`). Returns the slot, its address and whether a new block was made.
+fn pop_object<A: Allocator, T: BlockType>(
+    list: &mut FreeList<SharedHeap<A>, T>,
+    refs: &mut Vec<u32>,
+    log: &mut Option<Vec<EventKind>>,
+    kind: FreeListKind,
+    value: i64,
+) -> Result<(Slot, Addr, bool), PyError> {
+    let fresh = list.head().is_null();
+    let (slot, addr) = list.alloc()?;
+    if let Some(l) = log.as_mut() {
+        if fresh {
+            l.push(EventKind::BlockNew {
+                kind,
+                size: list.layout().block_size,
+                addr: list.block_list().next().unwrap_or(Addr::NULL),
+            });
+        }
+        l.push(EventKind::ObjPop { kind, value, addr });
+    }
+    let s = slot.0 as usize;
+    if refs.len() <= s {
+        refs.resize(s + 1, 0);
+    }
+    refs[s] = 1;
+    Ok((slot, addr, fresh))
 }
 
 /// The facade: one interpreter's int and float objects over a system heap `A`.
@@ -369,27 +402,16 @@ impl<A: Allocator> Python<A> {
                 py3_long_object_size(&self.platform)
             )));
         }
-        let fresh = self.ints.head().is_null();
-        let (slot, addr) = self.ints.alloc()?;
+        let (slot, addr, fresh) = pop_object(
+            &mut self.ints,
+            &mut self.int_refs,
+            &mut self.log,
+            FreeListKind::Int,
+            v,
+        )?;
         if fresh {
             self.fresh_block.push(slot);
-            let base = self.ints.block_list().next().unwrap_or(Addr::NULL);
-            self.record(EventKind::BlockNew {
-                kind: FreeListKind::Int,
-                size: self.ints.layout().block_size,
-                addr: base,
-            });
         }
-        self.record(EventKind::ObjPop {
-            kind: FreeListKind::Int,
-            value: v,
-            addr,
-        });
-        let s = slot.0 as usize;
-        if self.int_refs.len() <= s {
-            self.int_refs.resize(s + 1, 0);
-        }
-        self.int_refs[s] = 1;
         Ok(Int {
             value: v,
             addr,
@@ -397,10 +419,12 @@ impl<A: Allocator> Python<A> {
         })
     }
 
-    /// An int of a value that may not fit a C long: a `long` when it does not (Python 2
-    /// promotes), whose address this build does not model.
-    fn int_or_long(&mut self, v: i128) -> Result<Int, PyError> {
-        if self.fits_long(v) {
+    /// The result `v` of `int_add`/`int_sub` on `a` and `b`: a `long` when either operand
+    /// is one or `v` does not fit a C long (Python 2 promotes), whose address this build
+    /// does not model; else `PyInt_FromLong(v)`.
+    fn arith_result(&mut self, a: &Int, b: &Int, v: i128) -> Result<Int, PyError> {
+        let long = a.kind == IntKind::Long || b.kind == IntKind::Long;
+        if !long && self.fits_long(v) {
             self.int(v as i64)
         } else {
             Ok(Int {
@@ -498,15 +522,7 @@ impl<A: Allocator> Python<A> {
     /// # Errors
     /// Heap errors.
     pub fn sub(&mut self, a: &Int, b: &Int) -> Result<Int, PyError> {
-        let v = a.value as i128 - b.value as i128;
-        if a.kind == IntKind::Long || b.kind == IntKind::Long {
-            return Ok(Int {
-                value: v as i64,
-                addr: Addr::NULL,
-                kind: IntKind::Long,
-            });
-        }
-        self.int_or_long(v)
+        self.arith_result(a, b, a.value as i128 - b.value as i128)
     }
 
     /// `a + b` (`int_add`).
@@ -514,15 +530,7 @@ impl<A: Allocator> Python<A> {
     /// # Errors
     /// Heap errors.
     pub fn add(&mut self, a: &Int, b: &Int) -> Result<Int, PyError> {
-        let v = a.value as i128 + b.value as i128;
-        if a.kind == IntKind::Long || b.kind == IntKind::Long {
-            return Ok(Int {
-                value: v as i64,
-                addr: Addr::NULL,
-                kind: IntKind::Long,
-            });
-        }
-        self.int_or_long(v)
+        self.arith_result(a, b, a.value as i128 + b.value as i128)
     }
 
     /// A tuple taking over the references in `items`.
@@ -570,26 +578,13 @@ impl<A: Allocator> Python<A> {
                 "CPython 3 floats come from their own free list and pymalloc".into(),
             ));
         }
-        let fresh = self.floats.head().is_null();
-        let (slot, addr) = self.floats.alloc()?;
-        if fresh {
-            let base = self.floats.block_list().next().unwrap_or(Addr::NULL);
-            self.record(EventKind::BlockNew {
-                kind: FreeListKind::Float,
-                size: self.floats.layout().block_size,
-                addr: base,
-            });
-        }
-        self.record(EventKind::ObjPop {
-            kind: FreeListKind::Float,
-            value: v.to_bits() as i64,
-            addr,
-        });
-        let s = slot.0 as usize;
-        if self.float_refs.len() <= s {
-            self.float_refs.resize(s + 1, 0);
-        }
-        self.float_refs[s] = 1;
+        let (slot, addr, _) = pop_object(
+            &mut self.floats,
+            &mut self.float_refs,
+            &mut self.log,
+            FreeListKind::Float,
+            v.to_bits() as i64,
+        )?;
         Ok(Float {
             value: v,
             addr,

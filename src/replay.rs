@@ -334,23 +334,11 @@ fn replay_recorded(
             b.set_position(ev);
         }
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    r.events = ev;
     r.same_address = matched;
     r.checked = Some(checked);
     r.matched = Some(matched);
     r.model_arenas = Some(rp.model().narenas());
-    r.counts = counts
-        .iter()
-        .enumerate()
-        .filter(|(_, &n)| n > 0)
-        .map(|(i, &n)| (kind_name(i), n))
-        .collect();
-    r.model_stats = rp.model().stats();
-    r.seconds = start.elapsed().as_secs_f64();
-    r.events_per_sec = ev as f64 / r.seconds.max(1e-9);
+    finish_report(&mut r, bar, ev, &counts, rp.model().stats(), start);
     Ok(r)
 }
 
@@ -815,10 +803,25 @@ fn replay_from(
             b.set_position(ev);
         }
     }
+    let mut r = st.report;
+    r.moved_live = st.moved.len() as u64;
+    finish_report(&mut r, bar, ev, &counts, st.model.stats(), start);
+    Ok(r)
+}
+
+/// What every replay ends with: the progress bar cleared, the `ev` events and their
+/// counts by kind, the model's `stats`, the time since `start` and the speed.
+fn finish_report(
+    r: &mut ReplayReport,
+    bar: Option<indicatif::ProgressBar>,
+    ev: u64,
+    counts: &[u64; KINDS],
+    stats: Stats,
+    start: Instant,
+) {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let mut r = st.report;
     r.events = ev;
     r.counts = counts
         .iter()
@@ -826,11 +829,9 @@ fn replay_from(
         .filter(|(_, &n)| n > 0)
         .map(|(i, &n)| (kind_name(i), n))
         .collect();
-    r.model_stats = st.model.stats();
-    r.moved_live = st.moved.len() as u64;
+    r.model_stats = stats;
     r.seconds = start.elapsed().as_secs_f64();
     r.events_per_sec = ev as f64 / r.seconds.max(1e-9);
-    Ok(r)
 }
 
 #[cfg(test)]

@@ -177,18 +177,25 @@ impl CheckReport {
             self.matched += 1;
             true
         } else {
-            if self.first_divergence.is_none() {
-                self.first_divergence = Some(Divergence {
-                    event,
-                    line,
-                    expected: format!("{expected:#x}"),
-                    got: format!("{got:#x}"),
-                    why: why(),
-                });
-            } else {
-                self.divergences += 1;
-            }
+            self.diverge(event, line, expected, got, why());
             false
+        }
+    }
+
+    /// Records a divergence at `event` (`line`): the first one is kept whole, later
+    /// ones only counted in `divergences`.
+    #[cold]
+    pub fn diverge(&mut self, event: u64, line: u64, expected: u64, got: u64, why: String) {
+        if self.first_divergence.is_none() {
+            self.first_divergence = Some(Divergence {
+                event,
+                line,
+                expected: format!("{expected:#x}"),
+                got: format!("{got:#x}"),
+                why,
+            });
+        } else {
+            self.divergences += 1;
         }
     }
 }

@@ -20,7 +20,7 @@
 //! mapped at the same event). Invariant: after each O/M call the nested queues are empty
 //! (the model made every raw call and arena map the recording shows, and no other).
 
-use super::{CheckError, CheckOptions, CheckReport, Divergence};
+use super::{CheckError, CheckOptions, CheckReport};
 use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::error::AllocError;
@@ -680,17 +680,7 @@ pub fn replay<R: EventReader + ?Sized>(
 }
 
 fn diverge(r: &mut CheckReport, event: u64, line: u64, expected: Addr, got: Addr, why: String) {
-    if r.first_divergence.is_none() {
-        r.first_divergence = Some(Divergence {
-            event,
-            line,
-            expected: format!("{:#x}", expected.0),
-            got: format!("{:#x}", got.0),
-            why,
-        });
-    } else {
-        r.divergences += 1;
-    }
+    r.diverge(event, line, expected.0, got.0, why);
 }
 
 /// Replays the trace at `path` through its model and compares every address.
@@ -757,6 +747,15 @@ mod tests {
         replay(&mut r, &mut rp, keep_going, |_, _, _| true)
     }
 
+    /// The event index and the model's error that stop the check of `body` (without
+    /// keep-going); panics when the check ends any other way.
+    fn refused(body: &str) -> (u64, AllocError) {
+        match run(body, false) {
+            Err(CheckError::Model { event, source, .. }) => (event, source),
+            other => panic!("expected a model error, got {other:?}"),
+        }
+    }
+
     const START: &str = "r r 0 768 55555555c530\nA 1048576 7fff77500000\n\
                          c r 1 262144 7ffff769d010\nc r 1 131072 7ffff767c010\n";
 
@@ -801,66 +800,19 @@ mod tests {
 
     #[test]
     fn double_free_and_unknown_free_are_errors_with_the_event() {
-        let e = run(&format!("{START}m O 56 7fff77500030\nm O 56 7fff77500070\nf O 7fff77500030\nf O 7fff77500030\n"), false)
-            .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                CheckError::Model {
-                    event: 7,
-                    source: AllocError::DoubleFree { .. },
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        let e = run(
-            &format!("{START}m O 56 7fff77500030\nf O 7fff77580030\n"),
-            false,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                CheckError::Model {
-                    source: AllocError::NotLive { .. },
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        let e = run(
-            &format!("{START}m O 56 7fff77500030\nf O 12345678\n"),
-            false,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                CheckError::Model {
-                    source: AllocError::NotLive { .. },
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        let e = run(
-            &format!(
-                "{START}m O 56 7fff77500030\nf O 7fff77500030\nr O 7fff77500030 40 7fff77500030\n"
-            ),
-            false,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                CheckError::Model {
-                    source: AllocError::DoubleFree { .. },
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        let (event, e) = refused(&format!(
+            "{START}m O 56 7fff77500030\nm O 56 7fff77500070\nf O 7fff77500030\nf O 7fff77500030\n"
+        ));
+        assert_eq!(event, 7);
+        assert!(matches!(e, AllocError::DoubleFree { .. }), "{e}");
+        let (_, e) = refused(&format!("{START}m O 56 7fff77500030\nf O 7fff77580030\n"));
+        assert!(matches!(e, AllocError::NotLive { .. }), "{e}");
+        let (_, e) = refused(&format!("{START}m O 56 7fff77500030\nf O 12345678\n"));
+        assert!(matches!(e, AllocError::NotLive { .. }), "{e}");
+        let (_, e) = refused(&format!(
+            "{START}m O 56 7fff77500030\nf O 7fff77500030\nr O 7fff77500030 40 7fff77500030\n"
+        ));
+        assert!(matches!(e, AllocError::DoubleFree { .. }), "{e}");
         let r = run(&format!("{START}m O 56 7fff77500030\nf O 7fff77500030\nf O 7fff77500030\nm O 56 7fff77500030\n"), true)
             .unwrap();
         assert_eq!(r.events, 8, "keep-going reads on past a model error");

@@ -30,7 +30,7 @@
 //! unmaps equal the queued `A`/`F` lines; `checked == matched` iff no divergence.
 
 use super::given::GivenRaw;
-use super::{CheckError, CheckOptions, CheckReport, Divergence};
+use super::{CheckError, CheckOptions, CheckReport};
 use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::error::AllocError;
@@ -196,18 +196,7 @@ impl Py27Replay {
     }
 
     fn diverge(&mut self, event: u64, line: u64, expected: Addr, got: Addr, why: String) {
-        let r = &mut self.report;
-        if r.first_divergence.is_none() {
-            r.first_divergence = Some(Divergence {
-                event,
-                line,
-                expected: format!("{:#x}", expected.0),
-                got: format!("{:#x}", got.0),
-                why,
-            });
-        } else {
-            r.divergences += 1;
-        }
+        self.report.diverge(event, line, expected.0, got.0, why);
     }
 
     /// Applies one event (the `index`-th of the trace).

@@ -10,7 +10,7 @@ use flate2::Compression;
 use pyalloc::trace::binary::BinaryWriter;
 use pyalloc::trace::open::{open, sniff, Format};
 use pyalloc::trace::writer::TextWriter;
-use pyalloc::trace::{TraceFormat, TraceHeader};
+use pyalloc::trace::{Event, EventReader, TraceFormat, TraceHeader};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -66,27 +66,18 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode, String> {
             ),
         );
     }
-    let mut n = 0u64;
-    if binary {
+    let n = if binary {
         let mut w = BinaryWriter::new(sink, &header).map_err(io)?;
-        let mut next = first;
-        while let Some(e) = next {
-            w.write_event(&e).map_err(io)?;
-            n += 1;
-            next = reader.next_event().map_err(|e| e.to_string())?;
-        }
+        let n = copy_events(first, &mut *reader, |e| w.write_event(e), io)?;
         w.finish().map_err(io)?.close().map_err(io)?;
+        n
     } else {
         let mut w = TextWriter::new(sink);
         w.write_header(&header).map_err(io)?;
-        let mut next = first;
-        while let Some(e) = next {
-            w.write_event(&e).map_err(io)?;
-            n += 1;
-            next = reader.next_event().map_err(|e| e.to_string())?;
-        }
+        let n = copy_events(first, &mut *reader, |e| w.write_event(e), io)?;
         w.finish().map_err(io)?.close().map_err(io)?;
-    }
+        n
+    };
     eprintln!(
         "{} ({}) -> {} ({}): {n} events",
         args.input.display(),
@@ -95,6 +86,24 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode, String> {
         if binary { "binary" } else { "text" }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `first` and every event `reader` has after it through `write`; returns how many.
+/// A write error goes through `io` (it names OUT), a read error keeps the reader's text.
+fn copy_events(
+    first: Option<Event>,
+    reader: &mut dyn EventReader,
+    mut write: impl FnMut(&Event) -> std::io::Result<()>,
+    io: impl Fn(std::io::Error) -> String,
+) -> Result<u64, String> {
+    let mut n = 0u64;
+    let mut next = first;
+    while let Some(e) = next {
+        write(&e).map_err(&io)?;
+        n += 1;
+        next = reader.next_event().map_err(|e| e.to_string())?;
+    }
+    Ok(n)
 }
 
 fn header_names_no_format(h: &TraceHeader) -> bool {

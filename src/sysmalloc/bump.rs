@@ -97,9 +97,7 @@ impl Allocator for Bump {
                 model: "bump",
             });
         }
-        let new = self.malloc(size)?;
-        self.free(addr)?;
-        Ok(new)
+        super::realloc_by_moving(self, addr, size)
     }
 
     fn stats(&self) -> Stats {

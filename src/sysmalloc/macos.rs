@@ -241,9 +241,7 @@ impl Allocator for MacTiny {
         if fits {
             return Ok(addr);
         }
-        let new = self.malloc(size)?;
-        self.free(addr)?;
-        Ok(new)
+        super::realloc_by_moving(self, addr, size)
     }
 
     fn stats(&self) -> Stats {

@@ -16,3 +16,20 @@ pub use bump::Bump;
 pub use glibc::Glibc;
 pub use macos::MacTiny;
 pub use shared::{NoMalloc, SharedHeap, TraceHeap};
+
+use crate::addr::Addr;
+use crate::alloc::Allocator;
+use crate::error::AllocError;
+
+/// `realloc` that always moves: a new block from `malloc(size)`, then `free(old)` (a
+/// simulator copies no bytes). The allocators without an in-place grow use it; an
+/// error of either call passes through unchanged.
+pub(crate) fn realloc_by_moving<A: Allocator + ?Sized>(
+    a: &mut A,
+    old: Addr,
+    size: usize,
+) -> Result<Addr, AllocError> {
+    let new = a.malloc(size)?;
+    a.free(old)?;
+    Ok(new)
+}

@@ -148,9 +148,7 @@ impl Allocator for TraceHeap {
         })
     }
     fn realloc(&mut self, addr: Addr, size: usize) -> Result<Addr, AllocError> {
-        let new = self.malloc(size)?;
-        self.free(addr)?;
-        Ok(new)
+        super::realloc_by_moving(self, addr, size)
     }
     fn stats(&self) -> Stats {
         Stats {
