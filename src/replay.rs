@@ -299,6 +299,7 @@ fn replay_recorded(
                 }
                 Step::Refused => {
                     let Some((err, _why)) = rp.take_error() else {
+                        ev += 1; // a refusal always leaves its error; keep counting regardless
                         continue;
                     };
                     let refused = matches!(
