@@ -18,6 +18,7 @@ pub mod error;
 pub mod interp;
 pub mod objects;
 pub mod platform;
+pub mod progress;
 pub mod pymalloc;
 #[cfg(feature = "record")]
 pub mod record;

@@ -24,6 +24,7 @@ use crate::alloc::{Allocator, Stats};
 use crate::check::pymalloc3::{Mode, Replayer, Step};
 use crate::error::AllocError;
 use crate::platform::Platform;
+use crate::progress::Progress;
 use crate::pymalloc::{Pymalloc, PymallocParams};
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::sysmalloc::Bump;
@@ -277,7 +278,7 @@ fn replay_recorded(
     let mut counts = [0u64; KINDS];
     let (mut checked, mut matched) = (0u64, 0u64);
     let mut ev = 0u64;
-    let bar = progress_bar(opts);
+    let bar = Progress::new(opts.progress, "replaying");
     loop {
         let batch = src.next_batch()?;
         if batch.is_empty() {
@@ -331,9 +332,7 @@ fn replay_recorded(
             }
             ev += 1;
         }
-        if let Some(b) = &bar {
-            b.set_position(ev);
-        }
+        bar.set(ev);
     }
     r.same_address = matched;
     r.checked = Some(checked);
@@ -740,21 +739,6 @@ impl State<'_> {
     }
 }
 
-/// A spinner with the events read and their rate, when asked for (the CLI asks only when
-/// stderr is a terminal).
-fn progress_bar(opts: &ReplayOptions) -> Option<indicatif::ProgressBar> {
-    opts.progress.then(|| {
-        let b = indicatif::ProgressBar::new_spinner();
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {human_pos} events {per_sec} {elapsed}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        b
-    })
-}
-
 /// Replays every event of `reader` through `model`.
 ///
 /// # Errors
@@ -778,7 +762,7 @@ fn replay_from(
     opts: &ReplayOptions,
 ) -> Result<ReplayReport, ReplayError> {
     let start = Instant::now();
-    let bar = progress_bar(opts);
+    let bar = Progress::new(opts.progress, "replaying");
     let mut st = State {
         report: ReplayReport {
             model: model.name().to_string(),
@@ -800,9 +784,7 @@ fn replay_from(
             st.step(ev, e, opts.skip_raw)?;
             ev += 1;
         }
-        if let Some(b) = &bar {
-            b.set_position(ev);
-        }
+        bar.set(ev);
     }
     let mut r = st.report;
     r.moved_live = st.moved.len() as u64;
@@ -814,15 +796,13 @@ fn replay_from(
 /// counts by kind, the model's `stats`, the time since `start` and the speed.
 fn finish_report(
     r: &mut ReplayReport,
-    bar: Option<indicatif::ProgressBar>,
+    bar: Progress,
     ev: u64,
     counts: &[u64; KINDS],
     stats: Stats,
     start: Instant,
 ) {
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     r.events = ev;
     r.counts = counts
         .iter()

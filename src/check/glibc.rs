@@ -12,6 +12,7 @@
 use super::{CheckError, CheckOptions, CheckReport};
 use crate::addr::Addr;
 use crate::alloc::Allocator;
+use crate::progress::Progress;
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::trace::glibc::GlibcTraceReader;
 use crate::trace::{Event, EventKind, EventReader, TraceFormat, TraceHeader};
@@ -149,16 +150,7 @@ fn run<R: EventReader + ?Sized>(
         keep_going: opts.keep_going,
         phase: None,
     };
-    let bar = opts.progress.then(|| {
-        let b = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{spinner} {msg}: {pos} events ({per_sec})")
-        {
-            b.set_style(style);
-        }
-        b.set_message(name.to_string());
-        b
-    });
+    let bar = Progress::new(opts.progress, name);
     let mut next = first;
     let mut event: u64 = 0;
     while let Some(ev) = next {
@@ -178,16 +170,10 @@ fn run<R: EventReader + ?Sized>(
             break;
         }
         event += 1;
-        if let Some(b) = &bar {
-            if event % 65536 == 0 {
-                b.set_position(event);
-            }
-        }
+        bar.tick(event);
         next = reader.next_event()?;
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     Ok((replay.report, replay.model))
 }
 

@@ -25,6 +25,7 @@ use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::error::AllocError;
 use crate::platform::Platform;
+use crate::progress::Progress;
 use crate::pymalloc::{PinnedArenas, PinnedRaw, Pymalloc, PymallocParams, RawCall};
 use crate::sysmalloc::Bump;
 use crate::trace::pymalloc3::Pymalloc3Reader;
@@ -710,27 +711,12 @@ fn check_events<R: EventReader + ?Sized>(
 ) -> Result<CheckReport, CheckError> {
     let (params, mode) = model_for(opts, reader.header())?;
     let mut rp = Replayer::new(params, mode, &Platform::linux_x86_64());
-    let bar = opts.progress.then(|| {
-        let b = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{spinner} {msg}: {human_pos} events")
-        {
-            b.set_style(style);
-        }
-        b.set_message(name.to_string());
-        b
-    });
+    let bar = Progress::new(opts.progress, name);
     let report = replay(reader, &mut rp, opts.keep_going, |i, _, _| {
-        if let Some(b) = &bar {
-            if i & 0xffff == 0 {
-                b.set_position(i);
-            }
-        }
+        bar.tick(i);
         true
     });
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     report
 }
 

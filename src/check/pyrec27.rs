@@ -38,12 +38,12 @@ use crate::objects::freelist::{BlockType, ClearEvent, ClearReport, FreeList};
 use crate::objects::intobject::{NSMALLNEGINTS, NSMALLPOSINTS};
 use crate::objects::{FloatFreeList, IntFreeList, PyFloat, PyInt, Slot, SmallInts};
 use crate::platform::Platform;
+use crate::progress::Progress;
 use crate::pymalloc::{PinnedArenas, Pymalloc, PymallocParams, RawCall};
 use crate::sysmalloc::{SharedHeap, TraceHeap};
 use crate::trace::pyrec27::Pyrec27Reader;
 use crate::trace::{Domain, Event, EventKind, EventReader, FreeListKind, TraceFormat};
 use std::collections::{HashMap, VecDeque};
-use std::io::IsTerminal;
 use std::path::Path;
 
 /// The pymalloc of a 2.7 replay: fall-throughs answered from the trace's O lines
@@ -644,21 +644,13 @@ fn check_events<R: EventReader + ?Sized>(
 ) -> Result<CheckReport, CheckError> {
     let params = params_for(opts)?;
     let mut replay = Py27Replay::with_params(Platform::linux_x86_64(), params, opts.keep_going);
-    let bar = (opts.progress && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new_spinner();
-        b.set_message("replaying");
-        b
-    });
+    let bar = Progress::new(opts.progress, "replaying");
     let (mut index, mut line) = (0u64, 0u64);
     while let Some(ev) = reader.next_event()? {
         replay.apply(&ev, index)?;
         index += 1;
         line = ev.line;
-        if let Some(b) = &bar {
-            if index % 65536 == 0 {
-                b.set_position(index);
-            }
-        }
+        bar.tick(index);
         if replay.report.first_divergence.is_some() && !opts.keep_going {
             break;
         }
@@ -666,9 +658,7 @@ fn check_events<R: EventReader + ?Sized>(
     if replay.report.first_divergence.is_none() || opts.keep_going {
         replay.finish(index, line);
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     Ok(replay.report)
 }
 
