@@ -31,6 +31,9 @@ pub enum ArenaOrdering {
     LinearSearch,
     /// 3.8+: jump to `nfp2lasta[old nfreepools]`, the rightmost arena with the old count.
     Nfp2lasta,
+    /// A what-if (`order=fifo`): no sorting; an arena that gets a free pool back joins the
+    /// tail of `usable_arenas`, so new pools come from the arena that has waited longest.
+    Fifo,
 }
 
 /// When an arena all of whose pools are free is handed back to the arena allocator.
@@ -40,6 +43,8 @@ pub enum ArenaRelease {
     Always,
     /// 3.9+ (bpo-37257): unless it is the last arena of `usable_arenas` (`nextarena == NULL`).
     KeepLastInList,
+    /// A what-if (`free=never`): arenas are never handed back.
+    Never,
 }
 
 /// The parameters of one CPython era's obmalloc.c.
