@@ -78,6 +78,9 @@ impl ArenaOrdering {
             ArenaOrdering::Nfp2lasta => {
                 "after nfp2lasta[old count], the last arena with the old count (bpo-37029)"
             }
+            ArenaOrdering::Fifo => {
+                "what-if: not sorted; a full arena with a free pool joins the tail"
+            }
         }
     }
 }
@@ -101,6 +104,7 @@ impl ArenaRelease {
             ArenaRelease::KeepLastInList => {
                 "freed unless it is the last of usable_arenas (bpo-37257)"
             }
+            ArenaRelease::Never => "what-if: never freed",
         }
     }
 }
