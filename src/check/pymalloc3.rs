@@ -587,15 +587,11 @@ pub fn model_for(
     };
     let name = match &opts.model {
         Some(m) => m.clone(),
-        None => {
-            let interp = header.get("interpreter").unwrap_or("");
-            let v = interp
-                .split_whitespace()
-                .skip_while(|w| *w != "CPython")
-                .nth(1)
-                .unwrap_or("3.11");
-            v.to_string()
-        }
+        // The whole line: the release and who built it pick the preset (for_release).
+        None => match header.get("interpreter") {
+            Some(line) if line.contains("CPython") => line.to_string(),
+            _ => "3.11".to_string(),
+        },
     };
     let (base, mode) = match name.strip_suffix("+own") {
         Some(b) => (b, Mode::Own),
