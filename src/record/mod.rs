@@ -14,9 +14,10 @@
 //! The trace is the format of ../shared/traces/README.md (cpython-3.11.7): post-order
 //! lines `m/c/r/f D …`, `A`/`F` arenas, `V`/`W` data-stack chunks.
 //! Not seen, as in the shipped recordings: raw calls CPython makes while it swaps in its
-//! default raw allocator (pre-initialisation, path configuration, runtime finalisation),
-//! and calls after a child of `os.fork()` starts (the child's lines would interleave, so
-//! a program that forks gives an inconsistent trace).
+//! default raw allocator (pre-initialisation, path configuration, runtime finalisation).
+//! A forked child writes its own trace beside the parent's (`hooks`: `t.<pid>.trace`,
+//! headed `# forked-from: t.trace at event N`), never into the parent's: see
+//! `trace::fork` for how such a trace is read, and docs/traces.md.
 
 mod hooks;
 
@@ -92,6 +93,29 @@ fn header(args: &[String]) -> String {
     h
 }
 
+/// Where forked children's traces go: `(stem, parent)`, a child's path being stem + pid +
+/// `.trace` in `out`'s folder (`small.trace.gz` → `small.<pid>.trace`), and `parent` the
+/// name its header gives for the trace it forked from.
+fn child_names(out: &Path) -> (Vec<u8>, Vec<u8>) {
+    use std::os::unix::ffi::OsStrExt;
+    let name = out.file_name().map_or(&b"trace"[..], |n| n.as_bytes());
+    let mut stem = name;
+    for ext in [&b".gz"[..], b".bin", b".pyab", b".trace", b".txt"] {
+        stem = stem.strip_suffix(ext).unwrap_or(stem);
+    }
+    let mut path = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => {
+            let mut p = d.as_os_str().as_bytes().to_vec();
+            p.push(b'/');
+            p
+        }
+        _ => Vec::new(),
+    };
+    path.extend_from_slice(stem);
+    path.push(b'.');
+    (path, name.to_vec())
+}
+
 fn quote(a: &str) -> String {
     let plain = !a.is_empty()
         && a.bytes()
@@ -111,7 +135,8 @@ fn quote(a: &str) -> String {
 /// interpreter's pre-initialisation fails.
 pub fn record(out: &Path, args: &[String]) -> Result<i32, String> {
     let mut file = File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    file.write_all(header(args).as_bytes())
+    let header = header(args);
+    file.write_all(header.as_bytes())
         .map_err(|e| format!("{}: {e}", out.display()))?;
     let mut argv_c: Vec<CString> = Vec::with_capacity(args.len() + 1);
     argv_c.push(CString::new(PYTHON).map_err(|e| e.to_string())?);
@@ -140,11 +165,19 @@ pub fn record(out: &Path, args: &[String]) -> Result<i32, String> {
             };
             return Err(format!("Python pre-initialisation failed: {msg}"));
         }
-        hooks::start(file.as_raw_fd());
+        let (stem, parent) = child_names(out);
+        hooks::start(file.as_raw_fd(), &stem, &parent, header.as_bytes());
         hooks::install();
         pyo3_ffi::Py_BytesMain(argc as i32, argv.as_mut_ptr())
     };
-    let (lines, ok) = hooks::stop();
+    let (lines, ok, original) = hooks::stop();
+    if !original {
+        // A forked child returned from the interpreter's main: its own trace is closed;
+        // the parent's trace and output are the parent's to finish.
+        let _ = std::io::stdout().flush();
+        // SAFETY: ends this (child) process without running the parent's exit path.
+        unsafe { libc::_exit(code) };
+    }
     std::mem::forget(argv_c);
     std::mem::forget(argv);
     drop(file);
