@@ -21,11 +21,12 @@
 
 mod hooks;
 
+use crate::trace::output::{copy, is_binary_name, is_gzip_name, Create, Temp};
+use crate::trace::{create, open, EventWriter, Written};
 use std::ffi::{CStr, CString};
-use std::fs::File;
 use std::io::Write;
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The python executable the `record` feature was built against.
 pub const PYTHON: &str = env!("PYALLOC_RECORD_PYTHON");
@@ -128,13 +129,19 @@ fn quote(a: &str) -> String {
 }
 
 /// Runs `python3 ARGS…` with the hooks installed, writing the trace to `out`; returns the
-/// program's exit code. The program's stdout and stderr are this process's.
+/// program's exit code and what was written. The program's stdout and stderr are this
+/// process's.
+///
+/// The hooks write plain text to a temporary file beside `out`; when the program has
+/// returned, it is renamed into place (plain text), or re-encoded into `out` by
+/// [`trace::create`](crate::trace::create) (`*.gz`: gzip, `*.bin`/`*.pyab`: binary). A
+/// program that ends the process itself (`os._exit`) leaves no trace at `out`.
 ///
 /// # Errors
 /// The trace file cannot be created or written, an argument holds a NUL byte, or the
 /// interpreter's pre-initialisation fails.
-pub fn record(out: &Path, args: &[String]) -> Result<i32, String> {
-    let mut file = File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+pub fn record(out: &Path, args: &[String]) -> Result<(i32, Written), String> {
+    let (temp, mut file) = Temp::create(out).map_err(|e| e.to_string())?;
     let header = header(args);
     file.write_all(header.as_bytes())
         .map_err(|e| format!("{}: {e}", out.display()))?;
@@ -167,25 +174,90 @@ pub fn record(out: &Path, args: &[String]) -> Result<i32, String> {
         }
         let (stem, parent) = child_names(out);
         hooks::start(file.as_raw_fd(), &stem, &parent, header.as_bytes());
+        *FINISH.lock().unwrap_or_else(|p| p.into_inner()) = Some(Finish {
+            temp,
+            out: out.to_path_buf(),
+            file,
+        });
+        // `sys.exit()` ends the process through CPython's Py_Exit -> exit(): the trace is
+        // then finished by this handler instead of below.
+        libc::atexit(finish_at_exit);
         hooks::install();
         pyo3_ffi::Py_BytesMain(argc as i32, argv.as_mut_ptr())
     };
-    let (lines, ok, original) = hooks::stop();
-    if !original {
-        // A forked child returned from the interpreter's main: its own trace is closed;
-        // the parent's trace and output are the parent's to finish.
-        let _ = std::io::stdout().flush();
-        // SAFETY: ends this (child) process without running the parent's exit path.
-        unsafe { libc::_exit(code) };
-    }
     std::mem::forget(argv_c);
     std::mem::forget(argv);
-    drop(file);
-    if !ok {
-        return Err(format!(
-            "{}: writing the trace failed after {lines} lines",
-            out.display()
-        ));
+    match finish() {
+        Some(w) => Ok((code, w?)),
+        None => {
+            // A forked child returned from the interpreter's main: its own trace is
+            // closed; the parent's trace and output are the parent's to finish.
+            let _ = std::io::stdout().flush();
+            // SAFETY: ends this (child) process without running the parent's exit path.
+            unsafe { libc::_exit(code) }
+        }
     }
-    Ok(code)
+}
+
+/// What is left to do once the program has run, set before the interpreter starts.
+struct Finish {
+    temp: Temp,          // the hooks' plain text
+    out: PathBuf,        // where the trace goes
+    file: std::fs::File, // the temporary file's descriptor, which the hooks write to
+}
+
+static FINISH: std::sync::Mutex<Option<Finish>> = std::sync::Mutex::new(None);
+
+/// Stops the hooks and, in the process that started recording, puts the trace in place
+/// (once: `None` after the first call, and in a forked child).
+fn finish() -> Option<Result<Written, String>> {
+    let (lines, ok, original) = hooks::stop();
+    if !original {
+        return None;
+    }
+    let f = FINISH.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+    drop(f.file);
+    if !ok {
+        return Some(Err(format!(
+            "{}: writing the trace failed after {lines} lines",
+            f.out.display()
+        )));
+    }
+    Some(place(f.temp, &f.out, lines))
+}
+
+/// The program ended the process with exit() (`sys.exit` does, through `Py_Exit`):
+/// finish the trace and say what was written, as `pyalloc record` does after a return.
+extern "C" fn finish_at_exit() {
+    match finish() {
+        Some(Ok(w)) => eprintln!("pyalloc record: {w}"),
+        Some(Err(e)) => eprintln!("pyalloc record: {e}"),
+        None => {}
+    }
+}
+
+/// Puts the plain text the hooks wrote (`temp`, `events` event lines) at `out` in the
+/// form its name asks for.
+fn place(temp: Temp, out: &Path, events: u64) -> Result<Written, String> {
+    let err = |e: crate::trace::TraceError| e.to_string();
+    let (binary, gzip) = (is_binary_name(out), is_gzip_name(out));
+    if !binary && !gzip {
+        let bytes = temp.persist().map_err(err)?;
+        let path = out.to_path_buf();
+        return Ok(Written {
+            path,
+            events,
+            bytes,
+            binary,
+            gzip,
+        });
+    }
+    let mut reader = open(temp.tmp_path()).map_err(err)?;
+    reader.keep_text();
+    let first = reader.next_event().map_err(err)?;
+    let header = reader.header().clone();
+    let mut w: Box<dyn EventWriter> =
+        Box::new(create(out, &header, &Create::default()).map_err(err)?);
+    copy(first, reader.as_mut(), w.as_mut()).map_err(err)?;
+    w.finish().map_err(err)
 }
