@@ -48,7 +48,7 @@ pub mod stats;
 pub use arena::ArenaObject;
 pub use pinned::{PinnedRaw, RawCall};
 pub use pool::Pool;
-pub use preset::{ArenaOrdering, ArenaRelease, PymallocParams};
+pub use preset::{ArenaOrdering, ArenaRelease, PresetSummary, PymallocParams, RadixSummary};
 pub use source::{ArenaSource, PinnedArenas};
 
 use crate::addr::Addr;
