@@ -73,6 +73,31 @@ fn head_of(path: &Path) -> Vec<u8> {
     text
 }
 
+/// A recording's head made a whole trace: its `# records: N` header line says the events
+/// it keeps, and a glibc tracer's head gets the trailer (`# trailer`, `# count_*`) its
+/// destructor would have written; so a seed reads in full and a cut of it is a cut.
+fn whole_seed(head: Vec<u8>) -> Vec<u8> {
+    let text = String::from_utf8(head).unwrap();
+    let events = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+    let mut out = String::new();
+    for l in text.lines() {
+        if l.starts_with("# records:") {
+            out.push_str(&format!("# records: {events}\n"));
+        } else {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    if text.lines().any(|l| l.starts_with("# tracer")) {
+        out.push_str("# trailer: destructor ran; later calls (if any) follow this line 0\n");
+        for letter in ["m", "c", "r", "f", "a", "v", "p"] {
+            let n = text.lines().filter(|l| l.split(' ').next() == Some(letter)).count();
+            out.push_str(&format!("# count_{letter} {n}\n"));
+        }
+    }
+    out.into_bytes()
+}
+
 /// The seeds: (name, bytes).
 fn seeds(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
@@ -93,7 +118,7 @@ fn seeds(dir: &Path) -> Vec<(String, Vec<u8>)> {
             .unwrap()
             .to_string_lossy()
             .replace('/', "__");
-        let text = head_of(&f);
+        let text = whole_seed(head_of(&f));
         // Only formats the crate reads seed the campaign.
         let p = dir.join(format!("seed-{name}.txt"));
         std::fs::write(&p, &text).unwrap();
