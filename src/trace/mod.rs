@@ -24,6 +24,7 @@ pub mod io;
 pub mod ltrace;
 pub mod mtrace;
 pub mod open;
+pub mod packed;
 pub mod pymalloc3;
 pub mod pyrec27;
 pub mod synth;
