@@ -72,11 +72,6 @@ impl Packed {
     }
 }
 
-/// Code of a kind without a sub-code.
-const fn code(kind: u8) -> u8 {
-    kind * 8 + super::event::NO_SUB
-}
-
 /// The codes of the pymalloc fast path's events (`m O`, `m M`, `f O`, `f M`).
 pub mod codes {
     /// `m O`: malloc, `Domain::Obj`.
