@@ -1,7 +1,7 @@
 //! The honest speed anchor: the same pre-decoded events of CPython 3.11.7's ints.trace.gz
 //! replayed, in one process and alternating, through
-//! - the model: the pinned pymalloc replay (`check`'s `Replayer`, every event of the
-//!   recording: O/M calls, the `A`/`F` arena lines and nested `r` calls they carry), and
+//! - the model: the pinned pymalloc replay (`check`'s `Replayer::step_at`, every event of
+//!   the recording: O/M calls, the `A`/`F` arena lines and nested `r` calls they carry), and
 //! - the real thing: this machine's CPython 3.11 (embedded through pyo3-ffi, as
 //!   `pyalloc record` embeds it, and initialised), its `PyObject_Malloc` / `Calloc` /
 //!   `Realloc` / `Free` called for every O/M call, recorded addresses mapped to the real
@@ -121,8 +121,8 @@ fn slot_program(events: &PackedEvents) -> (Vec<Op>, usize) {
 fn replay_model(events: &PackedEvents, params: &PymallocParams, platform: &Platform) -> u64 {
     let mut rp = Replayer::new(params.clone(), Mode::Pinned, platform);
     let mut matched = 0;
-    for e in events {
-        if let Step::Call { matched: true, .. } = rp.step(&e) {
+    for i in 0..events.len() {
+        if let Some(Step::Call { matched: true, .. }) = rp.step_at(events, i) {
             matched += 1;
         }
     }

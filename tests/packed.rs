@@ -78,6 +78,20 @@ fn every_event_of_every_recording_round_trips() {
             packed.escaped_len(),
             packed.len()
         );
+        // lines recovered at any event, and the kinds read through the records
+        for i in (0..want.len())
+            .step_by(997)
+            .chain(want.len().checked_sub(1))
+        {
+            assert_eq!(
+                packed.line_of(i),
+                Some(want[i].line),
+                "{} event {i}",
+                path.display()
+            );
+            assert_eq!(packed.kind(&packed.records()[i]), Some(want[i].kind));
+        }
+        assert_eq!(packed.line_of(want.len()), None);
         // the reader view gives the same events
         let mut rd = packed.reader();
         let mut n = 0;
@@ -88,4 +102,41 @@ fn every_event_of_every_recording_round_trips() {
         assert_eq!(n, want.len());
     }
     assert!(read >= 16, "{read} readable recordings under {SHARED}");
+}
+
+/// The pinned pymalloc replay reads the packed records straight (`Replayer::step_at`):
+/// every step of every CPython 3 recording is the one `step` gives on the decoded event,
+/// in pinned and own mode.
+#[test]
+fn the_replayer_steps_the_same_on_packed_records() {
+    use pyalloc::check::pymalloc3::{Mode, Replayer};
+    use pyalloc::pymalloc::PymallocParams;
+    use pyalloc::Platform;
+    let mut read = 0;
+    for path in recordings() {
+        let name = path.to_string_lossy().into_owned();
+        if !name.contains("/cpython-3.") || name.contains("mimalloc") {
+            continue;
+        }
+        let mut r = open(&path).unwrap();
+        let packed = PackedEvents::read(r.as_mut()).unwrap();
+        let release = packed
+            .header()
+            .get("interpreter")
+            .expect("a CPython 3 recording names its interpreter");
+        let params = PymallocParams::for_release(release).unwrap();
+        for mode in [Mode::Pinned, Mode::Own] {
+            let platform = Platform::linux_x86_64();
+            let mut a = Replayer::new(params.clone(), mode, &platform);
+            let mut b = Replayer::new(params.clone(), mode, &platform);
+            for (i, e) in packed.iter().enumerate() {
+                let (sa, sb) = (a.step(&e), b.step_at(&packed, i).unwrap());
+                assert_eq!(sa, sb, "{name} {mode:?} event {i}");
+                assert_eq!(a.take_why(), b.take_why(), "{name} {mode:?} event {i}");
+            }
+            assert!(b.step_at(&packed, packed.len()).is_none());
+        }
+        read += 1;
+    }
+    assert!(read >= 9, "{read} CPython 3 recordings");
 }

@@ -28,6 +28,7 @@ use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::pymalloc::{PinnedArenas, PinnedRaw, Pymalloc, PymallocParams, RawCall};
 use crate::sysmalloc::Bump;
+use crate::trace::packed::{codes, PackedEvents};
 use crate::trace::pymalloc3::Pymalloc3Reader;
 use crate::trace::{Domain, Event, EventKind, EventReader, TraceHeader};
 use std::collections::HashMap;
@@ -179,40 +180,81 @@ impl Replayer {
     pub fn step(&mut self, ev: &Event) -> Step {
         // The common case, dispatched once: an O/M malloc or free in pinned mode with
         // nothing nested and nothing diverged (the general path below does the same).
-        if self.mode == Mode::Pinned && !self.nested && self.alias.is_empty() {
+        if self.quick() {
             match ev.kind {
                 EventKind::Malloc { domain, size, addr } if is_om(domain) => {
-                    let small = self.model.is_small(size);
-                    let result = self.model.malloc(size as usize);
-                    if matches!(result, Ok(g) if g == addr) && self.model_quiet() {
-                        return Step::Call {
-                            expected: addr,
-                            got: addr,
-                            small,
-                            matched: true,
-                            arena_events: 0,
-                        };
-                    }
-                    return self.finish_call(Op::Malloc(size), addr, small, result);
+                    return self.quick_malloc(size, addr)
                 }
-                EventKind::Free { domain, addr } if is_om(domain) => {
-                    return match self.model.free(addr) {
-                        Ok(()) if self.model_quiet() => Step::Call {
-                            expected: Addr::NULL,
-                            got: Addr::NULL,
-                            small: false,
-                            matched: true,
-                            arena_events: 0,
-                        },
-                        r => {
-                            let r = r.map(|()| Addr::NULL);
-                            self.finish_call(Op::Free(addr), Addr::NULL, false, r)
-                        }
-                    };
-                }
+                EventKind::Free { domain, addr } if is_om(domain) => return self.quick_free(addr),
                 _ => {}
             }
         }
+        self.step_general(ev)
+    }
+
+    /// Replays event `i` of pre-decoded `events` (the same [`Step`] as
+    /// [`step`](Self::step) of that event); `None` when there is no event `i`. The common
+    /// O/M malloc and free are read straight from the 16-byte record.
+    #[inline]
+    pub fn step_at(&mut self, events: &PackedEvents, i: usize) -> Option<Step> {
+        let p = events.records().get(i)?;
+        if self.quick() {
+            match p.code() {
+                codes::MALLOC_OBJ | codes::MALLOC_MEM => {
+                    return Some(self.quick_malloc(p.body(), p.addr()))
+                }
+                codes::FREE_OBJ | codes::FREE_MEM => return Some(self.quick_free(p.addr())),
+                _ => {}
+            }
+        }
+        let kind = events.kind(p)?;
+        Some(self.step_general(&Event { kind, line: 0 }))
+    }
+
+    /// Pinned, nothing nested, nothing diverged: the fast path applies.
+    #[inline(always)]
+    fn quick(&self) -> bool {
+        self.mode == Mode::Pinned && !self.nested && self.alias.is_empty()
+    }
+
+    /// The fast path's O/M `malloc(size) = addr`.
+    #[inline(always)]
+    fn quick_malloc(&mut self, size: u64, addr: Addr) -> Step {
+        let small = self.model.is_small(size);
+        let result = self.model.malloc(size as usize);
+        if matches!(result, Ok(g) if g == addr) && self.model_quiet() {
+            return Step::Call {
+                expected: addr,
+                got: addr,
+                small,
+                matched: true,
+                arena_events: 0,
+            };
+        }
+        self.finish_call(Op::Malloc(size), addr, small, result)
+    }
+
+    /// The fast path's O/M `free(addr)`.
+    #[inline(always)]
+    fn quick_free(&mut self, addr: Addr) -> Step {
+        match self.model.free(addr) {
+            Ok(()) if self.model_quiet() => Step::Call {
+                expected: Addr::NULL,
+                got: Addr::NULL,
+                small: false,
+                matched: true,
+                arena_events: 0,
+            },
+            r => {
+                let r = r.map(|()| Addr::NULL);
+                self.finish_call(Op::Free(addr), Addr::NULL, false, r)
+            }
+        }
+    }
+
+    /// Every event the fast path does not take.
+    #[inline(never)]
+    fn step_general(&mut self, ev: &Event) -> Step {
         let (op, expected, small): (Op, Addr, bool) = match ev.kind {
             EventKind::Malloc { domain, size, addr } if is_om(domain) => {
                 (Op::Malloc(size), addr, self.model.is_small(size))
@@ -243,7 +285,7 @@ impl Replayer {
                 return Step::Context;
             }
         };
-        let quick = self.mode == Mode::Pinned && !self.nested && self.alias.is_empty();
+        let quick = self.quick();
         let result = match op {
             Op::Malloc(n) => self.model.malloc(n as usize),
             Op::Calloc(n, e) => self.model.calloc(n as usize, e as usize),

@@ -258,6 +258,30 @@ impl PackedEvents {
         })
     }
 
+    /// The kind of a record of these events, escaped or not (`None` for a record that is
+    /// not one of theirs).
+    #[inline]
+    pub fn kind(&self, p: &Packed) -> Option<EventKind> {
+        match p.code() {
+            ESCAPE => self.escaped(p).map(|e| e.kind),
+            _ => PackedEvents::kind_of(p),
+        }
+    }
+
+    /// The line event `i` was read from (the deltas summed from the last escaped event
+    /// before it: for error messages, not for every event); `None` past the end.
+    pub fn line_of(&self, i: usize) -> Option<u64> {
+        let upto = self.records.get(..=i)?;
+        let mut line = 0;
+        for p in upto.iter().rev() {
+            match self.escaped(p) {
+                Some(e) => return Some(e.line + line),
+                None => line += p.line_delta(),
+            }
+        }
+        Some(line)
+    }
+
     /// The number of events.
     pub fn len(&self) -> usize {
         self.records.len()
