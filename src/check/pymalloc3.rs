@@ -80,6 +80,7 @@ pub struct Replayer {
     expected_maps: Vec<Addr>,            // `A` lines of the call being assembled
     arena_size: u64,                     // ARENA_SIZE
     nested: bool,                        // something is buffered for the next O/M call
+    fast: bool,                          // pinned && !nested && alias empty (the fast path applies)
     why: Option<String>,                 // why the last call did not match
     error: Option<(AllocError, String)>, // what the model refused in the last call, and why
 }
@@ -105,6 +106,7 @@ impl Replayer {
             expected_maps: Vec::new(),
             arena_size,
             nested: false,
+            fast: mode == Mode::Pinned,
             why: None,
             error: None,
         }
@@ -211,9 +213,16 @@ impl Replayer {
         Some(self.step_general(&Event { kind, line: 0 }))
     }
 
-    /// Pinned, nothing nested, nothing diverged: the fast path applies.
+    /// Pinned, nothing nested, nothing diverged: the fast path applies (kept in `fast`,
+    /// refreshed by every path that can change them: [`step_general`](Self::step_general)
+    /// and [`finish_call`](Self::finish_call)).
     #[inline(always)]
     fn quick(&self) -> bool {
+        debug_assert_eq!(self.fast, self.quick_now());
+        self.fast
+    }
+
+    fn quick_now(&self) -> bool {
         self.mode == Mode::Pinned && !self.nested && self.alias.is_empty()
     }
 
@@ -255,6 +264,12 @@ impl Replayer {
     /// Every event the fast path does not take.
     #[inline(never)]
     fn step_general(&mut self, ev: &Event) -> Step {
+        let step = self.step_slow(ev);
+        self.fast = self.quick_now();
+        step
+    }
+
+    fn step_slow(&mut self, ev: &Event) -> Step {
         let (op, expected, small): (Op, Addr, bool) = match ev.kind {
             EventKind::Malloc { domain, size, addr } if is_om(domain) => {
                 (Op::Malloc(size), addr, self.model.is_small(size))
@@ -285,7 +300,7 @@ impl Replayer {
                 return Step::Context;
             }
         };
-        let quick = self.quick();
+        let quick = self.quick_now();
         let result = match op {
             Op::Malloc(n) => self.model.malloc(n as usize),
             Op::Calloc(n, e) => self.model.calloc(n as usize, e as usize),
@@ -333,6 +348,18 @@ impl Replayer {
     /// The rest of [`step`](Self::step) when the call had nested lines, diverged or failed.
     #[inline(never)]
     fn finish_call(
+        &mut self,
+        op: Op,
+        expected: Addr,
+        small: bool,
+        result: Result<Addr, AllocError>,
+    ) -> Step {
+        let step = self.finish_slow(op, expected, small, result);
+        self.fast = self.quick_now();
+        step
+    }
+
+    fn finish_slow(
         &mut self,
         op: Op,
         expected: Addr,
