@@ -14,6 +14,7 @@
 //! - [`pymalloc3`], [`glibc`], [`pyrec27`]: the recorded formats' readers (CPython 3,
 //!   glibc interposer, CPython 2.7 PYREC); `pyalloc generate`'s text is read by [`pymalloc3`];
 //! - [`mtrace`], [`ltrace`], [`heaptrack`]: other tools' formats; [`synth`]: generated workloads;
+//! - [`packed`]: events pre-decoded at 16 bytes each, for a replay that runs them many times;
 //! - `fields`: the line-token handling the line-based readers share.
 
 pub mod binary;
