@@ -14,6 +14,7 @@ use std::path::Path;
 
 pub mod given;
 pub mod glibc;
+pub mod mimalloc;
 pub mod pymalloc3;
 pub mod pyrec27;
 
@@ -71,6 +72,9 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckReport, Check
     }
     let mut probe = LineReader::open(path)?;
     let first = probe.next_line()?.unwrap_or("").to_string();
+    if first.starts_with(crate::trace::mimalloc::FIRST_LINE) {
+        return mimalloc::check(path, opts);
+    }
     let format = TraceFormat::detect(&first).ok_or_else(|| TraceError::UnknownFormat {
         path: path.to_path_buf(),
         first: first.clone(),
