@@ -93,13 +93,13 @@ pub enum Step {
 /// Replays a mimalloc recording line by line.
 pub struct Replayer {
     model: Model,
-    stats_sizes: Vec<u64>,          // RECORDER_STATS_SIZES
-    alias: HashMap<u64, u64>,       // recorded address -> model address, where they differ
-    arena_pairs: Vec<(u64, u64)>,   // own mode: (model arena start, recorded arena start)
+    stats_sizes: Vec<u64>,           // RECORDER_STATS_SIZES
+    alias: HashMap<u64, u64>,        // recorded address -> model address, where they differ
+    arena_pairs: Vec<(u64, u64)>,    // own mode: (model arena start, recorded arena start)
     recorded_maps: Vec<(u64, Addr)>, // own mode: mimalloc mmaps of the call being assembled
-    why: Option<String>,            // why the last call did not match
-    error: Option<AllocError>,      // what the model refused in the last call
-    markers: Vec<(u64, MiStats)>,   // (line, numbers) at every stats marker
+    why: Option<String>,             // why the last call did not match
+    error: Option<AllocError>,       // what the model refused in the last call
+    markers: Vec<(u64, MiStats)>,    // (line, numbers) at every stats marker
 }
 
 fn is_om(d: Domain) -> bool {
@@ -318,7 +318,9 @@ impl Replayer {
                 let mut why = Vec::new();
                 for (size, addr) in os.pending.drain(..) {
                     if size >= crate::mimalloc::arena::ARENA_BLOCK_SIZE {
-                        why.push(format!("the recording maps {size} bytes at {addr} here, the model does not"));
+                        why.push(format!(
+                            "the recording maps {size} bytes at {addr} here, the model does not"
+                        ));
                     }
                 }
                 os.pending_unmaps.clear();
@@ -367,10 +369,12 @@ impl Replayer {
 pub fn mode_for(opts: &CheckOptions) -> Result<Mode, CheckError> {
     match &opts.model {
         None => Ok(Mode::Pinned),
-        Some(name) => mode_of(name).ok_or_else(|| CheckError::Unsupported(format!(
-            "no model {name:?} for mimalloc recordings (known: {})",
-            MODEL_NAMES.join(", ")
-        ))),
+        Some(name) => mode_of(name).ok_or_else(|| {
+            CheckError::Unsupported(format!(
+                "no model {name:?} for mimalloc recordings (known: {})",
+                MODEL_NAMES.join(", ")
+            ))
+        }),
     }
 }
 
@@ -456,7 +460,10 @@ pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError
 /// # Errors
 /// The model diverges from the recording (the numbers would not be CPython's), or a read
 /// or model error.
-pub fn stats_at_markers(path: &Path, opts: &CheckOptions) -> Result<Vec<(u64, MiStats)>, CheckError> {
+pub fn stats_at_markers(
+    path: &Path,
+    opts: &CheckOptions,
+) -> Result<Vec<(u64, MiStats)>, CheckError> {
     let mut reader = MimallocReader::open(path)?;
     let mut rp = Replayer::new(mode_for(opts)?, reader.header());
     let report = replay(&mut reader, &mut rp, false, |_, _, _| true)?;

@@ -89,12 +89,12 @@ impl OsSource for OwnOs {
             self.hint = a + size_up.div_ceil(ARENA_BLOCK_SIZE) * ARENA_BLOCK_SIZE;
             a
         } else {
-            self.top = self
-                .top
-                .checked_sub(size_up)
-                .ok_or_else(|| AllocError::OutOfAddressSpace {
-                    what: format!("an mmap of {size} bytes"),
-                })?;
+            self.top =
+                self.top
+                    .checked_sub(size_up)
+                    .ok_or_else(|| AllocError::OutOfAddressSpace {
+                        what: format!("an mmap of {size} bytes"),
+                    })?;
             self.top
         };
         self.mapped.push((Addr(addr), size));
@@ -147,8 +147,9 @@ impl OsSource for PinnedOs {
             self.pending_unmaps.remove(i);
             self.agreed += 1;
         } else {
-            self.unexpected
-                .push(format!("the model unmaps {size} bytes at {addr}, the recording does not"));
+            self.unexpected.push(format!(
+                "the model unmaps {size} bytes at {addr}, the recording does not"
+            ));
         }
     }
 }
@@ -293,7 +294,10 @@ mod tests {
         let mut p = PinnedOs::default();
         p.pending.push_back((ARENA_RESERVE, Addr(0x315_4000_0000)));
         assert!(p.mmap(4096, 1).is_err());
-        assert_eq!(p.mmap(ARENA_RESERVE, ARENA_BLOCK_SIZE).unwrap(), Addr(0x315_4000_0000));
+        assert_eq!(
+            p.mmap(ARENA_RESERVE, ARENA_BLOCK_SIZE).unwrap(),
+            Addr(0x315_4000_0000)
+        );
         assert!(p.mmap(ARENA_RESERVE, ARENA_BLOCK_SIZE).is_err());
     }
 }

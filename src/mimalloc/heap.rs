@@ -19,7 +19,10 @@
 //! ```
 
 use super::page::NOT_LIVE;
-use super::size_class::{bin, good_alloc_size, wsize, BIN_HUGE, LARGE_OBJ_SIZE_MAX, MEDIUM_OBJ_SIZE_MAX, MEDIUM_PAGE_SIZE, SMALL_OBJ_SIZE_MAX, SMALL_SIZE_MAX};
+use super::size_class::{
+    bin, good_alloc_size, wsize, BIN_HUGE, LARGE_OBJ_SIZE_MAX, MEDIUM_OBJ_SIZE_MAX,
+    MEDIUM_PAGE_SIZE, SMALL_OBJ_SIZE_MAX, SMALL_SIZE_MAX,
+};
 use super::{arena::OsSource, Mimalloc, NAME, NONE};
 use crate::addr::Addr;
 use crate::error::AllocError;

@@ -94,7 +94,10 @@ impl<S: OsSource> Mimalloc<S> {
             let mut prev_free = false;
             for (i, count, free, page) in seg.spans() {
                 if count == 0 {
-                    return Err(format!("segment {} slice {i}: a span of 0 slices", seg.base()));
+                    return Err(format!(
+                        "segment {} slice {i}: a span of 0 slices",
+                        seg.base()
+                    ));
                 }
                 total += count as u64;
                 if free && prev_free {
@@ -140,7 +143,10 @@ impl<S: OsSource> Mimalloc<S> {
         extents.sort_unstable();
         for w in extents.windows(2) {
             if w[0].1 > w[1].0 {
-                return Err(format!("segments at {:#x} and {:#x} overlap", w[0].0, w[1].0));
+                return Err(format!(
+                    "segments at {:#x} and {:#x} overlap",
+                    w[0].0, w[1].0
+                ));
             }
         }
         Ok(())
@@ -160,12 +166,17 @@ impl<S: OsSource> Mimalloc<S> {
             ));
         }
         if p.capacity > p.reserved {
-            return Err(format!("page {id}: capacity {} > reserved {}", p.capacity, p.reserved));
+            return Err(format!(
+                "page {id}: capacity {} > reserved {}",
+                p.capacity, p.reserved
+            ));
         }
         let mut seen = vec![false; p.capacity as usize];
         for &i in p.free.iter().chain(&p.local_free) {
             if i as u32 >= p.capacity || std::mem::replace(&mut seen[i as usize], true) {
-                return Err(format!("page {id}: block {i} listed twice or beyond capacity"));
+                return Err(format!(
+                    "page {id}: block {i} listed twice or beyond capacity"
+                ));
             }
             if p.req[i as usize] != NOT_LIVE {
                 return Err(format!("page {id}: block {i} is both free and live"));
@@ -173,10 +184,19 @@ impl<S: OsSource> Mimalloc<S> {
         }
         let live = p.req.iter().filter(|&&r| r != NOT_LIVE).count();
         if live != p.used as usize {
-            return Err(format!("page {id}: {live} live blocks but used == {}", p.used));
+            return Err(format!(
+                "page {id}: {live} live blocks but used == {}",
+                p.used
+            ));
         }
-        if let Some(i) = p.req[p.capacity as usize..].iter().position(|&r| r != NOT_LIVE) {
-            return Err(format!("page {id}: block {} beyond capacity is live", p.capacity as usize + i));
+        if let Some(i) = p.req[p.capacity as usize..]
+            .iter()
+            .position(|&r| r != NOT_LIVE)
+        {
+            return Err(format!(
+                "page {id}: block {} beyond capacity is live",
+                p.capacity as usize + i
+            ));
         }
         let seg = &self.segments[p.segment as usize];
         let span_start = seg.base + p.slice_index as u64 * SLICE_SIZE;

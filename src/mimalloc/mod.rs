@@ -60,24 +60,24 @@ pub const NONE: u32 = u32::MAX;
 /// mimalloc's heap, segments and arenas for one thread, over the OS calls of `S`.
 #[derive(Debug, Clone)]
 pub struct Mimalloc<S: OsSource = OwnOs> {
-    pub(crate) os: S,                      // mmap / munmap
-    pub(crate) arenas: Vec<Arena>,         // mi_arenas[]
+    pub(crate) os: S,                          // mmap / munmap
+    pub(crate) arenas: Vec<Arena>,             // mi_arenas[]
     pub(crate) os_segments: HashMap<u64, u32>, // base >> 25 -> segment, for OS-mapped segments
-    pub(crate) segments: Vec<Segment>,     // every segment slot (dead ones reusable)
-    pub(crate) free_segment_ids: Vec<u32>, // dead segment slots
-    pub(crate) pages: Vec<Page>,           // every page slot
-    pub(crate) free_page_ids: Vec<u32>,    // dead page slots
-    pub(crate) spans: Vec<SpanQueue>,      // tld->segments.spans[MI_SEGMENT_BIN_MAX + 1]
-    pub(crate) queues: Vec<PageQueue>,     // heap->pages[MI_BIN_FULL + 1]
-    pub(crate) direct: [u8; 129],          // pages_free_direct as bins: wsize -> bin
-    pub(crate) page_retired_min: usize,    // heap->page_retired_min
-    pub(crate) page_retired_max: usize,    // heap->page_retired_max
-    pub(crate) heartbeat: u64,             // tld->heartbeat: generic-path calls
-    pub(crate) live_blocks: u64,           // live blocks
-    pub(crate) live_bytes: u64,            // bytes requested by live blocks
-    pub(crate) peak_live_bytes: u64,       // largest live_bytes
-    pub(crate) mapped_bytes: u64,          // bytes in live segments
-    pub(crate) peak_mapped_bytes: u64,     // largest mapped() seen at a segment allocation
+    pub(crate) segments: Vec<Segment>,         // every segment slot (dead ones reusable)
+    pub(crate) free_segment_ids: Vec<u32>,     // dead segment slots
+    pub(crate) pages: Vec<Page>,               // every page slot
+    pub(crate) free_page_ids: Vec<u32>,        // dead page slots
+    pub(crate) spans: Vec<SpanQueue>,          // tld->segments.spans[MI_SEGMENT_BIN_MAX + 1]
+    pub(crate) queues: Vec<PageQueue>,         // heap->pages[MI_BIN_FULL + 1]
+    pub(crate) direct: [u8; 129],              // pages_free_direct as bins: wsize -> bin
+    pub(crate) page_retired_min: usize,        // heap->page_retired_min
+    pub(crate) page_retired_max: usize,        // heap->page_retired_max
+    pub(crate) heartbeat: u64,                 // tld->heartbeat: generic-path calls
+    pub(crate) live_blocks: u64,               // live blocks
+    pub(crate) live_bytes: u64,                // bytes requested by live blocks
+    pub(crate) peak_live_bytes: u64,           // largest live_bytes
+    pub(crate) mapped_bytes: u64,              // bytes in live segments
+    pub(crate) peak_mapped_bytes: u64,         // largest mapped() seen at a segment allocation
 }
 
 impl Default for Mimalloc<OwnOs> {
@@ -188,7 +188,10 @@ impl<S: OsSource> Mimalloc<S> {
             );
         };
         let p = &self.pages[id as usize];
-        let head = |l: &Vec<u16>| l.last().map_or("NULL".to_string(), |&i| format!("{:#x}", p.block(i)));
+        let head = |l: &Vec<u16>| {
+            l.last()
+                .map_or("NULL".to_string(), |&i| format!("{:#x}", p.block(i)))
+        };
         let live = self
             .block_of(addr.0)
             .is_some_and(|(_, i)| p.req[i as usize] != page::NOT_LIVE);

@@ -23,7 +23,9 @@
 //! `used + |free| + |local_free| == capacity <= reserved`, and every block of the three
 //! is one of the first `capacity` blocks, `page_start <= b < page_start + reserved·bs`.
 
-use super::size_class::{bin, bin_size, page_start_offset, BIN_FULL, MEDIUM_OBJ_SIZE_MAX, SLICE_SIZE, SMALL_OBJ_SIZE_MAX};
+use super::size_class::{
+    bin, bin_size, page_start_offset, BIN_FULL, MEDIUM_OBJ_SIZE_MAX, SLICE_SIZE, SMALL_OBJ_SIZE_MAX,
+};
 use super::{arena::OsSource, Mimalloc, NONE};
 use crate::error::AllocError;
 
@@ -39,22 +41,22 @@ pub const NOT_LIVE: u64 = u64::MAX;
 /// One page (`mi_page_t`): blocks of one size in a span of slices.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
-    pub(crate) segment: u32,       // the segment (model index) it lies in
-    pub(crate) slice_index: u32,   // its first slice
-    pub(crate) slice_count: u32,   // slices in its span
-    pub(crate) xblock_size: u64,   // bytes per block (the span's size until initialised)
-    pub(crate) start: u64,         // address of block 0 (`_mi_page_start`)
-    pub(crate) reserved: u32,      // blocks that fit in the page
-    pub(crate) capacity: u32,      // blocks handed to the lists so far (extensions)
-    pub(crate) used: u32,          // blocks allocated (live)
-    pub(crate) free: Vec<u16>,     // `free`, head last: the next malloc pops `free.last()`
+    pub(crate) segment: u32,         // the segment (model index) it lies in
+    pub(crate) slice_index: u32,     // its first slice
+    pub(crate) slice_count: u32,     // slices in its span
+    pub(crate) xblock_size: u64,     // bytes per block (the span's size until initialised)
+    pub(crate) start: u64,           // address of block 0 (`_mi_page_start`)
+    pub(crate) reserved: u32,        // blocks that fit in the page
+    pub(crate) capacity: u32,        // blocks handed to the lists so far (extensions)
+    pub(crate) used: u32,            // blocks allocated (live)
+    pub(crate) free: Vec<u16>,       // `free`, head last: the next malloc pops `free.last()`
     pub(crate) local_free: Vec<u16>, // `local_free`, head last
-    pub(crate) req: Vec<u64>,      // per block: bytes requested by its live allocation, or NOT_LIVE
-    pub(crate) in_full: bool,      // `flags.in_full`: on the full queue
-    pub(crate) retire_expire: u8,  // `retire_expire`: collect rounds left while retired
-    pub(crate) next: u32,          // next page in its queue
-    pub(crate) prev: u32,          // previous page in its queue
-    pub(crate) alive: bool,        // the slot holds a page (else it is on the slot free list)
+    pub(crate) req: Vec<u64>, // per block: bytes requested by its live allocation, or NOT_LIVE
+    pub(crate) in_full: bool, // `flags.in_full`: on the full queue
+    pub(crate) retire_expire: u8, // `retire_expire`: collect rounds left while retired
+    pub(crate) next: u32,     // next page in its queue
+    pub(crate) prev: u32,     // previous page in its queue
+    pub(crate) alive: bool,   // the slot holds a page (else it is on the slot free list)
 }
 
 impl Page {

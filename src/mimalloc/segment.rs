@@ -22,8 +22,13 @@
 //! every span is the info span, a page's span, or a free span on queue `slice_bin(count)`;
 //! no two free spans are adjacent (coalescing); `used == pages in the segment`.
 
-use super::arena::{arena_reserve_size, Arena, MemId, OsSource, ARENA_BLOCK_SIZE, ARENA_META_SIZE, ARENA_MIN_OBJ_SIZE, MAX_ARENAS};
-use super::size_class::{page_slices, slice_bin, SEGMENT_BIN_MAX, SEGMENT_SIZE, SLICES_PER_SEGMENT, SLICE_SIZE};
+use super::arena::{
+    arena_reserve_size, Arena, MemId, OsSource, ARENA_BLOCK_SIZE, ARENA_META_SIZE,
+    ARENA_MIN_OBJ_SIZE, MAX_ARENAS,
+};
+use super::size_class::{
+    page_slices, slice_bin, SEGMENT_BIN_MAX, SEGMENT_SIZE, SLICES_PER_SEGMENT, SLICE_SIZE,
+};
 use super::{Mimalloc, NONE};
 use crate::addr::Addr;
 use crate::error::AllocError;
@@ -294,9 +299,10 @@ impl<S: OsSource> Mimalloc<S> {
             return Ok(p);
         }
         self.segment_alloc(0)?;
-        self.find_and_allocate(slices).ok_or(AllocError::OutOfAddressSpace {
-            what: format!("a page of {slices} slices in a fresh segment"),
-        })
+        self.find_and_allocate(slices)
+            .ok_or(AllocError::OutOfAddressSpace {
+                what: format!("a page of {slices} slices in a fresh segment"),
+            })
     }
 
     /// `mi_segment_huge_page_alloc`: a segment of its own holding one page of `size` bytes.

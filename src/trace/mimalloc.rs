@@ -386,6 +386,19 @@ impl MimallocReader {
     }
 }
 
+/// True when the file at `path` opens with a mimalloc recording's first line.
+pub fn is_mimalloc_trace(path: &Path) -> bool {
+    LineReader::open(path)
+        .ok()
+        .and_then(|mut l| {
+            l.next_line()
+                .ok()
+                .flatten()
+                .map(|t| t.starts_with(FIRST_LINE))
+        })
+        .unwrap_or(false)
+}
+
 /// `RECORDER_STATS_SIZES` from a header.
 pub fn stats_sizes(header: &TraceHeader) -> Vec<u64> {
     header
@@ -468,7 +481,11 @@ mod tests {
         assert!(matches!(
             all[4],
             MiLine::Event(Event {
-                kind: EventKind::Calloc { nelem: 5, elsize: 8, .. },
+                kind: EventKind::Calloc {
+                    nelem: 5,
+                    elsize: 8,
+                    ..
+                },
                 line: 8
             })
         ));
