@@ -442,10 +442,21 @@ pub fn replay(
 /// # Errors
 /// See [`CheckError`].
 pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
-    let mut reader = MimallocReader::open(path)?;
+    check_reader(MimallocReader::open(path)?, opts)
+}
+
+/// [`check`] of an opened recording.
+///
+/// # Errors
+/// See [`CheckError`].
+pub fn check_reader(
+    mut reader: MimallocReader,
+    opts: &CheckOptions,
+) -> Result<CheckReport, CheckError> {
     let mode = mode_for(opts)?;
     let mut rp = Replayer::new(mode, reader.header());
-    let bar = Progress::new(opts.progress, &path.display().to_string());
+    let name = reader.path().display().to_string();
+    let bar = Progress::new(opts.progress, &name);
     let report = replay(&mut reader, &mut rp, opts.keep_going, |i, _, _| {
         bar.tick(i);
         true

@@ -306,7 +306,11 @@ impl MimallocReader {
         MimallocReader::new(LineReader::from_text(name, text))
     }
 
-    fn new(mut lines: LineReader) -> Result<MimallocReader, TraceError> {
+    /// Reads a recording from opened lines (its header first).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn new(mut lines: LineReader) -> Result<MimallocReader, TraceError> {
         let mut header = TraceHeader::default();
         let mut pending = None;
         let path = lines.path().to_path_buf();
