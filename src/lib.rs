@@ -15,6 +15,7 @@
 pub mod addr;
 pub mod alloc;
 pub mod check;
+pub mod compare;
 pub mod error;
 pub mod interp;
 pub mod mimalloc;
@@ -25,7 +26,9 @@ pub mod pymalloc;
 #[cfg(feature = "record")]
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod scripts;
+pub mod stack;
 pub mod sysmalloc;
 pub mod trace;
 pub mod vm;
