@@ -17,7 +17,8 @@
 //! ```
 //! [`MimallocReader::next_line`] gives both kinds ([`MiLine`]); as an [`EventReader`] it
 //! gives the allocator events and counts the OS lines as other lines, so `replay` and
-//! `compare` read these recordings like any other.
+//! `compare` read these recordings like any other (and, after `keep_text`, hands them over
+//! as text, so `convert` copies a recording losslessly).
 //! Invariant: events + OS lines + comment lines + header lines == lines read.
 
 use super::{fields, Domain, Event, EventKind, EventReader, LineReader, TraceError, TraceHeader};
@@ -126,6 +127,8 @@ pub struct MimallocReader {
     pending: Option<String>, // the first line after the header, read while reading it
     os_lines: u64,           // OS lines read (other lines, to the EventReader view)
     comments: u64,           // `#` and blank lines after the header
+    keep: bool,              // keep the lines without an event (a lossless copy asked)
+    text: Vec<(u64, String)>, // kept: (line, text) of comments and, as events, OS lines
 }
 
 fn tok<'a>(it: &mut impl Iterator<Item = &'a str>, what: &str) -> Result<&'a str, String> {
@@ -341,6 +344,8 @@ impl MimallocReader {
             pending,
             os_lines: 0,
             comments: 0,
+            keep: false,
+            text: Vec::new(),
         })
     }
 
@@ -365,12 +370,18 @@ impl MimallocReader {
             };
             if text.is_empty() || text.starts_with('#') {
                 self.comments += 1;
+                if self.keep {
+                    self.text.push((line, text));
+                }
                 continue;
             }
             return match parse_line(&text, line) {
                 Ok(l) => {
                     if matches!(l, MiLine::Os(_)) {
                         self.os_lines += 1;
+                        if self.keep {
+                            self.text.push((line, text));
+                        }
                     }
                     Ok(Some(l))
                 }
@@ -437,6 +448,14 @@ impl EventReader for MimallocReader {
 
     fn other_lines(&self) -> u64 {
         self.os_lines + self.comments
+    }
+
+    fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
+        out.append(&mut self.text);
+    }
+
+    fn keep_text(&mut self) {
+        self.keep = true;
     }
 }
 
