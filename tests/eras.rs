@@ -270,3 +270,41 @@ fn stats_at_the_end_of_every_recording_speak_its_era_s_layout() {
         }
     }
 }
+
+/// `stats --model cpython-3.11+own --at-marker 777778` (issue 13): own mode's addresses
+/// differ from the recording's by design, so it reaches the marker; its blocks in use per
+/// size class are the recording's live requests, the same as the pinned replay's.
+#[test]
+fn own_mode_stats_reach_the_marker_with_the_same_blocks_in_use() {
+    use pyalloc::check::pymalloc3::StatsAt;
+    use pyalloc::check::stats_at;
+    let path = dir("cpython-3.11.7-linux-x86_64").join("ints.trace.gz");
+    let run = |model: Option<&str>| {
+        let opts = CheckOptions {
+            model: model.map(str::to_string),
+            ..CheckOptions::default()
+        };
+        stats_at(&path, &opts, StatsAt::Marker(777778)).unwrap()
+    };
+    let (pinned_at, pinned) = run(None);
+    let (own_at, own) = run(Some("cpython-3.11+own"));
+    assert_eq!(pinned_at, own_at);
+    // class, size, blocks in use of every class line ("%5u %6u %11zu %15zu %13zu").
+    let in_use = |text: &str| -> Vec<(String, String, String)> {
+        text.lines()
+            .filter(|l| l.len() == 54 && l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[0].to_string(), f[1].to_string(), f[3].to_string())
+            })
+            .collect()
+    };
+    assert!(!in_use(&pinned).is_empty());
+    assert_eq!(in_use(&own), in_use(&pinned));
+    let allocated = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("# bytes in allocated"))
+            .map(str::to_string)
+    };
+    assert_eq!(allocated(&own), allocated(&pinned));
+}
