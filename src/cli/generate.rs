@@ -1,13 +1,17 @@
 //! `pyalloc generate -o OUT --events N [--model M] [--seed S] [--max-live L]`: writes a
 //! synthetic Python-like workload whose addresses are the model's own (see
 //! `pyalloc::trace::synth`), binary when OUT ends in `.bin`/`.pyab`, else text; `.gz` compresses.
+//! `--shape NAME` writes a named shape instead (`int-churn`, `dict-waves`, `mixed`,
+//! `survivors`: see `pyalloc::trace::shapes`), `--events` long, seeded by `--seed`.
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use pyalloc::replay::model_by_name;
 use pyalloc::trace::binary::BinaryWriter;
+use pyalloc::trace::shapes::Shape;
 use pyalloc::trace::synth::Synth;
 use pyalloc::trace::writer::TextWriter;
+use pyalloc::trace::Event;
 use pyalloc::trace::TraceHeader;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -32,21 +36,45 @@ pub struct GenerateArgs {
     /// The most blocks live at once (the live set wanders between a tenth of it and it).
     #[arg(long, default_value_t = 200_000)]
     pub max_live: u64,
+    /// A named shape instead of the random mix: int-churn, dict-waves, mixed, survivors.
+    #[arg(long)]
+    pub shape: Option<String>,
 }
 
 /// Writes the workload.
 pub fn run(a: GenerateArgs) -> Result<ExitCode, String> {
     let mut model = model_by_name(&a.model)?;
     let name = model.name();
-    let mut g = Synth::new(model.as_mut(), a.seed, a.max_live / 10, a.max_live.max(2));
+    let what = match &a.shape {
+        Some(s) => format!("--shape {s}"),
+        None => format!("--max-live {}", a.max_live),
+    };
     let header = TraceHeader {
         lines: vec![
             format!("{} (pyalloc generate): not recorded from CPython", pyalloc::trace::SYNTHETIC),
             format!(
-                "generator: pyalloc generate --events {} --model {} --seed {} --max-live {}; addresses are the model's ({name})",
-                a.events, a.model, a.seed, a.max_live
+                "generator: pyalloc generate --events {} --model {} --seed {} {what}; addresses are the model's ({name})",
+                a.events, a.model, a.seed
             ),
         ],
+    };
+    type Next<'m> = Box<dyn FnMut() -> Result<Option<Event>, pyalloc::AllocError> + 'm>;
+    let mut next: Next = match &a.shape {
+        Some(s) => {
+            let mut shape = Shape::new(s, model.as_mut(), a.seed, a.events)?;
+            Box::new(move || shape.next_event())
+        }
+        None => {
+            let mut g = Synth::new(model.as_mut(), a.seed, a.max_live / 10, a.max_live.max(2));
+            let mut left = a.events;
+            Box::new(move || {
+                if left == 0 {
+                    return Ok(None);
+                }
+                left -= 1;
+                g.next_event().map(Some)
+            })
+        }
     };
     let path = a.output.to_string_lossy().into_owned();
     let stem = path.strip_suffix(".gz").unwrap_or(&path);
@@ -61,17 +89,15 @@ pub fn run(a: GenerateArgs) -> Result<ExitCode, String> {
     let model_err = |e: pyalloc::AllocError| e.to_string();
     if binary {
         let mut w = BinaryWriter::new(out, &header).map_err(io)?;
-        for _ in 0..a.events {
-            w.write_event(&g.next_event().map_err(model_err)?)
-                .map_err(io)?;
+        while let Some(e) = next().map_err(model_err)? {
+            w.write_event(&e).map_err(io)?;
         }
         w.finish().map_err(io)?.flush().map_err(io)?;
     } else {
         let mut w = TextWriter::new(out);
         w.write_header(&header).map_err(io)?;
-        for _ in 0..a.events {
-            w.write_event(&g.next_event().map_err(model_err)?)
-                .map_err(io)?;
+        while let Some(e) = next().map_err(model_err)? {
+            w.write_event(&e).map_err(io)?;
         }
         w.finish().map_err(io)?.flush().map_err(io)?;
     }

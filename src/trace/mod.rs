@@ -26,6 +26,7 @@ pub mod mtrace;
 pub mod open;
 pub mod pymalloc3;
 pub mod pyrec27;
+pub mod shapes;
 pub mod synth;
 pub mod writer;
 
