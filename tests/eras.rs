@@ -4,13 +4,12 @@
 //! checked address; the preset the header selects is the era the source history assigns
 //! to that release; the radix-tree node sizes the recording shows are the preset's own.
 
+mod common;
 use pyalloc::check::{check_file, CheckOptions};
 use pyalloc::pymalloc::PymallocParams;
 use pyalloc::trace::pymalloc3::Pymalloc3Reader;
 use pyalloc::trace::{Domain, EventKind, EventReader};
 use std::path::{Path, PathBuf};
-
-const TRACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/traces");
 
 /// The era recordings: (directory, the preset the source history assigns to that build).
 /// 3.6.15 and 3.7.16 were built by pyenv: 3.6.15 with pyenv's bpo-27987 patch.
@@ -26,14 +25,7 @@ const ERAS: &[(&str, &str)] = &[
 ];
 
 fn dir(name: &str) -> PathBuf {
-    let d = Path::new(TRACES).join(name);
-    assert!(
-        d.is_dir(),
-        "{} is missing: these tests read the recordings in ../shared (the project's shared \
-         data folder, a sibling of this checkout)",
-        d.display()
-    );
-    d
+    common::trace(name)
 }
 
 /// The preset the recording's `# interpreter:` line selects.
