@@ -144,3 +144,33 @@ fn radix_node_callocs_are_the_preset_s_node_sizes() {
         }
     }
 }
+
+/// `pyalloc presets --json` lists every preset with the library's own summary, and the
+/// text form names each one with the releases it covers.
+#[test]
+fn the_presets_command_lists_every_preset() {
+    let bin = env!("CARGO_BIN_EXE_pyalloc");
+    let out = std::process::Command::new(bin)
+        .args(["presets", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want: Vec<serde_json::Value> = PymallocParams::presets()
+        .iter()
+        .map(|p| serde_json::to_value(p.summary()).unwrap())
+        .collect();
+    assert_eq!(listed, serde_json::Value::Array(want));
+    let text = std::process::Command::new(bin)
+        .arg("presets")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    for p in PymallocParams::presets() {
+        assert!(
+            text.contains(&format!("{}  ({})", p.name, p.releases)),
+            "{}",
+            p.name
+        );
+    }
+}

@@ -269,12 +269,20 @@ fn tmp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// The first `max_lines` lines of startup_only.trace.gz; its `# records: N` line, which a
+/// prefix no longer holds to (the reader would report the prefix as cut), is reworded.
 fn startup_text(max_lines: usize) -> Vec<String> {
     let mut s = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(trace("startup_only.trace.gz")).unwrap())
         .read_to_string(&mut s)
         .unwrap();
-    s.lines().take(max_lines).map(str::to_string).collect()
+    s.lines()
+        .take(max_lines)
+        .map(|l| match l.strip_prefix("# records: ") {
+            Some(_) => "# records: (a prefix of the recording, for this test)".to_string(),
+            None => l.to_string(),
+        })
+        .collect()
 }
 
 #[test]
