@@ -89,6 +89,7 @@
 //! - [`vm`], [`platform`]: the address space (brk heap, mmap regions) and the platform presets;
 //! - [`sysmalloc`]: system allocators (glibc, macOS tiny, a bump baseline);
 //! - [`pymalloc`]: CPython's object allocator (obmalloc.c);
+//! - [`mimalloc`]: its sibling, mimalloc 2.1.2 as CPython 3.13 vendors it;
 //! - [`objects`]: type free lists and the small-int cache (intobject.c, floatobject.c);
 //! - [`interp`]: the Python facades scripting them ([`interp::Py2`]: `int(v)`, `id`, `drop`;
 //!   [`interp::Py3`]), and [`scripts`], programs run through them.
@@ -103,6 +104,7 @@ pub mod check;
 pub mod compare;
 pub mod error;
 pub mod interp;
+pub mod mimalloc;
 pub mod objects;
 pub mod platform;
 pub mod progress;
