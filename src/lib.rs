@@ -23,6 +23,7 @@ pub mod pymalloc;
 #[cfg(feature = "record")]
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod scripts;
 pub mod sysmalloc;
 pub mod trace;

@@ -1,0 +1,4 @@
+//! Reports read off the models' state: what the teaching commands show (`explain`,
+//! `map`, `view`).
+
+pub mod teach;
