@@ -229,13 +229,13 @@
     cctx.clearRect(0, 0, W, H);
     const X = (e) => (e / Math.max(1, M.events - 1)) * (W - 2) + 1;
     const Y = (v) => H - 14 - (v / cmax) * (H - 24);
-    [[2, "#999", "mapped"], [3, "#c80", "carved"], [1, "#06c", "live"]].forEach(([j, col, name], n) => {
+    [[2, "#999", "mapped"], [3, "#c80", "resident (carved pools)"], [1, "#06c", "live"]].forEach(([j, col, name], n) => {
       cctx.strokeStyle = col;
       cctx.beginPath();
       SM.forEach((s, i) => (i ? cctx.lineTo(X(s[0]), Y(s[j])) : cctx.moveTo(X(s[0]), Y(s[j]))));
       cctx.stroke();
       cctx.fillStyle = col;
-      cctx.fillText(`${name} bytes`, 6 + n * 110, H - 2);
+      cctx.fillText(name, 6 + n * 120, H - 2);
     });
     cctx.fillStyle = "#222";
     cctx.fillText(`max ${cmax.toLocaleString("en")} bytes`, W - 170, 10);
@@ -292,7 +292,7 @@
       if (opKey[i] === key && (opTag[i] & 3) < 2) { last = i; break; }
       if ((opTag[i] & 3) > 1 && opKey[i] === slot) break; // the arena was (re)mapped
     }
-    L.push(`  ${live ? "live" : last < 0 ? "untouched (never handed out)" : "free"}; pool: ${S.count[pk]} of ${nb} blocks in use`);
+    L.push(`  ${live ? "live" : last < 0 ? "untouched (at or above nextoffset: never handed out)" : "free"}; pool: ${S.count[pk]} of ${nb} blocks in use`);
     if (last >= 0) {
       const alloc = (opTag[last] & 3) === 1;
       L.push(`  last ${alloc ? "alloc" : "free"}: event ${opEvent[last]}`);
@@ -388,6 +388,7 @@
     if (e !== null && e !== cur) goTo(e);
   });
 
+  let hashTimer = 0;
   function render() {
     const t0 = performance.now();
     drawMap();
@@ -410,7 +411,11 @@
     d.liveBlocks = String(S.live);
     if (selected !== null && !pinned) selected = null;
     if (selected !== null) panel.textContent = explain(selected);
-    if (location.hash !== `#event=${cur}`) history.replaceState(null, "", `#event=${cur}`);
+    // The fragment follows the state, debounced: browsers throttle rapid URL updates.
+    clearTimeout(hashTimer);
+    hashTimer = setTimeout(() => {
+      if (location.hash !== `#event=${cur}`) history.replaceState(null, "", `#event=${cur}`);
+    }, 300);
     d.renderMs = (performance.now() - t0).toFixed(2);
   }
   goTo(fromHash() ?? 0);
