@@ -28,7 +28,7 @@ use crate::progress::Progress;
 use crate::pymalloc::{Pymalloc, PymallocParams};
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::sysmalloc::Bump;
-use crate::trace::{Domain, Event, EventKind, EventReader, FreeListKind, TraceError};
+use crate::trace::{Domain, Event, EventKind, EventReader, TraceError};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -285,7 +285,7 @@ fn replay_recorded(
             break;
         }
         for e in batch {
-            counts[kind_index(&e.kind)] += 1;
+            counts[usize::from(e.kind.code())] += 1;
             if let EventKind::ArenaAlloc { .. } = e.kind {
                 r.arenas_mapped += 1;
             }
@@ -492,73 +492,8 @@ impl Hasher for AddrHasher {
 type AddrMap = HashMap<u64, u64, BuildHasherDefault<AddrHasher>>;
 type AddrSet = HashSet<u64, BuildHasherDefault<AddrHasher>>;
 
-const KINDS: usize = 19 * 8;
-
-/// The index of an event's kind in the counts table (as the binary format's tag).
-fn kind_index(k: &EventKind) -> usize {
-    let d = |d: Domain| match d {
-        Domain::Obj => 0,
-        Domain::Mem => 1,
-        Domain::Raw => 2,
-        Domain::RawNested => 3,
-        Domain::Libc => 4,
-    };
-    let f = |k: FreeListKind| match k {
-        FreeListKind::Int => 0,
-        FreeListKind::Float => 1,
-    };
-    let (kind, sub) = match *k {
-        EventKind::Malloc { domain, .. } => (0, d(domain)),
-        EventKind::Calloc { domain, .. } => (1, d(domain)),
-        EventKind::Realloc { domain, .. } => (2, d(domain)),
-        EventKind::Free { domain, .. } => (3, d(domain)),
-        EventKind::Memalign { .. } => (4, 0),
-        EventKind::Valloc { .. } => (5, 0),
-        EventKind::Pvalloc { .. } => (6, 0),
-        EventKind::Mallopt { .. } => (7, 0),
-        EventKind::ArenaAlloc { .. } => (8, 0),
-        EventKind::ArenaFree { .. } => (9, 0),
-        EventKind::VirtualAlloc { .. } => (10, 0),
-        EventKind::VirtualFree { .. } => (11, 0),
-        EventKind::BlockNew { kind, .. } => (12, f(kind)),
-        EventKind::ObjPop { kind, .. } => (13, f(kind)),
-        EventKind::ObjPush { kind, .. } => (14, f(kind)),
-        EventKind::ClearKeep { kind, .. } => (15, f(kind)),
-        EventKind::ClearFree { kind, .. } => (16, f(kind)),
-        EventKind::ClearDone { kind, .. } => (17, f(kind)),
-        EventKind::Mark { .. } => (18, 0),
-    };
-    kind * 8 + sub
-}
-
-/// The name of a counts-table index, spelled as the recordings spell the line.
-fn kind_name(i: usize) -> String {
-    let (kind, sub) = (i / 8, i % 8);
-    const CALLS: [&str; 4] = ["m", "c", "r", "f"];
-    const DOMS: [&str; 5] = ["O", "M", "R", "r", "libc"];
-    const FL: [[&str; 2]; 6] = [
-        ["B", "b"],
-        ["I", "i"],
-        ["D", "d"],
-        ["K", "k"],
-        ["X", "x"],
-        ["L", "l"],
-    ];
-    match kind {
-        0..=3 if sub == 4 => CALLS[kind].to_string(),
-        0..=3 => format!("{} {}", CALLS[kind], DOMS[sub]),
-        4 => "a".into(),
-        5 => "v".into(),
-        6 => "p".into(),
-        7 => "o".into(),
-        8 => "A".into(),
-        9 => "F".into(),
-        10 => "V".into(),
-        11 => "W".into(),
-        12..=17 => FL[kind - 12][sub].into(),
-        _ => "mark".into(),
-    }
-}
+/// Size of the counts table: one slot per event-kind code ([`EventKind::code`]).
+const KINDS: usize = crate::trace::event::KINDS * 8;
 
 struct State<'a> {
     model: &'a mut dyn Allocator,
@@ -780,7 +715,7 @@ fn replay_from(
             break;
         }
         for e in batch {
-            counts[kind_index(&e.kind)] += 1;
+            counts[usize::from(e.kind.code())] += 1;
             st.step(ev, e, opts.skip_raw)?;
             ev += 1;
         }
@@ -808,7 +743,7 @@ fn finish_report(
         .iter()
         .enumerate()
         .filter(|(_, &n)| n > 0)
-        .map(|(i, &n)| (kind_name(i), n))
+        .map(|(i, &n)| (EventKind::code_name(i as u8).unwrap_or_default(), n))
         .collect();
     r.model_stats = stats;
     r.seconds = start.elapsed().as_secs_f64();
@@ -866,17 +801,5 @@ mod tests {
         }
         let err = run("+ 0x1000 0x10\n+ 0x1000 0x10\n", "bump").unwrap_err();
         assert!(matches!(err, ReplayError::StillLive { event: 1, .. }));
-    }
-
-    #[test]
-    fn every_kind_index_has_a_distinct_name() {
-        let names: std::collections::HashSet<String> = (0..KINDS)
-            .filter(|i| i / 8 > 3 || i % 8 < 5)
-            .filter(|i| !(4..=11).contains(&(i / 8)) || i % 8 == 0)
-            .filter(|i| !(12..=17).contains(&(i / 8)) || i % 8 < 2)
-            .filter(|&i| i / 8 != 18 || i % 8 == 0)
-            .map(kind_name)
-            .collect();
-        assert_eq!(names.len(), 4 * 5 + 8 + 6 * 2 + 1);
     }
 }

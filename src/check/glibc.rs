@@ -15,7 +15,7 @@ use crate::alloc::Allocator;
 use crate::progress::Progress;
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::trace::glibc::GlibcTraceReader;
-use crate::trace::{Event, EventKind, EventReader, TraceFormat, TraceHeader};
+use crate::trace::{Event, EventKind, EventReader, Format, TraceHeader};
 use crate::vm::AddressSpace;
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,13 +23,13 @@ use std::path::Path;
 /// Model names accepted for glibc traces.
 pub const MODELS: &[&str] = &["glibc-2.36", "glibc-2.36-x86_64"];
 
-/// Replays the trace at `path` through the glibc model and compares every brk-heap address.
+/// Replays an opened glibc trace through the glibc model and compares every brk-heap address.
 ///
 /// # Errors
 /// An unreadable or malformed trace, an unknown model name, a header without
 /// `brk_at_first_call`, or a call the model refuses (with its event number and line).
-pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
-    Ok(replay(path, opts, |_, _| {})?.report)
+pub fn check(reader: GlibcTraceReader, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
+    Ok(replay_from(reader, opts, |_, _| {})?.report)
 }
 
 /// What a replay leaves behind besides its report.
@@ -53,9 +53,20 @@ pub fn replay(
     opts: &CheckOptions,
     observe: impl FnMut(&Event, Addr),
 ) -> Result<Replayed, CheckError> {
+    replay_from(GlibcTraceReader::open(path)?, opts, observe)
+}
+
+/// [`replay`] of an opened glibc trace.
+///
+/// # Errors
+/// As [`check`].
+pub fn replay_from(
+    mut reader: GlibcTraceReader,
+    opts: &CheckOptions,
+    observe: impl FnMut(&Event, Addr),
+) -> Result<Replayed, CheckError> {
     check_model(opts)?;
-    let mut reader = GlibcTraceReader::open(path)?;
-    let name = path.display().to_string();
+    let name = reader.path().display().to_string();
     let (report, model) = run(
         &mut reader,
         &name,
@@ -101,7 +112,7 @@ fn check_model(opts: &CheckOptions) -> Result<(), CheckError> {
         if !MODELS.contains(&m.as_str()) {
             return Err(CheckError::UnknownModel {
                 model: m.clone(),
-                format: TraceFormat::Glibc,
+                format: Format::Glibc,
                 known: MODELS.join(", "),
             });
         }

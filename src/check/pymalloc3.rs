@@ -577,7 +577,7 @@ pub fn model_for(
 ) -> Result<(PymallocParams, Mode), CheckError> {
     let unknown = |m: &str| CheckError::UnknownModel {
         model: m.to_string(),
-        format: crate::trace::TraceFormat::Pymalloc3,
+        format: crate::trace::Format::Pymalloc3,
         known: PymallocParams::presets()
             .iter()
             .map(|p| p.name)
@@ -587,15 +587,11 @@ pub fn model_for(
     };
     let name = match &opts.model {
         Some(m) => m.clone(),
-        None => {
-            let interp = header.get("interpreter").unwrap_or("");
-            let v = interp
-                .split_whitespace()
-                .skip_while(|w| *w != "CPython")
-                .nth(1)
-                .unwrap_or("3.11");
-            v.to_string()
-        }
+        // The whole line: the release and who built it pick the preset (for_release).
+        None => match header.get("interpreter") {
+            Some(line) if line.contains("CPython") => line.to_string(),
+            _ => "3.11".to_string(),
+        },
     };
     let (base, mode) = match name.strip_suffix("+own") {
         Some(b) => (b, Mode::Own),
@@ -684,13 +680,13 @@ fn diverge(r: &mut CheckReport, event: u64, line: u64, expected: Addr, got: Addr
     r.diverge(event, line, expected.0, got.0, why);
 }
 
-/// Replays the trace at `path` through its model and compares every address.
+/// Replays an opened CPython 3 trace through its model and compares every address.
 ///
 /// # Errors
 /// See [`CheckError`].
-pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
-    let mut reader = Pymalloc3Reader::open(path)?;
-    check_events(&mut reader, opts, &path.display().to_string())
+pub fn check(mut reader: Pymalloc3Reader, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
+    let name = reader.path().display().to_string();
+    check_events(&mut reader, opts, &name)
 }
 
 /// [`check`] of an already opened event stream (a binary trace of a CPython 3 recording).

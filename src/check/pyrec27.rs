@@ -42,7 +42,7 @@ use crate::progress::Progress;
 use crate::pymalloc::{PinnedArenas, Pymalloc, PymallocParams, RawCall};
 use crate::sysmalloc::{SharedHeap, TraceHeap};
 use crate::trace::pyrec27::Pyrec27Reader;
-use crate::trace::{Domain, Event, EventKind, EventReader, FreeListKind, TraceFormat};
+use crate::trace::{Domain, Event, EventKind, EventReader, Format, FreeListKind};
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
@@ -605,7 +605,7 @@ pub fn params_for(opts: &CheckOptions) -> Result<PymallocParams, CheckError> {
         None => Ok(PymallocParams::v2_7_17()),
         Some(m) => PymallocParams::by_name(m).ok_or_else(|| CheckError::UnknownModel {
             model: m.clone(),
-            format: TraceFormat::Pyrec27,
+            format: Format::Pyrec27,
             known: PymallocParams::presets()
                 .iter()
                 .map(|p| p.name)
