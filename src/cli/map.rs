@@ -5,7 +5,7 @@
 use pyalloc::report::teach::map::{escape, freelist_svg, html, svg};
 use pyalloc::report::teach::walk::pyrec27_to;
 use pyalloc::report::teach::{write_atomic, At, HeapPicture, Walk};
-use pyalloc::trace::{LineReader, TraceFormat};
+use pyalloc::trace::{sniff, Format, LineReader};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,8 +45,8 @@ pub fn run(args: MapArgs) -> Result<ExitCode, String> {
         .and_then(|mut r| Ok(r.next_line()?.unwrap_or("").to_string()))
         .map_err(|e| e.to_string())?;
     let title = format!("{}", args.trace.display());
-    let (svg_text, html_text, summary) = match TraceFormat::detect(&first) {
-        Some(TraceFormat::Pymalloc3) => {
+    let (svg_text, html_text, summary) = match sniff(format!("{first}\n").as_bytes(), true).ok() {
+        Some(Format::Pymalloc3) => {
             let mut walk =
                 Walk::open(&args.trace, args.model, progress).map_err(|e| e.to_string())?;
             let reached = walk.run_to(at).map_err(|e| e.to_string())?;
@@ -58,7 +58,7 @@ pub fn run(args: MapArgs) -> Result<ExitCode, String> {
             );
             (svg(&pic), html(&pic, &title), summary)
         }
-        Some(TraceFormat::Pyrec27) => {
+        Some(Format::Pyrec27) => {
             let (reached, replay) =
                 pyrec27_to(&args.trace, at, progress).map_err(|e| e.to_string())?;
             let ints = replay.ints();
