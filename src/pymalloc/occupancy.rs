@@ -95,6 +95,7 @@ mod tests {
             &[a[3], a[1]],
             "LIFO: the block freed last is the head"
         );
-        assert_eq!(m.pool_id(m.pool_of(a[0]).unwrap().0, 0), id);
+        let (slot, _) = m.pool_of(a[0]).unwrap();
+        assert_eq!(m.pool_id(slot, 0), id);
     }
 }

@@ -225,15 +225,33 @@ impl Walk {
     /// The trace cannot be read, or no preset answers to the model name.
     pub fn open(path: &Path, model: Option<String>, progress: bool) -> Result<Walk, CheckError> {
         let reader = Pymalloc3Reader::open(path)?;
+        Walk::from_reader(
+            Box::new(reader),
+            &path.display().to_string(),
+            model,
+            progress,
+        )
+    }
+
+    /// A walk over an opened CPython 3 event stream named `name`.
+    ///
+    /// # Errors
+    /// No preset answers to the model name.
+    pub fn from_reader(
+        reader: Box<dyn EventReader>,
+        name: &str,
+        model: Option<String>,
+        progress: bool,
+    ) -> Result<Walk, CheckError> {
         let opts = CheckOptions {
             model,
             keep_going: false,
             progress,
         };
         let (params, mode) = model_for(&opts, reader.header())?;
-        let name = path.display().to_string();
+        let name = name.to_string();
         Ok(Walk {
-            reader: Box::new(reader),
+            reader,
             rp: Replayer::new(params, mode, &Platform::linux_x86_64()),
             next_index: 0,
             touched: HashMap::new(),
@@ -484,5 +502,61 @@ pub fn pyrec27_to(
             "{}: the point asked for is not among its {index} events",
             path.display()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# pymalloc allocation trace recorded from REAL CPython\n\
+        # interpreter: CPython 3.11.7 (main)\n\
+        r r 0 768 55555555c530\nA 1048576 7fff77500000\n\
+        c r 1 262144 7ffff769d010\nc r 1 131072 7ffff767c010\n\
+        m O 56 7fff77500030\nm O 56 7fff77500070\nf O 7fff77500030\n\
+        m O 56 7fff77500030\nm O 100 7fff77504030\nm r 600 555555560000\n\
+        m O 600 555555560000\n";
+
+    fn walk() -> Walk {
+        let r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
+        Walk::from_reader(Box::new(r), "t", None, false).unwrap()
+    }
+
+    #[test]
+    fn each_allocation_gets_the_rule_obmalloc_followed() {
+        let mut w = walk();
+        let mut rules = Vec::new();
+        while let Some(s) = w.step().unwrap() {
+            for c in s.changes {
+                if let Change::Alloc { addr, rule, .. } = c {
+                    rules.push((addr, rule));
+                }
+            }
+        }
+        let pool = 0x7fff77500000;
+        assert_eq!(
+            rules,
+            [
+                (0x7fff77500030, Rule::NewArena),
+                (0x7fff77500070, Rule::PoolBump { pool }),
+                (0x7fff77500030, Rule::FreeListHead { pool }),
+                (
+                    0x7fff77504030,
+                    Rule::CarvePool {
+                        arena: pool,
+                        pool: 0x7fff77504000
+                    }
+                ),
+            ]
+        );
+        let t = w.last_touch(Addr(0x7fff77500030)).unwrap();
+        assert_eq!((t.event, t.line, t.alloc), (7, 10, true));
+    }
+
+    #[test]
+    fn a_point_past_the_end_is_an_error_naming_the_events() {
+        let e = walk().run_to(At::Event(99)).unwrap_err().to_string();
+        assert!(e.contains("no event 99") && e.contains("11 events"), "{e}");
+        assert_eq!(walk().run_to(At::Marker(100)).unwrap(), 8);
     }
 }
