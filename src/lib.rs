@@ -14,6 +14,7 @@
 pub mod addr;
 pub mod alloc;
 pub mod check;
+pub mod compare;
 pub mod error;
 pub mod interp;
 pub mod objects;
@@ -25,6 +26,7 @@ pub mod record;
 pub mod replay;
 pub mod report;
 pub mod scripts;
+pub mod stack;
 pub mod sysmalloc;
 pub mod trace;
 pub mod vm;

@@ -2,7 +2,8 @@
 //! `pyalloc explain --platform P --version V --int VALUE [--json]`: what is at an address
 //! and why — owner chain, size class, live or free, last event, the rule that chose it.
 
-use pyalloc::interp::{Python, Version};
+use pyalloc::interp::{Py2, Py3, Version};
+use pyalloc::report::teach::explain::explain_int_py3;
 use pyalloc::report::teach::{explain_in_walk, explain_int, At, Explanation, Walk};
 use pyalloc::{Addr, Platform};
 use std::io::IsTerminal;
@@ -52,12 +53,14 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode, String> {
         })?;
         let version = Version::parse(&args.version)
             .ok_or_else(|| format!("unknown version {:?} (2.7 or 3.11)", args.version))?;
-        let mut py = match version {
-            Version::V2_7 => Python::v2_7(platform),
-            Version::V3_11 => Python::v3_11(platform, None),
+        match version {
+            Version::V2_7 => {
+                let mut py = Py2::new(platform).map_err(|e| e.to_string())?;
+                explain_int(&mut py, v)
+            }
+            Version::V3_11 => explain_int_py3(&mut Py3::new(platform), v),
         }
-        .map_err(|e| e.to_string())?;
-        explain_int(&mut py, v).map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?
     } else {
         let (Some(trace), Some(addr)) = (args.trace, args.addr) else {
             return Err("give TRACE ADDR, or --int VALUE".into());

@@ -87,10 +87,10 @@ pub fn run(args: MapArgs) -> Result<ExitCode, String> {
         }
     };
     if let Some(p) = &args.svg {
-        write_atomic(p, svg_text.as_bytes()).map_err(|e| format!("{}: {e}", p.display()))?;
+        write_atomic(p, svg_text.as_bytes())?;
     }
     if let Some(p) = &args.html {
-        write_atomic(p, html_text.as_bytes()).map_err(|e| format!("{}: {e}", p.display()))?;
+        write_atomic(p, html_text.as_bytes())?;
     }
     eprintln!("{summary}");
     Ok(ExitCode::SUCCESS)

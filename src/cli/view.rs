@@ -35,8 +35,7 @@ pub fn run(args: ViewArgs) -> Result<ExitCode, String> {
     )
     .map_err(|e| e.to_string())?;
     let html = page(&data);
-    write_atomic(&args.output, html.as_bytes())
-        .map_err(|e| format!("{}: {e}", args.output.display()))?;
+    write_atomic(&args.output, html.as_bytes())?;
     eprintln!(
         "{}: {} events, {} block changes, {} bytes",
         args.output.display(),

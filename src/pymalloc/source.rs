@@ -3,8 +3,12 @@
 //!
 //! ```text
 //!  Pymalloc --alloc_arena(ARENA_SIZE)--> AddressSpace::mmap   (own: top-down placement)
+//!           |------------------------->  SystemArenas         (mmap in the address space the
+//!           |                                                  lower allocator sits on: one kernel)
 //!           \------------------------->  PinnedArenas         (the trace's `A size addr`)
 //! ```
+//! Every call gets `below`: the lower allocator's address space, if it has one
+//! ([`Allocator::address_space_mut`](crate::alloc::Allocator::address_space_mut)).
 //! Invariant of [`PinnedArenas`]: every address handed out was pushed by the replay driver
 //! for the event being replayed (`pending` is emptied by each event), and every unmap is
 //! recorded in `unmapped` for the driver to compare with the trace's `F` lines.
@@ -20,21 +24,81 @@ pub trait ArenaSource {
     ///
     /// # Errors
     /// When no arena can be had (out of address space, no pinned address left).
-    fn alloc_arena(&mut self, size: u64) -> Result<Addr, AllocError>;
+    fn alloc_arena(
+        &mut self,
+        size: u64,
+        below: Option<&mut AddressSpace>,
+    ) -> Result<Addr, AllocError>;
 
     /// Unmaps the arena at `addr`.
     ///
     /// # Errors
     /// When `addr` is not an arena of this source.
-    fn free_arena(&mut self, addr: Addr, size: u64) -> Result<(), AllocError>;
+    fn free_arena(
+        &mut self,
+        addr: Addr,
+        size: u64,
+        below: Option<&mut AddressSpace>,
+    ) -> Result<(), AllocError>;
+
+    /// The address space the arenas live in, where pymalloc's writes make pages resident
+    /// (`None` when arenas are pinned from a recording).
+    fn space<'a>(&'a mut self, below: Option<&'a mut AddressSpace>)
+        -> Option<&'a mut AddressSpace>;
 }
 
 impl ArenaSource for AddressSpace {
-    fn alloc_arena(&mut self, size: u64) -> Result<Addr, AllocError> {
+    fn alloc_arena(&mut self, size: u64, _: Option<&mut AddressSpace>) -> Result<Addr, AllocError> {
         self.mmap(size)
     }
-    fn free_arena(&mut self, addr: Addr, size: u64) -> Result<(), AllocError> {
+    fn free_arena(
+        &mut self,
+        addr: Addr,
+        size: u64,
+        _: Option<&mut AddressSpace>,
+    ) -> Result<(), AllocError> {
         self.munmap(addr, size)
+    }
+    fn space<'a>(&'a mut self, _: Option<&'a mut AddressSpace>) -> Option<&'a mut AddressSpace> {
+        Some(self)
+    }
+}
+
+/// Arenas mmapped in the address space of the allocator below (`_PyObject_ArenaMmap` and
+/// glibc's `sysmalloc` asking the same kernel): `Pymalloc<Glibc, SystemArenas>` is the
+/// whole stack of a CPython process, every byte placed by some model.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemArenas;
+
+impl SystemArenas {
+    fn none() -> AllocError {
+        AllocError::OutOfAddressSpace {
+            what: "arena: the allocator below has no address space to map it in".into(),
+        }
+    }
+}
+
+impl ArenaSource for SystemArenas {
+    fn alloc_arena(
+        &mut self,
+        size: u64,
+        below: Option<&mut AddressSpace>,
+    ) -> Result<Addr, AllocError> {
+        below.ok_or_else(Self::none)?.mmap(size)
+    }
+    fn free_arena(
+        &mut self,
+        addr: Addr,
+        size: u64,
+        below: Option<&mut AddressSpace>,
+    ) -> Result<(), AllocError> {
+        below.ok_or_else(Self::none)?.munmap(addr, size)
+    }
+    fn space<'a>(
+        &'a mut self,
+        below: Option<&'a mut AddressSpace>,
+    ) -> Option<&'a mut AddressSpace> {
+        below
     }
 }
 
@@ -65,7 +129,7 @@ impl PinnedArenas {
 }
 
 impl ArenaSource for PinnedArenas {
-    fn alloc_arena(&mut self, size: u64) -> Result<Addr, AllocError> {
+    fn alloc_arena(&mut self, size: u64, _: Option<&mut AddressSpace>) -> Result<Addr, AllocError> {
         let recorded = self.pending.pop_front();
         let a = match &mut self.own {
             Some(vm) => vm.mmap(size)?,
@@ -76,11 +140,19 @@ impl ArenaSource for PinnedArenas {
         self.mapped.push((a, recorded));
         Ok(a)
     }
-    fn free_arena(&mut self, addr: Addr, size: u64) -> Result<(), AllocError> {
+    fn free_arena(
+        &mut self,
+        addr: Addr,
+        size: u64,
+        _: Option<&mut AddressSpace>,
+    ) -> Result<(), AllocError> {
         if let Some(vm) = &mut self.own {
             vm.munmap(addr, size)?;
         }
         self.unmapped.push(addr);
         Ok(())
+    }
+    fn space<'a>(&'a mut self, _: Option<&'a mut AddressSpace>) -> Option<&'a mut AddressSpace> {
+        self.own.as_mut()
     }
 }

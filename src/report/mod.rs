@@ -1,4 +1,39 @@
-//! Reports read off the models' state: what the teaching commands show (`explain`,
-//! `map`, `view`).
+//! Reports rendered from a model's results: the `compare` table, CSV, JSON, charts and the
+//! self-contained HTML page (nothing in those replays: they only draw what a run computed);
+//! and what the teaching commands show (`explain`, `map`, `view`), read off the models' state.
 
+pub mod compare;
+pub mod svg;
 pub mod teach;
+
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, then renames it
+/// over `path`: a reader never sees half a file, and an input is never written over in place.
+///
+/// # Errors
+/// The I/O error, with the path.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let io = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}

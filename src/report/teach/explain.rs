@@ -15,7 +15,7 @@
 use super::walk::{Rule, Touch, Walk};
 use crate::addr::Addr;
 use crate::alloc::Allocator;
-use crate::interp::{IntKind, PyError, Python};
+use crate::interp::{IntKind, Interpreter, Py2, Py3, PyError};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -29,7 +29,8 @@ pub struct Owner {
     pub index: u64,
     /// Its address, hex.
     pub address: String,
-    /// Its size in bytes.
+    /// Its size in bytes (for a malloc block: how far apart the system allocator put it
+    /// and its neighbour, its header and rounding included).
     pub size: u64,
 }
 
@@ -259,89 +260,109 @@ fn last_event(t: Touch) -> LastEvent {
     }
 }
 
+/// Explains `id(value)` in CPython 3.11 (the static small-int array).
+///
+/// # Errors
+/// A value outside the cache (a `PyLongObject` from pymalloc, not placed by this facade).
+pub fn explain_int_py3(py: &mut Py3, value: i64) -> Result<Explanation, PyError> {
+    let o = py.int(value)?;
+    let detail = py.explain(&o);
+    Ok(Explanation {
+        address: hex(o.addr.0),
+        layer: "small-int array (CPython 3.11)".into(),
+        owner_chain: Vec::new(),
+        state: "live (immortal)".into(),
+        free_list_position: None,
+        size_class: None,
+        last_event: None,
+        rule: Some(detail),
+        at_event: None,
+    })
+}
+
 /// Explains `id(value)` in a CPython 2 interpreter `py` (the int free list's PyIntBlocks).
 ///
 /// # Errors
 /// A value the model does not place (a long), or the model's refusal.
-pub fn explain_int<A: Allocator>(py: &mut Python<A>, value: i64) -> Result<Explanation, PyError> {
+pub fn explain_int<A: Allocator, O>(
+    py: &mut Py2<A, O>,
+    value: i64,
+) -> Result<Explanation, PyError> {
     let o = py.int(value)?;
     let layout = *py.ints().layout();
     let detail = py.explain(&o);
-    match o.kind {
-        IntKind::Long => Err(PyError::NotModelled(format!(
+    if o.kind == IntKind::Long {
+        return Err(PyError::NotModelled(format!(
             "{value} is a long on {}: it lives in pymalloc, not in a PyIntBlock",
             py.platform().name
-        ))),
-        _ if py.version() != crate::interp::Version::V2_7 => Ok(Explanation {
-            address: hex(o.addr.0),
-            layer: "small-int array (CPython 3)".into(),
-            owner_chain: Vec::new(),
-            state: "live (immortal)".into(),
-            free_list_position: None,
-            size_class: None,
-            last_event: None,
-            rule: Some(detail),
-            at_event: None,
-        }),
-        _ => {
-            let heap = py.heap().name();
-            let w = py
-                .ints_mut()
-                .whereabouts(o.addr)
-                .ok_or_else(|| PyError::NotModelled(format!("{} is in no PyIntBlock", o.addr)))?;
-            let fresh = w.k == layout.n_objects - 1;
-            let rule = if fresh {
-                format!(
-                    "fill_free_list: the free list was empty, so a new PyIntBlock was malloc'd ({} bytes) and its objects[{}] became the head (a fresh block is threaded from the top down, objects[{}] first)",
-                    layout.block_size,
-                    layout.n_objects - 1,
-                    layout.n_objects - 1
-                )
-            } else {
-                format!("free-list head: PyInt_FromLong popped the head ({detail})")
-            };
-            let pops = match o.kind {
-                IntKind::Small => Some(value + 5),
-                _ => None,
-            };
-            Ok(Explanation {
-                address: hex(o.addr.0),
-                layer: format!("int free list (CPython 2.7 intobject.c) over {heap}"),
-                owner_chain: vec![
-                    Owner {
-                        kind: format!("malloc block ({heap})"),
-                        index: w.block as u64,
-                        address: hex(w.base.0),
-                        size: layout.block_size,
-                    },
-                    Owner {
-                        kind: "PyIntBlock".into(),
-                        index: w.block as u64,
-                        address: hex(w.base.0),
-                        size: layout.block_size,
-                    },
-                    Owner {
-                        kind: "slot".into(),
-                        index: w.k as u64,
-                        address: hex(o.addr.0),
-                        size: layout.object_size,
-                    },
-                ],
-                state: if w.live { "live" } else { "free" }.into(),
-                free_list_position: None,
-                size_class: Some(SizeClass {
-                    index: 0,
-                    bytes: layout.object_size,
-                }),
-                last_event: pops.map(|p| LastEvent {
-                    event: p as u64,
-                    line: 0,
-                    what: "alloc (_PyInt_Init's PyInt_FromLong pop, 0-based)".into(),
-                    size: layout.object_size,
-                }),
-                rule: Some(rule),
-                at_event: None,
-            })
-        }
+        )));
     }
+    let heap = py.heap().name();
+    let w = py
+        .ints_mut()
+        .whereabouts(o.addr)
+        .ok_or_else(|| PyError::NotModelled(format!("{} is in no PyIntBlock", o.addr)))?;
+    // How far apart the system allocator put this block and its neighbour: 992 bytes on
+    // macOS (tiny quanta, no header), 1008 with glibc (a chunk header, 16-byte rounding).
+    let mut bases: Vec<u64> = py.ints().block_list().map(|a| a.0).collect();
+    bases.sort_unstable();
+    let i = bases.iter().position(|&b| b == w.base.0).unwrap_or(0);
+    let spacing = match (bases.get(i + 1), i.checked_sub(1).map(|j| bases[j])) {
+        (Some(&next), _) => Some(next - w.base.0),
+        (None, Some(prev)) => Some(w.base.0 - prev),
+        _ => None,
+    };
+    let fresh = w.k == layout.n_objects - 1;
+    let rule = if fresh {
+        format!(
+            "fill_free_list: the free list was empty, so a new PyIntBlock was malloc'd ({} bytes) and its objects[{}] became the head (a fresh block is threaded from the top down, objects[{}] first)",
+            layout.block_size,
+            layout.n_objects - 1,
+            layout.n_objects - 1
+        )
+    } else {
+        format!("free-list head: PyInt_FromLong popped the head ({detail})")
+    };
+    let pops = match o.kind {
+        IntKind::Small => Some(value + 5),
+        _ => None,
+    };
+    Ok(Explanation {
+        address: hex(o.addr.0),
+        layer: format!("int free list (CPython 2.7 intobject.c) over {heap}"),
+        owner_chain: vec![
+            Owner {
+                kind: format!("malloc block ({heap})"),
+                index: w.block as u64,
+                address: hex(w.base.0),
+                size: spacing.unwrap_or(layout.block_size),
+            },
+            Owner {
+                kind: "PyIntBlock".into(),
+                index: w.block as u64,
+                address: hex(w.base.0),
+                size: layout.block_size,
+            },
+            Owner {
+                kind: "slot".into(),
+                index: w.k as u64,
+                address: hex(o.addr.0),
+                size: layout.object_size,
+            },
+        ],
+        state: if w.live { "live" } else { "free" }.into(),
+        free_list_position: None,
+        size_class: Some(SizeClass {
+            index: 0,
+            bytes: layout.object_size,
+        }),
+        last_event: pops.map(|p| LastEvent {
+            event: p as u64,
+            line: 0,
+            what: "alloc (_PyInt_Init's PyInt_FromLong pop, 0-based)".into(),
+            size: layout.object_size,
+        }),
+        rule: Some(rule),
+        at_event: None,
+    })
 }
