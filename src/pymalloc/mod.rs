@@ -50,7 +50,7 @@ pub mod whatif;
 pub use arena::ArenaObject;
 pub use pinned::{PinnedRaw, RawCall};
 pub use pool::Pool;
-pub use preset::{ArenaOrdering, ArenaRelease, PymallocParams};
+pub use preset::{ArenaOrdering, ArenaRelease, PresetSummary, PymallocParams, RadixSummary};
 pub use source::{ArenaSource, PinnedArenas, SystemArenas};
 
 use crate::addr::Addr;
