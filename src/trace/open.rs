@@ -13,6 +13,7 @@ use super::glibc::GlibcTraceReader;
 use super::heaptrack::HeaptrackReader;
 use super::io::Source;
 use super::ltrace::LtraceReader;
+use super::mimalloc::MimallocReader;
 use super::mtrace::MtraceReader;
 use super::pymalloc3::Pymalloc3Reader;
 use super::pyrec27::Pyrec27Reader;
@@ -68,6 +69,7 @@ impl Opened {
             Format::Pymalloc3 | Format::Synthetic => Box::new(Pymalloc3Reader::from_source(s)?),
             Format::Glibc => Box::new(GlibcTraceReader::new(s.into_lines())),
             Format::Pyrec27 => Box::new(Pyrec27Reader::new(s.into_lines())),
+            Format::Mimalloc => Box::new(MimallocReader::new(s.into_lines())?),
         })
     }
 }
@@ -81,12 +83,13 @@ pub fn sniff_path(path: &Path) -> Result<Format, TraceError> {
 }
 
 /// Opens a trace of any known format as a stream of events ([`Opened`] to know the
-/// format too).
+/// format too). A forked child's trace reads as the process saw it: its parent's events
+/// up to the fork, then its own ([`fork`](super::fork)).
 ///
 /// # Errors
-/// As [`Opened::open`].
+/// As [`Opened::open`], and as [`fork::resolve`](super::fork::resolve).
 pub fn open(path: &Path) -> Result<Box<dyn EventReader>, TraceError> {
-    Opened::open(path)?.into_reader()
+    super::fork::resolve(Opened::open(path)?.into_reader()?, path)
 }
 
 /// Reads a trace of a text format held in memory (`name` is used in messages).
