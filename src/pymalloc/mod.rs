@@ -38,6 +38,7 @@
 
 pub mod arena;
 pub mod invariants;
+pub mod occupancy;
 pub mod pinned;
 pub mod pool;
 pub mod preset;
