@@ -120,6 +120,13 @@ pub fn record(out: &Path, args: &[String]) -> Result<(i32, Written), String> {
     let (temp, mut file) = Temp::create(out).map_err(|e| e.to_string())?;
     file.write_all(header(args).as_bytes())
         .map_err(|e| format!("{}: {e}", out.display()))?;
+    *PENDING
+        .lock()
+        .map_err(|_| "record: state poisoned".to_string())? = Some((temp, out.to_path_buf()));
+    // SAFETY: registers a plain `extern "C" fn()`; it runs at most once, at exit.
+    unsafe {
+        libc::atexit(finish_at_exit);
+    }
     let mut argv_c: Vec<CString> = Vec::with_capacity(args.len() + 1);
     argv_c.push(CString::new(PYTHON).map_err(|e| e.to_string())?);
     for a in args {
@@ -151,17 +158,38 @@ pub fn record(out: &Path, args: &[String]) -> Result<(i32, Written), String> {
         hooks::install();
         pyo3_ffi::Py_BytesMain(argc as i32, argv.as_mut_ptr())
     };
-    let (lines, ok) = hooks::stop();
     std::mem::forget(argv_c);
     std::mem::forget(argv);
+    let written = finish().unwrap_or_else(|| Err("record: the trace was already placed".into()));
     drop(file);
+    Ok((code, written?))
+}
+
+/// The trace being recorded and where it goes, until [`finish`] places it.
+static PENDING: std::sync::Mutex<Option<(Temp, std::path::PathBuf)>> = std::sync::Mutex::new(None);
+
+/// Stops the hooks and places the trace, once: after `Py_BytesMain` returns, or at exit
+/// when the program ends the process through `exit()` (`sys.exit` does: CPython's
+/// `handle_system_exit` calls `Py_Exit`). `None` when it was done already.
+fn finish() -> Option<Result<Written, String>> {
+    let (temp, out) = PENDING.lock().ok()?.take()?;
+    let (lines, ok) = hooks::stop();
     if !ok {
-        return Err(format!(
+        return Some(Err(format!(
             "{}: writing the trace failed after {lines} lines",
             out.display()
-        ));
+        )));
     }
-    Ok((code, place(temp, out, lines)?))
+    Some(place(temp, &out, lines))
+}
+
+/// [`finish`] at exit, saying what was written as `pyalloc record` does.
+extern "C" fn finish_at_exit() {
+    match finish() {
+        Some(Ok(w)) => eprintln!("pyalloc record: {w}"),
+        Some(Err(e)) => eprintln!("pyalloc: {e}"),
+        None => {}
+    }
 }
 
 /// Puts the plain text the hooks wrote (`temp`, `events` event lines) at `out` in the
