@@ -94,6 +94,25 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckReport, Check
     }
 }
 
+/// `pyalloc stats`: replays the recording at `path` up to `at` and returns the event
+/// index reached and the model's `_PyObject_DebugMallocStats` text there, in the layout
+/// of the recording's era (a CPython 2.7 PYREC recording through [`pyrec27::stats_at`],
+/// every other through [`pymalloc3::stats_at`]).
+///
+/// # Errors
+/// As the two functions named.
+pub fn stats_at(
+    path: &Path,
+    opts: &CheckOptions,
+    at: pymalloc3::StatsAt,
+) -> Result<(u64, String), CheckError> {
+    let format = Opened::open(path)?.format;
+    match format {
+        Format::Pyrec27 => pyrec27::stats_at(path, opts, at),
+        _ => pymalloc3::stats_at(path, opts, at),
+    }
+}
+
 /// Why `check` refuses a format it reads but holds no model to.
 fn not_a_recording(format: Format, path: &Path) -> CheckError {
     let why = match format {

@@ -34,6 +34,7 @@ pub mod output;
 pub mod packed;
 pub mod pymalloc3;
 pub mod pyrec27;
+pub mod shapes;
 pub mod synth;
 pub mod writer;
 
