@@ -36,7 +36,13 @@ use std::time::Instant;
 
 /// The models `pyalloc replay --model` knows (any pymalloc preset name, `cpython-2.7.0`
 /// … `cpython-3.11`, is accepted too; `cpython-3.11` is listed).
-pub const MODEL_NAMES: &[&str] = &["bump", "glibc-2.36", "null", "cpython-3.11"];
+pub const MODEL_NAMES: &[&str] = &[
+    "bump",
+    "glibc-2.36",
+    "null",
+    "cpython-3.11",
+    "mimalloc-2.1.2",
+];
 
 /// A fresh model by name (`bump`, `glibc`/`glibc-2.36`, `null`, a pymalloc preset such as
 /// `cpython-3.11` — pymalloc over a bump allocator for fall-through requests, arenas from
@@ -60,6 +66,9 @@ pub fn model_by_name(name: &str) -> Result<Box<dyn Allocator>, String> {
             p.address_space(),
         ))),
         "null" => Ok(Box::new(Null::default())),
+        n if crate::check::mimalloc::mode_of(n).is_some() => {
+            Ok(Box::new(crate::mimalloc::Mimalloc::default()))
+        }
         _ => Err(format!(
             "no model {name:?} (known: {}; any pymalloc preset: cpython-2.7.0 … cpython-3.11, +pinned / +own for CPython 3 recordings)",
             MODEL_NAMES.join(", ")

@@ -8,6 +8,7 @@
 
 use crate::trace::binary::BinaryReader;
 use crate::trace::glibc::GlibcTraceReader;
+use crate::trace::mimalloc::MimallocReader;
 use crate::trace::pymalloc3::Pymalloc3Reader;
 use crate::trace::pyrec27::Pyrec27Reader;
 use crate::trace::{EventReader, Format, Opened, TraceError};
@@ -16,6 +17,7 @@ use std::path::Path;
 
 pub mod given;
 pub mod glibc;
+pub mod mimalloc;
 pub mod pymalloc3;
 pub mod pyrec27;
 
@@ -87,7 +89,27 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckReport, Check
             pyrec27::check_reader(Box::new(Pyrec27Reader::new(src.into_lines())), opts)
         }
         Format::Glibc => glibc::check(GlibcTraceReader::new(src.into_lines()), opts),
+        Format::Mimalloc => mimalloc::check_reader(MimallocReader::new(src.into_lines())?, opts),
         other => Err(not_a_recording(other, src.path())),
+    }
+}
+
+/// `pyalloc stats`: replays the recording at `path` up to `at` and returns the event
+/// index reached and the model's `_PyObject_DebugMallocStats` text there, in the layout
+/// of the recording's era (a CPython 2.7 PYREC recording through [`pyrec27::stats_at`],
+/// every other through [`pymalloc3::stats_at`]).
+///
+/// # Errors
+/// As the two functions named.
+pub fn stats_at(
+    path: &Path,
+    opts: &CheckOptions,
+    at: pymalloc3::StatsAt,
+) -> Result<(u64, String), CheckError> {
+    let format = Opened::open(path)?.format;
+    match format {
+        Format::Pyrec27 => pyrec27::stats_at(path, opts, at),
+        _ => pymalloc3::stats_at(path, opts, at),
     }
 }
 
@@ -129,6 +151,11 @@ pub fn check_reader(
         Some(Format::Pymalloc3) => pymalloc3::check_reader(reader, opts),
         Some(Format::Pyrec27) => pyrec27::check_reader(reader, opts),
         Some(Format::Glibc) => glibc::check_reader(reader, opts),
+        Some(Format::Mimalloc) => Err(CheckError::Unsupported(
+            "a mimalloc recording converted to another form has lost its OS lines (the arena \
+             bases a pinned check takes): check the recording itself"
+                .into(),
+        )),
         _ => {
             let first = reader.header().lines.first().cloned().unwrap_or_default();
             Err(CheckError::Unsupported(format!(

@@ -28,6 +28,7 @@ use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::pymalloc::{PinnedArenas, PinnedRaw, Pymalloc, PymallocParams, RawCall};
 use crate::sysmalloc::Bump;
+use crate::trace::packed::{codes, PackedEvents};
 use crate::trace::pymalloc3::Pymalloc3Reader;
 use crate::trace::{Domain, Event, EventKind, EventReader, TraceHeader};
 use std::collections::HashMap;
@@ -79,6 +80,7 @@ pub struct Replayer {
     expected_maps: Vec<Addr>,            // `A` lines of the call being assembled
     arena_size: u64,                     // ARENA_SIZE
     nested: bool,                        // something is buffered for the next O/M call
+    fast: bool,                          // pinned && !nested && alias empty (the fast path applies)
     why: Option<String>,                 // why the last call did not match
     error: Option<(AllocError, String)>, // what the model refused in the last call, and why
 }
@@ -104,6 +106,7 @@ impl Replayer {
             expected_maps: Vec::new(),
             arena_size,
             nested: false,
+            fast: mode == Mode::Pinned,
             why: None,
             error: None,
         }
@@ -179,40 +182,94 @@ impl Replayer {
     pub fn step(&mut self, ev: &Event) -> Step {
         // The common case, dispatched once: an O/M malloc or free in pinned mode with
         // nothing nested and nothing diverged (the general path below does the same).
-        if self.mode == Mode::Pinned && !self.nested && self.alias.is_empty() {
+        if self.quick() {
             match ev.kind {
                 EventKind::Malloc { domain, size, addr } if is_om(domain) => {
-                    let small = self.model.is_small(size);
-                    let result = self.model.malloc(size as usize);
-                    if matches!(result, Ok(g) if g == addr) && self.model_quiet() {
-                        return Step::Call {
-                            expected: addr,
-                            got: addr,
-                            small,
-                            matched: true,
-                            arena_events: 0,
-                        };
-                    }
-                    return self.finish_call(Op::Malloc(size), addr, small, result);
+                    return self.quick_malloc(size, addr)
                 }
-                EventKind::Free { domain, addr } if is_om(domain) => {
-                    return match self.model.free(addr) {
-                        Ok(()) if self.model_quiet() => Step::Call {
-                            expected: Addr::NULL,
-                            got: Addr::NULL,
-                            small: false,
-                            matched: true,
-                            arena_events: 0,
-                        },
-                        r => {
-                            let r = r.map(|()| Addr::NULL);
-                            self.finish_call(Op::Free(addr), Addr::NULL, false, r)
-                        }
-                    };
-                }
+                EventKind::Free { domain, addr } if is_om(domain) => return self.quick_free(addr),
                 _ => {}
             }
         }
+        self.step_general(ev)
+    }
+
+    /// Replays event `i` of pre-decoded `events` (the same [`Step`] as
+    /// [`step`](Self::step) of that event); `None` when there is no event `i`. The common
+    /// O/M malloc and free are read straight from the 16-byte record.
+    #[inline]
+    pub fn step_at(&mut self, events: &PackedEvents, i: usize) -> Option<Step> {
+        let p = events.records().get(i)?;
+        if self.quick() {
+            match p.code() {
+                codes::MALLOC_OBJ | codes::MALLOC_MEM => {
+                    return Some(self.quick_malloc(p.body(), p.addr()))
+                }
+                codes::FREE_OBJ | codes::FREE_MEM => return Some(self.quick_free(p.addr())),
+                _ => {}
+            }
+        }
+        let kind = events.kind(p)?;
+        Some(self.step_general(&Event { kind, line: 0 }))
+    }
+
+    /// Pinned, nothing nested, nothing diverged: the fast path applies (kept in `fast`,
+    /// refreshed by every path that can change them: [`step_general`](Self::step_general)
+    /// and [`finish_call`](Self::finish_call)).
+    #[inline(always)]
+    fn quick(&self) -> bool {
+        debug_assert_eq!(self.fast, self.quick_now());
+        self.fast
+    }
+
+    fn quick_now(&self) -> bool {
+        self.mode == Mode::Pinned && !self.nested && self.alias.is_empty()
+    }
+
+    /// The fast path's O/M `malloc(size) = addr`.
+    #[inline(always)]
+    fn quick_malloc(&mut self, size: u64, addr: Addr) -> Step {
+        let small = self.model.is_small(size);
+        let result = self.model.malloc(size as usize);
+        if matches!(result, Ok(g) if g == addr) && self.model_quiet() {
+            return Step::Call {
+                expected: addr,
+                got: addr,
+                small,
+                matched: true,
+                arena_events: 0,
+            };
+        }
+        self.finish_call(Op::Malloc(size), addr, small, result)
+    }
+
+    /// The fast path's O/M `free(addr)`.
+    #[inline(always)]
+    fn quick_free(&mut self, addr: Addr) -> Step {
+        match self.model.free(addr) {
+            Ok(()) if self.model_quiet() => Step::Call {
+                expected: Addr::NULL,
+                got: Addr::NULL,
+                small: false,
+                matched: true,
+                arena_events: 0,
+            },
+            r => {
+                let r = r.map(|()| Addr::NULL);
+                self.finish_call(Op::Free(addr), Addr::NULL, false, r)
+            }
+        }
+    }
+
+    /// Every event the fast path does not take.
+    #[inline(never)]
+    fn step_general(&mut self, ev: &Event) -> Step {
+        let step = self.step_slow(ev);
+        self.fast = self.quick_now();
+        step
+    }
+
+    fn step_slow(&mut self, ev: &Event) -> Step {
         let (op, expected, small): (Op, Addr, bool) = match ev.kind {
             EventKind::Malloc { domain, size, addr } if is_om(domain) => {
                 (Op::Malloc(size), addr, self.model.is_small(size))
@@ -243,7 +300,7 @@ impl Replayer {
                 return Step::Context;
             }
         };
-        let quick = self.mode == Mode::Pinned && !self.nested && self.alias.is_empty();
+        let quick = self.quick_now();
         let result = match op {
             Op::Malloc(n) => self.model.malloc(n as usize),
             Op::Calloc(n, e) => self.model.calloc(n as usize, e as usize),
@@ -291,6 +348,18 @@ impl Replayer {
     /// The rest of [`step`](Self::step) when the call had nested lines, diverged or failed.
     #[inline(never)]
     fn finish_call(
+        &mut self,
+        op: Op,
+        expected: Addr,
+        small: bool,
+        result: Result<Addr, AllocError>,
+    ) -> Step {
+        let step = self.finish_slow(op, expected, small, result);
+        self.fast = self.quick_now();
+        step
+    }
+
+    fn finish_slow(
         &mut self,
         op: Op,
         expected: Addr,
@@ -826,7 +895,13 @@ pub fn stats_at(
     let (params, mode) = model_for(opts, reader.header())?;
     let mut rp = Replayer::new(params, mode, &Platform::linux_x86_64());
     let mut reached = None;
-    let report = replay(&mut reader, &mut rp, false, |i, ev, _| {
+    // Own mode (`+own`) places arenas and fall-throughs itself, so its addresses differ
+    // from the recording's by design (the kernel put ints.py's first arena on a 1 MiB
+    // boundary, 64 pools, where the model's own mmap gives a page-aligned one of 63): it
+    // replays on past them (later frees follow the model's blocks) and shows the model's
+    // own state. Pinned mode must match every address up to the point.
+    let own = mode == Mode::Own;
+    let report = replay(&mut reader, &mut rp, own, |i, ev, _| {
         let hit = match at {
             StatsAt::Event(n) => i == n,
             StatsAt::Marker(size) => request_size(&ev.kind) == Some(size),
@@ -836,7 +911,7 @@ pub fn stats_at(
         }
         !hit
     })?;
-    if let Some(d) = &report.first_divergence {
+    if let Some(d) = report.first_divergence.as_ref().filter(|_| !own) {
         return Err(CheckError::Unsupported(format!(
             "{}: the model diverged from the recording at event {} (line {}) before the point asked for: {}",
             path.display(),

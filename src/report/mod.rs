@@ -1,8 +1,10 @@
 //! Reports rendered from a model's results: the `compare` table, CSV, JSON, charts and the
-//! self-contained HTML page. Nothing here replays: it only draws what a run computed.
+//! self-contained HTML page (nothing in those replays: they only draw what a run computed);
+//! and what the teaching commands show (`explain`, `map`, `view`), read off the models' state.
 
 pub mod compare;
 pub mod svg;
+pub mod teach;
 
 use std::io::Write;
 use std::path::Path;
