@@ -78,7 +78,10 @@ fn head_of(path: &Path) -> Vec<u8> {
 /// destructor would have written; so a seed reads in full and a cut of it is a cut.
 fn whole_seed(head: Vec<u8>) -> Vec<u8> {
     let text = String::from_utf8(head).unwrap();
-    let events = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+    let events = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .count();
     let mut out = String::new();
     for l in text.lines() {
         if l.starts_with("# records:") {
@@ -91,7 +94,10 @@ fn whole_seed(head: Vec<u8>) -> Vec<u8> {
     if text.lines().any(|l| l.starts_with("# tracer")) {
         out.push_str("# trailer: destructor ran; later calls (if any) follow this line 0\n");
         for letter in ["m", "c", "r", "f", "a", "v", "p"] {
-            let n = text.lines().filter(|l| l.split(' ').next() == Some(letter)).count();
+            let n = text
+                .lines()
+                .filter(|l| l.split(' ').next() == Some(letter))
+                .count();
             out.push_str(&format!("# count_{letter} {n}\n"));
         }
     }

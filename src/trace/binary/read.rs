@@ -1,7 +1,8 @@
 //! The binary format's decoder: a byte stream in, events out, refusing a cut or corrupt
 //! file with the byte offset (see the format in [`binary`](super)).
 
-use super::super::{Event, EventReader, Source, TraceError, TraceHeader};
+use super::super::format::Format;
+use super::super::{Event, EventKind, EventReader, Source, TraceError, TraceHeader};
 use super::{decode, Cur, Fault, MAGIC, VERSION};
 use crate::trace::io::MAX_LINE;
 
@@ -29,6 +30,8 @@ pub struct BinaryReader {
     done: bool,               // the end record has been read
     keep: bool,               // keep the text records (a lossless copy asked)
     text: Vec<(u64, String)>, // text records read and not yet taken
+    origin: Option<Format>,   // the recorded format its header names (None: any event)
+    admitted: [u8; 256],      // by event code: 0 not seen yet, 1 the origin has it, 2 it has not
 }
 
 impl BinaryReader {
@@ -82,8 +85,11 @@ impl BinaryReader {
             done: false,
             keep: false,
             text: Vec::new(),
+            origin: None,
+            admitted: [0; 256],
         };
         r.read_header().map_err(|f| r.fault(f, 0, "the header"))?;
+        r.origin = Format::of_header(&r.header).filter(|f| !f.domains().is_empty());
         Ok(r)
     }
 
@@ -377,13 +383,44 @@ impl BinaryReader {
     }
 }
 
+impl BinaryReader {
+    /// Refuses an event the recorded format its header names has no line for (a free in
+    /// the C library's domain inside a CPython 3 recording, say): a text trace of that
+    /// format could not hold it, so the bytes are corrupt.
+    #[inline]
+    fn admit(&mut self, e: &Event, start: u64) -> Result<(), TraceError> {
+        let code = e.kind.code() as usize;
+        if self.admitted[code] == 0 {
+            let ok = self.origin.map_or(true, |f| f.has_line_for(&e.kind));
+            self.admitted[code] = if ok { 1 } else { 2 };
+        }
+        if self.admitted[code] == 1 {
+            return Ok(());
+        }
+        let name = EventKind::code_name(code as u8).unwrap_or_else(|| format!("code {code}"));
+        let origin = self.origin.map_or("this", |f| f.name());
+        Err(TraceError::Parse {
+            path: self.path.clone(),
+            line: self.events,
+            text: format!("record at byte {start}"),
+            why: format!(
+                "a `{name}` event, which a {origin} recording cannot hold: the file is corrupt"
+            ),
+        })
+    }
+}
+
 impl EventReader for BinaryReader {
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
         if self.done {
             return Ok(None);
         }
         let start = self.offset();
-        self.record().map_err(|f| self.record_fault(f, start))
+        let e = self.record().map_err(|f| self.record_fault(f, start))?;
+        if let Some(e) = &e {
+            self.admit(e, start)?;
+        }
+        Ok(e)
     }
 
     fn next_events(&mut self, out: &mut [Event]) -> Result<usize, TraceError> {
@@ -391,7 +428,10 @@ impl EventReader for BinaryReader {
         while n < out.len() && !self.done {
             let start = self.offset();
             match self.record() {
-                Ok(Some(e)) => out[n] = e,
+                Ok(Some(e)) => {
+                    self.admit(&e, start)?;
+                    out[n] = e;
+                }
                 Ok(None) => break,
                 Err(f) => return Err(self.record_fault(f, start)),
             }
