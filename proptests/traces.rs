@@ -4,7 +4,9 @@
 
 use crate::common::config;
 use proptest::prelude::*;
-use pyalloc::replay::{model_by_name, replay, ReplayError, ReplayOptions, MODEL_NAMES};
+use pyalloc::replay::{
+    model_by_name, replay, Cause, EventError, ReplayError, ReplayOptions, MODEL_NAMES,
+};
 use pyalloc::trace::binary::{BinaryReader, BinaryWriter};
 use pyalloc::trace::open::recorded_from_text;
 use pyalloc::trace::writer::TextWriter;
@@ -277,7 +279,11 @@ proptest! {
             let mut r = BinaryReader::from_bytes("p", encode(&events)).unwrap();
             let mut m = model_by_name(name).unwrap();
             match replay(&mut r, m.as_mut(), &ReplayOptions::default()) {
-                Err(ReplayError::NeverAllocated { event, addr, .. }) => {
+                Err(ReplayError::Event(EventError {
+                    event,
+                    source: Cause::NeverAllocated { addr, .. },
+                    ..
+                })) => {
                     prop_assert_eq!(event, k as u64, "{}", name);
                     prop_assert_eq!(addr, bad);
                 }

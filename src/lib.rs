@@ -8,8 +8,10 @@
 //! - [`objects`]: type free lists and the small-int cache (intobject.c, floatobject.c);
 //! - [`interp`]: a Python facade scripting them (`int(v)`, `id`, `drop`).
 //!
-//! Every general allocator implements [`Allocator`]; [`trace`] reads recordings and
-//! [`check`] holds models to them.
+//! Every general allocator implements [`Allocator`]. The trace pipeline is layered the
+//! same way: [`trace`] reads recordings → [`replay`] drives their events through a model
+//! (one loop, one parser of model names) → [`check`] holds models to them → [`report`]
+//! shows what a replay found (`pyalloc stats`).
 
 pub mod addr;
 pub mod alloc;
@@ -23,6 +25,7 @@ pub mod pymalloc;
 #[cfg(feature = "record")]
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod scripts;
 pub mod sysmalloc;
 pub mod trace;

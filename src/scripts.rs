@@ -20,9 +20,10 @@
 use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::check::pyrec27::Py27Replay;
-use crate::check::{CheckError, CheckReport};
+use crate::check::CheckReport;
 use crate::interp::{Int, PyError, Python, Tuple};
-use crate::sysmalloc::TraceHeap;
+use crate::replay::pinned::TraceHeap;
+use crate::replay::ReplayError as CheckError;
 use crate::trace::pyrec27::Pyrec27Reader;
 use crate::trace::{Event, EventKind, EventReader, FreeListKind};
 use std::path::Path;

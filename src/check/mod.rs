@@ -4,15 +4,23 @@
 //! The JSON form of a [`CheckReport`] is a contract other tools read:
 //! `{"events": N, "checked": N, "matched": N, "first_divergence": null | {"event": i,
 //! "line": n, "expected": "…", "got": "…", "why": "…"}}` — fields may be added, never
-//! renamed. Each recorded format has a checker module here.
+//! renamed. Each recorded format has a checker module here, holding only its comparison
+//! rules: the events come through `replay`'s one driver loop, the models and the
+//! allocators pinned to the recording are `replay`'s too.
+//!
+//! ```text
+//!   replay::drive ──(index, event)──> pymalloc3::Pymalloc3Check  (Replayer + address rules)
+//!                                     pyrec27::Py27Replay        (free lists + 2.7 pymalloc)
+//!                                     glibc::GlibcCheck          (ptmalloc2, brk heap)
+//! ```
 
+use crate::replay::{DriveOptions, ReplayError};
 use crate::trace::binary::BinaryReader;
 use crate::trace::open::{sniff, Format};
 use crate::trace::{EventReader, LineReader, TraceError, TraceFormat};
 use serde::Serialize;
 use std::path::Path;
 
-pub mod given;
 pub mod glibc;
 pub mod pymalloc3;
 pub mod pyrec27;
@@ -29,43 +37,23 @@ pub struct CheckOptions {
     pub progress: bool,
 }
 
-/// Why a check could not run to its end (a divergence is not an error: it is in the report).
-#[derive(Debug, thiserror::Error)]
-pub enum CheckError {
-    /// The trace could not be read.
-    #[error(transparent)]
-    Trace(#[from] TraceError),
-    /// The trace asks the model something it refuses (a free of a non-live address …).
-    #[error("event {event} (line {line}): {source}")]
-    Model {
-        /// 0-based event index.
-        event: u64,
-        /// 1-based line.
-        line: u64,
-        /// The model's error.
-        source: crate::error::AllocError,
-    },
-    /// No model of that name for this trace format.
-    #[error("no model {model:?} for {format:?} traces (known: {known})")]
-    UnknownModel {
-        /// The name given.
-        model: String,
-        /// The trace's format.
-        format: TraceFormat,
-        /// The names accepted.
-        known: String,
-    },
-    /// A format or model this build does not check yet.
-    #[error("{0}")]
-    Unsupported(String),
+impl CheckOptions {
+    /// The driver's options for a check labelled `label`.
+    pub fn drive<'a>(&self, label: &'a str) -> DriveOptions<'a> {
+        DriveOptions {
+            keep_going: self.keep_going,
+            progress: self.progress,
+            label,
+        }
+    }
 }
 
 /// Checks the trace at `path`, choosing the checker by the trace's first line (by the
 /// first header line it keeps, for a binary trace written by `pyalloc convert`).
 ///
 /// # Errors
-/// See [`CheckError`].
-pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
+/// See [`ReplayError`]; a divergence is not an error, it is in the report.
+pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckReport, ReplayError> {
     if matches!(sniff(path), Ok(Format::Binary)) {
         return check_reader(Box::new(BinaryReader::open(path)?), opts);
     }
@@ -94,13 +82,13 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckReport, Check
 pub fn check_reader(
     reader: Box<dyn EventReader>,
     opts: &CheckOptions,
-) -> Result<CheckReport, CheckError> {
+) -> Result<CheckReport, ReplayError> {
     let first = reader.header().lines.first().cloned().unwrap_or_default();
     match TraceFormat::detect(&format!("# {first}")) {
         Some(TraceFormat::Pymalloc3) => pymalloc3::check_reader(reader, opts),
         Some(TraceFormat::Pyrec27) => pyrec27::check_reader(reader, opts),
         Some(TraceFormat::Glibc) => glibc::check_reader(reader, opts),
-        None => Err(CheckError::Unsupported(format!(
+        None => Err(ReplayError::Unsupported(format!(
             "the trace's header does not name a recording of a real process (its first \
              line: {first:?}); `pyalloc check` holds CPython 3, CPython 2.7 PYREC and glibc \
              recordings to their models, other traces replay with `pyalloc replay`"

@@ -36,7 +36,7 @@ pub struct GenerateArgs {
 
 /// Writes the workload.
 pub fn run(a: GenerateArgs) -> Result<ExitCode, String> {
-    let mut model = model_by_name(&a.model)?;
+    let mut model = model_by_name(&a.model).map_err(|e| e.to_string())?;
     let name = model.name();
     let mut g = Synth::new(model.as_mut(), a.seed, a.max_live / 10, a.max_live.max(2));
     let header = TraceHeader {

@@ -2,8 +2,8 @@
 //! recording up to a point and prints the model's state in the layout of CPython's
 //! `sys._debugmallocstats()` (obmalloc.c `_PyObject_DebugMallocStats`).
 
-use pyalloc::check::pymalloc3::{stats_at, StatsAt};
 use pyalloc::check::CheckOptions;
+use pyalloc::report::{stats_at, StatsAt};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -34,11 +34,11 @@
 //!
 //! The model is `Pymalloc<A, S>`: `A` the lower allocator for fall-through requests (and
 //! the `arenas` vector, the radix-tree nodes), `S` the arena source — `AddressSpace` for
-//! the model's own address space, [`PinnedArenas`] / [`PinnedRaw`] to replay a recording.
+//! the model's own address space, `replay::pinned`'s `PinnedArenas` / `PinnedRaw` to replay
+//! a recording.
 
 pub mod arena;
 pub mod invariants;
-pub mod pinned;
 pub mod pool;
 pub mod preset;
 pub mod radix;
@@ -46,10 +46,9 @@ pub mod source;
 pub mod stats;
 
 pub use arena::ArenaObject;
-pub use pinned::{PinnedRaw, RawCall};
 pub use pool::Pool;
 pub use preset::{ArenaOrdering, ArenaRelease, PymallocParams};
-pub use source::{ArenaSource, PinnedArenas};
+pub use source::ArenaSource;
 
 use crate::addr::Addr;
 use crate::alloc::{Allocator, Stats};
@@ -119,13 +118,6 @@ pub struct BlockInfo {
     pub nextoffset: u32,
     /// True when a live block starts at this address.
     pub live: bool,
-}
-
-impl Pymalloc<PinnedRaw, PinnedArenas> {
-    /// A model whose arenas and raw calls are pinned from a recording (replay and check).
-    pub fn pinned(params: PymallocParams) -> Self {
-        Pymalloc::new(params, PinnedRaw::new(), PinnedArenas::default())
-    }
 }
 
 impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {

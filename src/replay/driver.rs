@@ -1,0 +1,342 @@
+//! The one loop over a trace's events. Every replay, check and report runs through it:
+//!
+//! ```text
+//!   Source ──batch──> drive ──(index, &Event)──> R: Replay::step ──> Flow
+//!                      │ counts by kind, progress    Next: go on
+//!                      │                             Diverged: stop unless keep-going
+//!                      │                             Stop: the consumer is done
+//!                      └─ Err(cause) ──> EventError { event, line, source }
+//!                           keep-going: R::keep_going(error), go on; else: the error
+//! ```
+//! What is special to a replay lives in its [`Replay`] implementation (the model, the
+//! comparison rules); what every replay does lives here once.
+//! Invariants: `Σ counts == events`; `events` counts every event stepped, including the
+//! one that stopped the loop.
+
+use super::error::{Cause, EventError, ReplayError};
+use super::source::Source;
+use crate::progress::Progress;
+use crate::trace::{Domain, Event, EventKind, FreeListKind};
+use std::collections::BTreeMap;
+
+/// What a step tells the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on with the next event.
+    Next,
+    /// The model disagreed with the recording: stop, unless keep-going.
+    Diverged,
+    /// The consumer has what it wanted: stop.
+    Stop,
+}
+
+/// A consumer of events, one at a time.
+pub trait Replay {
+    /// Replays event `index` (0-based).
+    ///
+    /// # Errors
+    /// What went wrong at this event; the driver adds the event's index and line.
+    fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause>;
+
+    /// With keep-going, an error at one event is handed here to be counted, and the replay
+    /// goes on. The default counts nothing.
+    fn keep_going(&mut self, err: EventError) {
+        let _ = err;
+    }
+}
+
+/// How to drive.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DriveOptions<'a> {
+    /// Go on after a divergence or an error at an event (handed to [`Replay::keep_going`]).
+    pub keep_going: bool,
+    /// Show a progress spinner (the CLI asks only when stderr is a terminal).
+    pub progress: bool,
+    /// The spinner's label.
+    pub label: &'a str,
+}
+
+/// What the loop saw.
+#[derive(Debug, Clone, Default)]
+pub struct Driven {
+    /// Events stepped.
+    pub events: u64,
+    /// The line of the last event stepped.
+    pub last_line: u64,
+    /// True when a step stopped the loop before the end of the trace.
+    pub stopped: bool,
+    counts: Counts,
+}
+
+impl Driven {
+    /// Events of each kind, keyed as the recordings spell the line (`m O`, `f r`, `A` …).
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts.by_name()
+    }
+}
+
+/// Runs every event of `src` through `r`.
+///
+/// # Errors
+/// A trace that cannot be read; an error at an event (unless keep-going).
+pub fn drive<R: Replay + ?Sized>(
+    src: &mut Source,
+    r: &mut R,
+    opts: &DriveOptions,
+) -> Result<Driven, ReplayError> {
+    let bar = Progress::new(opts.progress, opts.label);
+    let mut d = Driven::default();
+    let result = run(src, r, opts, &bar, &mut d);
+    bar.finish();
+    result.map(|()| d)
+}
+
+#[inline(always)]
+fn run<R: Replay + ?Sized>(
+    src: &mut Source,
+    r: &mut R,
+    opts: &DriveOptions,
+    bar: &Progress,
+    d: &mut Driven,
+) -> Result<(), ReplayError> {
+    loop {
+        let batch = src.next_batch()?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for e in batch {
+            let index = d.events;
+            d.events += 1;
+            d.last_line = e.line;
+            d.counts.add(&e.kind);
+            let flow = match r.step(index, e) {
+                Ok(f) => f,
+                Err(source) => {
+                    let err = EventError {
+                        event: index,
+                        line: e.line,
+                        source,
+                    };
+                    if !opts.keep_going {
+                        return Err(err.into());
+                    }
+                    r.keep_going(err);
+                    Flow::Next
+                }
+            };
+            match flow {
+                Flow::Next => {}
+                Flow::Diverged if opts.keep_going => {}
+                Flow::Diverged | Flow::Stop => {
+                    d.stopped = true;
+                    return Ok(());
+                }
+            }
+        }
+        bar.set(d.events);
+    }
+}
+
+/// Kinds × sub-kinds (domain, free list) of the counts table.
+const KINDS: usize = 19 * 8;
+
+/// Events counted by kind.
+#[derive(Debug, Clone)]
+struct Counts([u64; KINDS]);
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts([0; KINDS])
+    }
+}
+
+impl Counts {
+    #[inline(always)]
+    fn add(&mut self, k: &EventKind) {
+        self.0[kind_index(k)] += 1;
+    }
+
+    fn by_name(&self) -> BTreeMap<String, u64> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(i, &n)| (kind_name(i), n))
+            .collect()
+    }
+}
+
+/// The index of an event's kind in the counts table (as the binary format's tag).
+#[inline(always)]
+fn kind_index(k: &EventKind) -> usize {
+    let d = |d: Domain| match d {
+        Domain::Obj => 0,
+        Domain::Mem => 1,
+        Domain::Raw => 2,
+        Domain::RawNested => 3,
+        Domain::Libc => 4,
+    };
+    let f = |k: FreeListKind| match k {
+        FreeListKind::Int => 0,
+        FreeListKind::Float => 1,
+    };
+    let (kind, sub) = match *k {
+        EventKind::Malloc { domain, .. } => (0, d(domain)),
+        EventKind::Calloc { domain, .. } => (1, d(domain)),
+        EventKind::Realloc { domain, .. } => (2, d(domain)),
+        EventKind::Free { domain, .. } => (3, d(domain)),
+        EventKind::Memalign { .. } => (4, 0),
+        EventKind::Valloc { .. } => (5, 0),
+        EventKind::Pvalloc { .. } => (6, 0),
+        EventKind::Mallopt { .. } => (7, 0),
+        EventKind::ArenaAlloc { .. } => (8, 0),
+        EventKind::ArenaFree { .. } => (9, 0),
+        EventKind::VirtualAlloc { .. } => (10, 0),
+        EventKind::VirtualFree { .. } => (11, 0),
+        EventKind::BlockNew { kind, .. } => (12, f(kind)),
+        EventKind::ObjPop { kind, .. } => (13, f(kind)),
+        EventKind::ObjPush { kind, .. } => (14, f(kind)),
+        EventKind::ClearKeep { kind, .. } => (15, f(kind)),
+        EventKind::ClearFree { kind, .. } => (16, f(kind)),
+        EventKind::ClearDone { kind, .. } => (17, f(kind)),
+        EventKind::Mark { .. } => (18, 0),
+    };
+    kind * 8 + sub
+}
+
+/// The name of a counts-table index, spelled as the recordings spell the line.
+fn kind_name(i: usize) -> String {
+    let (kind, sub) = (i / 8, i % 8);
+    const CALLS: [&str; 4] = ["m", "c", "r", "f"];
+    const DOMS: [&str; 5] = ["O", "M", "R", "r", "libc"];
+    const FL: [[&str; 2]; 6] = [
+        ["B", "b"],
+        ["I", "i"],
+        ["D", "d"],
+        ["K", "k"],
+        ["X", "x"],
+        ["L", "l"],
+    ];
+    match kind {
+        0..=3 if sub == 4 => CALLS[kind].to_string(),
+        0..=3 => format!("{} {}", CALLS[kind], DOMS[sub]),
+        4 => "a".into(),
+        5 => "v".into(),
+        6 => "p".into(),
+        7 => "o".into(),
+        8 => "A".into(),
+        9 => "F".into(),
+        10 => "V".into(),
+        11 => "W".into(),
+        12..=17 => FL[kind - 12][sub].into(),
+        _ => "mark".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Addr;
+    use crate::error::AllocError;
+    use crate::trace::mtrace::MtraceReader;
+    use crate::trace::LineReader;
+
+    /// Diverges at the events in `diverge`, fails at those in `fail`, stops at `stop`.
+    #[derive(Default)]
+    struct Probe {
+        diverge: Vec<u64>,
+        fail: Vec<u64>,
+        stop: Option<u64>,
+        seen: Vec<u64>,
+        kept: Vec<(u64, u64)>,
+    }
+
+    impl Replay for Probe {
+        fn step(&mut self, index: u64, _: &Event) -> Result<Flow, Cause> {
+            self.seen.push(index);
+            if self.fail.contains(&index) {
+                return Err(Cause::Model(AllocError::NotLive {
+                    op: "free",
+                    addr: Addr(0x10),
+                    model: "probe",
+                }));
+            }
+            Ok(if self.stop == Some(index) {
+                Flow::Stop
+            } else if self.diverge.contains(&index) {
+                Flow::Diverged
+            } else {
+                Flow::Next
+            })
+        }
+        fn keep_going(&mut self, err: EventError) {
+            self.kept.push((err.event, err.line));
+        }
+    }
+
+    const LOG: &str = "= Start\n+ 0x1000 0x10\n+ 0x2000 0x20\n- 0x1000\n- 0x2000\n= End\n";
+
+    fn drive_probe(p: &mut Probe, keep_going: bool) -> Result<Driven, ReplayError> {
+        let mut r = MtraceReader::new(LineReader::from_text("log", LOG));
+        let mut src = Source::new(&mut r)?;
+        let opts = DriveOptions {
+            keep_going,
+            ..DriveOptions::default()
+        };
+        drive(&mut src, p, &opts)
+    }
+
+    #[test]
+    fn counts_every_event_and_stops_where_asked() {
+        let mut p = Probe::default();
+        let d = drive_probe(&mut p, false).unwrap();
+        assert_eq!((d.events, d.stopped), (4, false));
+        assert_eq!(d.counts().values().sum::<u64>(), d.events);
+        assert_eq!(p.seen, vec![0, 1, 2, 3]);
+        let mut p = Probe {
+            stop: Some(1),
+            ..Probe::default()
+        };
+        let d = drive_probe(&mut p, true).unwrap();
+        assert_eq!((d.events, d.stopped, d.last_line), (2, true, 3));
+    }
+
+    #[test]
+    fn keep_going_goes_past_divergences_and_errors() {
+        let mut p = Probe {
+            diverge: vec![1],
+            fail: vec![2],
+            ..Probe::default()
+        };
+        let d = drive_probe(&mut p, false).unwrap();
+        assert_eq!(d.events, 2, "stops at the divergence");
+        let mut p = Probe {
+            diverge: vec![1],
+            fail: vec![2],
+            ..Probe::default()
+        };
+        let d = drive_probe(&mut p, true).unwrap();
+        assert_eq!(d.events, 4);
+        assert_eq!(p.kept, vec![(2, 4)], "event 2 is line 4");
+        let mut p = Probe {
+            fail: vec![2],
+            ..Probe::default()
+        };
+        match drive_probe(&mut p, false) {
+            Err(ReplayError::Event(e)) => assert_eq!((e.event, e.line), (2, 4)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_kind_index_has_a_distinct_name() {
+        let names: std::collections::HashSet<String> = (0..KINDS)
+            .filter(|i| i / 8 > 3 || i % 8 < 5)
+            .filter(|i| !(4..=11).contains(&(i / 8)) || i % 8 == 0)
+            .filter(|i| !(12..=17).contains(&(i / 8)) || i % 8 < 2)
+            .filter(|&i| i / 8 != 18 || i % 8 == 0)
+            .map(kind_name)
+            .collect();
+        assert_eq!(names.len(), 4 * 5 + 8 + 6 * 2 + 1);
+    }
+}
