@@ -8,11 +8,9 @@ use pyalloc::replay::{
     model_by_name, replay, Cause, EventError, ReplayError, ReplayOptions, MODEL_NAMES,
 };
 use pyalloc::trace::binary::{BinaryReader, BinaryWriter};
-use pyalloc::trace::open::recorded_from_text;
+use pyalloc::trace::open::from_text;
 use pyalloc::trace::writer::TextWriter;
-use pyalloc::trace::{
-    Domain, Event, EventKind, EventReader, FreeListKind, TraceFormat, TraceHeader,
-};
+use pyalloc::trace::{Domain, Event, EventKind, EventReader, Format, FreeListKind, TraceHeader};
 use pyalloc::Addr;
 
 fn domain() -> impl Strategy<Value = Domain> {
@@ -205,9 +203,9 @@ proptest! {
     #[test]
     fn text_is_lossless(kinds in prop::collection::vec(kind(true), 1..40)) {
         let formats = [
-            (TraceFormat::Pymalloc3, "pymalloc allocation trace (prop)"),
-            (TraceFormat::Glibc, "glibc malloc-family call trace: prop"),
-            (TraceFormat::Pyrec27, "PYREC allocator event trace: prop"),
+            (Format::Pymalloc3, "pymalloc allocation trace (prop)"),
+            (Format::Glibc, "glibc malloc-family call trace: prop"),
+            (Format::Pyrec27, "PYREC allocator event trace: prop"),
         ];
         for k in &kinds {
             prop_assert!(formats.iter().any(|(f, _)| f.has_line_for(k)), "{:?}: no reader", k);
@@ -226,7 +224,7 @@ proptest! {
                 w.write_event(e).unwrap();
             }
             let text = String::from_utf8(w.finish().unwrap()).unwrap();
-            let mut r = recorded_from_text(format, "p", &text).unwrap();
+            let mut r = from_text(format, "p", &text).unwrap();
             prop_assert_eq!(read_all(r.as_mut()), events);
             prop_assert_eq!(r.header(), &header);
         }

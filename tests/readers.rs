@@ -3,7 +3,8 @@
 
 use pyalloc::replay::{model_by_name, replay, ReplayOptions, MODEL_NAMES};
 use pyalloc::trace::binary::BinaryReader;
-use pyalloc::trace::open::{open, sniff, Format};
+use pyalloc::trace::open::{open, sniff_path};
+use pyalloc::trace::Format;
 use pyalloc::trace::{Event, EventReader, TraceError};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -104,7 +105,7 @@ fn a_shipped_trace_round_trips_through_binary_event_by_event() {
         let back = d.join("t.txt");
         let (ok, _, err) = pyalloc(&["convert", src.to_str().unwrap(), bin.to_str().unwrap()]);
         assert!(ok, "{err}");
-        assert_eq!(sniff(&bin).unwrap(), Format::Binary);
+        assert_eq!(sniff_path(&bin).unwrap(), Format::Binary);
         let (ok, _, err) = pyalloc(&["convert", bin.to_str().unwrap(), back.to_str().unwrap()]);
         assert!(ok, "{err}");
         let mut a = open(&src).unwrap();
@@ -192,7 +193,7 @@ int main(void) {
         .unwrap();
     assert!(out.status.success());
     let calls: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    assert_eq!(sniff(&log).unwrap(), Format::Mtrace);
+    assert_eq!(sniff_path(&log).unwrap(), Format::Mtrace);
     for name in MODEL_NAMES {
         let mut r = open(&log).unwrap();
         let mut m = model_by_name(name).unwrap();

@@ -20,13 +20,13 @@ use crate::vm::AddressSpace;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Replays the trace at `path` through the glibc model and compares every brk-heap address.
+/// Replays an opened glibc trace through the glibc model and compares every brk-heap address.
 ///
 /// # Errors
 /// An unreadable or malformed trace, an unknown model name, a header without
 /// `brk_at_first_call`, or a call the model refuses (with its event number and line).
-pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, ReplayError> {
-    Ok(replay(path, opts, |_, _| {})?.report)
+pub fn check(reader: GlibcTraceReader, opts: &CheckOptions) -> Result<CheckReport, ReplayError> {
+    Ok(replay_from(reader, opts, |_, _| {})?.report)
 }
 
 /// What a replay leaves behind besides its report.
@@ -50,9 +50,20 @@ pub fn replay(
     opts: &CheckOptions,
     observe: impl FnMut(&Event, Addr),
 ) -> Result<Replayed, ReplayError> {
+    replay_from(GlibcTraceReader::open(path)?, opts, observe)
+}
+
+/// [`replay`] of an opened glibc trace.
+///
+/// # Errors
+/// As [`check`].
+pub fn replay_from(
+    mut reader: GlibcTraceReader,
+    opts: &CheckOptions,
+    observe: impl FnMut(&Event, Addr),
+) -> Result<Replayed, ReplayError> {
     let params = params_for(opts)?;
-    let mut reader = GlibcTraceReader::open(path)?;
-    let name = path.display().to_string();
+    let name = reader.path().display().to_string();
     let (mut report, model) = run(&mut reader, &name, params, opts, observe)?;
     name_phase(&mut report, |i| reader.mark(i).map(str::to_string));
     let brk_at_exit = reader

@@ -16,8 +16,10 @@
 
 use crate::replay::{DriveOptions, ReplayError};
 use crate::trace::binary::BinaryReader;
-use crate::trace::open::{sniff, Format};
-use crate::trace::{EventReader, LineReader, TraceError, TraceFormat};
+use crate::trace::glibc::GlibcTraceReader;
+use crate::trace::pymalloc3::Pymalloc3Reader;
+use crate::trace::pyrec27::Pyrec27Reader;
+use crate::trace::{EventReader, Format, Opened};
 use serde::Serialize;
 use std::path::Path;
 
@@ -48,27 +50,47 @@ impl CheckOptions {
     }
 }
 
-/// Checks the trace at `path`, choosing the checker by the trace's first line (by the
-/// first header line it keeps, for a binary trace written by `pyalloc convert`).
+/// Checks the trace at `path` (`-` is standard input), opened once, choosing the checker
+/// by the format its content shows (by the recorded format its header names, for a
+/// binary trace written by `pyalloc convert`).
 ///
 /// # Errors
-/// See [`ReplayError`]; a divergence is not an error, it is in the report.
+/// See [`ReplayError`]; `Unsupported` names the format when it is one `check` cannot hold
+/// to a model (another tool's trace, a generated workload).
 pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckReport, ReplayError> {
-    if matches!(sniff(path), Ok(Format::Binary)) {
-        return check_reader(Box::new(BinaryReader::open(path)?), opts);
+    let opened = Opened::open(path)?;
+    let src = opened.source;
+    match opened.format {
+        Format::Binary => check_reader(Box::new(BinaryReader::from_source(src)?), opts),
+        Format::Pymalloc3 => pymalloc3::check(Pymalloc3Reader::from_source(src)?, opts),
+        Format::Pyrec27 => {
+            pyrec27::check_reader(Box::new(Pyrec27Reader::new(src.into_lines())), opts)
+        }
+        Format::Glibc => glibc::check(GlibcTraceReader::new(src.into_lines()), opts),
+        other => Err(not_a_recording(other, src.path())),
     }
-    let mut probe = LineReader::open(path)?;
-    let first = probe.next_line()?.unwrap_or("").to_string();
-    let format = TraceFormat::detect(&first).ok_or_else(|| TraceError::UnknownFormat {
-        path: path.to_path_buf(),
-        first: first.clone(),
-    })?;
-    drop(probe);
-    match format {
-        TraceFormat::Pymalloc3 => pymalloc3::check(path, opts),
-        TraceFormat::Pyrec27 => pyrec27::check(path, opts),
-        TraceFormat::Glibc => glibc::check(path, opts),
-    }
+}
+
+/// Why `check` refuses a format it reads but holds no model to.
+fn not_a_recording(format: Format, path: &Path) -> ReplayError {
+    let why = match format {
+        Format::Synthetic => {
+            "its addresses are the generating model's own, not a real process's: replay it \
+             with `pyalloc replay --model M`"
+        }
+        _ => {
+            "it records no process whose allocator pyalloc models (no header naming the C \
+             library, the interpreter and the start of the heap): replay it with `pyalloc \
+             replay`, or convert it with `pyalloc convert`"
+        }
+    };
+    ReplayError::Unsupported(format!(
+        "{}: {} ({}); `pyalloc check` holds CPython 3, CPython 2.7 PYREC and glibc \
+         recordings to their models, and this is not one: {why}",
+        path.display(),
+        format.describe(),
+        format.name()
+    ))
 }
 
 /// Checks an opened event stream, choosing the checker by the recorded format its header
@@ -83,16 +105,19 @@ pub fn check_reader(
     reader: Box<dyn EventReader>,
     opts: &CheckOptions,
 ) -> Result<CheckReport, ReplayError> {
-    let first = reader.header().lines.first().cloned().unwrap_or_default();
-    match TraceFormat::detect(&format!("# {first}")) {
-        Some(TraceFormat::Pymalloc3) => pymalloc3::check_reader(reader, opts),
-        Some(TraceFormat::Pyrec27) => pyrec27::check_reader(reader, opts),
-        Some(TraceFormat::Glibc) => glibc::check_reader(reader, opts),
-        None => Err(ReplayError::Unsupported(format!(
-            "the trace's header does not name a recording of a real process (its first \
-             line: {first:?}); `pyalloc check` holds CPython 3, CPython 2.7 PYREC and glibc \
-             recordings to their models, other traces replay with `pyalloc replay`"
-        ))),
+    match Format::of_header(reader.header()) {
+        Some(Format::Pymalloc3) => pymalloc3::check_reader(reader, opts),
+        Some(Format::Pyrec27) => pyrec27::check_reader(reader, opts),
+        Some(Format::Glibc) => glibc::check_reader(reader, opts),
+        _ => {
+            let first = reader.header().lines.first().cloned().unwrap_or_default();
+            Err(ReplayError::Unsupported(format!(
+                "the trace's header does not name a recording of a real process (its first \
+                 line: {:?}); `pyalloc check` holds CPython 3, CPython 2.7 PYREC and glibc \
+                 recordings to their models, other traces replay with `pyalloc replay`",
+                crate::trace::io::excerpt(&first)
+            )))
+        }
     }
 }
 

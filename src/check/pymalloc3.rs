@@ -24,7 +24,6 @@ use crate::replay::{
 };
 use crate::trace::pymalloc3::Pymalloc3Reader;
 use crate::trace::{Event, EventReader, TraceHeader};
-use std::path::Path;
 
 /// Chooses the preset and where addresses come from: `--model` (`cpython-3.11`,
 /// `3.11+own` …) or the trace header's `interpreter:` line.
@@ -35,19 +34,22 @@ pub fn model_for(
     opts: &CheckOptions,
     header: &TraceHeader,
 ) -> Result<(PymallocParams, Addresses), ReplayError> {
-    let name = match &opts.model {
-        Some(m) => m.clone(),
-        None => {
-            let interp = header.get("interpreter").unwrap_or("");
-            let v = interp
-                .split_whitespace()
-                .skip_while(|w| *w != "CPython")
-                .nth(1)
-                .unwrap_or("3.11");
-            v.to_string()
-        }
+    let Some(name) = &opts.model else {
+        // The whole line: the release and who built it pick the preset (for_release).
+        let line = match header.get("interpreter") {
+            Some(line) if line.contains("CPython") => line,
+            _ => "3.11",
+        };
+        let params = PymallocParams::for_release(line).ok_or_else(|| {
+            ReplayError::Unsupported(format!(
+                "the recording's interpreter line {:?} names no CPython release a pymalloc \
+                 preset covers; name a preset with --model (such as cpython-3.11)",
+                crate::trace::io::excerpt(line)
+            ))
+        })?;
+        return Ok((params, Addresses::Pinned));
     };
-    let spec = ModelSpec::parse(&name)?;
+    let spec = ModelSpec::parse(name)?;
     let what = "check a CPython 3 recording";
     match (spec.pymalloc(), &spec.lower) {
         (Some(p), None) => Ok((p.clone(), spec.addresses)),
@@ -146,13 +148,13 @@ impl Replay for Pymalloc3Check {
     }
 }
 
-/// Replays the trace at `path` through its model and compares every address.
+/// Replays an opened CPython 3 trace through its model and compares every address.
 ///
 /// # Errors
 /// See [`ReplayError`].
-pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, ReplayError> {
-    let mut reader = Pymalloc3Reader::open(path)?;
-    check_events(&mut reader, opts, &path.display().to_string())
+pub fn check(mut reader: Pymalloc3Reader, opts: &CheckOptions) -> Result<CheckReport, ReplayError> {
+    let name = reader.path().display().to_string();
+    check_events(&mut reader, opts, &name)
 }
 
 /// [`check`] of an already opened event stream (a binary trace of a CPython 3 recording).

@@ -8,9 +8,9 @@
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use pyalloc::trace::binary::BinaryWriter;
-use pyalloc::trace::open::{open, sniff, Format};
 use pyalloc::trace::writer::TextWriter;
-use pyalloc::trace::{Event, EventReader, TraceFormat, TraceHeader};
+use pyalloc::trace::{Event, EventReader, TraceHeader};
+use pyalloc::trace::{Format, Opened};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -44,8 +44,9 @@ fn wants_binary(out: &Path, to: Option<&str>) -> Result<bool, String> {
 /// Converts IN to OUT.
 pub fn run(args: ConvertArgs) -> Result<ExitCode, String> {
     let binary = wants_binary(&args.output, args.to.as_deref())?;
-    let format = sniff(&args.input).map_err(|e| e.to_string())?;
-    let mut reader = open(&args.input).map_err(|e| e.to_string())?;
+    let opened = Opened::open(&args.input).map_err(|e| e.to_string())?;
+    let format = opened.format;
+    let mut reader = opened.into_reader().map_err(|e| e.to_string())?;
     let file = File::create(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
     let sink = if args.output.to_string_lossy().ends_with(".gz") {
         Sink::Gz(GzEncoder::new(BufWriter::new(file), Compression::default()))
@@ -107,10 +108,7 @@ fn copy_events(
 }
 
 fn header_names_no_format(h: &TraceHeader) -> bool {
-    h.lines.first().map_or(true, |l| {
-        TraceFormat::detect(&format!("# {l}")).is_none()
-            && !l.starts_with(pyalloc::trace::open::SYNTHETIC)
-    })
+    Format::of_header(h).is_none()
 }
 
 /// The output file, plain or gzip.

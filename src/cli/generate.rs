@@ -41,7 +41,7 @@ pub fn run(a: GenerateArgs) -> Result<ExitCode, String> {
     let mut g = Synth::new(model.as_mut(), a.seed, a.max_live / 10, a.max_live.max(2));
     let header = TraceHeader {
         lines: vec![
-            format!("{} (pyalloc generate): not recorded from CPython", pyalloc::trace::open::SYNTHETIC),
+            format!("{} (pyalloc generate): not recorded from CPython", pyalloc::trace::SYNTHETIC),
             format!(
                 "generator: pyalloc generate --events {} --model {} --seed {} --max-live {}; addresses are the model's ({name})",
                 a.events, a.model, a.seed, a.max_live

@@ -8,7 +8,7 @@
 
 use pyalloc::replay::{replay_named, replay_named_threaded, ReplayOptions};
 use pyalloc::trace::binary::BinaryReader;
-use pyalloc::trace::open::{open, sniff, Format};
+use pyalloc::trace::{Format, Opened};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,7 +41,8 @@ fn peak_rss_bytes() -> Option<u64> {
 
 /// Replays the trace.
 pub fn run(args: ReplayArgs) -> Result<ExitCode, String> {
-    let format = sniff(&args.trace).map_err(|e| e.to_string())?;
+    let opened = Opened::open(&args.trace).map_err(|e| e.to_string())?;
+    let format = opened.format;
 
     let opts = ReplayOptions {
         skip_raw: args.skip_raw,
@@ -49,10 +50,10 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, String> {
     };
     let r = if format == Format::Binary {
         // binary: decode on a second thread while the model replays
-        let mut reader = BinaryReader::open(&args.trace).map_err(|e| e.to_string())?;
+        let mut reader = BinaryReader::from_source(opened.source).map_err(|e| e.to_string())?;
         replay_named_threaded(&mut reader, &args.model, &opts)
     } else {
-        let mut reader = open(&args.trace).map_err(|e| e.to_string())?;
+        let mut reader = opened.into_reader().map_err(|e| e.to_string())?;
         replay_named(reader.as_mut(), &args.model, &opts)
     }
     .map_err(|e| e.to_string())?;

@@ -143,8 +143,9 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             return Err((e, lower, source));
         }
         let nclasses = params.size_classes();
-        let (_, mid_bits, bot_bits) = params.radix_bits();
+        let (top_bits, mid_bits, bot_bits) = params.radix_bits();
         let ptr = (params.pointer_bits / 8) as u64;
+        let (mid_bytes, bot_bytes) = params.radix_node_bytes();
         Ok(Pymalloc {
             shift: params.alignment_shift,
             pool_bits: params.pool_bits,
@@ -157,9 +158,9 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             granule_bits: params.pool_bits - params.alignment_shift,
             granule_mask: (params.pool_size() >> params.alignment_shift) - 1,
             align_mask: (1u64 << params.alignment_shift) - 1,
-            radix_mid_bytes: (1u64 << mid_bits) * ptr,
-            radix_bot_bytes: (1u64 << bot_bits) * 8,
-            radix_root_bytes: (1u64 << params.radix_bits().0) * ptr,
+            radix_mid_bytes: mid_bytes,
+            radix_bot_bytes: bot_bytes,
+            radix_root_bytes: (1u64 << top_bits) * ptr,
             pools: (0..nclasses).map(Pool::head).collect(),
             next: Vec::new(),
             arenas: Vec::new(),
@@ -170,7 +171,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             ntimes_arena_allocated: 0,
             narenas_highwater: 0,
             arenas_vector: Addr::NULL,
-            map: ArenaMap::new(params.arena_bits, mid_bits, bot_bits),
+            map: ArenaMap::new(params.arena_bits, mid_bits, bot_bits, params.address_bits),
             hot_first: 0,
             hot_span: 0,
             hot_slot: NONE,
@@ -485,6 +486,18 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         }
     }
 
+    /// `_PyObject_Realloc` of a block pymalloc does not own: the lower allocator keeps it.
+    /// 2.7–3.6 never pass it 0 bytes (`realloc(p, 1)`, and `p` itself when that answers
+    /// NULL, since "nbytes==0 never returns NULL"); 3.7+ pass the request as it is.
+    #[inline(never)]
+    fn realloc_foreign(&mut self, addr: Addr, size: usize) -> Result<Addr, AllocError> {
+        if size == 0 && self.params.foreign_realloc_zero_as_one {
+            let new = self.lower.realloc(addr, 1)?;
+            return Ok(if new.is_null() { addr } else { new });
+        }
+        self.lower.realloc(addr, size)
+    }
+
     fn too_large(&self, size: usize) -> AllocError {
         AllocError::TooLarge {
             size: size as u64,
@@ -539,13 +552,7 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
             return Err(self.too_large(size));
         }
         let pool = match self.locate(addr.0) {
-            None => {
-                return if size == 0 && self.params.raw_zero_as_one {
-                    self.lower.realloc(addr, 1)
-                } else {
-                    self.lower.realloc(addr, size)
-                }
-            }
+            None => return self.realloc_foreign(addr, size),
             Some((_, NONE)) => return Err(self.arena_not_live("realloc", addr.0)),
             Some((_, pool)) => pool,
         };
@@ -735,6 +742,36 @@ mod tests {
             Err(AllocError::NotLive { .. })
         ));
         m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_foreign_realloc_to_zero_bytes_asks_for_one_up_to_3_6_and_for_zero_from_3_7() {
+        use crate::replay::pinned::{PinnedArenas, PinnedRaw, RawCall};
+        let big = Addr(0x5555_0000_1000);
+        for (p, asked) in [
+            (PymallocParams::v2_7_17(), 1),
+            (PymallocParams::v3_3(), 1),
+            (PymallocParams::v3_6_pyenv(), 1),
+            (PymallocParams::v3_7(), 0),
+            (PymallocParams::v3_11(), 0),
+        ] {
+            let mut m = Pymalloc::new(p.clone(), PinnedRaw::sequence(), PinnedArenas::new());
+            m.lower_mut().adopt(big, 600);
+            // The lower allocator answers only the call the era makes (PinnedRaw refuses
+            // any other size); NULL from it keeps the block where it was up to 3.6.
+            m.lower_mut().expect(RawCall::Realloc {
+                old: big,
+                size: asked,
+                addr: Addr::NULL,
+            });
+            let got = m.realloc(big, 0).unwrap();
+            let kept = if p.foreign_realloc_zero_as_one {
+                big
+            } else {
+                Addr::NULL
+            };
+            assert_eq!(got, kept, "{}", p.name);
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! preset as the model's own O(1) address -> arena index.
 //!
 //! ```text
-//!  address bits (64-bit, ARENA_BITS = 20):  | top 15 | mid 15 | bot 14 | tail 20 |
+//!  3.11+ (ADDRESS_BITS 64, ARENA_BITS 20):  | top 15 | mid 15 | bot 14 | tail 20 |
+//!  3.10  (ADDRESS_BITS 48, ARENA_BITS 20):  | ignored 16 | top 10 | mid 10 | bot 8 | tail 20 |
 //!  root[top] -> mid node[mid] -> bot node[bot] = { tail_hi, tail_lo }
 //!
 //!  an arena at base b covers b .. b + ARENA_SIZE: the "ideal" chunk of b (key b >> ARENA_BITS)
@@ -11,6 +12,8 @@
 //!
 //! CPython's tree only answers "is this address inside some arena"; the model also needs
 //! *which* arena, so each coverage entry carries the arena_object index beside the tail.
+//! Address bits above `ADDRESS_BITS` are masked off before indexing, as obmalloc.c's
+//! `MAP_TOP_INDEX(p) & MAP_TOP_MASK` does (3.10 indexes 48 bits, 3.11+ all 64).
 //! Nodes are created on first use and never freed, as in obmalloc.c, and counted
 //! (`arena_map_mid_count`, `arena_map_bot_count`) because `sys._debugmallocstats()` prints
 //! those counts. Invariant: an address `a` is owned by arena `i` iff
@@ -31,6 +34,7 @@ pub struct ArenaMap {
     arena_bits: u32,                   // ARENA_BITS
     bot_bits: u32,                     // MAP_BOT_BITS
     mid_shift: u32,                    // ARENA_BITS + MAP_BOT_BITS + MAP_MID_BITS
+    address_mask: u64,                 // 2^ADDRESS_BITS - 1: the bits the tree indexes
     bots: Vec<(u64, Box<[Coverage]>)>, // bottom nodes, by key
     mids: Vec<u64>,                    // keys of the mid nodes created (address >> mid_shift)
     last: usize,                       // index in `bots` of the last node looked up
@@ -47,12 +51,18 @@ pub enum NewNode {
 
 impl ArenaMap {
     /// An empty map for arenas of `1 << arena_bits` bytes, with bottom nodes of
-    /// `1 << bot_bits` entries and mid nodes of `1 << mid_bits`.
-    pub fn new(arena_bits: u32, mid_bits: u32, bot_bits: u32) -> ArenaMap {
+    /// `1 << bot_bits` entries and mid nodes of `1 << mid_bits`, indexing the low
+    /// `address_bits` bits of an address.
+    pub fn new(arena_bits: u32, mid_bits: u32, bot_bits: u32, address_bits: u32) -> ArenaMap {
         ArenaMap {
             arena_bits,
             bot_bits,
             mid_shift: arena_bits + bot_bits + mid_bits,
+            address_mask: if address_bits >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << address_bits) - 1
+            },
             bots: Vec::new(),
             mids: Vec::new(),
             last: 0,
@@ -70,6 +80,7 @@ impl ArenaMap {
     }
 
     fn node(&mut self, addr: u64, created: &mut Vec<NewNode>) -> usize {
+        let addr = addr & self.address_mask;
         let mid_key = addr >> self.mid_shift;
         if !self.mids.contains(&mid_key) {
             self.mids.push(mid_key);
@@ -131,7 +142,7 @@ impl ArenaMap {
     /// The index of the arena owning `addr`, if any (`arena_map_is_used`, plus which).
     #[inline]
     pub fn lookup(&mut self, addr: u64) -> Option<u32> {
-        let key = addr >> (self.arena_bits + self.bot_bits);
+        let key = (addr & self.address_mask) >> (self.arena_bits + self.bot_bits);
         let node = match self.bots.get(self.last) {
             Some((k, node)) if *k == key => node,
             _ => {
@@ -158,7 +169,7 @@ mod tests {
 
     #[test]
     fn unaligned_arena_covers_two_chunks_and_only_itself() {
-        let mut m = ArenaMap::new(20, 15, 14);
+        let mut m = ArenaMap::new(20, 15, 14, 64);
         let base = 0x7fff_7690_3000u64; // not 1 MiB aligned
         let created = m.mark_used(base, 3);
         assert_eq!(created, vec![NewNode::Mid, NewNode::Bot]);
@@ -174,5 +185,21 @@ mod tests {
         assert_eq!(m.lookup(base + 16), None);
         assert_eq!(m.lookup(other + 16), Some(4));
         assert_eq!((m.mid_count(), m.bot_count()), (1, 1));
+    }
+
+    #[test]
+    fn a_48_bit_tree_ignores_the_high_bits_as_3_10_does() {
+        let mut m = ArenaMap::new(20, 10, 8, 48);
+        let base = 0x7fff_7700_0000u64;
+        assert_eq!(m.mark_used(base, 0), vec![NewNode::Mid, NewNode::Bot]);
+        // An address differing only above bit 47 indexes the same leaf.
+        assert_eq!(m.lookup(base | (1 << 60)), Some(0));
+        // The next mid node starts 2^(20 + 8 + 10) bytes further.
+        assert_eq!(
+            m.mark_used(base + (1 << 38), 1),
+            vec![NewNode::Mid, NewNode::Bot]
+        );
+        assert_eq!(m.mark_used(base + (1 << 28), 2), vec![NewNode::Bot]);
+        assert_eq!((m.mid_count(), m.bot_count()), (2, 3));
     }
 }

@@ -16,7 +16,7 @@
 use super::error::{Cause, EventError, ReplayError};
 use super::source::Source;
 use crate::progress::Progress;
-use crate::trace::{Domain, Event, EventKind, FreeListKind};
+use crate::trace::{Event, EventKind};
 use std::collections::BTreeMap;
 
 /// What a step tells the driver.
@@ -137,8 +137,9 @@ fn run<R: Replay + ?Sized>(
     }
 }
 
-/// Kinds × sub-kinds (domain, free list) of the counts table.
-const KINDS: usize = 19 * 8;
+/// Kinds × sub-kinds (domain, free list) of the counts table: one slot per
+/// [`EventKind::code`].
+const KINDS: usize = crate::trace::event::KINDS * 8;
 
 /// Events counted by kind.
 #[derive(Debug, Clone)]
@@ -153,7 +154,7 @@ impl Default for Counts {
 impl Counts {
     #[inline(always)]
     fn add(&mut self, k: &EventKind) {
-        self.0[kind_index(k)] += 1;
+        self.0[usize::from(k.code())] += 1;
     }
 
     fn by_name(&self) -> BTreeMap<String, u64> {
@@ -161,75 +162,8 @@ impl Counts {
             .iter()
             .enumerate()
             .filter(|(_, &n)| n > 0)
-            .map(|(i, &n)| (kind_name(i), n))
+            .map(|(i, &n)| (EventKind::code_name(i as u8).unwrap_or_default(), n))
             .collect()
-    }
-}
-
-/// The index of an event's kind in the counts table (as the binary format's tag).
-#[inline(always)]
-fn kind_index(k: &EventKind) -> usize {
-    let d = |d: Domain| match d {
-        Domain::Obj => 0,
-        Domain::Mem => 1,
-        Domain::Raw => 2,
-        Domain::RawNested => 3,
-        Domain::Libc => 4,
-    };
-    let f = |k: FreeListKind| match k {
-        FreeListKind::Int => 0,
-        FreeListKind::Float => 1,
-    };
-    let (kind, sub) = match *k {
-        EventKind::Malloc { domain, .. } => (0, d(domain)),
-        EventKind::Calloc { domain, .. } => (1, d(domain)),
-        EventKind::Realloc { domain, .. } => (2, d(domain)),
-        EventKind::Free { domain, .. } => (3, d(domain)),
-        EventKind::Memalign { .. } => (4, 0),
-        EventKind::Valloc { .. } => (5, 0),
-        EventKind::Pvalloc { .. } => (6, 0),
-        EventKind::Mallopt { .. } => (7, 0),
-        EventKind::ArenaAlloc { .. } => (8, 0),
-        EventKind::ArenaFree { .. } => (9, 0),
-        EventKind::VirtualAlloc { .. } => (10, 0),
-        EventKind::VirtualFree { .. } => (11, 0),
-        EventKind::BlockNew { kind, .. } => (12, f(kind)),
-        EventKind::ObjPop { kind, .. } => (13, f(kind)),
-        EventKind::ObjPush { kind, .. } => (14, f(kind)),
-        EventKind::ClearKeep { kind, .. } => (15, f(kind)),
-        EventKind::ClearFree { kind, .. } => (16, f(kind)),
-        EventKind::ClearDone { kind, .. } => (17, f(kind)),
-        EventKind::Mark { .. } => (18, 0),
-    };
-    kind * 8 + sub
-}
-
-/// The name of a counts-table index, spelled as the recordings spell the line.
-fn kind_name(i: usize) -> String {
-    let (kind, sub) = (i / 8, i % 8);
-    const CALLS: [&str; 4] = ["m", "c", "r", "f"];
-    const DOMS: [&str; 5] = ["O", "M", "R", "r", "libc"];
-    const FL: [[&str; 2]; 6] = [
-        ["B", "b"],
-        ["I", "i"],
-        ["D", "d"],
-        ["K", "k"],
-        ["X", "x"],
-        ["L", "l"],
-    ];
-    match kind {
-        0..=3 if sub == 4 => CALLS[kind].to_string(),
-        0..=3 => format!("{} {}", CALLS[kind], DOMS[sub]),
-        4 => "a".into(),
-        5 => "v".into(),
-        6 => "p".into(),
-        7 => "o".into(),
-        8 => "A".into(),
-        9 => "F".into(),
-        10 => "V".into(),
-        11 => "W".into(),
-        12..=17 => FL[kind - 12][sub].into(),
-        _ => "mark".into(),
     }
 }
 
@@ -326,17 +260,5 @@ mod tests {
             Err(ReplayError::Event(e)) => assert_eq!((e.event, e.line), (2, 4)),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn every_kind_index_has_a_distinct_name() {
-        let names: std::collections::HashSet<String> = (0..KINDS)
-            .filter(|i| i / 8 > 3 || i % 8 < 5)
-            .filter(|i| !(4..=11).contains(&(i / 8)) || i % 8 == 0)
-            .filter(|i| !(12..=17).contains(&(i / 8)) || i % 8 < 2)
-            .filter(|&i| i / 8 != 18 || i % 8 == 0)
-            .map(kind_name)
-            .collect();
-        assert_eq!(names.len(), 4 * 5 + 8 + 6 * 2 + 1);
     }
 }

@@ -114,3 +114,197 @@ pub struct Event {
     /// The 1-based line of the trace file it was read from (0 when not from a text file).
     pub line: u64,
 }
+
+/// The one table keyed on event kind, expanded wherever code needs one entry per kind
+/// (`$then!` receives the rows): the binary format's encoder and decoder
+/// ([`binary`](super::binary)), [`EventKind::code`] and its names (replay's counts),
+/// and which text grammars have a line for the kind ([`Format::has_line_for`]).
+///
+/// ```text
+///   code  variant { [sub-code field] field: codec, … }  text letter (int, float)  grammars
+/// ```
+/// codecs: `v` varint, `z` zigzag varint, `a` address, `idx` mark index; the sub-code is
+/// the `domain` (O M R r libc = 0..4) or free-list `kind` (int 0, float 1), [`NO_SUB`]
+/// when the kind has none. Grammars: `P3` CPython 3 (`m O …`), `G` glibc (`m SIZE 0x…`),
+/// `P27` PYREC; a domain kind has a line in a grammar only for that grammar's domains
+/// ([`Format::domains`]).
+///
+/// [`Format::has_line_for`]: super::Format::has_line_for
+/// [`Format::domains`]: super::Format::domains
+macro_rules! event_table {
+    ($then:ident) => {
+        $then! {
+            0 => Malloc { [domain] size: v, addr: a } ("m", "m") [P3 G P27]
+            1 => Calloc { [domain] nelem: v, elsize: v, addr: a } ("c", "c") [P3 G]
+            2 => Realloc { [domain] old: a, size: v, new: a } ("r", "r") [P3 G P27]
+            3 => Free { [domain] addr: a } ("f", "f") [P3 G P27]
+            4 => Memalign { align: v, size: v, addr: a } ("a", "a") [G]
+            5 => Valloc { size: v, addr: a } ("v", "v") [G]
+            6 => Pvalloc { size: v, addr: a } ("p", "p") [G]
+            7 => Mallopt { param: z, value: z, ret: z } ("o", "o") [G]
+            8 => ArenaAlloc { size: v, addr: a } ("A", "A") [P3 P27]
+            9 => ArenaFree { addr: a, size: v } ("F", "F") [P3 P27]
+            10 => VirtualAlloc { size: v, addr: a } ("V", "V") [P3]
+            11 => VirtualFree { addr: a, size: v } ("W", "W") [P3]
+            12 => BlockNew { [kind] size: v, addr: a } ("B", "b") [P27]
+            13 => ObjPop { [kind] value: z, addr: a } ("I", "i") [P27]
+            14 => ObjPush { [kind] addr: a } ("D", "d") [P27]
+            15 => ClearKeep { [kind] addr: a, live: v } ("K", "k") [P27]
+            16 => ClearFree { [kind] addr: a } ("X", "x") [P27]
+            17 => ClearDone { [kind] kept: v, freed: v, live: v, nfree: v, head: a } ("L", "l") [P27]
+            18 => Mark { index: idx } ("mark", "mark") [G]
+        }
+    };
+}
+pub(crate) use event_table;
+
+/// The sub-code of a kind that has neither a domain nor a free-list kind.
+pub const NO_SUB: u8 = 7;
+
+/// Number of event kinds: codes are below `KINDS * 8`.
+pub const KINDS: usize = 19;
+
+impl Domain {
+    /// The domain's sub-code (O M R r libc = 0..4).
+    pub fn code(self) -> u8 {
+        match self {
+            Domain::Obj => 0,
+            Domain::Mem => 1,
+            Domain::Raw => 2,
+            Domain::RawNested => 3,
+            Domain::Libc => 4,
+        }
+    }
+
+    /// The domain of a sub-code.
+    pub fn from_code(c: u8) -> Option<Domain> {
+        Some(match c {
+            0 => Domain::Obj,
+            1 => Domain::Mem,
+            2 => Domain::Raw,
+            3 => Domain::RawNested,
+            4 => Domain::Libc,
+            _ => return None,
+        })
+    }
+
+    /// The letter the CPython 3 recordings write (`O M R r`); none for C library calls.
+    pub fn letter(self) -> Option<char> {
+        ["O", "M", "R", "r"]
+            .get(self.code() as usize)
+            .and_then(|s| s.chars().next())
+    }
+}
+
+impl FreeListKind {
+    /// The free-list sub-code (int 0, float 1).
+    pub fn code(self) -> u8 {
+        match self {
+            FreeListKind::Int => 0,
+            FreeListKind::Float => 1,
+        }
+    }
+
+    /// The free-list kind of a sub-code.
+    pub fn from_code(c: u8) -> Option<FreeListKind> {
+        match c {
+            0 => Some(FreeListKind::Int),
+            1 => Some(FreeListKind::Float),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! kind_codes {
+    ($($code:literal => $variant:ident { $([$sub:ident])? $($field:ident: $c:ident),* }
+       ($int:literal, $float:literal) [$($g:ident)*])*) => {
+        impl EventKind {
+            /// The kind's code: `kind · 8 + sub`, `sub` the domain or free-list code
+            /// ([`NO_SUB`] when the kind has neither); below `KINDS · 8`. The binary
+            /// format's record tag, and the index of replay's counts.
+            #[inline]
+            pub fn code(&self) -> u8 {
+                match *self {
+                    $(EventKind::$variant { $($sub,)? .. } => {
+                        $code * 8 + kind_codes!(@sub $($sub)?)
+                    })*
+                }
+            }
+
+            /// The domain of a malloc-family call; `None` for other kinds.
+            pub fn domain(&self) -> Option<Domain> {
+                match *self {
+                    EventKind::Malloc { domain, .. }
+                    | EventKind::Calloc { domain, .. }
+                    | EventKind::Realloc { domain, .. }
+                    | EventKind::Free { domain, .. } => Some(domain),
+                    _ => None,
+                }
+            }
+
+            /// The name of a code, as the recordings spell the line (`m O`, `m` for a C
+            /// library malloc, `B`, `i`, `mark`); `None` for a code no kind has.
+            pub fn code_name(code: u8) -> Option<String> {
+                let (kind, sub) = (code / 8, code % 8);
+                match kind {
+                    $($code => kind_codes!(@name sub, $int, $float $(, $sub)?),)*
+                    _ => None,
+                }
+            }
+
+            /// The text grammars whose lines can carry a kind of code `code / 8`.
+            pub(crate) fn grammars(code: u8) -> &'static [super::format::Grammar] {
+                use super::format::Grammar::*;
+                match code / 8 {
+                    $($code => &[$($g),*],)*
+                    _ => &[],
+                }
+            }
+        }
+    };
+    (@sub) => { NO_SUB };
+    (@sub $x:ident) => { $x.code() };
+    (@name $s:ident, $int:literal, $float:literal) => {
+        ($s == NO_SUB).then(|| $int.to_string())
+    };
+    (@name $s:ident, $int:literal, $float:literal, domain) => {
+        match Domain::from_code($s) {
+            Some(Domain::Libc) => Some($int.to_string()),
+            Some(d) => d.letter().map(|l| format!("{} {l}", $int)),
+            None => None,
+        }
+    };
+    (@name $s:ident, $int:literal, $float:literal, kind) => {
+        match FreeListKind::from_code($s) {
+            Some(FreeListKind::Int) => Some($int.to_string()),
+            Some(FreeListKind::Float) => Some($float.to_string()),
+            None => None,
+        }
+    };
+}
+
+event_table!(kind_codes);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_one_distinct_name() {
+        let names: Vec<String> = (0..(KINDS * 8) as u8)
+            .filter_map(EventKind::code_name)
+            .collect();
+        let distinct: std::collections::HashSet<&String> = names.iter().collect();
+        // 4 calls × 5 domains, 8 kinds without sub-code, 6 free-list kinds × 2, the mark
+        assert_eq!(
+            (names.len(), distinct.len()),
+            (4 * 5 + 8 + 6 * 2 + 1, names.len())
+        );
+        let e = EventKind::ObjPop {
+            kind: FreeListKind::Float,
+            value: 0,
+            addr: Addr::NULL,
+        };
+        assert_eq!(EventKind::code_name(e.code()).as_deref(), Some("i"));
+    }
+}

@@ -50,6 +50,11 @@ impl GlibcTraceReader {
         }
     }
 
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        self.lines.path()
+    }
+
     /// The text of mark `index` (`P3 smallbins`).
     pub fn mark(&self, index: u32) -> Option<&str> {
         self.marks.get(index as usize).map(String::as_str)

@@ -1,11 +1,41 @@
-//! Reading a trace file as a stream of numbered lines, plain or gzip (told by its
-//! magic bytes, not its name), never holding the whole file in memory.
+//! Opening a trace once and reading it as a stream of numbered lines, plain or gzip
+//! (told by its magic bytes, not its name), never holding the whole file in memory.
+//!
+//! ```text
+//!   path ──open once──▶ Source { first bytes (gzip undone), the rest } ──▶ sniff(first bytes)
+//!   "-"  = standard input        │                                     (trace::format)
+//!                                └──▶ LineReader / BinaryReader / Pymalloc3Reader (same bytes)
+//! ```
+//! A path is opened exactly once, so a pipe, a FIFO or standard input reads as a file
+//! does. Bounds, whatever the input claims: a line is at most [`MAX_LINE`] bytes (longer
+//! is an error with its line number), and no message quotes more than [`EXCERPT`]
+//! characters of a line.
 
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
+
+/// The longest line any text reader accepts, in bytes (1 MiB: the recordings' longest
+/// header line is a few hundred bytes).
+pub const MAX_LINE: usize = 1 << 20;
+
+/// The most characters of a line a message quotes.
+pub const EXCERPT: usize = 200;
+
+/// What a [`Source`] keeps of the stream's head for sniffing: up to this many bytes …
+const PEEK_BYTES: usize = 1 << 16;
+/// … or this many lines, whichever comes first.
+pub(crate) const PEEK_LINES: usize = 200;
+
+/// At most [`EXCERPT`] characters of `text`, with `…` and the full length when cut.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}… ({} bytes in all)", &text[..at], text.len()),
+    }
+}
 
 /// What went wrong reading a trace: always with the file, and the line or byte offset.
 #[derive(Debug, Error)]
@@ -55,9 +85,187 @@ pub enum TraceError {
     UnknownFormat {
         /// The file.
         path: PathBuf,
-        /// Its first line.
+        /// Its first line (at most [`EXCERPT`] characters of it).
         first: String,
     },
+    /// A line longer than [`MAX_LINE`] bytes (a binary or corrupt file read as text).
+    #[error(
+        "{path}:{line}: line longer than {max} bytes: not a trace line (a corrupt file, or \
+         not a trace)",
+        max = MAX_LINE
+    )]
+    LineTooLong {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+    },
+    /// A file that ends before the end its header or trailer promises: fewer events than
+    /// a `# records: N` header, no trailer, or fewer events than a binary end record.
+    #[error("{path}: truncated: {why} (expected {expected} {what}, found {found})")]
+    Cut {
+        /// The file.
+        path: PathBuf,
+        /// What was counted (`events`, `records` …).
+        what: &'static str,
+        /// The count the file promises.
+        expected: u64,
+        /// The count read before it ended.
+        found: u64,
+        /// How the file promised it.
+        why: String,
+    },
+}
+
+/// A trace opened once: the first bytes of its (decompressed) content kept for
+/// sniffing, then the whole stream, those bytes first.
+pub struct Source {
+    path: PathBuf,              // the file, `<stdin>` for `-`
+    gzip: bool,                 // the bytes come through a gzip decoder
+    head: Vec<u8>,              // the first bytes of the content
+    rest: Box<dyn Read + Send>, // the content after `head`
+    eof: bool,                  // `rest` is known to be empty
+}
+
+impl Source {
+    /// Opens `path` (`-` is standard input), undoes gzip (told by its magic), and reads
+    /// the first [`PEEK_LINES`] lines or 64 KiB of content for sniffing.
+    ///
+    /// # Errors
+    /// The file cannot be opened or read; a broken gzip stream (with its offset).
+    pub fn open(path: &Path) -> Result<Source, TraceError> {
+        if path == Path::new("-") {
+            let stdin: Box<dyn Read + Send> = Box::new(io::stdin());
+            return Source::from_reader(Path::new("<stdin>"), stdin);
+        }
+        let file = File::open(path).map_err(|source| TraceError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Source::from_reader(path, Box::new(file))
+    }
+
+    /// A source over bytes held in memory (tests; `name` is used in messages).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Source, TraceError> {
+        Source::from_reader(Path::new(name), Box::new(io::Cursor::new(bytes)))
+    }
+
+    /// A source over any byte stream, plain or gzip.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_reader(path: &Path, mut raw: Box<dyn Read + Send>) -> Result<Source, TraceError> {
+        let io_err = |source| TraceError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut magic = [0u8; 2];
+        let n = read_up_to(&mut raw, &mut magic).map_err(io_err)?;
+        let gzip = n == 2 && magic == [0x1f, 0x8b];
+        let raw: Box<dyn Read + Send> = Box::new(io::Cursor::new(magic[..n].to_vec()).chain(raw));
+        let rest: Box<dyn Read + Send> = if gzip {
+            Box::new(MultiGzDecoder::new(raw))
+        } else {
+            raw
+        };
+        let mut s = Source {
+            path: path.to_path_buf(),
+            gzip,
+            head: Vec::new(),
+            rest,
+            eof: false,
+        };
+        s.peek()?;
+        Ok(s)
+    }
+
+    /// Reads the head: until [`PEEK_LINES`] newlines, 64 KiB, or the end.
+    fn peek(&mut self) -> Result<(), TraceError> {
+        let mut chunk = [0u8; 4096];
+        let mut lines = 0;
+        while self.head.len() < PEEK_BYTES && lines < PEEK_LINES {
+            let n = match self.rest.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(self.read_error(source, self.head.len() as u64)),
+            };
+            if n == 0 {
+                self.eof = true;
+                break;
+            }
+            lines += chunk[..n].iter().filter(|&&b| b == b'\n').count();
+            self.head.extend_from_slice(&chunk[..n]);
+        }
+        Ok(())
+    }
+
+    fn read_error(&self, source: io::Error, offset: u64) -> TraceError {
+        if self.gzip {
+            TraceError::Gzip {
+                path: self.path.clone(),
+                offset,
+                source,
+            }
+        } else {
+            TraceError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        }
+    }
+
+    /// The file (`<stdin>` for standard input).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when the content comes through a gzip decoder.
+    pub fn gzip(&self) -> bool {
+        self.gzip
+    }
+
+    /// The first bytes of the content (after gzip): up to [`PEEK_LINES`] lines or 64 KiB.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// True when [`head`](Self::head) is the whole content.
+    pub fn head_is_all(&self) -> bool {
+        self.eof
+    }
+
+    /// The whole content as one byte stream, the head first.
+    pub fn into_read(self) -> Box<dyn Read + Send> {
+        if self.eof {
+            Box::new(io::Cursor::new(self.head))
+        } else {
+            Box::new(io::Cursor::new(self.head).chain(self.rest))
+        }
+    }
+
+    /// The content as numbered lines.
+    pub fn into_lines(self) -> LineReader {
+        let (path, gzip) = (self.path.clone(), self.gzip);
+        let inner = BufReader::with_capacity(1 << 16, self.into_read());
+        LineReader::from_reader(&path, Box::new(inner), gzip)
+    }
+}
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+pub(crate) fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// A trace file opened as numbered lines.
@@ -65,29 +273,19 @@ pub struct LineReader {
     path: PathBuf,
     inner: Box<dyn BufRead>,
     gzip: bool,
-    line: u64,   // lines read so far
-    offset: u64, // bytes of text read so far
-    buf: String,
+    line: u64,    // lines read so far
+    offset: u64,  // bytes of text read so far
+    buf: Vec<u8>, // the line last read, its ending included
 }
 
 impl LineReader {
-    /// Opens `path`, decompressing when it starts with the gzip magic.
+    /// Opens `path` (`-` is standard input), decompressing when it starts with the gzip
+    /// magic.
     ///
     /// # Errors
     /// `TraceError::Io` when the file cannot be opened.
     pub fn open(path: &Path) -> Result<LineReader, TraceError> {
-        let io_err = |source| TraceError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = BufReader::with_capacity(1 << 16, File::open(path).map_err(io_err)?);
-        let gzip = file.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
-        let inner: Box<dyn BufRead> = if gzip {
-            Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(file)))
-        } else {
-            Box::new(file)
-        };
-        Ok(LineReader::from_reader(path, inner, gzip))
+        Ok(Source::open(path)?.into_lines())
     }
 
     /// Wraps any reader (tests, standard input); `gzip` says how faults are reported.
@@ -98,7 +296,7 @@ impl LineReader {
             gzip,
             line: 0,
             offset: 0,
-            buf: String::new(),
+            buf: Vec::new(),
         }
     }
 
@@ -127,16 +325,38 @@ impl LineReader {
     ///
     /// # Errors
     /// `TraceError::Gzip` (with the offset) for a truncated or corrupt gzip stream,
-    /// `TraceError::Io` for other read faults and for text that is not UTF-8.
+    /// `TraceError::LineTooLong` past [`MAX_LINE`] bytes, `TraceError::Io` for other read
+    /// faults, `TraceError::Parse` for text that is not UTF-8.
     pub fn next_line(&mut self) -> Result<Option<&str>, TraceError> {
         self.buf.clear();
-        match self.inner.read_line(&mut self.buf) {
+        let limit = MAX_LINE as u64 + 2; // the longest line, then "\r\n"
+        match (&mut self.inner)
+            .take(limit)
+            .read_until(b'\n', &mut self.buf)
+        {
             Ok(0) => Ok(None),
             Ok(n) => {
                 self.line += 1;
                 self.offset += n as u64;
-                let text = self.buf.trim_end_matches(['\n', '\r']);
-                Ok(Some(text))
+                if n as u64 == limit && self.buf.last() != Some(&b'\n') {
+                    return Err(TraceError::LineTooLong {
+                        path: self.path.clone(),
+                        line: self.line,
+                    });
+                }
+                let mut end = self.buf.len();
+                while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
+                    end -= 1;
+                }
+                match std::str::from_utf8(&self.buf[..end]) {
+                    Ok(text) => Ok(Some(text)),
+                    Err(_) => Err(TraceError::Parse {
+                        path: self.path.clone(),
+                        line: self.line,
+                        text: excerpt(&String::from_utf8_lossy(&self.buf[..end])),
+                        why: "not UTF-8 text".into(),
+                    }),
+                }
             }
             Err(source) if self.gzip => Err(TraceError::Gzip {
                 path: self.path.clone(),
@@ -150,12 +370,18 @@ impl LineReader {
         }
     }
 
-    /// A parse error for the line last returned.
+    /// The line last returned by [`next_line`](Self::next_line) as read, its line ending
+    /// (`\n`, `\r\n` or none at the end of the file) included.
+    pub fn raw_line(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// A parse error for the line last returned (quoting at most [`EXCERPT`] characters).
     pub fn parse_error(&self, text: &str, why: impl Into<String>) -> TraceError {
         TraceError::Parse {
             path: self.path.clone(),
             line: self.line,
-            text: text.to_string(),
+            text: excerpt(text),
             why: why.into(),
         }
     }

@@ -3,8 +3,10 @@
 //!
 //! One [`Event`] type serves every format. Each recorded format has its own reader
 //! module; replay, check and compare are written once against the event stream.
-//! - [`io`]: opening a file as a stream of numbered lines, gzip detected by its magic;
-//! - [`event`]: the event type;
+//! - [`io`]: a path opened once ([`Source`], `-` = standard input) and read as numbered
+//!   lines, gzip detected by its magic, every line bounded;
+//! - [`event`]: the event type and the one table keyed on its kind;
+//! - [`format`]: what a format is, once: [`Format`], [`sniff`], [`SYNTHETIC`];
 //! - [`open`]: any trace opened by its content, each format by its one reader;
 //!   [`writer`]: the recordings' text formats written; [`binary`]: the compact binary format;
 //! - [`pymalloc3`], [`glibc`], [`pyrec27`]: the recorded formats' readers (CPython 3,
@@ -15,6 +17,7 @@
 pub mod binary;
 pub mod event;
 pub(crate) mod fields;
+pub mod format;
 pub mod glibc;
 pub mod heaptrack;
 pub mod io;
@@ -27,76 +30,9 @@ pub mod synth;
 pub mod writer;
 
 pub use event::{Domain, Event, EventKind, FreeListKind};
-pub use io::{LineReader, TraceError};
-
-/// The recorded formats pyalloc reads, told apart by their first header line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TraceFormat {
-    /// CPython 3 `PyMem_SetAllocator` recordings (`# pymalloc allocation trace …`).
-    Pymalloc3,
-    /// CPython 2.7 PYREC recordings (`# PYREC allocator event trace …`).
-    Pyrec27,
-    /// glibc malloc-family interposer recordings (`# glibc malloc-family call trace …`).
-    Glibc,
-}
-
-impl TraceFormat {
-    /// True when this format's grammar has a line for `kind`: what
-    /// [`TextWriter`](writer::TextWriter) writes for it reads back through this format's
-    /// reader as the same event.
-    pub fn has_line_for(self, kind: &EventKind) -> bool {
-        use EventKind as K;
-        let domain = match *kind {
-            K::Malloc { domain, .. }
-            | K::Calloc { domain, .. }
-            | K::Realloc { domain, .. }
-            | K::Free { domain, .. } => Some(domain),
-            _ => None,
-        };
-        match self {
-            TraceFormat::Pymalloc3 => match kind {
-                K::ArenaAlloc { .. }
-                | K::ArenaFree { .. }
-                | K::VirtualAlloc { .. }
-                | K::VirtualFree { .. } => true,
-                _ => domain.is_some_and(|d| d != Domain::Libc),
-            },
-            TraceFormat::Glibc => match kind {
-                K::Memalign { .. }
-                | K::Valloc { .. }
-                | K::Pvalloc { .. }
-                | K::Mallopt { .. }
-                | K::Mark { .. } => true,
-                _ => domain == Some(Domain::Libc),
-            },
-            TraceFormat::Pyrec27 => match kind {
-                K::BlockNew { .. }
-                | K::ObjPop { .. }
-                | K::ObjPush { .. }
-                | K::ClearKeep { .. }
-                | K::ClearFree { .. }
-                | K::ClearDone { .. }
-                | K::ArenaAlloc { .. }
-                | K::ArenaFree { .. } => true,
-                K::Calloc { .. } => false,
-                _ => domain == Some(Domain::Obj),
-            },
-        }
-    }
-
-    /// Recognises a format from the first line of a file.
-    pub fn detect(first_line: &str) -> Option<TraceFormat> {
-        if first_line.starts_with("# pymalloc allocation trace") {
-            Some(TraceFormat::Pymalloc3)
-        } else if first_line.starts_with("# PYREC allocator event trace") {
-            Some(TraceFormat::Pyrec27)
-        } else if first_line.starts_with("# glibc malloc-family call trace") {
-            Some(TraceFormat::Glibc)
-        } else {
-            None
-        }
-    }
-}
+pub use format::{sniff, Format, SYNTHETIC};
+pub use io::{LineReader, Source, TraceError};
+pub use open::{open, Opened};
 
 /// The `#` lines at the head of a recorded trace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

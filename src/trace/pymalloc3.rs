@@ -19,10 +19,9 @@
 //! `String`, no `split`, no allocation per line. Invariant: every chunk handed to the
 //! parser ends with `\n`, so a line never straddles two chunks.
 
+use super::Source;
 use super::{fields, Domain, Event, EventKind, EventReader, TraceError, TraceHeader};
-use flate2::read::MultiGzDecoder;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
@@ -257,28 +256,27 @@ fn is_first_line(text: &str) -> bool {
     text.starts_with("# pymalloc allocation trace")
         || text
             .strip_prefix("# ")
-            .is_some_and(|t| t.starts_with(super::open::SYNTHETIC))
+            .is_some_and(|t| t.starts_with(super::SYNTHETIC))
 }
 
 impl Pymalloc3Reader {
-    /// Opens `path` (plain or gzip, told by the magic bytes) and reads its `#` header.
+    /// Opens `path` (plain or gzip, told by the magic bytes; `-` is standard input) and
+    /// reads its `#` header.
     ///
     /// # Errors
     /// `TraceError::Io` when the file cannot be opened, `UnknownFormat` when its first
     /// line is not a pymalloc trace header, gzip faults with their offset.
     pub fn open(path: &Path) -> Result<Pymalloc3Reader, TraceError> {
-        let io_err = |source| TraceError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = BufReader::with_capacity(1 << 16, File::open(path).map_err(io_err)?);
-        let gzip = file.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
-        let inner: Box<dyn Read + Send> = if gzip {
-            Box::new(MultiGzDecoder::new(file))
-        } else {
-            Box::new(file)
-        };
-        Self::from_reader(path, inner, gzip)
+        Self::from_source(Source::open(path)?)
+    }
+
+    /// Reads a trace from an opened source.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_source(s: Source) -> Result<Pymalloc3Reader, TraceError> {
+        let (path, gzip) = (s.path().to_path_buf(), s.gzip());
+        Self::from_reader(&path, s.into_read(), gzip)
     }
 
     /// Reads a trace from any byte stream (`name` is used in messages).
@@ -604,7 +602,7 @@ mod tests {
         let text = format!(
             "# {} (pyalloc generate): not recorded from CPython\n# generator: t\n\
              m O 32 7ffff7a00010\nr M 7ffff7a00010 600 7ffff7a10000\n",
-            crate::trace::open::SYNTHETIC
+            crate::trace::SYNTHETIC
         );
         let mut r = Pymalloc3Reader::from_text("t", &text).unwrap();
         assert_eq!(r.header().get("generator"), Some("t"));

@@ -150,8 +150,8 @@ impl<W: Write> TextWriter<W> {
 mod tests {
     use super::*;
     use crate::addr::Addr;
-    use crate::trace::open::recorded_from_text;
-    use crate::trace::TraceFormat;
+    use crate::trace::open::from_text;
+    use crate::trace::Format;
 
     fn line(kind: EventKind) -> String {
         let mut w = TextWriter::new(Vec::new());
@@ -204,11 +204,12 @@ mod tests {
     }
 
     /// The first header line of each recorded format.
-    fn header_of(format: TraceFormat) -> TraceHeader {
+    fn header_of(format: Format) -> TraceHeader {
         let first = match format {
-            TraceFormat::Pymalloc3 => "pymalloc allocation trace (test)",
-            TraceFormat::Glibc => "glibc malloc-family call trace: test",
-            TraceFormat::Pyrec27 => "PYREC allocator event trace: test",
+            Format::Pymalloc3 => "pymalloc allocation trace (test)",
+            Format::Glibc => "glibc malloc-family call trace: test",
+            Format::Pyrec27 => "PYREC allocator event trace: test",
+            other => panic!("{other:?} has no text grammar of its own"),
         };
         TraceHeader {
             lines: vec![first.into(), "second line".into()],
@@ -289,11 +290,7 @@ mod tests {
             },
             EventKind::Mark { index: 0 },
         ];
-        let formats = [
-            TraceFormat::Pymalloc3,
-            TraceFormat::Glibc,
-            TraceFormat::Pyrec27,
-        ];
+        let formats = [Format::Pymalloc3, Format::Glibc, Format::Pyrec27];
         for k in &kinds {
             assert!(
                 formats.iter().any(|f| f.has_line_for(k)),
@@ -314,7 +311,7 @@ mod tests {
                 want.push(e);
             }
             let text = String::from_utf8(w.finish().unwrap()).unwrap();
-            let mut r = recorded_from_text(format, "t", &text).unwrap();
+            let mut r = from_text(format, "t", &text).unwrap();
             for e in &want {
                 assert_eq!(r.next_event().unwrap().as_ref(), Some(e), "{format:?}");
             }

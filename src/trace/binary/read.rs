@@ -1,0 +1,324 @@
+//! The binary format's decoder: a byte stream in, events out, refusing a cut or corrupt
+//! file with the byte offset (see the format in [`binary`](super)).
+
+use super::super::{Event, EventReader, Source, TraceError, TraceHeader};
+use super::{decode, Cur, Fault, MAGIC, VERSION};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Reads a binary trace as a stream of events.
+pub struct BinaryReader {
+    path: PathBuf,
+    inner: Box<dyn Read + Send>,
+    gzip: bool,   // the bytes come through a gzip decoder
+    buf: Vec<u8>, // bytes read and not yet consumed are buf[pos..len]
+    pos: usize,   // next byte to decode
+    len: usize,   // end of the valid bytes in buf
+    base: u64,    // file offset of buf[0]
+    eof: bool,    // the input has no more bytes
+    header: TraceHeader,
+    last_addr: u64, // the address register
+    line: u64,      // the line of the last event
+    events: u64,    // events returned
+    done: bool,     // the end record has been read
+}
+
+impl BinaryReader {
+    /// Opens a binary trace, plain or gzip-compressed (`-` is standard input).
+    ///
+    /// # Errors
+    /// The file cannot be opened, is not a binary trace, or its header is cut short.
+    pub fn open(path: &Path) -> Result<BinaryReader, TraceError> {
+        Self::from_source(Source::open(path)?)
+    }
+
+    /// Reads a binary trace from an opened source.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_source(s: Source) -> Result<BinaryReader, TraceError> {
+        let (path, gzip) = (s.path().to_path_buf(), s.gzip());
+        Self::from_reader(&path, s.into_read(), gzip)
+    }
+
+    /// Reads a binary trace held in memory.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<BinaryReader, TraceError> {
+        Self::from_reader(Path::new(name), Box::new(io::Cursor::new(bytes)), false)
+    }
+
+    /// Reads a binary trace from any byte stream; `gzip` says how faults are reported.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_reader(
+        path: &Path,
+        inner: Box<dyn Read + Send>,
+        gzip: bool,
+    ) -> Result<BinaryReader, TraceError> {
+        let mut r = BinaryReader {
+            path: path.to_path_buf(),
+            inner,
+            gzip,
+            buf: vec![0; 1 << 18],
+            pos: 0,
+            len: 0,
+            base: 0,
+            eof: false,
+            header: TraceHeader::default(),
+            last_addr: 0,
+            line: 0,
+            events: 0,
+            done: false,
+        };
+        r.read_header().map_err(|f| r.fault(f, 0, "the header"))?;
+        Ok(r)
+    }
+
+    /// Bytes consumed so far.
+    pub fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    fn fault(&self, f: Fault, start: u64, what: &str) -> TraceError {
+        match f {
+            Fault::Eof => TraceError::Truncated {
+                path: self.path.clone(),
+                offset: self.offset(),
+                why: format!("the file ends inside {what} that starts at byte {start}"),
+            },
+            Fault::Bad(why) => TraceError::Parse {
+                path: self.path.clone(),
+                line: self.events + 1,
+                text: format!("record at byte {start}"),
+                why: why.to_string(),
+            },
+            Fault::Io(source) if self.gzip => TraceError::Gzip {
+                path: self.path.clone(),
+                offset: self.offset(),
+                source,
+            },
+            Fault::Io(source) => TraceError::Io {
+                path: self.path.clone(),
+                source,
+            },
+        }
+    }
+
+    /// Makes at least `need` bytes available at `pos`, unless the input ends first.
+    #[cold]
+    fn fill(&mut self, need: usize) -> Result<bool, Fault> {
+        if self.len - self.pos >= need {
+            return Ok(true);
+        }
+        self.buf.copy_within(self.pos..self.len, 0);
+        self.base += self.pos as u64;
+        self.len -= self.pos;
+        self.pos = 0;
+        while self.len < need && !self.eof {
+            let n = match self.inner.read(&mut self.buf[self.len..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(Fault::Io(e)),
+                Err(e) => return Err(Fault::Io(e)),
+            };
+            if n == 0 {
+                self.eof = true;
+            }
+            self.len += n;
+        }
+        Ok(self.len - self.pos >= need)
+    }
+
+    #[inline(always)]
+    fn byte(&mut self) -> Result<u8, Fault> {
+        if self.pos == self.len && !self.fill(1)? {
+            return Err(Fault::Eof);
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        Ok(b)
+    }
+
+    #[inline(always)]
+    fn varint(&mut self) -> Result<u64, Fault> {
+        // Fast path: one-byte varints (most sizes, nearby addresses), then any varint
+        // wholly in the buffer; the rest (at a refill, or malformed) goes the slow way.
+        if self.pos < self.len {
+            let b = self.buf[self.pos];
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+            if self.len - self.pos >= 10 {
+                let mut v = u64::from(b & 0x7f);
+                let mut shift = 7;
+                let mut i = self.pos + 1;
+                while shift < 70 {
+                    let b = self.buf[i];
+                    i += 1;
+                    v |= u64::from(b & 0x7f) << shift;
+                    if b < 0x80 {
+                        self.pos = i;
+                        return Ok(v);
+                    }
+                    shift += 7;
+                }
+            }
+        }
+        self.varint_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, Fault> {
+        leb128!(self.byte())
+    }
+
+    fn read_header(&mut self) -> Result<(), Fault> {
+        if !self.fill(MAGIC.len() + 1)? {
+            return Err(if self.len == 0 {
+                Fault::Eof
+            } else {
+                Fault::Bad("not a pyalloc binary trace")
+            });
+        }
+        if &self.buf[..MAGIC.len()] != MAGIC {
+            return Err(Fault::Bad("not a pyalloc binary trace (bad magic)"));
+        }
+        if self.buf[MAGIC.len()] != VERSION {
+            return Err(Fault::Bad("unsupported binary trace version"));
+        }
+        self.pos = MAGIC.len() + 1;
+        let n = self.varint()?;
+        for _ in 0..n {
+            let len = self.varint()? as usize;
+            if len > self.buf.len() {
+                return Err(Fault::Bad("header line longer than 256 KiB"));
+            }
+            if !self.fill(len)? {
+                return Err(Fault::Eof);
+            }
+            let text = std::str::from_utf8(&self.buf[self.pos..self.pos + len])
+                .map_err(|_| Fault::Bad("header line is not UTF-8"))?
+                .to_string();
+            self.pos += len;
+            self.header.lines.push(text);
+        }
+        Ok(())
+    }
+
+    /// Decodes the next record: refills the buffer and starts over when the record runs
+    /// past the bytes at hand (a record is at most 72 bytes), so the decoding itself reads a
+    /// plain slice.
+    #[inline(always)]
+    fn record(&mut self) -> Result<Option<Event>, Fault> {
+        loop {
+            let mut c = Cur {
+                buf: &self.buf[self.pos..self.len],
+                pos: 0,
+                last: self.last_addr,
+            };
+            match decode(&mut c, self.line) {
+                Ok(Some(e)) => {
+                    self.pos += c.pos;
+                    self.last_addr = c.last;
+                    self.line = e.line;
+                    self.events += 1;
+                    return Ok(Some(e));
+                }
+                Ok(None) => {
+                    self.pos += c.pos;
+                    let mut c = Cur {
+                        buf: &self.buf[self.pos..self.len],
+                        pos: 0,
+                        last: 0,
+                    };
+                    match c.v() {
+                        Ok(n) => {
+                            self.pos += c.pos;
+                            if n != self.events {
+                                return Err(Fault::Bad(
+                                    "end record's event count differs from the events read",
+                                ));
+                            }
+                            if self.fill(1)? {
+                                return Err(Fault::Bad("bytes after the end record"));
+                            }
+                            self.done = true;
+                            return Ok(None);
+                        }
+                        Err(Fault::Eof) if !self.eof => {
+                            // back to the end tag, refill, decode again
+                            self.pos -= 1;
+                            self.refill()?;
+                        }
+                        Err(Fault::Eof) => {
+                            self.pos = self.len;
+                            return Err(Fault::Eof);
+                        }
+                        Err(f) => return Err(f),
+                    }
+                }
+                Err(Fault::Eof) if !self.eof => self.refill()?,
+                Err(Fault::Eof) => {
+                    // the data ends inside this record: report the end of the data
+                    self.pos = self.len;
+                    return Err(Fault::Eof);
+                }
+                Err(f) => return Err(f),
+            }
+        }
+    }
+
+    #[cold]
+    fn refill(&mut self) -> Result<(), Fault> {
+        let need = (self.len - self.pos + 128).min(self.buf.len());
+        self.fill(need)?;
+        Ok(())
+    }
+}
+
+impl BinaryReader {
+    #[cold]
+    fn record_fault(&self, f: Fault, start: u64) -> TraceError {
+        match f {
+            Fault::Eof if self.offset() == start => TraceError::Truncated {
+                path: self.path.clone(),
+                offset: start,
+                why: format!("no end record after {} events", self.events),
+            },
+            f => self.fault(f, start, "a record"),
+        }
+    }
+}
+
+impl EventReader for BinaryReader {
+    fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
+        if self.done {
+            return Ok(None);
+        }
+        let start = self.offset();
+        self.record().map_err(|f| self.record_fault(f, start))
+    }
+
+    fn next_events(&mut self, out: &mut [Event]) -> Result<usize, TraceError> {
+        let mut n = 0;
+        while n < out.len() && !self.done {
+            let start = self.offset();
+            match self.record() {
+                Ok(Some(e)) => out[n] = e,
+                Ok(None) => break,
+                Err(f) => return Err(self.record_fault(f, start)),
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn header(&self) -> &TraceHeader {
+        &self.header
+    }
+}
