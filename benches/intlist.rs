@@ -2,7 +2,7 @@
 //! which must find the block first), and the facade's `int(v)` + `drop`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use pyalloc::interp::Python;
+use pyalloc::interp::Py2;
 use pyalloc::objects::IntFreeList;
 use pyalloc::sysmalloc::Bump;
 use pyalloc::{Addr, Platform};
@@ -36,14 +36,14 @@ fn free_list_pairs(c: &mut Criterion) {
 fn facade_int(c: &mut Criterion) {
     let mut g = c.benchmark_group("facade");
     g.bench_function("int(v) + drop, v outside the cache", |b| {
-        let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+        let mut py = Py2::new(Platform::linux_x86_64()).unwrap();
         b.iter(|| {
             let o = py.int(black_box(1000)).unwrap();
             py.drop(o).unwrap();
         });
     });
     g.bench_function("int(v), v cached", |b| {
-        let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+        let mut py = Py2::new(Platform::linux_x86_64()).unwrap();
         b.iter(|| black_box(py.int(black_box(100)).unwrap()));
     });
     g.finish();

@@ -6,6 +6,7 @@
 
 use crate::addr::Addr;
 use crate::error::AllocError;
+use crate::vm::AddressSpace;
 
 /// Footprint figures every model can report from its own state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -54,6 +55,14 @@ pub trait Allocator {
 
     /// Footprint figures from the model's own state.
     fn stats(&self) -> Stats;
+
+    /// The address space this allocator maps from, when it sits on one (the system
+    /// allocators): a layer above maps its own regions there (pymalloc's arenas through
+    /// [`SystemArenas`](crate::pymalloc::source::SystemArenas)), so a whole stack shares one
+    /// kernel. `None` for models with no address space (pinned answers, baselines).
+    fn address_space_mut(&mut self) -> Option<&mut AddressSpace> {
+        None
+    }
 }
 
 impl<A: Allocator + ?Sized> Allocator for Box<A> {
@@ -74,5 +83,8 @@ impl<A: Allocator + ?Sized> Allocator for Box<A> {
     }
     fn stats(&self) -> Stats {
         (**self).stats()
+    }
+    fn address_space_mut(&mut self) -> Option<&mut AddressSpace> {
+        (**self).address_space_mut()
     }
 }

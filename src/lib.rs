@@ -16,6 +16,7 @@
 pub mod addr;
 pub mod alloc;
 pub mod check;
+pub mod compare;
 pub mod error;
 pub mod interp;
 pub mod objects;
@@ -27,6 +28,7 @@ pub mod record;
 pub mod replay;
 pub mod report;
 pub mod scripts;
+pub mod stack;
 pub mod sysmalloc;
 pub mod trace;
 pub mod vm;

@@ -1,4 +1,4 @@
-//! Programs run through the [`Python`] facade: the question's two experiments
+//! Programs run through the [`Py2`] facade: the question's two experiments
 //! (StackOverflow 2195964), op for op as CPython 2's bytecode makes and drops objects.
 //!
 //! ```text
@@ -19,14 +19,9 @@
 
 use crate::addr::Addr;
 use crate::alloc::Allocator;
-use crate::check::pyrec27::Py27Replay;
-use crate::check::CheckReport;
-use crate::interp::{Int, PyError, Python, Tuple};
-use crate::replay::pinned::TraceHeap;
-use crate::replay::ReplayError as CheckError;
-use crate::trace::pyrec27::Pyrec27Reader;
-use crate::trace::{Event, EventKind, EventReader, FreeListKind};
-use std::path::Path;
+use crate::interp::{Int, Py2, PyError, Tuple};
+use crate::objects::intobject::{NSMALLNEGINTS, NSMALLPOSINTS};
+use crate::trace::{Event, EventKind, FreeListKind};
 
 /// Where the second loop rebinds `prev`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +88,7 @@ pub const HISTORY_FROM_I: i64 = 257;
 ///
 /// # Errors
 /// Whatever the facade refuses (a value the platform cannot hold, heap exhaustion).
-pub fn seed<A: Allocator>(py: &mut Python<A>, rebind: PrevRebind) -> Result<SeedRun, PyError> {
+pub fn seed<A: Allocator, O>(py: &mut Py2<A, O>, rebind: PrevRebind) -> Result<SeedRun, PyError> {
     // N = id(0)
     let zero = py.int(0)?;
     let n = py.id(&zero)?;
@@ -155,69 +150,34 @@ pub fn seed<A: Allocator>(py: &mut Python<A>, rebind: PrevRebind) -> Result<Seed
     Ok(SeedRun { offsets, changes })
 }
 
-/// The interpreter's state where a recorded seed run's script began, replayed from its
-/// PYREC trace: everything the interpreter did before `N = id(0)`.
-pub struct SeedStart {
-    /// The facade holding the replayed free lists (blocks only from the trace).
-    pub python: Python<TraceHeap>,
-    /// Where the recorded script rebinds `prev` (read from the trace's header).
-    pub rebind: PrevRebind,
-    /// The trace line of the first event of the script (`N = id(0)`'s I line).
-    pub line: u64,
-    /// The check of every free-list event before it.
-    pub report: CheckReport,
-}
-
-/// Replays a PYREC 2.7 trace through the free-list models (every I/i address and K/X/L
-/// line checked) up to the first event at or after line `stop` (or the first event for
-/// which `stop_at` says so), and hands the state to the facade.
+/// Finds where a recorded seed run's script began in its PYREC trace: the first I line
+/// after `_PyInt_Init` whose value is the address of the cached 0 (`N = id(0)`).
 ///
-/// Returns the facade, the line it stopped at, the check so far and the trace's header.
-///
-/// # Errors
-/// An unreadable trace, a model refusal, a trace that ends first.
-pub fn py27_state_until(
-    path: &Path,
-    mut stop_at: impl FnMut(&Py27Replay, &Event) -> bool,
-) -> Result<(Python<TraceHeap>, u64, CheckReport, Vec<String>), CheckError> {
-    let mut reader = Pyrec27Reader::open(path)?;
-    let mut replay = Py27Replay::new(crate::platform::Platform::linux_x86_64(), false);
-    let mut index = 0u64;
-    while let Some(ev) = reader.next_event()? {
-        if stop_at(&replay, &ev) {
-            let report = replay.report.clone();
-            return Ok((
-                replay.into_python(),
-                ev.line,
-                report,
-                reader.header().lines.clone(),
-            ));
+/// Returns a predicate over the trace's events, in order, true at that event: a
+/// recording's replay (the 2.7 checker's `state_until`) stops there and hands the
+/// state before it to [`Py2::from_state`].
+pub fn at_seed_start() -> impl FnMut(&Event) -> bool {
+    let n_small = (NSMALLNEGINTS + NSMALLPOSINTS) as usize;
+    let (mut pops, mut zero) = (0usize, None::<Addr>);
+    move |ev| match ev.kind {
+        EventKind::ObjPop {
+            kind: FreeListKind::Int,
+            value,
+            addr,
+        } => {
+            if pops < n_small {
+                // _PyInt_Init pops -5, -4, …: the cached 0 is its pop number NSMALLNEGINTS.
+                if pops == NSMALLNEGINTS as usize {
+                    zero = Some(addr);
+                }
+                pops += 1;
+                false
+            } else {
+                zero.is_some_and(|z| z.0 as i64 == value)
+            }
         }
-        replay.apply(&ev, index)?;
-        index += 1;
+        _ => false,
     }
-    Err(CheckError::Unsupported(format!(
-        "{}: the trace ends before the point asked for",
-        path.display()
-    )))
-}
-
-/// Replays the PYREC trace of a seed run up to the script's first int, `N = id(0)`: the
-/// first I line, after `_PyInt_Init`, whose value is the address of the cached 0.
-///
-/// # Errors
-/// An unreadable trace, a model refusal, a trace without such a line.
-pub fn seed_start_from_trace(path: &Path) -> Result<SeedStart, CheckError> {
-    let (python, line, report, header) = py27_state_until(path, |replay, ev| {
-        matches!(ev.kind, EventKind::ObjPop { kind: FreeListKind::Int, value, .. }
-            if replay.small_ints_done() && replay.small_int(0).map(|a| a.0 as i64) == Some(value))
-    })?;
-    Ok(SeedStart {
-        python,
-        rebind: rebind_of(&header),
-        line,
-        report,
-    })
 }
 
 /// What ints_churn.py recorded: the return of `gc.collect()` and four arrays of ids.
@@ -236,14 +196,18 @@ pub struct ChurnRun {
 }
 
 /// `id(o)` as a recording script takes it: the id() result is a temporary, dropped at once.
-fn record_id<A: Allocator>(py: &mut Python<A>, o: &Int) -> Result<Addr, PyError> {
+fn record_id<A: Allocator, O>(py: &mut Py2<A, O>, o: &Int) -> Result<Addr, PyError> {
     let i = py.id(o)?;
     py.drop(i)?;
     Ok(o.addr)
 }
 
 /// A name binding at module level: storing a new value drops the old one.
-fn store<A: Allocator>(py: &mut Python<A>, name: &mut Option<Int>, v: Int) -> Result<(), PyError> {
+fn store<A: Allocator, O>(
+    py: &mut Py2<A, O>,
+    name: &mut Option<Int>,
+    v: Int,
+) -> Result<(), PyError> {
     match name.replace(v) {
         Some(old) => py.drop(old),
         None => Ok(()),
@@ -252,8 +216,8 @@ fn store<A: Allocator>(py: &mut Python<A>, name: &mut Option<Int>, v: Int) -> Re
 
 /// `for k in xrange(lo, hi): list.append(int(str(k)))`: the loop variable `k` is a new int
 /// each time (the old one dropped when it is rebound), and `int(str(k))` another.
-fn append_ints<A: Allocator>(
-    py: &mut Python<A>,
+fn append_ints<A: Allocator, O>(
+    py: &mut Py2<A, O>,
     k: &mut Option<Int>,
     list: &mut Vec<Int>,
     lo: i64,
@@ -268,8 +232,8 @@ fn append_ints<A: Allocator>(
 }
 
 /// `for o in list: P.append(id(o))`: `o` takes a new reference to each item, dropping its old one.
-fn ids_of<A: Allocator>(
-    py: &mut Python<A>,
+fn ids_of<A: Allocator, O>(
+    py: &mut Py2<A, O>,
     o: &mut Option<Int>,
     list: &[Int],
 ) -> Result<Vec<Addr>, PyError> {
@@ -296,7 +260,7 @@ fn ids_of<A: Allocator>(
 ///
 /// # Errors
 /// Whatever the facade refuses.
-pub fn ints_churn<A: Allocator>(py: &mut Python<A>) -> Result<ChurnRun, PyError> {
+pub fn ints_churn<A: Allocator, O>(py: &mut Py2<A, O>) -> Result<ChurnRun, PyError> {
     let (mut k, mut o) = (None, None);
     let mut a = Vec::new();
     append_ints(py, &mut k, &mut a, 1000, 6000)?;
@@ -330,7 +294,7 @@ pub fn ints_churn<A: Allocator>(py: &mut Python<A>) -> Result<ChurnRun, PyError>
 
 /// Reads where the script quoted in a trace header rebinds `prev`: deeper than the
 /// `if diff != prev:` line means inside it.
-fn rebind_of(header: &[String]) -> PrevRebind {
+pub fn rebind_of(header: &[String]) -> PrevRebind {
     let indent = |needle: &str| {
         header.iter().find_map(|l| {
             let body = l.split_once('|')?.1;
@@ -366,8 +330,8 @@ pub const SCOPE_OFF: u32 = 11;
 ///
 /// # Errors
 /// Whatever the facade refuses.
-pub fn repl_compile<A: Allocator>(
-    py: &mut Python<A>,
+pub fn repl_compile<A: Allocator, O>(
+    py: &mut Py2<A, O>,
     literals: &[i64],
     blocks: &[usize],
 ) -> Result<Vec<Int>, PyError> {
@@ -399,8 +363,11 @@ pub fn repl_compile<A: Allocator>(
 /// the literals, last to first.
 ///
 /// # Errors
-/// As [`Python::drop`].
-pub fn repl_release<A: Allocator>(py: &mut Python<A>, literals: Vec<Int>) -> Result<(), PyError> {
+/// As [`Py2::drop`].
+pub fn repl_release<A: Allocator, O>(
+    py: &mut Py2<A, O>,
+    literals: Vec<Int>,
+) -> Result<(), PyError> {
     py.drop_list(literals)
 }
 
@@ -411,7 +378,7 @@ mod tests {
 
     #[test]
     fn in_block_rows_step_by_the_object_size_and_blocks_jump() {
-        let mut py = Python::v2_7(Platform::macos_x86_64()).unwrap();
+        let mut py = Py2::new(Platform::macos_x86_64()).unwrap();
         let size = py.ints().layout().object_size as i64;
         let run = seed(&mut py, PrevRebind::InsideIf).unwrap();
         assert_eq!(run.offsets[1].1, size);

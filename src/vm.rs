@@ -10,10 +10,106 @@
 //! (or `mmap_top`) begins, page-aligned, reusing the highest hole that fits. The heap
 //! grows upward from `brk_start` by `sbrk`. Absolute bases are parameters of the
 //! [`Platform`](crate::platform::Platform); what the models compute is relative layout.
+//!
+//! Residency (when [`track_residency`](AddressSpace::track_residency) is on): a page is
+//! resident once a model writes into it ([`touch`](AddressSpace::touch): a chunk header,
+//! a pool header, the bytes a program writes into its block) and stops being so when it is
+//! given back: `munmap`, a `brk` shrink, `madvise(MADV_DONTNEED)`. Anonymous memory that
+//! is only mapped, or only read, costs no RSS on Linux, so this is the model's prediction of
+//! the heap's share of VmRSS. The touched bits live in a page table keyed by address (one
+//! bit per page, in leaves of 2^18 pages), as the kernel's own RSS counter follows its
+//! page tables:
+//! `resident_pages == Σ set bits`, and every set bit lies in `brk_start..brk` or a live region.
 
 use crate::addr::Addr;
 use crate::error::AllocError;
+use bitvec::boxed::BitBox;
+use bitvec::order::Lsb0;
 use std::collections::BTreeMap;
+
+/// Pages per leaf of the residency table (2^18 pages: 1 GiB of 4 KiB pages, a 32 KiB leaf).
+const LEAF_BITS: u32 = 18;
+
+/// The pages written and not given back, one bit per page.
+#[derive(Debug, Clone, Default)]
+struct Residency {
+    leaves: Vec<(u64, BitBox<u64, Lsb0>)>, // (page >> LEAF_BITS, a bit per page of that leaf)
+    last: usize,                           // the leaf used last (most touches hit it again)
+    pages: u64,                            // set bits in all leaves
+}
+
+impl Residency {
+    /// The leaf holding page number `key << LEAF_BITS ..`, created on first use.
+    #[inline]
+    fn leaf(&mut self, key: u64) -> &mut BitBox<u64, Lsb0> {
+        if self.leaves.get(self.last).map_or(true, |l| l.0 != key) {
+            self.last = match self.leaves.iter().position(|l| l.0 == key) {
+                Some(i) => i,
+                None => {
+                    let bits = bitvec::bitvec![u64, Lsb0; 0; 1 << LEAF_BITS].into_boxed_bitslice();
+                    self.leaves.push((key, bits));
+                    self.leaves.len() - 1
+                }
+            };
+        }
+        &mut self.leaves[self.last].1
+    }
+
+    /// Sets the bits of pages `first..=last`.
+    fn set(&mut self, first: u64, last: u64) {
+        let mask = (1u64 << LEAF_BITS) - 1;
+        if first == last {
+            let leaf = self.leaf(first >> LEAF_BITS);
+            if !leaf.replace((first & mask) as usize, true) {
+                self.pages += 1;
+            }
+            return;
+        }
+        let mut p = first;
+        while p <= last {
+            let end = last.min(p | mask);
+            let leaf = self.leaf(p >> LEAF_BITS);
+            let range = (p & mask) as usize..=(end & mask) as usize;
+            let slice = &mut leaf[range];
+            let was = slice.count_ones() as u64;
+            slice.fill(true);
+            self.pages += (end - p + 1) - was;
+            p = end + 1;
+        }
+    }
+
+    /// Clears the bits of pages `first..end` (half-open).
+    fn clear(&mut self, first: u64, end: u64) {
+        let mask = (1u64 << LEAF_BITS) - 1;
+        let mut p = first;
+        while p < end {
+            let stop = end.min((p | mask) + 1);
+            let key = p >> LEAF_BITS;
+            if let Some(i) = self.leaves.iter().position(|l| l.0 == key) {
+                let slice =
+                    &mut self.leaves[i].1[(p & mask) as usize..=((stop - 1) & mask) as usize];
+                self.pages -= slice.count_ones() as u64;
+                slice.fill(false);
+            }
+            p = stop;
+        }
+    }
+
+    /// The set bits among pages `first..end`, as offsets from `first`.
+    fn offsets(&self, first: u64, end: u64) -> Vec<u64> {
+        let mask = (1u64 << LEAF_BITS) - 1;
+        let mut out = Vec::new();
+        for (key, bits) in &self.leaves {
+            let lo = first.max(key << LEAF_BITS);
+            let hi = end.min((key + 1) << LEAF_BITS);
+            if lo < hi {
+                let slice = &bits[(lo & mask) as usize..=((hi - 1) & mask) as usize];
+                out.extend(slice.iter_ones().map(|i| lo + i as u64 - first));
+            }
+        }
+        out
+    }
+}
 
 /// The address space of one simulated process.
 #[derive(Debug, Clone)]
@@ -25,6 +121,23 @@ pub struct AddressSpace {
     mmap_top: Addr,              // regions are placed below this, top-down
     regions: BTreeMap<u64, u64>, // base -> length of each live mapping (page multiples)
     mapped_bytes: u64,           // sum of region lengths
+    page_shift: u32,             // log2(page_size)
+    track: bool,                 // residency tracked (off: touches cost one branch)
+    resident: Residency,         // pages written and not given back
+    brk_high: Addr,              // the highest break ever (glibc's max_system_mem, main arena)
+    syscalls: Syscalls,          // mmap / munmap / brk calls made
+}
+
+/// System calls an address space has served (`mmap` includes fixed mappings and the new
+/// half of an `mremap` that moved; `brk` counts every `sbrk` that moved the break).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Syscalls {
+    /// `mmap` calls.
+    pub mmap: u64,
+    /// `munmap` calls.
+    pub munmap: u64,
+    /// `brk` calls.
+    pub brk: u64,
 }
 
 impl AddressSpace {
@@ -39,7 +152,74 @@ impl AddressSpace {
             mmap_top: mmap_top.align_down(page_size),
             regions: BTreeMap::new(),
             mapped_bytes: 0,
+            page_shift: page_size.trailing_zeros(),
+            track: false,
+            resident: Residency::default(),
+            brk_high: brk_start,
+            syscalls: Syscalls::default(),
         }
+    }
+
+    /// Starts tracking which pages are resident (off by default: the address checks do
+    /// not need it). Pages written before this call are not known.
+    pub fn track_residency(&mut self) {
+        self.track = true;
+    }
+
+    /// True when residency is tracked.
+    #[inline(always)]
+    pub fn tracking(&self) -> bool {
+        self.track
+    }
+
+    /// Something wrote `len` bytes at `addr`: their pages become resident.
+    #[inline]
+    pub fn touch(&mut self, addr: u64, len: u64) {
+        if self.track && len > 0 {
+            let first = addr >> self.page_shift;
+            let last = (addr + len - 1) >> self.page_shift;
+            self.resident.set(first, last);
+        }
+    }
+
+    /// `madvise(addr, len, MADV_DONTNEED)`: the whole pages of `addr..addr + len` are
+    /// given back (they read as zeros and cost nothing until written again).
+    pub fn madvise_dontneed(&mut self, addr: u64, len: u64) {
+        let first = (addr + self.page_size - 1) >> self.page_shift;
+        let end = (addr + len) >> self.page_shift;
+        self.resident.clear(first, end.max(first));
+    }
+
+    /// Bytes of resident pages.
+    #[inline]
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident.pages << self.page_shift
+    }
+
+    /// The offsets (from `base`) of the resident pages of `base..base + len`.
+    pub fn resident_offsets(&self, base: u64, len: u64) -> Vec<u64> {
+        let first = base >> self.page_shift;
+        let end = (base + len + self.page_size - 1) >> self.page_shift;
+        self.resident
+            .offsets(first, end)
+            .into_iter()
+            .map(|o| o << self.page_shift)
+            .collect()
+    }
+
+    /// Live mappings as `(base, length)`, lowest first.
+    pub fn regions(&self) -> impl Iterator<Item = (Addr, u64)> + '_ {
+        self.regions.iter().map(|(&b, &l)| (Addr(b), l))
+    }
+
+    /// The highest break the heap ever had.
+    pub fn brk_high(&self) -> Addr {
+        self.brk_high
+    }
+
+    /// The system calls served so far.
+    pub fn syscalls(&self) -> Syscalls {
+        self.syscalls
     }
 
     /// Bytes in a page.
@@ -81,6 +261,18 @@ impl AddressSpace {
             });
         }
         self.brk = Addr(new as u64);
+        if increment != 0 {
+            self.syscalls.brk += 1;
+        }
+        if self.brk > self.brk_high {
+            self.brk_high = self.brk;
+        }
+        if increment < 0 && self.track {
+            // the kernel unmaps the whole pages above the new break
+            let first = (self.brk.0 + self.page_size - 1) >> self.page_shift;
+            let end = (old.0 + self.page_size - 1) >> self.page_shift;
+            self.resident.clear(first, end);
+        }
         Ok(old)
     }
 
@@ -114,6 +306,7 @@ impl AddressSpace {
             })?;
         self.regions.insert(base, len);
         self.mapped_bytes += len;
+        self.syscalls.mmap += 1;
         Ok(Addr(base))
     }
 
@@ -130,6 +323,7 @@ impl AddressSpace {
         }
         self.regions.insert(base.0, len);
         self.mapped_bytes += len;
+        self.syscalls.mmap += 1;
         Ok(())
     }
 
@@ -149,6 +343,11 @@ impl AddressSpace {
             Some(&l) if l == len => {
                 self.regions.remove(&base.0);
                 self.mapped_bytes -= len;
+                self.syscalls.munmap += 1;
+                if self.track {
+                    let first = base.0 >> self.page_shift;
+                    self.resident.clear(first, first + (len >> self.page_shift));
+                }
                 Ok(())
             }
             _ => Err(AllocError::NotLive {
@@ -198,6 +397,41 @@ mod tests {
         assert_eq!(vm.brk(), Addr(0x1002_1000));
         assert!(vm.sbrk(-0x22000).is_err());
         assert_eq!(vm.heap_bytes(), 0x21000);
+    }
+
+    #[test]
+    fn pages_are_resident_once_written_until_given_back() {
+        let mut vm = space();
+        vm.track_residency();
+        let a = vm.mmap(10 * 4096).unwrap();
+        assert_eq!(vm.resident_bytes(), 0, "mapping costs nothing");
+        vm.touch(a.0 + 4000, 200); // straddles pages 0 and 1
+        vm.touch(a.0 + 4096, 8); // page 1 again
+        assert_eq!(vm.resident_bytes(), 2 * 4096);
+        assert_eq!(vm.resident_offsets(a.0, 10 * 4096), vec![0, 4096]);
+        vm.madvise_dontneed(a.0 + 100, 2 * 4096); // only page 1 lies wholly inside
+        assert_eq!(vm.resident_offsets(a.0, 10 * 4096), vec![0]);
+        let heap = vm.sbrk(0x3000).unwrap();
+        vm.touch(heap.0, 0x3000);
+        assert_eq!(vm.resident_bytes(), 4 * 4096);
+        vm.sbrk(-0x1800).unwrap(); // the break mid-page: that page stays
+        assert_eq!(vm.resident_bytes(), 3 * 4096);
+        vm.munmap(a, 10 * 4096).unwrap();
+        assert_eq!(vm.resident_bytes(), 2 * 4096);
+        let s = vm.syscalls();
+        assert_eq!((s.mmap, s.munmap, s.brk), (1, 1, 2));
+    }
+
+    #[test]
+    fn touches_across_leaves_count_each_page_once() {
+        let mut vm = space();
+        vm.track_residency();
+        let leaf = 4096u64 << LEAF_BITS;
+        let at = 3 * leaf - 4096;
+        vm.touch(at, 3 * 4096); // last page of one leaf, two of the next
+        vm.touch(at, 3 * 4096);
+        assert_eq!(vm.resident_bytes(), 3 * 4096);
+        assert_eq!(vm.resident_offsets(at, 3 * 4096), vec![0, 4096, 8192]);
     }
 
     #[test]

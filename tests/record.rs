@@ -43,6 +43,67 @@ fn run(cmd: &mut Command) -> Output {
         .unwrap()
 }
 
+/// The program's own stderr, and the last line `record` adds (what it wrote).
+fn split_wrote(stderr: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(stderr).into_owned();
+    let body = text.strip_suffix('\n').unwrap_or(&text);
+    match body.rfind('\n') {
+        Some(at) => (text[..=at].to_string(), body[at + 1..].to_string()),
+        None => (String::new(), body.to_string()),
+    }
+}
+
+/// `record -o x.trace.gz` writes gzip and `-o x.bin` binary, with the same events as
+/// plain text, and says so.
+#[test]
+fn the_output_name_chooses_gzip_or_binary() {
+    let d = scratch("forms");
+    let mut all = Vec::new();
+    for name in ["t.trace", "t.trace.gz", "t.bin"] {
+        let trace = d.join(name);
+        let rec = run(Command::new(PYALLOC)
+            .args(["record", "-o"])
+            .arg(&trace)
+            .args(["--", "-c", "x = [str(i) for i in range(1000)]"]));
+        assert!(rec.status.success(), "{name}");
+        let (_, wrote) = split_wrote(&rec.stderr);
+        let raw = std::fs::read(&trace).unwrap();
+        assert_eq!(
+            raw.starts_with(&[0x1f, 0x8b]),
+            name.ends_with(".gz"),
+            "{name}"
+        );
+        assert_eq!(
+            raw.starts_with(b"PYALLOCB"),
+            name.ends_with(".bin"),
+            "{name}"
+        );
+        let form = if name.ends_with(".gz") {
+            "text, gzip"
+        } else if name.ends_with(".bin") {
+            "binary"
+        } else {
+            "text"
+        };
+        assert!(
+            wrote.ends_with(&format!("bytes ({form})")),
+            "{name}: {wrote}"
+        );
+        let mut r = open(&trace).unwrap();
+        let mut n = 0u64;
+        while r.next_event().unwrap().is_some() {
+            n += 1;
+        }
+        assert!(
+            wrote.contains(&format!(": {n} events, ")),
+            "{name}: {wrote}"
+        );
+        all.push(n);
+    }
+    assert!(all.iter().all(|&n| n > 1000), "{all:?}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
 /// Checks the trace's own consistency; returns the number of O/M requests.
 ///
 /// - every free/realloc of the O/M state names a live O/M block, of the raw state a live raw block;
@@ -156,10 +217,17 @@ fn recorded_programs_behave_as_under_python3_and_their_traces_are_consistent() {
             String::from_utf8_lossy(&plain.stdout),
             "{name}: stdout"
         );
+        let (program_err, wrote) = split_wrote(&rec.stderr);
         assert_eq!(
-            String::from_utf8_lossy(&rec.stderr),
+            program_err,
             String::from_utf8_lossy(&plain.stderr),
             "{name}: stderr"
+        );
+        let size = std::fs::metadata(&trace).unwrap().len();
+        assert!(
+            wrote.starts_with(&format!("pyalloc record: wrote {}: ", trace.display()))
+                && wrote.ends_with(&format!(" events, {size} bytes (text)")),
+            "{name}: {wrote:?}"
         );
         assert!(
             !plain.stdout.is_empty(),

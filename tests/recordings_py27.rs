@@ -5,7 +5,7 @@
 //! Every expected number is read from the recordings.
 
 use pyalloc::check::{check_file, CheckOptions};
-use pyalloc::interp::{Int, Python};
+use pyalloc::interp::{Int, Py2};
 use pyalloc::trace::pyrec27::Pyrec27Reader;
 use pyalloc::trace::{EventKind, EventReader, FreeListKind};
 use pyalloc::{Addr, Platform};
@@ -43,7 +43,7 @@ fn n(s: &str) -> i64 {
 fn small_ints_match_in_every_run_mode() {
     let runs = sections("small_ints.txt");
     assert_eq!(runs.len(), 4);
-    let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let mut py = Py2::new(Platform::linux_x86_64()).unwrap();
     let model_m5 = py.small_ints().get(-5).unwrap();
     for (title, rows) in &runs {
         let small: Vec<&Vec<String>> = rows.iter().filter(|r| n(&r[0]) <= 256).collect();
@@ -72,7 +72,7 @@ fn temporaries_alternate_between_two_slots_as_recorded() {
             .filter(|r| n(&r[0]) > 256)
             .map(|r| n(&r[3]))
             .collect();
-        let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+        let mut py = Py2::new(Platform::linux_x86_64()).unwrap();
         let range = py.list(257, 301).unwrap();
         let mut model = Vec::new();
         for v in &range {
@@ -100,7 +100,7 @@ fn blocks_are_1008_apart_and_the_jump_between_blocks_matches() {
         .filter(|r| r.last().is_some_and(|c| c.starts_with("_PyInt_Init")))
         .map(|r| r[3].parse().unwrap())
         .collect();
-    let py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let py = Py2::new(Platform::linux_x86_64()).unwrap();
     let mut model: Vec<Addr> = py.ints().block_list().collect();
     model.reverse(); // oldest first
     assert_eq!(model.len(), recorded.len());
@@ -131,8 +131,8 @@ fn blocks_are_1008_apart_and_the_jump_between_blocks_matches() {
 
 /// `rec(tag, objs)`: `bounds.append(len(ids))` before and after, and `ids.append(id(o))`
 /// for each object: every one a temporary int (a long length or an id), popped and pushed back.
-fn rec<A: pyalloc::Allocator>(py: &mut Python<A>, objs: &[Int], ids_len: &mut i64) -> Vec<i64> {
-    let len = |py: &mut Python<A>, n: i64| {
+fn rec<A: pyalloc::Allocator>(py: &mut Py2<A>, objs: &[Int], ids_len: &mut i64) -> Vec<i64> {
+    let len = |py: &mut Py2<A>, n: i64| {
         let l = py.int(n).unwrap();
         py.drop(l).unwrap();
     };
@@ -155,11 +155,11 @@ fn rec<A: pyalloc::Allocator>(py: &mut Python<A>, objs: &[Int], ids_len: &mut i6
 /// the symbol table's ints churn the free list; see `scripts::repl_compile`); in a script,
 /// compiled with the whole file before anything ran.
 fn stmt<A: pyalloc::Allocator, R>(
-    py: &mut Python<A>,
+    py: &mut Py2<A>,
     repl: bool,
     literals: &[i64],
     names: &[usize],
-    run: impl FnOnce(&mut Python<A>) -> R,
+    run: impl FnOnce(&mut Py2<A>) -> R,
 ) -> R {
     use pyalloc::scripts::{repl_compile, repl_release};
     let lits = if repl {
@@ -177,7 +177,7 @@ fn stmt<A: pyalloc::Allocator, R>(
 /// The free_list_reuse.py steps, scripted through the facade statement by statement, as
 /// tag -> ids. `names` counts each statement's distinct names (module block, then a `def`'s).
 fn run_free_list_reuse(repl: bool) -> Vec<(&'static str, Vec<i64>)> {
-    let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let mut py = Py2::new(Platform::linux_x86_64()).unwrap();
     let py = &mut py;
     let mut out = Vec::new();
     let mut n = 0i64; // len(ids)
@@ -369,7 +369,7 @@ fn a_freed_992_byte_tokenizer_chunk_is_reused_by_the_next_int_block() {
     );
 
     // The model, over glibc: the same three calls.
-    let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let mut py = Py2::new(Platform::linux_x86_64()).unwrap();
     let block = py.ints().layout().block_size as usize;
     let _float = py.float(0.5).unwrap(); // the float block of start-up
     let tok = py.pymem_malloc(block).unwrap(); // tok_new
@@ -500,7 +500,8 @@ fn free_list_event(kind: &EventKind) -> bool {
 
 #[test]
 fn ints_churn_scripted_from_the_traced_state_prints_the_recorded_ids_and_events() {
-    use pyalloc::scripts::{ints_churn, py27_state_until};
+    use pyalloc::check::pyrec27::state_until;
+    use pyalloc::scripts::ints_churn;
     let path = py27("ints_churn.trace.gz");
     // The script's first statement that touches ints: `for k in xrange(1000, 6000)` pops k,
     // then `int(str(k))` pops 1000 again: the first two consecutive int pops of 1000.
@@ -541,9 +542,10 @@ fn ints_churn_scripted_from_the_traced_state_prints_the_recorded_ids_and_events(
         }
     }
     let start = start.expect("the script's start");
-    let (mut py, line, report, _) = py27_state_until(&path, |_, ev| ev.line >= start).unwrap();
-    assert_eq!(line, start);
-    assert!(report.ok() && report.checked > 262);
+    let stop = state_until(&path, |ev| ev.line >= start).unwrap();
+    assert_eq!(stop.line, start);
+    assert!(stop.report.ok() && stop.report.checked > 262);
+    let mut py = Py2::from_state(stop.state);
     py.heap().with(|h| h.queue(blocks));
     py.start_log();
     let run = ints_churn(&mut py).unwrap();
@@ -610,7 +612,7 @@ fn exhausting_the_free_list_hands_out_fresh_blocks_in_runs_of_41_one_chunk_apart
         .collect();
     assert_eq!(ids.len(), 5000);
     // The model, from a fresh interpreter, makes the same list.
-    let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let mut py = Py2::new(Platform::linux_x86_64()).unwrap();
     let lay = *py.ints().layout();
     let big = py.list(1_000_000, 1_005_000).unwrap();
     let model: Vec<i64> = big.iter().map(|o| o.addr.0 as i64).collect();

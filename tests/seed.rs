@@ -2,8 +2,9 @@
 //! same loops (../shared/traces/cpython-2.7.18-linux-x86_64), computed by the models.
 //! Every expected number is read from those files.
 
-use pyalloc::interp::Python;
-use pyalloc::scripts::{seed, seed_start_from_trace, PrevRebind, SeedRun};
+use pyalloc::check::pyrec27;
+use pyalloc::interp::{Py2, Py3};
+use pyalloc::scripts::{at_seed_start, rebind_of, seed, PrevRebind, SeedRun};
 use pyalloc::trace::pyrec27::Pyrec27Reader;
 use pyalloc::trace::{EventKind, EventReader};
 use pyalloc::{Addr, Platform};
@@ -60,7 +61,7 @@ fn model_lines_up_to_256(run: &SeedRun) -> Vec<String> {
 
 #[test]
 fn macos_model_prints_every_row_of_the_question_up_to_256() {
-    let mut py = Python::v2_7(Platform::macos_x86_64()).unwrap();
+    let mut py = Py2::new(Platform::macos_x86_64()).unwrap();
     let run = seed(&mut py, PrevRebind::InsideIf).unwrap();
     let want = question_lines_up_to_256();
     assert!(want.len() > 10, "the table was read");
@@ -129,7 +130,7 @@ fn linux_model_prints_the_recorded_rows_up_to_256_in_every_run() {
     let runs = seed_loop_runs();
     assert_eq!(runs.len(), 3);
     // Where id(0) lies relative to the first block, by the model itself.
-    let probe = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let probe = Py2::new(Platform::linux_x86_64()).unwrap();
     let base0 = probe.ints().block_list().last().unwrap();
     let id0_offset = probe.small_ints().get(0).unwrap() - base0;
     for run in &runs {
@@ -143,12 +144,12 @@ fn linux_model_prints_the_recorded_rows_up_to_256_in_every_run() {
             .parse()
             .unwrap();
         let first = Addr(id0 - id0_offset as u64);
-        let mut py = Python::v2_7_at(Platform::linux_x86_64(), first).unwrap();
+        let mut py = Py2::at(Platform::linux_x86_64(), first).unwrap();
         let got = seed(&mut py, PrevRebind::InsideIf).unwrap();
         assert_eq!(model_lines_up_to_256(&got), want);
     }
     // The setarch -R run is the preset's default base.
-    let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+    let mut py = Py2::new(Platform::linux_x86_64()).unwrap();
     let got = seed(&mut py, PrevRebind::InsideIf).unwrap();
     assert_eq!(
         model_lines_up_to_256(&got),
@@ -158,16 +159,17 @@ fn linux_model_prints_the_recorded_rows_up_to_256_in_every_run() {
 
 #[test]
 fn from_the_traced_free_list_the_loop_reproduces_every_row_of_the_traced_run() {
-    let start = seed_start_from_trace(&py27("seed.trace.gz")).unwrap();
+    let start = pyrec27::state_until(&py27("seed.trace.gz"), at_seed_start()).unwrap();
     assert!(start.report.ok() && start.report.checked > 262);
+    let rebind = rebind_of(&start.header);
     assert_eq!(
-        start.rebind,
+        rebind,
         PrevRebind::EveryIteration,
         "seed.py rebinds prev after the if"
     );
-    let mut py = start.python;
+    let mut py = Py2::from_state(start.state);
     py.start_log();
-    let run = seed(&mut py, start.rebind).unwrap();
+    let run = seed(&mut py, rebind).unwrap();
     let log = py.take_log();
     // Every printed line, including those past 256.
     let want: Vec<String> = std::fs::read_to_string(py27("seed.stdout.txt"))
@@ -314,7 +316,7 @@ fn py311(rel: &str) -> PathBuf {
 fn python_3_11_small_ints_are_the_static_array_of_the_recording() {
     // small_ints.txt: `v id(v)-id(0)` for -5..256.
     let text = std::fs::read_to_string(py311("small_ints.txt")).unwrap();
-    let py = Python::v3_11(Platform::linux_x86_64(), None).unwrap();
+    let py = Py3::new(Platform::linux_x86_64());
     let s = py.small_ints();
     let mut rows = 0;
     for l in text.lines().filter(|l| !l.starts_with('#')) {

@@ -35,7 +35,7 @@ use crate::alloc::Allocator;
 use crate::error::AllocError;
 use crate::objects::freelist::{BlockType, ClearEvent, ClearReport, FreeList};
 use crate::objects::intobject::{NSMALLNEGINTS, NSMALLPOSINTS};
-use crate::objects::{FloatFreeList, IntFreeList, PyFloat, PyInt, Slot, SmallInts};
+use crate::objects::{FloatFreeList, IntFreeList, Py2State, PyFloat, PyInt, Slot, SmallInts};
 use crate::platform::Platform;
 use crate::pymalloc::{Pymalloc, PymallocParams};
 use crate::replay::pinned::{PinnedArenas, PinnedRaw, RawCall, TraceHeap};
@@ -182,17 +182,18 @@ impl Py27Replay {
         self.small.get(i).map(|&(a, _)| a)
     }
 
-    /// Hands the replayed free lists to the Python facade (to script what the trace did
-    /// next); pymalloc's state is not carried over.
-    pub fn into_python(self) -> crate::interp::Python<TraceHeap> {
+    /// The replayed free lists, small ints and pymalloc, for a script to continue from
+    /// (the facade's `interp::Py2::from_state` takes it).
+    pub fn into_state(self) -> Py2State<TraceHeap, Py27Pymalloc> {
         let (addrs, slots) = self.small.into_iter().unzip();
-        crate::interp::Python::v2_7_from_state(
-            self.platform,
-            self.heap,
-            self.ints.list,
-            self.floats.list,
-            SmallInts::py2_given(addrs, slots),
-        )
+        Py2State {
+            platform: self.platform,
+            heap: self.heap,
+            ints: self.ints.list,
+            floats: self.floats.list,
+            small_ints: SmallInts::py2_given(addrs, slots),
+            obmalloc: self.pymalloc,
+        }
     }
 
     fn diverge(&mut self, event: u64, line: u64, expected: Addr, got: Addr, why: String) {
@@ -626,6 +627,71 @@ impl Replay for Py27Replay {
         let why = format!("the model refused: {}", err.source);
         self.diverge(err.event, err.line, Addr::NULL, Addr::NULL, why);
     }
+}
+
+/// Where [`state_until`] stopped: the state just before the event it stopped at.
+pub struct Py27Stop {
+    /// The free lists, small ints and pymalloc as replayed up to that event.
+    pub state: Py2State<TraceHeap, Py27Pymalloc>,
+    /// The trace line of the event it stopped at.
+    pub line: u64,
+    /// The check of every event before it.
+    pub report: CheckReport,
+    /// The trace's header lines.
+    pub header: Vec<String>,
+}
+
+/// Replays the PYREC 2.7 trace at `path` (every I/i address and K/X/L line checked) up to
+/// the first event for which `stop_at` says so, and hands back the state before it.
+///
+/// # Errors
+/// An unreadable trace, a model refusal, a trace that ends first.
+pub fn state_until(
+    path: &Path,
+    stop_at: impl FnMut(&Event) -> bool,
+) -> Result<Py27Stop, ReplayError> {
+    /// The replay, stopped before the first event `stop_at` picks.
+    struct Until<F> {
+        replay: Py27Replay,   // the free lists and pymalloc
+        stop_at: F,           // the point asked for
+        stopped: Option<u64>, // the line of the event it stopped at
+    }
+    impl<F: FnMut(&Event) -> bool> Replay for Until<F> {
+        fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
+            if (self.stop_at)(ev) {
+                self.stopped = Some(ev.line);
+                return Ok(Flow::Stop);
+            }
+            self.replay.report.events += 1;
+            self.replay.step(index, ev)?;
+            Ok(Flow::Next)
+        }
+    }
+    let mut reader = Pyrec27Reader::open(path)?;
+    let mut until = Until {
+        replay: Py27Replay::new(Platform::linux_x86_64(), false),
+        stop_at,
+        stopped: None,
+    };
+    let mut src = Source::new(&mut reader)?;
+    drive(
+        &mut src,
+        &mut until,
+        &crate::replay::DriveOptions::default(),
+    )?;
+    drop(src);
+    let Some(line) = until.stopped else {
+        return Err(ReplayError::Unsupported(format!(
+            "{}: the trace ends before the point asked for",
+            path.display()
+        )));
+    };
+    Ok(Py27Stop {
+        report: until.replay.report.clone(),
+        state: until.replay.into_state(),
+        line,
+        header: reader.header().lines.clone(),
+    })
 }
 
 /// Replays the trace at `path` through the free lists and pymalloc and compares every

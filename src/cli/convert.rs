@@ -1,62 +1,69 @@
 //! `pyalloc convert IN OUT [--to text|binary]`: rewrites a trace in another format.
 //!
-//! IN is read in whatever format it is (told by content). OUT's format comes from `--to`
-//! or its name: `*.bin` / `*.pyab` (optionally `.gz`) is binary, anything else text;
-//! a name ending in `.gz` is gzip-compressed. Lossless for pyalloc's formats: every
-//! event and header line comes back from OUT as it was read from IN.
+//! IN (`-`: standard input) is read in whatever format it is (told by content). OUT's
+//! form comes from `--to` or its name, chosen in one place ([`pyalloc::trace::create`]):
+//! `*.bin` / `*.pyab` (optionally `.gz`) is binary, anything else text; a name ending in
+//! `.gz` is gzip-compressed. OUT is refused when it is IN (same file, by device and
+//! inode), and written through a temporary file renamed into place when complete.
+//! Lossless for pyalloc's formats: text → binary → text gives back the same bytes
+//! (header, events, comments, marks and trailer; see docs/traces.md for the one
+//! normalisation). Other tools' traces (mtrace, ltrace, heaptrack) keep only their
+//! events, so they convert only with `--events-only`.
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
-use pyalloc::trace::binary::BinaryWriter;
-use pyalloc::trace::writer::TextWriter;
-use pyalloc::trace::{Event, EventReader, TraceHeader};
-use pyalloc::trace::{Format, Opened};
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use pyalloc::trace::output::{copy, refuse_input, Create};
+use pyalloc::trace::{create, EventWriter, Format, Opened, TraceHeader};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `pyalloc convert`.
 #[derive(clap::Args)]
 pub struct ConvertArgs {
-    /// The trace to read (any format pyalloc reads, plain or gzip).
+    /// The trace to read (any format pyalloc reads, plain or gzip; `-` for standard input).
     pub input: PathBuf,
     /// The file to write.
     pub output: PathBuf,
     /// `text` or `binary` (default: from OUT's name).
     #[arg(long)]
     pub to: Option<String>,
+    /// Convert another tool's trace (mtrace, ltrace, heaptrack) although only its events
+    /// are kept (in the glibc grammar), not its other lines and fields.
+    #[arg(long)]
+    pub events_only: bool,
 }
 
-fn wants_binary(out: &Path, to: Option<&str>) -> Result<bool, String> {
+fn wants_binary(to: Option<&str>) -> Result<Option<bool>, String> {
     match to {
-        Some("binary") | Some("bin") => Ok(true),
-        Some("text") => Ok(false),
+        Some("binary") | Some("bin") => Ok(Some(true)),
+        Some("text") => Ok(Some(false)),
         Some(x) => Err(format!("--to {x:?}: expected text or binary")),
-        None => {
-            let name = out.to_string_lossy();
-            let name = name.strip_suffix(".gz").unwrap_or(&name);
-            Ok(name.ends_with(".bin") || name.ends_with(".pyab"))
-        }
+        None => Ok(None),
     }
 }
 
 /// Converts IN to OUT.
 pub fn run(args: ConvertArgs) -> Result<ExitCode, String> {
-    let binary = wants_binary(&args.output, args.to.as_deref())?;
-    let opened = Opened::open(&args.input).map_err(|e| e.to_string())?;
+    let binary = wants_binary(args.to.as_deref())?;
+    let err = |e: pyalloc::trace::TraceError| e.to_string();
+    refuse_input(&args.output, &args.input).map_err(err)?;
+    let opened = Opened::open(&args.input).map_err(err)?;
     let format = opened.format;
-    let mut reader = opened.into_reader().map_err(|e| e.to_string())?;
-    let file = File::create(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
-    let sink = if args.output.to_string_lossy().ends_with(".gz") {
-        Sink::Gz(GzEncoder::new(BufWriter::new(file), Compression::default()))
-    } else {
-        Sink::Plain(BufWriter::with_capacity(1 << 16, file))
-    };
-    let io = |e: std::io::Error| format!("{}: {e}", args.output.display());
+    if format.grammar_is_foreign() && !args.events_only {
+        return Err(format!(
+            "{}: {} ({}): convert keeps its allocator events, not its other lines and \
+             fields (callers, pids, other calls, timestamps), so it would not come back as \
+             it was; pass --events-only to convert the events alone (written in the glibc \
+             grammar)",
+            args.input.display(),
+            format.describe(),
+            format.name()
+        ));
+    }
+    let mut reader = opened.into_reader().map_err(err)?;
+    reader.keep_text();
     // The header is complete once the first event has been read.
-    let first = reader.next_event().map_err(|e| e.to_string())?;
+    let first = reader.next_event().map_err(err)?;
     let mut header = reader.header().clone();
+    let binary = binary.unwrap_or_else(|| pyalloc::trace::output::is_binary_name(&args.output));
     if !binary && header_names_no_format(&header) && format != Format::Binary {
         header.lines.insert(
             0,
@@ -67,77 +74,26 @@ pub fn run(args: ConvertArgs) -> Result<ExitCode, String> {
             ),
         );
     }
-    let n = if binary {
-        let mut w = BinaryWriter::new(sink, &header).map_err(io)?;
-        let n = copy_events(first, &mut *reader, |e| w.write_event(e), io)?;
-        w.finish().map_err(io)?.close().map_err(io)?;
-        n
-    } else {
-        let mut w = TextWriter::new(sink);
-        w.write_header(&header).map_err(io)?;
-        let n = copy_events(first, &mut *reader, |e| w.write_event(e), io)?;
-        w.finish().map_err(io)?.close().map_err(io)?;
-        n
+    let opts = Create {
+        binary: Some(binary),
+        fast: false,
+        input: Some(args.input.clone()),
     };
+    let mut w: Box<dyn EventWriter> = Box::new(create(&args.output, &header, &opts).map_err(err)?);
+    copy(first, reader.as_mut(), w.as_mut()).map_err(err)?;
+    let done = w.finish().map_err(err)?;
     eprintln!(
-        "{} ({}) -> {} ({}): {n} events",
+        "{} ({}) -> {} ({}): {} events, {} bytes",
         args.input.display(),
         format.name(),
-        args.output.display(),
-        if binary { "binary" } else { "text" }
+        done.path.display(),
+        if done.binary { "binary" } else { "text" },
+        done.events,
+        done.bytes
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes `first` and every event `reader` has after it through `write`; returns how many.
-/// A write error goes through `io` (it names OUT), a read error keeps the reader's text.
-fn copy_events(
-    first: Option<Event>,
-    reader: &mut dyn EventReader,
-    mut write: impl FnMut(&Event) -> std::io::Result<()>,
-    io: impl Fn(std::io::Error) -> String,
-) -> Result<u64, String> {
-    let mut n = 0u64;
-    let mut next = first;
-    while let Some(e) = next {
-        write(&e).map_err(&io)?;
-        n += 1;
-        next = reader.next_event().map_err(|e| e.to_string())?;
-    }
-    Ok(n)
-}
-
 fn header_names_no_format(h: &TraceHeader) -> bool {
     Format::of_header(h).is_none()
-}
-
-/// The output file, plain or gzip.
-enum Sink {
-    Plain(BufWriter<File>),
-    Gz(GzEncoder<BufWriter<File>>),
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Sink::Plain(w) => w.write(buf),
-            Sink::Gz(w) => w.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Sink::Plain(w) => w.flush(),
-            Sink::Gz(w) => w.flush(),
-        }
-    }
-}
-
-impl Sink {
-    /// Ends the stream (the gzip trailer included), reporting a failed final write.
-    fn close(self) -> std::io::Result<()> {
-        match self {
-            Sink::Plain(mut w) => w.flush(),
-            Sink::Gz(w) => w.finish()?.flush(),
-        }
-    }
 }

@@ -5,7 +5,7 @@
 //! (PyInt_ClearFreeList: `K`/`X` lines and `L`). A bad free stops with one line naming
 //! the address.
 
-use pyalloc::interp::{IntKind, Python};
+use pyalloc::interp::{IntKind, Py2};
 use pyalloc::objects::ClearEvent;
 use pyalloc::{Addr, Platform};
 use std::process::ExitCode;
@@ -29,7 +29,7 @@ pub fn run(args: IntlistArgs) -> Result<ExitCode, String> {
             args.platform
         )
     })?;
-    let mut py = Python::v2_7(platform).map_err(|e| e.to_string())?;
+    let mut py = Py2::new(platform).map_err(|e| e.to_string())?;
     for op in &args.ops {
         match op.split_once(':') {
             Some(("int", v)) => {

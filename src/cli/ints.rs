@@ -1,7 +1,7 @@
 //! `pyalloc ints --platform P --version V FROM TO [--explain]`: `v id(v) id(v)-id(FROM)`
 //! for every v in FROM..=TO, all alive at once (a list of them), as the model places them.
 
-use pyalloc::interp::{IntKind, PyError, Python, Version};
+use pyalloc::interp::{IntKind, Interpreter, Py2, Py3, PyError, Version};
 use pyalloc::{Addr, Platform};
 use std::process::ExitCode;
 
@@ -69,14 +69,12 @@ pub fn run(args: IntsArgs) -> Result<ExitCode, String> {
         return Err(format!("at most {MAX_VALUES} values per run"));
     }
     let err = |e: PyError| e.to_string();
-    let mut py = match version {
-        Version::V2_7 => match args.base {
-            Some(a) => Python::v2_7_at(platform, a),
-            None => Python::v2_7(platform),
-        },
-        Version::V3_11 => Python::v3_11(platform, args.base),
-    }
-    .map_err(err)?;
+    let mut py: Box<dyn Interpreter> = match (version, args.base) {
+        (Version::V2_7, Some(a)) => Box::new(Py2::at(platform, a).map_err(err)?),
+        (Version::V2_7, None) => Box::new(Py2::new(platform).map_err(err)?),
+        (Version::V3_11, Some(a)) => Box::new(Py3::at(platform, a)),
+        (Version::V3_11, None) => Box::new(Py3::new(platform)),
+    };
     let mut first: Option<Addr> = None;
     let mut uncached: Option<(i64, i64)> = None;
     for v in args.from..=args.to {

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch: one file per subcommand.
 
 mod check;
+mod compare;
 mod convert;
 mod generate;
 mod intlist;
@@ -32,6 +33,8 @@ enum Command {
     Record(record::RecordArgs),
     /// Rewrite a trace in another format (text or binary, by OUT's name or --to).
     Convert(convert::ConvertArgs),
+    /// Replay traces through several whole-stack models: footprint (live, mapped, resident) side by side.
+    Compare(compare::CompareArgs),
     /// Run a trace's requests through a model and report what they cost.
     Replay(replay::ReplayArgs),
     /// Write a synthetic Python-like workload carrying a model's addresses.
@@ -54,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Platforms => platforms::run(),
         Command::Record(args) => record::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Stats(args) => stats::run(args),

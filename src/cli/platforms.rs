@@ -8,8 +8,13 @@ pub fn run() -> Result<ExitCode, String> {
     println!("name\tpointer_bytes\tlong_bytes\tpage_size\tmalloc\theap_start");
     for p in Platform::presets() {
         println!(
-            "{}\t{}\t{}\t{}\t{:?}\t{}",
-            p.name, p.pointer_bytes, p.long_bytes, p.page_size, p.malloc, p.heap_start
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            p.name,
+            p.pointer_bytes,
+            p.long_bytes,
+            p.page_size,
+            p.malloc.name(),
+            p.heap_start
         );
     }
     Ok(ExitCode::SUCCESS)

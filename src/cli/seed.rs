@@ -1,8 +1,9 @@
 //! `pyalloc seed [--platform P] [--first-block ADDR] [--free-list-from TRACE]`: the
 //! question's two experiments, computed by the models, printed as Python 2 printed them.
 
-use pyalloc::interp::{PyError, Python};
-use pyalloc::scripts::{seed, seed_start_from_trace, PrevRebind, SeedRun, HISTORY_FROM_I};
+use pyalloc::check::pyrec27;
+use pyalloc::interp::{Py2, PyError};
+use pyalloc::scripts::{at_seed_start, rebind_of, seed, PrevRebind, SeedRun, HISTORY_FROM_I};
 use pyalloc::{Addr, Platform};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,18 +48,18 @@ pub fn check_base(platform: &Platform, base: Option<Addr>) -> Result<(), String>
 
 /// Runs both experiments and prints them.
 pub fn run(args: SeedArgs) -> Result<ExitCode, String> {
-    let default = if args.free_list_from.is_some() {
-        "linux-x86_64"
-    } else {
-        "macos-x86_64"
+    // The PYREC 2.7 recordings were made on linux-x86_64; the question on macOS.
+    let recorded = Platform::linux_x86_64();
+    let platform = match (&args.platform, &args.free_list_from) {
+        (Some(name), _) => Platform::by_name(name)
+            .ok_or_else(|| format!("unknown platform {name:?} (see `pyalloc platforms`)"))?,
+        (None, Some(_)) => recorded.clone(),
+        (None, None) => Platform::macos_x86_64(),
     };
-    let name = args.platform.as_deref().unwrap_or(default);
-    let platform = Platform::by_name(name)
-        .ok_or_else(|| format!("unknown platform {name:?} (see `pyalloc platforms`)"))?;
-    if args.free_list_from.is_some() && platform.name != "linux-x86_64" {
+    if args.free_list_from.is_some() && platform != recorded {
         return Err(format!(
-            "--free-list-from reads CPython 2.7 PYREC traces, recorded on linux-x86_64, not {}",
-            platform.name
+            "--free-list-from reads CPython 2.7 PYREC traces, recorded on {}, not {}",
+            recorded.name, platform.name
         ));
     }
     check_base(&platform, args.first_block)?;
@@ -70,15 +71,15 @@ pub fn run(args: SeedArgs) -> Result<ExitCode, String> {
     let err = |e: PyError| e.to_string();
     let (run, origin) = match &args.free_list_from {
         Some(path) => {
-            let start = seed_start_from_trace(path).map_err(|e| e.to_string())?;
+            let start = pyrec27::state_until(path, at_seed_start()).map_err(|e| e.to_string())?;
             if !start.report.ok() {
                 return Err(format!(
                     "{}: the free-list model diverged from the trace before the script began",
                     path.display()
                 ));
             }
-            rebind = start.rebind;
-            let mut py = start.python;
+            rebind = rebind_of(&start.header);
+            let mut py = Py2::from_state(start.state);
             let run = seed(&mut py, rebind).map_err(err)?;
             (
                 run,
@@ -92,8 +93,8 @@ pub fn run(args: SeedArgs) -> Result<ExitCode, String> {
         }
         None => {
             let mut py = match args.first_block {
-                Some(a) => Python::v2_7_at(platform.clone(), a),
-                None => Python::v2_7(platform.clone()),
+                Some(a) => Py2::at(platform.clone(), a),
+                None => Py2::new(platform.clone()),
             }
             .map_err(err)?;
             // block_list() runs newest first: the last two are the first two blocks.

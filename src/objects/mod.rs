@@ -17,17 +17,20 @@
 //! - [`freelist`]: the block free list both types share (`fill_free_list`, LIFO, ClearFreeList);
 //! - [`intobject`]: `PyIntBlock` ([`IntFreeList`]);
 //! - [`floatobject`]: `PyFloatBlock` ([`FloatFreeList`]);
-//! - [`small_ints`]: Py2 `small_ints[]` and Py3's static array.
+//! - [`small_ints`]: Py2 `small_ints[]` and Py3's static array;
+//! - [`state`]: [`Py2State`], all of the above (and pymalloc) as some history left them.
 
 pub mod floatobject;
 pub mod freelist;
 pub mod intobject;
 pub mod small_ints;
+pub mod state;
 
 pub use floatobject::{FloatFreeList, PyFloat};
 pub use freelist::{BlockLayout, BlockType, ClearEvent, ClearReport, FreeList, Slot};
 pub use intobject::{IntFreeList, PyInt};
 pub use small_ints::SmallInts;
+pub use state::Py2State;
 
 use crate::platform::Platform;
 

@@ -94,21 +94,6 @@ pub fn py3_long_object_size(p: &Platform) -> u64 {
     super::align_up(3 * p.pointer_bytes + digit, p.pointer_bytes)
 }
 
-/// The default `id(-5)` of CPython 3.11's static small-int array on a platform, and
-/// where that number comes from. Only linux-x86_64 has a recording (the 3.11.7 seed run
-/// under `setarch -R`); the others are nominal addresses in libpython's data segment.
-pub fn py3_11_default_first(p: &Platform) -> (Addr, &'static str) {
-    match p.name {
-        // id(0) = 0x7ffff7f4e888 in seed_py3 (setarch -R), so id(-5) is 5 elements lower.
-        "linux-x86_64" => (
-            Addr(0x7fff_f7f4_e888 - 5 * py3_long_object_size(p)),
-            "CPython 3.11.7 seed_py3 recording, setarch -R",
-        ),
-        "macos-x86_64" => (Addr(0x1_0030_0008), "nominal (no macOS 3.11 recording)"),
-        _ => (Addr(0xf7c0_0008), "nominal (no i686 3.11 recording)"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,7 +97,10 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         let slot = self.unused_arena_objects;
         self.unused_arena_objects = self.arenas[slot as usize].nextarena;
         let arena_size = self.params.arena_size();
-        let address = match self.source.alloc_arena(arena_size) {
+        let address = match self
+            .source
+            .alloc_arena(arena_size, self.lower.address_space_mut())
+        {
             Ok(a) if !a.is_null() => a.0,
             other => {
                 self.arenas[slot as usize].nextarena = self.unused_arena_objects;
@@ -233,6 +236,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         let release = match self.params.release {
             ArenaRelease::Always => true,
             ArenaRelease::KeepLastInList => a.nextarena != NONE,
+            ArenaRelease::Never => false,
         };
         if nf == a.ntotalpools && release {
             // Case 1: free the whole arena.
@@ -248,7 +252,8 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             self.unused_arena_objects = ao;
             self.map.mark_unused(a.address);
             let size = self.params.arena_size();
-            self.source.free_arena(Addr(a.address), size)?;
+            self.source
+                .free_arena(Addr(a.address), size, self.lower.address_space_mut())?;
             self.arenas[ao as usize].address = 0;
             if self.hot_slot == ao {
                 self.hot_span = 0;
@@ -256,6 +261,24 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             }
             self.narenas_currently_allocated -= 1;
             self.mapped_bytes -= size;
+            return Ok(());
+        }
+        if self.params.ordering == ArenaOrdering::Fifo {
+            if nf == 1 {
+                // it was full, so on no list: to the tail
+                let mut last = self.usable_arenas;
+                while last != NONE && self.arenas[last as usize].nextarena != NONE {
+                    last = self.arenas[last as usize].nextarena;
+                }
+                let a = &mut self.arenas[ao as usize];
+                a.nextarena = NONE;
+                a.prevarena = last;
+                if last == NONE {
+                    self.usable_arenas = ao;
+                } else {
+                    self.arenas[last as usize].nextarena = ao;
+                }
+            }
             return Ok(());
         }
         if nf == 1 {

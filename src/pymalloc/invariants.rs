@@ -93,7 +93,9 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             if ao.address == 0 {
                 return Err("usable_arenas holds an unassociated arena_object".into());
             }
-            if ao.nextarena != NONE && ao.nfreepools > self.arenas[ao.nextarena as usize].nfreepools
+            if self.params.ordering != ArenaOrdering::Fifo
+                && ao.nextarena != NONE
+                && ao.nfreepools > self.arenas[ao.nextarena as usize].nfreepools
             {
                 return Err(format!(
                     "usable_arenas not sorted: {} free pools before {}",

@@ -44,11 +44,12 @@ pub mod preset;
 pub mod radix;
 pub mod source;
 pub mod stats;
+pub mod whatif;
 
 pub use arena::ArenaObject;
 pub use pool::Pool;
 pub use preset::{ArenaOrdering, ArenaRelease, PymallocParams};
-pub use source::ArenaSource;
+pub use source::{ArenaSource, SystemArenas};
 
 use crate::addr::Addr;
 use crate::alloc::{Allocator, Stats};
@@ -99,6 +100,7 @@ pub struct Pymalloc<A: Allocator, S: ArenaSource = AddressSpace> {
     peak_live_bytes: u64, // largest live_bytes
     mapped_bytes: u64, // bytes in mapped arenas
     peak_mapped_bytes: u64, // largest mapped_bytes
+    track: bool,    // page residency tracked: writes are reported to the arena's address space
 }
 
 /// What the model knows about one address (for divergence reports and `explain`).
@@ -183,8 +185,39 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             peak_live_bytes: 0,
             mapped_bytes: 0,
             peak_mapped_bytes: 0,
+            track: false,
             params,
         })
+    }
+
+    /// Tracks page residency from now on: pymalloc's writes (pool headers, the free-list
+    /// link it threads one block ahead, the blocks it hands out, which the program writes)
+    /// make the arena's pages resident, and an arena's unmap gives them back. The lower
+    /// allocator's address space, and the arenas' own, track residency too.
+    pub fn track_residency(&mut self) {
+        self.track = true;
+        if let Some(vm) = self.lower.address_space_mut() {
+            vm.track_residency();
+        }
+        if let Some(vm) = self.source.space(None) {
+            vm.track_residency();
+        }
+    }
+
+    /// `len` bytes at `addr` of an arena were written (by pymalloc or, through a block it
+    /// handed out, by the program): their pages are resident.
+    #[inline(always)]
+    pub(crate) fn wrote(&mut self, addr: u64, len: u64) {
+        if self.track {
+            self.wrote_cold(addr, len);
+        }
+    }
+
+    #[inline(never)]
+    fn wrote_cold(&mut self, addr: u64, len: u64) {
+        if let Some(vm) = self.source.space(self.lower.address_space_mut()) {
+            vm.touch(addr, len);
+        }
     }
 
     /// The era's parameters.

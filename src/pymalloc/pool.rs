@@ -132,12 +132,17 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
                 p.freeblock = g;
                 // INDEX2SIZE(size): the request rounded up to the alignment.
                 p.nextoffset += ((nbytes + self.align_mask) & !self.align_mask) as u32;
+                let link = p.addr + ((g as u64) << shift);
                 debug_assert!(base + (g as usize) < self.next.len());
                 // SAFETY: `nextoffset <= maxnextoffset < POOL_SIZE`: a granule of the pool.
                 unsafe { *self.next.get_unchecked_mut(base + g as usize) = 0 };
+                // `*(block **)(pool->freeblock) = NULL`: pymalloc writes one block ahead
+                self.wrote(link, 8);
             } else {
                 self.unlink_full(first);
             }
+            // the block was only ever a link: the program writes it now
+            self.wrote(addr, nbytes);
         }
         Ok(addr)
     }
@@ -149,7 +154,18 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         let (pool, g) = self.allocate_from_new_pool(size)?;
         let i = self.granule_base(pool) + g as usize;
         self.next[i] = nbytes as u16 | LIVE;
-        Ok(self.pools[pool as usize].addr + ((g as u64) << self.shift))
+        let p = self.pools[pool as usize];
+        let addr = p.addr + ((g as u64) << self.shift);
+        if self.track {
+            // the pool header (`init_pool` or the count), the block, and the link
+            // `*(block **)(pool->freeblock) = NULL` a fresh pool threads after block 0
+            self.wrote(p.addr, self.overhead);
+            self.wrote(addr, nbytes);
+            if p.freeblock != 0 {
+                self.wrote(p.addr + ((p.freeblock as u64) << self.shift), 8);
+            }
+        }
+        Ok(addr)
     }
 
     /// A pool that just filled leaves `usedpools`.

@@ -63,6 +63,9 @@ pub enum ArenaOrdering {
     LinearSearch,
     /// 3.8+: jump to `nfp2lasta[old nfreepools]`, the rightmost arena with the old count.
     Nfp2lasta,
+    /// A what-if (`order=fifo`): no sorting; an arena that gets a free pool back joins the
+    /// tail of `usable_arenas`, so new pools come from the arena that has waited longest.
+    Fifo,
 }
 
 impl ArenaOrdering {
@@ -75,6 +78,9 @@ impl ArenaOrdering {
             ArenaOrdering::Nfp2lasta => {
                 "after nfp2lasta[old count], the last arena with the old count (bpo-37029)"
             }
+            ArenaOrdering::Fifo => {
+                "what-if: not sorted; a full arena with a free pool joins the tail"
+            }
         }
     }
 }
@@ -86,6 +92,8 @@ pub enum ArenaRelease {
     Always,
     /// 3.9+ (bpo-37257): unless it is the last arena of `usable_arenas` (`nextarena == NULL`).
     KeepLastInList,
+    /// A what-if (`free=never`): arenas are never handed back.
+    Never,
 }
 
 impl ArenaRelease {
@@ -96,6 +104,7 @@ impl ArenaRelease {
             ArenaRelease::KeepLastInList => {
                 "freed unless it is the last of usable_arenas (bpo-37257)"
             }
+            ArenaRelease::Never => "what-if: never freed",
         }
     }
 }

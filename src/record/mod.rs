@@ -20,8 +20,9 @@
 
 mod hooks;
 
+use crate::trace::output::{copy, is_binary_name, is_gzip_name, Create, Temp};
+use crate::trace::{create, open, EventWriter, Written};
 use std::ffi::{CStr, CString};
-use std::fs::File;
 use std::io::Write;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -104,13 +105,19 @@ fn quote(a: &str) -> String {
 }
 
 /// Runs `python3 ARGS…` with the hooks installed, writing the trace to `out`; returns the
-/// program's exit code. The program's stdout and stderr are this process's.
+/// program's exit code and what was written. The program's stdout and stderr are this
+/// process's.
+///
+/// The hooks write plain text to a temporary file beside `out`; when the program has
+/// returned, it is renamed into place (plain text), or re-encoded into `out` by
+/// [`trace::create`](crate::trace::create) (`*.gz`: gzip, `*.bin`/`*.pyab`: binary). A
+/// program that ends the process itself (`os._exit`) leaves no trace at `out`.
 ///
 /// # Errors
 /// The trace file cannot be created or written, an argument holds a NUL byte, or the
 /// interpreter's pre-initialisation fails.
-pub fn record(out: &Path, args: &[String]) -> Result<i32, String> {
-    let mut file = File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+pub fn record(out: &Path, args: &[String]) -> Result<(i32, Written), String> {
+    let (temp, mut file) = Temp::create(out).map_err(|e| e.to_string())?;
     file.write_all(header(args).as_bytes())
         .map_err(|e| format!("{}: {e}", out.display()))?;
     let mut argv_c: Vec<CString> = Vec::with_capacity(args.len() + 1);
@@ -154,5 +161,31 @@ pub fn record(out: &Path, args: &[String]) -> Result<i32, String> {
             out.display()
         ));
     }
-    Ok(code)
+    Ok((code, place(temp, out, lines)?))
+}
+
+/// Puts the plain text the hooks wrote (`temp`, `events` event lines) at `out` in the
+/// form its name asks for.
+fn place(temp: Temp, out: &Path, events: u64) -> Result<Written, String> {
+    let err = |e: crate::trace::TraceError| e.to_string();
+    let (binary, gzip) = (is_binary_name(out), is_gzip_name(out));
+    if !binary && !gzip {
+        let bytes = temp.persist().map_err(err)?;
+        let path = out.to_path_buf();
+        return Ok(Written {
+            path,
+            events,
+            bytes,
+            binary,
+            gzip,
+        });
+    }
+    let mut reader = open(temp.tmp_path()).map_err(err)?;
+    reader.keep_text();
+    let first = reader.next_event().map_err(err)?;
+    let header = reader.header().clone();
+    let mut w: Box<dyn EventWriter> =
+        Box::new(create(out, &header, &Create::default()).map_err(err)?);
+    copy(first, reader.as_mut(), w.as_mut()).map_err(err)?;
+    w.finish().map_err(err)
 }

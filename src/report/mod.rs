@@ -1,13 +1,46 @@
-//! Reports: what a replay shows a reader, built on the one driver loop (`replay::drive`)
-//! and the checkers' models. Each report is a module here, beside the others:
+//! Reports: what a replay shows a reader, each beside the others. The pipeline's last
+//! layer (trace → replay → check → report): a report reads what a run computed — the
+//! models' state, a comparison's figures — and never changes how a replay runs.
 //!
 //! ```text
-//!   trace ──> replay (driver, models) ──> check (comparison rules) ──> report
-//!                                                                      ├─ stats: sys._debugmallocstats()
-//!                                                                      └─ (compare tables, maps, the page)
+//!   replay::drive ──> check (comparison rules) ──> stats    sys._debugmallocstats() at a point
+//!   compare (traces × models) ───────────────────> compare  table, CSV, JSON; svg charts; the page
 //! ```
-//! A report reads the models' state; it never changes how a replay runs.
 
+pub mod compare;
 pub mod stats;
+pub mod svg;
 
 pub use stats::{stats_at, StatsAt};
+
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, then renames it
+/// over `path`: a reader never sees half a file, and an input is never written over in place.
+///
+/// # Errors
+/// The I/O error, with the path.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let io = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}

@@ -130,6 +130,12 @@ impl Format {
         }
     }
 
+    /// True for the other tools' formats (mtrace, heaptrack, ltrace): pyalloc reads their
+    /// events, but writes them in the glibc grammar, without their other lines and fields.
+    pub fn grammar_is_foreign(self) -> bool {
+        matches!(self, Format::Mtrace | Format::Heaptrack | Format::Ltrace)
+    }
+
     /// The domains whose malloc-family calls this format's grammar writes.
     pub fn domains(self) -> &'static [Domain] {
         match self.grammar() {
@@ -197,6 +203,8 @@ pub fn line_says(text: &str) -> Option<Format> {
 pub struct Unknown {
     /// The first line of the content, at most [`EXCERPT`](super::io::EXCERPT) characters.
     pub first: String,
+    /// The content is not text (NUL bytes or invalid UTF-8 in its first line).
+    pub not_text: bool,
 }
 
 /// Tells a trace's format from the first bytes of its content (gzip already undone):
@@ -209,6 +217,17 @@ pub struct Unknown {
 pub fn sniff(head: &[u8], complete: bool) -> Result<Format, Unknown> {
     if head.starts_with(MAGIC) {
         return Ok(Format::Binary);
+    }
+    let first_line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    if first_line.contains(&0)
+        || std::str::from_utf8(first_line).is_err() && first_line.len() < head.len()
+    {
+        return Err(Unknown {
+            first: super::io::excerpt(&String::from_utf8_lossy(
+                &first_line[..first_line.len().min(40)],
+            )),
+            not_text: true,
+        });
     }
     let mut lines = head.split(|&b| b == b'\n').peekable();
     let mut first = None;
@@ -232,7 +251,10 @@ pub fn sniff(head: &[u8], complete: bool) -> Result<Format, Unknown> {
         let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
         super::io::excerpt(&String::from_utf8_lossy(line))
     });
-    Err(Unknown { first })
+    Err(Unknown {
+        first,
+        not_text: false,
+    })
 }
 
 #[cfg(test)]
@@ -278,7 +300,8 @@ mod tests {
         assert_eq!(
             sniff(b"hello world\nsecond\n", true),
             Err(Unknown {
-                first: "hello world".into()
+                first: "hello world".into(),
+                not_text: false
             })
         );
         assert_eq!(sniff(b"PYALLOCB\x01", false), Ok(Format::Binary));

@@ -23,11 +23,13 @@ use std::path::Path;
 
 /// Streams the events of one glibc trace.
 pub struct GlibcTraceReader {
-    lines: LineReader,    // the file as numbered lines
-    header: TraceHeader,  // `#` lines before the first event
-    marks: Vec<String>,   // text of each `# mark` line, by index
-    trailer: Vec<String>, // `#` lines after the first event (other than marks)
-    events: u64,          // events returned so far
+    lines: LineReader,        // the file as numbered lines
+    header: TraceHeader,      // `#` lines before the first event
+    marks: Vec<String>,       // text of each `# mark` line, by index
+    trailer: Vec<String>,     // `#` lines after the first event (other than marks)
+    events: u64,              // events returned so far
+    text: Vec<(u64, String)>, // lines after the header with no event of their own, not yet taken
+    keep: bool,               // keep them (a lossless copy asked)
 }
 
 impl GlibcTraceReader {
@@ -47,6 +49,14 @@ impl GlibcTraceReader {
             marks: Vec::new(),
             trailer: Vec::new(),
             events: 0,
+            text: Vec::new(),
+            keep: false,
+        }
+    }
+
+    fn keep_line(&mut self, line: (u64, String)) {
+        if self.keep {
+            self.text.push(line);
         }
     }
 
@@ -152,14 +162,19 @@ impl EventReader for GlibcTraceReader {
                     if let Some(mark) = comment.strip_prefix("mark ") {
                         let index = self.marks.len() as u32;
                         self.marks.push(mark.to_string());
+                        self.keep_line((line, self.lines.raw_text()));
                         let kind = EventKind::Mark { index };
                         return Ok(Some(Event { kind, line }));
                     }
-                    if self.events == 0 {
+                    if self.events == 0 && self.marks.is_empty() {
                         self.header.lines.push(comment);
                     } else {
+                        self.keep_line((line, self.lines.raw_text()));
                         self.trailer.push(comment);
                     }
+                }
+                Line::Blank if self.events > 0 || !self.marks.is_empty() => {
+                    self.keep_line((line, self.lines.raw_text()))
                 }
                 Line::Blank => {}
             }
@@ -169,6 +184,14 @@ impl EventReader for GlibcTraceReader {
 
     fn header(&self) -> &TraceHeader {
         &self.header
+    }
+
+    fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
+        out.append(&mut self.text);
+    }
+
+    fn keep_text(&mut self) {
+        self.keep = true;
     }
 }
 

@@ -88,6 +88,16 @@ pub enum TraceError {
         /// Its first line (at most [`EXCERPT`] characters of it).
         first: String,
     },
+    /// Content that is neither text nor a pyalloc binary trace (NUL bytes or invalid
+    /// UTF-8 in its first line: a device such as /dev/zero, an executable, a core file …).
+    #[error(
+        "{path}: not text (NUL bytes or invalid UTF-8 in its first line) and not a pyalloc \
+         binary trace (which starts with \"PYALLOCB\"): not a trace pyalloc reads"
+    )]
+    NotText {
+        /// The file.
+        path: PathBuf,
+    },
     /// A line longer than [`MAX_LINE`] bytes (a binary or corrupt file read as text).
     #[error(
         "{path}:{line}: line longer than {max} bytes: not a trace line (a corrupt file, or \
@@ -99,6 +109,18 @@ pub enum TraceError {
         path: PathBuf,
         /// 1-based line number.
         line: u64,
+    },
+    /// An output that is the input (same device and inode): refused before anything is
+    /// written.
+    #[error(
+        "{output}: is the input {input} (the same file): refusing to write over the trace \
+         being read; give another output name"
+    )]
+    OutputIsInput {
+        /// The output named.
+        output: PathBuf,
+        /// The input it is.
+        input: PathBuf,
     },
     /// A file that ends before the end its header or trailer promises: fewer events than
     /// a `# records: N` header, no trailer, or fewer events than a binary end record.
@@ -374,6 +396,12 @@ impl LineReader {
     /// (`\n`, `\r\n` or none at the end of the file) included.
     pub fn raw_line(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// The line last returned, as read (a `\r` before its `\n` kept), without its `\n`.
+    pub fn raw_text(&self) -> String {
+        let raw = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+        String::from_utf8_lossy(raw).into_owned()
     }
 
     /// A parse error for the line last returned (quoting at most [`EXCERPT`] characters).

@@ -8,6 +8,8 @@
 //! - [`event`]: the event type and the one table keyed on its kind;
 //! - [`format`]: what a format is, once: [`Format`], [`sniff`], [`SYNTHETIC`];
 //! - [`open`]: any trace opened by its content, each format by its one reader;
+//!   [`output`]: [`create`] a trace file (text or binary, plain or gzip, through a
+//!   temporary file renamed into place) written through an [`EventWriter`];
 //!   [`writer`]: the recordings' text formats written; [`binary`]: the compact binary format;
 //! - [`pymalloc3`], [`glibc`], [`pyrec27`]: the recorded formats' readers (CPython 3,
 //!   glibc interposer, CPython 2.7 PYREC); `pyalloc generate`'s text is read by [`pymalloc3`];
@@ -24,6 +26,7 @@ pub mod io;
 pub mod ltrace;
 pub mod mtrace;
 pub mod open;
+pub mod output;
 pub mod pymalloc3;
 pub mod pyrec27;
 pub mod synth;
@@ -33,6 +36,7 @@ pub use event::{Domain, Event, EventKind, FreeListKind};
 pub use format::{sniff, Format, SYNTHETIC};
 pub use io::{LineReader, Source, TraceError};
 pub use open::{open, Opened};
+pub use output::{create, EventWriter, Written};
 
 /// The `#` lines at the head of a recorded trace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,6 +72,20 @@ pub trait EventReader {
     fn other_lines(&self) -> u64 {
         0
     }
+
+    /// Moves into `out` the lines read so far, after the header, that carry no event of
+    /// their own: comments, a trailer, blank lines, and a mark line's own text (`# mark
+    /// P0 first`, on the same line as its [`EventKind::Mark`]): `(line, text as read)`.
+    /// What a lossless copy ([`output::copy`]) writes back in place. Formats of other
+    /// tools return none (their other lines are counted in [`other_lines`](Self::other_lines)).
+    ///
+    /// Kept only after [`keep_text`](Self::keep_text) (a replay keeps nothing).
+    fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
+        let _ = out;
+    }
+
+    /// Asks the reader to keep the lines [`take_text`](Self::take_text) hands over.
+    fn keep_text(&mut self) {}
 
     /// Fills `out` from the front with the next events; returns how many (0 at the end).
     /// Readers that can decode faster in bulk override it; the default calls

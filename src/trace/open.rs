@@ -44,6 +44,9 @@ impl Opened {
     pub fn from_source(source: Source) -> Result<Opened, TraceError> {
         match sniff(source.head(), source.head_is_all()) {
             Ok(format) => Ok(Opened { format, source }),
+            Err(u) if u.not_text => Err(TraceError::NotText {
+                path: source.path().to_path_buf(),
+            }),
             Err(u) => Err(TraceError::UnknownFormat {
                 path: source.path().to_path_buf(),
                 first: u.first,

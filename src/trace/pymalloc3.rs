@@ -19,6 +19,7 @@
 //! `String`, no `split`, no allocation per line. Invariant: every chunk handed to the
 //! parser ends with `\n`, so a line never straddles two chunks.
 
+use super::io::{excerpt, MAX_LINE};
 use super::Source;
 use super::{fields, Domain, Event, EventKind, EventReader, TraceError, TraceHeader};
 use std::io::{self, Read};
@@ -28,9 +29,14 @@ use std::thread::JoinHandle;
 
 const CHUNK: usize = 1 << 20;
 
-/// A chunk of whole lines, or the read error that ended the stream (with the offset of
-/// decompressed text before it).
-type Chunk = Result<Vec<u8>, (io::Error, u64)>;
+/// What the decompressing thread sends: a chunk of whole lines, the read error that
+/// ended the stream (with the offset of text before it), or a line longer than
+/// [`MAX_LINE`] (the next line to parse).
+enum Chunk {
+    Lines(Vec<u8>),
+    Fault(io::Error, u64),
+    TooLong,
+}
 
 /// The streaming parser of one `pymalloc3` trace.
 pub struct Pymalloc3Reader {
@@ -47,10 +53,12 @@ pub struct Pymalloc3Reader {
     events: u64,                    // events returned so far
     other: u64,                     // `#` and blank lines after the header
     done: bool,                     // end of stream reached
+    keep: bool,                     // keep the `#` and blank lines (a lossless copy asked)
+    text: Vec<(u64, String)>,       // those kept and not yet taken
 }
 
 fn fill_thread(mut inner: Box<dyn Read + Send>, tx: SyncSender<Chunk>, back: Receiver<Vec<u8>>) {
-    let mut carry: Vec<u8> = Vec::new();
+    let mut carry: Vec<u8> = Vec::new(); // the start of a line (no newline in it)
     let mut offset = 0u64;
     loop {
         let mut buf = back
@@ -59,10 +67,15 @@ fn fill_thread(mut inner: Box<dyn Read + Send>, tx: SyncSender<Chunk>, back: Rec
         buf.clear();
         buf.append(&mut carry);
         let mut eof = false;
+        let mut has_nl = false; // each byte is looked at once: linear in the line length
         loop {
             let len = buf.len();
-            if len >= CHUNK && buf.contains(&b'\n') {
+            if len >= CHUNK && has_nl {
                 break;
+            }
+            if !has_nl && len > MAX_LINE + 2 {
+                let _ = tx.send(Chunk::TooLong);
+                return;
             }
             let want = (CHUNK.max(len + 65536)) - len;
             buf.resize(len + want, 0);
@@ -72,11 +85,14 @@ fn fill_thread(mut inner: Box<dyn Read + Send>, tx: SyncSender<Chunk>, back: Rec
                     eof = true;
                     break;
                 }
-                Ok(n) => buf.truncate(len + n),
+                Ok(n) => {
+                    has_nl = has_nl || buf[len..len + n].contains(&b'\n');
+                    buf.truncate(len + n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(len),
                 Err(e) => {
                     buf.truncate(len);
-                    let _ = tx.send(Err((e, offset + len as u64)));
+                    let _ = tx.send(Chunk::Fault(e, offset + len as u64));
                     return;
                 }
             }
@@ -86,7 +102,7 @@ fn fill_thread(mut inner: Box<dyn Read + Send>, tx: SyncSender<Chunk>, back: Rec
                 buf.push(b'\n');
             }
             if !buf.is_empty() {
-                let _ = tx.send(Ok(buf));
+                let _ = tx.send(Chunk::Lines(buf));
             }
             return;
         }
@@ -94,7 +110,7 @@ fn fill_thread(mut inner: Box<dyn Read + Send>, tx: SyncSender<Chunk>, back: Rec
         carry.extend_from_slice(&buf[cut..]);
         buf.truncate(cut);
         offset += buf.len() as u64;
-        if tx.send(Ok(buf)).is_err() {
+        if tx.send(Chunk::Lines(buf)).is_err() {
             return;
         }
     }
@@ -311,6 +327,8 @@ impl Pymalloc3Reader {
             events: 0,
             other: 0,
             done: false,
+            keep: false,
+            text: Vec::new(),
         };
         r.read_header()?;
         Ok(r)
@@ -350,14 +368,21 @@ impl Pymalloc3Reader {
             return Ok(false);
         }
         match self.rx.recv() {
-            Ok(Ok(chunk)) => {
+            Ok(Chunk::Lines(chunk)) => {
                 self.offset += self.buf.len() as u64;
                 let old = std::mem::replace(&mut self.buf, chunk);
                 let _ = self.recycle.try_send(old);
                 self.pos = 0;
                 Ok(true)
             }
-            Ok(Err((source, offset))) => {
+            Ok(Chunk::TooLong) => {
+                self.done = true;
+                Err(TraceError::LineTooLong {
+                    path: self.path.clone(),
+                    line: self.line + 1,
+                })
+            }
+            Ok(Chunk::Fault(source, offset)) => {
                 self.done = true;
                 Err(if self.gzip {
                     TraceError::Gzip {
@@ -394,7 +419,7 @@ impl Pymalloc3Reader {
             if first && !is_first_line(&text) {
                 return Err(TraceError::UnknownFormat {
                     path: self.path.clone(),
-                    first: text,
+                    first: excerpt(&text),
                 });
             }
             first = false;
@@ -405,9 +430,15 @@ impl Pymalloc3Reader {
             self.pos = nl + 1;
         }
         if first {
+            let end = if self.pos < self.buf.len() {
+                self.line_end(self.pos)
+            } else {
+                self.pos
+            };
+            let text = String::from_utf8_lossy(&self.buf[self.pos.min(end)..end]);
             return Err(TraceError::UnknownFormat {
                 path: self.path.clone(),
-                first: String::new(),
+                first: excerpt(text.trim_end_matches('\r')),
             });
         }
         Ok(())
@@ -429,7 +460,7 @@ impl Pymalloc3Reader {
         TraceError::Parse {
             path: self.path.clone(),
             line: self.line,
-            text,
+            text: excerpt(&text),
             why: "not a pymalloc trace line (m/c/r/f D …, A/F/V/W …)".into(),
         }
     }
@@ -447,7 +478,12 @@ impl EventReader for Pymalloc3Reader {
             match self.buf[start] {
                 b'#' | b'\n' => {
                     self.other += 1;
-                    self.pos = self.line_end(start) + 1;
+                    let end = self.line_end(start);
+                    if self.keep {
+                        let text = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+                        self.text.push((self.line, text));
+                    }
+                    self.pos = end + 1;
                     continue;
                 }
                 _ => {}
@@ -477,6 +513,14 @@ impl EventReader for Pymalloc3Reader {
 
     fn other_lines(&self) -> u64 {
         self.other
+    }
+
+    fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
+        out.append(&mut self.text);
+    }
+
+    fn keep_text(&mut self) {
+        self.keep = true;
     }
 }
 

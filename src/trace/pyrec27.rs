@@ -26,8 +26,11 @@ use std::str::SplitAsciiWhitespace;
 
 /// A streaming reader of one PYREC trace.
 pub struct Pyrec27Reader {
-    lines: LineReader,   // the file, line by line
-    header: TraceHeader, // the `#` lines read so far
+    lines: LineReader,        // the file, line by line
+    header: TraceHeader,      // the `#` lines before the first event
+    events: u64,              // events returned so far
+    text: Vec<(u64, String)>, // `#` and blank lines after the first event, not yet taken
+    keep: bool,               // keep them (a lossless copy asked)
 }
 
 impl Pyrec27Reader {
@@ -39,11 +42,20 @@ impl Pyrec27Reader {
         Ok(Pyrec27Reader::new(LineReader::open(path)?))
     }
 
+    fn keep_line(&mut self, line: (u64, String)) {
+        if self.keep {
+            self.text.push(line);
+        }
+    }
+
     /// Reads events from `lines`.
     pub fn new(lines: LineReader) -> Pyrec27Reader {
         Pyrec27Reader {
             lines,
             header: TraceHeader::default(),
+            events: 0,
+            text: Vec::new(),
+            keep: false,
         }
     }
 }
@@ -205,15 +217,21 @@ impl EventReader for Pyrec27Reader {
             let Some(text) = self.lines.next_line()? else {
                 return Ok(None);
             };
-            if let Some(h) = fields::comment(text) {
-                self.header.lines.push(h.to_string());
-                continue;
-            }
-            if text.trim().is_empty() {
+            let comment = fields::comment(text);
+            if comment.is_some() || text.trim().is_empty() {
+                match comment {
+                    Some(h) if self.events == 0 => self.header.lines.push(h.to_string()),
+                    _ if self.events > 0 => {
+                        let line = (self.lines.line_number(), self.lines.raw_text());
+                        self.keep_line(line);
+                    }
+                    _ => {}
+                }
                 continue;
             }
             if let Ok(kind) = parse::<()>(text) {
                 let line = self.lines.line_number();
+                self.events += 1;
                 return Ok(Some(Event { kind, line }));
             }
             let text = text.to_string();
@@ -224,6 +242,14 @@ impl EventReader for Pyrec27Reader {
 
     fn header(&self) -> &TraceHeader {
         &self.header
+    }
+
+    fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
+        out.append(&mut self.text);
+    }
+
+    fn keep_text(&mut self) {
+        self.keep = true;
     }
 }
 

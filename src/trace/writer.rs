@@ -15,10 +15,42 @@
 use super::{Domain, Event, EventKind, FreeListKind, TraceHeader};
 use std::io::{self, Write};
 
+/// A float as C's `printf("%.17g")` writes it, as the PYREC recorder did: 17
+/// significant digits, trailing zeros dropped, exponent form (`e+308`, `e-05`) when the
+/// exponent is below -4 or at least 17: `1.7976931348623157e+308`, `1790052697`, `0.5`.
+pub fn g17(x: f64) -> String {
+    if x.is_nan() {
+        return if x.is_sign_negative() { "-nan" } else { "nan" }.into();
+    }
+    if x.is_infinite() {
+        return if x < 0.0 { "-inf" } else { "inf" }.into();
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    let sci = format!("{x:.16e}"); // d.dddddddddddddddde±X, rounded as %e would
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if (-4..17).contains(&exp) {
+        trim(&format!("{:.*}", (16 - exp) as usize, x))
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    }
+}
+
 /// Writes events as lines of text.
 pub struct TextWriter<W: Write> {
     out: W,
-    lines: u64, // lines written, header included
+    lines: u64,     // lines written, header included
+    text_line: u64, // the source line of the last text line written (0: none)
 }
 
 fn letter(d: Domain) -> Option<char> {
@@ -34,7 +66,11 @@ fn letter(d: Domain) -> Option<char> {
 impl<W: Write> TextWriter<W> {
     /// A writer to `out` (wrap it in a `BufWriter` or a gzip encoder as needed).
     pub fn new(out: W) -> TextWriter<W> {
-        TextWriter { out, lines: 0 }
+        TextWriter {
+            out,
+            lines: 0,
+            text_line: 0,
+        }
     }
 
     /// Lines written so far.
@@ -54,11 +90,28 @@ impl<W: Write> TextWriter<W> {
         Ok(())
     }
 
-    /// Writes one event as one line.
+    /// Writes a line that carries no event of its own (a comment, a trailer line, a
+    /// mark's text) as read; an event read from the same `line` next is not written again
+    /// (the text is its line, as recorded: `# mark P0 first`, not `# mark 0`).
+    ///
+    /// # Errors
+    /// The output's write errors.
+    pub fn write_text(&mut self, line: u64, text: &str) -> io::Result<()> {
+        writeln!(self.out, "{text}")?;
+        self.lines += 1;
+        self.text_line = line;
+        Ok(())
+    }
+
+    /// Writes one event as one line (none when [`write_text`](Self::write_text) wrote its
+    /// line).
     ///
     /// # Errors
     /// The output's write errors.
     pub fn write_event(&mut self, e: &Event) -> io::Result<()> {
+        if e.line != 0 && e.line == self.text_line {
+            return Ok(());
+        }
         let o = &mut self.out;
         let fl = |k: FreeListKind, int: char, float: char| match k {
             FreeListKind::Int => int,
@@ -107,7 +160,7 @@ impl<W: Write> TextWriter<W> {
             EventKind::ObjPop { kind, value, addr } => match kind {
                 FreeListKind::Int => writeln!(o, "I {value} {:x}", addr.0),
                 FreeListKind::Float => {
-                    writeln!(o, "i {:?} {:x}", f64::from_bits(value as u64), addr.0)
+                    writeln!(o, "i {} {:x}", g17(f64::from_bits(value as u64)), addr.0)
                 }
             },
             EventKind::ObjPush { kind, addr } => writeln!(o, "{} {:x}", fl(kind, 'D', 'd'), addr.0),
@@ -199,8 +252,28 @@ mod tests {
                 value: f64::MAX.to_bits() as i64,
                 addr: a
             }),
-            "i 1.7976931348623157e308 7ffff7cb2030\n"
+            "i 1.7976931348623157e+308 7ffff7cb2030\n"
         );
+    }
+
+    #[test]
+    fn floats_are_written_as_printf_g17_writes_them() {
+        // each pair: a value and C's printf("%.17g") of it
+        for (x, want) in [
+            (1790052697.0, "1790052697"),
+            (0.1, "0.10000000000000001"),
+            (0.5, "0.5"),
+            (-2.5e-5, "-2.5000000000000001e-05"),
+            (1e17, "1e+17"),
+            (1e16, "10000000000000000"),
+            (0.0001, "0.0001"),
+            (123456789012345680.0, "1.2345678901234568e+17"),
+            (f64::MIN_POSITIVE, "2.2250738585072014e-308"),
+            (-0.0, "-0"),
+            (f64::INFINITY, "inf"),
+        ] {
+            assert_eq!(g17(x), want, "{x:e}");
+        }
     }
 
     /// The first header line of each recorded format.

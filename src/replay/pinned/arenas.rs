@@ -78,7 +78,7 @@ impl PinnedArenas {
 }
 
 impl ArenaSource for PinnedArenas {
-    fn alloc_arena(&mut self, size: u64) -> Result<Addr, AllocError> {
+    fn alloc_arena(&mut self, size: u64, _: Option<&mut AddressSpace>) -> Result<Addr, AllocError> {
         let recorded = self.pending.pop_front();
         let a = match &mut self.own {
             Some(vm) => vm.mmap(size)?,
@@ -89,12 +89,20 @@ impl ArenaSource for PinnedArenas {
         self.mapped.push((a, recorded));
         Ok(a)
     }
-    fn free_arena(&mut self, addr: Addr, size: u64) -> Result<(), AllocError> {
+    fn free_arena(
+        &mut self,
+        addr: Addr,
+        size: u64,
+        _: Option<&mut AddressSpace>,
+    ) -> Result<(), AllocError> {
         if let Some(vm) = &mut self.own {
             vm.munmap(addr, size)?;
         }
         self.unmapped.push(addr);
         Ok(())
+    }
+    fn space<'a>(&'a mut self, _: Option<&'a mut AddressSpace>) -> Option<&'a mut AddressSpace> {
+        self.own.as_mut()
     }
 }
 
@@ -106,18 +114,18 @@ mod tests {
     #[test]
     fn maps_only_what_the_recording_queued_and_keeps_the_call() {
         let mut a = PinnedArenas::new();
-        assert!(a.alloc_arena(1 << 20).is_err(), "nothing queued");
+        assert!(a.alloc_arena(1 << 20, None).is_err(), "nothing queued");
         a.push(Addr(0x7000_0000));
         assert!(a.has_pending());
-        assert_eq!(a.alloc_arena(1 << 20), Ok(Addr(0x7000_0000)));
+        assert_eq!(a.alloc_arena(1 << 20, None), Ok(Addr(0x7000_0000)));
         assert!(!a.has_pending() && !a.is_quiet());
-        a.free_arena(Addr(0x7000_0000), 1 << 20).unwrap();
+        a.free_arena(Addr(0x7000_0000), 1 << 20, None).unwrap();
         assert_eq!(a.mapped(), &[(Addr(0x7000_0000), Some(Addr(0x7000_0000)))]);
         assert_eq!(a.end_call(), vec![Addr(0x7000_0000)]);
         assert!(a.is_quiet());
         let mut own = PinnedArenas::own(Platform::linux_x86_64().address_space());
         own.push(Addr(0x7000_0000));
-        let m = own.alloc_arena(1 << 20).unwrap();
+        let m = own.alloc_arena(1 << 20, None).unwrap();
         assert_eq!(own.mapped(), &[(m, Some(Addr(0x7000_0000)))]);
     }
 }

@@ -41,6 +41,13 @@ impl Glibc {
     /// Puts node `i` at the head of the unsorted bin (`bck = unsorted; fwd = bck->fd`).
     #[inline]
     pub(super) fn unsorted_push(&mut self, i: u32) {
+        if self.vm.tracking() {
+            // the header, fd/bk (and fd/bk_nextsize when large), and the foot:
+            // `prev_size` and the cleared P bit of the next chunk
+            let (c, size) = (self.heap.addr(i), self.heap.size(i));
+            self.vm.touch(c + 8, 40.min(size));
+            self.vm.touch(c + size, 16);
+        }
         let bck = bin(UNSORTED);
         let fwd = self.heap.fd(bck);
         self.heap.set_fd(i, fwd);

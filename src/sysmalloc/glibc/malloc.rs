@@ -215,6 +215,7 @@ impl Glibc {
         self.heap.set_head(v, nb, pinuse, State::InUse);
         self.heap.set_head(r, size - nb, true, State::Top);
         self.top = r;
+        self.wrote(self.heap.addr(r) + 8, 8); // set_head (remainder = the new top)
         v
     }
 
@@ -255,6 +256,7 @@ impl Glibc {
             self.heap.clear(next);
             self.heap.set_head(p, size, true, State::Top);
             self.top = p;
+            self.wrote(self.heap.addr(p) + 8, 8);
         }
         size
     }
@@ -332,6 +334,7 @@ impl Glibc {
             self.heap
                 .set_head(t, top_end - aligned_brk, true, State::Top);
             self.top = t;
+            self.wrote(aligned_brk + 8, 8);
         }
         self.note_mapped();
         let v = self.split_top(nb);

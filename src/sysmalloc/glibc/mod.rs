@@ -295,7 +295,12 @@ impl Glibc {
         if !self.tcache_inited {
             let nb = self.params.tcache_struct_chunk;
             match self.int_malloc(nb)? {
-                Out::Chunk(c) => self.heap.m(c).set_state(State::InUse),
+                Out::Chunk(c) => {
+                    self.heap.m(c).set_state(State::InUse);
+                    // tcache_init: memset (tcache, 0, sizeof (tcache_perthread_struct))
+                    let mem = self.mem(c);
+                    self.wrote(mem - self.params.size_sz, nb - self.params.size_sz);
+                }
                 Out::Mapped(_) => {}
             }
             self.tcache_inited = true;
@@ -311,15 +316,30 @@ impl Glibc {
         }
     }
 
-    /// Records a new allocation of `req` bytes in the statistics.
+    /// `len` bytes at `addr` were written (by glibc or the program): resident pages.
     #[inline(always)]
-    fn account(&mut self, out: Out, req: u64) -> u64 {
+    pub(super) fn wrote(&mut self, addr: u64, len: u64) {
+        if self.vm.tracking() {
+            self.vm.touch(addr, len);
+        }
+    }
+
+    /// The simulated address space, mutably (a layer above maps its regions there).
+    pub fn space_mut(&mut self) -> &mut AddressSpace {
+        &mut self.vm
+    }
+
+    /// Records a new allocation of `req` bytes in the statistics; with residency tracked,
+    /// the chunk's header and the first `written` bytes of the block are written (the
+    /// program writes what it asked for; calloc's memset is glibc's own).
+    #[inline(always)]
+    fn account(&mut self, out: Out, req: u64, written: u64) -> u64 {
         self.stats.live_bytes += req;
         self.stats.live_blocks += 1;
         if self.stats.live_bytes > self.stats.peak_live_bytes {
             self.stats.peak_live_bytes = self.stats.live_bytes;
         }
-        match out {
+        let mem = match out {
             Out::Chunk(c) => {
                 self.heap.set_req(c, req);
                 self.heap.m(c).set_state(State::InUse);
@@ -331,7 +351,10 @@ impl Glibc {
                 }
                 mem
             }
-        }
+        };
+        // the size field (set_head / the mmapped chunk's header), then the block
+        self.wrote(mem - self.params.size_sz, self.params.size_sz + written);
+        mem
     }
 
     /// Refreshes `mapped_bytes` after the heap or a mapping changed size.
@@ -425,7 +448,7 @@ impl Glibc {
         } else {
             Out::Chunk(self.heap.idx(mem - 2 * self.params.size_sz))
         };
-        Ok(Addr(self.account(out, size as u64)))
+        Ok(Addr(self.account(out, size as u64, size as u64)))
     }
 
     /// `valloc(size)`: page-aligned.
@@ -528,7 +551,7 @@ impl Allocator for Glibc {
             self.int_malloc(nb)?
         };
         self.mmap_pin = None;
-        Ok(Addr(self.account(out, size as u64)))
+        Ok(Addr(self.account(out, size as u64, size as u64)))
     }
 
     fn free(&mut self, addr: Addr) -> Result<(), AllocError> {
@@ -568,6 +591,12 @@ impl Allocator for Glibc {
                 self.mmap_pin = None;
                 return Ok(addr);
             }
+            // mremap moves the pages with their contents: what was resident stays so
+            let kept = if self.vm.tracking() {
+                self.vm.resident_offsets(m.base, m.len.min(new_len))
+            } else {
+                Vec::new()
+            };
             let _ = self.vm.munmap(Addr(m.base), m.len);
             self.mmaps.remove(&addr.0);
             // mremap shrinks in place; growing moves unless pinned where the kernel put it
@@ -575,6 +604,10 @@ impl Allocator for Glibc {
                 self.mmap_pin = Some(m.base);
             }
             let base = self.map(new_len)?;
+            for off in kept {
+                self.vm.touch(base + off, 1);
+            }
+            self.wrote(base + offset + 2 * self.params.size_sz, size as u64);
             let mem = base + offset + 2 * self.params.size_sz;
             self.mmaps.insert(
                 mem,
@@ -596,7 +629,7 @@ impl Allocator for Glibc {
         } else {
             Out::Chunk(self.heap.idx(mem - 2 * self.params.size_sz))
         };
-        Ok(Addr(self.account(out, size as u64)))
+        Ok(Addr(self.account(out, size as u64, size as u64)))
     }
 
     fn calloc(&mut self, nelem: usize, elsize: usize) -> Result<Addr, AllocError> {
@@ -609,13 +642,32 @@ impl Allocator for Glibc {
             .params
             .checked_request2size(bytes)
             .ok_or_else(|| self.too_large(bytes))?;
+        // MORECORE_CLEARS: memory above the highest break ever is fresh from the kernel
+        let oldtop = self.top_chunk().map(|(a, _)| a.0);
+        let fresh_from = self.vm.brk_high().0;
         let out = self.int_malloc(nb)?;
         self.mmap_pin = None;
-        Ok(Addr(self.account(out, bytes)))
+        let cleared = match out {
+            Out::Mapped(_) => 0, // mmapped memory is zero already: no memset
+            Out::Chunk(c) => {
+                let p = self.heap.addr(c);
+                let mut csz = self.heap.size(c);
+                if Some(p) == oldtop && p + csz > fresh_from {
+                    csz = fresh_from.saturating_sub(p);
+                }
+                // memset (mem, 0, csz - SIZE_SZ)
+                csz.saturating_sub(self.params.size_sz)
+            }
+        };
+        Ok(Addr(self.account(out, bytes, cleared)))
     }
 
     fn stats(&self) -> Stats {
         self.stats.clone()
+    }
+
+    fn address_space_mut(&mut self) -> Option<&mut AddressSpace> {
+        Some(&mut self.vm)
     }
 }
 

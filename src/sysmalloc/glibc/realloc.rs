@@ -43,6 +43,7 @@ impl Glibc {
             let t = oldp + self.heap.g(nb);
             self.heap.set_head(t, total - nb, true, State::Top);
             self.top = t;
+            self.wrote(self.heap.addr(t) + 8, 8);
             self.served = Served::ReallocIntoTop;
             return Ok(self.mem(oldp));
         } else if next != self.top
@@ -91,6 +92,7 @@ impl Glibc {
             let r = p + self.heap.g(nb);
             self.heap.set_head(r, size - nb, true, State::InUse);
             self.heap.set_inuse(r);
+            self.wrote(self.heap.addr(r) + 8, 8);
             self.int_free(r);
         }
     }

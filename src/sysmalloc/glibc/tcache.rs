@@ -19,6 +19,7 @@ impl Glibc {
     /// `tcache_put`: pushes the chunk of node `i` on tcache bin `t`.
     #[inline]
     pub(super) fn tcache_put(&mut self, i: u32, t: usize) {
+        self.wrote(self.mem(i), 16); // e->next, e->key
         let head = self.tcache_entries[t];
         self.heap.set_fd(i, head);
         self.heap.m(i).set_state(State::Tcache);
@@ -45,6 +46,7 @@ impl Glibc {
     /// Pushes the chunk of node `i` on fastbin `f`.
     #[inline]
     pub(super) fn fastbin_push(&mut self, i: u32, f: usize) {
+        self.wrote(self.mem(i), 8); // p->fd
         let head = self.fastbins[f];
         self.heap.set_fd(i, head);
         self.heap.m(i).set_state(State::Fast);

@@ -9,12 +9,17 @@
 //!                               free-list kind (int 0, float 1), 7 when the kind has none
 //!     fields                    varints; addresses as zigzag(addr − previous address)
 //!                               (one register, any field), signed values zigzag-coded
-//!     0xFE varint L             the next event's line is L (otherwise previous line + 1)
+//!     0xFD varint len · bytes   a line with no event of its own, as read (a comment,
+//!                               a trailer line, a mark's text: on the line after the
+//!                               previous record, or L after 0xFE L; at most 1 MiB)
+//!     0xFE varint L             the next record's line is L (otherwise previous line + 1)
 //!     0xFF varint N             the end: N events were written; nothing may follow
 //! ```
 //! A varint is LEB128 (7 bits a byte, low first). Lossless: every [`Event`] field, its
-//! line included, and the header lines come back as written:
-//! `decode(encode(events)) == events`. A file that stops before the end record, or inside
+//! line included, the header lines and the text lines come back as written:
+//! `decode(encode(events)) == events`; a text trace of pyalloc's own formats written to
+//! binary and back is the same bytes (the lines a reader hands over with
+//! [`take_text`](super::EventReader::take_text) are kept as text records). A file that stops before the end record, or inside
 //! a record, is refused with the byte offset where it stops.
 
 use super::event::event_table;
@@ -27,6 +32,7 @@ pub const MAGIC: &[u8; 8] = b"PYALLOCB";
 /// The format version this build writes and reads.
 pub const VERSION: u8 = 1;
 
+pub(super) const TAG_TEXT: u8 = 0xFD;
 pub(super) const TAG_LINE: u8 = 0xFE;
 pub(super) const TAG_END: u8 = 0xFF;
 
@@ -111,6 +117,8 @@ event_table!(records);
 
 /// Why a record could not be decoded (turned into a [`TraceError`] with the offset).
 pub(super) enum Fault {
+    /// A text record on this line (not an error: the caller reads it).
+    Text(u64),
     Eof,
     Bad(&'static str),
     Io(io::Error),
@@ -164,8 +172,11 @@ pub(super) fn decode(c: &mut Cur, prev_line: u64) -> Result<Option<Event>, Fault
         line = c.v()?;
         tag = c.byte()?;
     }
-    if tag == TAG_END {
-        return Ok(None);
+    if tag >= TAG_TEXT {
+        if tag == TAG_END {
+            return Ok(None);
+        }
+        return Err(Fault::Text(line));
     }
     let k = decode_kind(c, tag / 8, tag % 8)?;
     Ok(Some(Event { kind: k, line }))

@@ -3,6 +3,7 @@
 
 use super::super::{Event, EventReader, Source, TraceError, TraceHeader};
 use super::{decode, Cur, Fault, MAGIC, VERSION};
+use crate::trace::io::MAX_LINE;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -17,10 +18,12 @@ pub struct BinaryReader {
     base: u64,    // file offset of buf[0]
     eof: bool,    // the input has no more bytes
     header: TraceHeader,
-    last_addr: u64, // the address register
-    line: u64,      // the line of the last event
-    events: u64,    // events returned
-    done: bool,     // the end record has been read
+    last_addr: u64,           // the address register
+    line: u64,                // the line of the last event
+    events: u64,              // events returned
+    done: bool,               // the end record has been read
+    keep: bool,               // keep the text records (a lossless copy asked)
+    text: Vec<(u64, String)>, // text records read and not yet taken
 }
 
 impl BinaryReader {
@@ -72,6 +75,8 @@ impl BinaryReader {
             line: 0,
             events: 0,
             done: false,
+            keep: false,
+            text: Vec::new(),
         };
         r.read_header().map_err(|f| r.fault(f, 0, "the header"))?;
         Ok(r)
@@ -84,6 +89,12 @@ impl BinaryReader {
 
     fn fault(&self, f: Fault, start: u64, what: &str) -> TraceError {
         match f {
+            Fault::Text(_) => TraceError::Parse {
+                path: self.path.clone(),
+                line: self.events + 1,
+                text: format!("record at byte {start}"),
+                why: "text record where none may be".into(),
+            },
             Fault::Eof => TraceError::Truncated {
                 path: self.path.clone(),
                 offset: self.offset(),
@@ -262,6 +273,10 @@ impl BinaryReader {
                         Err(f) => return Err(f),
                     }
                 }
+                Err(Fault::Text(line)) => {
+                    let at = c.pos;
+                    self.text_record(line, at)?;
+                }
                 Err(Fault::Eof) if !self.eof => self.refill()?,
                 Err(Fault::Eof) => {
                     // the data ends inside this record: report the end of the data
@@ -269,6 +284,59 @@ impl BinaryReader {
                     return Err(Fault::Eof);
                 }
                 Err(f) => return Err(f),
+            }
+        }
+    }
+
+    /// Reads a text record whose length starts `at` bytes past `pos` (its tag, and a line
+    /// tag before it, already read), growing the buffer when the text is longer than it.
+    #[cold]
+    fn text_record(&mut self, line: u64, at: usize) -> Result<(), Fault> {
+        loop {
+            let mut c = Cur {
+                buf: &self.buf[self.pos..self.len],
+                pos: at,
+                last: 0,
+            };
+            let (got, want) = match c.v() {
+                Ok(n) if n > MAX_LINE as u64 => {
+                    return Err(Fault::Bad("text line longer than 1 MiB"))
+                }
+                Ok(n) => {
+                    let (from, to) = (c.pos, c.pos + n as usize);
+                    if to <= c.buf.len() {
+                        (Some((from, to)), to)
+                    } else {
+                        if self.buf.len() < to + 16 {
+                            self.buf.resize(to + 16, 0);
+                        }
+                        (None, to)
+                    }
+                }
+                Err(Fault::Eof) => (None, at + 10),
+                Err(f) => return Err(f),
+            };
+            match got {
+                Some((from, to)) => {
+                    let bytes = &self.buf[self.pos + from..self.pos + to];
+                    let text = std::str::from_utf8(bytes)
+                        .map_err(|_| Fault::Bad("text line is not UTF-8"))?;
+                    if self.keep {
+                        self.text.push((line, text.to_string()));
+                    }
+                    self.pos += to;
+                    self.line = line;
+                    return Ok(());
+                }
+                None if self.eof => {
+                    self.pos = self.len;
+                    return Err(Fault::Eof);
+                }
+                None => {
+                    // fill moves the unread bytes to the front: `at` and `want` still count
+                    // from `pos`; it stops at the end of the input, reported on the next turn
+                    self.fill(want)?;
+                }
             }
         }
     }
@@ -320,5 +388,13 @@ impl EventReader for BinaryReader {
 
     fn header(&self) -> &TraceHeader {
         &self.header
+    }
+
+    fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
+        out.append(&mut self.text);
+    }
+
+    fn keep_text(&mut self) {
+        self.keep = true;
     }
 }

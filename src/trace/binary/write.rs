@@ -2,9 +2,10 @@
 //! in [`binary`](super)).
 
 use super::super::{Event, TraceHeader};
-use super::{zigzag, TAG_END, TAG_LINE};
+use super::{zigzag, TAG_END, TAG_LINE, TAG_TEXT};
 use super::{MAGIC, VERSION};
 use crate::addr::Addr;
+use crate::trace::io::MAX_LINE;
 use std::io::{self, Write};
 
 /// Writes events in the binary format.
@@ -89,6 +90,33 @@ impl<W: Write> BinaryWriter<W> {
         self.line = e.line;
         self.record(e.kind);
         self.events += 1;
+        if self.buf.len() >= 1 << 16 {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Appends a line that carries no event (a comment, a trailer line, a mark's text),
+    /// as read, at `line`.
+    ///
+    /// # Errors
+    /// The output's write errors; a text longer than [`MAX_LINE`] bytes.
+    pub fn write_text(&mut self, line: u64, text: &str) -> io::Result<()> {
+        if text.len() > MAX_LINE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("line {line}: longer than {MAX_LINE} bytes"),
+            ));
+        }
+        if line != self.line.wrapping_add(1) {
+            self.buf.push(TAG_LINE);
+            self.varint(line);
+        }
+        self.line = line;
+        self.buf.push(TAG_TEXT);
+        self.varint(text.len() as u64);
+        self.buf.extend_from_slice(text.as_bytes());
         if self.buf.len() >= 1 << 16 {
             self.out.write_all(&self.buf)?;
             self.buf.clear();

@@ -1,178 +1,27 @@
-//! A Python facade: script CPython's object allocations as a program would make them.
+//! The CPython 2.7 facade: ints and floats from their free lists (Objects/intobject.c,
+//! floatobject.c, 2.7), `id()` as `PyInt_FromLong` of the address, and the reference
+//! counting that decides when an object goes back on its free list.
 //!
 //! ```text
-//!   Python::v2_7(platform)            the interpreter after _PyInt_Init
-//!     .int(v)     PyInt_FromLong: small_ints[v+5] for -5 <= v <= 256, else pop the int free list
-//!     .id(&o)     builtin id(): PyLong_FromVoidPtr(o) = PyInt_FromLong(address) when it fits a C long
-//!     .sub(&a,&b) int_sub: a new int (or a cached one)
-//!     .drop(o)    Py_DECREF: at refcount 0, int_dealloc pushes it on the free list
-//!     .tuple(..)  / .drop_tuple(t): tupledealloc drops items last to first
-//!     .list(..)   / .drop_list(l):  list_dealloc drops items last to first
-//!
-//!   IntFreeList<SharedHeap<A>> + FloatFreeList<SharedHeap<A>>  (objects)
-//!   A = MacTiny | Glibc | Bump | NoMalloc                       (sysmalloc)
+//!   Py2<A, O>  = Py2State<A, O> (heap, ints, floats, small_ints, obmalloc)
+//!              + the script's references by slot + the log of I/D/B lines
+//!   int(v):  small_ints[v+5] | pop the head of free_list (fill_free_list when NULL)
+//!   drop(o): refs[slot] -= 1; at 0, int_dealloc: objects[slot].next = free_list; free_list = slot
 //! ```
-//!
-//! Handles ([`Int`], [`Float`]) are plain values, and references are counted explicitly
-//! as in C: every value a method returns is a new reference the script must `drop`.
-//! A wrong drop is an error value naming the address, never a panic.
-//!
-//! Absolute bases are parameters: [`Python::v2_7_at`] takes the address where the first
-//! PyIntBlock lands; [`Python::v2_7`] uses the platform's recorded default
-//! ([`default_first_int_block`]).
 
+use super::{as_long, long_bits, system_heap, Float, Int, IntKind, Interpreter, PyError, Tuple};
+use super::{Version, LONG_TEXT};
 use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::error::AllocError;
 use crate::objects::freelist::Whereabouts;
-use crate::objects::small_ints::{py3_11_default_first, py3_long_object_size};
 use crate::objects::{
-    BlockType, ClearEvent, ClearReport, FloatFreeList, FreeList, IntFreeList, Slot, SmallInts,
+    BlockType, ClearEvent, ClearReport, FloatFreeList, FreeList, IntFreeList, Py2State, Slot,
+    SmallInts,
 };
-use crate::platform::{MallocFlavor, Platform};
-use crate::sysmalloc::glibc::{Glibc, GlibcParams};
-use crate::sysmalloc::{Bump, MacTiny, SharedHeap};
+use crate::platform::Platform;
+use crate::sysmalloc::{NoMalloc, SharedHeap};
 use crate::trace::{EventKind, FreeListKind};
-use crate::vm::AddressSpace;
-
-/// The CPython versions the facade models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    /// CPython 2.7: small_ints[] + the PyIntBlock free list.
-    V2_7,
-    /// CPython 3.11: the static small-int array; other ints live in pymalloc.
-    V3_11,
-}
-
-impl Version {
-    /// Parses `2.7`, `3.11` (also `27`, `311`).
-    pub fn parse(s: &str) -> Option<Version> {
-        match s {
-            "2.7" | "27" | "2" => Some(Version::V2_7),
-            "3.11" | "311" => Some(Version::V3_11),
-            _ => None,
-        }
-    }
-
-    /// As the CLI spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Version::V2_7 => "2.7",
-            Version::V3_11 => "3.11",
-        }
-    }
-}
-
-/// What the facade refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PyError {
-    /// A layer below refused (bad free, out of space, a value the platform cannot hold).
-    #[error(transparent)]
-    Alloc(#[from] AllocError),
-    /// Something this build does not model (said plainly rather than guessed).
-    #[error("not modelled: {0}")]
-    NotModelled(String),
-    /// A `drop` of an object the script holds no reference to.
-    #[error("drop of {addr}: the script holds no reference to this object")]
-    NotOwned {
-        /// The object's address.
-        addr: Addr,
-    },
-}
-
-/// How an int object exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntKind {
-    /// A cached small int (Py2 `small_ints[]`, Py3 static array): never freed.
-    Small,
-    /// A free-list int in this slot.
-    Free(Slot),
-    /// A Python `long` (the value did not fit a C long): its address is not modelled.
-    Long,
-}
-
-/// A reference to an int object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Int {
-    /// Its value.
-    pub value: i64,
-    /// Its address, `id()` (NULL for a `long`, whose address is not modelled).
-    pub addr: Addr,
-    /// Cached, free-list, or long.
-    pub kind: IntKind,
-}
-
-impl Int {
-    /// `repr()` in Python 2: a long carries an `L`.
-    pub fn repr(&self) -> String {
-        match self.kind {
-            IntKind::Long => format!("{}L", self.value),
-            _ => self.value.to_string(),
-        }
-    }
-}
-
-/// A reference to a float object.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Float {
-    /// Its value.
-    pub value: f64,
-    /// Its address.
-    pub addr: Addr,
-    slot: Slot,
-}
-
-/// A tuple of ints (its own address lives in pymalloc and is not modelled).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tuple(pub Vec<Int>);
-
-/// The address where the first PyIntBlock lands by default on a platform.
-///
-/// - macos-x86_64: the seed's 0x1002024f0 (the preset's `heap_start`), so id(0) == 4297074752;
-/// - linux-x86_64: 0x5555557672a0, the pristine 2.7.18 under `setarch -R`
-///   (small_ints.txt: id(-5) == 0x555555767668 == base + 8 + 24*40);
-/// - others: where the platform's malloc puts its first block of that size on an empty heap.
-pub fn default_first_int_block(p: &Platform) -> Option<Addr> {
-    match p.name {
-        "macos-x86_64" => Some(p.heap_start),
-        "linux-x86_64" => Some(Addr(0x5555_5576_72a0)),
-        _ => None,
-    }
-}
-
-/// The glibc parameters of a platform (by pointer width).
-fn glibc_params(p: &Platform) -> GlibcParams {
-    if p.pointer_bytes == 4 {
-        GlibcParams::v2_36_i386()
-    } else {
-        GlibcParams::v2_36_x86_64()
-    }
-}
-
-/// The platform's system allocator, placed so that its first `malloc(first_size)`
-/// returns `first` (when given): the heap before `_PyInt_Init` holds allocations this
-/// model does not see, so the simulated heap starts where the first block landed.
-pub fn system_heap(
-    p: &Platform,
-    first: Option<Addr>,
-    first_size: u64,
-) -> Result<Box<dyn Allocator>, AllocError> {
-    let space = |start: Addr| AddressSpace::new(p.page_size, p.pointer_bytes, start, p.mmap_top);
-    Ok(match p.malloc {
-        MallocFlavor::MacTiny => Box::new(MacTiny::new(space(first.unwrap_or(p.heap_start)))),
-        MallocFlavor::Bump => Box::new(Bump::new(first.unwrap_or(p.heap_start), 16)),
-        MallocFlavor::Glibc => match first {
-            None => Box::new(Glibc::new(glibc_params(p), p.address_space())),
-            Some(first) => {
-                // Where does an empty glibc heap put its first block of this size?
-                let mut probe = Glibc::new(glibc_params(p), p.address_space());
-                let offset = probe.malloc(first_size as usize)? - p.heap_start;
-                let start = Addr(first.0.wrapping_sub(offset as u64));
-                Box::new(Glibc::new(glibc_params(p), space(start)))
-            }
-        },
-    })
-}
 
 /// The step `PyInt_FromLong` and `PyFloat_FromDouble` share: pop the head of `list`
 /// (`fill_free_list` makes a new block when it is empty), log the new block (`B`) and the
@@ -205,121 +54,74 @@ fn pop_object<A: Allocator, T: BlockType>(
     Ok((slot, addr, fresh))
 }
 
-/// The facade: one interpreter's int and float objects over a system heap `A`.
-pub struct Python<A: Allocator> {
-    version: Version,                     // which CPython
+/// CPython 2.7's int and float objects over a system heap `A`, with the object allocator
+/// `O` of the state it started from (`()` when it models none).
+pub struct Py2<A: Allocator, O = ()> {
     platform: Platform,                   // widths, malloc flavour
     heap: SharedHeap<A>,                  // the system malloc (PyMem_MALLOC)
-    ints: IntFreeList<SharedHeap<A>>,     // PyIntBlock free list (Py2)
-    floats: FloatFreeList<SharedHeap<A>>, // PyFloatBlock free list (Py2)
+    ints: IntFreeList<SharedHeap<A>>,     // PyIntBlock free list
+    floats: FloatFreeList<SharedHeap<A>>, // PyFloatBlock free list
     small_ints: SmallInts,                // the cache
+    obmalloc: O,                          // pymalloc, as the state had it
     int_refs: Vec<u32>,                   // references the script holds, by int slot
     float_refs: Vec<u32>,                 // references the script holds, by float slot
-    fresh_block: Vec<Slot>,               // first slot popped from each block the facade made
+    fresh: Vec<bool>,                     // by int slot: its last pop made a new block
     log: Option<Vec<EventKind>>,          // I/D/B events, as the PYREC traces spell them
 }
 
-impl Python<Box<dyn Allocator>> {
-    /// CPython 2.7 on `platform` right after `_PyInt_Init`, its first PyIntBlock at the
-    /// platform's default ([`default_first_int_block`]).
+impl Py2<Box<dyn Allocator>> {
+    /// CPython 2.7 on `platform` right after `_PyInt_Init`, its first PyIntBlock at
+    /// [`Platform::first_int_block`] (where the platform's malloc puts it when `None`).
     ///
     /// # Errors
     /// Whatever the heap refuses.
-    pub fn v2_7(platform: Platform) -> Result<Self, PyError> {
-        let first = default_first_int_block(&platform);
-        Self::v2_7_with(platform, first)
+    pub fn new(platform: Platform) -> Result<Self, PyError> {
+        let first = platform.first_int_block;
+        Self::with_first_block(platform, first)
     }
 
     /// CPython 2.7 with the first PyIntBlock at `first_int_block`.
     ///
     /// # Errors
     /// Whatever the heap refuses.
-    pub fn v2_7_at(platform: Platform, first_int_block: Addr) -> Result<Self, PyError> {
-        Self::v2_7_with(platform, Some(first_int_block))
+    pub fn at(platform: Platform, first_int_block: Addr) -> Result<Self, PyError> {
+        Self::with_first_block(platform, Some(first_int_block))
     }
 
-    fn v2_7_with(platform: Platform, first: Option<Addr>) -> Result<Self, PyError> {
-        let block = IntFreeList::new(crate::sysmalloc::NoMalloc, &platform)
-            .layout()
-            .block_size;
+    fn with_first_block(platform: Platform, first: Option<Addr>) -> Result<Self, PyError> {
+        let block = IntFreeList::new(NoMalloc, &platform).layout().block_size;
         let heap = system_heap(&platform, first, block)?;
-        Python::v2_7_over(platform, heap)
-    }
-
-    /// CPython 3.11 on `platform`: the static small-int array with `id(-5)` at `first`
-    /// (the platform's default when `None`).
-    ///
-    /// # Errors
-    /// Whatever the heap refuses.
-    pub fn v3_11(platform: Platform, first: Option<Addr>) -> Result<Self, PyError> {
-        let first = first.unwrap_or_else(|| py3_11_default_first(&platform).0);
-        let heap = system_heap(&platform, None, 0)?;
-        let heap = SharedHeap::new(heap);
-        Ok(Python {
-            version: Version::V3_11,
-            small_ints: SmallInts::py3_static(&platform, first),
-            ints: IntFreeList::new(heap.clone(), &platform),
-            floats: FloatFreeList::new(heap.clone(), &platform),
-            heap,
-            platform,
-            int_refs: Vec::new(),
-            float_refs: Vec::new(),
-            fresh_block: Vec::new(),
-            log: None,
-        })
+        Py2::over(platform, heap)
     }
 }
 
-impl<A: Allocator> Python<A> {
+impl<A: Allocator> Py2<A> {
     /// CPython 2.7 over `heap`: runs `_PyInt_Init` (262 pops, -5 first).
     ///
     /// # Errors
     /// Whatever the heap refuses.
-    pub fn v2_7_over(platform: Platform, heap: A) -> Result<Self, PyError> {
-        let heap = SharedHeap::new(heap);
-        let mut ints = IntFreeList::new(heap.clone(), &platform);
-        let small_ints = SmallInts::py2_init(&mut ints)?;
-        Ok(Python {
-            version: Version::V2_7,
-            floats: FloatFreeList::new(heap.clone(), &platform),
-            heap,
-            ints,
-            small_ints,
-            platform,
-            int_refs: Vec::new(),
-            float_refs: Vec::new(),
-            fresh_block: Vec::new(),
-            log: None,
-        })
+    pub fn over(platform: Platform, heap: A) -> Result<Self, PyError> {
+        Ok(Py2::from_state(Py2State::after_int_init(platform, heap)?))
     }
+}
 
-    /// CPython 2.7 from a state built elsewhere (a trace replayed up to some event).
+impl<A: Allocator, O> Py2<A, O> {
+    /// CPython 2.7 continuing from `state` (a recording replayed up to some event, say).
     /// Objects live in that state are held by the "rest of the interpreter": the script
     /// holds no reference to them.
-    pub fn v2_7_from_state(
-        platform: Platform,
-        heap: SharedHeap<A>,
-        ints: IntFreeList<SharedHeap<A>>,
-        floats: FloatFreeList<SharedHeap<A>>,
-        small_ints: SmallInts,
-    ) -> Self {
-        Python {
-            version: Version::V2_7,
-            platform,
-            heap,
-            ints,
-            floats,
-            small_ints,
+    pub fn from_state(state: Py2State<A, O>) -> Self {
+        Py2 {
+            platform: state.platform,
+            heap: state.heap,
+            ints: state.ints,
+            floats: state.floats,
+            small_ints: state.small_ints,
+            obmalloc: state.obmalloc,
             int_refs: Vec::new(),
             float_refs: Vec::new(),
-            fresh_block: Vec::new(),
+            fresh: Vec::new(),
             log: None,
         }
-    }
-
-    /// The version modelled.
-    pub fn version(&self) -> Version {
-        self.version
     }
 
     /// The platform.
@@ -327,6 +129,10 @@ impl<A: Allocator> Python<A> {
         &self.platform
     }
 
+    /// The object allocator of the state this facade started from.
+    pub fn obmalloc(&self) -> &O {
+        &self.obmalloc
+    }
     /// The int free list.
     pub fn ints(&self) -> &IntFreeList<SharedHeap<A>> {
         &self.ints
@@ -363,44 +169,19 @@ impl<A: Allocator> Python<A> {
         }
     }
 
-    /// The bits of a C long on this platform.
-    pub fn long_bits(&self) -> u32 {
-        (self.platform.long_bytes * 8) as u32
-    }
-
-    fn fits_long(&self, v: i128) -> bool {
-        let bits = self.long_bits();
-        let max = (1i128 << (bits - 1)) - 1;
-        (-max - 1..=max).contains(&v)
-    }
-
-    /// `PyInt_FromLong(v)` (Py2) or the static small int (Py3).
+    /// `PyInt_FromLong(v)`: the cached small int, or the head of the free list.
     ///
     /// # Errors
-    /// `ValueOutOfRange` when `v` does not fit the platform's C long; `NotModelled` for a
-    /// Py3 int outside the cache.
+    /// `ValueOutOfRange` when `v` does not fit the platform's C long; heap errors.
     #[inline]
     pub fn int(&mut self, v: i64) -> Result<Int, PyError> {
-        if !self.fits_long(v as i128) {
-            return Err(AllocError::ValueOutOfRange {
-                value: v.to_string(),
-                bits: self.long_bits(),
-            }
-            .into());
-        }
+        as_long(&self.platform, v as i128)?;
         if let Some(addr) = self.small_ints.get(v) {
             return Ok(Int {
                 value: v,
                 addr,
                 kind: IntKind::Small,
             });
-        }
-        if self.version != Version::V2_7 {
-            return Err(PyError::NotModelled(format!(
-                "{v}: CPython {} ints outside -5..256 are PyLongObjects of {} bytes from pymalloc",
-                self.version.name(),
-                py3_long_object_size(&self.platform)
-            )));
         }
         let (slot, addr, fresh) = pop_object(
             &mut self.ints,
@@ -409,9 +190,11 @@ impl<A: Allocator> Python<A> {
             FreeListKind::Int,
             v,
         )?;
-        if fresh {
-            self.fresh_block.push(slot);
+        let s = slot.0 as usize;
+        if self.fresh.len() <= s {
+            self.fresh.resize(s + 1, false);
         }
+        self.fresh[s] = fresh;
         Ok(Int {
             value: v,
             addr,
@@ -424,14 +207,13 @@ impl<A: Allocator> Python<A> {
     /// does not model; else `PyInt_FromLong(v)`.
     fn arith_result(&mut self, a: &Int, b: &Int, v: i128) -> Result<Int, PyError> {
         let long = a.kind == IntKind::Long || b.kind == IntKind::Long;
-        if !long && self.fits_long(v) {
-            self.int(v as i64)
-        } else {
-            Ok(Int {
+        match as_long(&self.platform, v) {
+            Ok(v) if !long => self.int(v),
+            _ => Ok(Int {
                 value: v as i64,
                 addr: Addr::NULL,
                 kind: IntKind::Long,
-            })
+            }),
         }
     }
 
@@ -455,13 +237,8 @@ impl<A: Allocator> Python<A> {
     /// # Errors
     /// Heap errors.
     pub fn id_of_addr(&mut self, addr: Addr) -> Result<Int, PyError> {
-        if self.version != Version::V2_7 {
-            return Err(PyError::NotModelled(
-                "id() results in CPython 3 are PyLongObjects from pymalloc".into(),
-            ));
-        }
         // (long)p: the address read as a signed C long of the platform's width.
-        let bits = self.long_bits();
+        let bits = long_bits(&self.platform);
         let signed = ((addr.0 as i128) << (128 - bits)) >> (128 - bits);
         if signed < 0 {
             // PyLong_FromUnsignedLong((unsigned long)p)
@@ -571,13 +348,8 @@ impl<A: Allocator> Python<A> {
     /// `PyFloat_FromDouble(v)`.
     ///
     /// # Errors
-    /// `NotModelled` in CPython 3; heap errors.
+    /// Heap errors.
     pub fn float(&mut self, v: f64) -> Result<Float, PyError> {
-        if self.version != Version::V2_7 {
-            return Err(PyError::NotModelled(
-                "CPython 3 floats come from their own free list and pymalloc".into(),
-            ));
-        }
         let (slot, addr, _) = pop_object(
             &mut self.floats,
             &mut self.float_refs,
@@ -697,12 +469,7 @@ impl<A: Allocator> Python<A> {
     /// Says where an int lives and why it is there (the `--explain` text).
     pub fn explain(&mut self, o: &Int) -> String {
         match o.kind {
-            IntKind::Long => "a long (the value does not fit a C long): lives in pymalloc, not modelled".into(),
-            IntKind::Small if self.version != Version::V2_7 => format!(
-                "small_ints[{}] of the static array in libpython's data segment, {} bytes per PyLongObject",
-                o.value + 5,
-                py3_long_object_size(&self.platform)
-            ),
+            IntKind::Long => LONG_TEXT.into(),
             IntKind::Small => {
                 let w = self.ints.whereabouts(o.addr);
                 format!(
@@ -715,7 +482,7 @@ impl<A: Allocator> Python<A> {
             }
             IntKind::Free(slot) => {
                 let w = self.ints.whereabouts(o.addr);
-                let why = if self.fresh_block.contains(&slot) {
+                let why = if self.fresh.get(slot.0 as usize) == Some(&true) {
                     format!(
                         "the free list was empty: fill_free_list malloc'd {} bytes for a new block, whose objects[{}] is the new head",
                         self.ints.layout().block_size,
@@ -746,13 +513,31 @@ impl<A: Allocator> Python<A> {
     }
 }
 
+impl<A: Allocator, O> Interpreter for Py2<A, O> {
+    fn version(&self) -> Version {
+        Version::V2_7
+    }
+
+    fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    fn int(&mut self, v: i64) -> Result<Int, PyError> {
+        Py2::int(self, v)
+    }
+
+    fn explain(&mut self, o: &Int) -> String {
+        Py2::explain(self, o)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_seed_offsets_and_the_block_jump_on_macos() {
-        let mut py = Python::v2_7(Platform::macos_x86_64()).unwrap();
+        let mut py = Py2::new(Platform::macos_x86_64()).unwrap();
         let zero = py.int(0).unwrap();
         let one = py.int(1).unwrap();
         let size = py.ints().layout().object_size as i64;
@@ -766,7 +551,7 @@ mod tests {
 
     #[test]
     fn temporaries_alternate_between_two_slots() {
-        let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+        let mut py = Py2::new(Platform::linux_x86_64()).unwrap();
         let mut seen = Vec::new();
         for _ in 0..4 {
             let t = py.int(7777).unwrap();
@@ -782,13 +567,13 @@ mod tests {
 
     #[test]
     fn bad_drops_and_values_are_errors() {
-        let mut py = Python::v2_7(Platform::linux_x86_64()).unwrap();
+        let mut py = Py2::new(Platform::linux_x86_64()).unwrap();
         let a = py.int(1000).unwrap();
         py.drop(a).unwrap();
         assert!(
             matches!(py.drop(a), Err(PyError::Alloc(AllocError::DoubleFree { addr, .. })) if addr == a.addr)
         );
-        let mut py32 = Python::v2_7(Platform::linux_i686()).unwrap();
+        let mut py32 = Py2::new(Platform::linux_i686()).unwrap();
         let big = 1i64 << 40;
         assert_eq!(
             py32.int(big),
@@ -797,7 +582,5 @@ mod tests {
                 bits: 32
             }))
         );
-        let mut py3 = Python::v3_11(Platform::linux_x86_64(), None).unwrap();
-        assert!(matches!(py3.int(257), Err(PyError::NotModelled(_))));
     }
 }

@@ -1,0 +1,130 @@
+//! `pyalloc compare TRACE... --models M1,M2,... [--at-marker SIZE]... [--csv | --json]
+//! [--svg FILE] [--html FILE]`: every trace replayed once through every model (decoded
+//! once, the models in parallel), their footprints side by side.
+//!
+//! `--json` prints `{"traces":[{"trace","events","models":[{"model","peak_live",
+//! "peak_mapped","peak_resident","final_live","final_mapped","final_resident",
+//! "fragmentation_at_peak","syscalls":{"mmap","munmap","brk"},"seconds","markers":[{"size",
+//! "event","live","mapped","resident"}]}]}]}` (a contract). A bad model name (an unknown
+//! key, a size that is not a power of two, a pool larger than an arena …) exits 2.
+
+use pyalloc::compare::{compare, parse_models, CompareOptions};
+use pyalloc::report::{compare as render, write_atomic};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `pyalloc compare`.
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// The traces (any format `pyalloc check` reads).
+    #[arg(required = true)]
+    pub traces: Vec<String>,
+    /// The models, comma-separated: `cpython-3.11`, `cpython-3.11/glibc-2.36`, `glibc-2.36`,
+    /// `cpython-2.7.18/glibc-2.36`, with what-if overrides (`cpython-3.11:pool=64KiB,arena=4MiB`;
+    /// separate several overrides of one layer with `,` inside the layer and models with `;`
+    /// or repeat --models).
+    #[arg(long, required = true)]
+    pub models: Vec<String>,
+    /// A row each time a top-level request of exactly SIZE bytes is made (repeatable).
+    #[arg(long = "at-marker", value_name = "SIZE")]
+    pub at_marker: Vec<u64>,
+    /// Print CSV instead of the table.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// Print the JSON contract instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw resident (and live) bytes over event time, one line per model, to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Write a self-contained HTML report (table and charts) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+/// Splits `--models` values into model names: `;` always separates models; `,` separates
+/// models except inside a layer's overrides (`cpython-3.11:pool=64KiB,arena=4MiB`), where a
+/// `,` followed by `key=` continues the overrides.
+pub fn split_models(values: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in values {
+        for part in v.split(';') {
+            let mut cur = String::new();
+            for piece in part.split(',') {
+                let continues = !cur.is_empty()
+                    && cur.rsplit('/').next().is_some_and(|l| l.contains(':'))
+                    && piece.split('/').next().is_some_and(|p| p.contains('='));
+                if continues {
+                    cur.push(',');
+                    cur.push_str(piece);
+                } else {
+                    if !cur.is_empty() {
+                        out.push(std::mem::take(&mut cur));
+                    }
+                    cur.push_str(piece);
+                }
+            }
+            if !cur.is_empty() {
+                out.push(cur);
+            }
+        }
+    }
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Runs the comparison.
+pub fn run(args: CompareArgs) -> Result<ExitCode, String> {
+    let names = split_models(&args.models);
+    let models = match parse_models(&names) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("pyalloc: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let opts = CompareOptions {
+        markers: args.at_marker.clone(),
+        progress: std::io::stderr().is_terminal(),
+    };
+    let runs = compare(&args.traces, &models, &opts).map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{}", render::json(&runs));
+    } else if args.csv {
+        print!("{}", render::csv(&runs));
+    } else {
+        print!("{}", render::table(&runs));
+    }
+    if let Some(p) = &args.svg {
+        write_atomic(p, render::svg(&runs).as_bytes())?;
+    }
+    if let Some(p) = &args.html {
+        write_atomic(p, render::html(&runs).as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_models;
+
+    #[test]
+    fn commas_separate_models_but_continue_overrides() {
+        let v = split_models(&[
+            "cpython-3.11,cpython-3.11:pool=64KiB,arena=4MiB/glibc-2.36,glibc-2.36".into(),
+        ]);
+        assert_eq!(
+            v,
+            [
+                "cpython-3.11",
+                "cpython-3.11:pool=64KiB,arena=4MiB/glibc-2.36",
+                "glibc-2.36"
+            ]
+        );
+        let w = split_models(&["cpython-3.11:free=never;cpython-3.9".into(), "glibc".into()]);
+        assert_eq!(w, ["cpython-3.11:free=never", "cpython-3.9", "glibc"]);
+    }
+}

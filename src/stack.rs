@@ -1,0 +1,353 @@
+//! Whole-stack models: a CPython process's allocators composed on one address space, so
+//! that every byte is placed by some model and the footprint can be held to VmRSS.
+//!
+//! ```text
+//!  cpython-3.11/glibc-2.36           O/M calls ─▶ pymalloc ─(0, > 512 B; arenas vector; radix nodes)─▶ glibc
+//!                                    R calls, C library calls ───────────────────────────────────────▶ glibc
+//!                                    arenas (mmap) ─┐            data-stack chunks (V/W: mmap) ─┐        │ brk, mmap
+//!                                                   ▼                                           ▼        ▼
+//!                                    ┌──────────────────────── one AddressSpace ─────────────────────────┐
+//!  glibc-2.36                        every call ─▶ glibc (the program under PYTHONMALLOC=malloc)
+//!  cpython-2.7.18/glibc-2.36         2.7 pymalloc over glibc; PyIntBlock / PyFloatBlock (B/b) from glibc
+//!  cpython-3.11                      pymalloc's share alone: arenas in an address space, fall-through to a bump
+//! ```
+//! A model name is layers joined by `/`, the upper first; a pymalloc layer takes what-if
+//! overrides after a colon (`cpython-3.11:pool=64KiB,arena=4MiB/glibc-2.36`, see
+//! [`whatif`](crate::pymalloc::whatif)). On Linux x86-64 (setarch -R bases).
+//!
+//! Footprint, read after every call: `mapped = brk extent + Σ live mappings`,
+//! `resident = pages written and not given back` (see [`vm`](crate::vm)); both are the
+//! address space's, so they cover every layer at once.
+
+use crate::addr::Addr;
+use crate::alloc::Allocator;
+use crate::error::AllocError;
+use crate::platform::Platform;
+use crate::pymalloc::{whatif, Pymalloc, PymallocParams, SystemArenas};
+use crate::sysmalloc::glibc::{Glibc, GlibcParams};
+use crate::sysmalloc::Bump;
+use crate::vm::{AddressSpace, Syscalls};
+
+/// Which layer a call enters at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `PyObject_*` / `PyMem_*` (pymalloc when the stack has it).
+    Object,
+    /// `PyMem_Raw*`, the C library, the 2.7 int/float blocks: the system allocator.
+    System,
+}
+
+/// What a model name asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StackSpec {
+    /// pymalloc over glibc on one address space.
+    PymallocGlibc(PymallocParams, GlibcParams),
+    /// glibc alone.
+    Glibc(GlibcParams),
+    /// pymalloc alone (arenas in its own address space, fall-through to a bump baseline).
+    Pymalloc(PymallocParams),
+}
+
+impl StackSpec {
+    /// Parses `cpython-3.11`, `cpython-3.11/glibc-2.36`, `glibc-2.36`,
+    /// `cpython-2.7.18/glibc-2.36`, with what-if overrides on the pymalloc layer.
+    ///
+    /// # Errors
+    /// One sentence: an unknown layer, a stack in the wrong order, a bad override.
+    pub fn parse(name: &str) -> Result<StackSpec, String> {
+        let layers: Vec<&str> = name.split('/').collect();
+        let glibc = |l: &str| matches!(l, "glibc" | "glibc-2.36");
+        match layers.as_slice() {
+            [g] if glibc(g) => Ok(StackSpec::Glibc(GlibcParams::v2_36_x86_64())),
+            [p] => Ok(StackSpec::Pymalloc(pymalloc_layer(p)?)),
+            [p, g] if glibc(g) => Ok(StackSpec::PymallocGlibc(
+                pymalloc_layer(p)?,
+                GlibcParams::v2_36_x86_64(),
+            )),
+            [_, g] => Err(format!(
+                "model {name:?}: no system allocator {g:?} under pymalloc (known: glibc-2.36)"
+            )),
+            _ => Err(format!(
+                "model {name:?}: at most two layers, pymalloc over glibc (cpython-3.11/glibc-2.36)"
+            )),
+        }
+    }
+
+    /// A fresh process of this stack, residency tracked.
+    pub fn build(&self) -> Stack {
+        let p = Platform::linux_x86_64();
+        match self {
+            StackSpec::PymallocGlibc(pp, gp) => {
+                let mut m = Pymalloc::new(
+                    pp.clone(),
+                    Glibc::new(gp.clone(), p.address_space()),
+                    SystemArenas,
+                );
+                m.track_residency();
+                Stack::PymallocGlibc(Box::new(m))
+            }
+            StackSpec::Glibc(gp) => {
+                let mut vm = p.address_space();
+                vm.track_residency();
+                Stack::Glibc(Box::new(Glibc::new(gp.clone(), vm)))
+            }
+            StackSpec::Pymalloc(pp) => {
+                let mut m =
+                    Pymalloc::new(pp.clone(), Bump::new(p.heap_start, 16), p.address_space());
+                m.track_residency();
+                Stack::Pymalloc(Box::new(m))
+            }
+        }
+    }
+}
+
+/// A pymalloc layer: a preset name (`cpython-3.11`, `3.11`, `cpython-2.7.18` …) and overrides.
+fn pymalloc_layer(layer: &str) -> Result<PymallocParams, String> {
+    let (base, overrides) = layer.split_once(':').unwrap_or((layer, ""));
+    let known = base.starts_with("cpython-") || base.starts_with(|c: char| c.is_ascii_digit());
+    let params = known
+        .then(|| PymallocParams::by_name(base))
+        .flatten()
+        .ok_or_else(|| {
+            format!(
+                "no model {base:?} (known: glibc-2.36, a pymalloc preset cpython-2.7.0 … cpython-3.13, \
+                 and pymalloc over glibc: cpython-3.11/glibc-2.36)"
+            )
+        })?;
+    whatif::apply(params, overrides)
+}
+
+/// One process's allocators.
+#[derive(Debug, Clone)]
+pub enum Stack {
+    /// pymalloc over glibc.
+    PymallocGlibc(Box<Pymalloc<Glibc, SystemArenas>>),
+    /// glibc alone.
+    Glibc(Box<Glibc>),
+    /// pymalloc alone.
+    Pymalloc(Box<Pymalloc<Bump, AddressSpace>>),
+}
+
+impl Stack {
+    /// The allocator a call on `route` reaches.
+    #[inline]
+    fn at(&mut self, route: Route) -> &mut dyn Allocator {
+        match (self, route) {
+            (Stack::PymallocGlibc(m), Route::Object) => m.as_mut(),
+            (Stack::PymallocGlibc(m), Route::System) => m.lower_mut(),
+            (Stack::Glibc(g), _) => g.as_mut(),
+            (Stack::Pymalloc(m), Route::Object) => m.as_mut(),
+            (Stack::Pymalloc(m), Route::System) => m.lower_mut(),
+        }
+    }
+
+    /// `malloc(size)` on `route`.
+    ///
+    /// # Errors
+    /// The model's.
+    #[inline]
+    pub fn malloc(&mut self, route: Route, size: u64) -> Result<Addr, AllocError> {
+        match (self, route) {
+            (Stack::PymallocGlibc(m), Route::Object) => m.malloc(size as usize),
+            (Stack::Glibc(g), _) => g.malloc(size as usize),
+            (s, r) => s.at(r).malloc(size as usize),
+        }
+    }
+
+    /// `calloc(nelem, elsize)` on `route`.
+    ///
+    /// # Errors
+    /// The model's.
+    pub fn calloc(&mut self, route: Route, nelem: u64, elsize: u64) -> Result<Addr, AllocError> {
+        self.at(route).calloc(nelem as usize, elsize as usize)
+    }
+
+    /// `realloc(addr, size)` on `route`.
+    ///
+    /// # Errors
+    /// The model's.
+    pub fn realloc(&mut self, route: Route, addr: Addr, size: u64) -> Result<Addr, AllocError> {
+        self.at(route).realloc(addr, size as usize)
+    }
+
+    /// `free(addr)` on `route`.
+    ///
+    /// # Errors
+    /// The model's.
+    #[inline]
+    pub fn free(&mut self, route: Route, addr: Addr) -> Result<(), AllocError> {
+        match (self, route) {
+            (Stack::PymallocGlibc(m), Route::Object) => m.free(addr),
+            (Stack::Glibc(g), _) => g.free(addr),
+            (s, r) => s.at(r).free(addr),
+        }
+    }
+
+    /// `memalign(align, size)` of the system allocator (a plain malloc where it has none).
+    ///
+    /// # Errors
+    /// The model's.
+    pub fn memalign(&mut self, align: u64, size: u64) -> Result<Addr, AllocError> {
+        match self.glibc() {
+            Some(g) => g.memalign(align as usize, size as usize),
+            None => self.malloc(Route::System, size),
+        }
+    }
+
+    /// `mallopt(param, value)` of glibc (ignored where there is none).
+    pub fn mallopt(&mut self, param: i64, value: i64) {
+        if let Some(g) = self.glibc() {
+            g.mallopt(param as i32, value as i32);
+        }
+    }
+
+    fn glibc(&mut self) -> Option<&mut Glibc> {
+        match self {
+            Stack::PymallocGlibc(m) => Some(m.lower_mut()),
+            Stack::Glibc(g) => Some(g),
+            Stack::Pymalloc(_) => None,
+        }
+    }
+
+    /// A mapping of `size` bytes outside the allocators (CPython's data-stack chunks:
+    /// `_PyObject_VirtualAlloc`); the program writes it.
+    ///
+    /// # Errors
+    /// Out of address space.
+    pub fn map(&mut self, size: u64) -> Result<Addr, AllocError> {
+        let vm = self.space_mut();
+        let a = vm.mmap(size)?;
+        vm.touch(a.0, size);
+        Ok(a)
+    }
+
+    /// `munmap` of a mapping made by [`map`](Self::map).
+    ///
+    /// # Errors
+    /// When no such mapping is live.
+    pub fn unmap(&mut self, addr: Addr, size: u64) -> Result<(), AllocError> {
+        self.space_mut().munmap(addr, size)
+    }
+
+    fn space_mut(&mut self) -> &mut AddressSpace {
+        match self {
+            Stack::PymallocGlibc(m) => m.lower_mut().space_mut(),
+            Stack::Glibc(g) => g.space_mut(),
+            Stack::Pymalloc(m) => m.source_mut(),
+        }
+    }
+
+    /// The address space every layer maps from.
+    #[inline]
+    pub fn space(&self) -> &AddressSpace {
+        match self {
+            Stack::PymallocGlibc(m) => m.lower().address_space(),
+            Stack::Glibc(g) => g.address_space(),
+            Stack::Pymalloc(m) => m.source(),
+        }
+    }
+
+    /// Address space held from the system: the brk extent and every live mapping.
+    #[inline]
+    pub fn mapped(&self) -> u64 {
+        let vm = self.space();
+        vm.heap_bytes() + vm.mapped_bytes()
+    }
+
+    /// Bytes of pages written and not given back.
+    #[inline]
+    pub fn resident(&self) -> u64 {
+        self.space().resident_bytes()
+    }
+
+    /// The mmap / munmap / brk calls made so far.
+    pub fn syscalls(&self) -> Syscalls {
+        self.space().syscalls()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_into_stacks_and_bad_ones_say_why() {
+        assert!(matches!(
+            StackSpec::parse("cpython-3.11/glibc-2.36"),
+            Ok(StackSpec::PymallocGlibc(..))
+        ));
+        assert!(matches!(
+            StackSpec::parse("glibc-2.36"),
+            Ok(StackSpec::Glibc(_))
+        ));
+        match StackSpec::parse("cpython-3.11:pool=64KiB,arena=4MiB") {
+            Ok(StackSpec::Pymalloc(p)) => assert_eq!(p.arena_size() / p.pool_size(), 64),
+            other => panic!("{other:?}"),
+        }
+        assert!(StackSpec::parse("glibc-2.36/cpython-3.11").is_err());
+        assert!(StackSpec::parse("jemalloc")
+            .unwrap_err()
+            .contains("no model"));
+        assert!(StackSpec::parse("cpython-3.11:pool=3KiB")
+            .unwrap_err()
+            .contains("power of two"));
+    }
+
+    #[test]
+    fn pymalloc_arenas_and_glibc_share_one_address_space() {
+        let spec = StackSpec::parse("cpython-3.11/glibc-2.36").unwrap();
+        let mut s = spec.build();
+        let small = s.malloc(Route::Object, 24).unwrap();
+        let big = s.malloc(Route::Object, 4000).unwrap();
+        let Stack::PymallocGlibc(m) = &s else {
+            panic!()
+        };
+        let vm = m.lower().address_space();
+        // the arena is one of the address space's mappings, the big block in its brk heap
+        let arena = m.params().arena_size();
+        let regions: Vec<(Addr, u64)> = vm.regions().collect();
+        let (base, _) = *regions.iter().find(|r| r.1 == arena).unwrap();
+        assert!(small.0 >= base.0 && small.0 < base.0 + arena);
+        assert!(big.0 >= vm.brk_start().0 && big.0 < vm.brk().0);
+        // resident: the arena's first pool page (header, block 0, the link one block
+        // ahead); of every other mapping (the radix nodes, mmapped callocs) only the chunk
+        // header page; the heap up to the big block's end and top's header after it
+        let first_pool = base.align_up(m.params().pool_size()).0 - base.0;
+        assert_eq!(vm.resident_offsets(base.0, arena), vec![first_pool]);
+        for &(b, len) in regions.iter().filter(|r| r.0 != base) {
+            assert_eq!(vm.resident_offsets(b.0, len), vec![0], "{b}");
+        }
+        let heap_pages = vm.resident_offsets(vm.brk_start().0, vm.heap_bytes()).len() as u64;
+        assert_eq!(heap_pages, (big.0 + 4016 - vm.brk_start().0).div_ceil(4096));
+        assert_eq!(
+            vm.resident_bytes() / 4096,
+            heap_pages + regions.len() as u64
+        );
+        let before = s.resident();
+        s.free(Route::Object, small).unwrap(); // the arena is the last one: 3.11 keeps it
+        assert_eq!(s.resident(), before);
+    }
+
+    #[test]
+    fn an_arena_given_back_takes_its_pages_with_it() {
+        let mut s = StackSpec::parse("cpython-3.8/glibc-2.36").unwrap().build();
+        let base = s.resident();
+        let blocks: Vec<Addr> = (0..2000)
+            .map(|_| s.malloc(Route::Object, 64).unwrap())
+            .collect();
+        let grown = s.resident();
+        assert!(grown - base >= 2000 * 64, "the blocks' pages are written");
+        for b in blocks {
+            s.free(Route::Object, b).unwrap();
+        }
+        // 3.8 frees a wholly free arena: back to what glibc alone had written
+        let Stack::PymallocGlibc(m) = &s else {
+            panic!()
+        };
+        assert_eq!(m.narenas(), 0);
+        let vm = m.lower().address_space();
+        let heap = vm.resident_offsets(vm.brk_start().0, vm.heap_bytes()).len() as u64 * 4096;
+        assert_eq!(s.resident(), heap);
+        assert_eq!(s.syscalls().munmap, 1);
+    }
+}

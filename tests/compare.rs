@@ -1,0 +1,224 @@
+//! `pyalloc compare` on the shipped CPython 3.11 recordings: the JSON contract, the
+//! footprint's own invariants, the marker rows, and what-if errors (exit 2).
+
+use std::process::Command;
+
+const PYALLOC: &str = env!("CARGO_BIN_EXE_pyalloc");
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared");
+
+fn trace(name: &str) -> String {
+    format!("{SHARED}/traces/cpython-3.11.7-linux-x86_64/{name}")
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(PYALLOC).args(args).output().unwrap()
+}
+
+#[test]
+fn json_follows_the_contract_and_the_footprints_their_invariants() {
+    let t = trace("startup_only.trace.gz");
+    let out = run(&[
+        "compare",
+        &t,
+        "--models",
+        "cpython-3.11,cpython-3.11/glibc-2.36,glibc-2.36,cpython-3.11:pool=64KiB,arena=4MiB/glibc-2.36",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let traces = v["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0]["trace"], t.as_str());
+    // the event count is the recording's own (its summary counts every line kind)
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(trace("startup_only.summary.json")).unwrap())
+            .unwrap();
+    let events = traces[0]["events"].as_u64().unwrap();
+    assert_eq!(Some(events), summary["records"].as_u64());
+    let models = traces[0]["models"].as_array().unwrap();
+    let names: Vec<&str> = models
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "cpython-3.11",
+            "cpython-3.11/glibc-2.36",
+            "glibc-2.36",
+            "cpython-3.11:pool=64KiB,arena=4MiB/glibc-2.36"
+        ]
+    );
+    let keys = [
+        "model",
+        "peak_live",
+        "peak_mapped",
+        "peak_resident",
+        "final_live",
+        "final_mapped",
+        "final_resident",
+        "fragmentation_at_peak",
+        "syscalls",
+        "seconds",
+        "markers",
+    ];
+    for m in models {
+        let obj = m.as_object().unwrap();
+        let mut got: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
+        let mut want = keys.to_vec();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        let mut sys: Vec<&str> = m["syscalls"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        sys.sort();
+        assert_eq!(sys, ["brk", "mmap", "munmap"]);
+        let u = |k: &str| m[k].as_u64().unwrap();
+        assert!(u("peak_live") >= u("final_live"));
+        assert!(u("peak_mapped") >= u("final_mapped"));
+        assert!(u("peak_resident") >= u("final_resident"));
+        // nothing is resident that is not mapped
+        assert!(u("final_resident") <= u("final_mapped"));
+        assert!(u("peak_resident") <= u("peak_mapped"));
+    }
+    // the program's live bytes are the same whatever the model
+    assert!(models
+        .windows(2)
+        .all(|w| w[0]["peak_live"] == w[1]["peak_live"]));
+    // pymalloc over glibc maps its arenas (mmap) and grows the heap (brk); glibc alone
+    // never maps an arena
+    assert!(models[1]["syscalls"]["brk"].as_u64().unwrap() > 0);
+    assert!(
+        models[1]["syscalls"]["mmap"].as_u64().unwrap()
+            > models[2]["syscalls"]["mmap"].as_u64().unwrap()
+    );
+    // 4 MiB arenas: fewer mappings than 1 MiB ones
+    assert!(
+        models[3]["syscalls"]["mmap"].as_u64().unwrap()
+            < models[1]["syscalls"]["mmap"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn a_marker_row_comes_at_each_request_of_its_size() {
+    // ints.py makes a top-level request of 777778 bytes (README of the recordings)
+    let t = trace("ints.trace.gz");
+    let out = run(&[
+        "compare",
+        &t,
+        "--models",
+        "cpython-3.11/glibc-2.36,glibc-2.36",
+        "--json",
+        "--at-marker",
+        "777778",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // the marker's event, found independently by reading the trace
+    let mut r = pyalloc::trace::open::open(std::path::Path::new(&t)).unwrap();
+    let mut want = Vec::new();
+    let mut n = 0u64;
+    while let Some(e) = r.next_event().unwrap() {
+        use pyalloc::trace::{Domain, EventKind};
+        let size = match e.kind {
+            EventKind::Malloc { domain, size, .. } | EventKind::Realloc { domain, size, .. }
+                if domain != Domain::RawNested =>
+            {
+                size
+            }
+            EventKind::Calloc {
+                domain,
+                nelem,
+                elsize,
+                ..
+            } if domain != Domain::RawNested => nelem * elsize,
+            _ => 0,
+        };
+        if size == 777778 {
+            want.push(n);
+        }
+        n += 1;
+    }
+    assert!(!want.is_empty());
+    for m in v["traces"][0]["models"].as_array().unwrap() {
+        let rows = m["markers"].as_array().unwrap();
+        let got: Vec<u64> = rows.iter().map(|r| r["event"].as_u64().unwrap()).collect();
+        assert_eq!(got, want);
+        for r in rows {
+            assert_eq!(r["size"], 777778);
+            // the marker itself is live, mapped and written
+            assert!(r["live"].as_u64().unwrap() >= 777778);
+            assert!(r["resident"].as_u64().unwrap() >= 777778);
+        }
+    }
+}
+
+#[test]
+fn what_if_errors_exit_2_and_say_which_rule() {
+    let t = trace("startup_only.trace.gz");
+    for (model, says) in [
+        ("cpython-3.11:pool=2MiB", "larger than an arena"),
+        ("cpython-3.11:arena=3MiB", "not a power of two"),
+        ("cpython-3.11:colour=blue", "unknown key"),
+        ("jemalloc-5", "no model"),
+    ] {
+        let out = run(&["compare", &t, "--models", model]);
+        assert_eq!(out.status.code(), Some(2), "{model}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{model}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn svg_and_html_are_written_whole() {
+    let t = trace("startup_only.trace.gz");
+    let dir = std::env::temp_dir().join(format!("pyalloc-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (svg, html) = (dir.join("c.svg"), dir.join("c.html"));
+    let out = run(&[
+        "compare",
+        &t,
+        "--models",
+        "cpython-3.11/glibc-2.36,glibc-2.36",
+        "--csv",
+        "--svg",
+        svg.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(csv.lines().filter(|l| l.contains(",summary,")).count(), 2);
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        s.matches("<path").count(),
+        3,
+        "two models and the live line"
+    );
+    let h = std::fs::read_to_string(&html).unwrap();
+    assert!(h.contains("<table>") && h.contains("<svg") && h.trim_end().ends_with("</html>"));
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        2,
+        "no temporary file left"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,337 @@
+//! Trace input and output through the CLI: outputs never written over their input and
+//! never left half-written, `-` and FIFOs read as files, hostile input refused with one
+//! sentence, every format sniffed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/traces");
+const PYALLOC: &str = env!("CARGO_BIN_EXE_pyalloc");
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(SHARED).join(rel)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pyalloc-traceio-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs pyalloc with `stdin` fed to it: (success, stdout, stderr).
+fn pyalloc_in(args: &[&str], stdin: &[u8]) -> (bool, String, String) {
+    let mut child = Command::new(PYALLOC)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let bytes = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&bytes);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn pyalloc(args: &[&str]) -> (bool, String, String) {
+    pyalloc_in(args, b"")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()),
+        &mut out,
+    )
+    .unwrap();
+    out
+}
+
+/// The file names in `d` (to see that no temporary file is left behind).
+fn names(d: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn convert_refuses_its_input_by_inode_and_leaves_it_whole() {
+    let d = scratch("same");
+    let text = d.join("same.txt");
+    std::fs::write(
+        &text,
+        gunzip(&shared("cpython-3.11.7-linux-x86_64/startup_only.trace.gz")),
+    )
+    .unwrap();
+    let before = std::fs::read(&text).unwrap();
+    let bin = d.join("same.bin");
+    assert!(pyalloc(&["convert", s(&text), s(&bin)]).0);
+    let bin_before = std::fs::read(&bin).unwrap();
+    let link = d.join("link.txt");
+    std::os::unix::fs::symlink(&text, &link).unwrap();
+    for (input, output) in [(&text, &text), (&bin, &bin), (&text, &link), (&link, &text)] {
+        let (ok, _, err) = pyalloc(&["convert", s(input), s(output)]);
+        assert!(!ok, "{} -> {} accepted", input.display(), output.display());
+        assert!(err.contains("is the input"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert_eq!(std::fs::read(&text).unwrap(), before);
+    assert_eq!(std::fs::read(&bin).unwrap(), bin_before);
+    assert_eq!(names(&d), ["link.txt", "same.bin", "same.txt"]);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_failed_convert_leaves_no_output_and_no_temporary_file() {
+    let d = scratch("fail");
+    let bad = d.join("bad.txt");
+    std::fs::write(
+        &bad,
+        "# glibc malloc-family call trace: t\nm 16 0x1000\nm what 0x2000\n",
+    )
+    .unwrap();
+    let out = d.join("out.bin");
+    let (ok, _, err) = pyalloc(&["convert", s(&bad), s(&out)]);
+    assert!(!ok);
+    assert!(err.contains(":3:"), "{err}");
+    assert_eq!(names(&d), ["bad.txt"]);
+    // an existing output keeps its old contents
+    std::fs::write(&out, b"old").unwrap();
+    assert!(!pyalloc(&["convert", s(&bad), s(&out)]).0);
+    assert_eq!(std::fs::read(&out).unwrap(), b"old");
+    assert_eq!(names(&d), ["bad.txt", "out.bin"]);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// `-` is standard input for every reader: plain, gzip or binary, sniffed from the
+/// stream; `check` of each gives the same report as of the file.
+#[test]
+fn standard_input_reads_plain_gzip_and_binary() {
+    let d = scratch("stdin");
+    let gz = shared("cpython-2.7.18-linux-x86_64/seed.trace.gz");
+    let bin = d.join("seed.bin");
+    assert!(pyalloc(&["convert", s(&gz), s(&bin)]).0);
+    let (ok, want, err) = pyalloc(&["check", "--json", s(&gz)]);
+    assert!(ok, "{err}");
+    for bytes in [
+        std::fs::read(&gz).unwrap(),
+        gunzip(&gz),
+        std::fs::read(&bin).unwrap(),
+    ] {
+        let (ok, got, err) = pyalloc_in(&["check", "--json", "-"], &bytes);
+        assert!(ok, "{err}");
+        assert_eq!(got, want);
+        let (ok, got, err) = pyalloc_in(&["replay", "-", "--model", "null", "--json"], &bytes);
+        assert!(ok, "{err}");
+        assert!(got.contains("\"events\":"), "{got}");
+    }
+    // convert from standard input
+    let back = d.join("back.txt");
+    let (ok, _, err) = pyalloc_in(&["convert", "-", s(&back)], &std::fs::read(&bin).unwrap());
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read(&back).unwrap(), gunzip(&gz));
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn a_fifo_is_read_once_and_dev_zero_is_refused_in_one_line() {
+    let d = scratch("fifo");
+    let fifo = d.join("f");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    let trace = shared("glibc-2.36-linux-x86_64/python27_so_loop.trace.gz");
+    let (ok, want, _) = pyalloc(&["check", "--json", s(&trace)]);
+    assert!(ok);
+    let writer = {
+        let (fifo, trace) = (fifo.clone(), trace.clone());
+        std::thread::spawn(move || {
+            let bytes = std::fs::read(&trace).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo)
+                .unwrap()
+                .write_all(&bytes)
+                .unwrap();
+        })
+    };
+    let (ok, got, err) = pyalloc(&["check", "--json", s(&fifo)]);
+    writer.join().unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(got, want);
+    for cmd in [
+        &["check", "/dev/zero"][..],
+        &["replay", "/dev/zero"],
+        &["convert", "/dev/zero", s(&d.join("z.txt"))],
+    ] {
+        let (ok, _, err) = pyalloc(cmd);
+        assert!(!ok);
+        assert_eq!(err.lines().count(), 1, "{cmd:?}: {err}");
+        assert!(err.len() < 600, "{cmd:?}: {} bytes of message", err.len());
+        assert!(err.contains("not text"), "{cmd:?}: {err}");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// A gzip that inflates to far more than a line may hold, with no newline: refused with
+/// the line number, the message short, the memory bounded.
+#[test]
+fn a_line_without_end_is_refused_with_its_number() {
+    let d = scratch("long");
+    let path = d.join("bomb.trace.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(b"# glibc malloc-family call trace: t\nm 16 0x1000\n")
+        .unwrap();
+    let chunk = vec![b'7'; 1 << 20];
+    for _ in 0..64 {
+        enc.write_all(&chunk).unwrap(); // 64 MiB, one line
+    }
+    enc.finish().unwrap();
+    let out = d.join("out.bin");
+    for cmd in [&["replay", s(&path)][..], &["convert", s(&path), s(&out)]] {
+        let (ok, _, err) = pyalloc(cmd);
+        assert!(!ok, "{cmd:?}");
+        assert!(err.contains(":3: line longer than"), "{cmd:?}: {err}");
+        assert!(err.len() < 600, "{cmd:?}: {} bytes of message", err.len());
+    }
+    assert!(!out.exists());
+    // the CPython 3 reader too
+    let path = d.join("long3.trace");
+    let mut text = b"# pymalloc allocation trace (t)\nm O 16 1000\n".to_vec();
+    text.extend(std::iter::repeat(b'f').take(3 << 20));
+    text.push(b'\n');
+    std::fs::write(&path, text).unwrap();
+    let (ok, _, err) = pyalloc(&["replay", s(&path), "--model", "null"]);
+    assert!(!ok);
+    assert!(err.contains(":3: line longer than"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn generate_is_bounded_and_says_what_it_wrote() {
+    let d = scratch("generate");
+    let out = d.join("g.trace.gz");
+    let (ok, _, err) = pyalloc(&[
+        "generate",
+        "-o",
+        s(&out),
+        "--events",
+        "18446744073709551615",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("at most"), "{err}");
+    assert_eq!(names(&d), Vec::<String>::new());
+    let (ok, _, err) = pyalloc(&["generate", "-o", s(&out), "--events", "5000"]);
+    assert!(ok, "{err}");
+    let size = std::fs::metadata(&out).unwrap().len();
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "pyalloc generate: wrote {}: 5000 events, {size} bytes (text, gzip)",
+            out.display()
+        )
+    );
+    assert_eq!(&std::fs::read(&out).unwrap()[..2], &[0x1f, 0x8b]);
+    // check says precisely why it does not hold a generated workload to a model
+    let (ok, _, err) = pyalloc(&["check", s(&out)]);
+    assert!(!ok);
+    assert!(err.contains("synthetic workload"), "{err}");
+    assert!(err.contains("pyalloc replay"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// text → binary → text gives back every recording the crate reads, byte for byte
+/// (header, events, 2.7 float text, glibc marks and trailer), and so does text → text.
+#[test]
+fn every_shared_recording_round_trips_through_binary_byte_for_byte() {
+    let d = scratch("lossless");
+    let mut files = Vec::new();
+    for dir in std::fs::read_dir(SHARED).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let f = f.unwrap().path();
+            if f.to_string_lossy().ends_with(".trace.gz") {
+                files.push(f);
+            }
+        }
+    }
+    files.sort();
+    let mut read = 0;
+    for src in &files {
+        if pyalloc::trace::Opened::open(src).is_err() {
+            // a format the crate does not read: convert says so in one line
+            let (ok, _, err) = pyalloc(&["convert", s(src), s(&d.join("x.bin"))]);
+            assert!(!ok && err.lines().count() == 1, "{}: {err}", src.display());
+            continue;
+        }
+        read += 1;
+        let orig = gunzip(src);
+        let (bin, back, direct) = (d.join("t.bin"), d.join("t.txt"), d.join("d.txt"));
+        for (from, to) in [(src, &bin), (&bin, &back), (src, &direct)] {
+            let (ok, _, err) = pyalloc(&["convert", s(from), s(to)]);
+            assert!(ok, "{} -> {}: {err}", from.display(), to.display());
+        }
+        for out in [&back, &direct] {
+            let got = std::fs::read(out).unwrap();
+            if got != orig {
+                let line = got
+                    .split(|&b| b == b'\n')
+                    .zip(orig.split(|&b| b == b'\n'))
+                    .position(|(a, b)| a != b);
+                panic!(
+                    "{}: differs at line {:?}",
+                    src.display(),
+                    line.map(|l| l + 1)
+                );
+            }
+        }
+    }
+    assert!(read >= 14, "only {read} recordings read");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// Another tool's trace keeps only its events: convert refuses it unless told
+/// `--events-only`.
+#[test]
+fn another_tools_trace_converts_only_with_events_only() {
+    let d = scratch("foreign");
+    let log = d.join("mt.log");
+    std::fs::write(
+        &log,
+        "= Start\n@ ./a.out:[0x401156] + 0x4052a0 0x64\n@ ./a.out:[0x401170] - 0x4052a0\n= End\n",
+    )
+    .unwrap();
+    let out = d.join("mt.bin");
+    let (ok, _, err) = pyalloc(&["convert", s(&log), s(&out)]);
+    assert!(!ok);
+    assert!(
+        err.contains("mtrace") && err.contains("--events-only"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let (ok, _, err) = pyalloc(&["convert", "--events-only", s(&log), s(&out)]);
+    assert!(ok, "{err}");
+    assert!(err.contains(": 2 events"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}
