@@ -2,6 +2,8 @@
 //! pymalloc in one replay) from pre-decoded events, and `check_file` of the gzip text and
 //! of its binary form.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pyalloc::check::pyrec27::Py27Replay;
 use pyalloc::check::{check_file, CheckOptions};
@@ -9,15 +11,13 @@ use pyalloc::trace::binary::BinaryWriter;
 use pyalloc::trace::pyrec27::Pyrec27Reader;
 use pyalloc::trace::{Event, EventReader};
 use pyalloc::Platform;
-use std::path::Path;
 
-const TRACE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/traces/cpython-2.7.18-linux-x86_64/ints_churn.trace.gz"
-);
+fn trace() -> std::path::PathBuf {
+    common::trace("cpython-2.7.18-linux-x86_64/ints_churn.trace.gz")
+}
 
 fn check_py27(c: &mut Criterion) {
-    let mut reader = Pyrec27Reader::open(Path::new(TRACE)).unwrap();
+    let mut reader = Pyrec27Reader::open(&trace()).unwrap();
     let mut events: Vec<Event> = Vec::new();
     while let Some(e) = reader.next_event().unwrap() {
         events.push(e);
@@ -45,7 +45,7 @@ fn check_py27(c: &mut Criterion) {
         })
     });
     g.bench_function("check_file gzip text", |b| {
-        b.iter(|| check_file(Path::new(TRACE), &CheckOptions::default()).unwrap())
+        b.iter(|| check_file(&trace(), &CheckOptions::default()).unwrap())
     });
     g.bench_function("check_file binary", |b| {
         b.iter(|| check_file(&bin, &CheckOptions::default()).unwrap())

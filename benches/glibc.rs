@@ -8,6 +8,8 @@
 //! replays (tables kept: the per-call cost), and this machine's real glibc on the same
 //! events. `PYALLOC_BENCH_INTERLEAVED=1` also prints the three interleaved, best of 15.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use pyalloc::sysmalloc::glibc::{Glibc, GlibcParams};
 use pyalloc::trace::glibc::GlibcTraceReader;
@@ -190,10 +192,7 @@ fn replay_libc(ops: &[Op], slots: &mut [usize]) -> usize {
 }
 
 fn ints_replay(c: &mut Criterion) {
-    let path = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/traces/cpython-3.11.7-linux-x86_64/ints.trace.gz"
-    ));
+    let path = &common::trace("cpython-3.11.7-linux-x86_64/ints.trace.gz");
     let (ops, nslots) = decode(path);
     let n = ops.len() as f64;
     let mut slots = vec![Addr::NULL; nslots];
@@ -244,10 +243,7 @@ fn ints_replay(c: &mut Criterion) {
 }
 
 fn read_glibc_trace(c: &mut Criterion) {
-    let path = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/traces/glibc-2.36-linux-x86_64/synthetic.trace.gz"
-    ));
+    let path = &common::trace("glibc-2.36-linux-x86_64/synthetic.trace.gz");
     let mut n = 0u64;
     let mut r = GlibcTraceReader::open(path).unwrap();
     while r.next_event().unwrap().is_some() {

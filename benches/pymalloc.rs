@@ -3,18 +3,18 @@
 //! model on the O/M calls alone, and the streaming parser on the gzip text.
 //! The real CPython 3.11 pymalloc runs these events at about 22 ns each.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pyalloc::pymalloc::PymallocParams;
 use pyalloc::replay::{Addresses, Replayer, Step};
 use pyalloc::trace::pymalloc3::Pymalloc3Reader;
 use pyalloc::trace::{Domain, Event, EventKind, EventReader};
 use pyalloc::{Addr, Allocator, Platform};
-use std::path::Path;
 
-const INTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/traces/cpython-3.11.7-linux-x86_64/ints.trace.gz"
-);
+fn ints() -> std::path::PathBuf {
+    common::trace("cpython-3.11.7-linux-x86_64/ints.trace.gz")
+}
 
 /// CPU time of the calling thread (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`).
 fn thread_cpu_time() -> std::time::Duration {
@@ -35,7 +35,7 @@ fn thread_cpu_time() -> std::time::Duration {
 }
 
 fn decode() -> Vec<Event> {
-    let mut r = Pymalloc3Reader::open(Path::new(INTS)).unwrap();
+    let mut r = Pymalloc3Reader::open(&ints()).unwrap();
     let mut v = Vec::new();
     while let Some(e) = r.next_event().unwrap() {
         v.push(e);
@@ -167,7 +167,7 @@ fn replay_ints(c: &mut Criterion) {
     g.throughput(Throughput::Elements(events.len() as u64));
     g.bench_function("parse ints.trace.gz from gzip", |b| {
         b.iter(|| {
-            let mut r = Pymalloc3Reader::open(Path::new(INTS)).unwrap();
+            let mut r = Pymalloc3Reader::open(&ints()).unwrap();
             let mut n = 0u64;
             while let Some(e) = r.next_event().unwrap() {
                 n += e.line & 1;

@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench replay`; events/s is criterion's "thrpt".
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pyalloc::replay::{model_by_name, replay, replay_named, ReplayOptions};
 use pyalloc::trace::binary::{BinaryReader, BinaryWriter};
@@ -12,10 +14,9 @@ use pyalloc::trace::open::open;
 use pyalloc::trace::EventReader;
 use std::path::Path;
 
-const INTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/traces/cpython-3.11.7-linux-x86_64/ints.trace.gz"
-);
+fn ints() -> std::path::PathBuf {
+    common::trace("cpython-3.11.7-linux-x86_64/ints.trace.gz")
+}
 
 fn binary_of(path: &Path) -> (Vec<u8>, u64) {
     let mut r = open(path).unwrap();
@@ -49,12 +50,12 @@ fn drain(r: &mut dyn EventReader) -> u64 {
 }
 
 fn reading(c: &mut Criterion) {
-    let (bin, n) = binary_of(Path::new(INTS));
+    let (bin, n) = binary_of(&ints());
     let mut g = c.benchmark_group("read ints.trace");
     g.sample_size(10);
     g.throughput(Throughput::Elements(n));
     g.bench_function("gzip text", |b| {
-        b.iter(|| assert_eq!(drain(open(Path::new(INTS)).unwrap().as_mut()), n))
+        b.iter(|| assert_eq!(drain(open(&ints()).unwrap().as_mut()), n))
     });
     g.bench_function("binary (in memory)", |b| {
         b.iter(|| {
@@ -66,7 +67,7 @@ fn reading(c: &mut Criterion) {
 }
 
 fn replaying(c: &mut Criterion) {
-    let (bin, n) = binary_of(Path::new(INTS));
+    let (bin, n) = binary_of(&ints());
     let mut g = c.benchmark_group("replay ints.trace");
     g.sample_size(10);
     g.throughput(Throughput::Elements(n));
@@ -87,13 +88,13 @@ fn replaying(c: &mut Criterion) {
     });
     g.bench_function("gzip text through cpython-3.11 pinned", |b| {
         b.iter(|| {
-            let mut r = open(Path::new(INTS)).unwrap();
+            let mut r = open(&ints()).unwrap();
             replay_named(r.as_mut(), "cpython-3.11", &ReplayOptions::default()).unwrap()
         })
     });
     g.bench_function("gzip text through glibc-2.36", |b| {
         b.iter(|| {
-            let mut r = open(Path::new(INTS)).unwrap();
+            let mut r = open(&ints()).unwrap();
             let mut m = model_by_name("glibc-2.36").unwrap();
             replay(r.as_mut(), m.as_mut(), &ReplayOptions::default()).unwrap()
         })

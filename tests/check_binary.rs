@@ -2,6 +2,7 @@
 //! chosen by the recorded header the binary keeps, and the report is the text trace's,
 //! number for number, divergence line included.
 
+mod common;
 use pyalloc::check::{check_file, CheckOptions};
 use pyalloc::replay::ReplayError;
 use pyalloc::trace::binary::BinaryWriter;
@@ -9,8 +10,6 @@ use pyalloc::trace::open::open;
 use pyalloc::trace::{Event, EventKind, TraceHeader};
 use pyalloc::Addr;
 use std::path::{Path, PathBuf};
-
-const TRACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/traces");
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pyalloc-cb-{}", std::process::id()));
@@ -44,7 +43,7 @@ fn a_binary_trace_checks_exactly_as_its_text_in_every_recorded_format() {
         "cpython-3.11.7-linux-x86_64/startup_only.trace.gz",
         "glibc-2.36-linux-x86_64/python27_so_loop.trace.gz",
     ] {
-        let text = Path::new(TRACES).join(rel);
+        let text = common::trace(rel);
         let (header, events) = read_all(&text);
         let bin = tmp(&format!("{}.bin", rel.replace('/', "_")));
         write_binary(&bin, &header, &events);
@@ -57,7 +56,7 @@ fn a_binary_trace_checks_exactly_as_its_text_in_every_recorded_format() {
 
 #[test]
 fn a_divergence_in_a_binary_trace_names_the_text_line() {
-    let text = Path::new(TRACES).join("cpython-2.7.18-linux-x86_64/startup.trace.gz");
+    let text = common::trace("cpython-2.7.18-linux-x86_64/startup.trace.gz");
     let (header, mut events) = read_all(&text);
     // Move the 500th small pymalloc answer by 16 bytes.
     let (k, line) = events

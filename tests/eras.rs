@@ -4,13 +4,12 @@
 //! checked address; the preset the header selects is the era the source history assigns
 //! to that release; the radix-tree node sizes the recording shows are the preset's own.
 
+mod common;
 use pyalloc::check::{check_file, CheckOptions};
 use pyalloc::pymalloc::PymallocParams;
 use pyalloc::trace::pymalloc3::Pymalloc3Reader;
 use pyalloc::trace::{Domain, EventKind, EventReader};
 use std::path::{Path, PathBuf};
-
-const TRACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/traces");
 
 /// The era recordings: (directory, the preset the source history assigns to that build).
 /// 3.6.15 and 3.7.16 were built by pyenv: 3.6.15 with pyenv's bpo-27987 patch.
@@ -26,14 +25,7 @@ const ERAS: &[(&str, &str)] = &[
 ];
 
 fn dir(name: &str) -> PathBuf {
-    let d = Path::new(TRACES).join(name);
-    assert!(
-        d.is_dir(),
-        "{} is missing: these tests read the recordings in ../shared (the project's shared \
-         data folder, a sibling of this checkout)",
-        d.display()
-    );
-    d
+    common::trace(name)
 }
 
 /// The preset the recording's `# interpreter:` line selects.
@@ -150,5 +142,35 @@ fn radix_node_callocs_are_the_preset_s_node_sizes() {
         } else {
             assert!(seen.is_empty(), "{d}: {seen:?}");
         }
+    }
+}
+
+/// `pyalloc presets --json` lists every preset with the library's own summary, and the
+/// text form names each one with the releases it covers.
+#[test]
+fn the_presets_command_lists_every_preset() {
+    let bin = env!("CARGO_BIN_EXE_pyalloc");
+    let out = std::process::Command::new(bin)
+        .args(["presets", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want: Vec<serde_json::Value> = PymallocParams::presets()
+        .iter()
+        .map(|p| serde_json::to_value(p.summary()).unwrap())
+        .collect();
+    assert_eq!(listed, serde_json::Value::Array(want));
+    let text = std::process::Command::new(bin)
+        .arg("presets")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    for p in PymallocParams::presets() {
+        assert!(
+            text.contains(&format!("{}  ({})", p.name, p.releases)),
+            "{}",
+            p.name
+        );
     }
 }

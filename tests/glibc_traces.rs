@@ -1,6 +1,7 @@
 //! The glibc model held to the recorded processes in shared/traces/glibc-2.36-linux-x86_64/:
 //! one test per recording, replayed call by call from the first one.
 
+mod common;
 use pyalloc::check::glibc::replay;
 use pyalloc::check::{check_file, CheckOptions};
 use pyalloc::trace::EventKind;
@@ -8,11 +9,7 @@ use pyalloc::Addr;
 use std::path::PathBuf;
 
 fn trace(name: &str) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/traces/glibc-2.36-linux-x86_64/"
-    ))
-    .join(name)
+    common::trace(&format!("glibc-2.36-linux-x86_64/{name}"))
 }
 
 /// Every brk-heap address matches, and the heap ends where the process's did.

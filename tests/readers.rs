@@ -1,6 +1,7 @@
 //! Every trace reader end to end: the shipped recordings, a real glibc mtrace log made here,
 //! conversion to binary and back, and bad input of every kind through the CLI.
 
+mod common;
 use pyalloc::replay::{model_by_name, replay, ReplayOptions, MODEL_NAMES};
 use pyalloc::trace::binary::BinaryReader;
 use pyalloc::trace::open::{open, sniff_path};
@@ -9,11 +10,10 @@ use pyalloc::trace::{Event, EventReader, TraceError};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/traces");
 const PYALLOC: &str = env!("CARGO_BIN_EXE_pyalloc");
 
 fn shared(rel: &str) -> PathBuf {
-    Path::new(SHARED).join(rel)
+    common::trace(rel)
 }
 
 fn scratch(name: &str) -> PathBuf {

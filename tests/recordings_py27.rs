@@ -4,6 +4,7 @@
 //! ran them, the reuse of a freed 992-byte chunk by an int block, and the complete traces.
 //! Every expected number is read from the recordings.
 
+mod common;
 use pyalloc::check::{check_file, CheckOptions};
 use pyalloc::interp::{Int, Py2};
 use pyalloc::trace::pyrec27::Pyrec27Reader;
@@ -12,11 +13,7 @@ use pyalloc::{Addr, Platform};
 use std::path::{Path, PathBuf};
 
 fn py27(rel: &str) -> PathBuf {
-    Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/traces/cpython-2.7.18-linux-x86_64"
-    ))
-    .join(rel)
+    common::trace(&format!("cpython-2.7.18-linux-x86_64/{rel}"))
 }
 
 /// The sections of a recording: (the `# === run:` line, its data rows split on whitespace).

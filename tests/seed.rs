@@ -2,17 +2,18 @@
 //! same loops (../shared/traces/cpython-2.7.18-linux-x86_64), computed by the models.
 //! Every expected number is read from those files.
 
+mod common;
 use pyalloc::check::pyrec27;
 use pyalloc::interp::{Py2, Py3};
 use pyalloc::scripts::{at_seed_start, rebind_of, seed, PrevRebind, SeedRun};
 use pyalloc::trace::pyrec27::Pyrec27Reader;
 use pyalloc::trace::{EventKind, EventReader};
 use pyalloc::{Addr, Platform};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn shared(rel: &str) -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")).join(rel)
+    common::shared(rel)
 }
 
 fn py27(rel: &str) -> PathBuf {

@@ -335,3 +335,91 @@ fn another_tools_trace_converts_only_with_events_only() {
     assert!(err.contains(": 2 events"), "{err}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// ltrace's default output (the `=` column padded) and heaptrack lines with a leading
+/// space are read, sniffed, and their events replayed, not counted as other lines.
+#[test]
+fn padded_ltrace_and_heaptrack_lines_are_read() {
+    let d = scratch("padded");
+    let lt = d.join("lt.txt");
+    std::fs::write(
+        &lt,
+        "malloc(24)                                       = 0x55d0c5a0b2a0\n\
+         calloc(4, 8)                                     = 0x55d0c5a0b2c0\n\
+         free(0x55d0c5a0b2a0)                             = <void>\n\
+         +++ exited (status 0) +++\n",
+    )
+    .unwrap();
+    let ht = d.join("ht.txt");
+    std::fs::write(
+        &ht,
+        "v 10100 3\n + 18 1 55f8fa2f80a0\n + 20 1 55f8fa2f80c0\n - 55f8fa2f80a0\n c 1f4\n",
+    )
+    .unwrap();
+    for (path, format, events, other) in [(&lt, "ltrace", 3, 1), (&ht, "heaptrack", 3, 2)] {
+        let (ok, out, err) = pyalloc(&["replay", s(path), "--model", "null", "--json"]);
+        assert!(ok, "{format}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["format"], format, "{out}");
+        assert_eq!(v["events"], events, "{format}: {out}");
+        let mut r = pyalloc::trace::open(path).unwrap();
+        let mut n = 0;
+        while r.next_event().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!((n, r.other_lines()), (events, other), "{format}");
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// A recording cut at a line boundary is reported as truncated, with the count its
+/// header or trailer promised and the count found.
+#[test]
+fn a_recording_cut_at_a_line_boundary_is_truncated() {
+    let d = scratch("cut");
+    for (rel, keep) in [
+        ("cpython-3.11.7-linux-x86_64/startup_only.trace.gz", 100_000),
+        ("glibc-2.36-linux-x86_64/python27_so_loop.trace.gz", 3000),
+        ("glibc-2.36-linux-x86_64/synthetic.trace.gz", 200_000),
+    ] {
+        let text = gunzip(&shared(rel));
+        let lines: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
+        let cut = d.join("cut.trace");
+        std::fs::write(&cut, lines[..keep].concat()).unwrap();
+        let events = lines[..keep]
+            .iter()
+            .filter(|l| !l.starts_with(b"#"))
+            .count();
+        let (ok, _, err) = pyalloc(&["check", "--keep-going", s(&cut)]);
+        assert!(!ok, "{rel}: a cut file checked");
+        assert!(err.contains("truncated"), "{rel}: {err}");
+        assert!(err.contains(&format!("found {events})")), "{rel}: {err}");
+        if rel.contains("3.11") {
+            let promised = String::from_utf8_lossy(&text)
+                .lines()
+                .find_map(|l| l.strip_prefix("# records: "))
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap()
+                .to_string();
+            assert!(err.contains(&format!("expected {promised},")), "{err}");
+        }
+        // the whole file, through binary, still reads to its end
+        let (ok, _, err) = pyalloc(&["replay", s(&shared(rel)), "--model", "null"]);
+        assert!(ok, "{rel}: {err}");
+    }
+    // a trailer whose count disagrees with the lines read
+    let text = String::from_utf8(gunzip(&shared(
+        "glibc-2.36-linux-x86_64/python27_so_loop.trace.gz",
+    )))
+    .unwrap();
+    let trailer = text.find("# trailer").unwrap();
+    let at = text[..trailer].rfind("\nf 0x").unwrap() + 1; // the last free
+    let end = at + text[at..].find('\n').unwrap() + 1;
+    let dropped = format!("{}{}", &text[..at], &text[end..]);
+    let path = d.join("dropped.trace");
+    std::fs::write(&path, dropped).unwrap();
+    let (ok, _, err) = pyalloc(&["replay", s(&path), "--model", "null"]);
+    assert!(!ok);
+    assert!(err.contains("count_f"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -7,6 +7,7 @@ mod generate;
 mod intlist;
 mod ints;
 mod platforms;
+mod presets;
 mod record;
 mod replay;
 mod seed;
@@ -29,6 +30,8 @@ enum Command {
     Check(check::CheckArgs),
     /// List the platform presets.
     Platforms,
+    /// List the pymalloc presets (one per CPython era) and the releases each covers.
+    Presets(presets::PresetsArgs),
     /// Run a CPython 3 program with its allocators hooked, writing every call to a trace.
     Record(record::RecordArgs),
     /// Rewrite a trace in another format (text or binary, by OUT's name or --to).
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
     let result: Result<ExitCode, String> = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Platforms => platforms::run(),
+        Command::Presets(args) => presets::run(args),
         Command::Record(args) => record::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Compare(args) => compare::run(args),

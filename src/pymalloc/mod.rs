@@ -48,7 +48,7 @@ pub mod whatif;
 
 pub use arena::ArenaObject;
 pub use pool::Pool;
-pub use preset::{ArenaOrdering, ArenaRelease, PymallocParams};
+pub use preset::{ArenaOrdering, ArenaRelease, PresetSummary, PymallocParams, RadixSummary};
 pub use source::{ArenaSource, SystemArenas};
 
 use crate::addr::Addr;

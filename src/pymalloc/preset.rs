@@ -167,7 +167,7 @@ impl PymallocParams {
         PymallocParams {
             name: "cpython-2.7.0",
             releases: "2.7.0–2.7.16",
-            source: "Objects/obmalloc.c of v2.7.16",
+            source: "Objects/obmalloc.c of 2.7 before the bpo-27987 backport",
             alignment_shift: 3,
             small_request_threshold: 256,
             pool_bits: 12,
@@ -476,6 +476,98 @@ impl PymallocParams {
     }
 }
 
+/// What `pyalloc presets` shows of one preset (serialized as its `--json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PresetSummary {
+    /// Preset name.
+    pub name: &'static str,
+    /// The releases it covers.
+    pub releases: &'static str,
+    /// The obmalloc.c it follows.
+    pub source: &'static str,
+    /// `ALIGNMENT` (bytes).
+    pub alignment: u64,
+    /// `SMALL_REQUEST_THRESHOLD` (bytes).
+    pub small_request_threshold: u64,
+    /// `NB_SMALL_SIZE_CLASSES`.
+    pub size_classes: u32,
+    /// `POOL_SIZE` (bytes).
+    pub pool_size: u64,
+    /// `POOL_OVERHEAD` (bytes).
+    pub pool_overhead: u64,
+    /// `ARENA_SIZE` (bytes).
+    pub arena_size: u64,
+    /// `MAX_POOLS_IN_ARENA`.
+    pub pools_per_arena: u32,
+    /// The radix tree, when the era has one.
+    pub radix: Option<RadixSummary>,
+    /// How `usable_arenas` is kept sorted.
+    pub arena_ordering: &'static str,
+    /// When a wholly free arena is given back.
+    pub arena_freeing: &'static str,
+    /// What a request of 0 bytes asks the raw allocator for.
+    pub malloc_zero: &'static str,
+    /// What `realloc(p, 0)` of a block pymalloc does not own asks the raw allocator for.
+    pub foreign_realloc_zero: &'static str,
+}
+
+/// The radix tree's geometry (3.10+).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RadixSummary {
+    /// `ADDRESS_BITS`.
+    pub address_bits: u32,
+    /// `MAP_TOP_BITS`, `MAP_MID_BITS`, `MAP_BOT_BITS`.
+    pub level_bits: [u32; 3],
+    /// `sizeof(arena_map_root)` (static, never allocated).
+    pub root_bytes: u64,
+    /// `sizeof(arena_map_mid_t)`: one raw calloc per mid node.
+    pub mid_node_bytes: u64,
+    /// `sizeof(arena_map_bot_t)`: one raw calloc per bottom node.
+    pub bot_node_bytes: u64,
+}
+
+impl PymallocParams {
+    /// The preset's parameters as `pyalloc presets` lists them.
+    pub fn summary(&self) -> PresetSummary {
+        let radix = self.radix_tree.then(|| {
+            let (top, mid, bot) = self.radix_bits();
+            let (mid_node_bytes, bot_node_bytes) = self.radix_node_bytes();
+            RadixSummary {
+                address_bits: self.address_bits,
+                level_bits: [top, mid, bot],
+                root_bytes: (1u64 << top) * (self.pointer_bits / 8) as u64,
+                mid_node_bytes,
+                bot_node_bytes,
+            }
+        });
+        PresetSummary {
+            name: self.name,
+            releases: self.releases,
+            source: self.source,
+            alignment: self.alignment(),
+            small_request_threshold: self.small_request_threshold,
+            size_classes: self.size_classes(),
+            pool_size: self.pool_size(),
+            pool_overhead: self.pool_overhead(),
+            arena_size: self.arena_size(),
+            pools_per_arena: self.max_pools_in_arena(),
+            radix,
+            arena_ordering: self.ordering.describe(),
+            arena_freeing: self.release.describe(),
+            malloc_zero: if self.raw_zero_as_one {
+                "malloc(1)"
+            } else {
+                "malloc(0)"
+            },
+            foreign_realloc_zero: if self.foreign_realloc_zero_as_one {
+                "realloc(p, 1), keeping p when that gives NULL"
+            } else {
+                "realloc(p, 0)"
+            },
+        }
+    }
+}
+
 /// The first `X.Y[.Z]` token of `text` (`3.6.15` in `CPython 3.6.15 (default, …)`); the
 /// micro version is 0 when absent and its leading digits otherwise (`0` in `3.13.0rc1`).
 fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
@@ -603,6 +695,26 @@ mod tests {
         ] {
             assert_eq!(p.radix_bits(), (15, 15, 14));
             assert_eq!(p.radix_node_bytes(), ((1 << 15) * 8, (1 << 14) * 8));
+        }
+    }
+
+    #[test]
+    fn the_summary_is_the_preset_s_own_arithmetic() {
+        for p in PymallocParams::presets() {
+            let s = p.summary();
+            assert_eq!(
+                s.size_classes as u64 * s.alignment,
+                s.small_request_threshold
+            );
+            assert_eq!(s.pools_per_arena as u64 * s.pool_size, s.arena_size);
+            assert_eq!(s.radix.is_some(), p.radix_tree, "{}", p.name);
+            if let Some(r) = s.radix {
+                assert_eq!(
+                    r.level_bits.iter().sum::<u32>() + p.arena_bits,
+                    r.address_bits
+                );
+                assert_eq!((r.mid_node_bytes, r.bot_node_bytes), p.radix_node_bytes());
+            }
         }
     }
 

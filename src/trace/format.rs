@@ -175,7 +175,7 @@ pub fn line_says(text: &str) -> Option<Format> {
     if text == "= Start" || text.starts_with("@ ") {
         return Some(Format::Mtrace);
     }
-    let f: Vec<&str> = text.split(' ').collect();
+    let f: Vec<&str> = text.trim_start_matches(' ').split(' ').collect();
     match f.as_slice() {
         ["+", p, s] if p.starts_with("0x") && (s.starts_with("0x") || *s == "0") => {
             return Some(Format::Mtrace)
@@ -190,7 +190,12 @@ pub fn line_says(text: &str) -> Option<Format> {
                 || before.ends_with("->")
                 || before.ends_with(' ')
                 || before.ends_with("] ");
-            if plain && (text.contains(") = ") || text.contains(" <unfinished ...>")) {
+            // `) = RET`, or ltrace's default output: `)` then spaces to the `=` column
+            let returns = text[at..].rsplit_once(')').is_some_and(|(_, tail)| {
+                let tail = tail.trim_start_matches(' ');
+                tail.starts_with("= ") || tail == "="
+            });
+            if plain && (returns || text.contains(" <unfinished ...>")) {
                 return Some(Format::Ltrace);
             }
         }
@@ -271,6 +276,17 @@ mod tests {
             ("v 10100 3", Some(Format::Heaptrack)),
             ("+ 18 1 55555555a2a0", Some(Format::Heaptrack)),
             ("malloc(24) = 0x602010", Some(Format::Ltrace)),
+            // ltrace's default output pads the `=` column
+            (
+                "malloc(24)                                       = 0x55d0c5a0b2a0",
+                Some(Format::Ltrace),
+            ),
+            (
+                "free(0x55d0c5a0b2a0)                             = <void>",
+                Some(Format::Ltrace),
+            ),
+            (" - 55f8fa2f80a0", None),
+            (" + 18 1 55555555a2a0", Some(Format::Heaptrack)),
             (
                 "[pid 3] a.out->free(0x602010) = <void>",
                 Some(Format::Ltrace),

@@ -23,13 +23,16 @@ use std::path::Path;
 
 /// Streams the events of one glibc trace.
 pub struct GlibcTraceReader {
-    lines: LineReader,        // the file as numbered lines
-    header: TraceHeader,      // `#` lines before the first event
-    marks: Vec<String>,       // text of each `# mark` line, by index
-    trailer: Vec<String>,     // `#` lines after the first event (other than marks)
-    events: u64,              // events returned so far
+    lines: LineReader,            // the file as numbered lines
+    header: TraceHeader,          // `#` lines before the first event
+    marks: Vec<String>,           // text of each `# mark` line, by index
+    trailer: Vec<String>,         // `#` lines after the first event (other than marks)
+    events: u64,                  // events returned so far
     text: Vec<(u64, String)>, // lines after the header with no event of their own, not yet taken
     keep: bool,               // keep them (a lossless copy asked)
+    calls: [u64; 8],          // calls read, by letter m c r f a v p o (kind code / 8)
+    at_trailer: Option<[u64; 8]>, // `calls` when the `# trailer` line was read
+    end_checked: bool,        // the end was reached and held to the trailer
 }
 
 impl GlibcTraceReader {
@@ -51,6 +54,9 @@ impl GlibcTraceReader {
             events: 0,
             text: Vec::new(),
             keep: false,
+            calls: [0; 8],
+            at_trailer: None,
+            end_checked: false,
         }
     }
 
@@ -58,6 +64,57 @@ impl GlibcTraceReader {
         if self.keep {
             self.text.push(line);
         }
+    }
+
+    /// The end of the file: a recording by the interposer (its header names the
+    /// `tracer:`) ends with a trailer (`# trailer`, `# count_m N` …) its destructor writes;
+    /// without it the file was cut, and each count must be the calls read before it.
+    #[cold]
+    fn at_end(&mut self) -> Result<Option<Event>, TraceError> {
+        if std::mem::replace(&mut self.end_checked, true) {
+            return Ok(None);
+        }
+        let cut = |expected, found, why| TraceError::Cut {
+            path: self.lines.path().to_path_buf(),
+            expected,
+            found,
+            why,
+        };
+        let Some(calls) = self.at_trailer else {
+            if self.header.get("tracer").is_some() {
+                return Err(cut(
+                    None,
+                    self.events,
+                    format!(
+                        "the header names the tracer, whose trailer (`# trailer`, `# count_*`) \
+                         is missing after {} lines",
+                        self.lines.line_number()
+                    ),
+                ));
+            }
+            return Ok(None);
+        };
+        for l in &self.trailer {
+            let Some((letter, n)) = l.strip_prefix("count_").and_then(|r| r.split_once(' ')) else {
+                continue;
+            };
+            let Some(i) = ["m", "c", "r", "f", "a", "v", "p", "o"]
+                .iter()
+                .position(|&x| x == letter)
+            else {
+                continue;
+            };
+            if let Ok(n) = n.trim().parse::<u64>() {
+                if calls[i] != n {
+                    return Err(cut(
+                        Some(n),
+                        calls[i],
+                        format!("the trailer's `# count_{letter} {n}` counts `{letter}` lines"),
+                    ));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The file being read.
@@ -156,6 +213,7 @@ impl EventReader for GlibcTraceReader {
             match parsed {
                 Line::Item(kind) => {
                     self.events += 1;
+                    self.calls[usize::from(kind.code() / 8) & 7] += 1;
                     return Ok(Some(Event { kind, line }));
                 }
                 Line::Comment(comment) => {
@@ -169,6 +227,9 @@ impl EventReader for GlibcTraceReader {
                     if self.events == 0 && self.marks.is_empty() {
                         self.header.lines.push(comment);
                     } else {
+                        if comment.starts_with("trailer") && self.at_trailer.is_none() {
+                            self.at_trailer = Some(self.calls);
+                        }
                         self.keep_line((line, self.lines.raw_text()));
                         self.trailer.push(comment);
                     }
@@ -179,7 +240,7 @@ impl EventReader for GlibcTraceReader {
                 Line::Blank => {}
             }
         }
-        Ok(None)
+        self.at_end()
     }
 
     fn header(&self) -> &TraceHeader {

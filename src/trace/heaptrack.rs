@@ -60,6 +60,9 @@ enum Parsed {
 }
 
 fn parse_line(text: &str) -> Result<Parsed, &'static str> {
+    // heaptrack's writer may pad a line's start (`" - 55f8fa2f80a0"`): the tag is the
+    // first field, wherever it starts
+    let text = text.trim_start_matches(' ');
     let mut f = text.split(' ');
     let tag = f.next().unwrap_or("");
     match tag {
@@ -136,6 +139,9 @@ mod tests {
                  t 7ffff7e4a1b2 0\n+ 18 1 55555555a2a0\n- 55555555a2a0\nc 1f4\nR 2a\n";
         let (ev, other) = read_all(t).unwrap();
         assert_eq!(other, 8);
+        // the same with each line's start padded: the same events, the same other lines
+        let padded: String = t.lines().map(|l| format!(" {l}\n")).collect();
+        assert_eq!(read_all(&padded).unwrap(), (ev.clone(), other));
         assert_eq!(
             ev,
             vec![

@@ -123,19 +123,31 @@ pub enum TraceError {
         input: PathBuf,
     },
     /// A file that ends before the end its header or trailer promises: fewer events than
-    /// a `# records: N` header, no trailer, or fewer events than a binary end record.
-    #[error("{path}: truncated: {why} (expected {expected} {what}, found {found})")]
+    /// a `# records: N` header, a glibc recording without its trailer, or with fewer calls
+    /// of a kind than its trailer's `# count_*` lines.
+    #[error(
+        "{path}: truncated: {why} (expected {}, found {found})",
+        expected.map_or_else(|| "a trailer".to_string(), |n| n.to_string())
+    )]
     Cut {
         /// The file.
         path: PathBuf,
-        /// What was counted (`events`, `records` …).
-        what: &'static str,
-        /// The count the file promises.
-        expected: u64,
+        /// The count the file promises, when it says one.
+        expected: Option<u64>,
         /// The count read before it ended.
         found: u64,
-        /// How the file promised it.
+        /// How the file promised it, and what was counted.
         why: String,
+    },
+    /// A reader given a trace of another format (a CPython 2.7 trace to `stats`, say).
+    #[error("{path}: {} ({}), not {wanted}", found.describe(), found.name())]
+    WrongFormat {
+        /// The file.
+        path: PathBuf,
+        /// The format its content shows.
+        found: super::Format,
+        /// What the reader reads.
+        wanted: &'static str,
     },
 }
 

@@ -20,8 +20,8 @@
 //! parser ends with `\n`, so a line never straddles two chunks.
 
 use super::io::{excerpt, MAX_LINE};
-use super::Source;
 use super::{fields, Domain, Event, EventKind, EventReader, TraceError, TraceHeader};
+use super::{Format, Source};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -55,6 +55,8 @@ pub struct Pymalloc3Reader {
     done: bool,                     // end of stream reached
     keep: bool,                     // keep the `#` and blank lines (a lossless copy asked)
     text: Vec<(u64, String)>,       // those kept and not yet taken
+    promised: Option<u64>,          // the header's `# records: N`
+    end_checked: bool,              // the end was reached and held to `promised`
 }
 
 fn fill_thread(mut inner: Box<dyn Read + Send>, tx: SyncSender<Chunk>, back: Receiver<Vec<u8>>) {
@@ -292,6 +294,16 @@ impl Pymalloc3Reader {
     /// As [`open`](Self::open).
     pub fn from_source(s: Source) -> Result<Pymalloc3Reader, TraceError> {
         let (path, gzip) = (s.path().to_path_buf(), s.gzip());
+        match super::sniff(s.head(), s.head_is_all()) {
+            Ok(Format::Pymalloc3 | Format::Synthetic) | Err(_) => {}
+            Ok(found) => {
+                return Err(TraceError::WrongFormat {
+                    path,
+                    found,
+                    wanted: "a CPython 3 recording (`# pymalloc allocation trace`)",
+                })
+            }
+        }
         Self::from_reader(&path, s.into_read(), gzip)
     }
 
@@ -329,8 +341,15 @@ impl Pymalloc3Reader {
             done: false,
             keep: false,
             text: Vec::new(),
+            promised: None,
+            end_checked: false,
         };
         r.read_header()?;
+        r.promised = r
+            .header
+            .get("records")
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok());
         Ok(r)
     }
 
@@ -451,6 +470,26 @@ impl Pymalloc3Reader {
             .map_or(self.buf.len(), |i| from + i)
     }
 
+    /// The end of the stream: a cut file when the header promised more records.
+    #[cold]
+    fn at_end(&mut self) -> Result<Option<Event>, TraceError> {
+        if !self.end_checked {
+            self.end_checked = true;
+            if let Some(n) = self.promised.filter(|&n| self.events < n) {
+                return Err(TraceError::Cut {
+                    path: self.path.clone(),
+                    expected: Some(n),
+                    found: self.events,
+                    why: format!(
+                        "the header says `# records: {n}` and the file ends after {} lines",
+                        self.line
+                    ),
+                });
+            }
+        }
+        Ok(None)
+    }
+
     #[cold]
     fn bad_line(&self, start: usize) -> TraceError {
         let nl = self.line_end(start);
@@ -471,7 +510,7 @@ impl EventReader for Pymalloc3Reader {
     fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
         loop {
             if self.pos >= self.buf.len() && !self.refill()? {
-                return Ok(None);
+                return self.at_end();
             }
             let start = self.pos;
             self.line += 1;

@@ -312,6 +312,65 @@ mod tests {
     }
 
     #[test]
+    fn a_header_claiming_huge_counts_is_refused_without_allocating_for_them() {
+        let mut huge = MAGIC.to_vec();
+        huge.push(VERSION);
+        huge.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]); // 2^63 - 1 lines
+        huge.extend(vec![0u8; 1000]);
+        match BinaryReader::from_bytes("t.bin", huge) {
+            Err(TraceError::Parse { why, .. }) => assert!(why.contains("65536 lines"), "{why}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted"),
+        }
+        // a text record claiming more than a line may hold
+        let (h, _) = sample();
+        let mut bytes = encode(&h, &[]);
+        let end = bytes.len() - 2;
+        bytes.splice(end..end, [0xFD, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        let mut r = BinaryReader::from_bytes("t.bin", bytes).unwrap();
+        match r.next_event() {
+            Err(TraceError::Parse { why, .. }) => assert!(why.contains("1 MiB"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn text_records_come_back_in_place_and_only_when_kept() {
+        let (h, ev) = sample();
+        let mut w = BinaryWriter::new(Vec::new(), &h).unwrap();
+        w.write_text(39, "# a comment").unwrap();
+        w.write_event(&ev[0]).unwrap();
+        w.write_text(ev[1].line, "# mark P0 first").unwrap();
+        w.write_event(&ev[1]).unwrap();
+        w.write_text(500, "").unwrap();
+        let bytes = w.finish().unwrap();
+        for keep in [false, true] {
+            let mut r = BinaryReader::from_bytes("t.bin", bytes.clone()).unwrap();
+            if keep {
+                r.keep_text();
+            }
+            let mut text = Vec::new();
+            let mut got = Vec::new();
+            while let Some(e) = r.next_event().unwrap() {
+                got.push(e);
+                r.take_text(&mut text);
+            }
+            r.take_text(&mut text);
+            assert_eq!(got, ev[..2]);
+            let want: Vec<(u64, String)> = if keep {
+                vec![
+                    (39, "# a comment".into()),
+                    (ev[1].line, "# mark P0 first".into()),
+                    (500, String::new()),
+                ]
+            } else {
+                vec![]
+            };
+            assert_eq!(text, want);
+        }
+    }
+
+    #[test]
     fn garbage_after_the_end_and_bad_tags_are_refused() {
         let (h, ev) = sample();
         let mut bytes = encode(&h, &ev);

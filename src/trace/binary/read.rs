@@ -4,6 +4,11 @@
 use super::super::{Event, EventReader, Source, TraceError, TraceHeader};
 use super::{decode, Cur, Fault, MAGIC, VERSION};
 use crate::trace::io::MAX_LINE;
+
+/// The most header lines a binary trace may have (the recordings have under 100).
+const MAX_HEADER_LINES: u64 = 1 << 16;
+/// The most bytes of header text a binary trace may have.
+const MAX_HEADER_BYTES: usize = 16 << 20;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -203,11 +208,20 @@ impl BinaryReader {
             return Err(Fault::Bad("unsupported binary trace version"));
         }
         self.pos = MAGIC.len() + 1;
+        // The count is a claim: it bounds the loop, never an allocation.
         let n = self.varint()?;
+        if n > MAX_HEADER_LINES {
+            return Err(Fault::Bad("header of more than 65536 lines"));
+        }
+        let mut bytes = 0usize;
         for _ in 0..n {
             let len = self.varint()? as usize;
             if len > self.buf.len() {
                 return Err(Fault::Bad("header line longer than 256 KiB"));
+            }
+            bytes += len;
+            if bytes > MAX_HEADER_BYTES {
+                return Err(Fault::Bad("header longer than 16 MiB"));
             }
             if !self.fill(len)? {
                 return Err(Fault::Eof);

@@ -1,0 +1,43 @@
+//! What every test, property test and bench that reads the recordings shares: where
+//! they are, and one sentence saying what to do when they are not there.
+//!
+//! The recordings live in `shared/`, a folder that sits beside the checkout (`../shared`
+//! from the project's root: `shared/seed`, `shared/traces`), not inside the repository.
+//! Tests read its files in place.
+
+#![allow(dead_code)] // each test target uses its own part
+
+use std::path::{Path, PathBuf};
+
+/// `../shared`, beside the checkout.
+pub const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared");
+
+/// What a test says when it cannot find `../shared` or a file in it.
+pub fn missing(path: &Path) -> String {
+    format!(
+        "{} not found: the recordings live in ../shared, a folder `shared` that sits beside \
+         this checkout (with seed/ and traces/ in it; see README.md), not inside the repository",
+        path.display()
+    )
+}
+
+/// The path of `rel` in `../shared`; stops the test with [`missing`]'s sentence when the
+/// file is not there.
+pub fn shared(rel: &str) -> PathBuf {
+    let path = Path::new(SHARED).join(rel);
+    if !path.exists() {
+        panic!("{}", missing(&path));
+    }
+    path
+}
+
+/// A recording in `../shared/traces`.
+pub fn trace(rel: &str) -> PathBuf {
+    shared(&format!("traces/{rel}"))
+}
+
+/// A text file of `../shared`, read whole.
+pub fn read(rel: &str) -> String {
+    let path = shared(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
