@@ -12,10 +12,11 @@
 use super::{CheckOptions, CheckReport};
 use crate::addr::Addr;
 use crate::alloc::Allocator;
+use crate::replay::model::{recorded_bounds, RECORDED_PAGE};
 use crate::replay::{drive, Cause, Flow, ModelKind, ModelSpec, Replay, ReplayError, Source};
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::trace::glibc::GlibcTraceReader;
-use crate::trace::{Event, EventKind, EventReader, TraceHeader};
+use crate::trace::{Event, EventKind, EventReader};
 use crate::vm::AddressSpace;
 use std::collections::HashMap;
 use std::path::Path;
@@ -136,21 +137,6 @@ pub fn params_for(opts: &CheckOptions) -> Result<GlibcParams, ReplayError> {
     }
 }
 
-/// `brk_at_first_call` of a glibc recording's header: where the heap starts.
-fn brk_at_first_call(h: &TraceHeader) -> Option<Addr> {
-    h.get("brk_at_first_call").and_then(Addr::parse_hex)
-}
-
-/// The lowest mapping of the header's `maps_at_first_call` above `brk`.
-fn brk_ceiling(h: &TraceHeader, brk: Addr) -> Option<Addr> {
-    h.lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("maps_at_first_call "))
-        .filter_map(|l| Addr::parse_hex(l.split('-').next()?))
-        .filter(|&a| a >= brk)
-        .min()
-}
-
 /// Drives the check over any event stream.
 fn run(
     reader: &mut dyn EventReader,
@@ -160,11 +146,10 @@ fn run(
     observe: impl FnMut(&Event, Addr),
 ) -> Result<(CheckReport, Glibc), ReplayError> {
     let mut src = Source::new(reader)?;
-    let brk = brk_at_first_call(src.header()).ok_or_else(|| {
+    let (brk, ceiling) = recorded_bounds(src.header()).ok_or_else(|| {
         ReplayError::Unsupported(format!("{name}: header has no brk_at_first_call"))
     })?;
-    let ceiling = brk_ceiling(src.header(), brk).unwrap_or(Addr(brk.0.saturating_add(1 << 40)));
-    let page = 4096;
+    let page = RECORDED_PAGE;
     let vm = AddressSpace::new(page, 8, brk, ceiling);
     let mut check = GlibcCheck {
         model: Glibc::new(params, vm),
@@ -179,6 +164,7 @@ fn run(
     };
     let d = drive(&mut src, &mut check, &opts.drive(name))?;
     check.report.events = d.events;
+    check.report.raw_unknown = d.raw_unknown;
     Ok((check.report, check.model))
 }
 

@@ -164,6 +164,11 @@ pub struct CheckReport {
     /// counted in `events`, never in `checked`.
     #[serde(skip_serializing_if = "is_zero")]
     pub given: u64,
+    /// Top-level raw-domain (`R`) frees and reallocs of an address no raw call of the
+    /// recording returned: counted, not refused, as CPython 3 recordings can miss raw calls
+    /// made while CPython swaps its default raw allocator in (their header says so).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub raw_unknown: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

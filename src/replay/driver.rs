@@ -7,14 +7,22 @@
 //!                      │                             Stop: the consumer is done
 //!                      └─ Err(cause) ──> EventError { event, line, source }
 //!                           keep-going: R::keep_going(error), go on; else: the error
+//!   before each step: live::Liveness — the recording's own consistency (double free, free
+//!   of a block never returned, a live address returned again), whatever the model
 //! ```
+//! A model that refuses to give back a block the recording holds has diverged: the error
+//! says so ([`Cause::Diverged`]) with the line that returned the block and what the model
+//! holds there, instead of blaming the trace.
 //! What is special to a replay lives in its [`Replay`] implementation (the model, the
 //! comparison rules); what every replay does lives here once.
-//! Invariants: `Σ counts == events`; `events` counts every event stepped, including the
-//! one that stopped the loop.
+//! Invariants: `Σ counts == events`; `events` counts every event read, including the
+//! one that stopped the loop; an event the recording contradicts is never stepped.
 
 use super::error::{Cause, EventError, ReplayError};
+use super::live::{Liveness, Seen};
 use super::source::Source;
+use crate::addr::Addr;
+use crate::error::AllocError;
 use crate::progress::Progress;
 use crate::trace::{Event, EventKind};
 use std::collections::BTreeMap;
@@ -43,6 +51,13 @@ pub trait Replay {
     fn keep_going(&mut self, err: EventError) {
         let _ = err;
     }
+
+    /// What the model holds at `addr`, in its own terms (for an error saying the model
+    /// diverged); `None` when it cannot say.
+    fn explain(&mut self, addr: Addr) -> Option<String> {
+        let _ = addr;
+        None
+    }
 }
 
 /// How to drive.
@@ -65,6 +80,10 @@ pub struct Driven {
     pub last_line: u64,
     /// True when a step stopped the loop before the end of the trace.
     pub stopped: bool,
+    /// Top-level raw-domain (`R`) frees and reallocs of an address no raw call returned:
+    /// CPython 3 recordings can miss raw calls made while CPython swaps its default raw
+    /// allocator in, so these are counted, not refused.
+    pub raw_unknown: u64,
     counts: Counts,
 }
 
@@ -86,8 +105,10 @@ pub fn drive<R: Replay + ?Sized>(
 ) -> Result<Driven, ReplayError> {
     let bar = Progress::new(opts.progress, opts.label);
     let mut d = Driven::default();
-    let result = run(src, r, opts, &bar, &mut d);
+    let mut live = Liveness::default();
+    let result = run(src, r, opts, &bar, &mut d, &mut live);
     bar.finish();
+    d.raw_unknown = live.raw_unknown;
     result.map(|()| d)
 }
 
@@ -98,6 +119,7 @@ fn run<R: Replay + ?Sized>(
     opts: &DriveOptions,
     bar: &Progress,
     d: &mut Driven,
+    live: &mut Liveness,
 ) -> Result<(), ReplayError> {
     loop {
         let batch = src.next_batch()?;
@@ -109,7 +131,11 @@ fn run<R: Replay + ?Sized>(
             d.events += 1;
             d.last_line = e.line;
             d.counts.add(&e.kind);
-            let flow = match r.step(index, e) {
+            let stepped = match live.apply(e) {
+                Ok(seen) => r.step(index, e).map_err(|c| blame(r, e, seen, c)),
+                Err(c) => Err(c),
+            };
+            let flow = match stepped {
                 Ok(f) => f,
                 Err(source) => {
                     let err = EventError {
@@ -134,6 +160,33 @@ fn run<R: Replay + ?Sized>(
             }
         }
         bar.set(d.events);
+    }
+}
+
+/// A model's refusal to give back a block the recording holds is the model's divergence,
+/// not the trace's fault.
+#[cold]
+fn blame<R: Replay + ?Sized>(r: &mut R, e: &Event, seen: Seen, cause: Cause) -> Cause {
+    let (Cause::Model(err), true) = (&cause, seen.given_back) else {
+        return cause;
+    };
+    let refused = matches!(
+        err,
+        AllocError::NotLive { .. } | AllocError::DoubleFree { .. } | AllocError::Corrupt { .. }
+    );
+    let (op, addr) = match e.kind {
+        EventKind::Free { addr, .. } => ("free", addr),
+        EventKind::Realloc { old, .. } => ("realloc", old),
+        _ => return cause,
+    };
+    if !refused {
+        return cause;
+    }
+    Cause::Diverged {
+        op,
+        addr,
+        source: err.clone(),
+        state: r.explain(addr),
     }
 }
 

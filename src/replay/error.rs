@@ -29,7 +29,10 @@ pub enum Cause {
     #[error(transparent)]
     Model(AllocError),
     /// The trace frees (or reallocs) an address it never allocated, or no longer holds.
-    #[error("{op} of {addr}, which the trace never allocated (or already freed)")]
+    #[error(
+        "the recording is inconsistent: {op} of {addr}, which the recording never returned \
+         or already gave back (a double free, or a cut or edited trace)"
+    )]
     NeverAllocated {
         /// `free` or `realloc`.
         op: &'static str,
@@ -37,10 +40,32 @@ pub enum Cause {
         addr: Addr,
     },
     /// The trace returns an address that is still live: the recording is inconsistent.
-    #[error("{addr} returned while still live")]
+    #[error(
+        "the recording is inconsistent: {addr} returned again while still live (not freed \
+         since it was last returned: a missed free, or interleaved processes)"
+    )]
     StillLive {
         /// The recorded address.
         addr: Addr,
+    },
+    /// The model refused to give back a block the recording holds: the model's state
+    /// differs from the process's.
+    #[error(
+        "the model diverged from the recording: it refuses the {op} of {addr}, a block the \
+         recording returned and still holds ({source}){}; run `pyalloc \
+         check` on the trace to find the first divergence, or try the preset of the \
+         recording's release",
+        .state.as_deref().map(|s| format!("; the model's state: {s}")).unwrap_or_default()
+    )]
+    Diverged {
+        /// `free` or `realloc`.
+        op: &'static str,
+        /// The recorded address.
+        addr: Addr,
+        /// What the model said.
+        source: AllocError,
+        /// What the model holds at that address, when it can say.
+        state: Option<String>,
     },
 }
 

@@ -20,8 +20,8 @@
 //! Layering: replay depends on trace and the models, never on check, report, the facade or
 //! the CLI (tests/layers.rs holds every module to its layer).
 
+use crate::addr::Addr;
 use crate::alloc::{Allocator, Stats};
-use crate::error::AllocError;
 use crate::platform::Platform;
 use crate::trace::{Event, EventKind, EventReader};
 use serde::Serialize;
@@ -30,6 +30,7 @@ use std::time::Instant;
 
 pub mod driver;
 pub mod error;
+mod live;
 mod mapped;
 pub mod model;
 pub mod pinned;
@@ -107,6 +108,9 @@ pub struct ReplayReport {
     /// Of those, the ones the model computed exactly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched: Option<u64>,
+    /// Top-level raw-domain frees and reallocs of an address no raw call returned
+    /// (counted, not refused: CPython 3 recordings can miss raw calls).
+    pub raw_unknown: u64,
     /// Pinned pymalloc replay: arenas the model holds at the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_arenas: Option<u64>,
@@ -120,6 +124,7 @@ impl ReplayReport {
     /// Fills in what the driver saw and the time since `start`.
     fn finish(&mut self, d: &Driven, start: Instant) {
         self.events = d.events;
+        self.raw_unknown = d.raw_unknown;
         self.counts = d.counts();
         self.seconds = start.elapsed().as_secs_f64();
         self.events_per_sec = d.events as f64 / self.seconds.max(1e-9);
@@ -228,7 +233,7 @@ fn replay_spec(
         r.finish(&d, start);
         return Ok(r);
     }
-    let mut model = spec.build(&Platform::linux_x86_64())?;
+    let mut model = spec.build_for(&Platform::linux_x86_64(), src.header())?;
     let mut m = mapped::Mapped::new(model.as_mut(), opts.skip_raw);
     let d = drive(src, &mut m, &opts.drive())?;
     let mut r = m.into_report();
@@ -261,32 +266,20 @@ impl Replay for Recorded {
                 let Some((err, _why)) = self.rp.take_error() else {
                     return Ok(Flow::Next); // a refusal always leaves its error
                 };
-                let refused = matches!(
-                    err,
-                    AllocError::NotLive { .. }
-                        | AllocError::DoubleFree { .. }
-                        | AllocError::Corrupt { .. }
-                );
-                return Err(match (refused, e.kind) {
-                    (true, EventKind::Free { addr, .. }) => {
-                        Cause::NeverAllocated { op: "free", addr }
-                    }
-                    (true, EventKind::Realloc { old, .. }) => Cause::NeverAllocated {
-                        op: "realloc",
-                        addr: old,
-                    },
-                    _ => Cause::Model(err),
-                });
+                return Err(Cause::Model(err));
             }
         }
         Ok(Flow::Next)
+    }
+
+    fn explain(&mut self, addr: Addr) -> Option<String> {
+        Some(self.rp.model_mut().explain(addr))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::Addr;
     use crate::trace::mtrace::MtraceReader;
     use crate::trace::LineReader;
 

@@ -16,11 +16,14 @@
 //! until a stack is modelled). Anything not in these tables is an error naming what is
 //! known — never silently ignored.
 
+use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::platform::Platform;
 use crate::pymalloc::{Pymalloc, PymallocParams};
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::sysmalloc::{Bump, Null};
+use crate::trace::TraceHeader;
+use crate::vm::AddressSpace;
 
 /// Which allocator a model name asks for.
 #[derive(Debug, Clone)]
@@ -205,6 +208,26 @@ impl ModelSpec {
         }
     }
 
+    /// As [`build`](Self::build), placed as the recording's process was when its header
+    /// says where (a glibc recording's `brk_at_first_call` and memory map: the heap starts
+    /// at the recorded brk, as `pyalloc check` starts it, so brk-heap addresses can be the
+    /// recording's own).
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn build_for(
+        &self,
+        platform: &Platform,
+        header: &TraceHeader,
+    ) -> Result<Box<dyn Allocator>, ModelError> {
+        match (&self.kind, recorded_heap(header), &self.lower) {
+            (ModelKind::Glibc(params), Some(vm), None) => {
+                Ok(Box::new(Glibc::new(params.clone(), vm)))
+            }
+            _ => self.build(platform),
+        }
+    }
+
     /// A fresh general model on `platform`: pymalloc over a bump allocator for
     /// fall-through requests with arenas from the platform's address space, glibc on the
     /// platform's address space, a bump allocator from the heap start, or the null model.
@@ -232,6 +255,32 @@ impl ModelSpec {
         })
     }
 }
+
+/// Where a glibc recording's process had its heap at its first call: the header's
+/// `brk_at_first_call`, and the lowest mapping above it (`maps_at_first_call`) below which
+/// mappings grow down; `None` without `brk_at_first_call`.
+pub fn recorded_bounds(h: &TraceHeader) -> Option<(Addr, Addr)> {
+    let brk = h.get("brk_at_first_call").and_then(Addr::parse_hex)?;
+    let ceiling = h
+        .lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("maps_at_first_call "))
+        .filter_map(|l| Addr::parse_hex(l.split('-').next()?))
+        .filter(|&a| a >= brk)
+        .min()
+        .unwrap_or(Addr(brk.0.saturating_add(1 << 40)));
+    Some((brk, ceiling))
+}
+
+/// The address space of a glibc recording's process at its first call (see
+/// [`recorded_bounds`]).
+pub fn recorded_heap(h: &TraceHeader) -> Option<AddressSpace> {
+    let (brk, ceiling) = recorded_bounds(h)?;
+    Some(AddressSpace::new(RECORDED_PAGE, 8, brk, ceiling))
+}
+
+/// The page size of the recorded glibc processes (x86-64 Linux).
+pub const RECORDED_PAGE: u64 = 4096;
 
 /// The allocator a base name (no suffix, no override) names.
 fn base_kind(base: &str) -> Option<ModelKind> {
