@@ -62,7 +62,15 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckReport, Repla
     let src = opened.source;
     match opened.format {
         Format::Binary => check_reader(Box::new(BinaryReader::from_source(src)?), opts),
-        Format::Pymalloc3 => pymalloc3::check(Pymalloc3Reader::from_source(src)?, opts),
+        Format::Pymalloc3 => {
+            let r = Pymalloc3Reader::from_source(src)?;
+            if r.header().get(crate::trace::fork::FORKED_FROM).is_some() {
+                // A forked child's trace: the parent's events up to the fork, then its own.
+                check_reader(crate::trace::fork::resolve(Box::new(r), path)?, opts)
+            } else {
+                pymalloc3::check(r, opts)
+            }
+        }
         Format::Pyrec27 => {
             pyrec27::check_reader(Box::new(Pyrec27Reader::new(src.into_lines())), opts)
         }

@@ -14,9 +14,10 @@
 //! The trace is the format of ../shared/traces/README.md (cpython-3.11.7): post-order
 //! lines `m/c/r/f D …`, `A`/`F` arenas, `V`/`W` data-stack chunks.
 //! Not seen, as in the shipped recordings: raw calls CPython makes while it swaps in its
-//! default raw allocator (pre-initialisation, path configuration, runtime finalisation),
-//! and calls after a child of `os.fork()` starts (the child's lines would interleave, so
-//! a program that forks gives an inconsistent trace).
+//! default raw allocator (pre-initialisation, path configuration, runtime finalisation).
+//! A forked child writes its own trace beside the parent's (`hooks`: `t.<pid>.trace`,
+//! headed `# forked-from: t.trace at event N`), never into the parent's: see
+//! `trace::fork` for how such a trace is read, and docs/traces.md.
 
 mod hooks;
 
@@ -25,7 +26,7 @@ use crate::trace::{create, open, EventWriter, Written};
 use std::ffi::{CStr, CString};
 use std::io::Write;
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The python executable the `record` feature was built against.
 pub const PYTHON: &str = env!("PYALLOC_RECORD_PYTHON");
@@ -93,6 +94,29 @@ fn header(args: &[String]) -> String {
     h
 }
 
+/// Where forked children's traces go: `(stem, parent)`, a child's path being stem + pid +
+/// `.trace` in `out`'s folder (`small.trace.gz` → `small.<pid>.trace`), and `parent` the
+/// name its header gives for the trace it forked from.
+fn child_names(out: &Path) -> (Vec<u8>, Vec<u8>) {
+    use std::os::unix::ffi::OsStrExt;
+    let name = out.file_name().map_or(&b"trace"[..], |n| n.as_bytes());
+    let mut stem = name;
+    for ext in [&b".gz"[..], b".bin", b".pyab", b".trace", b".txt"] {
+        stem = stem.strip_suffix(ext).unwrap_or(stem);
+    }
+    let mut path = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => {
+            let mut p = d.as_os_str().as_bytes().to_vec();
+            p.push(b'/');
+            p
+        }
+        _ => Vec::new(),
+    };
+    path.extend_from_slice(stem);
+    path.push(b'.');
+    (path, name.to_vec())
+}
+
 fn quote(a: &str) -> String {
     let plain = !a.is_empty()
         && a.bytes()
@@ -118,7 +142,8 @@ fn quote(a: &str) -> String {
 /// interpreter's pre-initialisation fails.
 pub fn record(out: &Path, args: &[String]) -> Result<(i32, Written), String> {
     let (temp, mut file) = Temp::create(out).map_err(|e| e.to_string())?;
-    file.write_all(header(args).as_bytes())
+    let header = header(args);
+    file.write_all(header.as_bytes())
         .map_err(|e| format!("{}: {e}", out.display()))?;
     let mut argv_c: Vec<CString> = Vec::with_capacity(args.len() + 1);
     argv_c.push(CString::new(PYTHON).map_err(|e| e.to_string())?);
@@ -147,21 +172,68 @@ pub fn record(out: &Path, args: &[String]) -> Result<(i32, Written), String> {
             };
             return Err(format!("Python pre-initialisation failed: {msg}"));
         }
-        hooks::start(file.as_raw_fd());
+        let (stem, parent) = child_names(out);
+        hooks::start(file.as_raw_fd(), &stem, &parent, header.as_bytes());
+        *FINISH.lock().unwrap_or_else(|p| p.into_inner()) = Some(Finish {
+            temp,
+            out: out.to_path_buf(),
+            file,
+        });
+        // `sys.exit()` ends the process through CPython's Py_Exit -> exit(): the trace is
+        // then finished by this handler instead of below.
+        libc::atexit(finish_at_exit);
         hooks::install();
         pyo3_ffi::Py_BytesMain(argc as i32, argv.as_mut_ptr())
     };
-    let (lines, ok) = hooks::stop();
     std::mem::forget(argv_c);
     std::mem::forget(argv);
-    drop(file);
-    if !ok {
-        return Err(format!(
-            "{}: writing the trace failed after {lines} lines",
-            out.display()
-        ));
+    match finish() {
+        Some(w) => Ok((code, w?)),
+        None => {
+            // A forked child returned from the interpreter's main: its own trace is
+            // closed; the parent's trace and output are the parent's to finish.
+            let _ = std::io::stdout().flush();
+            // SAFETY: ends this (child) process without running the parent's exit path.
+            unsafe { libc::_exit(code) }
+        }
     }
-    Ok((code, place(temp, out, lines)?))
+}
+
+/// What is left to do once the program has run, set before the interpreter starts.
+struct Finish {
+    temp: Temp,          // the hooks' plain text
+    out: PathBuf,        // where the trace goes
+    file: std::fs::File, // the temporary file's descriptor, which the hooks write to
+}
+
+static FINISH: std::sync::Mutex<Option<Finish>> = std::sync::Mutex::new(None);
+
+/// Stops the hooks and, in the process that started recording, puts the trace in place
+/// (once: `None` after the first call, and in a forked child).
+fn finish() -> Option<Result<Written, String>> {
+    let (lines, ok, original) = hooks::stop();
+    if !original {
+        return None;
+    }
+    let f = FINISH.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+    drop(f.file);
+    if !ok {
+        return Some(Err(format!(
+            "{}: writing the trace failed after {lines} lines",
+            f.out.display()
+        )));
+    }
+    Some(place(f.temp, &f.out, lines))
+}
+
+/// The program ended the process with exit() (`sys.exit` does, through `Py_Exit`):
+/// finish the trace and say what was written, as `pyalloc record` does after a return.
+extern "C" fn finish_at_exit() {
+    match finish() {
+        Some(Ok(w)) => eprintln!("pyalloc record: {w}"),
+        Some(Err(e)) => eprintln!("pyalloc record: {e}"),
+        None => {}
+    }
 }
 
 /// Puts the plain text the hooks wrote (`temp`, `events` event lines) at `out` in the

@@ -19,6 +19,7 @@
 pub mod binary;
 pub mod event;
 pub(crate) mod fields;
+pub mod fork;
 pub mod format;
 pub mod glibc;
 pub mod heaptrack;

@@ -81,12 +81,13 @@ pub fn sniff_path(path: &Path) -> Result<Format, TraceError> {
 }
 
 /// Opens a trace of any known format as a stream of events ([`Opened`] to know the
-/// format too).
+/// format too). A forked child's trace reads as the process saw it: its parent's events
+/// up to the fork, then its own ([`fork`](super::fork)).
 ///
 /// # Errors
-/// As [`Opened::open`].
+/// As [`Opened::open`], and as [`fork::resolve`](super::fork::resolve).
 pub fn open(path: &Path) -> Result<Box<dyn EventReader>, TraceError> {
-    Opened::open(path)?.into_reader()
+    super::fork::resolve(Opened::open(path)?.into_reader()?, path)
 }
 
 /// Reads a trace of a text format held in memory (`name` is used in messages).

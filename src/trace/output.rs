@@ -7,7 +7,7 @@
 //!     OUT = x.bin / x.pyab [.gz]  -> binary   (or opts.binary)
 //!     otherwise                   -> text     (the recordings' grammars, writer.rs)
 //!     OUT ends in .gz             -> gzip
-//!     bytes go to  DIR/.OUT.pyalloc-PID.tmp   (same folder, so the rename is atomic)
+//!     bytes go to  DIR/.OUT.pyalloc-PID-N.tmp   (same folder, so the rename is atomic)
 //!   write_event(e) …
 //!   finish()  end record, gzip trailer, flush, fsync, rename -> Written { path, events, bytes }
 //!   dropped unfinished (an error on the way)  -> the temporary file is removed, OUT untouched
@@ -135,7 +135,9 @@ pub struct Temp {
 }
 
 impl Temp {
-    /// Creates `DIR/.NAME.pyalloc-PID.tmp` for output `path`.
+    /// Creates `DIR/.NAME.pyalloc-PID-N.tmp` for output `path` (N counts this process's
+    /// temporary files, so one output can be staged twice, as `record -o x.gz` does: the
+    /// hooks' plain text, then its gzip).
     ///
     /// # Errors
     /// The folder is not writable, or `path` names no file.
@@ -154,8 +156,10 @@ impl Temp {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!(
-            ".{}.pyalloc-{}.tmp",
+            ".{}.pyalloc-{}-{n}.tmp",
             name.to_string_lossy(),
             std::process::id()
         ));
