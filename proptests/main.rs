@@ -5,6 +5,7 @@
 mod common;
 mod glibc;
 mod intlist;
+mod mimalloc;
 mod pymalloc;
 mod pyrec27_check;
 mod traces;

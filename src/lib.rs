@@ -5,6 +5,7 @@
 //! - [`vm`]: the address space (brk heap, mmap regions);
 //! - [`sysmalloc`]: system allocators (glibc, macOS tiny, a bump baseline);
 //! - [`pymalloc`]: CPython's object allocator (obmalloc.c);
+//! - [`mimalloc`]: its sibling, mimalloc 2.1.2 as CPython 3.13 vendors it;
 //! - [`objects`]: type free lists and the small-int cache (intobject.c, floatobject.c);
 //! - [`interp`]: a Python facade scripting them (`int(v)`, `id`, `drop`).
 //!
@@ -19,6 +20,7 @@ pub mod check;
 pub mod compare;
 pub mod error;
 pub mod interp;
+pub mod mimalloc;
 pub mod objects;
 pub mod platform;
 pub mod progress;

@@ -19,12 +19,19 @@ const BASE: &[&str] = &["addr", "error", "alloc", "vm", "progress"];
 
 /// What each top-level module may name besides the base (and itself).
 fn allowed(module: &str) -> Option<&'static [&'static str]> {
-    const MODELS: &[&str] = &["sysmalloc", "platform", "pymalloc", "objects", "stack"];
+    const MODELS: &[&str] = &[
+        "sysmalloc",
+        "platform",
+        "pymalloc",
+        "mimalloc",
+        "objects",
+        "stack",
+    ];
     Some(match module {
         "addr" | "error" | "alloc" | "vm" | "progress" => &[],
         "sysmalloc" => &[],
         "platform" => &["sysmalloc"],
-        "pymalloc" => &["sysmalloc", "platform"],
+        "pymalloc" | "mimalloc" => &["sysmalloc", "platform"],
         "objects" => &["sysmalloc", "platform", "pymalloc"],
         "stack" => MODELS,
         "interp" | "scripts" => &[

@@ -1,6 +1,7 @@
 //! `pyalloc stats TRACE (--at EVENT | --at-marker SIZE) [--model M]`: replays a pymalloc
 //! recording up to a point and prints the model's state in the layout of CPython's
-//! `sys._debugmallocstats()` (obmalloc.c `_PyObject_DebugMallocStats`).
+//! `sys._debugmallocstats()` (obmalloc.c `_PyObject_DebugMallocStats`); for a mimalloc
+//! recording (CPython 3.13), the mimalloc section of that function.
 
 use pyalloc::check::CheckOptions;
 use pyalloc::report::{stats_at, StatsAt};
@@ -36,6 +37,13 @@ pub fn run(args: StatsArgs) -> Result<ExitCode, String> {
         keep_going: false,
         progress: std::io::stderr().is_terminal(),
     };
+    if pyalloc::trace::mimalloc::is_mimalloc_trace(&args.trace) {
+        let (_event, text) =
+            pyalloc::check::mimalloc::stats_at(&args.trace, &opts, args.at, args.at_marker)
+                .map_err(|e| e.to_string())?;
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let at = match (args.at, args.at_marker) {
         (Some(n), _) => StatsAt::Event(n),
         (None, Some(s)) => StatsAt::Marker(s),

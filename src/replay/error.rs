@@ -30,8 +30,8 @@ pub enum Cause {
     Model(AllocError),
     /// The trace frees (or reallocs) an address it never allocated, or no longer holds.
     #[error(
-        "the recording is inconsistent: {op} of {addr}, which the recording never returned \
-         or already gave back (a double free, or a cut or edited trace)"
+        "the recording is inconsistent: {op} of {addr}, which the trace never allocated \
+         (or already freed: a double free, or a cut or edited trace)"
     )]
     NeverAllocated {
         /// `free` or `realloc`.

@@ -45,7 +45,13 @@ pub use source::Source;
 
 /// The models `pyalloc replay --model` lists (any pymalloc preset name, `cpython-2.7.0`
 /// … `cpython-3.11`, is accepted too; `cpython-3.11` is listed).
-pub const MODEL_NAMES: &[&str] = &["bump", "glibc-2.36", "null", "cpython-3.11"];
+pub const MODEL_NAMES: &[&str] = &[
+    "bump",
+    "glibc-2.36",
+    "null",
+    "cpython-3.11",
+    "mimalloc-2.1.2",
+];
 
 /// A fresh model by name (see [`ModelSpec::parse`] and [`ModelSpec::build`]), on the Linux
 /// x86-64 preset.

@@ -36,6 +36,8 @@ pub enum ModelKind {
     Bump,
     /// Fresh addresses, nothing kept (measures a replay's own cost).
     Null,
+    /// mimalloc 2.1.2, as CPython 3.13 vendors it (one thread's heap).
+    Mimalloc,
 }
 
 /// Where a replay of a recording takes the addresses the model does not compute
@@ -102,6 +104,8 @@ pub enum ModelError {
 /// The base names that are not pymalloc presets, with what they build.
 pub const BASES: &[(&str, fn() -> ModelKind)] = &[
     ("bump", || ModelKind::Bump),
+    ("mimalloc", || ModelKind::Mimalloc),
+    ("mimalloc-2.1.2", || ModelKind::Mimalloc),
     ("null", || ModelKind::Null),
     ("glibc", || ModelKind::Glibc(GlibcParams::v2_36_x86_64())),
     ("glibc-2.36", || {
@@ -252,6 +256,7 @@ impl ModelSpec {
             }
             ModelKind::Bump => Box::new(Bump::new(platform.heap_start, 16)),
             ModelKind::Null => Box::new(Null::default()),
+            ModelKind::Mimalloc => Box::new(crate::mimalloc::Mimalloc::default()),
         })
     }
 }

@@ -8,6 +8,7 @@
 //!   "# pyalloc synthetic workload"    Synthetic    P3        pymalloc3::Pymalloc3Reader
 //!   "# PYREC allocator event trace"   Pyrec27      P27       pyrec27::Pyrec27Reader
 //!   "# glibc malloc-family call trace" Glibc       G         glibc::GlibcTraceReader
+//!   "# mimalloc allocation trace"     Mimalloc     P3 + OS   mimalloc::MimallocReader
 //!   "= Start" / "@ … + 0x…"           Mtrace       -         mtrace::MtraceReader
 //!   "v HEX HEX" / "+ HEX HEX HEX"     Heaptrack    -         heaptrack::HeaptrackReader
 //!   "malloc(…) = …" (any prefix)      Ltrace       -         ltrace::LtraceReader
@@ -36,6 +37,9 @@ pub enum Format {
     Pyrec27,
     /// glibc malloc-family interposer recordings (`# glibc malloc-family call trace …`).
     Glibc,
+    /// CPython 3.13 on mimalloc 2.1.2 (`# mimalloc allocation trace …`): the CPython 3
+    /// call lines and the OS calls under them.
+    Mimalloc,
     /// A synthetic workload written by `pyalloc generate` as text (the CPython 3 grammar).
     Synthetic,
     /// glibc's mtrace log.
@@ -59,11 +63,12 @@ pub(crate) enum Grammar {
 
 impl Format {
     /// Every format, in the order `sniff` prefers them.
-    pub const ALL: [Format; 8] = [
+    pub const ALL: [Format; 9] = [
         Format::Binary,
         Format::Pymalloc3,
         Format::Pyrec27,
         Format::Glibc,
+        Format::Mimalloc,
         Format::Synthetic,
         Format::Mtrace,
         Format::Heaptrack,
@@ -77,6 +82,7 @@ impl Format {
             Format::Pymalloc3 => "pymalloc3",
             Format::Pyrec27 => "pyrec27",
             Format::Glibc => "glibc",
+            Format::Mimalloc => "mimalloc",
             Format::Synthetic => "synthetic",
             Format::Mtrace => "mtrace",
             Format::Heaptrack => "heaptrack",
@@ -91,6 +97,7 @@ impl Format {
             Format::Pymalloc3 => "a CPython 3 recording",
             Format::Pyrec27 => "a CPython 2.7 PYREC recording",
             Format::Glibc => "a glibc malloc-family recording",
+            Format::Mimalloc => "a CPython 3.13 mimalloc recording",
             Format::Synthetic => "a synthetic workload of `pyalloc generate`",
             Format::Mtrace => "a glibc mtrace log",
             Format::Heaptrack => "a heaptrack raw stream",
@@ -105,6 +112,7 @@ impl Format {
             Format::Pymalloc3 => Some("pymalloc allocation trace"),
             Format::Pyrec27 => Some("PYREC allocator event trace"),
             Format::Glibc => Some("glibc malloc-family call trace"),
+            Format::Mimalloc => Some("mimalloc allocation trace"),
             Format::Synthetic => Some(SYNTHETIC),
             _ => None,
         }
@@ -123,7 +131,7 @@ impl Format {
     /// other tools' formats, which pyalloc reads but writes as the glibc grammar).
     pub(crate) fn grammar(self) -> Option<Grammar> {
         match self {
-            Format::Pymalloc3 | Format::Synthetic => Some(Grammar::P3),
+            Format::Pymalloc3 | Format::Synthetic | Format::Mimalloc => Some(Grammar::P3),
             Format::Glibc => Some(Grammar::G),
             Format::Pyrec27 => Some(Grammar::P27),
             _ => None,
@@ -302,6 +310,10 @@ mod tests {
             (
                 "# pyalloc synthetic workload (pyalloc generate)",
                 Some(Format::Synthetic),
+            ),
+            (
+                "# mimalloc allocation trace recorded from REAL CPython",
+                Some(Format::Mimalloc),
             ),
             ("hello world", None),
             ("xmalloc(3) = 4", None),

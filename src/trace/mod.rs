@@ -13,6 +13,7 @@
 //!   [`writer`]: the recordings' text formats written; [`binary`]: the compact binary format;
 //! - [`pymalloc3`], [`glibc`], [`pyrec27`]: the recorded formats' readers (CPython 3,
 //!   glibc interposer, CPython 2.7 PYREC); `pyalloc generate`'s text is read by [`pymalloc3`];
+//! - [`mimalloc`]: CPython 3.13 on mimalloc (calls and the OS calls under them);
 //! - [`mtrace`], [`ltrace`], [`heaptrack`]: other tools' formats; [`synth`]: generated workloads;
 //! - `fields`: the line-token handling the line-based readers share.
 
@@ -25,6 +26,7 @@ pub mod glibc;
 pub mod heaptrack;
 pub mod io;
 pub mod ltrace;
+pub mod mimalloc;
 pub mod mtrace;
 pub mod open;
 pub mod output;

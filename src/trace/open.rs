@@ -13,6 +13,7 @@ use super::glibc::GlibcTraceReader;
 use super::heaptrack::HeaptrackReader;
 use super::io::Source;
 use super::ltrace::LtraceReader;
+use super::mimalloc::MimallocReader;
 use super::mtrace::MtraceReader;
 use super::pymalloc3::Pymalloc3Reader;
 use super::pyrec27::Pyrec27Reader;
@@ -68,6 +69,7 @@ impl Opened {
             Format::Pymalloc3 | Format::Synthetic => Box::new(Pymalloc3Reader::from_source(s)?),
             Format::Glibc => Box::new(GlibcTraceReader::new(s.into_lines())),
             Format::Pyrec27 => Box::new(Pyrec27Reader::new(s.into_lines())),
+            Format::Mimalloc => Box::new(MimallocReader::new(s.into_lines())?),
         })
     }
 }

@@ -1,0 +1,550 @@
+//! Reader of the CPython 3.13 mimalloc recordings (`# mimalloc allocation trace …`,
+//! shared/traces/cpython-3.13.0-mimalloc-linux-x86_64/): the CPython 3 call lines plus the
+//! OS calls the process made through the PLT, in call order, post-order (a call nested
+//! in an allocator call comes just before that call's line).
+//!
+//! ```text
+//!  m D size addr / c D nelem elsize addr / r D old size new / f D addr      D: O M R r
+//!  V size addr / W addr size                                    CPython's own data stack
+//!  S size addr prot flags hint depth caller                     mmap
+//!  U addr size ret depth caller                                 munmap
+//!  N addr size advice ret depth caller                          madvise
+//!  P addr size prot ret depth caller                            mprotect
+//!  Q oldaddr oldsize newsize flags newaddr depth caller         mremap
+//!  G buflen flags ret pinned depth caller                       getrandom
+//!  a trailing ` @tid` marks a call from another thread (refused: one thread is modelled)
+//!  sizes decimal, addresses lowercase hex without 0x, flags 0x-hex; `#` lines are comments
+//! ```
+//! [`MimallocReader::next_line`] gives both kinds ([`MiLine`]); as an [`EventReader`] it
+//! gives the allocator events and counts the OS lines as other lines, so `replay` and
+//! `compare` read these recordings like any other (and, after `keep_text`, hands them over
+//! as text, so `convert` copies a recording losslessly).
+//! Invariant: events + OS lines + comment lines + header lines == lines read.
+
+use super::{fields, Domain, Event, EventKind, EventReader, LineReader, TraceError, TraceHeader};
+use crate::addr::Addr;
+use std::path::Path;
+
+/// The first header line's start.
+pub const FIRST_LINE: &str = "# mimalloc allocation trace";
+
+/// Who made an OS call (from the `caller` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// mimalloc's OS layer (`unix_mmap*`, `unix_madvise`, `_mi_*`, `mi_*`).
+    Mimalloc,
+    /// CPython's arena allocator (`_PyMem_ArenaAlloc`, `rec:harena_free`): the data stack.
+    CpythonArena,
+    /// Anything else.
+    Other,
+}
+
+impl Caller {
+    fn of(name: &str) -> Caller {
+        if name.starts_with("unix_") || name.starts_with("_mi_") || name.starts_with("mi_") {
+            Caller::Mimalloc
+        } else if name.starts_with("_PyMem_Arena") || name.starts_with("rec:harena") {
+            Caller::CpythonArena
+        } else {
+            Caller::Other
+        }
+    }
+}
+
+/// One OS call line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OsCall {
+    /// `S`: mmap(hint, size, …) returned `addr`.
+    Mmap {
+        /// Bytes.
+        size: u64,
+        /// The mapping (`-1` on failure is kept as `u64::MAX`).
+        addr: Addr,
+        /// The hint given (0 = none).
+        hint: Addr,
+    },
+    /// `U`: munmap(addr, size).
+    Munmap {
+        /// Start.
+        addr: Addr,
+        /// Bytes.
+        size: u64,
+    },
+    /// `N`: madvise (purges; they never change placement).
+    Madvise {
+        /// Start.
+        addr: Addr,
+        /// Bytes.
+        size: u64,
+    },
+    /// `P`: mprotect.
+    Mprotect {
+        /// Start.
+        addr: Addr,
+        /// Bytes.
+        size: u64,
+    },
+    /// `Q`: mremap.
+    Mremap {
+        /// Old start.
+        old: Addr,
+        /// New start.
+        new: Addr,
+    },
+    /// `G`: getrandom (answered with zero bytes by the recorder when pinned).
+    Getrandom {
+        /// Bytes asked for.
+        len: u64,
+    },
+}
+
+/// An OS call and its context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OsLine {
+    /// The call.
+    pub call: OsCall,
+    /// Allocator-hook nesting depth when made (1 = inside the next O/M/R/V line's call).
+    pub depth: u32,
+    /// Who made it.
+    pub caller: Caller,
+    /// Its 1-based line.
+    pub line: u64,
+}
+
+/// One line of a mimalloc recording.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MiLine {
+    /// An allocator call (or CPython's data-stack chunk).
+    Event(Event),
+    /// An OS call.
+    Os(OsLine),
+}
+
+/// The streaming reader of one mimalloc recording.
+pub struct MimallocReader {
+    lines: LineReader,
+    header: TraceHeader,
+    pending: Option<String>, // the first line after the header, read while reading it
+    os_lines: u64,           // OS lines read (other lines, to the EventReader view)
+    comments: u64,           // `#` and blank lines after the header
+    keep: bool,              // keep the lines without an event (a lossless copy asked)
+    text: Vec<(u64, String)>, // kept: (line, text) of comments and, as events, OS lines
+}
+
+fn tok<'a>(it: &mut impl Iterator<Item = &'a str>, what: &str) -> Result<&'a str, String> {
+    it.next().ok_or_else(|| format!("missing field {what}"))
+}
+
+fn dec(s: &str, what: &str) -> Result<u64, String> {
+    s.parse::<u64>()
+        .map_err(|_| format!("{what} {s:?} is not a decimal number"))
+}
+
+fn signed(s: &str, what: &str) -> Result<i64, String> {
+    s.parse::<i64>()
+        .map_err(|_| format!("{what} {s:?} is not a number"))
+}
+
+fn hex(s: &str, what: &str) -> Result<Addr, String> {
+    if s == "-1" || s == "ffffffffffffffff" {
+        return Ok(Addr(u64::MAX));
+    }
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    if digits.is_empty() || digits.len() > 16 {
+        return Err(format!("{what} {s:?} is not a hex address"));
+    }
+    u64::from_str_radix(digits, 16)
+        .map(Addr)
+        .map_err(|_| format!("{what} {s:?} is not a hex address"))
+}
+
+fn domain(s: &str) -> Result<Domain, String> {
+    Ok(match s {
+        "O" => Domain::Obj,
+        "M" => Domain::Mem,
+        "R" => Domain::Raw,
+        "r" => Domain::RawNested,
+        _ => return Err(format!("unknown domain {s:?} (O, M, R or r)")),
+    })
+}
+
+/// Parses one line (without its line number).
+///
+/// # Errors
+/// What is wrong with it, in words.
+pub fn parse_line(text: &str, line: u64) -> Result<MiLine, String> {
+    if let Some(at) = text.find(" @") {
+        return Err(format!(
+            "a call from thread {} (only one-thread recordings are modelled)",
+            &text[at + 2..]
+        ));
+    }
+    let mut it = text.split(' ');
+    let kind = tok(&mut it, "kind")?;
+    let ev = |kind| Ok(MiLine::Event(Event { kind, line }));
+    let out = match kind {
+        "m" => {
+            let d = domain(tok(&mut it, "domain")?)?;
+            let size = dec(tok(&mut it, "size")?, "size")?;
+            let addr = hex(tok(&mut it, "addr")?, "addr")?;
+            ev(EventKind::Malloc {
+                domain: d,
+                size,
+                addr,
+            })
+        }
+        "c" => {
+            let d = domain(tok(&mut it, "domain")?)?;
+            let nelem = dec(tok(&mut it, "nelem")?, "nelem")?;
+            let elsize = dec(tok(&mut it, "elsize")?, "elsize")?;
+            let addr = hex(tok(&mut it, "addr")?, "addr")?;
+            ev(EventKind::Calloc {
+                domain: d,
+                nelem,
+                elsize,
+                addr,
+            })
+        }
+        "r" => {
+            let d = domain(tok(&mut it, "domain")?)?;
+            let old = hex(tok(&mut it, "oldaddr")?, "oldaddr")?;
+            let size = dec(tok(&mut it, "size")?, "size")?;
+            let new = hex(tok(&mut it, "newaddr")?, "newaddr")?;
+            ev(EventKind::Realloc {
+                domain: d,
+                old,
+                size,
+                new,
+            })
+        }
+        "f" => {
+            let d = domain(tok(&mut it, "domain")?)?;
+            let addr = hex(tok(&mut it, "addr")?, "addr")?;
+            ev(EventKind::Free { domain: d, addr })
+        }
+        "V" => {
+            let size = dec(tok(&mut it, "size")?, "size")?;
+            let addr = hex(tok(&mut it, "addr")?, "addr")?;
+            ev(EventKind::VirtualAlloc { size, addr })
+        }
+        "W" => {
+            let addr = hex(tok(&mut it, "addr")?, "addr")?;
+            let size = dec(tok(&mut it, "size")?, "size")?;
+            ev(EventKind::VirtualFree { addr, size })
+        }
+        "S" | "U" | "N" | "P" | "Q" | "G" => {
+            let call = match kind {
+                "S" => {
+                    let size = dec(tok(&mut it, "size")?, "size")?;
+                    let addr = hex(tok(&mut it, "addr")?, "addr")?;
+                    dec(tok(&mut it, "prot")?, "prot")?;
+                    hex(tok(&mut it, "flags")?, "flags")?;
+                    let hint = hex(tok(&mut it, "hint")?, "hint")?;
+                    OsCall::Mmap { size, addr, hint }
+                }
+                "U" => {
+                    let addr = hex(tok(&mut it, "addr")?, "addr")?;
+                    let size = dec(tok(&mut it, "size")?, "size")?;
+                    signed(tok(&mut it, "ret")?, "ret")?;
+                    OsCall::Munmap { addr, size }
+                }
+                "N" | "P" => {
+                    let addr = hex(tok(&mut it, "addr")?, "addr")?;
+                    let size = dec(tok(&mut it, "size")?, "size")?;
+                    dec(tok(&mut it, "advice/prot")?, "advice/prot")?;
+                    signed(tok(&mut it, "ret")?, "ret")?;
+                    if kind == "N" {
+                        OsCall::Madvise { addr, size }
+                    } else {
+                        OsCall::Mprotect { addr, size }
+                    }
+                }
+                "Q" => {
+                    let old = hex(tok(&mut it, "oldaddr")?, "oldaddr")?;
+                    dec(tok(&mut it, "oldsize")?, "oldsize")?;
+                    dec(tok(&mut it, "newsize")?, "newsize")?;
+                    hex(tok(&mut it, "flags")?, "flags")?;
+                    let new = hex(tok(&mut it, "newaddr")?, "newaddr")?;
+                    OsCall::Mremap { old, new }
+                }
+                _ => {
+                    let len = dec(tok(&mut it, "buflen")?, "buflen")?;
+                    dec(tok(&mut it, "flags")?, "flags")?;
+                    signed(tok(&mut it, "ret")?, "ret")?;
+                    dec(tok(&mut it, "pinned")?, "pinned")?;
+                    OsCall::Getrandom { len }
+                }
+            };
+            let depth = dec(tok(&mut it, "depth")?, "depth")? as u32;
+            let caller = Caller::of(tok(&mut it, "caller")?);
+            Ok(MiLine::Os(OsLine {
+                call,
+                depth,
+                caller,
+                line,
+            }))
+        }
+        other => Err(format!("unknown line kind {other:?}")),
+    };
+    if let Some(extra) = it.next() {
+        return Err(format!("unexpected field {extra:?} at the end"));
+    }
+    out
+}
+
+impl MimallocReader {
+    /// Opens a recording (plain or gzip), reading its header.
+    ///
+    /// # Errors
+    /// The file cannot be read, or its first line is not a mimalloc recording's.
+    pub fn open(path: &Path) -> Result<MimallocReader, TraceError> {
+        MimallocReader::new(LineReader::open(path)?)
+    }
+
+    /// Reads a recording held in memory (`name` is used in messages).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn from_text(name: &str, text: &str) -> Result<MimallocReader, TraceError> {
+        MimallocReader::new(LineReader::from_text(name, text))
+    }
+
+    /// Reads a recording from opened lines (its header first).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn new(mut lines: LineReader) -> Result<MimallocReader, TraceError> {
+        let mut header = TraceHeader::default();
+        let mut pending = None;
+        let path = lines.path().to_path_buf();
+        while let Some(text) = lines.next_line()? {
+            if header.lines.is_empty() && !text.starts_with(FIRST_LINE) {
+                return Err(TraceError::UnknownFormat {
+                    path,
+                    first: text.to_string(),
+                });
+            }
+            if !text.starts_with('#') {
+                pending = Some(text.to_string());
+                break;
+            }
+            header
+                .lines
+                .push(fields::comment(text).unwrap_or(text).to_string());
+        }
+        if header.lines.is_empty() {
+            return Err(TraceError::UnknownFormat {
+                path: lines.path().to_path_buf(),
+                first: String::new(),
+            });
+        }
+        Ok(MimallocReader {
+            lines,
+            header,
+            pending,
+            os_lines: 0,
+            comments: 0,
+            keep: false,
+            text: Vec::new(),
+        })
+    }
+
+    /// The request sizes after which the recorder called `_PyObject_DebugMallocStats`
+    /// (`RECORDER_STATS_SIZES=…` in the header's environment), empty when none.
+    pub fn stats_sizes(&self) -> Vec<u64> {
+        stats_sizes(&self.header)
+    }
+
+    /// The next line, allocator call or OS call; `None` at the end.
+    ///
+    /// # Errors
+    /// A malformed line (with its number and text), a truncated or corrupt file.
+    pub fn next_line(&mut self) -> Result<Option<MiLine>, TraceError> {
+        loop {
+            let (text, line) = match self.pending.take() {
+                Some(t) => (t, self.lines.line_number()),
+                None => match self.lines.next_line()? {
+                    Some(t) => (t.to_string(), self.lines.line_number()),
+                    None => return Ok(None),
+                },
+            };
+            if text.is_empty() || text.starts_with('#') {
+                self.comments += 1;
+                if self.keep {
+                    self.text.push((line, text));
+                }
+                continue;
+            }
+            return match parse_line(&text, line) {
+                Ok(l) => {
+                    if matches!(l, MiLine::Os(_)) {
+                        self.os_lines += 1;
+                        if self.keep {
+                            self.text.push((line, text));
+                        }
+                    }
+                    Ok(Some(l))
+                }
+                Err(why) => Err(TraceError::Parse {
+                    path: self.lines.path().to_path_buf(),
+                    line,
+                    text,
+                    why,
+                }),
+            };
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        self.lines.path()
+    }
+}
+
+/// True when the file at `path` opens with a mimalloc recording's first line.
+pub fn is_mimalloc_trace(path: &Path) -> bool {
+    LineReader::open(path)
+        .ok()
+        .and_then(|mut l| {
+            l.next_line()
+                .ok()
+                .flatten()
+                .map(|t| t.starts_with(FIRST_LINE))
+        })
+        .unwrap_or(false)
+}
+
+/// `RECORDER_STATS_SIZES` from a header.
+pub fn stats_sizes(header: &TraceHeader) -> Vec<u64> {
+    header
+        .lines
+        .iter()
+        .find_map(|l| l.split("RECORDER_STATS_SIZES=").nth(1))
+        .map(|rest| {
+            rest.split(|c: char| !(c.is_ascii_digit() || c == ','))
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .filter_map(|s| s.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl EventReader for MimallocReader {
+    fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
+        loop {
+            match self.next_line()? {
+                None => return Ok(None),
+                Some(MiLine::Event(e)) => return Ok(Some(e)),
+                Some(MiLine::Os(_)) => continue,
+            }
+        }
+    }
+
+    fn header(&self) -> &TraceHeader {
+        &self.header
+    }
+
+    fn other_lines(&self) -> u64 {
+        self.os_lines + self.comments
+    }
+
+    fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
+        out.append(&mut self.text);
+    }
+
+    fn keep_text(&mut self) {
+        self.keep = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# mimalloc allocation trace recorded from REAL CPython\n\
+        # environment: env -i X=1\n\
+        #              RECORDER_OUT=<x> RECORDER_STATS_SIZES=777778,888889; cwd <x>\n\
+        G 32 1 32 3 0 _mi_prim_random_buf\n\
+        S 1073741824 31540000000 3 0x4022 31540000000 1 unix_mmap\n\
+        S 4096 7ffff7fb8000 3 0x4022 0 1 unix_mmap\n\
+        m O 64 315400100c0\n\
+        c M 5 8 31540020018\n\
+        r M 0 777778 31540cc0000\n\
+        f O 315400100c0\n\
+        N 31540300000 65536 4 0 1 _mi_os_purge_ex\n\
+        S 16384 7ffff7e7a000 3 0x22 0 1 _PyMem_ArenaAlloc\n\
+        V 16384 7ffff7e7a000\n\
+        U 7ffff7e7a000 16384 0 1 rec:harena_free\n\
+        W 7ffff7e7a000 16384\n";
+
+    #[test]
+    fn every_line_kind_is_read_with_its_line_number() {
+        let mut r = MimallocReader::from_text("t", TEXT).unwrap();
+        assert_eq!(r.stats_sizes(), vec![777778, 888889]);
+        let mut all = Vec::new();
+        while let Some(l) = r.next_line().unwrap() {
+            all.push(l);
+        }
+        assert_eq!(all.len(), 12);
+        match all[1] {
+            MiLine::Os(OsLine {
+                call: OsCall::Mmap { size, addr, hint },
+                depth: 1,
+                caller: Caller::Mimalloc,
+                line: 5,
+            }) => {
+                assert_eq!(size, 1 << 30);
+                assert_eq!(addr, Addr(0x315_4000_0000));
+                assert_eq!(hint, addr);
+            }
+            ref other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            all[4],
+            MiLine::Event(Event {
+                kind: EventKind::Calloc {
+                    nelem: 5,
+                    elsize: 8,
+                    ..
+                },
+                line: 8
+            })
+        ));
+        assert!(matches!(
+            all[8],
+            MiLine::Os(OsLine {
+                caller: Caller::CpythonArena,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn as_an_event_reader_os_lines_are_other_lines() {
+        let mut r = MimallocReader::from_text("t", TEXT).unwrap();
+        let mut n = 0;
+        while r.next_event().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 6);
+        assert_eq!(r.other_lines(), 6);
+    }
+
+    #[test]
+    fn bad_lines_name_their_number_and_why() {
+        let text = "# mimalloc allocation trace x\nm O 12 zz\n";
+        let mut r = MimallocReader::from_text("t", text).unwrap();
+        let e = r.next_line().unwrap_err().to_string();
+        assert!(e.contains(":2:") && e.contains("addr"), "{e}");
+        let text = "# mimalloc allocation trace x\nm O 12 10 @2\n";
+        let e = MimallocReader::from_text("t", text)
+            .unwrap()
+            .next_line()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("thread 2"), "{e}");
+        assert!(MimallocReader::from_text("t", "# pymalloc allocation trace\n").is_err());
+    }
+}

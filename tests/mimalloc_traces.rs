@@ -1,0 +1,192 @@
+//! The mimalloc model held to the real CPython 3.13.0 recordings on mimalloc 2.1.2: one
+//! test per trace (every O/M address, every mimalloc arena mapping), CPython's own
+//! `_PyObject_DebugMallocStats` numbers at every marker (read from the `*.stderr.txt`
+//! files), the same in the model's own address space, and bad input.
+
+use pyalloc::check::mimalloc::{parse_stderr_stats, stats_at, stats_at_markers};
+use pyalloc::check::{check_file, CheckOptions};
+use pyalloc::replay::ReplayError;
+use pyalloc::trace::mimalloc::{Caller, MiLine, MimallocReader, OsCall};
+use pyalloc::trace::{EventKind, EventReader};
+use std::path::{Path, PathBuf};
+
+const DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/traces/cpython-3.13.0-mimalloc-linux-x86_64"
+);
+
+fn trace(name: &str) -> PathBuf {
+    Path::new(DIR).join(name)
+}
+
+/// What the recording itself says: (lines after the header, O/M addresses returned,
+/// mimalloc mmaps), counted by reading it.
+fn counts(path: &Path) -> (u64, u64, u64) {
+    let mut r = MimallocReader::open(path).unwrap();
+    let (mut lines, mut addrs, mut maps) = (0, 0, 0);
+    while let Some(l) = r.next_line().unwrap() {
+        lines += 1;
+        match l {
+            MiLine::Event(e) => {
+                if matches!(
+                    e.kind,
+                    EventKind::Malloc { domain, .. }
+                    | EventKind::Calloc { domain, .. }
+                    | EventKind::Realloc { domain, .. }
+                    if matches!(domain, pyalloc::trace::Domain::Obj | pyalloc::trace::Domain::Mem)
+                ) {
+                    addrs += 1;
+                }
+            }
+            MiLine::Os(o) => {
+                if o.caller == Caller::Mimalloc && matches!(o.call, OsCall::Mmap { .. }) {
+                    maps += 1;
+                }
+            }
+        }
+    }
+    (lines, addrs, maps)
+}
+
+fn check_exact(name: &str, model: Option<&str>) {
+    let path = trace(name);
+    let opts = CheckOptions {
+        model: model.map(str::to_string),
+        ..Default::default()
+    };
+    let r = check_file(&path, &opts).unwrap();
+    assert!(
+        r.first_divergence.is_none(),
+        "{name}: {:?}",
+        r.first_divergence
+    );
+    let (lines, addrs, maps) = counts(&path);
+    assert_eq!(
+        r.events, lines,
+        "{name}: every line after the header is an event"
+    );
+    assert_eq!(r.checked, addrs, "{name}: every O/M address is checked");
+    assert_eq!(r.matched, r.checked, "{name}");
+    if model.is_none() {
+        assert_eq!(
+            r.arena_events, maps,
+            "{name}: every mimalloc mmap, made by the model"
+        );
+    }
+}
+
+#[test]
+fn startup_only_every_address() {
+    check_exact("startup_only.trace.gz", None);
+}
+
+#[test]
+fn ints_every_address() {
+    check_exact("ints.trace.gz", None);
+}
+
+#[test]
+fn segments_every_address_across_three_segments_and_a_huge_one() {
+    check_exact("segments.trace.gz", None);
+}
+
+#[test]
+fn own_address_space_gives_the_same_layout() {
+    for name in ["startup_only.trace.gz", "segments.trace.gz"] {
+        check_exact(name, Some("mimalloc-2.1.2+own"));
+    }
+}
+
+fn stats_equal(name: &str) {
+    let stderr = std::fs::read_to_string(trace(&format!("{name}.stderr.txt"))).unwrap();
+    let want = parse_stderr_stats(&stderr);
+    assert!(
+        !want.is_empty(),
+        "{name}: the stderr file has the stats sections"
+    );
+    let got = stats_at_markers(
+        &trace(&format!("{name}.trace.gz")),
+        &CheckOptions::default(),
+    )
+    .unwrap();
+    let got: Vec<_> = got.into_iter().map(|(_, s)| s).collect();
+    assert_eq!(got, want, "{name}: CPython's numbers at every marker");
+}
+
+#[test]
+fn ints_stats_equal_cpythons_at_both_markers() {
+    stats_equal("ints");
+}
+
+#[test]
+fn segments_stats_equal_cpythons_at_both_markers() {
+    stats_equal("segments");
+}
+
+#[test]
+fn stats_at_a_marker_prints_cpythons_section() {
+    let stderr = std::fs::read_to_string(trace("ints.stderr.txt")).unwrap();
+    let (_, text) = stats_at(
+        &trace("ints.trace.gz"),
+        &CheckOptions::default(),
+        None,
+        Some(888_889),
+    )
+    .unwrap();
+    // the section as CPython printed it, between the recorder's own lines
+    let second = stderr
+        .split("=== recorder: _PyObject_DebugMallocStats()")
+        .nth(2)
+        .unwrap();
+    let body: String = second
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("=== recorder"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(text, body);
+}
+
+#[test]
+fn a_free_of_an_unknown_address_is_an_error_naming_the_event() {
+    let dir = tempdir();
+    let p = dir.join("bad.trace");
+    std::fs::write(
+        &p,
+        "# mimalloc allocation trace test\n\
+         S 1073741824 31540000000 3 0x4022 31540000000 1 unix_mmap\n\
+         S 4096 7ffff7fb8000 3 0x4022 0 1 unix_mmap\n\
+         m O 64 315400100c0\n\
+         f O 31540010100\n",
+    )
+    .unwrap();
+    match check_file(&p, &CheckOptions::default()) {
+        Err(ReplayError::Event(pyalloc::replay::EventError {
+            event: 3, line: 5, ..
+        })) => {}
+        other => panic!("{other:?}"),
+    }
+    // and a mapping the model does not make is a divergence with the reason
+    std::fs::write(&p, "# mimalloc allocation trace test\nm O 64 315400100c0\n").unwrap();
+    match check_file(&p, &CheckOptions::default()) {
+        Err(ReplayError::Event(pyalloc::replay::EventError { event: 0, .. })) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_reader_gives_every_call_to_replay() {
+    let mut r = MimallocReader::open(&trace("startup_only.trace.gz")).unwrap();
+    let mut n = 0u64;
+    while r.next_event().unwrap().is_some() {
+        n += 1;
+    }
+    let (lines, _, _) = counts(&trace("startup_only.trace.gz"));
+    assert_eq!(n + r.other_lines(), lines);
+}
+
+fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pyalloc-mimalloc-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
