@@ -218,12 +218,37 @@ struct Step {
 /// No block (a `realloc(NULL, n)`).
 const NO_ID: u32 = u32::MAX;
 
+/// A hasher for addresses that keeps neighbours neighbours: the bucket index is the address
+/// in 16-byte granules (blocks made one after another land in adjacent buckets, so the
+/// table is walked, not jumped through), its low 7 bits repeated on top for the table's
+/// tag byte.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        let g = v >> 4;
+        self.0 = g ^ (g << 57);
+    }
+}
+
+type AddrIds = HashMap<u64, u32, std::hash::BuildHasherDefault<AddrHasher>>;
+
 /// Recorded addresses → block ids (reused), and the program's live bytes.
 #[derive(Default)]
 struct Translator {
-    ids: HashMap<u64, u32>, // recorded address of a live block -> its id
-    sizes: Vec<u64>,        // id -> bytes asked for
-    free_ids: Vec<u32>,     // ids to reuse
+    ids: AddrIds,       // recorded address of a live block -> its id
+    sizes: Vec<u64>,    // id -> bytes asked for
+    free_ids: Vec<u32>, // ids to reuse
     live: u64,
 }
 
@@ -466,6 +491,7 @@ pub fn compare_trace(
     let mut reader = open(Path::new(path)).map_err(terr)?;
     let runners: Vec<Runner> = models.iter().map(|(n, s)| Runner::new(n, s)).collect();
     let mut tr = Translator::default();
+    tr.ids.reserve(1 << 16);
     let bar = Progress::new(opts.progress, "comparing");
     let mut events = 0u64;
     std::thread::scope(|scope| {

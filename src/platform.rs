@@ -131,6 +131,14 @@ impl Platform {
     }
 
     /// The preset of that name (`macos-x86_64`, `linux-x86_64`, `linux-i686`; `_` and `-` alike).
+    ///
+    /// ```
+    /// use pyalloc::Platform;
+    ///
+    /// let p = Platform::by_name("linux_i686").unwrap();
+    /// assert_eq!((p.pointer_bytes, p.long_bytes), (4, 4));
+    /// assert!(Platform::by_name("beos").is_none());
+    /// ```
     pub fn by_name(name: &str) -> Option<Platform> {
         let norm = |s: &str| s.replace('_', "-");
         Self::presets()

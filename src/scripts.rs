@@ -86,6 +86,21 @@ pub const HISTORY_FROM_I: i64 = 257;
 
 /// Runs the question's two experiments on `py`.
 ///
+/// ```
+/// use pyalloc::interp::Py2;
+/// use pyalloc::scripts::{seed, PrevRebind};
+/// use pyalloc::Platform;
+///
+/// let mut py = Py2::new(Platform::macos_x86_64())?;
+/// let run = seed(&mut py, PrevRebind::InsideIf)?;
+/// let size = py.ints().layout().object_size as i64;
+/// assert_eq!(run.offsets[1], (1, size)); // N - id(1): one PyIntObject below id(0)
+/// for line in run.lines() {
+///     println!("{line}"); // as Python 2 printed them
+/// }
+/// # Ok::<(), pyalloc::interp::PyError>(())
+/// ```
+///
 /// # Errors
 /// Whatever the facade refuses (a value the platform cannot hold, heap exhaustion).
 pub fn seed<A: Allocator, O>(py: &mut Py2<A, O>, rebind: PrevRebind) -> Result<SeedRun, PyError> {
@@ -310,7 +325,7 @@ pub fn rebind_of(header: &[String]) -> PrevRebind {
 
 /// `SCOPE_OFF` of symtable.h (2.7): a symbol's scope is stored above its flags, so every
 /// flags word `update_symbols` writes is at least `1 << 11` and never a cached int.
-pub const SCOPE_OFF: u32 = 11;
+const SCOPE_OFF: u32 = 11;
 
 /// What compiling one top-level statement does to the int free list, as the interactive
 /// interpreter (`python -i`, `Py_single_input`) compiles each statement just before it runs it:

@@ -36,6 +36,7 @@ struct Residency {
     leaves: Vec<(u64, BitBox<u64, Lsb0>)>, // (page >> LEAF_BITS, a bit per page of that leaf)
     last: usize,                           // the leaf used last (most touches hit it again)
     pages: u64,                            // set bits in all leaves
+    last_page: u64, // a page known set (u64::MAX: none): most touches repeat it
 }
 
 impl Residency {
@@ -56,8 +57,17 @@ impl Residency {
     }
 
     /// Sets the bits of pages `first..=last`.
+    #[inline]
     fn set(&mut self, first: u64, last: u64) {
+        if first == last && first == self.last_page {
+            return;
+        }
+        self.set_cold(first, last);
+    }
+
+    fn set_cold(&mut self, first: u64, last: u64) {
         let mask = (1u64 << LEAF_BITS) - 1;
+        self.last_page = last;
         if first == last {
             let leaf = self.leaf(first >> LEAF_BITS);
             if !leaf.replace((first & mask) as usize, true) {
@@ -81,6 +91,7 @@ impl Residency {
     /// Clears the bits of pages `first..end` (half-open).
     fn clear(&mut self, first: u64, end: u64) {
         let mask = (1u64 << LEAF_BITS) - 1;
+        self.last_page = u64::MAX;
         let mut p = first;
         while p < end {
             let stop = end.min((p | mask) + 1);
@@ -154,7 +165,10 @@ impl AddressSpace {
             mapped_bytes: 0,
             page_shift: page_size.trailing_zeros(),
             track: false,
-            resident: Residency::default(),
+            resident: Residency {
+                last_page: u64::MAX,
+                ..Residency::default()
+            },
             brk_high: brk_start,
             syscalls: Syscalls::default(),
         }

@@ -174,3 +174,137 @@ fn the_presets_command_lists_every_preset() {
         );
     }
 }
+
+/// `pyalloc stats` at the last event of every era's recording, in that era's layout:
+/// the class count is the preset's, the arena line counts the recording's own A and F
+/// lines (`arenas * ARENA_SIZE` with the size the A lines show), the radix section is
+/// there exactly from 3.10 with as many mid nodes as the recording calloc'ed, and 2.7
+/// prints `# times object malloc called` = its `m O` + `r O` lines.
+#[test]
+fn stats_at_the_end_of_every_recording_speak_its_era_s_layout() {
+    use pyalloc::check::pymalloc3::StatsAt;
+    use pyalloc::report::stats_at;
+    use pyalloc::trace::pyrec27::Pyrec27Reader;
+    let mut cases: Vec<(PathBuf, PymallocParams, Box<dyn EventReader>)> = Vec::new();
+    for (d, _) in ERAS {
+        let path = dir(d).join("startup_only.trace.gz");
+        let r = Box::new(Pymalloc3Reader::open(&path).unwrap());
+        cases.push((path.clone(), preset_of(&path), r));
+    }
+    let p27 = dir("cpython-2.7.18-linux-x86_64").join("startup.trace.gz");
+    let r27 = Box::new(Pyrec27Reader::open(&p27).unwrap());
+    cases.push((p27, PymallocParams::for_release("2.7.18").unwrap(), r27));
+    for (path, p, mut r) in cases {
+        let (mut events, mut arenas, mut arena_size, mut calls) = (0u64, 0i64, 0u64, 0u64);
+        let mut mids = 0u64;
+        while let Some(e) = r.next_event().unwrap() {
+            events += 1;
+            match e.kind {
+                EventKind::ArenaAlloc { size, .. } => {
+                    arenas += 1;
+                    arena_size = size;
+                }
+                EventKind::ArenaFree { .. } => arenas -= 1,
+                EventKind::Calloc {
+                    domain: Domain::RawNested,
+                    nelem,
+                    elsize,
+                    ..
+                } if p.radix_tree && nelem * elsize == p.radix_node_bytes().0 => mids += 1,
+                EventKind::Malloc {
+                    domain: Domain::Obj,
+                    ..
+                }
+                | EventKind::Realloc {
+                    domain: Domain::Obj,
+                    ..
+                } => calls += 1,
+                _ => {}
+            }
+        }
+        let (at, text) = stats_at(&path, &CheckOptions::default(), StatsAt::Event(events - 1))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = path.display();
+        assert_eq!(at, events - 1);
+        assert!(
+            text.starts_with(&format!(
+                "Small block threshold = 512, in {} size classes.\n",
+                p.size_classes()
+            )),
+            "{name}"
+        );
+        let arena_line = format!("{arenas} arenas * {arena_size} bytes/arena");
+        assert!(text.contains(&arena_line), "{name}: {arena_line}\n{text}");
+        let total = (arenas as u64 * arena_size).to_string();
+        let grouped: Vec<String> = total
+            .as_bytes()
+            .rchunks(3)
+            .rev()
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect();
+        assert!(
+            text.contains(&format!("Total{}=", " ".repeat(30)))
+                && text.contains(&grouped.join(",")),
+            "{name}"
+        );
+        assert_eq!(text.contains("arena map counts"), p.radix_tree, "{name}");
+        if p.radix_tree {
+            let want = "# arena map mid nodes";
+            let line = text.lines().find(|l| l.starts_with(want)).unwrap();
+            assert!(line.ends_with(&format!(" {mids}")), "{name}: {line}");
+        }
+        let serial = text
+            .lines()
+            .find(|l| l.starts_with("# times object malloc called"));
+        assert_eq!(serial.is_some(), p.stats_serialno, "{name}");
+        if let Some(line) = serial {
+            let n: u64 = line
+                .rsplit('=')
+                .next()
+                .unwrap()
+                .trim()
+                .replace(',', "")
+                .parse()
+                .unwrap();
+            assert_eq!(n, calls, "{name}");
+        }
+    }
+}
+
+/// `stats --model cpython-3.11+own --at-marker 777778` (issue 13): own mode's addresses
+/// differ from the recording's by design, so it reaches the marker; its blocks in use per
+/// size class are the recording's live requests, the same as the pinned replay's.
+#[test]
+fn own_mode_stats_reach_the_marker_with_the_same_blocks_in_use() {
+    use pyalloc::check::pymalloc3::StatsAt;
+    use pyalloc::report::stats_at;
+    let path = dir("cpython-3.11.7-linux-x86_64").join("ints.trace.gz");
+    let run = |model: Option<&str>| {
+        let opts = CheckOptions {
+            model: model.map(str::to_string),
+            ..CheckOptions::default()
+        };
+        stats_at(&path, &opts, StatsAt::Marker(777778)).unwrap()
+    };
+    let (pinned_at, pinned) = run(None);
+    let (own_at, own) = run(Some("cpython-3.11+own"));
+    assert_eq!(pinned_at, own_at);
+    // class, size, blocks in use of every class line ("%5u %6u %11zu %15zu %13zu").
+    let in_use = |text: &str| -> Vec<(String, String, String)> {
+        text.lines()
+            .filter(|l| l.len() == 54 && l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[0].to_string(), f[1].to_string(), f[3].to_string())
+            })
+            .collect()
+    };
+    assert!(!in_use(&pinned).is_empty());
+    assert_eq!(in_use(&own), in_use(&pinned));
+    let allocated = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("# bytes in allocated"))
+            .map(str::to_string)
+    };
+    assert_eq!(allocated(&own), allocated(&pinned));
+}

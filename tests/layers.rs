@@ -6,7 +6,7 @@
 //!   base: addr, error, alloc, vm, progress
 //!   models:   sysmalloc -> platform (presets name their malloc's params) -> pymalloc
 //!             -> objects -> stack (whole processes) -> interp, scripts (the facades)
-//!   pipeline: trace -> replay -> check, compare -> report
+//!   pipeline: trace -> replay -> check, compare -> report (which may show the facade)
 //!   cli (the binary) may use anything; record (feature) writes traces
 //! ```
 //! A module's test code (`#[cfg(test)]` and after, and files named `tests.rs`) and
@@ -46,6 +46,7 @@ fn allowed(module: &str) -> Option<&'static [&'static str]> {
         ],
         "trace" => &["platform"],
         "replay" => &[
+            "mimalloc",
             "sysmalloc",
             "platform",
             "pymalloc",
@@ -54,6 +55,7 @@ fn allowed(module: &str) -> Option<&'static [&'static str]> {
             "trace",
         ],
         "check" | "compare" => &[
+            "mimalloc",
             "sysmalloc",
             "platform",
             "pymalloc",
@@ -63,6 +65,8 @@ fn allowed(module: &str) -> Option<&'static [&'static str]> {
             "replay",
         ],
         "report" => &[
+            "interp",
+            "mimalloc",
             "sysmalloc",
             "platform",
             "pymalloc",

@@ -219,6 +219,47 @@ impl Replayer {
     }
 
     fn event(&mut self, ev: &Event) -> Step {
+        // The common case, dispatched once: a pinned O/M malloc or free with no mapping
+        // queued, nothing diverged and no marker (the general path below does the same).
+        if let Model::Pinned(m) = &mut self.model {
+            if self.alias.is_empty() && m.os().pending.is_empty() {
+                match ev.kind {
+                    EventKind::Malloc { domain, size, addr }
+                        if is_om(domain) && !self.stats_sizes.contains(&size) =>
+                    {
+                        let r = m.mi_malloc(size);
+                        if let Ok(got) = r {
+                            if got == addr && m.os().agreed == 0 && m.os().unexpected.is_empty() {
+                                return Step::Call {
+                                    expected: addr,
+                                    got,
+                                    checked: true,
+                                    matched: true,
+                                    os_events: 0,
+                                    marker: false,
+                                };
+                            }
+                        }
+                        return self.finish(ev, addr, Some(size), r);
+                    }
+                    EventKind::Free { domain, addr } if is_om(domain) => {
+                        let r = m.mi_free(addr);
+                        if r.is_ok() && m.os().unexpected.is_empty() {
+                            return Step::Call {
+                                expected: Addr::NULL,
+                                got: Addr::NULL,
+                                checked: false,
+                                matched: true,
+                                os_events: 0,
+                                marker: false,
+                            };
+                        }
+                        return self.finish(ev, Addr::NULL, None, r.map(|()| Addr::NULL));
+                    }
+                    _ => {}
+                }
+            }
+        }
         let (expected, request, result) = match ev.kind {
             EventKind::Malloc { domain, size, addr } if is_om(domain) => (
                 addr,
@@ -258,6 +299,17 @@ impl Replayer {
             }
             _ => return Step::Context,
         };
+        self.finish(ev, expected, request, result)
+    }
+
+    /// The rest of a call once the model answered: mappings, comparison, marker.
+    fn finish(
+        &mut self,
+        ev: &Event,
+        expected: Addr,
+        request: Option<u64>,
+        result: Result<Addr, AllocError>,
+    ) -> Step {
         let got = match result {
             Ok(a) => a,
             Err(e) => {

@@ -191,6 +191,15 @@ fn check_events(
     Ok(c.report)
 }
 
+/// Which point of a trace `pyalloc stats` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsAt {
+    /// Right after the event with this 0-based index.
+    Event(u64),
+    /// Right after the first top-level O/M request of exactly this many bytes.
+    Marker(u64),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 
 use pyalloc::interp::{IntKind, Interpreter, Py2, Py3, PyError, Version};
 use pyalloc::{Addr, Platform};
+use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
 /// The most values one run prints.
@@ -75,6 +76,37 @@ pub fn run(args: IntsArgs) -> Result<ExitCode, String> {
         (Version::V3_11, Some(a)) => Box::new(Py3::at(platform, a)),
         (Version::V3_11, None) => Box::new(Py3::new(platform)),
     };
+    // One buffered writer: a line-buffered stdout costs a write(2) per value.
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let printed = print_ids(py.as_mut(), &args, &mut out);
+    let flushed = out.flush().map_err(Stop::Io);
+    match printed.and(flushed) {
+        Err(Stop::Refused(m)) => Err(m),
+        // `| head`: the reader had enough.
+        Err(Stop::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(Stop::Io(e)) => Err(format!("standard output: {e}")),
+        Ok(()) => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Why the listing stopped early.
+enum Stop {
+    /// The model refused a value (the sentence to print).
+    Refused(String),
+    /// Standard output failed.
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Stop {
+        Stop::Io(e)
+    }
+}
+
+/// `v id(v) id(v)-id(FROM)` for every v (and why, with `--explain`), then the note on values
+/// CPython 3.11 does not cache.
+fn print_ids(py: &mut dyn Interpreter, args: &IntsArgs, out: &mut impl Write) -> Result<(), Stop> {
+    let version = py.version();
     let mut first: Option<Addr> = None;
     let mut uncached: Option<(i64, i64)> = None;
     for v in args.from..=args.to {
@@ -85,24 +117,33 @@ pub fn run(args: IntsArgs) -> Result<ExitCode, String> {
                 r.1 = v;
                 continue;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(Stop::Refused(e.to_string())),
         };
         if o.kind == IntKind::Long {
-            return Err(format!("{v}: a long on this platform, not modelled"));
+            return Err(Stop::Refused(format!(
+                "{v}: a long on this platform, not modelled"
+            )));
         }
         let base = *first.get_or_insert(o.addr);
         if args.explain {
-            println!("{v} {} {}\t{}", o.addr.0, o.addr - base, py.explain(&o));
+            writeln!(
+                out,
+                "{v} {} {}\t{}",
+                o.addr.0,
+                o.addr - base,
+                py.explain(&o)
+            )?;
         } else {
-            println!("{v} {} {}", o.addr.0, o.addr - base);
+            writeln!(out, "{v} {} {}", o.addr.0, o.addr - base)?;
         }
         // The list keeps every int alive: nothing is dropped.
     }
     if let Some((lo, hi)) = uncached {
-        println!(
+        writeln!(
+            out,
             "# {lo}..{hi}: outside CPython {}'s small-int cache; each is a new PyLongObject from pymalloc, whose addresses this model does not compute",
             version.name()
-        );
+        )?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -3,15 +3,18 @@
 mod check;
 mod compare;
 mod convert;
+mod explain;
 mod generate;
 mod intlist;
 mod ints;
+mod map;
 mod platforms;
 mod presets;
 mod record;
 mod replay;
 mod seed;
 mod stats;
+mod view;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -50,6 +53,12 @@ enum Command {
     Ints(ints::IntsArgs),
     /// Drive CPython 2's int free list by hand: int:V, free:ADDR, clear.
     Intlist(intlist::IntlistArgs),
+    /// What is at an address and why: owner chain, size class, state, last event, rule.
+    Explain(explain::ExplainArgs),
+    /// The heap at one event as a picture (SVG or HTML): arenas as rows of pools.
+    Map(map::MapArgs),
+    /// One self-contained HTML page stepping through a whole trace.
+    View(view::ViewArgs),
 }
 
 /// Parses the arguments, runs the subcommand, prints one line on error.
@@ -68,6 +77,9 @@ pub fn main() -> ExitCode {
         Command::Seed(args) => seed::run(args),
         Command::Ints(args) => ints::run(args),
         Command::Intlist(args) => intlist::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Map(args) => map::run(args),
+        Command::View(args) => view::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! `pyalloc presets [--json]`: every pymalloc preset (one per CPython era) with its
-//! parameters and the releases it covers (src/pymalloc/preset.rs holds the table).
+//! parameters and the releases it covers (src/pymalloc/preset.rs holds the table), then
+//! the what-if keys a model name may override (`cpython-3.11:pool=64KiB,arena=4MiB`).
 
 use pyalloc::pymalloc::PymallocParams;
 use std::process::ExitCode;
@@ -61,6 +62,11 @@ pub fn run(args: PresetsArgs) -> Result<ExitCode, String> {
             "  realloc(p, 0) of a block pymalloc does not own: {}",
             s.foreign_realloc_zero
         );
+    }
+    println!();
+    println!("what-if overrides (pyalloc compare --models 'cpython-3.11:pool=64KiB,arena=4MiB/glibc-2.36'):");
+    for (key, macro_name, what) in pyalloc::pymalloc::whatif::KEYS {
+        println!("  {key:<10} {macro_name:<24} {what}");
     }
     Ok(ExitCode::SUCCESS)
 }

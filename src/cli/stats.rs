@@ -1,7 +1,8 @@
 //! `pyalloc stats TRACE (--at EVENT | --at-marker SIZE) [--model M]`: replays a pymalloc
 //! recording up to a point and prints the model's state in the layout of CPython's
-//! `sys._debugmallocstats()` (obmalloc.c `_PyObject_DebugMallocStats`); for a mimalloc
-//! recording (CPython 3.13), the mimalloc section of that function.
+//! `sys._debugmallocstats()` (obmalloc.c `_PyObject_DebugMallocStats`) of the recording's
+//! era: a CPython 3 trace or a CPython 2.7 PYREC trace; for a mimalloc recording (CPython
+//! 3.13), the mimalloc section of that function.
 
 use pyalloc::check::CheckOptions;
 use pyalloc::report::{stats_at, StatsAt};

@@ -20,6 +20,20 @@ pub struct Py3 {
 
 impl Py3 {
     /// CPython 3.11 on `platform`, `id(-5)` at [`Platform::py3_small_ints`].
+    ///
+    /// ```
+    /// use pyalloc::interp::{Interpreter, Py3};
+    /// use pyalloc::objects::small_ints::py3_long_object_size;
+    /// use pyalloc::Platform;
+    ///
+    /// let p = Platform::linux_x86_64();
+    /// let mut py = Py3::new(p.clone());
+    /// let (a, b) = (py.int(0)?, py.int(1)?);
+    /// // one PyLongObject further in the static array
+    /// assert_eq!((b.addr - a.addr) as u64, py3_long_object_size(&p));
+    /// assert!(py.int(257).is_err()); // a PyLongObject from pymalloc: not placed here
+    /// # Ok::<(), pyalloc::interp::PyError>(())
+    /// ```
     pub fn new(platform: Platform) -> Py3 {
         let first = platform.py3_small_ints;
         Py3::at(platform, first)

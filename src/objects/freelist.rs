@@ -310,7 +310,7 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
     ///
     /// # Errors
     /// `Corrupt` when the block would overlap a block not freed.
-    pub fn fill_free_list_at(&mut self, base: Addr) -> Result<(), AllocError> {
+    pub(crate) fn fill_free_list_at(&mut self, base: Addr) -> Result<(), AllocError> {
         self.add_block(base, false)
     }
 

@@ -46,7 +46,7 @@ impl SmallInts {
     }
 
     /// Py2's cache with addresses taken from elsewhere (a trace's `_PyInt_Init` I lines).
-    pub fn py2_given(addrs: Vec<Addr>, slots: Vec<Slot>) -> SmallInts {
+    pub(crate) fn py2_given(addrs: Vec<Addr>, slots: Vec<Slot>) -> SmallInts {
         SmallInts {
             addrs,
             slots: Some(slots),

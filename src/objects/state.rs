@@ -43,6 +43,18 @@ impl<A: Allocator> Py2State<A> {
     /// CPython 2.7 right after `_PyInt_Init` over `heap`: empty free lists, then the 262
     /// small ints popped, -5 first; no object allocator.
     ///
+    /// ```
+    /// use pyalloc::objects::Py2State;
+    /// use pyalloc::sysmalloc::Bump;
+    /// use pyalloc::{Addr, Platform};
+    ///
+    /// let s = Py2State::after_int_init(Platform::linux_x86_64(), Bump::new(Addr(0x10000), 16))?;
+    /// let size = s.ints.layout().object_size as i64;
+    /// // _PyInt_Init pops -5 first, from the top of a fresh block down.
+    /// assert_eq!(s.small_ints.get(-5).unwrap() - s.small_ints.get(-4).unwrap(), size);
+    /// # Ok::<(), pyalloc::AllocError>(())
+    /// ```
+    ///
     /// # Errors
     /// Whatever the heap refuses when `_PyInt_Init` needs a block.
     pub fn after_int_init(

@@ -39,6 +39,7 @@
 
 pub mod arena;
 pub mod invariants;
+pub mod occupancy;
 pub mod pool;
 pub mod preset;
 pub mod radix;
@@ -101,6 +102,7 @@ pub struct Pymalloc<A: Allocator, S: ArenaSource = AddressSpace> {
     mapped_bytes: u64, // bytes in mapped arenas
     peak_mapped_bytes: u64, // largest mapped_bytes
     track: bool,    // page residency tracked: writes are reported to the arena's address space
+    serialno: u64,  // malloc/calloc/realloc calls served (a debug build's serialno)
 }
 
 /// What the model knows about one address (for divergence reports and `explain`).
@@ -185,6 +187,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             peak_live_bytes: 0,
             mapped_bytes: 0,
             peak_mapped_bytes: 0,
+            serialno: 0,
             track: false,
             params,
         })
@@ -531,6 +534,16 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         self.lower.realloc(addr, size)
     }
 
+    /// `_PyObject_Malloc` without counting a call of the API (realloc's inner malloc).
+    #[inline(always)]
+    fn malloc_uncounted(&mut self, size: usize) -> Result<Addr, AllocError> {
+        let n = size as u64;
+        if n.wrapping_sub(1) < self.threshold {
+            return self.malloc_small(n);
+        }
+        self.malloc_large(size)
+    }
+
     fn too_large(&self, size: usize) -> AllocError {
         AllocError::TooLarge {
             size: size as u64,
@@ -548,15 +561,13 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
     /// `_PyObject_Malloc`: pymalloc for 1..=threshold bytes, else the lower allocator.
     #[inline(always)]
     fn malloc(&mut self, size: usize) -> Result<Addr, AllocError> {
-        let n = size as u64;
-        if n.wrapping_sub(1) < self.threshold {
-            return self.malloc_small(n);
-        }
-        self.malloc_large(size)
+        self.serialno += 1;
+        self.malloc_uncounted(size)
     }
 
     /// `_PyObject_Calloc`: as malloc for small requests (zeroed), else the lower calloc.
     fn calloc(&mut self, nelem: usize, elsize: usize) -> Result<Addr, AllocError> {
+        self.serialno += 1;
         let n = nelem
             .checked_mul(elsize)
             .filter(|&n| n <= isize::MAX as usize)
@@ -581,6 +592,7 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
         if addr.is_null() {
             return self.malloc(size);
         }
+        self.serialno += 1;
         if size > isize::MAX as usize {
             return Err(self.too_large(size));
         }
@@ -606,7 +618,7 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
         let new = if n == 0 && self.params.raw_zero_as_one {
             self.lower.malloc(1)?
         } else {
-            self.malloc(size)?
+            self.malloc_uncounted(size)?
         };
         self.free_block(addr.0, pool)?;
         Ok(new)

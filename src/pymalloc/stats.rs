@@ -11,6 +11,13 @@
 //!  # arenas allocated total           =                   15   printone: label padded to 35,
 //!                                                              '=', value with commas in 21
 //! ```
+//! The layout is the same from 2.7 to 3.13 but for two parts: 2.7's function exists only
+//! in PYMALLOC_DEBUG builds and always prints `# times object malloc called` (the debug
+//! API's `serialno`) before the arena lines ([`DebugMallocStats::serialno`]; 3.x prints it
+//! only under the debug hooks, never in a default build), and 3.10+ append the radix
+//! tree's `arena map counts`. The pool and arena sizes are the era's (3.6–3.9: 4 KiB
+//! pools, 256 KiB arenas; 3.10+: 16 KiB and 1 MiB).
+//!
 //! Accounting equation (asserted by CPython, and by the tests here):
 //! `allocated + available + unused pools * POOL_SIZE + pool headers + quantization
 //!  + arena alignment == narenas * ARENA_SIZE`.
@@ -51,6 +58,9 @@ pub struct DebugMallocStats {
     pub quantization: u64,
     /// Bytes lost to arenas that are not pool-aligned.
     pub arena_alignment: u64,
+    /// `serialno`, printed as `# times object malloc called` where the era prints it (2.7):
+    /// the object allocator's malloc, calloc and realloc calls the model has served.
+    pub serialno: Option<u64>,
     /// Radix tree: (mid nodes, bot nodes, root bytes, mid bytes, bot bytes), when the era has one.
     pub radix: Option<(u64, u64, u64, u64, u64)>,
 }
@@ -90,6 +100,9 @@ impl DebugMallocStats {
             let _ = writeln!(out, "{i:5} {size:6} {p:11} {b:15} {f:13}");
         }
         out.push('\n');
+        if let Some(n) = self.serialno {
+            printone(&mut out, "# times object malloc called", n);
+        }
         printone(
             &mut out,
             "# arenas allocated total",
@@ -179,6 +192,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             pool_size: self.pool_size,
             arenas_allocated_total: self.ntimes_arena_allocated,
             arenas_highwater: self.narenas_highwater,
+            serialno: self.params.stats_serialno.then_some(self.serialno),
             ..Default::default()
         };
         for (slot, a) in self.arenas.iter().enumerate() {
@@ -230,6 +244,42 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_2_7_layout_prints_serialno_before_the_arena_lines() {
+        use crate::pymalloc::PymallocParams;
+        use crate::replay::pinned::PinnedArenas;
+        use crate::sysmalloc::Bump;
+        use crate::{Addr, Platform};
+        for (p, shown) in [
+            (PymallocParams::v2_7_17(), true),
+            (PymallocParams::v3_6_pyenv(), false),
+            (PymallocParams::v3_11(), false),
+        ] {
+            let platform = Platform::linux_x86_64();
+            let mut m = Pymalloc::new(
+                p.clone(),
+                Bump::new(platform.heap_start, 16),
+                PinnedArenas::own(platform.address_space()),
+            );
+            let a = m.malloc(40).unwrap();
+            let b = m.realloc(a, 100).unwrap();
+            m.free(b).unwrap();
+            m.malloc(7).unwrap();
+            let text = m.debug_malloc_stats().render();
+            let line = "# times object malloc called";
+            assert_eq!(text.contains(line), shown, "{}", p.name);
+            if shown {
+                // malloc, realloc (its inner malloc is not a call of the API), malloc.
+                let mut expect = String::new();
+                printone(&mut expect, line, 3);
+                let at = text.find(&expect).expect("the serialno line");
+                assert!(at < text.find("# arenas allocated total").unwrap());
+                assert!(text.contains(&format!("{} arenas * {} bytes/arena", 1, p.arena_size())));
+            }
+            let _ = Addr::NULL;
+        }
+    }
 
     #[test]
     fn printone_pads_and_groups_like_obmalloc() {

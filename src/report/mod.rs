@@ -6,10 +6,13 @@
 //!   replay::drive ──> check (comparison rules) ──> stats    sys._debugmallocstats() at a point
 //!   compare (traces × models) ───────────────────> compare  table, CSV, JSON; svg charts; the page
 //! ```
+//! What the teaching commands show (`explain`, `map`, `view`) is read off the models' state
+//! in `teach`.
 
 pub mod compare;
 pub mod stats;
 pub mod svg;
+pub mod teach;
 
 pub use stats::{stats_at, StatsAt};
 

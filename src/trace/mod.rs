@@ -32,6 +32,7 @@ pub mod open;
 pub mod output;
 pub mod pymalloc3;
 pub mod pyrec27;
+pub mod shapes;
 pub mod synth;
 pub mod writer;
 

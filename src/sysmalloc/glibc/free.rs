@@ -84,10 +84,11 @@ impl Glibc {
 
     /// Marks node `p` free in the statistics.
     #[inline]
-    pub(super) fn account_free(&mut self, p: u32) {
+    pub(super) fn account_free(&mut self, p: u32) -> u64 {
         let req = self.heap.take_req(p);
         self.stats.live_bytes -= req;
         self.stats.live_blocks -= 1;
         debug_assert_eq!(self.heap.n(p).state(), State::InUse);
+        req
     }
 }

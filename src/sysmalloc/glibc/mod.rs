@@ -582,6 +582,8 @@ impl Allocator for Glibc {
             let offset = addr.0 - 2 * self.params.size_sz - m.base;
             let new_len = (nb + offset + self.params.size_sz).next_multiple_of(page);
             self.served = Served::Mremap;
+            // the program filled the block it now resizes (see the heap path below)
+            self.wrote(addr.0, m.req);
             self.stats.live_bytes = self.stats.live_bytes - m.req + size as u64;
             self.stats.peak_live_bytes = self.stats.peak_live_bytes.max(self.stats.live_bytes);
             if new_len == m.len {
@@ -607,7 +609,6 @@ impl Allocator for Glibc {
             for off in kept {
                 self.vm.touch(base + off, 1);
             }
-            self.wrote(base + offset + 2 * self.params.size_sz, size as u64);
             let mem = base + offset + 2 * self.params.size_sz;
             self.mmaps.insert(
                 mem,
@@ -621,7 +622,11 @@ impl Allocator for Glibc {
             return Ok(Addr(mem));
         }
         let p = self.live_chunk(addr.0, true)?;
-        self.account_free(p);
+        let old = self.account_free(p);
+        // Residency: a program resizes a block it has filled (a list grows when full), so
+        // its `old` bytes are written; the resized block holds their copy, and the bytes
+        // beyond are written only as the program uses them, which the next resize shows.
+        self.wrote(addr.0, old);
         let mem = self.int_realloc(p, nb)?;
         self.mmap_pin = None;
         let out = if self.maybe_mapped(mem) {
@@ -629,7 +634,7 @@ impl Allocator for Glibc {
         } else {
             Out::Chunk(self.heap.idx(mem - 2 * self.params.size_sz))
         };
-        Ok(Addr(self.account(out, size as u64, size as u64)))
+        Ok(Addr(self.account(out, size as u64, old.min(size as u64))))
     }
 
     fn calloc(&mut self, nelem: usize, elsize: usize) -> Result<Addr, AllocError> {

@@ -1,0 +1,87 @@
+//! `pyalloc explain TRACE ADDR (--at N | --at-marker SIZE) [--json]` and
+//! `pyalloc explain --platform P --version V --int VALUE [--json]`: what is at an address
+//! and why — owner chain, size class, live or free, last event, the rule that chose it.
+
+use pyalloc::interp::{Py2, Py3, Version};
+use pyalloc::report::teach::explain::explain_int_py3;
+use pyalloc::report::teach::{explain_in_walk, explain_int, At, Explanation, Walk};
+use pyalloc::{Addr, Platform};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `pyalloc explain`.
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    /// A CPython 3 recording (plain or gzip).
+    #[arg(required_unless_present = "int", requires = "addr")]
+    pub trace: Option<PathBuf>,
+    /// The address (hex, with or without 0x).
+    #[arg(value_parser = super::seed::parse_addr)]
+    pub addr: Option<Addr>,
+    /// The state right after this event (0-based).
+    #[arg(long, conflicts_with_all = ["at_marker", "int"])]
+    pub at: Option<u64>,
+    /// The state right after the first top-level O/M request of this many bytes.
+    #[arg(long, conflicts_with = "int")]
+    pub at_marker: Option<u64>,
+    /// The model (default: named by the trace's header).
+    #[arg(long, conflicts_with = "int")]
+    pub model: Option<String>,
+    /// Platform preset (with --int).
+    #[arg(long, default_value = "macos-x86_64")]
+    pub platform: String,
+    /// CPython version (with --int): 2.7 or 3.11.
+    #[arg(long, default_value = "2.7")]
+    pub version: String,
+    /// Explain id(VALUE) in a freshly started interpreter instead of a trace's address.
+    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["trace", "addr"])]
+    pub int: Option<i64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `pyalloc explain`.
+pub fn run(args: ExplainArgs) -> Result<ExitCode, String> {
+    let e: Explanation = if let Some(v) = args.int {
+        let platform = Platform::by_name(&args.platform).ok_or_else(|| {
+            format!(
+                "unknown platform {:?} (see `pyalloc platforms`)",
+                args.platform
+            )
+        })?;
+        let version = Version::parse(&args.version)
+            .ok_or_else(|| format!("unknown version {:?} (2.7 or 3.11)", args.version))?;
+        match version {
+            Version::V2_7 => {
+                let mut py = Py2::new(platform).map_err(|e| e.to_string())?;
+                explain_int(&mut py, v)
+            }
+            Version::V3_11 => explain_int_py3(&mut Py3::new(platform), v),
+        }
+        .map_err(|e| e.to_string())?
+    } else {
+        let (Some(trace), Some(addr)) = (args.trace, args.addr) else {
+            return Err("give TRACE ADDR, or --int VALUE".into());
+        };
+        let at = match (args.at, args.at_marker) {
+            (Some(n), _) => At::Event(n),
+            (None, Some(s)) => At::Marker(s),
+            (None, None) => return Err("give --at EVENT or --at-marker SIZE".into()),
+        };
+        let mut walk = Walk::open(&trace, args.model, std::io::stderr().is_terminal())
+            .map_err(|e| e.to_string())?;
+        let reached = walk.run_to(at).map_err(|e| e.to_string())?;
+        explain_in_walk(&mut walk, addr, reached)
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&e).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", e.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,97 @@
+//! `pyalloc map TRACE (--at N | --at-marker SIZE) (--svg FILE | --html FILE)`: the heap at
+//! one moment as a picture — pymalloc's arenas as rows of pools (CPython 3 recordings),
+//! the PyIntBlocks with their free list (CPython 2.7 PYREC recordings).
+
+use pyalloc::report::teach::map::{escape, freelist_svg, html, svg};
+use pyalloc::report::teach::walk::pyrec27_to;
+use pyalloc::report::teach::{write_atomic, At, HeapPicture, Walk};
+use pyalloc::trace::{sniff, Format, LineReader};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `pyalloc map`.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("out").required(true).multiple(true).args(["svg", "html"])))]
+pub struct MapArgs {
+    /// The recording (CPython 3 pymalloc trace or CPython 2.7 PYREC trace, plain or gzip).
+    pub trace: PathBuf,
+    /// The state right after this event (0-based).
+    #[arg(long, conflicts_with = "at_marker")]
+    pub at: Option<u64>,
+    /// The state right after the first top-level O/M request of this many bytes.
+    #[arg(long)]
+    pub at_marker: Option<u64>,
+    /// The model (CPython 3 traces; default: named by the trace's header).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Write the picture as SVG here.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Write it as an HTML page here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+}
+
+/// Runs `pyalloc map`.
+pub fn run(args: MapArgs) -> Result<ExitCode, String> {
+    let at = match (args.at, args.at_marker) {
+        (Some(n), _) => At::Event(n),
+        (None, Some(s)) => At::Marker(s),
+        (None, None) => At::End,
+    };
+    let progress = std::io::stderr().is_terminal();
+    let first = LineReader::open(&args.trace)
+        .and_then(|mut r| Ok(r.next_line()?.unwrap_or("").to_string()))
+        .map_err(|e| e.to_string())?;
+    let title = format!("{}", args.trace.display());
+    let (svg_text, html_text, summary) = match sniff(format!("{first}\n").as_bytes(), true).ok() {
+        Some(Format::Pymalloc3) => {
+            let mut walk =
+                Walk::open(&args.trace, args.model, progress).map_err(|e| e.to_string())?;
+            let reached = walk.run_to(at).map_err(|e| e.to_string())?;
+            let pic = HeapPicture::of(walk.model(), reached);
+            let pools: u64 = pic.per_class().iter().map(|c| c.1).sum();
+            let summary = format!(
+                "event {reached}: {} arenas, {pools} pools in use",
+                pic.arenas.len()
+            );
+            (svg(&pic), html(&pic, &title), summary)
+        }
+        Some(Format::Pyrec27) => {
+            let (reached, replay) =
+                pyrec27_to(&args.trace, at, progress).map_err(|e| e.to_string())?;
+            let ints = replay.ints();
+            let t = format!("{title}, after event {reached}");
+            let s = freelist_svg(ints, &t);
+            let pic = HeapPicture::of(replay.pymalloc(), reached);
+            let page = format!(
+                "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title></head><body data-event=\"{reached}\">\n<h1>{}</h1>\n<h2>PyIntBlocks</h2>\n{s}<h2>pymalloc</h2>\n{}</body></html>\n",
+                escape(&t),
+                escape(&t),
+                svg(&pic)
+            );
+            let summary = format!(
+                "event {reached}: {} PyIntBlocks, {} live ints, {} free",
+                ints.n_blocks(),
+                ints.n_live(),
+                ints.n_free()
+            );
+            (s, page, summary)
+        }
+        _ => {
+            return Err(format!(
+                "{}: map draws CPython 3 pymalloc and CPython 2.7 PYREC recordings (first line {first:?})",
+                args.trace.display()
+            ))
+        }
+    };
+    if let Some(p) = &args.svg {
+        write_atomic(p, svg_text.as_bytes())?;
+    }
+    if let Some(p) = &args.html {
+        write_atomic(p, html_text.as_bytes())?;
+    }
+    eprintln!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,422 @@
+"use strict";
+// pyalloc view: rebuilds pymalloc's state at any event from the embedded op stream
+// (see src/report/teach/view.rs) and draws it: one pixel per block, 32x32 per pool.
+(function () {
+  const M = JSON.parse(document.getElementById("meta").textContent);
+  const bin = atob(document.getElementById("ops").textContent.trim());
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+
+  // ---- decode the ops once -------------------------------------------------------
+  const N = M.ops;
+  const opEvent = new Float64Array(N), opKey = new Int32Array(N);
+  const opTag = new Uint8Array(N), opClass = new Uint8Array(N);
+  let pos = 0;
+  function rd() {
+    let v = 0, s = 1;
+    for (;;) {
+      const b = bytes[pos++];
+      v += (b & 127) * s;
+      if (b < 128) return v;
+      s *= 128;
+    }
+  }
+  let ev = 0;
+  for (let i = 0; i < N; i++) {
+    ev += rd();
+    opEvent[i] = ev;
+    const t = bytes[pos++];
+    opTag[i] = t;
+    if ((t & 3) === 1) opClass[i] = bytes[pos++];
+    opKey[i] = rd();
+  }
+
+  const SLOTS = Math.max(M.slots, 1), MP = M.max_pools, CAP = M.cap, NP = SLOTS * MP;
+  const POOL = M.pool_size, ARENA = M.arena_size, OVH = M.overhead;
+  const RULES = [
+    "",
+    "free-list head: usedpools[szidx] led to this pool, whose free list's head (the block freed last there) was popped",
+    "fresh pool bump: the pool's free list was empty, so pymalloc_pool_extend handed out the block at nextoffset (never used before)",
+    "a new pool from the arena's free pools: no used pool of this class, so allocate_from_new_pool took an empty pool off the usable arena's freepools",
+    "a new pool carved: no used pool of this class and no free pool, so the usable arena carved its next pool at pool_address",
+    "a new arena: no usable arena had a free pool, so new_arena mapped one and carved its first pool",
+    "fall-through: 0 or more than SMALL_REQUEST_THRESHOLD bytes go to the raw allocator",
+    "realloc in place: the new size still fits the block's size class",
+  ];
+
+  // ---- state ---------------------------------------------------------------------
+  function fresh() {
+    return {
+      occ: new Uint32Array((NP * CAP) >>> 5),
+      count: new Uint16Array(NP),
+      cls: new Int16Array(NP).fill(-1),
+      base: new Float64Array(SLOTS),
+      arenas: 0, used: 0, live: 0, arenaIdx: 0, applied: 0,
+    };
+  }
+  function clone(s) {
+    return {
+      occ: s.occ.slice(), count: s.count.slice(), cls: s.cls.slice(), base: s.base.slice(),
+      arenas: s.arenas, used: s.used, live: s.live, arenaIdx: s.arenaIdx, applied: s.applied,
+    };
+  }
+  function resetSlot(s, slot) {
+    for (let p = slot * MP; p < (slot + 1) * MP; p++) {
+      s.cls[p] = -1;
+      s.count[p] = 0;
+    }
+  }
+  function apply(s, i) {
+    const t = opTag[i] & 3, key = opKey[i];
+    if (t === 1) {
+      const pk = (key / CAP) | 0;
+      s.occ[key >>> 5] |= 1 << (key & 31);
+      if (s.count[pk]++ === 0) s.used++;
+      s.cls[pk] = opClass[i];
+      s.live++;
+    } else if (t === 0) {
+      const pk = (key / CAP) | 0;
+      s.occ[key >>> 5] &= ~(1 << (key & 31));
+      if (--s.count[pk] === 0) s.used--;
+      s.live--;
+    } else if (t === 2) {
+      s.base[key] = M.arena_bases[s.arenaIdx++];
+      s.arenas++;
+      resetSlot(s, key);
+    } else {
+      s.base[key] = 0;
+      s.arenas--;
+      resetSlot(s, key);
+    }
+    s.applied = i + 1;
+  }
+  const CK = Math.max(8192, Math.ceil(N / 200));
+  const checkpoints = [];
+  {
+    const s = fresh();
+    for (let i = 0; i < N; i++) {
+      if (i % CK === 0) checkpoints.push(clone(s));
+      apply(s, i);
+    }
+    if (N % CK === 0) checkpoints.push(clone(s));
+  }
+  // Ops applied after event e: the first op of a later event.
+  function upto(e) {
+    let lo = 0, hi = N;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (opEvent[mid] <= e) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  }
+  let S = clone(checkpoints[0]);
+  let cur = 0;
+  function goTo(e) {
+    e = Math.max(0, Math.min(M.events - 1, Math.round(e)));
+    const target = upto(e);
+    if (target < S.applied || target - S.applied > 2 * CK) {
+      S = clone(checkpoints[Math.floor(target / CK)]);
+    }
+    while (S.applied < target) apply(S, S.applied);
+    cur = e;
+    render();
+  }
+
+  // ---- drawing -------------------------------------------------------------------
+  const PR = Math.min(MP, 32), PITCH = 34, LW = 150;
+  const ROWS = Math.ceil(MP / PR), ROWH = ROWS * PITCH + 6;
+  const map = document.getElementById("map");
+  map.width = LW + PR * PITCH;
+  map.height = SLOTS * ROWH;
+  Object.assign(map.dataset, { labelWidth: LW, pitch: PITCH, rowHeight: ROWH, poolsPerRow: PR });
+  const mctx = map.getContext("2d");
+  const img = mctx.createImageData(map.width, map.height);
+  const px = new Uint32Array(img.data.buffer);
+  function rgba(r, g, b) { return (255 << 24) | (b << 16) | (g << 8) | r; }
+  function hsl(h, s, l) {
+    s /= 100; l /= 100;
+    const k = (n) => (n + h / 30) % 12, a = s * Math.min(l, 1 - l);
+    const f = (n) => Math.round(255 * (l - a * Math.max(-1, Math.min(k(n) - 3, Math.min(9 - k(n), 1)))));
+    return [f(0), f(8), f(4)];
+  }
+  const NC = M.class_bytes.length;
+  // Pixels per block: a pool's blocks fill its 32x32 cell in row-major order.
+  const PPB = M.class_blocks.map((nb) => Math.max(1, Math.floor(1024 / Math.max(1, nb))));
+  const hue = (c) => (c * 137 + 200) % 360;
+  const DARK = [], LIGHT = [];
+  for (let c = 0; c < NC; c++) {
+    DARK.push(rgba(...hsl(hue(c), 65, 40)));
+    LIGHT.push(rgba(...hsl(hue(c), 60, 90)));
+  }
+  const WHITE = rgba(255, 255, 255), BLACK = rgba(0, 0, 0), GREY = rgba(150, 150, 150);
+  const UNTOUCHED = rgba(240, 240, 240), OUTSIDE = rgba(225, 225, 225), RING0 = rgba(215, 215, 215);
+  const legend = document.getElementById("legend");
+  legend.innerHTML = M.class_bytes.map((b, c) => {
+    const [r, g, bl] = hsl(hue(c), 65, 40);
+    return `<span><i style="background:rgb(${r},${g},${bl})"></i>${c}:${b}B</span>`;
+  }).join("") + "<span>ring: black = full, class colour = used, grey = empty, light = never carved</span>";
+
+  function firstPool(base) { return Math.ceil(base / POOL) * POOL; }
+  function ntotal(base) { return base % POOL === 0 ? MP : MP - 1; }
+  function cellXY(slot, pi) {
+    return [LW + (pi % PR) * PITCH, slot * ROWH + Math.floor(pi / PR) * PITCH];
+  }
+  function drawMap() {
+    px.fill(WHITE);
+    const W = map.width;
+    for (let slot = 0; slot < SLOTS; slot++) {
+      const base = S.base[slot];
+      if (!base) continue;
+      const nt = ntotal(base);
+      for (let pi = 0; pi < nt; pi++) {
+        const pk = slot * MP + pi, c = S.cls[pk], n = S.count[pk];
+        const [x0, y0] = cellXY(slot, pi);
+        const nb = c >= 0 ? M.class_blocks[c] : 0;
+        const ring = c < 0 ? RING0 : n === 0 ? GREY : n === nb ? BLACK : DARK[c];
+        for (let i = 0; i < PITCH - 2; i++) {
+          px[y0 * W + x0 + i] = ring;
+          px[(y0 + 33) * W + x0 + i] = ring;
+          px[(y0 + i) * W + x0] = ring;
+          px[(y0 + i) * W + x0 + 33] = ring;
+        }
+        const kb = pk * CAP, ppb = c >= 0 ? PPB[c] : 1;
+        for (let q = 0; q < 1024; q++) {
+          const x = x0 + 1 + (q & 31), y = y0 + 1 + (q >> 5), k = (q / ppb) | 0;
+          let col;
+          if (c < 0) col = UNTOUCHED;
+          else if (k >= nb || k >= CAP) col = OUTSIDE;
+          else {
+            const key = kb + k;
+            col = (S.occ[key >>> 5] >>> (key & 31)) & 1 ? DARK[c] : LIGHT[c];
+          }
+          px[y * W + x] = col;
+        }
+      }
+    }
+    mctx.putImageData(img, 0, 0);
+    mctx.fillStyle = "#222";
+    mctx.font = "12px monospace";
+    for (let slot = 0; slot < SLOTS; slot++) {
+      if (!S.base[slot]) continue;
+      let used = 0;
+      for (let p = slot * MP; p < (slot + 1) * MP; p++) if (S.count[p]) used++;
+      mctx.fillText(`arena ${slot}`, 4, slot * ROWH + 14);
+      mctx.fillText(hex(S.base[slot]), 4, slot * ROWH + 28);
+      mctx.fillText(`${used} pools used`, 4, slot * ROWH + 42);
+    }
+    // The blocks the current event touched, and the one selected.
+    for (let i = upto(cur - 1); i < N && opEvent[i] === cur; i++) {
+      if ((opTag[i] & 3) > 1) continue;
+      ring(opKey[i], (opTag[i] & 3) === 1 ? "#f0f" : "#f80");
+    }
+    if (selected !== null) ring(selected, "#06f");
+  }
+  function ring(key, colour) {
+    const pk = (key / CAP) | 0, k = key % CAP, slot = (pk / MP) | 0, pi = pk % MP;
+    const [x0, y0] = cellXY(slot, pi);
+    mctx.strokeStyle = colour;
+    mctx.lineWidth = 2;
+    const c = S.cls[pk], q = k * (c >= 0 ? PPB[c] : 1);
+    mctx.strokeRect(x0 + (q & 31) - 2, y0 + (q >> 5) - 2, 6, 6);
+  }
+
+  const chart = document.getElementById("chart");
+  const cctx = chart.getContext("2d");
+  const SM = M.samples;
+  const cmax = Math.max(1, ...SM.map((s) => Math.max(s[1], s[2], s[3])));
+  function drawChart() {
+    const W = chart.width, H = chart.height;
+    cctx.clearRect(0, 0, W, H);
+    const X = (e) => (e / Math.max(1, M.events - 1)) * (W - 2) + 1;
+    const Y = (v) => H - 14 - (v / cmax) * (H - 24);
+    [[2, "#999", "mapped"], [3, "#c80", "resident (carved pools)"], [1, "#06c", "live"]].forEach(([j, col, name], n) => {
+      cctx.strokeStyle = col;
+      cctx.beginPath();
+      SM.forEach((s, i) => (i ? cctx.lineTo(X(s[0]), Y(s[j])) : cctx.moveTo(X(s[0]), Y(s[j]))));
+      cctx.stroke();
+      cctx.fillStyle = col;
+      cctx.fillText(name, 6 + n * 120, H - 2);
+    });
+    cctx.fillStyle = "#222";
+    cctx.fillText(`max ${cmax.toLocaleString("en")} bytes`, W - 170, 10);
+    for (const [e] of M.jumps) {
+      cctx.fillStyle = "#a0a";
+      cctx.fillRect(X(e), 0, 1, 6);
+    }
+    cctx.strokeStyle = "#f00";
+    cctx.beginPath();
+    cctx.moveTo(X(cur), 0);
+    cctx.lineTo(X(cur), H - 12);
+    cctx.stroke();
+  }
+  chart.addEventListener("click", (e) => {
+    const r = chart.getBoundingClientRect();
+    const x = ((e.clientX - r.left) * chart.width) / r.width;
+    goTo(((x - 1) / (chart.width - 2)) * (M.events - 1));
+  });
+
+  // ---- explain -------------------------------------------------------------------
+  function hex(v) { return "0x" + v.toString(16); }
+  let selected = null, pinned = false;
+  const panel = document.getElementById("explain");
+  function blockAddr(key) {
+    const pk = (key / CAP) | 0, k = key % CAP, slot = (pk / MP) | 0, pi = pk % MP;
+    const c = S.cls[pk];
+    const pool = firstPool(S.base[slot]) + pi * POOL;
+    return c >= 0 ? pool + OVH + k * M.class_bytes[c] : pool;
+  }
+  function explain(key) {
+    const pk = (key / CAP) | 0, k = key % CAP, slot = (pk / MP) | 0, pi = pk % MP;
+    const base = S.base[slot], c = S.cls[pk];
+    if (!base) return "no arena here";
+    const pool = firstPool(base) + pi * POOL;
+    const L = [];
+    L.push(`${hex(blockAddr(key))} (pymalloc ${M.model})`);
+    L.push(`  state after event ${cur}`);
+    L.push(`  arena ${slot} at ${hex(base)} (${ARENA} bytes)`);
+    L.push(`    pool ${pi} at ${hex(pool)} (${POOL} bytes)`);
+    if (c < 0) {
+      L.push("  a pool never carved (or never used): no size class yet");
+      return L.join("\n");
+    }
+    const nb = M.class_blocks[c];
+    if (k >= nb) {
+      L.push(`  past the pool's last block (${nb} blocks of ${M.class_bytes[c]} bytes)`);
+      return L.join("\n");
+    }
+    L.push(`      block ${k} at ${hex(blockAddr(key))} (${M.class_bytes[c]} bytes)`);
+    L.push(`  size class ${c} (${M.class_bytes[c]} bytes)`);
+    const live = (S.occ[key >>> 5] >>> (key & 31)) & 1;
+    let last = -1;
+    for (let i = S.applied - 1; i >= 0; i--) {
+      if (opKey[i] === key && (opTag[i] & 3) < 2) { last = i; break; }
+      if ((opTag[i] & 3) > 1 && opKey[i] === slot) break; // the arena was (re)mapped
+    }
+    L.push(`  ${live ? "live" : last < 0 ? "untouched (at or above nextoffset: never handed out)" : "free"}; pool: ${S.count[pk]} of ${nb} blocks in use`);
+    if (last >= 0) {
+      const alloc = (opTag[last] & 3) === 1;
+      L.push(`  last ${alloc ? "alloc" : "free"}: event ${opEvent[last]}`);
+      if (alloc) L.push(`  rule: ${RULES[opTag[last] >> 2] || "?"}`);
+    }
+    return L.join("\n");
+  }
+  function keyAt(e) {
+    const r = map.getBoundingClientRect();
+    const x = Math.floor(((e.clientX - r.left) * map.width) / r.width);
+    const y = Math.floor(((e.clientY - r.top) * map.height) / r.height);
+    const slot = Math.floor(y / ROWH), yy = y - slot * ROWH;
+    if (slot < 0 || slot >= SLOTS || x < LW) return null;
+    const col = Math.floor((x - LW) / PITCH), row = Math.floor(yy / PITCH);
+    const ix = (x - LW) % PITCH - 1, iy = yy % PITCH - 1;
+    if (row >= ROWS || ix < 0 || ix > 31 || iy < 0 || iy > 31) return null;
+    const pi = row * PR + col;
+    if (pi >= MP) return null;
+    const c = S.cls[slot * MP + pi];
+    return (slot * MP + pi) * CAP + Math.floor((iy * 32 + ix) / (c >= 0 ? PPB[c] : 1));
+  }
+  function show(key) {
+    selected = key;
+    panel.textContent = key === null ? "" : explain(key);
+    drawMap();
+  }
+  map.addEventListener("mousemove", (e) => {
+    if (!pinned) show(keyAt(e));
+  });
+  map.addEventListener("click", (e) => {
+    pinned = !pinned;
+    show(keyAt(e));
+  });
+
+  const search = document.getElementById("search");
+  search.addEventListener("change", () => {
+    const a = parseInt(search.value.trim().replace(/^0x/i, ""), 16);
+    if (!Number.isFinite(a)) {
+      panel.textContent = `not a hex address: ${search.value}`;
+      return;
+    }
+    for (let slot = 0; slot < SLOTS; slot++) {
+      const base = S.base[slot];
+      if (!base || a < base || a >= base + ARENA) continue;
+      const fp = firstPool(base);
+      if (a < fp) {
+        panel.textContent = `${hex(a)}: arena ${slot}'s partial first pool, lost to alignment`;
+        return;
+      }
+      const pi = Math.floor((a - fp) / POOL), pk = slot * MP + pi, c = S.cls[pk];
+      const off = a - (fp + pi * POOL) - OVH;
+      const k = c >= 0 && off >= 0 ? Math.floor(off / M.class_bytes[c]) : 0;
+      pinned = true;
+      show(pk * CAP + k);
+      return;
+    }
+    panel.textContent = `${hex(a)} is in no arena at event ${cur} (a fall-through block, or not mapped)`;
+  });
+
+  // ---- controls ------------------------------------------------------------------
+  const slider = document.getElementById("slider");
+  const box = document.getElementById("eventbox");
+  const status = document.getElementById("status");
+  slider.max = String(M.events - 1);
+  box.max = String(M.events - 1);
+  slider.addEventListener("input", () => goTo(+slider.value));
+  box.addEventListener("change", () => goTo(+box.value));
+  const jumpsEl = document.getElementById("jumps");
+  for (const [e, label] of M.jumps) {
+    const b = document.createElement("button");
+    b.className = "jump";
+    b.textContent = `${label} @${e}`;
+    b.addEventListener("click", () => goTo(e));
+    jumpsEl.appendChild(b);
+  }
+  const buttons = { home: () => 0, end: () => M.events - 1, back: () => cur - 1, fwd: () => cur + 1, back1000: () => cur - 1000, fwd1000: () => cur + 1000 };
+  for (const id in buttons) document.getElementById(id).addEventListener("click", () => goTo(buttons[id]()));
+  document.addEventListener("keydown", (e) => {
+    if (e.target === search || e.target === box) return;
+    const moves = { ArrowLeft: -1, ArrowRight: 1, PageUp: -1000, PageDown: 1000 };
+    if (e.key in moves) goTo(cur + moves[e.key]);
+    else if (e.key === "Home") goTo(0);
+    else if (e.key === "End") goTo(M.events - 1);
+    else return;
+    e.preventDefault();
+  });
+  function fromHash() {
+    const m = /event=(\d+)/.exec(location.hash);
+    return m ? +m[1] : null;
+  }
+  window.addEventListener("hashchange", () => {
+    const e = fromHash();
+    if (e !== null && e !== cur) goTo(e);
+  });
+
+  let hashTimer = 0;
+  function render() {
+    const t0 = performance.now();
+    drawMap();
+    drawChart();
+    slider.value = String(cur);
+    box.value = String(cur);
+    const touched = [];
+    for (let i = upto(cur - 1); i < N && opEvent[i] === cur; i++) {
+      const t = opTag[i] & 3;
+      if (t === 1) touched.push(`alloc ${hex(blockAddr(opKey[i]))} (class ${opClass[i]}; ${RULES[opTag[i] >> 2].split(":")[0]})`);
+      else if (t === 0) touched.push(`free ${hex(blockAddr(opKey[i]))}`);
+      else touched.push(`arena ${opKey[i]} ${t === 2 ? "mapped" : "unmapped"}`);
+    }
+    status.textContent = `event ${cur} of ${M.events} · ${S.arenas} arenas · ${S.used} pools in use · ${S.live} blocks in use` +
+      (touched.length ? " · " + touched.join(", ") : " · (no pymalloc block changed)");
+    const d = document.body.dataset;
+    d.event = String(cur);
+    d.arenas = String(S.arenas);
+    d.usedPools = String(S.used);
+    d.liveBlocks = String(S.live);
+    if (selected !== null && !pinned) selected = null;
+    if (selected !== null) panel.textContent = explain(selected);
+    // The fragment follows the state, debounced: browsers throttle rapid URL updates.
+    clearTimeout(hashTimer);
+    hashTimer = setTimeout(() => {
+      if (location.hash !== `#event=${cur}`) history.replaceState(null, "", `#event=${cur}`);
+    }, 300);
+    d.renderMs = (performance.now() - t0).toFixed(2);
+  }
+  goTo(fromHash() ?? 0);
+})();

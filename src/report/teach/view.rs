@@ -1,0 +1,254 @@
+//! `view`: one self-contained HTML page that steps through a whole CPython 3 recording,
+//! the heap map redrawn at every event from data embedded in the page.
+//!
+//! ```text
+//!  Rust (this file)                               the page (view.js)
+//!  Walk every event through pymalloc  ──ops──>    decode once into typed arrays
+//!    op = (event, kind, rule, szidx, key)         checkpoints every CHECKPOINT ops
+//!    kind: 0 free, 1 alloc, 2 arena map, 3 unmap  state at event E = checkpoint + ops <= E
+//!    key = (slot * MAX_POOLS + pool) * CAP + k    map: one pixel per block, 32x32 per pool
+//!  samples of live / mapped / carved bytes  ──>   the chart (click: jump)
+//!  markers, the peak                        ──>   jump buttons
+//! ```
+//!
+//! The page holds the recording's block changes (varints, base64), not pictures: the
+//! state after event `E` is rebuilt from the nearest checkpoint, so stepping redraws one
+//! map. Its numbers are the model's: after event `E`, `data-used-pools`,
+//! `data-live-blocks` and `data-arenas` on `<body>` equal `Σ num pools`,
+//! `Σ blocks in use` and the current arenas of `pyalloc stats --at E`.
+
+use super::walk::{Change, Walk};
+use crate::alloc::Allocator;
+use crate::replay::ReplayError as CheckError;
+use crate::trace::EventKind;
+use base64::Engine;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Samples of the footprint chart (at most this many).
+const SAMPLES: u64 = 2000;
+
+/// What the page needs besides the ops.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewMeta {
+    /// The trace's name.
+    pub title: String,
+    /// The preset's name.
+    pub model: String,
+    /// Events in the trace.
+    pub events: u64,
+    /// `POOL_SIZE`.
+    pub pool_size: u64,
+    /// `ARENA_SIZE`.
+    pub arena_size: u64,
+    /// `POOL_OVERHEAD`.
+    pub overhead: u64,
+    /// `MAX_POOLS_IN_ARENA`: pool keys per arena slot.
+    pub max_pools: u32,
+    /// Block keys per pool (a power of two at least the largest `NUMBLOCKS`).
+    pub cap: u32,
+    /// Arena slots used.
+    pub slots: u32,
+    /// Bytes per block by size class.
+    pub class_bytes: Vec<u64>,
+    /// `NUMBLOCKS` by size class.
+    pub class_blocks: Vec<u32>,
+    /// Arena bases, in the order of the arena-map ops.
+    pub arena_bases: Vec<u64>,
+    /// (event, live bytes, mapped bytes, carved bytes) samples.
+    pub samples: Vec<(u64, u64, u64, u64)>,
+    /// (event, label) jumps: markers and the peak.
+    pub jumps: Vec<(u64, String)>,
+    /// Number of ops.
+    pub ops: u64,
+}
+
+/// The page's data: the metadata and the op stream.
+#[derive(Debug, Clone)]
+pub struct ViewData {
+    /// Everything but the ops.
+    pub meta: ViewMeta,
+    /// The ops, varint-encoded.
+    pub ops: Vec<u8>,
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Walks the whole recording at `path` and gathers the page's data; `markers` are request
+/// sizes whose first top-level O/M request gets a jump button (besides `# mark` lines).
+///
+/// # Errors
+/// As [`Walk::step`].
+pub fn build(
+    path: &Path,
+    model: Option<String>,
+    markers: &[u64],
+    progress: bool,
+) -> Result<ViewData, CheckError> {
+    let mut walk = Walk::open(path, model, progress)?;
+    let params = walk.model().params().clone();
+    let nclasses = walk.model().nclasses();
+    let max_pools = params.max_pools_in_arena();
+    let class_blocks: Vec<u32> = (0..nclasses).map(|s| params.blocks_per_pool(s)).collect();
+    let cap = class_blocks
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .next_power_of_two();
+    let mut ops = Vec::new();
+    let mut nops = 0u64;
+    let mut last_event = 0u64;
+    let mut keys: HashMap<u64, u64> = HashMap::new(); // live small block -> key
+    let mut slots: Vec<u64> = Vec::new(); // arena base by slot, as the page knows it
+    let mut arena_bases = Vec::new();
+    let mut samples = Vec::new();
+    let mut jumps = Vec::new();
+    let mut pending_markers: Vec<u64> = markers.to_vec();
+    let mut arena_lines = false;
+    let (mut peak, mut peak_event) = (0u64, 0u64);
+    let mut stride = 1u64; // sample every `stride` events, doubled when the buffer fills
+    let mut op = |ops: &mut Vec<u8>, nops: &mut u64, event: u64, tag: u8, szidx: u8, key: u64| {
+        varint(ops, event - last_event);
+        last_event = event;
+        ops.push(tag);
+        if tag & 3 == 1 {
+            ops.push(szidx);
+        }
+        varint(ops, key);
+        *nops += 1;
+    };
+    while let Some(s) = walk.step()? {
+        let i = s.index;
+        match s.event.kind {
+            EventKind::ArenaAlloc { .. } | EventKind::ArenaFree { .. } => arena_lines = true,
+            EventKind::Mark { index } => jumps.push((i, format!("mark {index}"))),
+            _ => {}
+        }
+        if let Some(size) = crate::replay::pymalloc::request_size(&s.event.kind) {
+            if let Some(k) = pending_markers.iter().position(|&m| m == size) {
+                pending_markers.remove(k);
+                jumps.push((i, format!("marker {size}")));
+            }
+        }
+        // Frees first (their keys are known), then arena changes, then allocations.
+        for c in &s.changes {
+            if let Change::Free { addr } = *c {
+                if let Some(key) = keys.remove(&addr) {
+                    op(&mut ops, &mut nops, i, 0, 0, key);
+                }
+            }
+        }
+        let is_call = !s.changes.is_empty()
+            || crate::replay::pymalloc::request_size(&s.event.kind).is_some()
+            || matches!(s.event.kind, EventKind::Free { .. });
+        if arena_lines && is_call {
+            arena_lines = false;
+            let arenas = walk.model().arenas();
+            if slots.len() < arenas.len() {
+                slots.resize(arenas.len(), 0);
+            }
+            for (slot, a) in arenas.iter().enumerate() {
+                if slots[slot] != a.address {
+                    if slots[slot] != 0 {
+                        op(&mut ops, &mut nops, i, 3, 0, slot as u64);
+                    }
+                    if a.address != 0 {
+                        op(&mut ops, &mut nops, i, 2, 0, slot as u64);
+                        arena_bases.push(a.address);
+                    }
+                    slots[slot] = a.address;
+                }
+            }
+        }
+        for c in &s.changes {
+            if let Change::Alloc { addr, szidx, rule } = *c {
+                let m = walk.model_mut();
+                let Some((slot, id)) = m.pool_of(crate::addr::Addr(addr)) else {
+                    continue;
+                };
+                let pool_index = id - nclasses - slot * max_pools;
+                let pool_addr = m.pools()[id as usize].addr;
+                let k = (addr - pool_addr - params.pool_overhead()) / params.class_size(szidx);
+                let key = ((slot as u64 * max_pools as u64) + pool_index as u64) * cap as u64 + k;
+                keys.insert(addr, key);
+                op(
+                    &mut ops,
+                    &mut nops,
+                    i,
+                    1 | (rule.code() << 2),
+                    szidx as u8,
+                    key,
+                );
+            }
+        }
+        let st = walk.model().stats();
+        if st.live_bytes > peak {
+            peak = st.live_bytes;
+            peak_event = i;
+        }
+        if i % stride == 0 {
+            let m = walk.model();
+            let carved: u64 = m
+                .arenas()
+                .iter()
+                .filter(|a| a.address != 0)
+                .map(|a| a.pool_address - a.first_pool)
+                .sum();
+            samples.push((i, st.live_bytes, st.mapped_bytes, carved));
+            if samples.len() as u64 >= 2 * SAMPLES {
+                samples = samples.into_iter().step_by(2).collect();
+                stride *= 2;
+            }
+        }
+    }
+    let events = walk.events();
+    jumps.push((peak_event, format!("peak ({peak} bytes live)")));
+    jumps.sort();
+    Ok(ViewData {
+        meta: ViewMeta {
+            title: walk.name().to_string(),
+            model: params.name.to_string(),
+            events,
+            pool_size: params.pool_size(),
+            arena_size: params.arena_size(),
+            overhead: params.pool_overhead(),
+            max_pools,
+            cap,
+            slots: slots.len() as u32,
+            class_bytes: (0..nclasses).map(|s| params.class_size(s)).collect(),
+            class_blocks,
+            arena_bases,
+            samples,
+            jumps,
+            ops: nops,
+        },
+        ops,
+    })
+}
+
+/// The page: HTML, style and script in one file, the data embedded (no network).
+pub fn page(data: &ViewData) -> String {
+    let meta = serde_json::to_string(&data.meta).unwrap_or_else(|_| "{}".into());
+    let ops = base64::engine::general_purpose::STANDARD.encode(&data.ops);
+    let title = super::map::escape(&data.meta.title);
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:\">\
+         <title>pyalloc view: {title}</title><style>{}</style></head>\n\
+         <body data-event=\"0\" data-arenas=\"0\" data-used-pools=\"0\" data-live-blocks=\"0\">\n{}\n\
+         <script id=\"meta\" type=\"application/json\">{}</script>\n\
+         <script id=\"ops\" type=\"text/plain\">{ops}</script>\n<script>{}</script>\n</body></html>\n",
+        include_str!("view.css"),
+        include_str!("view.html").replace("{title}", &title),
+        meta.replace("</", "<\\/"),
+        include_str!("view.js")
+    )
+}

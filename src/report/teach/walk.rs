@@ -1,0 +1,565 @@
+//! Walking a CPython 3 recording event by event through pymalloc, remembering for every
+//! block the event that last touched it and the rule that chose it — the one loop
+//! `explain`, `map` and `view` share.
+//!
+//! ```text
+//!  event i:  m O 56 7fff77500070
+//!    1. before the step: classify the request (obmalloc.c pymalloc_alloc's order)
+//!         usedpools[szidx] has a pool?  -> UsedPool (refined after the step, below)
+//!         first usable arena has a freepools head? -> FreePool
+//!         first usable arena has never-carved pools? -> CarvePool
+//!         no usable arena -> NewArena              (0 or > threshold -> FallThrough)
+//!    2. Replayer::step (pinned: the model must return the recorded address)
+//!    3. after: UsedPool becomes FreeListHead (block handed out before) or PoolBump (never
+//!       handed out: threaded from the pool's untouched tail by pymalloc_pool_extend)
+//! ```
+//!
+//! Classifying reads four fields of the model's state before the step; the model's own
+//! hot path is untouched. Invariant: after event `i`, `touched[a]` holds, for every
+//! address `a` pymalloc has handed out, the last event `<= i` that allocated or freed it.
+
+use crate::addr::Addr;
+use crate::check::pymalloc3::model_for;
+use crate::check::CheckOptions;
+use crate::platform::Platform;
+use crate::progress::Progress;
+use crate::pymalloc::NONE;
+use crate::replay::pymalloc::{request_size, ReplayModel};
+use crate::replay::ReplayError as CheckError;
+use crate::replay::{Replayer, Step};
+use crate::trace::pymalloc3::Pymalloc3Reader;
+use crate::trace::{Domain, Event, EventKind, EventReader};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The rule pymalloc followed to place a block (obmalloc.c, `pymalloc_alloc` and
+/// `allocate_from_new_pool`, in the order it tries them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Rule {
+    /// The first pool of `usedpools[szidx]` had a free list; its head (a block freed
+    /// earlier, LIFO) was popped.
+    FreeListHead {
+        /// The pool.
+        pool: u64,
+    },
+    /// The first used pool's next never-used block (`pymalloc_pool_extend` bumped
+    /// `nextoffset`).
+    PoolBump {
+        /// The pool.
+        pool: u64,
+    },
+    /// No used pool of the class: an empty pool from the first usable arena's `freepools`.
+    FreePool {
+        /// The arena's base.
+        arena: u64,
+        /// The pool taken.
+        pool: u64,
+    },
+    /// No used pool and no free pool: the first usable arena's next never-carved pool
+    /// (`pool_address`).
+    CarvePool {
+        /// The arena's base.
+        arena: u64,
+        /// The pool carved.
+        pool: u64,
+    },
+    /// No usable arena: `new_arena` mapped one; its first pool.
+    NewArena,
+    /// A request of 0 or more than `SMALL_REQUEST_THRESHOLD` bytes: the raw allocator.
+    FallThrough,
+    /// `pymalloc_realloc` kept the block (the new size still fits its class).
+    ReallocInPlace,
+}
+
+impl Rule {
+    /// One line a learner can read.
+    pub fn describe(&self) -> String {
+        match *self {
+            Rule::FreeListHead { pool } => format!(
+                "free-list head: usedpools[szidx] led to pool {:#x}, whose free list's head (the block freed last there) was popped",
+                pool
+            ),
+            Rule::PoolBump { pool } => format!(
+                "fresh pool bump: pool {:#x}'s free list was empty, so pymalloc_pool_extend handed out the block at nextoffset (never used before)",
+                pool
+            ),
+            Rule::FreePool { arena, pool } => format!(
+                "a new pool from the arena's free pools: no used pool of this class, so allocate_from_new_pool took pool {:#x} off the freepools of arena {:#x} (usable_arenas head)",
+                pool, arena
+            ),
+            Rule::CarvePool { arena, pool } => format!(
+                "a new pool carved: no used pool of this class and no free pool, so arena {:#x} (usable_arenas head) carved its next pool {:#x} at pool_address",
+                arena, pool
+            ),
+            Rule::NewArena => "a new arena: no usable arena had a free pool, so new_arena mapped one and carved its first pool".into(),
+            Rule::FallThrough => "fall-through: 0 or more than SMALL_REQUEST_THRESHOLD bytes go to the raw allocator".into(),
+            Rule::ReallocInPlace => "realloc in place: the new size still fits the block's size class (n <= size and 4n > 3 size)".into(),
+        }
+    }
+
+    /// A short code (the page's legend).
+    pub fn code(&self) -> u8 {
+        match self {
+            Rule::FreeListHead { .. } => 1,
+            Rule::PoolBump { .. } => 2,
+            Rule::FreePool { .. } => 3,
+            Rule::CarvePool { .. } => 4,
+            Rule::NewArena => 5,
+            Rule::FallThrough => 6,
+            Rule::ReallocInPlace => 7,
+        }
+    }
+}
+
+/// Where the next request of `nbytes` will come from, read off the model before the step.
+pub fn classify(model: &ReplayModel, nbytes: u64) -> Rule {
+    let Some(s) = model.params().size_class(nbytes) else {
+        return Rule::FallThrough;
+    };
+    let pools = model.pools();
+    let first = pools[s as usize].nextpool;
+    if first != s {
+        return Rule::FreeListHead {
+            pool: pools[first as usize].addr,
+        };
+    }
+    let head = model.usable_arenas();
+    if head == NONE {
+        return Rule::NewArena;
+    }
+    let a = model.arenas()[head as usize];
+    if a.freepools != NONE {
+        Rule::FreePool {
+            arena: a.address,
+            pool: pools[a.freepools as usize].addr,
+        }
+    } else {
+        Rule::CarvePool {
+            arena: a.address,
+            pool: a.pool_address,
+        }
+    }
+}
+
+/// What a block's last event was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Touch {
+    /// 0-based event index.
+    pub event: u64,
+    /// 1-based trace line.
+    pub line: u64,
+    /// True for an allocation (malloc, calloc, the new block of a realloc), false for a free.
+    pub alloc: bool,
+    /// The rule that chose the block (allocations only).
+    pub rule: Option<Rule>,
+    /// The bytes asked for (allocations), 0 for a free.
+    pub size: u64,
+}
+
+/// One pymalloc block change an event made (the page's deltas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A small block was handed out.
+    Alloc {
+        /// Its address.
+        addr: u64,
+        /// Its size class.
+        szidx: u32,
+        /// The rule.
+        rule: Rule,
+    },
+    /// A small block was freed.
+    Free {
+        /// Its address.
+        addr: u64,
+    },
+}
+
+/// What one event amounted to.
+#[derive(Debug, Clone)]
+pub struct Stepped {
+    /// 0-based index.
+    pub index: u64,
+    /// The event.
+    pub event: Event,
+    /// Block changes (at most two: the old and new block of a moving realloc).
+    pub changes: Vec<Change>,
+}
+
+/// Which point of a trace to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// Right after the event with this 0-based index.
+    Event(u64),
+    /// Right after the first top-level O/M request of exactly this many bytes.
+    Marker(u64),
+    /// After the last event.
+    End,
+}
+
+impl At {
+    /// True when event `index` is the point.
+    pub fn hit(&self, index: u64, ev: &Event) -> bool {
+        match *self {
+            At::Event(n) => index == n,
+            At::Marker(size) => request_size(&ev.kind) == Some(size),
+            At::End => false,
+        }
+    }
+}
+
+/// A CPython 3 recording replayed through pymalloc one event at a time.
+pub struct Walk {
+    reader: Box<dyn EventReader>, // the trace
+    rp: Replayer,                 // the model and its pinned answers
+    next_index: u64,              // index of the next event
+    touched: HashMap<u64, Touch>, // address -> last event that allocated or freed it
+    small: HashMap<u64, u32>,     // live small block -> size class
+    name: String,                 // the trace's name, for errors
+    progress: Option<Progress>,   // the spinner (taken when finished)
+}
+
+impl Walk {
+    /// Opens the CPython 3 recording at `path` with the model its header names (or `model`).
+    ///
+    /// # Errors
+    /// The trace cannot be read, or no preset answers to the model name.
+    pub fn open(path: &Path, model: Option<String>, progress: bool) -> Result<Walk, CheckError> {
+        let reader = Pymalloc3Reader::open(path)?;
+        Walk::from_reader(
+            Box::new(reader),
+            &path.display().to_string(),
+            model,
+            progress,
+        )
+    }
+
+    /// A walk over an opened CPython 3 event stream named `name`.
+    ///
+    /// # Errors
+    /// No preset answers to the model name.
+    pub fn from_reader(
+        reader: Box<dyn EventReader>,
+        name: &str,
+        model: Option<String>,
+        progress: bool,
+    ) -> Result<Walk, CheckError> {
+        let opts = CheckOptions {
+            model,
+            keep_going: false,
+            progress,
+        };
+        let (params, mode) = model_for(&opts, reader.header())?;
+        let name = name.to_string();
+        Ok(Walk {
+            reader,
+            rp: Replayer::new(params, mode, &Platform::linux_x86_64()),
+            next_index: 0,
+            touched: HashMap::new(),
+            small: HashMap::new(),
+            progress: Some(Progress::new(progress, &name)),
+            name,
+        })
+    }
+
+    /// The model in its current state.
+    pub fn model(&self) -> &ReplayModel {
+        self.rp.model()
+    }
+
+    /// The model, mutably (for `block_info`).
+    pub fn model_mut(&mut self) -> &mut ReplayModel {
+        self.rp.model_mut()
+    }
+
+    /// The last event that allocated or freed the block at `addr`.
+    pub fn last_touch(&self, addr: Addr) -> Option<Touch> {
+        self.touched.get(&addr.0).copied()
+    }
+
+    /// Events read so far.
+    pub fn events(&self) -> u64 {
+        self.next_index
+    }
+
+    /// The trace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Clears the spinner.
+    pub fn finish_progress(&mut self) {
+        if let Some(p) = self.progress.take() {
+            p.finish();
+        }
+    }
+
+    /// Replays the next event; `None` at the end of the trace.
+    ///
+    /// # Errors
+    /// A read error, the model's refusal, or a divergence from the recording (the state
+    /// shown would not be CPython's).
+    pub fn step(&mut self) -> Result<Option<Stepped>, CheckError> {
+        let Some(ev) = self.reader.next_event()? else {
+            self.finish_progress();
+            return Ok(None);
+        };
+        let index = self.next_index;
+        self.next_index += 1;
+        if let Some(p) = &self.progress {
+            p.tick(index);
+        }
+        let om = |d: Domain| matches!(d, Domain::Obj | Domain::Mem);
+        let pre = match ev.kind {
+            EventKind::Malloc { domain, .. }
+            | EventKind::Calloc { domain, .. }
+            | EventKind::Realloc { domain, .. }
+                if om(domain) =>
+            {
+                request_size(&ev.kind).map(|n| (n, classify(self.rp.model(), n)))
+            }
+            _ => None,
+        };
+        match self.rp.step(&ev) {
+            Step::Context => {}
+            Step::Call { matched: true, .. } => {}
+            Step::Call { expected, got, .. } => {
+                let why = self.rp.take_why().unwrap_or_default();
+                return Err(CheckError::Unsupported(format!(
+                    "{}: the model diverged from the recording at event {index} (line {}): expected {expected}, got {got}: {why}",
+                    self.name, ev.line
+                )));
+            }
+            Step::Refused => {
+                let (e, _) = self.rp.take_error().unwrap_or((
+                    crate::error::AllocError::Corrupt {
+                        message: "refused",
+                        addr: Addr::NULL,
+                        model: "pymalloc",
+                    },
+                    String::new(),
+                ));
+                return Err(CheckError::Event(crate::replay::EventError {
+                    event: index,
+                    line: ev.line,
+                    source: crate::replay::Cause::Model(e),
+                }));
+            }
+        }
+        let mut changes = Vec::new();
+        let (freed, got, size) = match ev.kind {
+            EventKind::Malloc { domain, addr, size } if om(domain) => (None, Some(addr), size),
+            EventKind::Calloc { domain, addr, .. } if om(domain) => {
+                (None, Some(addr), pre.map_or(0, |p| p.0))
+            }
+            EventKind::Realloc {
+                domain,
+                old,
+                new,
+                size,
+            } if om(domain) => {
+                if old == new && !old.is_null() && self.small.contains_key(&old.0) {
+                    let szidx = self.rp.model().params().size_class(size);
+                    let rule = Rule::ReallocInPlace;
+                    self.touched.insert(
+                        old.0,
+                        Touch {
+                            event: index,
+                            line: ev.line,
+                            alloc: true,
+                            rule: Some(rule),
+                            size,
+                        },
+                    );
+                    if let Some(s) = szidx {
+                        self.small.insert(old.0, s);
+                    }
+                    (None, None, size)
+                } else {
+                    ((!old.is_null()).then_some(old), Some(new), size)
+                }
+            }
+            EventKind::Free { domain, addr } if om(domain) => (Some(addr), None, 0),
+            _ => (None, None, 0),
+        };
+        if let Some(old) = freed {
+            if self.small.remove(&old.0).is_some() {
+                changes.push(Change::Free { addr: old.0 });
+                self.touched.insert(
+                    old.0,
+                    Touch {
+                        event: index,
+                        line: ev.line,
+                        alloc: false,
+                        rule: None,
+                        size: 0,
+                    },
+                );
+            }
+        }
+        if let (Some(addr), Some((n, rule))) = (got, pre) {
+            if let Some(szidx) = self.rp.model().params().size_class(n) {
+                let rule = match rule {
+                    Rule::FreeListHead { pool } if !self.touched.contains_key(&addr.0) => {
+                        Rule::PoolBump { pool }
+                    }
+                    r => r,
+                };
+                self.small.insert(addr.0, szidx);
+                self.touched.insert(
+                    addr.0,
+                    Touch {
+                        event: index,
+                        line: ev.line,
+                        alloc: true,
+                        rule: Some(rule),
+                        size,
+                    },
+                );
+                changes.push(Change::Alloc {
+                    addr: addr.0,
+                    szidx,
+                    rule,
+                });
+            }
+        }
+        Ok(Some(Stepped {
+            index,
+            event: ev,
+            changes,
+        }))
+    }
+
+    /// Replays up to and including the point `at`; returns the index of the event reached.
+    ///
+    /// # Errors
+    /// As [`step`](Self::step); the trace ends before the point.
+    pub fn run_to(&mut self, at: At) -> Result<u64, CheckError> {
+        loop {
+            match self.step()? {
+                Some(s) if at.hit(s.index, &s.event) => {
+                    self.finish_progress();
+                    return Ok(s.index);
+                }
+                Some(_) => {}
+                None => {
+                    if at == At::End && self.next_index > 0 {
+                        return Ok(self.next_index - 1);
+                    }
+                    let what = match at {
+                        At::Event(n) => format!("no event {n}"),
+                        At::Marker(s) => format!("no top-level O/M request of {s} bytes"),
+                        At::End => "no events".into(),
+                    };
+                    return Err(CheckError::Unsupported(format!(
+                        "{}: {what} among its {} events",
+                        self.name, self.next_index
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Replays a CPython 2.7 PYREC recording (free lists and pymalloc) up to the point `at`;
+/// returns the index reached and the replay.
+///
+/// # Errors
+/// A read error, the model's refusal or a divergence before the point; the trace ends
+/// before it.
+pub fn pyrec27_to(
+    path: &Path,
+    at: At,
+    progress: bool,
+) -> Result<(u64, crate::check::pyrec27::Py27Replay), CheckError> {
+    let mut reader = crate::trace::pyrec27::Pyrec27Reader::open(path)?;
+    let mut replay = crate::check::pyrec27::Py27Replay::new(Platform::linux_x86_64(), false);
+    let bar = Progress::new(progress, &path.display().to_string());
+    let mut index = 0u64;
+    let mut reached = None;
+    while let Some(ev) = reader.next_event()? {
+        replay.apply(&ev, index)?;
+        if let Some(d) = &replay.report.first_divergence {
+            return Err(CheckError::Unsupported(format!(
+                "{}: the model diverged from the recording at event {} (line {}): {}",
+                path.display(),
+                d.event,
+                d.line,
+                d.why
+            )));
+        }
+        bar.tick(index);
+        if at.hit(index, &ev) {
+            reached = Some(index);
+            break;
+        }
+        index += 1;
+    }
+    bar.finish();
+    match (reached, at) {
+        (Some(i), _) => Ok((i, replay)),
+        (None, At::End) if index > 0 => Ok((index - 1, replay)),
+        _ => Err(CheckError::Unsupported(format!(
+            "{}: the point asked for is not among its {index} events",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# pymalloc allocation trace recorded from REAL CPython\n\
+        # interpreter: CPython 3.11.7 (main)\n\
+        r r 0 768 55555555c530\nA 1048576 7fff77500000\n\
+        c r 1 262144 7ffff769d010\nc r 1 131072 7ffff767c010\n\
+        m O 56 7fff77500030\nm O 56 7fff77500070\nf O 7fff77500030\n\
+        m O 56 7fff77500030\nm O 100 7fff77504030\nm r 600 555555560000\n\
+        m O 600 555555560000\n";
+
+    fn walk() -> Walk {
+        let r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
+        Walk::from_reader(Box::new(r), "t", None, false).unwrap()
+    }
+
+    #[test]
+    fn each_allocation_gets_the_rule_obmalloc_followed() {
+        let mut w = walk();
+        let mut rules = Vec::new();
+        while let Some(s) = w.step().unwrap() {
+            for c in s.changes {
+                if let Change::Alloc { addr, rule, .. } = c {
+                    rules.push((addr, rule));
+                }
+            }
+        }
+        let pool = 0x7fff77500000;
+        assert_eq!(
+            rules,
+            [
+                (0x7fff77500030, Rule::NewArena),
+                (0x7fff77500070, Rule::PoolBump { pool }),
+                (0x7fff77500030, Rule::FreeListHead { pool }),
+                (
+                    0x7fff77504030,
+                    Rule::CarvePool {
+                        arena: pool,
+                        pool: 0x7fff77504000
+                    }
+                ),
+            ]
+        );
+        let t = w.last_touch(Addr(0x7fff77500030)).unwrap();
+        assert_eq!((t.event, t.line, t.alloc), (7, 10, true));
+    }
+
+    #[test]
+    fn a_point_past_the_end_is_an_error_naming_the_events() {
+        let e = walk().run_to(At::Event(99)).unwrap_err().to_string();
+        assert!(e.contains("no event 99") && e.contains("11 events"), "{e}");
+        assert_eq!(walk().run_to(At::Marker(100)).unwrap(), 8);
+    }
+}

@@ -1,0 +1,365 @@
+//! `pyalloc view` in a real browser: Debian's chromium driven over WebDriver
+//! (chromedriver on 127.0.0.1), the page of ints.trace.gz opened at the marker, stepped
+//! with the keyboard, a block hovered; every number the page shows is compared with the
+//! model's at the same event, the console must stay clean, and a screenshot is saved
+//! under target/browser/.
+//!
+//! Without chromium and chromedriver a plain `cargo test` skips this with a message;
+//! under CI (`CI=true`, as .ci/run sets) their absence fails it.
+
+use pyalloc::report::teach::view::{build, page};
+use pyalloc::report::teach::{explain_in_walk, write_atomic, At, Walk};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared");
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+/// chromedriver, killed when the test ends.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn call(method: &str, url: &str, body: Option<Value>) -> Value {
+    let req = ureq::request(method, url).timeout(Duration::from_secs(120));
+    let resp = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    match resp {
+        Ok(r) => r.into_json().expect("WebDriver answers JSON"),
+        Err(ureq::Error::Status(code, r)) => {
+            panic!(
+                "{method} {url}: HTTP {code}: {}",
+                r.into_string().unwrap_or_default()
+            )
+        }
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+struct Session {
+    base: String,
+}
+
+impl Session {
+    fn post(&self, path: &str, body: Value) -> Value {
+        call("POST", &format!("{}{path}", self.base), Some(body))["value"].clone()
+    }
+    fn get(&self, path: &str) -> Value {
+        call("GET", &format!("{}{path}", self.base), None)["value"].clone()
+    }
+    fn js(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": []}))
+    }
+    fn keys(&self, keys: &[&str]) {
+        let mut actions = Vec::new();
+        for k in keys {
+            actions.push(json!({"type": "keyDown", "value": k}));
+            actions.push(json!({"type": "keyUp", "value": k}));
+        }
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
+        );
+    }
+    fn body(&self) -> BTreeMap<String, u64> {
+        let v = self.js(
+            "const d = document.body.dataset; return [d.event, d.arenas, d.usedPools, d.liveBlocks];",
+        );
+        let n = |i: usize| v[i].as_str().unwrap_or("x").parse::<u64>().unwrap();
+        BTreeMap::from([
+            ("event".to_string(), n(0)),
+            ("arenas".to_string(), n(1)),
+            ("used_pools".to_string(), n(2)),
+            ("live_blocks".to_string(), n(3)),
+        ])
+    }
+    fn wait_event(&self, e: u64) {
+        let t = Instant::now();
+        while self.body()["event"] != e {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the page never reached event {e}: {:?}, {}",
+                self.body(),
+                self.js("return location.href;")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The model's numbers after event `e`, as `pyalloc stats --at e` prints them.
+fn model_at(trace: &Path, events: &[u64]) -> BTreeMap<u64, BTreeMap<String, u64>> {
+    let mut walk = Walk::open(trace, None, false).unwrap();
+    let mut out = BTreeMap::new();
+    let mut sorted = events.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    for e in sorted {
+        walk.run_to(At::Event(e)).unwrap();
+        let s = walk.model().debug_malloc_stats();
+        out.insert(
+            e,
+            BTreeMap::from([
+                ("event".to_string(), e),
+                ("arenas".to_string(), s.arenas_current),
+                (
+                    "used_pools".to_string(),
+                    s.classes.iter().map(|c| c.2).sum(),
+                ),
+                (
+                    "live_blocks".to_string(),
+                    s.classes.iter().map(|c| c.3).sum(),
+                ),
+            ]),
+        );
+    }
+    out
+}
+
+#[test]
+fn the_view_page_in_chromium_shows_the_models_numbers() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
+        assert!(
+            !ci,
+            "CI=true but chromium or chromedriver is missing (apt-get install chromium chromium-driver)"
+        );
+        eprintln!(
+            "skipped: no chromium/chromedriver on PATH (apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
+    std::fs::create_dir_all(&out).unwrap();
+    let trace = PathBuf::from(format!(
+        "{SHARED}/traces/cpython-3.11.7-linux-x86_64/ints.trace.gz"
+    ));
+    let data = build(&trace, None, &[777778, 888888], false).unwrap();
+    let marker = data
+        .meta
+        .jumps
+        .iter()
+        .find(|j| j.1 == "marker 777778")
+        .expect("the marker is among the page's jumps")
+        .0;
+    let html = page(&data);
+    let file = out.join("ints.html");
+    write_atomic(&file, html.as_bytes()).unwrap();
+    eprintln!("page for ints.trace.gz: {} bytes", html.len());
+    assert!(html.len() < 20_000_000, "{} bytes", html.len());
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no network"
+    );
+
+    // chromedriver on a free port.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Driver {
+        child: Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let t = Instant::now();
+    while ureq::get(&format!("{}/status", driver.url)).call().is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "chromedriver did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let profile = out.join(format!("profile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let caps = json!({"capabilities": {"alwaysMatch": {
+        "browserName": "chrome",
+        "goog:loggingPrefs": {"browser": "ALL"},
+        "goog:chromeOptions": {
+            "binary": chromium.to_string_lossy(),
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync",
+                     "--window-size=1800,1100",
+                     format!("--user-data-dir={}", profile.display())]
+        }
+    }}});
+    let s = call("POST", &format!("{}/session", driver.url), Some(caps));
+    let id = s["value"]["sessionId"].as_str().unwrap().to_string();
+    let sess = Session {
+        base: format!("{}/session/{id}", driver.url),
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drive(&sess, &file, &trace, marker, &out)
+    }));
+    let _ = ureq::delete(&sess.base).call();
+    let _ = std::fs::remove_dir_all(&profile);
+    drop(driver);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn drive(sess: &Session, file: &Path, trace: &Path, marker: u64, out: &Path) {
+    let url = format!(
+        "file://{}#event={marker}",
+        file.canonicalize().unwrap().display()
+    );
+    sess.post("/url", json!({ "url": url }));
+    sess.wait_event(marker);
+    let mut seen = vec![sess.body()];
+    // Three steps forward, one page down, one page up, one back.
+    for (keys, delta) in [
+        (vec!["\u{E014}"; 3], 3i64),
+        (vec!["\u{E00F}"], 1000),
+        (vec!["\u{E00E}"], -1000),
+        (vec!["\u{E012}"], -1),
+    ] {
+        let before = seen.last().unwrap()["event"] as i64;
+        sess.keys(&keys);
+        let want = (before + delta) as u64;
+        sess.wait_event(want);
+        seen.push(sess.body());
+    }
+    let events: Vec<u64> = seen.iter().map(|b| b["event"]).collect();
+    let model = model_at(trace, &events);
+    for b in &seen {
+        assert_eq!(
+            b, &model[&b["event"]],
+            "page (left) and model (right) at event {}",
+            b["event"]
+        );
+    }
+    eprintln!("page = model at events {events:?}");
+
+    // Hover the first block of the first pool of the busiest arena row 4 (or the last).
+    let layout = sess.js(
+        "const m = document.getElementById('map'); const r = m.getBoundingClientRect(); \
+         return [r.left, r.top, +m.dataset.labelWidth, +m.dataset.rowHeight, m.width, r.width];",
+    );
+    let f = |i: usize| layout[i].as_f64().unwrap();
+    let scale = f(5) / f(4);
+    let row = 4.0;
+    let (x, y) = (
+        (f(0) + (f(2) + 2.0 * 34.0 + 3.5) * scale).round(),
+        (f(1) + (row * f(3) + 3.5) * scale).round(),
+    );
+    sess.post(
+        "/actions",
+        json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": [{"type": "pointerMove", "duration": 0, "x": x as i64, "y": y as i64, "origin": "viewport"}]}]}),
+    );
+    let shown = sess.js("return document.getElementById('explain').textContent;");
+    let shown = shown.as_str().unwrap().to_string();
+    eprintln!("hovered:\n{shown}");
+    let addr = shown
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("nothing shown on hover at ({x}, {y}); map layout {layout}"))
+        .to_string();
+    let at = *events.last().unwrap();
+    let mut walk = Walk::open(trace, None, false).unwrap();
+    walk.run_to(At::Event(at)).unwrap();
+    let a = pyalloc::Addr::parse_hex(&addr).unwrap();
+    let e = explain_in_walk(&mut walk, a, at);
+    assert_eq!(e.address, addr);
+    let class = e.size_class.unwrap();
+    assert!(
+        shown.contains(&format!(
+            "size class {} ({} bytes)",
+            class.index, class.bytes
+        )),
+        "{shown}"
+    );
+    for o in &e.owner_chain {
+        assert!(
+            shown.contains(&format!("{} {} at {}", o.kind, o.index, o.address)),
+            "{} {} at {} missing from:\n{shown}",
+            o.kind,
+            o.index,
+            o.address
+        );
+    }
+    assert!(
+        shown.contains(&format!("\n  {}", e.state)),
+        "{}: {shown}",
+        e.state
+    );
+    let last = e.last_event.unwrap();
+    assert!(
+        shown.contains(&format!("last {}: event {}", last.what, last.event)),
+        "{shown}"
+    );
+
+    // Step timing, measured in the page: 200 single steps and 20 jumps of 1000.
+    let timing = sess.js(
+        "const kd = (k) => document.dispatchEvent(new KeyboardEvent('keydown', {key: k})); \
+         const t = []; for (let i = 0; i < 200; i++) { const t0 = performance.now(); kd('ArrowRight'); t.push(performance.now() - t0); } \
+         const j = []; for (let i = 0; i < 20; i++) { const t0 = performance.now(); kd(i % 2 ? 'PageUp' : 'PageDown'); j.push(performance.now() - t0); } \
+         const avg = (a) => a.reduce((x, y) => x + y, 0) / a.length; \
+         return [avg(t), Math.max(...t), avg(j), Math.max(...j)];",
+    );
+    eprintln!(
+        "step redraw in chromium: mean {:.1} ms, max {:.1} ms; PgUp/PgDn: mean {:.1} ms, max {:.1} ms",
+        timing[0].as_f64().unwrap(),
+        timing[1].as_f64().unwrap(),
+        timing[2].as_f64().unwrap(),
+        timing[3].as_f64().unwrap()
+    );
+
+    // A clean console.
+    let logs = sess.post("/se/log", json!({"type": "browser"}));
+    let errors: Vec<_> = logs
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|l| l["level"] == "SEVERE")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
+    // Back to the marker and a screenshot.
+    sess.js(&format!("location.hash = '#event={marker}';"));
+    sess.wait_event(marker);
+    sess.post(
+        "/actions",
+        json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": [{"type": "pointerMove", "duration": 0, "x": x as i64, "y": y as i64, "origin": "viewport"}]}]}),
+    );
+    let png = sess.get("/screenshot");
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(png.as_str().unwrap())
+        .unwrap();
+    let shot = out.join("view.png");
+    write_atomic(&shot, &bytes).unwrap();
+    eprintln!("screenshot: {}", shot.display());
+}

@@ -1,0 +1,310 @@
+//! `pyalloc explain` and `pyalloc map` held to the recordings: the map's pools per size
+//! class equal CPython's own `_PyObject_DebugMallocStats()`, explain's answers equal what
+//! the trace and the question's table say.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared");
+const PY311: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/traces/cpython-3.11.7-linux-x86_64"
+);
+
+fn pyalloc(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pyalloc"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/teach-tests");
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// The value of attribute `name` in one tag.
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!(" {name}=\"");
+    let i = tag.find(&key)? + key.len();
+    Some(&tag[i..i + tag[i..].find('"')?])
+}
+
+/// CPython's table: class -> (num pools, blocks in use), and the current arenas.
+fn recorded_stats() -> (BTreeMap<u32, (u64, u64)>, u64) {
+    let text =
+        std::fs::read_to_string(format!("{PY311}/ints.debugmallocstats.recorder.txt")).unwrap();
+    let mut classes = BTreeMap::new();
+    let mut arenas = None;
+    let mut in_table = false;
+    // The section at the first marker (the file holds one per marker).
+    let section = text
+        .split("=== recorder: end of stats ===")
+        .find(|s| s.contains("top-level request of 777778 bytes"))
+        .expect("a section at the 777778 marker");
+    for line in section.lines() {
+        if line.starts_with("-----") {
+            in_table = true;
+            continue;
+        }
+        if in_table {
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .map_while(|w| w.parse().ok())
+                .collect();
+            if f.len() == 5 {
+                classes.insert(f[0] as u32, (f[2], f[3]));
+                continue;
+            }
+            in_table = false;
+        }
+        if let Some(v) = line.strip_prefix("# arenas allocated current") {
+            arenas = Some(v.trim_start_matches([' ', '=']).trim().parse().unwrap());
+        }
+    }
+    (classes, arenas.expect("the file names the current arenas"))
+}
+
+#[test]
+fn map_svg_at_the_marker_has_cpythons_pools_per_size_class() {
+    let svg = scratch("ints-777778.svg");
+    let (ok, _, err) = pyalloc(&[
+        "map",
+        &format!("{PY311}/ints.trace.gz"),
+        "--at-marker",
+        "777778",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let mut drawn: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    let mut arenas = 0u64;
+    let mut states = BTreeMap::new();
+    for tag in text.split('<').filter(|t| t.starts_with("g ")) {
+        if attr(tag, "data-arena").is_some() {
+            arenas += 1;
+        }
+        if let Some(_pool) = attr(tag, "data-pool") {
+            let used: u64 = attr(tag, "data-used").unwrap().parse().unwrap();
+            let blocks: u64 = attr(tag, "data-blocks").unwrap().parse().unwrap();
+            let state = attr(tag, "data-state").unwrap();
+            *states.entry(state.to_string()).or_insert(0u64) += 1;
+            match state {
+                "full" => assert_eq!(used, blocks),
+                "used" => assert!(used > 0 && used < blocks),
+                _ => assert_eq!(used, 0),
+            }
+            if used > 0 {
+                let class: u32 = attr(tag, "data-class").unwrap().parse().unwrap();
+                let e = drawn.entry(class).or_default();
+                e.0 += 1;
+                e.1 += used;
+            }
+        }
+    }
+    let (recorded, recorded_arenas) = recorded_stats();
+    assert_eq!(drawn, recorded, "class -> (pools in use, blocks in use)");
+    assert_eq!(arenas, recorded_arenas);
+    eprintln!(
+        "map at marker 777778: {} classes, {} pools in use, {} blocks in use, {arenas} arenas; pools by state {states:?}",
+        drawn.len(),
+        drawn.values().map(|v| v.0).sum::<u64>(),
+        drawn.values().map(|v| v.1).sum::<u64>()
+    );
+}
+
+#[test]
+fn explain_int_36_on_macos_names_the_block_and_slot_the_question_shows() {
+    // The question's table: ids fall by 24 within a block and jump where a new block
+    // starts; a fresh block hands out its highest slot first.
+    let table = std::fs::read_to_string(format!("{SHARED}/seed/seed_tables.tsv")).unwrap();
+    // rows (i-1, i, id(i-1), id(i), diff), the deterministic ones (below 256)
+    let rows: Vec<[i64; 5]> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("changes\t"))
+        .map(|l| {
+            let f: Vec<i64> = l.split('\t').map(|w| w.parse().unwrap()).collect();
+            [f[0], f[1], f[2], f[3], f[4]]
+        })
+        .filter(|r| r[0] < 256)
+        .collect();
+    let stride = rows[0][4]; // the first row: id(-1) - id(0)
+    let block_starts: Vec<i64> = rows
+        .iter()
+        .filter(|r| r[4] != stride)
+        .map(|r| r[1])
+        .collect();
+    let value = 36i64;
+    let block = block_starts.iter().filter(|&&s| s <= value).count() as u64; // block 0 holds -5..
+    let id36 = rows.iter().find(|r| r[1] == value).unwrap()[3] as u64;
+    let next_start = *block_starts.iter().find(|&&s| s > value).unwrap();
+    let slot = (next_start - value - 1) as u64; // highest slot first, one value per slot
+    let (ok, out, err) = pyalloc(&[
+        "explain",
+        "--platform",
+        "macos-x86_64",
+        "--version",
+        "2.7",
+        "--int",
+        "36",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["address"], format!("{id36:#x}"));
+    let chain = v["owner_chain"].as_array().unwrap();
+    let find = |kind: &str| chain.iter().find(|o| o["kind"] == kind).unwrap().clone();
+    assert_eq!(find("PyIntBlock")["index"], block);
+    assert_eq!(find("slot")["index"], slot);
+    assert_eq!(find("slot")["address"], format!("{id36:#x}"));
+    assert_eq!(v["state"], "live");
+    assert!(v["rule"].as_str().unwrap().contains("fill_free_list"));
+    eprintln!("explain --int 36: PyIntBlock {block}, slot {slot}, {id36:#x}");
+    let (ok, text, _) = pyalloc(&["explain", "--int", "36"]);
+    assert!(ok);
+    assert!(text.contains(&format!("PyIntBlock {block} at")), "{text}");
+    assert!(
+        text.contains(&format!("slot {slot} at {id36:#x}")),
+        "{text}"
+    );
+}
+
+/// The trace's lines up to the first top-level request of `marker` bytes.
+fn lines_to_marker(marker: &str) -> Vec<(u64, String)> {
+    let f = std::fs::File::open(format!("{PY311}/ints.trace.gz")).unwrap();
+    let r = BufReader::new(flate2::read::GzDecoder::new(f));
+    let mut out = Vec::new();
+    for (i, l) in r.lines().enumerate() {
+        let l = l.unwrap();
+        let f: Vec<&str> = l.split(' ').collect();
+        let om = f.len() > 1 && (f[1] == "O" || f[1] == "M");
+        let stop = om
+            && match f[0] {
+                "m" => f.get(2) == Some(&marker),
+                "r" => f.get(3) == Some(&marker),
+                "c" => false,
+                _ => false,
+            };
+        out.push((i as u64 + 1, l));
+        if stop {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn explain_a_trace_address_names_its_last_event_state_and_pool() {
+    let lines = lines_to_marker("777778");
+    // The last small O allocation and the last small O free before the marker whose
+    // address nothing reused afterwards.
+    let small = |l: &str| {
+        let f: Vec<&str> = l.split(' ').collect();
+        f.len() == 4
+            && f[0] == "m"
+            && f[1] == "O"
+            && f[2].parse::<u64>().is_ok_and(|n| (1..=512).contains(&n))
+    };
+    let (alloc_line, alloc) = lines
+        .iter()
+        .rev()
+        .find(|(_, l)| small(l))
+        .map(|(n, l)| (*n, l.split(' ').nth(3).unwrap().to_string()))
+        .unwrap();
+    let mut later: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut freed = None;
+    let mut live_small: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for (_, l) in &lines {
+        let f: Vec<&str> = l.split(' ').collect();
+        if small(l) {
+            live_small.insert(f[3].to_string());
+        }
+    }
+    for (n, l) in lines.iter().rev() {
+        let f: Vec<&str> = l.split(' ').collect();
+        match f.as_slice() {
+            ["f", "O", a] if !later.contains(*a) && live_small.contains(*a) => {
+                freed = Some((*n, a.to_string()));
+                break;
+            }
+            ["m", _, _, a] | ["c", _, _, _, a] => {
+                later.insert(a.to_string());
+            }
+            ["r", _, old, _, new] => {
+                later.insert(old.to_string());
+                later.insert(new.to_string());
+            }
+            _ => {}
+        }
+    }
+    let (free_line, free) = freed.unwrap();
+    let trace = format!("{PY311}/ints.trace.gz");
+    for (addr, line, state, what) in [
+        (&alloc, alloc_line, "live", "alloc"),
+        (&free, free_line, "free", "free"),
+    ] {
+        let (ok, out, err) = pyalloc(&["explain", &trace, addr, "--at-marker", "777778", "--json"]);
+        assert!(ok, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["address"], format!("0x{addr}"));
+        assert_eq!(v["state"], state, "{out}");
+        assert_eq!(v["last_event"]["line"], line, "{out}");
+        assert_eq!(v["last_event"]["what"], what, "{out}");
+        assert_eq!(v["layer"], "pymalloc cpython-3.11");
+        let kinds: Vec<&str> = v["owner_chain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["arena", "pool", "block"]);
+        let pool = u64::from_str_radix(
+            v["owner_chain"][1]["address"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x"),
+            16,
+        )
+        .unwrap();
+        let a = u64::from_str_radix(addr, 16).unwrap();
+        assert_eq!(pool, a & !(16384 - 1), "pools are POOL_SIZE-aligned");
+        if state == "free" {
+            assert!(v["free_list_position"].is_u64(), "{out}");
+        } else {
+            assert!(v["rule"].is_string(), "{out}");
+        }
+    }
+}
+
+#[test]
+fn explain_and_map_refuse_bad_input_with_one_line() {
+    let trace = format!("{PY311}/seed_py3.trace.gz");
+    let (ok, _, _) = pyalloc(&["explain", &trace, "zz", "--at", "5"]);
+    assert!(!ok, "a bad address is refused");
+    for args in [
+        vec!["explain", &trace, "0x10", "--at", "999999999"],
+        vec!["explain", "--int", "36", "--platform", "vax"],
+        vec![
+            "map",
+            "/nonexistent.trace",
+            "--at",
+            "1",
+            "--svg",
+            "/tmp/x.svg",
+        ],
+    ] {
+        let (ok, _, err) = pyalloc(&args);
+        assert!(!ok, "{args:?}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+}
