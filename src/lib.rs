@@ -88,8 +88,7 @@
 //! Bottom to top, as in CPython (see docs/ARCHITECTURE.md):
 //! - [`vm`], [`platform`]: the address space (brk heap, mmap regions) and the platform presets;
 //! - [`sysmalloc`]: system allocators (glibc, macOS tiny, a bump baseline);
-//! - [`pymalloc`]: CPython's object allocator (obmalloc.c); [`mimalloc`], the one CPython 3.13
-//!   vendors;
+//! - [`pymalloc`]: CPython's object allocator (obmalloc.c);
 //! - [`mimalloc`]: its sibling, mimalloc 2.1.2 as CPython 3.13 vendors it;
 //! - [`objects`]: type free lists and the small-int cache (intobject.c, floatobject.c);
 //! - [`interp`]: the Python facades scripting them ([`interp::Py2`]: `int(v)`, `id`, `drop`;

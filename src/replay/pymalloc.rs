@@ -31,6 +31,7 @@ use crate::error::AllocError;
 use crate::platform::Platform;
 use crate::pymalloc::{Pymalloc, PymallocParams};
 use crate::sysmalloc::Bump;
+use crate::trace::packed::{codes, PackedEvents};
 use crate::trace::{Domain, Event, EventKind};
 use std::collections::HashMap;
 
@@ -211,6 +212,45 @@ impl Replayer {
             };
         }
         self.finish_call(op, expected, small, result)
+    }
+
+    /// Replays event `i` of pre-decoded `events` (the same [`Step`] as
+    /// [`step`](Self::step) of that event); `None` when there is no event `i`. The common
+    /// pinned O/M malloc and free are read straight from the 16-byte record.
+    #[inline]
+    pub fn step_at(&mut self, events: &PackedEvents, i: usize) -> Option<Step> {
+        let p = events.records().get(i)?;
+        if self.mode == Addresses::Pinned && !self.nested && self.alias.is_empty() {
+            let quiet_call = |expected: Addr, small: bool| Step::Call {
+                expected,
+                got: expected,
+                small,
+                matched: true,
+                arena_events: 0,
+            };
+            match p.code() {
+                codes::MALLOC_OBJ | codes::MALLOC_MEM => {
+                    let (size, addr) = (p.body(), p.addr());
+                    let small = self.model.is_small(size);
+                    let result = self.model.malloc(size as usize);
+                    if result == Ok(addr) && self.model.source().is_quiet() {
+                        return Some(quiet_call(addr, small));
+                    }
+                    return Some(self.finish_call(Op::Malloc(size), addr, small, result));
+                }
+                codes::FREE_OBJ | codes::FREE_MEM => {
+                    let addr = p.addr();
+                    let result = self.model.free(addr).map(|()| Addr::NULL);
+                    if result.is_ok() && self.model.source().is_quiet() {
+                        return Some(quiet_call(Addr::NULL, false));
+                    }
+                    return Some(self.finish_call(Op::Free(addr), Addr::NULL, false, result));
+                }
+                _ => {}
+            }
+        }
+        let kind = events.kind(p)?;
+        Some(self.step(&Event { kind, line: 0 }))
     }
 
     /// The rest of [`step`](Self::step) when the call had nested lines, diverged or failed.

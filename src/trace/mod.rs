@@ -15,6 +15,7 @@
 //!   glibc interposer, CPython 2.7 PYREC); `pyalloc generate`'s text is read by [`pymalloc3`];
 //! - [`mimalloc`]: CPython 3.13 on mimalloc (calls and the OS calls under them);
 //! - [`mtrace`], [`ltrace`], [`heaptrack`]: other tools' formats; [`synth`]: generated workloads;
+//! - [`packed`]: events pre-decoded at 16 bytes each, for a replay that runs them many times;
 //! - `fields`: the line-token handling the line-based readers share.
 
 pub mod binary;
@@ -30,6 +31,7 @@ pub mod mimalloc;
 pub mod mtrace;
 pub mod open;
 pub mod output;
+pub mod packed;
 pub mod pymalloc3;
 pub mod pyrec27;
 pub mod shapes;
