@@ -8,9 +8,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pyalloc::check::mimalloc::{Mode as MiMode, Replayer as MiReplayer, Step as MiStep};
-use pyalloc::check::pymalloc3::{Mode, Replayer, Step};
 use pyalloc::mimalloc::Mimalloc;
 use pyalloc::pymalloc::PymallocParams;
+use pyalloc::replay::{Addresses, Replayer, Step};
 use pyalloc::trace::mimalloc::{MiLine, MimallocReader};
 use pyalloc::trace::pymalloc3::Pymalloc3Reader;
 use pyalloc::trace::{Domain, Event, EventKind, EventReader};
@@ -56,7 +56,7 @@ fn replay_ints(c: &mut Criterion) {
             || {
                 Replayer::new(
                     PymallocParams::v3_11(),
-                    Mode::Pinned,
+                    Addresses::Pinned,
                     &Platform::linux_x86_64(),
                 )
             },

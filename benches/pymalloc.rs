@@ -6,8 +6,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pyalloc::check::pymalloc3::{Mode, Replayer, Step};
 use pyalloc::pymalloc::PymallocParams;
+use pyalloc::replay::{Addresses, Replayer, Step};
 use pyalloc::trace::pymalloc3::Pymalloc3Reader;
 use pyalloc::trace::{Domain, Event, EventKind, EventReader};
 use pyalloc::{Addr, Allocator, Platform};
@@ -53,7 +53,7 @@ fn replay_ints(c: &mut Criterion) {
             || {
                 Replayer::new(
                     PymallocParams::v3_11(),
-                    Mode::Pinned,
+                    Addresses::Pinned,
                     &Platform::linux_x86_64(),
                 )
             },
@@ -92,7 +92,7 @@ fn replay_ints(c: &mut Criterion) {
                 for _ in 0..iters {
                     let mut rp = Replayer::new(
                         PymallocParams::v3_11(),
-                        Mode::Pinned,
+                        Addresses::Pinned,
                         &Platform::linux_x86_64(),
                     );
                     let t = thread_cpu_time();

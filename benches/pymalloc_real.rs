@@ -15,8 +15,8 @@
 //! are freed, untimed, so every round starts from the same interpreter state.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use pyalloc::check::pymalloc3::{Mode, Replayer, Step};
 use pyalloc::pymalloc::PymallocParams;
+use pyalloc::replay::{Addresses as Mode, Replayer, Step};
 use pyalloc::trace::open::open;
 use pyalloc::trace::packed::PackedEvents;
 use pyalloc::trace::{Domain, EventKind};

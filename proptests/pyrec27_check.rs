@@ -11,7 +11,8 @@
 use crate::common::config;
 use proptest::prelude::*;
 use pyalloc::check::pyrec27::Py27Replay;
-use pyalloc::pymalloc::{PinnedArenas, Pymalloc, PymallocParams};
+use pyalloc::pymalloc::{Pymalloc, PymallocParams};
+use pyalloc::replay::pinned::PinnedArenas;
 use pyalloc::sysmalloc::Bump;
 use pyalloc::trace::{Domain, Event, EventKind};
 use pyalloc::{Addr, Allocator, Platform};
@@ -124,13 +125,13 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         // The nested arena lines first (post-order), then the call.
         let src = reference.source_mut();
         let mut kinds: Vec<EventKind> = src
-            .mapped
-            .drain(..)
-            .map(|(addr, _)| EventKind::ArenaAlloc { size: arena, addr })
+            .mapped()
+            .iter()
+            .map(|&(addr, _)| EventKind::ArenaAlloc { size: arena, addr })
             .collect();
         kinds.extend(
-            src.unmapped
-                .drain(..)
+            src.end_call()
+                .into_iter()
                 .map(|addr| EventKind::ArenaFree { addr, size: arena }),
         );
         kinds.push(call.0);

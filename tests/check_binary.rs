@@ -3,7 +3,8 @@
 //! number for number, divergence line included.
 
 mod common;
-use pyalloc::check::{check_file, CheckError, CheckOptions};
+use pyalloc::check::{check_file, CheckOptions};
+use pyalloc::replay::ReplayError;
 use pyalloc::trace::binary::BinaryWriter;
 use pyalloc::trace::open::open;
 use pyalloc::trace::{Event, EventKind, TraceHeader};
@@ -100,7 +101,7 @@ fn a_binary_trace_of_no_recorded_format_is_refused_by_name() {
     let bin = tmp("synthetic.bin");
     write_binary(&bin, &header, &[]);
     match check_file(&bin, &CheckOptions::default()) {
-        Err(CheckError::Unsupported(m)) => assert!(m.contains("pyalloc replay"), "{m}"),
+        Err(ReplayError::Unsupported(m)) => assert!(m.contains("pyalloc replay"), "{m}"),
         other => panic!("{other:?}"),
     }
 }

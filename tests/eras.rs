@@ -183,7 +183,7 @@ fn the_presets_command_lists_every_preset() {
 #[test]
 fn stats_at_the_end_of_every_recording_speak_its_era_s_layout() {
     use pyalloc::check::pymalloc3::StatsAt;
-    use pyalloc::check::stats_at;
+    use pyalloc::report::stats_at;
     use pyalloc::trace::pyrec27::Pyrec27Reader;
     let mut cases: Vec<(PathBuf, PymallocParams, Box<dyn EventReader>)> = Vec::new();
     for (d, _) in ERAS {
@@ -277,7 +277,7 @@ fn stats_at_the_end_of_every_recording_speak_its_era_s_layout() {
 #[test]
 fn own_mode_stats_reach_the_marker_with_the_same_blocks_in_use() {
     use pyalloc::check::pymalloc3::StatsAt;
-    use pyalloc::check::stats_at;
+    use pyalloc::report::stats_at;
     let path = dir("cpython-3.11.7-linux-x86_64").join("ints.trace.gz");
     let run = |model: Option<&str>| {
         let opts = CheckOptions {

@@ -4,7 +4,8 @@
 //! files), the same in the model's own address space, and bad input.
 
 use pyalloc::check::mimalloc::{parse_stderr_stats, stats_at, stats_at_markers};
-use pyalloc::check::{check_file, CheckError, CheckOptions};
+use pyalloc::check::{check_file, CheckOptions};
+use pyalloc::replay::ReplayError;
 use pyalloc::trace::mimalloc::{Caller, MiLine, MimallocReader, OsCall};
 use pyalloc::trace::{EventKind, EventReader};
 use std::path::{Path, PathBuf};
@@ -160,15 +161,15 @@ fn a_free_of_an_unknown_address_is_an_error_naming_the_event() {
     )
     .unwrap();
     match check_file(&p, &CheckOptions::default()) {
-        Err(CheckError::Model {
+        Err(ReplayError::Event(pyalloc::replay::EventError {
             event: 3, line: 5, ..
-        }) => {}
+        })) => {}
         other => panic!("{other:?}"),
     }
     // and a mapping the model does not make is a divergence with the reason
     std::fs::write(&p, "# mimalloc allocation trace test\nm O 64 315400100c0\n").unwrap();
     match check_file(&p, &CheckOptions::default()) {
-        Err(CheckError::Model { event: 0, .. }) => {}
+        Err(ReplayError::Event(pyalloc::replay::EventError { event: 0, .. })) => {}
         other => panic!("{other:?}"),
     }
 }

@@ -109,8 +109,8 @@ fn every_event_of_every_recording_round_trips() {
 /// in pinned and own mode.
 #[test]
 fn the_replayer_steps_the_same_on_packed_records() {
-    use pyalloc::check::pymalloc3::{Mode, Replayer};
     use pyalloc::pymalloc::PymallocParams;
+    use pyalloc::replay::{Addresses as Mode, Replayer};
     use pyalloc::Platform;
     let mut read = 0;
     for path in recordings() {

@@ -6,9 +6,10 @@
 
 mod common;
 use flate2::{write::GzEncoder, Compression};
-use pyalloc::check::pymalloc3::{stats_at, StatsAt};
-use pyalloc::check::{check_file, CheckError, CheckOptions};
+use pyalloc::check::{check_file, CheckOptions};
 use pyalloc::pymalloc::{Pymalloc, PymallocParams};
+use pyalloc::replay::ReplayError;
+use pyalloc::report::{stats_at, StatsAt};
 use pyalloc::sysmalloc::Bump;
 use pyalloc::trace::pymalloc3::Pymalloc3Reader;
 use pyalloc::trace::{EventKind, EventReader, TraceError};
@@ -291,7 +292,7 @@ fn a_truncated_gzip_is_a_clear_error() {
     let path = tmp("cut.trace.gz");
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     match check_file(&path, &CheckOptions::default()) {
-        Err(CheckError::Trace(TraceError::Gzip { offset, .. })) => assert!(offset > 0),
+        Err(ReplayError::Trace(TraceError::Gzip { offset, .. })) => assert!(offset > 0),
         other => panic!("expected a gzip error, got {other:?}"),
     }
 }
@@ -303,7 +304,7 @@ fn an_unparsable_line_names_its_number_and_text() {
     let path = tmp("bad.trace");
     std::fs::write(&path, lines.join("\n")).unwrap();
     match check_file(&path, &CheckOptions::default()) {
-        Err(CheckError::Trace(TraceError::Parse { line, text, .. })) => {
+        Err(ReplayError::Trace(TraceError::Parse { line, text, .. })) => {
             assert_eq!(line, 1501);
             assert_eq!(text, "m O 56 not-an-address");
         }

@@ -9,26 +9,24 @@
 //! After a divergence (with `keep_going`), later frees and reallocs of the recorded
 //! address are translated to the model's.
 
-use super::{CheckError, CheckOptions, CheckReport};
+use super::{CheckOptions, CheckReport};
 use crate::addr::Addr;
 use crate::alloc::Allocator;
-use crate::progress::Progress;
+use crate::replay::model::{recorded_bounds, RECORDED_PAGE};
+use crate::replay::{drive, Cause, Flow, ModelKind, ModelSpec, Replay, ReplayError, Source};
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::trace::glibc::GlibcTraceReader;
-use crate::trace::{Event, EventKind, EventReader, Format, TraceHeader};
+use crate::trace::{Event, EventKind, EventReader};
 use crate::vm::AddressSpace;
 use std::collections::HashMap;
 use std::path::Path;
-
-/// Model names accepted for glibc traces.
-pub const MODELS: &[&str] = &["glibc-2.36", "glibc-2.36-x86_64"];
 
 /// Replays an opened glibc trace through the glibc model and compares every brk-heap address.
 ///
 /// # Errors
 /// An unreadable or malformed trace, an unknown model name, a header without
 /// `brk_at_first_call`, or a call the model refuses (with its event number and line).
-pub fn check(reader: GlibcTraceReader, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
+pub fn check(reader: GlibcTraceReader, opts: &CheckOptions) -> Result<CheckReport, ReplayError> {
     Ok(replay_from(reader, opts, |_, _| {})?.report)
 }
 
@@ -52,7 +50,7 @@ pub fn replay(
     path: &Path,
     opts: &CheckOptions,
     observe: impl FnMut(&Event, Addr),
-) -> Result<Replayed, CheckError> {
+) -> Result<Replayed, ReplayError> {
     replay_from(GlibcTraceReader::open(path)?, opts, observe)
 }
 
@@ -64,16 +62,11 @@ pub fn replay_from(
     mut reader: GlibcTraceReader,
     opts: &CheckOptions,
     observe: impl FnMut(&Event, Addr),
-) -> Result<Replayed, CheckError> {
-    check_model(opts)?;
+) -> Result<Replayed, ReplayError> {
+    let params = params_for(opts)?;
     let name = reader.path().display().to_string();
-    let (report, model) = run(
-        &mut reader,
-        &name,
-        opts,
-        observe,
-        |r: &GlibcTraceReader, i| r.mark(i).map(str::to_string),
-    )?;
+    let (mut report, model) = run(&mut reader, &name, params, opts, observe)?;
+    name_phase(&mut report, |i| reader.mark(i).map(str::to_string));
     let brk_at_exit = reader
         .trailer()
         .iter()
@@ -86,6 +79,28 @@ pub fn replay_from(
     })
 }
 
+/// Where a divergence's phase goes in its `why` until the mark's text is known (the
+/// reader holds it, and the reader is the driver's until the end): `\u{1}INDEX\u{1}`.
+const PHASE: char = '\u{1}';
+
+/// Names the first divergence's phase by `mark(index)`.
+fn name_phase(report: &mut CheckReport, mark: impl Fn(u32) -> Option<String>) {
+    let Some(d) = &mut report.first_divergence else {
+        return;
+    };
+    let Some(at) = d.why.find(PHASE) else {
+        return;
+    };
+    let len = d.why[at + 1..].find(PHASE).map_or(0, |n| n + 2);
+    let text = d.why[at + 1..at + len.max(1) - 1]
+        .parse()
+        .ok()
+        .and_then(mark)
+        .map(|m| format!(" in phase {m:?}"))
+        .unwrap_or_default();
+    d.why.replace_range(at..at + len.max(1), &text);
+}
+
 /// [`check`] of an already opened event stream (a binary trace of a glibc recording: its
 /// header keeps `brk_at_first_call` and the memory map; a divergence names the phase by
 /// its index, as the binary form keeps no mark text).
@@ -95,111 +110,89 @@ pub fn replay_from(
 pub fn check_reader(
     mut reader: Box<dyn EventReader>,
     opts: &CheckOptions,
-) -> Result<CheckReport, CheckError> {
-    check_model(opts)?;
-    let (report, _) = run(
-        &mut *reader,
-        "replaying",
-        opts,
-        |_, _| {},
-        |_, i| Some(format!("mark #{i}")),
-    )?;
+) -> Result<CheckReport, ReplayError> {
+    let params = params_for(opts)?;
+    let (mut report, _) = run(&mut *reader, "replaying", params, opts, |_, _| {})?;
+    name_phase(&mut report, |i| Some(format!("mark #{i}")));
     Ok(report)
 }
 
-fn check_model(opts: &CheckOptions) -> Result<(), CheckError> {
-    if let Some(m) = &opts.model {
-        if !MODELS.contains(&m.as_str()) {
-            return Err(CheckError::UnknownModel {
-                model: m.clone(),
-                format: Format::Glibc,
-                known: MODELS.join(", "),
-            });
-        }
+/// The glibc build for `--model` (`glibc-2.36` when none is given).
+///
+/// # Errors
+/// A name that is not a model, or not a glibc model.
+pub fn params_for(opts: &CheckOptions) -> Result<GlibcParams, ReplayError> {
+    let Some(name) = &opts.model else {
+        return Ok(GlibcParams::v2_36_x86_64());
+    };
+    let spec = ModelSpec::parse(name)?;
+    match &spec.kind {
+        ModelKind::Glibc(p) if spec.lower.is_none() => Ok(p.clone()),
+        _ => Err(spec
+            .not_here(
+                "check a glibc recording",
+                "it is not a glibc model; name glibc-2.36",
+            )
+            .into()),
     }
-    Ok(())
 }
 
-/// `brk_at_first_call` of a glibc recording's header: where the heap starts.
-fn brk_at_first_call(h: &TraceHeader) -> Option<Addr> {
-    h.get("brk_at_first_call").and_then(Addr::parse_hex)
-}
-
-/// The lowest mapping of the header's `maps_at_first_call` above `brk`.
-fn brk_ceiling(h: &TraceHeader, brk: Addr) -> Option<Addr> {
-    h.lines
-        .iter()
-        .filter_map(|l| l.strip_prefix("maps_at_first_call "))
-        .filter_map(|l| Addr::parse_hex(l.split('-').next()?))
-        .filter(|&a| a >= brk)
-        .min()
-}
-
-/// The replay loop over any event stream; `mark(reader, i)` names phase `i`.
-fn run<R: EventReader + ?Sized>(
-    reader: &mut R,
+/// Drives the check over any event stream.
+fn run(
+    reader: &mut dyn EventReader,
     name: &str,
+    params: GlibcParams,
     opts: &CheckOptions,
-    mut observe: impl FnMut(&Event, Addr),
-    mark: impl Fn(&R, u32) -> Option<String>,
-) -> Result<(CheckReport, Glibc), CheckError> {
-    let first = reader.next_event()?;
-    let brk = brk_at_first_call(reader.header()).ok_or_else(|| {
-        CheckError::Unsupported(format!("{name}: header has no brk_at_first_call"))
+    observe: impl FnMut(&Event, Addr),
+) -> Result<(CheckReport, Glibc), ReplayError> {
+    let mut src = Source::new(reader)?;
+    let (brk, ceiling) = recorded_bounds(src.header()).ok_or_else(|| {
+        ReplayError::Unsupported(format!("{name}: header has no brk_at_first_call"))
     })?;
-    let ceiling = brk_ceiling(reader.header(), brk).unwrap_or(Addr(brk.0.saturating_add(1 << 40)));
-    let page = 4096;
+    let page = RECORDED_PAGE;
     let vm = AddressSpace::new(page, 8, brk, ceiling);
-    let mut replay = Replay {
-        model: Glibc::new(GlibcParams::v2_36_x86_64(), vm),
+    let mut check = GlibcCheck {
+        model: Glibc::new(params, vm),
         report: CheckReport::default(),
         // the brk heap grows up from brk_at_first_call, mappings grow down from below the
         // libraries: an address in the lower half of the gap is the heap's
         heap: brk.0..brk.0 + (ceiling.0 - brk.0) / 2,
         page,
         remap: HashMap::new(),
-        keep_going: opts.keep_going,
         phase: None,
+        observe,
     };
-    let bar = Progress::new(opts.progress, name);
-    let mut next = first;
-    let mut event: u64 = 0;
-    while let Some(ev) = next {
-        replay.report.events += 1;
-        let got = {
-            let r: &R = reader;
-            replay
-                .step(ev.kind, event, ev.line, &|i| mark(r, i))
-                .map_err(|source| CheckError::Model {
-                    event,
-                    line: ev.line,
-                    source,
-                })?
-        };
-        observe(&ev, got);
-        if replay.report.first_divergence.is_some() && !replay.keep_going {
-            break;
-        }
-        event += 1;
-        bar.tick(event);
-        next = reader.next_event()?;
+    let d = drive(&mut src, &mut check, &opts.drive(name))?;
+    check.report.events = d.events;
+    check.report.raw_unknown = d.raw_unknown;
+    Ok((check.report, check.model))
+}
+
+impl<F: FnMut(&Event, Addr)> Replay for GlibcCheck<F> {
+    #[inline]
+    fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
+        let got = self.event(ev.kind, index, ev.line)?;
+        (self.observe)(ev, got);
+        Ok(if self.report.first_divergence.is_some() {
+            Flow::Diverged
+        } else {
+            Flow::Next
+        })
     }
-    bar.finish();
-    Ok((replay.report, replay.model))
 }
 
 /// The state of one replay.
-struct Replay {
+struct GlibcCheck<F> {
     model: Glibc,               // the model under check
     report: CheckReport,        // comparisons so far
     heap: std::ops::Range<u64>, // addresses taken for the brk heap's (lower half of the gap)
     page: u64,                  // page size
     remap: HashMap<u64, u64>,   // recorded address -> model address, where they differ
-    keep_going: bool,           // continue after a divergence
     phase: Option<u32>,         // the last `# mark` seen
+    observe: F,                 // called after every event with the model's answer
 }
 
-impl Replay {
+impl<F> GlibcCheck<F> {
     /// The model's name for a recorded address.
     #[inline]
     fn tr(&self, a: Addr) -> Addr {
@@ -220,14 +213,7 @@ impl Replay {
     }
 
     /// Compares the model's `got` with the recorded `expected`.
-    fn compare(
-        &mut self,
-        event: u64,
-        line: u64,
-        expected: Addr,
-        got: Addr,
-        mark: &dyn Fn(u32) -> Option<String>,
-    ) {
+    fn compare(&mut self, event: u64, line: u64, expected: Addr, got: Addr) {
         if expected.is_null() && got.is_null() {
             return;
         }
@@ -239,8 +225,7 @@ impl Replay {
         let phase = self.phase;
         let matched = self.report.compare(event, line, expected.0, got.0, || {
             let ph = phase
-                .and_then(mark)
-                .map(|m| format!(" in phase {m:?}"))
+                .map(|i| format!("{PHASE}{i}{PHASE}"))
                 .unwrap_or_default();
             let top = self
                 .model
@@ -276,19 +261,18 @@ impl Replay {
         }
     }
 
-    fn step(
+    fn event(
         &mut self,
         kind: EventKind,
         event: u64,
         line: u64,
-        mark: &dyn Fn(u32) -> Option<String>,
     ) -> Result<Addr, crate::error::AllocError> {
         let mut got = Addr::NULL;
         match kind {
             EventKind::Malloc { size, addr, .. } => {
                 self.pin(addr);
                 got = Self::null_if_recorded(self.model.malloc(size as usize), addr)?;
-                self.compare(event, line, addr, got, mark);
+                self.compare(event, line, addr, got);
             }
             EventKind::Calloc {
                 nelem,
@@ -301,7 +285,7 @@ impl Replay {
                     self.model.calloc(nelem as usize, elsize as usize),
                     addr,
                 )?;
-                self.compare(event, line, addr, got, mark);
+                self.compare(event, line, addr, got);
             }
             EventKind::Realloc { old, size, new, .. } => {
                 self.pin(new);
@@ -311,7 +295,7 @@ impl Replay {
                 } else {
                     self.model.realloc(o, 0)?
                 };
-                self.compare(event, line, new, got, mark);
+                self.compare(event, line, new, got);
             }
             EventKind::Free { addr, .. } => {
                 let a = self.tr(addr);
@@ -323,17 +307,17 @@ impl Replay {
                     self.model.memalign(align as usize, size as usize),
                     addr,
                 )?;
-                self.compare(event, line, addr, got, mark);
+                self.compare(event, line, addr, got);
             }
             EventKind::Valloc { size, addr } => {
                 self.pin(addr);
                 got = Self::null_if_recorded(self.model.valloc(size as usize), addr)?;
-                self.compare(event, line, addr, got, mark);
+                self.compare(event, line, addr, got);
             }
             EventKind::Pvalloc { size, addr } => {
                 self.pin(addr);
                 got = Self::null_if_recorded(self.model.pvalloc(size as usize), addr)?;
-                self.compare(event, line, addr, got, mark);
+                self.compare(event, line, addr, got);
             }
             EventKind::Mallopt { param, value, .. } => {
                 self.model.mallopt(param as i32, value as i32);

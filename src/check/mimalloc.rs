@@ -20,11 +20,12 @@
 //! page's `local_free` in front of its `free`; the replay does the same there.
 //! Invariant: after each O/M call no recorded mimalloc mapping is left unasked for.
 
-use super::{CheckError, CheckOptions, CheckReport};
+use super::{CheckOptions, CheckReport};
 use crate::addr::Addr;
 use crate::error::AllocError;
 use crate::mimalloc::{MiStats, Mimalloc, OwnOs, PinnedOs};
 use crate::progress::Progress;
+use crate::replay::{Cause, EventError, ReplayError};
 use crate::trace::mimalloc::{Caller, MiLine, MimallocReader, OsCall, OsLine};
 use crate::trace::{Domain, Event, EventKind, EventReader, TraceHeader};
 use std::collections::HashMap;
@@ -418,11 +419,11 @@ impl Replayer {
 ///
 /// # Errors
 /// A model name this checker does not know.
-pub fn mode_for(opts: &CheckOptions) -> Result<Mode, CheckError> {
+pub fn mode_for(opts: &CheckOptions) -> Result<Mode, ReplayError> {
     match &opts.model {
         None => Ok(Mode::Pinned),
         Some(name) => mode_of(name).ok_or_else(|| {
-            CheckError::Unsupported(format!(
+            ReplayError::Unsupported(format!(
                 "no model {name:?} for mimalloc recordings (known: {})",
                 MODEL_NAMES.join(", ")
             ))
@@ -440,7 +441,7 @@ pub fn replay(
     rp: &mut Replayer,
     keep_going: bool,
     mut on_line: impl FnMut(u64, &MiLine, &Replayer) -> bool,
-) -> Result<CheckReport, CheckError> {
+) -> Result<CheckReport, ReplayError> {
     let mut report = CheckReport::default();
     while let Some(line) = reader.next_line()? {
         let index = report.events;
@@ -468,11 +469,11 @@ pub fn replay(
             if !matched {
                 if let Some(e) = rp.take_error() {
                     if !keep_going {
-                        return Err(CheckError::Model {
+                        return Err(ReplayError::Event(EventError {
                             event: index,
                             line: n,
-                            source: e,
-                        });
+                            source: Cause::Model(e),
+                        }));
                     }
                 }
                 let why = rp.take_why().unwrap_or_default();
@@ -492,19 +493,19 @@ pub fn replay(
 /// Checks the mimalloc recording at `path`.
 ///
 /// # Errors
-/// See [`CheckError`].
-pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
+/// See [`ReplayError`].
+pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, ReplayError> {
     check_reader(MimallocReader::open(path)?, opts)
 }
 
 /// [`check`] of an opened recording.
 ///
 /// # Errors
-/// See [`CheckError`].
+/// See [`ReplayError`].
 pub fn check_reader(
     mut reader: MimallocReader,
     opts: &CheckOptions,
-) -> Result<CheckReport, CheckError> {
+) -> Result<CheckReport, ReplayError> {
     let mode = mode_for(opts)?;
     let mut rp = Replayer::new(mode, reader.header());
     let name = reader.path().display().to_string();
@@ -526,12 +527,12 @@ pub fn check_reader(
 pub fn stats_at_markers(
     path: &Path,
     opts: &CheckOptions,
-) -> Result<Vec<(u64, MiStats)>, CheckError> {
+) -> Result<Vec<(u64, MiStats)>, ReplayError> {
     let mut reader = MimallocReader::open(path)?;
     let mut rp = Replayer::new(mode_for(opts)?, reader.header());
     let report = replay(&mut reader, &mut rp, false, |_, _, _| true)?;
     if let Some(d) = &report.first_divergence {
-        return Err(CheckError::Unsupported(format!(
+        return Err(ReplayError::Unsupported(format!(
             "{}: the model diverged from the recording at event {} (line {}): {}",
             path.display(),
             d.event,
@@ -553,7 +554,7 @@ pub fn stats_at(
     opts: &CheckOptions,
     event: Option<u64>,
     marker: Option<u64>,
-) -> Result<(u64, String), CheckError> {
+) -> Result<(u64, String), ReplayError> {
     let mut reader = MimallocReader::open(path)?;
     let mut rp = Replayer::new(mode_for(opts)?, reader.header());
     if let Some(size) = marker {
@@ -574,7 +575,7 @@ pub fn stats_at(
         !hit
     })?;
     if let Some(d) = &report.first_divergence {
-        return Err(CheckError::Unsupported(format!(
+        return Err(ReplayError::Unsupported(format!(
             "{}: the model diverged from the recording at event {} (line {}) before the point asked for: {}",
             path.display(),
             d.event,
@@ -583,7 +584,7 @@ pub fn stats_at(
         )));
     }
     let i = reached.ok_or_else(|| {
-        CheckError::Unsupported(format!(
+        ReplayError::Unsupported(format!(
             "{}: {} among its {} events",
             path.display(),
             match (event, marker) {

@@ -4,18 +4,26 @@
 //! The JSON form of a [`CheckReport`] is a contract other tools read:
 //! `{"events": N, "checked": N, "matched": N, "first_divergence": null | {"event": i,
 //! "line": n, "expected": "…", "got": "…", "why": "…"}}` — fields may be added, never
-//! renamed. Each recorded format has a checker module here.
+//! renamed. Each recorded format has a checker module here, holding only its comparison
+//! rules: the events come through `replay`'s one driver loop, the models and the
+//! allocators pinned to the recording are `replay`'s too.
+//!
+//! ```text
+//!   replay::drive ──(index, event)──> pymalloc3::Pymalloc3Check  (Replayer + address rules)
+//!                                     pyrec27::Py27Replay        (free lists + 2.7 pymalloc)
+//!                                     glibc::GlibcCheck          (ptmalloc2, brk heap)
+//! ```
 
+use crate::replay::{DriveOptions, ReplayError};
 use crate::trace::binary::BinaryReader;
 use crate::trace::glibc::GlibcTraceReader;
 use crate::trace::mimalloc::MimallocReader;
 use crate::trace::pymalloc3::Pymalloc3Reader;
 use crate::trace::pyrec27::Pyrec27Reader;
-use crate::trace::{EventReader, Format, Opened, TraceError};
+use crate::trace::{EventReader, Format, Opened};
 use serde::Serialize;
 use std::path::Path;
 
-pub mod given;
 pub mod glibc;
 pub mod mimalloc;
 pub mod pymalloc3;
@@ -33,35 +41,15 @@ pub struct CheckOptions {
     pub progress: bool,
 }
 
-/// Why a check could not run to its end (a divergence is not an error: it is in the report).
-#[derive(Debug, thiserror::Error)]
-pub enum CheckError {
-    /// The trace could not be read.
-    #[error(transparent)]
-    Trace(#[from] TraceError),
-    /// The trace asks the model something it refuses (a free of a non-live address …).
-    #[error("event {event} (line {line}): {source}")]
-    Model {
-        /// 0-based event index.
-        event: u64,
-        /// 1-based line.
-        line: u64,
-        /// The model's error.
-        source: crate::error::AllocError,
-    },
-    /// No model of that name for this trace format.
-    #[error("no model {model:?} for {format:?} traces (known: {known})")]
-    UnknownModel {
-        /// The name given.
-        model: String,
-        /// The trace's format.
-        format: Format,
-        /// The names accepted.
-        known: String,
-    },
-    /// A format or model this build does not check yet.
-    #[error("{0}")]
-    Unsupported(String),
+impl CheckOptions {
+    /// The driver's options for a check labelled `label`.
+    pub fn drive<'a>(&self, label: &'a str) -> DriveOptions<'a> {
+        DriveOptions {
+            keep_going: self.keep_going,
+            progress: self.progress,
+            label,
+        }
+    }
 }
 
 /// Checks the trace at `path` (`-` is standard input), opened once, choosing the checker
@@ -69,9 +57,9 @@ pub enum CheckError {
 /// binary trace written by `pyalloc convert`).
 ///
 /// # Errors
-/// See [`CheckError`]; `Unsupported` names the format when it is one `check` cannot hold
+/// See [`ReplayError`]; `Unsupported` names the format when it is one `check` cannot hold
 /// to a model (another tool's trace, a generated workload).
-pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
+pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckReport, ReplayError> {
     let opened = Opened::open(path)?;
     let src = opened.source;
     match opened.format {
@@ -94,27 +82,8 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> Result<CheckReport, Check
     }
 }
 
-/// `pyalloc stats`: replays the recording at `path` up to `at` and returns the event
-/// index reached and the model's `_PyObject_DebugMallocStats` text there, in the layout
-/// of the recording's era (a CPython 2.7 PYREC recording through [`pyrec27::stats_at`],
-/// every other through [`pymalloc3::stats_at`]).
-///
-/// # Errors
-/// As the two functions named.
-pub fn stats_at(
-    path: &Path,
-    opts: &CheckOptions,
-    at: pymalloc3::StatsAt,
-) -> Result<(u64, String), CheckError> {
-    let format = Opened::open(path)?.format;
-    match format {
-        Format::Pyrec27 => pyrec27::stats_at(path, opts, at),
-        _ => pymalloc3::stats_at(path, opts, at),
-    }
-}
-
 /// Why `check` refuses a format it reads but holds no model to.
-fn not_a_recording(format: Format, path: &Path) -> CheckError {
+fn not_a_recording(format: Format, path: &Path) -> ReplayError {
     let why = match format {
         Format::Synthetic => {
             "its addresses are the generating model's own, not a real process's: replay it \
@@ -126,7 +95,7 @@ fn not_a_recording(format: Format, path: &Path) -> CheckError {
              replay`, or convert it with `pyalloc convert`"
         }
     };
-    CheckError::Unsupported(format!(
+    ReplayError::Unsupported(format!(
         "{}: {} ({}); `pyalloc check` holds CPython 3, CPython 2.7 PYREC and glibc \
          recordings to their models, and this is not one: {why}",
         path.display(),
@@ -146,19 +115,19 @@ fn not_a_recording(format: Format, path: &Path) -> CheckError {
 pub fn check_reader(
     reader: Box<dyn EventReader>,
     opts: &CheckOptions,
-) -> Result<CheckReport, CheckError> {
+) -> Result<CheckReport, ReplayError> {
     match Format::of_header(reader.header()) {
         Some(Format::Pymalloc3) => pymalloc3::check_reader(reader, opts),
         Some(Format::Pyrec27) => pyrec27::check_reader(reader, opts),
         Some(Format::Glibc) => glibc::check_reader(reader, opts),
-        Some(Format::Mimalloc) => Err(CheckError::Unsupported(
+        Some(Format::Mimalloc) => Err(ReplayError::Unsupported(
             "a mimalloc recording converted to another form has lost its OS lines (the arena \
              bases a pinned check takes): check the recording itself"
                 .into(),
         )),
         _ => {
             let first = reader.header().lines.first().cloned().unwrap_or_default();
-            Err(CheckError::Unsupported(format!(
+            Err(ReplayError::Unsupported(format!(
                 "the trace's header does not name a recording of a real process (its first \
                  line: {:?}); `pyalloc check` holds CPython 3, CPython 2.7 PYREC and glibc \
                  recordings to their models, other traces replay with `pyalloc replay`",
@@ -211,6 +180,11 @@ pub struct CheckReport {
     /// counted in `events`, never in `checked`.
     #[serde(skip_serializing_if = "is_zero")]
     pub given: u64,
+    /// Top-level raw-domain (`R`) frees and reallocs of an address no raw call of the
+    /// recording returned: counted, not refused, as CPython 3 recordings can miss raw calls
+    /// made while CPython swaps its default raw allocator in (their header says so).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub raw_unknown: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

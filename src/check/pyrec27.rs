@@ -29,8 +29,7 @@
 //! Invariants: after each O call no `A` line is left queued and the model's maps and
 //! unmaps equal the queued `A`/`F` lines; `checked == matched` iff no divergence.
 
-use super::given::GivenRaw;
-use super::{CheckError, CheckOptions, CheckReport};
+use super::{CheckOptions, CheckReport};
 use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::error::AllocError;
@@ -38,17 +37,18 @@ use crate::objects::freelist::{BlockType, ClearEvent, ClearReport, FreeList};
 use crate::objects::intobject::{NSMALLNEGINTS, NSMALLPOSINTS};
 use crate::objects::{FloatFreeList, IntFreeList, Py2State, PyFloat, PyInt, Slot, SmallInts};
 use crate::platform::Platform;
-use crate::progress::Progress;
-use crate::pymalloc::{PinnedArenas, Pymalloc, PymallocParams, RawCall};
-use crate::sysmalloc::{SharedHeap, TraceHeap};
+use crate::pymalloc::{Pymalloc, PymallocParams};
+use crate::replay::pinned::{PinnedArenas, PinnedRaw, RawCall, TraceHeap};
+use crate::replay::{drive, Cause, EventError, Flow, ModelSpec, Replay, ReplayError, Source};
+use crate::sysmalloc::SharedHeap;
 use crate::trace::pyrec27::Pyrec27Reader;
-use crate::trace::{Domain, Event, EventKind, EventReader, Format, FreeListKind};
+use crate::trace::{Domain, Event, EventKind, EventReader, FreeListKind};
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
 /// The pymalloc of a 2.7 replay: fall-throughs answered from the trace's O lines
-/// ([`GivenRaw`]), arenas pinned from its `A` lines.
-pub type Py27Pymalloc = Pymalloc<GivenRaw, PinnedArenas>;
+/// ([`PinnedRaw::implied`]), arenas pinned from its `A` lines.
+pub type Py27Pymalloc = Pymalloc<PinnedRaw, PinnedArenas>;
 
 /// Where pymalloc's own bookkeeping blocks (the `arenas` vector, which 2.7 does not log)
 /// are placed: below every heap, never compared.
@@ -147,7 +147,7 @@ impl Py27Replay {
             heap,
             platform,
             small: Vec::new(),
-            pymalloc: Pymalloc::new(params, GivenRaw::new(HIDDEN_BASE), PinnedArenas::default()),
+            pymalloc: Pymalloc::new(params, PinnedRaw::implied(HIDDEN_BASE), PinnedArenas::new()),
             expected_maps: Vec::new(),
             expected_unmaps: Vec::new(),
             alias: HashMap::new(),
@@ -200,41 +200,26 @@ impl Py27Replay {
         self.report.diverge(event, line, expected.0, got.0, why);
     }
 
-    /// Applies one event (the `index`-th of the trace).
+    /// Applies one event (the `index`-th of the trace), outside the driver (a facade
+    /// replaying up to a point, say): counts it in `report.events`.
     ///
     /// # Errors
-    /// `CheckError::Model` when the trace asks the model something it refuses (a push or
+    /// An [`EventError`] when the trace asks the model something it refuses (a push or
     /// free of an address that is not live); with `keep_going` that is a divergence instead.
-    pub fn apply(&mut self, ev: &Event, index: u64) -> Result<(), CheckError> {
+    pub fn apply(&mut self, ev: &Event, index: u64) -> Result<(), ReplayError> {
         self.report.events += 1;
-        let arena_line = matches!(
-            ev.kind,
-            EventKind::ArenaAlloc { .. } | EventKind::ArenaFree { .. }
-        );
-        if !arena_line
-            && op_of(&ev.kind).is_none()
-            && !(self.expected_maps.is_empty() && self.expected_unmaps.is_empty())
-        {
-            let why = self.stray_arena_lines();
-            self.diverge(index, ev.line, Addr::NULL, Addr::NULL, why);
-        }
-        match self.apply_event(ev, index) {
-            Err(CheckError::Model {
-                event,
-                line,
+        if let Err(source) = self.step(index, ev) {
+            let err = EventError {
+                event: index,
+                line: ev.line,
                 source,
-            }) if self.keep_going => {
-                self.diverge(
-                    event,
-                    line,
-                    Addr::NULL,
-                    Addr::NULL,
-                    format!("the model refused: {source}"),
-                );
-                Ok(())
+            };
+            if !self.keep_going {
+                return Err(err.into());
             }
-            r => r,
+            Replay::keep_going(self, err);
         }
+        Ok(())
     }
 
     /// Ends the replay: `A`/`F` lines left queued (no O call after them) are a divergence.
@@ -257,18 +242,11 @@ impl Py27Replay {
     fn clear_arena_queue(&mut self) {
         self.expected_maps.clear();
         self.expected_unmaps.clear();
-        let src = self.pymalloc.source_mut();
-        src.pending.clear();
-        src.mapped.clear();
-        src.unmapped.clear();
+        self.pymalloc.source_mut().end_call();
     }
 
-    fn apply_event(&mut self, ev: &Event, index: u64) -> Result<(), CheckError> {
-        let model_err = |source| CheckError::Model {
-            event: index,
-            line: ev.line,
-            source,
-        };
+    fn apply_event(&mut self, ev: &Event, index: u64) -> Result<(), Cause> {
+        let model_err = Cause::Model;
         if let Some((op, expected)) = op_of(&ev.kind) {
             return self.pymalloc_call(op, expected, index, ev.line);
         }
@@ -276,7 +254,7 @@ impl Py27Replay {
             EventKind::ArenaAlloc { size, addr } => {
                 self.arena_size_line(size, index, ev.line);
                 self.report.given += 1;
-                self.pymalloc.source_mut().pending.push_back(addr);
+                self.pymalloc.source_mut().push(addr);
                 self.expected_maps.push(addr);
             }
             EventKind::ArenaFree { addr, size } => {
@@ -433,7 +411,7 @@ impl Py27Replay {
         expected: Addr,
         index: u64,
         line: u64,
-    ) -> Result<(), CheckError> {
+    ) -> Result<(), Cause> {
         let (implied, checked) = self.implied(op, expected);
         let mut why: Vec<String> = Vec::new();
         if implied.is_some() && self.pymalloc.block_info(expected).is_some() {
@@ -442,7 +420,9 @@ impl Py27Replay {
                  through to the system allocator"
             ));
         }
-        self.pymalloc.lower_mut().expect = implied;
+        if let Some(call) = implied {
+            self.pymalloc.lower_mut().expect(call);
+        }
         let result = match op {
             Op::Malloc(n) => self
                 .pymalloc
@@ -457,22 +437,23 @@ impl Py27Replay {
                 self.pymalloc.free(m).map(|()| Addr::NULL)
             }
         };
-        let unmet = self.pymalloc.lower_mut().expect.take();
+        let unmet = self.pymalloc.lower_mut().end_call().into_iter().next();
         let src = self.pymalloc.source();
-        let mapped: Vec<Addr> = src.mapped.iter().map(|&(m, t)| t.unwrap_or(m)).collect();
+        let mapped: Vec<Addr> = src.mapped().iter().map(|&(m, t)| t.unwrap_or(m)).collect();
         if mapped != self.expected_maps {
             why.push(format!(
                 "arenas mapped: model {mapped:?}, recording {:?}",
                 self.expected_maps
             ));
         }
-        if src.unmapped != self.expected_unmaps {
+        if src.unmapped() != self.expected_unmaps {
             why.push(format!(
                 "arenas unmapped: model {:?}, recording {:?}",
-                src.unmapped, self.expected_unmaps
+                src.unmapped(),
+                self.expected_unmaps
             ));
         }
-        let arena_events = (mapped.len() + src.unmapped.len()) as u64;
+        let arena_events = (mapped.len() + src.unmapped().len()) as u64;
         if let Some(call) = unmet {
             why.push(format!(
                 "the recording's answer is the system allocator's ({call:?}), \
@@ -486,13 +467,7 @@ impl Py27Replay {
                 why.insert(0, e.to_string());
                 Addr::NULL
             }
-            Err(source) => {
-                return Err(CheckError::Model {
-                    event: index,
-                    line,
-                    source,
-                })
-            }
+            Err(source) => return Err(Cause::Model(source)),
         };
         if let Op::Free(a) | Op::Realloc(a, _) = op {
             if !self.alias.is_empty() {
@@ -596,23 +571,61 @@ fn op_of(kind: &EventKind) -> Option<(Op, Addr)> {
     }
 }
 
-/// The pymalloc preset for `--model` (a name [`PymallocParams::by_name`] knows), or
-/// 2.7.17–2.7.18's when none is given.
+/// The pymalloc preset for `--model` (any pymalloc preset name), or 2.7.17–2.7.18's when
+/// none is given.
 ///
 /// # Errors
-/// `UnknownModel` for a name no preset answers to.
-pub fn params_for(opts: &CheckOptions) -> Result<PymallocParams, CheckError> {
-    match &opts.model {
-        None => Ok(PymallocParams::v2_7_17()),
-        Some(m) => PymallocParams::by_name(m).ok_or_else(|| CheckError::UnknownModel {
-            model: m.clone(),
-            format: Format::Pyrec27,
-            known: PymallocParams::presets()
-                .iter()
-                .map(|p| p.name)
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
+/// A name that is not a model, not a pymalloc preset, or asks for what a PYREC recording
+/// cannot give (`+own`, a stack).
+pub fn params_for(opts: &CheckOptions) -> Result<PymallocParams, ReplayError> {
+    let Some(name) = &opts.model else {
+        return Ok(PymallocParams::v2_7_17());
+    };
+    let spec = ModelSpec::parse(name)?;
+    let what = "check a CPython 2.7 PYREC recording";
+    match spec.pymalloc() {
+        None => Err(spec
+            .not_here(
+                what,
+                "it is not a pymalloc preset; name one such as cpython-2.7.18",
+            )
+            .into()),
+        Some(_) if spec.lower.is_some() || spec.addresses != crate::replay::Addresses::Pinned => {
+            Err(spec
+                .not_here(
+                    what,
+                    "its arenas and system calls are the recording's; name the preset alone",
+                )
+                .into())
+        }
+        Some(p) => Ok(p.clone()),
+    }
+}
+
+impl Replay for Py27Replay {
+    fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
+        let arena_line = matches!(
+            ev.kind,
+            EventKind::ArenaAlloc { .. } | EventKind::ArenaFree { .. }
+        );
+        if !arena_line
+            && op_of(&ev.kind).is_none()
+            && !(self.expected_maps.is_empty() && self.expected_unmaps.is_empty())
+        {
+            let why = self.stray_arena_lines();
+            self.diverge(index, ev.line, Addr::NULL, Addr::NULL, why);
+        }
+        self.apply_event(ev, index)?;
+        Ok(if self.report.first_divergence.is_some() {
+            Flow::Diverged
+        } else {
+            Flow::Next
+        })
+    }
+
+    fn keep_going(&mut self, err: EventError) {
+        let why = format!("the model refused: {}", err.source);
+        self.diverge(err.event, err.line, Addr::NULL, Addr::NULL, why);
     }
 }
 
@@ -640,7 +653,7 @@ pub fn stats_at(
     path: &Path,
     opts: &CheckOptions,
     at: super::pymalloc3::StatsAt,
-) -> Result<(u64, String), CheckError> {
+) -> Result<(u64, String), ReplayError> {
     use super::pymalloc3::StatsAt;
     let mut reader = Pyrec27Reader::open(path)?;
     let params = params_for(opts)?;
@@ -649,7 +662,7 @@ pub fn stats_at(
     while let Some(ev) = reader.next_event()? {
         replay.apply(&ev, index)?;
         if let Some(d) = &replay.report.first_divergence {
-            return Err(CheckError::Unsupported(format!(
+            return Err(ReplayError::Unsupported(format!(
                 "{}: the model diverged from the recording at event {} (line {}) before the \
                  point asked for: {}",
                 path.display(),
@@ -674,7 +687,7 @@ pub fn stats_at(
         StatsAt::Event(n) => format!("no event {n}"),
         StatsAt::Marker(s) => format!("no PyObject_Malloc of {s} bytes"),
     };
-    Err(CheckError::Unsupported(format!(
+    Err(ReplayError::Unsupported(format!(
         "{}: {what} among its {index} events",
         path.display()
     )))
@@ -687,28 +700,50 @@ pub fn stats_at(
 /// An unreadable trace, a model refusal, a trace that ends first.
 pub fn state_until(
     path: &Path,
-    mut stop_at: impl FnMut(&Event) -> bool,
-) -> Result<Py27Stop, CheckError> {
-    let mut reader = Pyrec27Reader::open(path)?;
-    let mut replay = Py27Replay::new(Platform::linux_x86_64(), false);
-    let mut index = 0u64;
-    while let Some(ev) = reader.next_event()? {
-        if stop_at(&ev) {
-            let report = replay.report.clone();
-            return Ok(Py27Stop {
-                state: replay.into_state(),
-                line: ev.line,
-                report,
-                header: reader.header().lines.clone(),
-            });
-        }
-        replay.apply(&ev, index)?;
-        index += 1;
+    stop_at: impl FnMut(&Event) -> bool,
+) -> Result<Py27Stop, ReplayError> {
+    /// The replay, stopped before the first event `stop_at` picks.
+    struct Until<F> {
+        replay: Py27Replay,   // the free lists and pymalloc
+        stop_at: F,           // the point asked for
+        stopped: Option<u64>, // the line of the event it stopped at
     }
-    Err(CheckError::Unsupported(format!(
-        "{}: the trace ends before the point asked for",
-        path.display()
-    )))
+    impl<F: FnMut(&Event) -> bool> Replay for Until<F> {
+        fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
+            if (self.stop_at)(ev) {
+                self.stopped = Some(ev.line);
+                return Ok(Flow::Stop);
+            }
+            self.replay.report.events += 1;
+            self.replay.step(index, ev)?;
+            Ok(Flow::Next)
+        }
+    }
+    let mut reader = Pyrec27Reader::open(path)?;
+    let mut until = Until {
+        replay: Py27Replay::new(Platform::linux_x86_64(), false),
+        stop_at,
+        stopped: None,
+    };
+    let mut src = Source::new(&mut reader)?;
+    drive(
+        &mut src,
+        &mut until,
+        &crate::replay::DriveOptions::default(),
+    )?;
+    drop(src);
+    let Some(line) = until.stopped else {
+        return Err(ReplayError::Unsupported(format!(
+            "{}: the trace ends before the point asked for",
+            path.display()
+        )));
+    };
+    Ok(Py27Stop {
+        report: until.replay.report.clone(),
+        state: until.replay.into_state(),
+        line,
+        header: reader.header().lines.clone(),
+    })
 }
 
 /// Replays the trace at `path` through the free lists and pymalloc and compares every
@@ -718,7 +753,7 @@ pub fn state_until(
 /// # Errors
 /// An unreadable or malformed trace; a push or free of an address that is not live
 /// (a divergence with `keep_going`); an unknown `--model`.
-pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
+pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, ReplayError> {
     let mut reader = Pyrec27Reader::open(path)?;
     check_events(&mut reader, opts)
 }
@@ -730,31 +765,23 @@ pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport, CheckError
 pub fn check_reader(
     mut reader: Box<dyn EventReader>,
     opts: &CheckOptions,
-) -> Result<CheckReport, CheckError> {
+) -> Result<CheckReport, ReplayError> {
     check_events(&mut *reader, opts)
 }
 
-fn check_events<R: EventReader + ?Sized>(
-    reader: &mut R,
+fn check_events(
+    reader: &mut dyn EventReader,
     opts: &CheckOptions,
-) -> Result<CheckReport, CheckError> {
+) -> Result<CheckReport, ReplayError> {
     let params = params_for(opts)?;
     let mut replay = Py27Replay::with_params(Platform::linux_x86_64(), params, opts.keep_going);
-    let bar = Progress::new(opts.progress, "replaying");
-    let (mut index, mut line) = (0u64, 0u64);
-    while let Some(ev) = reader.next_event()? {
-        replay.apply(&ev, index)?;
-        index += 1;
-        line = ev.line;
-        bar.tick(index);
-        if replay.report.first_divergence.is_some() && !opts.keep_going {
-            break;
-        }
-    }
+    let mut src = Source::new(reader)?;
+    let d = drive(&mut src, &mut replay, &opts.drive("replaying"))?;
+    replay.report.events = d.events;
+    replay.report.raw_unknown = d.raw_unknown;
     if replay.report.first_divergence.is_none() || opts.keep_going {
-        replay.finish(index, line);
+        replay.finish(d.events, d.last_line);
     }
-    bar.finish();
     Ok(replay.report)
 }
 
@@ -767,7 +794,7 @@ mod tests {
     // The first lines of startup.trace.gz: an arena, a 56-byte and a 48-byte request.
     const START: &str = "A 262144 7ffff7cb2000\nm O 56 7ffff7cb2030\nm O 48 7ffff7cb3030\n";
 
-    fn run(body: &str, keep_going: bool) -> Result<CheckReport, CheckError> {
+    fn run(body: &str, keep_going: bool) -> Result<CheckReport, ReplayError> {
         let text = format!("{HEAD}{body}");
         let reader = Pyrec27Reader::new(LineReader::from_text("t", &text));
         let opts = CheckOptions {
@@ -805,7 +832,9 @@ mod tests {
 
     #[test]
     fn a_wrong_small_address_names_pool_class_and_free_list_head() {
-        let body = format!("{START}m O 56 7ffff7cb20b0\nm O 56 7ffff7cb20b0\n");
+        // (after the divergence the recording frees its block, which the model holds at its
+        // own address, and the next request is the model's free-list head again)
+        let body = format!("{START}m O 56 7ffff7cb20b0\nf O 7ffff7cb20b0\nm O 56 7ffff7cb2070\n");
         let r = run(&body, false).unwrap();
         let d = r.first_divergence.clone().unwrap();
         assert_eq!((d.event, d.line), (3, 5));
@@ -820,7 +849,7 @@ mod tests {
         );
         assert_eq!(r.events, 4, "stops at the first divergence");
         let all = run(&body, true).unwrap();
-        assert_eq!(all.events, 5);
+        assert_eq!(all.events, 6);
         assert_eq!(all.first_divergence, r.first_divergence);
         assert_eq!((all.checked, all.matched), (4, 3), "the last one matches");
     }
@@ -865,7 +894,7 @@ mod tests {
             "D 555555800000\n".to_string(),
         ] {
             match run(&body, false) {
-                Err(CheckError::Model { event, line, .. }) => {
+                Err(ReplayError::Event(EventError { event, line, .. })) => {
                     assert_eq!(line, event + 2, "{body}");
                 }
                 other => panic!("{body}: {other:?}"),
@@ -878,7 +907,7 @@ mod tests {
     #[test]
     fn malformed_lines_and_absurd_sizes_are_errors_not_panics() {
         match run(&format!("{START}m O 56 zz\n"), false) {
-            Err(CheckError::Trace(TraceError::Parse { line, text, .. })) => {
+            Err(ReplayError::Trace(TraceError::Parse { line, text, .. })) => {
                 assert_eq!((line, text.as_str()), (5, "m O 56 zz"));
             }
             other => panic!("{other:?}"),
@@ -887,7 +916,10 @@ mod tests {
             &format!("{START}m O 18446744073709551615 555555900000\n"),
             false,
         );
-        assert!(matches!(e, Err(CheckError::Model { line: 5, .. })), "{e:?}");
+        assert!(
+            matches!(e, Err(ReplayError::Event(EventError { line: 5, .. }))),
+            "{e:?}"
+        );
         let r = run("A 4096 7ffff7cb2000\nm O 56 7ffff7cb2030\n", false).unwrap();
         assert!(r.first_divergence.unwrap().why.contains("arenas of"));
     }

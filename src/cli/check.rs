@@ -58,6 +58,14 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, String> {
                 report.given
             );
         }
+        if report.raw_unknown > 0 {
+            println!(
+                "{} raw-domain frees or reallocs of addresses the recording never showed \
+                 allocated (CPython 3 recordings can miss raw calls made while CPython \
+                 installs its raw allocator): counted, not checked",
+                report.raw_unknown
+            );
+        }
         if report.not_checked > 0 {
             println!(
                 "{} events of kinds this checker has no model for",

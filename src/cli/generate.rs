@@ -50,7 +50,7 @@ pub fn run(a: GenerateArgs) -> Result<ExitCode, String> {
             a.events
         ));
     }
-    let mut model = model_by_name(&a.model)?;
+    let mut model = model_by_name(&a.model).map_err(|e| e.to_string())?;
     let name = model.name();
     let what = match &a.shape {
         Some(s) => format!("--shape {s}"),

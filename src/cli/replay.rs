@@ -98,6 +98,22 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, String> {
             r.model_stats.live_blocks,
             r.moved_live
         );
+        if r.checked.is_none() && r.same_address < r.replayed {
+            println!(
+                "  (replay hands every request to the model as it is: memalign and valloc as \
+                 malloc, mmapped chunks where the model's own address space puts them; from \
+                 the first such call on, addresses part from the recording's. `pyalloc \
+                 check` pins them and compares address by address)"
+            );
+        }
+        if r.raw_unknown > 0 {
+            println!(
+                "  raw-domain frees or reallocs of addresses no raw call returned: {} (counted: \
+                 CPython 3 recordings can miss raw calls made while CPython installs its raw \
+                 allocator)",
+                r.raw_unknown
+            );
+        }
         if let (Some(c), Some(m)) = (r.checked, r.matched) {
             println!("  small-request addresses checked {c}, matched {m}");
         }

@@ -4,8 +4,8 @@
 //! era: a CPython 3 trace or a CPython 2.7 PYREC trace; for a mimalloc recording (CPython
 //! 3.13), the mimalloc section of that function.
 
-use pyalloc::check::pymalloc3::StatsAt;
-use pyalloc::check::{stats_at, CheckOptions};
+use pyalloc::check::CheckOptions;
+use pyalloc::report::{stats_at, StatsAt};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -34,12 +34,12 @@
 //!
 //! The model is `Pymalloc<A, S>`: `A` the lower allocator for fall-through requests (and
 //! the `arenas` vector, the radix-tree nodes), `S` the arena source — `AddressSpace` for
-//! the model's own address space, [`PinnedArenas`] / [`PinnedRaw`] to replay a recording.
+//! the model's own address space, `replay::pinned`'s `PinnedArenas` / `PinnedRaw` to replay
+//! a recording.
 
 pub mod arena;
 pub mod invariants;
 pub mod occupancy;
-pub mod pinned;
 pub mod pool;
 pub mod preset;
 pub mod radix;
@@ -48,10 +48,9 @@ pub mod stats;
 pub mod whatif;
 
 pub use arena::ArenaObject;
-pub use pinned::{PinnedRaw, RawCall};
 pub use pool::Pool;
 pub use preset::{ArenaOrdering, ArenaRelease, PresetSummary, PymallocParams, RadixSummary};
-pub use source::{ArenaSource, PinnedArenas, SystemArenas};
+pub use source::{ArenaSource, SystemArenas};
 
 use crate::addr::Addr;
 use crate::alloc::{Allocator, Stats};
@@ -123,13 +122,6 @@ pub struct BlockInfo {
     pub nextoffset: u32,
     /// True when a live block starts at this address.
     pub live: bool,
-}
-
-impl Pymalloc<PinnedRaw, PinnedArenas> {
-    /// A model whose arenas and raw calls are pinned from a recording (replay and check).
-    pub fn pinned(params: PymallocParams) -> Self {
-        Pymalloc::new(params, PinnedRaw::new(), PinnedArenas::default())
-    }
 }
 
 impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
@@ -799,6 +791,7 @@ mod tests {
 
     #[test]
     fn a_foreign_realloc_to_zero_bytes_asks_for_one_up_to_3_6_and_for_zero_from_3_7() {
+        use crate::replay::pinned::{PinnedArenas, PinnedRaw, RawCall};
         let big = Addr(0x5555_0000_1000);
         for (p, asked) in [
             (PymallocParams::v2_7_17(), 1),
@@ -807,11 +800,11 @@ mod tests {
             (PymallocParams::v3_7(), 0),
             (PymallocParams::v3_11(), 0),
         ] {
-            let mut m = Pymalloc::pinned(p.clone());
+            let mut m = Pymalloc::new(p.clone(), PinnedRaw::sequence(), PinnedArenas::new());
             m.lower_mut().adopt(big, 600);
             // The lower allocator answers only the call the era makes (PinnedRaw refuses
             // any other size); NULL from it keeps the block where it was up to 3.6.
-            m.lower_mut().pending.push_back(RawCall::Realloc {
+            m.lower_mut().expect(RawCall::Realloc {
                 old: big,
                 size: asked,
                 addr: Addr::NULL,

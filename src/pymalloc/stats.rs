@@ -247,7 +247,8 @@ mod tests {
 
     #[test]
     fn the_2_7_layout_prints_serialno_before_the_arena_lines() {
-        use crate::pymalloc::{PinnedArenas, PymallocParams};
+        use crate::pymalloc::PymallocParams;
+        use crate::replay::pinned::PinnedArenas;
         use crate::sysmalloc::Bump;
         use crate::{Addr, Platform};
         for (p, shown) in [

@@ -1,10 +1,20 @@
-//! Reports rendered from a model's results: the `compare` table, CSV, JSON, charts and the
-//! self-contained HTML page (nothing in those replays: they only draw what a run computed);
-//! and what the teaching commands show (`explain`, `map`, `view`), read off the models' state.
+//! Reports: what a replay shows a reader, each beside the others. The pipeline's last
+//! layer (trace → replay → check → report): a report reads what a run computed — the
+//! models' state, a comparison's figures — and never changes how a replay runs.
+//!
+//! ```text
+//!   replay::drive ──> check (comparison rules) ──> stats    sys._debugmallocstats() at a point
+//!   compare (traces × models) ───────────────────> compare  table, CSV, JSON; svg charts; the page
+//! ```
+//! What the teaching commands show (`explain`, `map`, `view`) is read off the models' state
+//! in `teach`.
 
 pub mod compare;
+pub mod stats;
 pub mod svg;
 pub mod teach;
+
+pub use stats::{stats_at, StatsAt};
 
 use std::io::Write;
 use std::path::Path;

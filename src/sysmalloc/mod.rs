@@ -5,17 +5,21 @@
 //! - [`glibc`]: glibc's ptmalloc2 (Linux), chunks with an 8-byte size header;
 //! - [`bump`]: a bump allocator that never reuses, the baseline for comparisons;
 //! - [`macos`]: macOS libmalloc's tiny allocator (16-byte quanta, no header);
+//! - [`null`]: allocators that keep nothing (`Null` for measuring a replay's own cost,
+//!   `NoMalloc` under a free list whose blocks are given);
 //! - [`shared`]: one heap shared by several layers (the int and float free lists).
 
 pub mod bump;
 pub mod glibc;
 pub mod macos;
+pub mod null;
 pub mod shared;
 
 pub use bump::Bump;
 pub use glibc::Glibc;
 pub use macos::MacTiny;
-pub use shared::{NoMalloc, SharedHeap, TraceHeap};
+pub use null::{NoMalloc, Null};
+pub use shared::SharedHeap;
 
 use crate::addr::Addr;
 use crate::alloc::Allocator;

@@ -19,7 +19,7 @@
 
 use super::walk::{Change, Walk};
 use crate::alloc::Allocator;
-use crate::check::CheckError;
+use crate::replay::ReplayError as CheckError;
 use crate::trace::EventKind;
 use base64::Engine;
 use serde::Serialize;
@@ -132,7 +132,7 @@ pub fn build(
             EventKind::Mark { index } => jumps.push((i, format!("mark {index}"))),
             _ => {}
         }
-        if let Some(size) = crate::check::pymalloc3::request_size(&s.event.kind) {
+        if let Some(size) = crate::replay::pymalloc::request_size(&s.event.kind) {
             if let Some(k) = pending_markers.iter().position(|&m| m == size) {
                 pending_markers.remove(k);
                 jumps.push((i, format!("marker {size}")));
@@ -147,7 +147,7 @@ pub fn build(
             }
         }
         let is_call = !s.changes.is_empty()
-            || crate::check::pymalloc3::request_size(&s.event.kind).is_some()
+            || crate::replay::pymalloc::request_size(&s.event.kind).is_some()
             || matches!(s.event.kind, EventKind::Free { .. });
         if arena_lines && is_call {
             arena_lines = false;

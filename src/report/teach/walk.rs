@@ -19,11 +19,14 @@
 //! address `a` pymalloc has handed out, the last event `<= i` that allocated or freed it.
 
 use crate::addr::Addr;
-use crate::check::pymalloc3::{model_for, request_size, ReplayModel, Replayer, Step};
-use crate::check::{CheckError, CheckOptions};
+use crate::check::pymalloc3::model_for;
+use crate::check::CheckOptions;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::pymalloc::NONE;
+use crate::replay::pymalloc::{request_size, ReplayModel};
+use crate::replay::ReplayError as CheckError;
+use crate::replay::{Replayer, Step};
 use crate::trace::pymalloc3::Pymalloc3Reader;
 use crate::trace::{Domain, Event, EventKind, EventReader};
 use serde::Serialize;
@@ -338,11 +341,11 @@ impl Walk {
                     },
                     String::new(),
                 ));
-                return Err(CheckError::Model {
+                return Err(CheckError::Event(crate::replay::EventError {
                     event: index,
                     line: ev.line,
-                    source: e,
-                });
+                    source: crate::replay::Cause::Model(e),
+                }));
             }
         }
         let mut changes = Vec::new();

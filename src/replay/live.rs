@@ -1,0 +1,342 @@
+//! The recording's own consistency, checked once in the driver whatever the model: every
+//! address a CPython `O`/`M` call or a C library call returned is live from that event to
+//! the free (or realloc) that gives it back.
+//!
+//! ```text
+//!   m O 56 A   A born (line n)       A already live  -> "returned while still live"
+//!   f O A      A dies                A not live      -> "never allocated (or already freed)"
+//!   r O A 80 B A dies, B born        (NULL with size > 0: the call failed, A stays)
+//!   f R C      C not a live R block  -> counted in `raw_unknown`, not an error: CPython 3
+//!              recordings can miss raw calls made while CPython swaps its default raw
+//!              allocator in (their header says so)
+//! ```
+//! Calls nested in another (`r`), arena lines and free-list lines are the model's
+//! business, not the recording's consistency. Invariant: `live` holds exactly the O/M and
+//! C library blocks the recording returned and has not given back.
+
+use super::error::Cause;
+use crate::addr::Addr;
+use crate::trace::{Domain, Event, EventKind};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A hasher for addresses: one multiply and a fold.
+#[derive(Default)]
+pub(crate) struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        // The product's high bits are well mixed, its low bits are not (addresses are
+        // 16-aligned): fold the high half down, since the table indexes by the low bits.
+        let h = v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+pub(crate) type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
+pub(crate) type AddrSet = HashSet<u64, BuildHasherDefault<AddrHasher>>;
+
+/// A set of addresses kept as bits: one bit per 8-byte granule, in 64 KiB pages. Blocks
+/// cluster in arenas and heaps, so the pages are few and the page of the last address
+/// is usually one of the last few: a set operation is a shift and a bit test.
+/// Invariant: `a ∈ set ⇔ bit (a mod 2^16) / 8 of page a / 2^16 is set` for 8-aligned
+/// `a`; other addresses (only a malformed trace has them) are kept exactly in `odd`.
+#[derive(Default)]
+struct LiveSet {
+    pages: AddrMap<u32>,     // page number -> index into `bits`
+    bits: Vec<[u64; 128]>,   // 8192 granules of 8 bytes: 64 KiB each
+    cache: [(u64, u32); 16], // recent pages (page number + 1, index), by page number mod 16
+    odd: AddrSet,            // addresses that are not 8-aligned
+}
+
+impl LiveSet {
+    #[inline(always)]
+    fn slot(&mut self, a: u64) -> (usize, usize, u64) {
+        let page = a >> 16;
+        let c = (page & 15) as usize;
+        let i = if self.cache[c].0 == page + 1 {
+            self.cache[c].1
+        } else {
+            let n = self.bits.len() as u32;
+            let i = *self.pages.entry(page).or_insert(n);
+            if i == n {
+                self.bits.push([0; 128]);
+            }
+            self.cache[c] = (page + 1, i);
+            i
+        };
+        let g = (a & 0xffff) >> 3;
+        (i as usize, (g >> 6) as usize, 1u64 << (g & 63))
+    }
+
+    /// Adds `a`; false when it was there.
+    #[inline(always)]
+    fn insert(&mut self, a: u64) -> bool {
+        if a & 7 != 0 {
+            return self.odd.insert(a);
+        }
+        let (i, w, b) = self.slot(a);
+        let word = &mut self.bits[i][w];
+        let fresh = *word & b == 0;
+        *word |= b;
+        fresh
+    }
+
+    /// Takes `a` out; false when it was not there.
+    #[inline(always)]
+    fn remove(&mut self, a: u64) -> bool {
+        if a & 7 != 0 {
+            return self.odd.remove(&a);
+        }
+        let (i, w, b) = self.slot(a);
+        let word = &mut self.bits[i][w];
+        let was = *word & b != 0;
+        *word &= !b;
+        was
+    }
+}
+
+/// Which namespace a domain's addresses live in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Space {
+    /// O, M and C library calls: held exactly.
+    Held,
+    /// Top-level raw calls: counted when a free does not match.
+    Raw,
+    /// Nested calls: the model's business.
+    None,
+}
+
+fn space(d: Domain) -> Space {
+    match d {
+        Domain::Obj | Domain::Mem | Domain::Libc => Space::Held,
+        Domain::Raw => Space::Raw,
+        Domain::RawNested => Space::None,
+    }
+}
+
+/// The live blocks of a recording, as the recording itself says.
+#[derive(Default)]
+pub(crate) struct Liveness {
+    live: LiveSet, // O/M and C library blocks
+    raw: LiveSet,  // live top-level raw blocks
+    /// Top-level raw frees and reallocs of an address no raw call returned.
+    pub raw_unknown: u64,
+}
+
+/// What the liveness check saw at one event.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Seen {
+    /// A free or realloc gave back a block the recording held.
+    pub given_back: bool,
+}
+
+impl Liveness {
+    /// Checks event `e` against the live blocks and applies it.
+    ///
+    /// # Errors
+    /// A free or realloc of an address not live, an address returned while still live.
+    #[inline]
+    pub(crate) fn apply(&mut self, e: &Event) -> Result<Seen, Cause> {
+        match e.kind {
+            EventKind::Malloc { domain, addr, .. } | EventKind::Calloc { domain, addr, .. } => {
+                self.born(space(domain), addr)?;
+            }
+            EventKind::Memalign { addr, .. }
+            | EventKind::Valloc { addr, .. }
+            | EventKind::Pvalloc { addr, .. } => self.born(Space::Held, addr)?,
+            EventKind::Free { domain, addr } => {
+                return self.dies(space(domain), "free", addr);
+            }
+            EventKind::Realloc {
+                domain,
+                old,
+                size,
+                new,
+            } => {
+                let sp = space(domain);
+                if sp == Space::None {
+                    return Ok(Seen::default());
+                }
+                let seen = self.dies(sp, "realloc", old)?;
+                if new.is_null() && size > 0 && !old.is_null() {
+                    // the call failed: the block stays where it was
+                    match sp {
+                        Space::Held => self.live.insert(old.0),
+                        _ => self.raw.insert(old.0),
+                    };
+                }
+                self.born(sp, new)?;
+                return Ok(seen);
+            }
+            _ => {}
+        }
+        Ok(Seen::default())
+    }
+
+    #[inline(always)]
+    fn born(&mut self, sp: Space, addr: Addr) -> Result<(), Cause> {
+        if addr.is_null() {
+            return Ok(());
+        }
+        match sp {
+            Space::Held => {
+                if !self.live.insert(addr.0) {
+                    return Err(Cause::StillLive { addr });
+                }
+            }
+            Space::Raw => {
+                self.raw.insert(addr.0);
+            }
+            Space::None => {}
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn dies(&mut self, sp: Space, op: &'static str, addr: Addr) -> Result<Seen, Cause> {
+        if addr.is_null() {
+            return Ok(Seen::default());
+        }
+        match sp {
+            Space::Held if self.live.remove(addr.0) => Ok(Seen { given_back: true }),
+            Space::Held => Err(Cause::NeverAllocated { op, addr }),
+            Space::Raw => {
+                if !self.raw.remove(addr.0) {
+                    self.raw_unknown += 1;
+                }
+                Ok(Seen::default())
+            }
+            Space::None => Ok(Seen::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: EventKind, line: u64) -> Event {
+        Event { kind, line }
+    }
+
+    #[test]
+    fn a_double_free_an_unknown_free_and_a_live_address_returned_again_are_refused() {
+        let mut l = Liveness::default();
+        let a = Addr(0x1000);
+        let m = |line| {
+            ev(
+                EventKind::Malloc {
+                    domain: Domain::Obj,
+                    size: 16,
+                    addr: a,
+                },
+                line,
+            )
+        };
+        let f = |line| {
+            ev(
+                EventKind::Free {
+                    domain: Domain::Mem,
+                    addr: a,
+                },
+                line,
+            )
+        };
+        l.apply(&m(3)).unwrap();
+        assert!(matches!(l.apply(&m(4)), Err(Cause::StillLive { .. })));
+        assert!(l.apply(&f(5)).unwrap().given_back);
+        assert!(matches!(
+            l.apply(&f(6)),
+            Err(Cause::NeverAllocated { op: "free", .. })
+        ));
+        // a failed realloc keeps its block; a realloc to NULL of size 0 gives it back
+        l.apply(&m(7)).unwrap();
+        let r = |size, new| {
+            ev(
+                EventKind::Realloc {
+                    domain: Domain::Libc,
+                    old: a,
+                    size,
+                    new,
+                },
+                8,
+            )
+        };
+        l.apply(&r(64, Addr::NULL)).unwrap();
+        l.apply(&r(0, Addr::NULL)).unwrap();
+        assert!(
+            l.apply(&r(0, Addr::NULL)).is_err(),
+            "given back by realloc(p, 0)"
+        );
+    }
+
+    #[test]
+    fn raw_frees_of_unknown_addresses_are_counted_and_nested_calls_ignored() {
+        let mut l = Liveness::default();
+        let raw = |kind| ev(kind, 1);
+        l.apply(&raw(EventKind::Malloc {
+            domain: Domain::Raw,
+            size: 40,
+            addr: Addr(0x10),
+        }))
+        .unwrap();
+        l.apply(&raw(EventKind::Free {
+            domain: Domain::Raw,
+            addr: Addr(0x10),
+        }))
+        .unwrap();
+        l.apply(&raw(EventKind::Free {
+            domain: Domain::Raw,
+            addr: Addr(0x10),
+        }))
+        .unwrap();
+        l.apply(&raw(EventKind::Free {
+            domain: Domain::Raw,
+            addr: Addr(0x20),
+        }))
+        .unwrap();
+        assert_eq!(l.raw_unknown, 2);
+        l.apply(&raw(EventKind::Free {
+            domain: Domain::RawNested,
+            addr: Addr(0x30),
+        }))
+        .unwrap();
+        assert_eq!(l.raw_unknown, 2);
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::*;
+
+    #[test]
+    fn the_bit_set_holds_exactly_what_was_put_in() {
+        let mut s = LiveSet::default();
+        let addrs = [
+            0x7fff_7750_0030u64,
+            0x7fff_7750_0038,
+            0x5555_5555_c530,
+            0x10_0000,
+            0x7fff7,
+        ];
+        for &a in &addrs {
+            assert!(s.insert(a), "{a:#x}");
+        }
+        for &a in &addrs {
+            assert!(!s.insert(a), "{a:#x} twice");
+        }
+        assert!(!s.remove(0x7fff_7750_0040), "never put in");
+        for &a in &addrs {
+            assert!(s.remove(a) && !s.remove(a), "{a:#x}");
+        }
+    }
+}

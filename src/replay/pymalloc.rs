@@ -1,0 +1,572 @@
+//! The pymalloc replay engine: a CPython 3 recording's O/M calls through pymalloc, with
+//! the arenas and raw calls nested in each call pinned from the recording (or, `+own`,
+//! the model's own), one event at a time.
+//!
+//! ```text
+//!  trace (post-order)            Replayer                        model
+//!  r r 0 768 55555555c530   ->  PinnedRaw::expect    --.
+//!  A 1048576 7fff77500000   ->  PinnedArenas::push   --+-> consumed by the next O/M call
+//!  c r 1 262144 7ffff769d010 -> PinnedRaw::expect    --'
+//!  m O 56 7fff77500030      ->  Pymalloc::malloc(56) = 0x7fff77500030 ?= recorded
+//!  F 7fff769cf000 1048576   ->  expected unmaps    --> compared with the model's unmaps
+//!  f O 7fff769d0030         ->  Pymalloc::free
+//! ```
+//!
+//! Two modes ([`Addresses`]). **Pinned** (default): arena bases come from the `A` lines and
+//! fall-through addresses (requests of 0 or more than 512 bytes, the `arenas` vector,
+//! radix-tree nodes) from the nested `r` lines — and the model must make exactly those raw
+//! calls, in order. **Own** (`cpython-3.11+own`): arenas come from the model's own address
+//! space (top-down mmap of the platform preset) and fall-throughs from a bump allocator; a
+//! small address matches when it sits at the same offset of the corresponding arena (the
+//! one mapped at the same event). Invariant: after each O/M call the nested queues are
+//! empty (the model made every raw call and arena map the recording shows, and no other).
+//! [`Replayer::step`] tells what an event amounted to; what counts as a divergence and what
+//! is reported is the caller's (check/pymalloc3, `replay`, `stats`).
+
+use super::model::Addresses;
+use super::pinned::{PinnedArenas, PinnedRaw, RawCall};
+use crate::addr::Addr;
+use crate::alloc::Allocator;
+use crate::error::AllocError;
+use crate::platform::Platform;
+use crate::pymalloc::{Pymalloc, PymallocParams};
+use crate::sysmalloc::Bump;
+use crate::trace::packed::{codes, PackedEvents};
+use crate::trace::{Domain, Event, EventKind};
+use std::collections::HashMap;
+
+/// The model a replay drives: pymalloc over the pinned (or own) raw allocator and arenas.
+pub type ReplayModel = Pymalloc<PinnedRaw, PinnedArenas>;
+
+/// What one replayed event amounted to (small and `Copy`: the explanation of a mismatch
+/// and the model's refusal are kept in the [`Replayer`], see [`Replayer::take_why`] and
+/// [`Replayer::take_error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Context (a raw, arena or data-stack line), buffered or ignored.
+    Context,
+    /// An O/M call replayed through the model.
+    Call {
+        /// The address the recording returned (0 for a free).
+        expected: Addr,
+        /// The model's address, in the recording's terms (0 for a free).
+        got: Addr,
+        /// True for a request of 1..=threshold bytes (one that is checked).
+        small: bool,
+        /// True when the model agrees (address, arena maps and unmaps, raw calls).
+        matched: bool,
+        /// Arena maps + unmaps that happened in this call, all agreeing with the recording.
+        arena_events: u32,
+    },
+    /// The model refused the call (a free of a non-live address, a double free …).
+    Refused,
+}
+
+/// Replays a pymalloc3 event stream through a [`ReplayModel`], one event at a time.
+pub struct Replayer {
+    model: ReplayModel,                  // the model
+    mode: Addresses,                     // pinned or own
+    alias: HashMap<u64, u64>,            // recorded address -> model address, where they differ
+    arena_pairs: Vec<(u64, u64)>,        // own mode: (model base, recorded base) of live arenas
+    expected_unmaps: Vec<Addr>,          // `F` lines of the call being assembled
+    expected_maps: Vec<Addr>,            // `A` lines of the call being assembled
+    arena_size: u64,                     // ARENA_SIZE
+    nested: bool,                        // something is buffered for the next O/M call
+    why: Option<String>,                 // why the last call did not match
+    error: Option<(AllocError, String)>, // what the model refused in the last call, and why
+}
+
+impl Replayer {
+    /// A replayer for era `params` in `mode` (own mode uses `platform`'s address space).
+    pub fn new(params: PymallocParams, mode: Addresses, platform: &Platform) -> Replayer {
+        let arena_size = params.arena_size();
+        let model = match mode {
+            Addresses::Pinned => Pymalloc::new(params, PinnedRaw::sequence(), PinnedArenas::new()),
+            Addresses::Own => Pymalloc::new(
+                params,
+                PinnedRaw::own(Bump::new(platform.heap_start, 16)),
+                PinnedArenas::own(platform.address_space()),
+            ),
+        };
+        Replayer {
+            model,
+            mode,
+            alias: HashMap::new(),
+            arena_pairs: Vec::new(),
+            expected_unmaps: Vec::new(),
+            expected_maps: Vec::new(),
+            arena_size,
+            nested: false,
+            why: None,
+            error: None,
+        }
+    }
+
+    /// Why the last call did not match (taken: the next mismatch sets it again).
+    pub fn take_why(&mut self) -> Option<String> {
+        self.why.take()
+    }
+
+    /// What the model refused in the last call ([`Step::Refused`]), with the context.
+    pub fn take_error(&mut self) -> Option<(AllocError, String)> {
+        self.error.take()
+    }
+
+    /// The model (for statistics, explanations).
+    pub fn model(&self) -> &ReplayModel {
+        &self.model
+    }
+
+    /// The model, mutably.
+    pub fn model_mut(&mut self) -> &mut ReplayModel {
+        &mut self.model
+    }
+
+    /// A recorded address in the model's terms.
+    #[inline]
+    fn to_model(&self, a: Addr) -> Addr {
+        if self.alias.is_empty() {
+            return a;
+        }
+        self.alias.get(&a.0).map_or(a, |&m| Addr(m))
+    }
+
+    /// A model address in the recording's terms. Own mode: the same pool index (counted
+    /// from each arena's first pool-aligned address) and offset in the paired arena.
+    #[inline]
+    fn recorded_terms(&self, got: Addr) -> Addr {
+        if self.mode == Addresses::Pinned {
+            return got;
+        }
+        let (size, pool) = (self.arena_size, self.model.params().pool_size());
+        match self
+            .arena_pairs
+            .iter()
+            .find(|(m, _)| got.0 >= *m && got.0 - *m < size)
+        {
+            Some(&(m, t)) => {
+                let (mf, tf) = (Addr(m).align_up(pool).0, Addr(t).align_up(pool).0);
+                Addr((tf + got.0).wrapping_sub(mf))
+            }
+            None => got,
+        }
+    }
+
+    /// Own mode: pairs the arenas the model mapped in this call with the recorded ones.
+    fn pair_arenas(&mut self) {
+        if self.mode == Addresses::Own {
+            for &(m, t) in self.model.source().mapped() {
+                if let Some(t) = t {
+                    self.arena_pairs.push((m.0, t.0));
+                }
+            }
+        }
+    }
+
+    /// Replays one event.
+    ///
+    /// The model's refusal (a free of a non-live address, a double free …) is
+    /// [`Step::Refused`], its error in [`take_error`](Self::take_error); the caller decides
+    /// whether it ends the check.
+    #[inline]
+    pub fn step(&mut self, ev: &Event) -> Step {
+        let Some((op, expected)) = om_call(&ev.kind) else {
+            self.context(ev.kind);
+            return Step::Context;
+        };
+        // The common case, decided once: pinned, nothing nested, nothing diverged, and the
+        // model returned the recorded address without mapping or unmapping an arena.
+        let quick = self.mode == Addresses::Pinned && !self.nested && self.alias.is_empty();
+        let small = match op {
+            Op::Malloc(n) | Op::Realloc(_, n) => self.model.is_small(n),
+            Op::Calloc(n, e) => n.checked_mul(e).is_some_and(|b| self.model.is_small(b)),
+            Op::Free(_) => false,
+        };
+        let result = match op {
+            Op::Malloc(n) => self.model.malloc(n as usize),
+            Op::Calloc(n, e) => self.model.calloc(n as usize, e as usize),
+            Op::Realloc(old, n) => {
+                let m = self.to_model(old);
+                let r = self.model.realloc(m, n as usize);
+                if r.is_ok() && !self.alias.is_empty() {
+                    self.alias.remove(&old.0);
+                }
+                r
+            }
+            Op::Free(a) => {
+                let m = self.to_model(a);
+                let r = self.model.free(m).map(|()| Addr::NULL);
+                if r.is_ok() && !self.alias.is_empty() {
+                    self.alias.remove(&a.0);
+                }
+                r
+            }
+        };
+        if quick && result == Ok(expected) && self.model.source().is_quiet() {
+            return Step::Call {
+                expected,
+                got: expected,
+                small,
+                matched: true,
+                arena_events: 0,
+            };
+        }
+        self.finish_call(op, expected, small, result)
+    }
+
+    /// Replays event `i` of pre-decoded `events` (the same [`Step`] as
+    /// [`step`](Self::step) of that event); `None` when there is no event `i`. The common
+    /// pinned O/M malloc and free are read straight from the 16-byte record.
+    #[inline]
+    pub fn step_at(&mut self, events: &PackedEvents, i: usize) -> Option<Step> {
+        let p = events.records().get(i)?;
+        if self.mode == Addresses::Pinned && !self.nested && self.alias.is_empty() {
+            let quiet_call = |expected: Addr, small: bool| Step::Call {
+                expected,
+                got: expected,
+                small,
+                matched: true,
+                arena_events: 0,
+            };
+            match p.code() {
+                codes::MALLOC_OBJ | codes::MALLOC_MEM => {
+                    let (size, addr) = (p.body(), p.addr());
+                    let small = self.model.is_small(size);
+                    let result = self.model.malloc(size as usize);
+                    if result == Ok(addr) && self.model.source().is_quiet() {
+                        return Some(quiet_call(addr, small));
+                    }
+                    return Some(self.finish_call(Op::Malloc(size), addr, small, result));
+                }
+                codes::FREE_OBJ | codes::FREE_MEM => {
+                    let addr = p.addr();
+                    let result = self.model.free(addr).map(|()| Addr::NULL);
+                    if result.is_ok() && self.model.source().is_quiet() {
+                        return Some(quiet_call(Addr::NULL, false));
+                    }
+                    return Some(self.finish_call(Op::Free(addr), Addr::NULL, false, result));
+                }
+                _ => {}
+            }
+        }
+        let kind = events.kind(p)?;
+        Some(self.step(&Event { kind, line: 0 }))
+    }
+
+    /// The rest of [`step`](Self::step) when the call had nested lines, diverged or failed.
+    #[inline(never)]
+    fn finish_call(
+        &mut self,
+        op: Op,
+        expected: Addr,
+        small: bool,
+        result: Result<Addr, AllocError>,
+    ) -> Step {
+        let got = match result {
+            Ok(g) => g,
+            Err(e) => {
+                let why = self.call_mismatch().unwrap_or_default();
+                self.clear_call();
+                return match e {
+                    AllocError::Corrupt { .. } | AllocError::OutOfAddressSpace { .. } => {
+                        self.why = Some(format!("{e}; {why}"));
+                        Step::Call {
+                            expected,
+                            got: Addr::NULL,
+                            small,
+                            matched: false,
+                            arena_events: 0,
+                        }
+                    }
+                    _ => {
+                        self.error = Some((e, why));
+                        Step::Refused
+                    }
+                };
+            }
+        };
+        self.pair_arenas();
+        let got_t = self.recorded_terms(got);
+        if got_t != expected || got != expected {
+            // Later frees and reallocs name the recorded address: send them to the model's.
+            if !expected.is_null() {
+                self.alias.insert(expected.0, got.0);
+            }
+        } else if !self.alias.is_empty() && !expected.is_null() {
+            self.alias.remove(&expected.0);
+        }
+        let arena_events =
+            (self.model.source().mapped().len() + self.model.source().unmapped().len()) as u32;
+        let mut why = self.call_mismatch();
+        let mut matched = why.is_none();
+        // Own mode: fall-through addresses are the bump allocator's; it is enough that the
+        // recording's is outside every arena too.
+        let fell_through = self.mode == Addresses::Own
+            && got_t == got
+            && !self
+                .arena_pairs
+                .iter()
+                .any(|&(_, t)| expected.0 >= t && expected.0 - t < self.arena_size);
+        if got_t != expected && !matches!(op, Op::Free(_)) && !fell_through {
+            matched = false;
+            let mut w = format!(
+                "model {}; the recorded address: {}",
+                self.model.explain(got),
+                self.explain_recorded(expected)
+            );
+            if let Some(more) = why.take() {
+                w = format!("{w}; {more}");
+            }
+            why = Some(w);
+        }
+        self.clear_call();
+        self.why = why;
+        Step::Call {
+            expected,
+            got: got_t,
+            small,
+            matched,
+            arena_events: if matched { arena_events } else { 0 },
+        }
+    }
+
+    fn explain_recorded(&mut self, expected: Addr) -> String {
+        let m = match self.mode {
+            Addresses::Pinned => expected,
+            Addresses::Own => {
+                let pool = self.model.params().pool_size();
+                match self
+                    .arena_pairs
+                    .iter()
+                    .find(|(_, t)| expected.0 >= *t && expected.0 - *t < self.arena_size)
+                {
+                    Some(&(m, t)) => {
+                        let (mf, tf) = (Addr(m).align_up(pool).0, Addr(t).align_up(pool).0);
+                        Addr((mf + expected.0).wrapping_sub(tf))
+                    }
+                    None => return format!("{expected} is in no arena the model has"),
+                }
+            }
+        };
+        self.model.explain(m)
+    }
+
+    /// Buffers a raw, arena or data-stack line for the next O/M call.
+    #[inline(never)]
+    fn context(&mut self, kind: EventKind) {
+        let pinned = self.mode == Addresses::Pinned;
+        if matches!(
+            kind,
+            EventKind::ArenaAlloc { .. }
+                | EventKind::ArenaFree { .. }
+                | EventKind::Malloc {
+                    domain: Domain::RawNested,
+                    ..
+                }
+                | EventKind::Calloc {
+                    domain: Domain::RawNested,
+                    ..
+                }
+                | EventKind::Realloc {
+                    domain: Domain::RawNested,
+                    ..
+                }
+        ) {
+            self.nested = true;
+        }
+        let raw = self.model.lower_mut();
+        match kind {
+            EventKind::Malloc {
+                domain: Domain::RawNested,
+                size,
+                addr,
+            } if pinned => raw.expect(RawCall::Malloc { size, addr }),
+            EventKind::Calloc {
+                domain: Domain::RawNested,
+                nelem,
+                elsize,
+                addr,
+            } if pinned => raw.expect(RawCall::Calloc {
+                nelem,
+                elsize,
+                addr,
+            }),
+            EventKind::Realloc {
+                domain: Domain::RawNested,
+                old,
+                size,
+                new,
+            } if pinned => raw.expect(RawCall::Realloc {
+                old,
+                size,
+                addr: new,
+            }),
+            EventKind::Malloc {
+                domain: Domain::Raw,
+                size,
+                addr,
+            } if pinned => raw.adopt(addr, size),
+            EventKind::Calloc {
+                domain: Domain::Raw,
+                nelem,
+                elsize,
+                addr,
+            } if pinned => raw.adopt(addr, nelem.saturating_mul(elsize)),
+            EventKind::Realloc {
+                domain: Domain::Raw,
+                old,
+                size,
+                new,
+            } if pinned && !new.is_null() => {
+                raw.release(old);
+                raw.adopt(new, size);
+            }
+            EventKind::Free {
+                domain: Domain::Raw,
+                addr,
+            } if pinned => {
+                raw.release(addr);
+            }
+            EventKind::ArenaAlloc { addr, .. } => {
+                self.expected_maps.push(addr);
+                self.model.source_mut().push(addr);
+            }
+            EventKind::ArenaFree { addr, .. } => self.expected_unmaps.push(addr),
+            _ => {}
+        }
+    }
+
+    /// Compares the arena maps/unmaps and raw calls of the call just replayed with the
+    /// recording's nested lines; `Some(why)` when they differ.
+    fn call_mismatch(&mut self) -> Option<String> {
+        if self.call_was_plain() {
+            return None;
+        }
+        let mut why = Vec::new();
+        let src = self.model.source();
+        let mapped: Vec<Addr> = src.mapped().iter().map(|&(m, t)| t.unwrap_or(m)).collect();
+        if self.mode == Addresses::Pinned && mapped != self.expected_maps {
+            why.push(format!(
+                "arenas mapped: model {:?}, recording {:?}",
+                mapped, self.expected_maps
+            ));
+        }
+        if self.mode == Addresses::Own && src.mapped().len() != self.expected_maps.len() {
+            why.push(format!(
+                "arenas mapped: model {}, recording {}",
+                src.mapped().len(),
+                self.expected_maps.len()
+            ));
+        }
+        let unmapped: Vec<Addr> = src
+            .unmapped()
+            .iter()
+            .map(|&m| {
+                self.arena_pairs
+                    .iter()
+                    .find(|p| p.0 == m.0)
+                    .map_or(m, |p| Addr(p.1))
+            })
+            .collect();
+        if unmapped != self.expected_unmaps {
+            why.push(format!(
+                "arenas unmapped: model {:?}, recording {:?}",
+                unmapped, self.expected_unmaps
+            ));
+        }
+        if !self.model.lower().is_settled() {
+            let calls: Vec<String> = self
+                .model
+                .lower()
+                .pending()
+                .map(|c| format!("{c:?}"))
+                .collect();
+            why.push(format!(
+                "raw calls recorded but not made by the model: [{}]",
+                calls.join(", ")
+            ));
+        }
+        if self.model.source().has_pending() {
+            why.push("an arena recorded but not mapped by the model".into());
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+
+    /// True when neither the recording nor the model had anything nested in this call
+    /// (the common case: no raw call, no arena map or unmap).
+    #[inline(always)]
+    fn call_was_plain(&self) -> bool {
+        let src = self.model.source();
+        src.is_quiet()
+            && !src.has_pending()
+            && self.model.lower().is_settled()
+            && self.expected_maps.is_empty()
+            && self.expected_unmaps.is_empty()
+    }
+
+    #[inline]
+    fn clear_call(&mut self) {
+        self.nested = false;
+        if self.call_was_plain() {
+            return;
+        }
+        let unmapped = self.model.source_mut().end_call();
+        if self.mode == Addresses::Own {
+            self.arena_pairs
+                .retain(|p| !unmapped.iter().any(|u| u.0 == p.0));
+        }
+        self.model.lower_mut().end_call();
+        self.expected_maps.clear();
+        self.expected_unmaps.clear();
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Malloc(u64),
+    Calloc(u64, u64),
+    Realloc(Addr, u64),
+    Free(Addr),
+}
+
+#[inline(always)]
+fn is_om(d: Domain) -> bool {
+    matches!(d, Domain::Obj | Domain::Mem)
+}
+
+/// The O/M call an event is, with the address it returned (NULL for a free).
+#[inline(always)]
+fn om_call(kind: &EventKind) -> Option<(Op, Addr)> {
+    match *kind {
+        EventKind::Malloc { domain, size, addr } if is_om(domain) => Some((Op::Malloc(size), addr)),
+        EventKind::Calloc {
+            domain,
+            nelem,
+            elsize,
+            addr,
+        } if is_om(domain) => Some((Op::Calloc(nelem, elsize), addr)),
+        EventKind::Realloc {
+            domain,
+            old,
+            size,
+            new,
+        } if is_om(domain) => Some((Op::Realloc(old, size), new)),
+        EventKind::Free { domain, addr } if is_om(domain) => Some((Op::Free(addr), Addr::NULL)),
+        _ => None,
+    }
+}
+
+/// The request size of a top-level O/M call (`m`, `c`: nelem * elsize, `r`).
+pub fn request_size(kind: &EventKind) -> Option<u64> {
+    match *kind {
+        EventKind::Malloc { domain, size, .. } if is_om(domain) => Some(size),
+        EventKind::Calloc {
+            domain,
+            nelem,
+            elsize,
+            ..
+        } if is_om(domain) => nelem.checked_mul(elsize),
+        EventKind::Realloc { domain, size, .. } if is_om(domain) => Some(size),
+        _ => None,
+    }
+}

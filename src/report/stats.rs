@@ -1,0 +1,114 @@
+//! `pyalloc stats`: the model's state at one point of a CPython 3 recording, in the layout
+//! of `sys._debugmallocstats()` (obmalloc.c `_PyObject_DebugMallocStats`, CPython 3.x).
+//!
+//! ```text
+//!   drive ──> AtPoint { Pymalloc3Check } ──Stop at the point──> model.debug_malloc_stats()
+//!                 └─ Diverged before it: an error (the statistics would not be CPython's)
+//! ```
+
+pub use crate::check::pymalloc3::StatsAt;
+use crate::check::pymalloc3::{model_for, Pymalloc3Check};
+use crate::check::CheckOptions;
+use crate::replay::pymalloc::request_size;
+use crate::replay::Addresses;
+use crate::replay::{drive, Cause, EventError, Flow, Replay, ReplayError, Source};
+use crate::trace::pymalloc3::Pymalloc3Reader;
+use crate::trace::Event;
+use crate::trace::{Format, Opened};
+use std::path::Path;
+
+/// True when event `index` is the point `at`.
+fn is_at(at: StatsAt, index: u64, ev: &Event) -> bool {
+    {
+        match at {
+            StatsAt::Event(n) => index == n,
+            StatsAt::Marker(size) => request_size(&ev.kind) == Some(size),
+        }
+    }
+}
+
+/// The check, stopped at the point asked for.
+struct AtPoint {
+    check: Pymalloc3Check, // the model, held to the recording
+    at: StatsAt,           // where to stop
+    reached: Option<u64>,  // the event index where it stopped
+}
+
+impl Replay for AtPoint {
+    #[inline]
+    fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
+        let flow = self.check.step(index, ev)?;
+        if flow != Flow::Stop && is_at(self.at, index, ev) {
+            self.reached = Some(index);
+            return Ok(Flow::Stop);
+        }
+        Ok(flow)
+    }
+    fn keep_going(&mut self, err: EventError) {
+        self.check.keep_going(err);
+    }
+}
+
+/// Replays the trace at `path` up to `at` and returns the event index reached with the
+/// model's `sys._debugmallocstats()` text there.
+///
+/// # Errors
+/// The trace ends before `at`, the model diverges from the recording before it (the
+/// statistics would not be CPython's), or a read/model error.
+pub fn stats_at(
+    path: &Path,
+    opts: &CheckOptions,
+    at: StatsAt,
+) -> Result<(u64, String), ReplayError> {
+    // a CPython 2.7 PYREC recording in 2.7's layout; every other through pymalloc 3
+    match Opened::open(path)?.format {
+        Format::Pyrec27 => crate::check::pyrec27::stats_at(path, opts, at),
+        _ => stats_at_py3(path, opts, at),
+    }
+}
+
+fn stats_at_py3(
+    path: &Path,
+    opts: &CheckOptions,
+    at: StatsAt,
+) -> Result<(u64, String), ReplayError> {
+    let mut reader = Pymalloc3Reader::open(path)?;
+    let mut src = Source::new(&mut reader)?;
+    let (params, mode) = model_for(opts, src.header())?;
+    let mut a = AtPoint {
+        check: Pymalloc3Check::new(params, mode),
+        at,
+        reached: None,
+    };
+    // Own mode (`+own`) places arenas and fall-throughs itself, so its addresses differ
+    // from the recording's by design (the kernel put ints.py's first arena on a 1 MiB
+    // boundary, 64 pools, where the model's own mmap gives a page-aligned one of 63): it
+    // replays on past them (later frees follow the model's blocks) and shows the model's
+    // own state. Pinned mode must match every address up to the point.
+    let own = mode == Addresses::Own;
+    let label = path.display().to_string();
+    let mut drive_opts = opts.drive(&label);
+    drive_opts.keep_going = own;
+    let d = drive(&mut src, &mut a, &drive_opts)?;
+    if let Some(dv) = a.check.report().first_divergence.as_ref().filter(|_| !own) {
+        return Err(ReplayError::Unsupported(format!(
+            "{}: the model diverged from the recording at event {} (line {}) before the point asked for: {}",
+            path.display(),
+            dv.event,
+            dv.line,
+            dv.why
+        )));
+    }
+    let i = a.reached.ok_or_else(|| {
+        let what = match at {
+            StatsAt::Event(n) => format!("no event {n}"),
+            StatsAt::Marker(s) => format!("no top-level O/M request of {s} bytes"),
+        };
+        ReplayError::Unsupported(format!(
+            "{}: {what} among its {} events",
+            path.display(),
+            d.events
+        ))
+    })?;
+    Ok((i, a.check.replayer().model().debug_malloc_stats().render()))
+}
