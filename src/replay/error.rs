@@ -48,6 +48,17 @@ pub enum Cause {
         /// The recorded address.
         addr: Addr,
     },
+    /// The trace maps an arena that is still mapped, or unmaps one that is not.
+    #[error(
+        "the recording is inconsistent: arena {addr} {what} (a cut, edited or interleaved \
+         trace)"
+    )]
+    Arena {
+        /// `mapped again while still mapped` or `unmapped while not mapped`.
+        what: &'static str,
+        /// The recorded arena base.
+        addr: Addr,
+    },
     /// The model refused to give back a block the recording holds: the model's state
     /// differs from the process's.
     #[error(

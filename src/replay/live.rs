@@ -9,10 +9,13 @@
 //!   f R C      C not a live R block  -> counted in `raw_unknown`, not an error: CPython 3
 //!              recordings can miss raw calls made while CPython swaps its default raw
 //!              allocator in (their header says so)
+//!   A 1048576 X arena X mapped      X already mapped -> "mapped again while still mapped"
+//!   F X 1048576 X unmapped          X not mapped     -> "unmapped while not mapped"
 //! ```
-//! Calls nested in another (`r`), arena lines and free-list lines are the model's
-//! business, not the recording's consistency. Invariant: `live` holds exactly the O/M and
-//! C library blocks the recording returned and has not given back.
+//! Calls nested in another (`r`) and free-list lines are the model's business, not the
+//! recording's consistency. Invariants: `live` holds exactly the O/M and C library blocks
+//! the recording returned and has not given back; `arenas` exactly the arenas it mapped and
+//! has not unmapped.
 
 use super::error::Cause;
 use crate::addr::Addr;
@@ -126,8 +129,9 @@ fn space(d: Domain) -> Space {
 /// The live blocks of a recording, as the recording itself says.
 #[derive(Default)]
 pub(crate) struct Liveness {
-    live: LiveSet, // O/M and C library blocks
-    raw: LiveSet,  // live top-level raw blocks
+    live: LiveSet,        // O/M and C library blocks
+    raw: LiveSet,         // live top-level raw blocks
+    arenas: HashSet<u64>, // pymalloc arenas mapped and not unmapped (a few dozen)
     /// Top-level raw frees and reallocs of an address no raw call returned.
     pub raw_unknown: u64,
 }
@@ -176,6 +180,18 @@ impl Liveness {
                 }
                 self.born(sp, new)?;
                 return Ok(seen);
+            }
+            EventKind::ArenaAlloc { addr, .. } if !addr.is_null() => {
+                if !self.arenas.insert(addr.0) {
+                    let what = "mapped again while still mapped";
+                    return Err(Cause::Arena { what, addr });
+                }
+            }
+            EventKind::ArenaFree { addr, .. } => {
+                if !self.arenas.remove(&addr.0) {
+                    let what = "unmapped while not mapped";
+                    return Err(Cause::Arena { what, addr });
+                }
             }
             _ => {}
         }
@@ -226,6 +242,36 @@ mod tests {
 
     fn ev(kind: EventKind, line: u64) -> Event {
         Event { kind, line }
+    }
+
+    #[test]
+    fn an_arena_mapped_twice_or_unmapped_unmapped_is_refused() {
+        let mut l = Liveness::default();
+        let (a, b) = (Addr(0x7fff_7750_0000), Addr(0x7fff_7760_0000));
+        let map = |addr| {
+            ev(
+                EventKind::ArenaAlloc {
+                    size: 1 << 20,
+                    addr,
+                },
+                1,
+            )
+        };
+        let unmap = |addr| {
+            ev(
+                EventKind::ArenaFree {
+                    addr,
+                    size: 1 << 20,
+                },
+                2,
+            )
+        };
+        l.apply(&map(a)).unwrap();
+        assert!(matches!(l.apply(&map(a)), Err(Cause::Arena { addr, .. }) if addr == a));
+        assert!(matches!(l.apply(&unmap(b)), Err(Cause::Arena { addr, .. }) if addr == b));
+        l.apply(&unmap(a)).unwrap();
+        // Unmapped, the same base may be mapped again (obmalloc reuses a freed arena's slot).
+        l.apply(&map(a)).unwrap();
     }
 
     #[test]
