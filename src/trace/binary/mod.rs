@@ -191,7 +191,9 @@ mod tests {
 
     fn sample() -> (TraceHeader, Vec<Event>) {
         let h = TraceHeader {
-            lines: vec!["pymalloc allocation trace".into(), "α: ünïcode".into()],
+            // No recorded format's first line: every kind of event may follow (a header
+            // naming one admits only the events that format has lines for).
+            lines: vec!["binary codec sample".into(), "α: ünïcode".into()],
         };
         let a = Addr(0x7fff_f7cb_2030);
         let kinds = [
@@ -309,6 +311,21 @@ mod tests {
                 other => panic!("cut at {cut} of {}: {other:?}", bytes.len()),
             }
         }
+    }
+
+    #[test]
+    fn an_event_the_headers_recorded_format_cannot_hold_is_refused() {
+        let (_, events) = sample();
+        let h = TraceHeader {
+            lines: vec!["pymalloc allocation trace recorded from REAL CPython".into()],
+        };
+        let libc = events
+            .iter()
+            .find(|e| e.kind.domain() == Some(Domain::Libc))
+            .expect("the sample holds a C library call");
+        let mut r = BinaryReader::from_bytes("t.bin", encode(&h, &[*libc])).unwrap();
+        let err = r.next_event().unwrap_err().to_string();
+        assert!(err.contains("a pymalloc3 recording cannot hold"), "{err}");
     }
 
     #[test]
