@@ -12,6 +12,18 @@ use std::ops::{Add, Sub};
 pub struct Addr(pub u64);
 
 impl Addr {
+    /// `addrs` for a message: `0x…, 0x…`, or `none`.
+    pub fn list(addrs: &[Addr]) -> String {
+        if addrs.is_empty() {
+            return "none".to_string();
+        }
+        addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The null pointer.
     pub const NULL: Addr = Addr(0);
 

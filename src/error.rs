@@ -61,7 +61,7 @@ pub enum AllocError {
     },
     /// An inconsistency the real allocator would itself diagnose and abort on
     /// (glibc's `free(): invalid pointer`, say): the message is the allocator's own.
-    #[error("{model}: {message} ({addr})")]
+    #[error("{model}: {message}{}", at(*.addr))]
     Corrupt {
         /// The allocator's own diagnosis.
         message: &'static str,
@@ -70,4 +70,13 @@ pub enum AllocError {
         /// The model that diagnosed it.
         model: &'static str,
     },
+}
+
+/// ` (ADDR)` after a message, or nothing when the diagnosis names no address.
+fn at(addr: Addr) -> String {
+    if addr.is_null() {
+        String::new()
+    } else {
+        format!(" ({addr})")
+    }
 }

@@ -442,15 +442,16 @@ impl Py27Replay {
         let mapped: Vec<Addr> = src.mapped().iter().map(|&(m, t)| t.unwrap_or(m)).collect();
         if mapped != self.expected_maps {
             why.push(format!(
-                "arenas mapped: model {mapped:?}, recording {:?}",
-                self.expected_maps
+                "arenas mapped in this call: by the model {}, by CPython {}",
+                Addr::list(&mapped),
+                Addr::list(&self.expected_maps)
             ));
         }
         if src.unmapped() != self.expected_unmaps {
             why.push(format!(
-                "arenas unmapped: model {:?}, recording {:?}",
-                src.unmapped(),
-                self.expected_unmaps
+                "arenas unmapped in this call: by the model {}, by CPython {}",
+                Addr::list(src.unmapped()),
+                Addr::list(&self.expected_unmaps)
             ));
         }
         let arena_events = (mapped.len() + src.unmapped().len()) as u64;

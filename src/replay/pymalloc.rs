@@ -269,7 +269,11 @@ impl Replayer {
                 self.clear_call();
                 return match e {
                     AllocError::Corrupt { .. } | AllocError::OutOfAddressSpace { .. } => {
-                        self.why = Some(format!("{e}; {why}"));
+                        self.why = Some(if why.is_empty() {
+                            e.to_string()
+                        } else {
+                            format!("{e}; {why}")
+                        });
                         Step::Call {
                             expected,
                             got: Addr::NULL,
@@ -443,12 +447,14 @@ impl Replayer {
             return None;
         }
         let mut why = Vec::new();
+        let list = Addr::list;
         let src = self.model.source();
         let mapped: Vec<Addr> = src.mapped().iter().map(|&(m, t)| t.unwrap_or(m)).collect();
         if self.mode == Addresses::Pinned && mapped != self.expected_maps {
             why.push(format!(
-                "arenas mapped: model {:?}, recording {:?}",
-                mapped, self.expected_maps
+                "arenas mapped in this call: by the model {}, by CPython {}",
+                list(&mapped),
+                list(&self.expected_maps)
             ));
         }
         if self.mode == Addresses::Own && src.mapped().len() != self.expected_maps.len() {
@@ -470,8 +476,9 @@ impl Replayer {
             .collect();
         if unmapped != self.expected_unmaps {
             why.push(format!(
-                "arenas unmapped: model {:?}, recording {:?}",
-                unmapped, self.expected_unmaps
+                "arenas unmapped in this call: by the model {}, by CPython {}",
+                list(&unmapped),
+                list(&self.expected_unmaps)
             ));
         }
         if !self.model.lower().is_settled() {
@@ -479,10 +486,10 @@ impl Replayer {
                 .model
                 .lower()
                 .pending()
-                .map(|c| format!("{c:?}"))
+                .map(|c| c.to_string())
                 .collect();
             why.push(format!(
-                "raw calls recorded but not made by the model: [{}]",
+                "CPython made raw calls here that the model did not: {}",
                 calls.join(", ")
             ));
         }

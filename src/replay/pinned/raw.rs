@@ -100,10 +100,16 @@ impl Default for PinnedRaw {
 }
 
 const MISMATCH: AllocError = AllocError::Corrupt {
-    message: "the model's raw call is not the recording's next nested raw call",
+    message: "the model made a raw-allocator call (a fall-through, arena-vector or radix-node \
+              allocation) that is not the one CPython made next, so the model's pymalloc \
+              state differs from the process's; try the preset of the recording's release \
+              (`pyalloc presets`)",
     addr: Addr::NULL,
-    model: "pinned-raw",
+    model: RAW,
 };
+
+/// How errors name this allocator: the raw domain as the recording shows it.
+const RAW: &str = "CPython's raw allocator (as recorded)";
 
 impl PinnedRaw {
     /// Every call the model makes must be the next one queued with [`expect`](Self::expect).
@@ -208,7 +214,7 @@ impl PinnedRaw {
         AllocError::NotLive {
             op,
             addr,
-            model: "pinned-raw",
+            model: RAW,
         }
     }
 
