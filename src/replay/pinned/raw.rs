@@ -100,7 +100,7 @@ impl Default for PinnedRaw {
 }
 
 const MISMATCH: AllocError = AllocError::Corrupt {
-    message: "the model made a raw-allocator call (a fall-through, arena-vector or radix-node \
+    message: "the model made a raw call (a fall-through, arena-vector or radix-node \
               allocation) that is not the one CPython made next, so the model's pymalloc \
               state differs from the process's; try the preset of the recording's release \
               (`pyalloc presets`)",
