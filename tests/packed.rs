@@ -4,27 +4,10 @@
 use pyalloc::trace::open::open;
 use pyalloc::trace::packed::{Packed, PackedEvents};
 use pyalloc::trace::{Event, EventReader, TraceError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/traces");
-
-fn recordings() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for dir in std::fs::read_dir(SHARED).unwrap() {
-        let dir = dir.unwrap().path();
-        if !dir.is_dir() {
-            continue;
-        }
-        for f in std::fs::read_dir(&dir).unwrap() {
-            let f = f.unwrap().path();
-            if f.to_string_lossy().ends_with(".trace.gz") {
-                out.push(f);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+mod common;
+use common::recordings;
 
 /// The events of a recording, `None` for a format no reader knows (mimalloc's).
 fn events(path: &Path) -> Option<Vec<Event>> {
@@ -101,7 +84,10 @@ fn every_event_of_every_recording_round_trips() {
         }
         assert_eq!(n, want.len());
     }
-    assert!(read >= 16, "{read} readable recordings under {SHARED}");
+    assert!(
+        read >= 16,
+        "{read} readable recordings under ../shared/traces"
+    );
 }
 
 /// The pinned pymalloc replay reads the packed records straight (`Replayer::step_at`):

@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod common;
+
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/traces");
 const PYALLOC: &str = env!("CARGO_BIN_EXE_pyalloc");
 
@@ -263,20 +265,7 @@ fn generate_is_bounded_and_says_what_it_wrote() {
 #[test]
 fn every_shared_recording_round_trips_through_binary_byte_for_byte() {
     let d = scratch("lossless");
-    let mut files = Vec::new();
-    for dir in std::fs::read_dir(SHARED).unwrap() {
-        let dir = dir.unwrap().path();
-        if !dir.is_dir() {
-            continue;
-        }
-        for f in std::fs::read_dir(&dir).unwrap() {
-            let f = f.unwrap().path();
-            if f.to_string_lossy().ends_with(".trace.gz") {
-                files.push(f);
-            }
-        }
-    }
-    files.sort();
+    let files = common::recordings();
     let mut read = 0;
     for src in &files {
         if pyalloc::trace::Opened::open(src).is_err() {

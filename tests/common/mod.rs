@@ -41,3 +41,23 @@ pub fn read(rel: &str) -> String {
     let path = shared(rel);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Every complete recording (`*.trace.gz`) under `../shared/traces`, one folder deep, sorted.
+pub fn recordings() -> Vec<PathBuf> {
+    let traces = shared("traces");
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(&traces).unwrap_or_else(|_| panic!("{}", missing(&traces))) {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let f = f.unwrap().path();
+            if f.to_string_lossy().ends_with(".trace.gz") {
+                out.push(f);
+            }
+        }
+    }
+    out.sort();
+    out
+}
