@@ -5,7 +5,7 @@
 use pyalloc::interp::{Py2, Py3, Version};
 use pyalloc::report::teach::explain::explain_int_py3;
 use pyalloc::report::teach::{explain_in_walk, explain_int, At, Explanation, Walk};
-use pyalloc::{Addr, Platform};
+use pyalloc::Addr;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,14 +45,8 @@ pub struct ExplainArgs {
 /// Runs `pyalloc explain`.
 pub fn run(args: ExplainArgs) -> Result<ExitCode, String> {
     let e: Explanation = if let Some(v) = args.int {
-        let platform = Platform::by_name(&args.platform).ok_or_else(|| {
-            format!(
-                "unknown platform {:?} (see `pyalloc platforms`)",
-                args.platform
-            )
-        })?;
-        let version = Version::parse(&args.version)
-            .ok_or_else(|| format!("unknown version {:?} (2.7 or 3.11)", args.version))?;
+        let platform = super::platform(&args.platform)?;
+        let version = super::version(&args.version)?;
         match version {
             Version::V2_7 => {
                 let mut py = Py2::new(platform).map_err(|e| e.to_string())?;

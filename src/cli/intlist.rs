@@ -7,7 +7,7 @@
 
 use pyalloc::interp::{IntKind, Py2};
 use pyalloc::objects::ClearEvent;
-use pyalloc::{Addr, Platform};
+use pyalloc::Addr;
 use std::process::ExitCode;
 
 /// Arguments of `pyalloc intlist`.
@@ -23,12 +23,7 @@ pub struct IntlistArgs {
 
 /// Runs the operations.
 pub fn run(args: IntlistArgs) -> Result<ExitCode, String> {
-    let platform = Platform::by_name(&args.platform).ok_or_else(|| {
-        format!(
-            "unknown platform {:?} (see `pyalloc platforms`)",
-            args.platform
-        )
-    })?;
+    let platform = super::platform(&args.platform)?;
     let mut py = Py2::new(platform).map_err(|e| e.to_string())?;
     for op in &args.ops {
         match op.split_once(':') {

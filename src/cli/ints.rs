@@ -2,7 +2,7 @@
 //! for every v in FROM..=TO, all alive at once (a list of them), as the model places them.
 
 use pyalloc::interp::{IntKind, Interpreter, Py2, Py3, PyError, Version};
-use pyalloc::{Addr, Platform};
+use pyalloc::Addr;
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
@@ -34,14 +34,8 @@ pub struct IntsArgs {
 
 /// Prints the ids.
 pub fn run(args: IntsArgs) -> Result<ExitCode, String> {
-    let platform = Platform::by_name(&args.platform).ok_or_else(|| {
-        format!(
-            "unknown platform {:?} (see `pyalloc platforms`)",
-            args.platform
-        )
-    })?;
-    let version = Version::parse(&args.version)
-        .ok_or_else(|| format!("unknown version {:?} (2.7 or 3.11)", args.version))?;
+    let platform = super::platform(&args.platform)?;
+    let version = super::version(&args.version)?;
     let bits = platform.long_bytes * 8;
     let (min, max) = (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
     for v in [args.from, args.to] {

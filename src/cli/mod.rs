@@ -62,6 +62,18 @@ enum Command {
 }
 
 /// Parses the arguments, runs the subcommand, prints one line on error.
+/// The platform preset named on the command line, or the sentence saying it is unknown.
+pub(crate) fn platform(name: &str) -> Result<pyalloc::Platform, String> {
+    pyalloc::Platform::by_name(name)
+        .ok_or_else(|| format!("unknown platform {name:?} (see `pyalloc platforms`)"))
+}
+
+/// The interpreter version named on the command line, or the sentence saying it is unknown.
+pub(crate) fn version(name: &str) -> Result<pyalloc::interp::Version, String> {
+    pyalloc::interp::Version::parse(name)
+        .ok_or_else(|| format!("unknown version {name:?} (2.7 or 3.11)"))
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<ExitCode, String> = match cli.command {

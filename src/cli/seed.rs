@@ -51,8 +51,7 @@ pub fn run(args: SeedArgs) -> Result<ExitCode, String> {
     // The PYREC 2.7 recordings were made on linux-x86_64; the question on macOS.
     let recorded = Platform::linux_x86_64();
     let platform = match (&args.platform, &args.free_list_from) {
-        (Some(name), _) => Platform::by_name(name)
-            .ok_or_else(|| format!("unknown platform {name:?} (see `pyalloc platforms`)"))?,
+        (Some(name), _) => super::platform(name)?,
         (None, Some(_)) => recorded.clone(),
         (None, None) => Platform::macos_x86_64(),
     };
