@@ -151,6 +151,23 @@ pub enum TraceError {
     },
 }
 
+impl TraceError {
+    /// A read of `path` failed: through gzip, the fault and the decompressed `offset`
+    /// where it struck; plain, the I/O error.
+    pub fn read(path: &Path, gzip: bool, source: io::Error, offset: u64) -> TraceError {
+        let path = path.to_path_buf();
+        if gzip {
+            TraceError::Gzip {
+                path,
+                offset,
+                source,
+            }
+        } else {
+            TraceError::Io { path, source }
+        }
+    }
+}
+
 /// A trace opened once: the first bytes of its (decompressed) content kept for
 /// sniffing, then the whole stream, those bytes first.
 pub struct Source {
@@ -237,18 +254,7 @@ impl Source {
     }
 
     fn read_error(&self, source: io::Error, offset: u64) -> TraceError {
-        if self.gzip {
-            TraceError::Gzip {
-                path: self.path.clone(),
-                offset,
-                source,
-            }
-        } else {
-            TraceError::Io {
-                path: self.path.clone(),
-                source,
-            }
-        }
+        TraceError::read(&self.path, self.gzip, source, offset)
     }
 
     /// The file (`<stdin>` for standard input).
@@ -392,15 +398,7 @@ impl LineReader {
                     }),
                 }
             }
-            Err(source) if self.gzip => Err(TraceError::Gzip {
-                path: self.path.clone(),
-                offset: self.offset,
-                source,
-            }),
-            Err(source) => Err(TraceError::Io {
-                path: self.path.clone(),
-                source,
-            }),
+            Err(source) => Err(TraceError::read(&self.path, self.gzip, source, self.offset)),
         }
     }
 

@@ -403,18 +403,7 @@ impl Pymalloc3Reader {
             }
             Ok(Chunk::Fault(source, offset)) => {
                 self.done = true;
-                Err(if self.gzip {
-                    TraceError::Gzip {
-                        path: self.path.clone(),
-                        offset,
-                        source,
-                    }
-                } else {
-                    TraceError::Io {
-                        path: self.path.clone(),
-                        source,
-                    }
-                })
+                Err(TraceError::read(&self.path, self.gzip, source, offset))
             }
             Err(_) => {
                 self.done = true;

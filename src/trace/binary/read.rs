@@ -117,15 +117,7 @@ impl BinaryReader {
                 text: format!("record at byte {start}"),
                 why: why.to_string(),
             },
-            Fault::Io(source) if self.gzip => TraceError::Gzip {
-                path: self.path.clone(),
-                offset: self.offset(),
-                source,
-            },
-            Fault::Io(source) => TraceError::Io {
-                path: self.path.clone(),
-                source,
-            },
+            Fault::Io(source) => TraceError::read(&self.path, self.gzip, source, self.offset()),
         }
     }
 
