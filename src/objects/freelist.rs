@@ -71,6 +71,16 @@ impl BlockLayout {
         }
     }
 
+    /// The layout of a block of objects that are `PyObject_HEAD` (`ob_refcnt`, a
+    /// `Py_ssize_t`, then `ob_type`, a pointer) and one value of `value_size` bytes aligned
+    /// to `value_align`, as C lays out `PyIntObject` (a `long`) and `PyFloatObject` (a
+    /// `double`): `object_size = align_up(2 * pointer + value_size, max(pointer, value_align))`.
+    pub fn head_and_value(c: CTypes, value_size: u64, value_align: u64) -> BlockLayout {
+        let align = c.pointer.max(value_align);
+        let size = align_up(c.pointer + c.pointer + value_size, align);
+        BlockLayout::new(c.pointer, size, align)
+    }
+
     /// The address of `objects[k]` in the block at `base`.
     pub fn object_addr(&self, base: Addr, k: u32) -> Addr {
         base + (self.objects_offset + self.object_size * k as u64)
