@@ -40,6 +40,20 @@ const NIL: u32 = u32::MAX;
 /// The `next` of a slot that is handed out (in C, `ob_type` then points at `PyInt_Type`).
 const LIVE: u32 = u32::MAX - 1;
 
+/// The nodes of a list threaded through `nodes` by index (`free_list` through the
+/// objects, `block_list` through the blocks), from `first` to [`NIL`].
+fn linked<T>(nodes: &[T], first: u32, next: fn(&T) -> u32) -> impl Iterator<Item = &T> {
+    let mut at = first;
+    std::iter::from_fn(move || {
+        if at == NIL {
+            return None;
+        }
+        let node = &nodes[at as usize];
+        at = next(node);
+        Some(node)
+    })
+}
+
 /// The C layout of one free-list block type on one platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockLayout {
@@ -456,28 +470,12 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
 
     /// The free list from the head, as addresses.
     pub fn free_addrs(&self) -> impl Iterator<Item = Addr> + '_ {
-        let mut s = self.free_list;
-        std::iter::from_fn(move || {
-            if s == NIL {
-                return None;
-            }
-            let o = self.objects[s as usize];
-            s = o.next;
-            Some(Addr(o.addr))
-        })
+        linked(&self.objects, self.free_list, |o| o.next).map(|o| Addr(o.addr))
     }
 
     /// Blocks in `block_list` order (newest first, until ClearFreeList reorders them).
     pub fn block_list(&self) -> impl Iterator<Item = Addr> + '_ {
-        let mut b = self.block_list;
-        std::iter::from_fn(move || {
-            if b == NIL {
-                return None;
-            }
-            let blk = &self.blocks[b as usize];
-            b = blk.next;
-            Some(blk.base)
-        })
+        linked(&self.blocks, self.block_list, |b| b.next).map(|b| b.base)
     }
 
     /// Addresses of every live object, in slot order.
