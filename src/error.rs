@@ -30,8 +30,9 @@ pub enum AllocError {
     /// A request no allocator of the simulated platform could serve (the call returns
     /// NULL, as the real allocator's does).
     #[error(
-        "{model} refuses a request of {size} bytes, more than the {limit} it serves at most \
-         (the call returns NULL)"
+        "{model} refuses a request of {size} bytes as too large: it serves at most {limit}{} \
+         bytes, so the call returns NULL",
+        ptrdiff(*.limit)
     )]
     TooLarge {
         /// The size asked for.
@@ -83,6 +84,15 @@ pub enum AllocError {
         /// The model that diagnosed it.
         model: &'static str,
     },
+}
+
+/// ` (PTRDIFF_MAX)` after a limit that is the platform's `PTRDIFF_MAX`.
+fn ptrdiff(limit: u64) -> &'static str {
+    if limit == i64::MAX as u64 || limit == i32::MAX as u64 {
+        " (PTRDIFF_MAX)"
+    } else {
+        ""
+    }
 }
 
 /// ` (ADDR)` after a message, or nothing when the diagnosis names no address.
