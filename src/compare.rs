@@ -834,3 +834,40 @@ fn translate(
         marker: request > 0 && markers.contains(&request),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_table_gives_back_what_was_put_and_only_once() {
+        let mut t = IdTable::default();
+        // neighbours, a page boundary, far apart (more pages than the cache holds), odd
+        let mut addrs: Vec<u64> = vec![0x1000, 0x1008, 0xfff8, 0x1_0000, 0x7fff_0000_0010, 0x1003];
+        addrs.extend((0..(CACHE as u64 * 3)).map(|i| 0x5555_0000_0000 + (i << 16) + 8 * i));
+        for (id, &a) in addrs.iter().enumerate() {
+            t.insert(a, id as u32);
+        }
+        for (id, &a) in addrs.iter().enumerate().rev() {
+            assert_eq!(t.take(a), Some(id as u32), "{a:#x}");
+            assert_eq!(t.take(a), None, "{a:#x} taken twice");
+        }
+        assert_eq!(t.take(0x2000), None, "never put");
+        t.insert(0x1000, 0); // id 0 is a real id, not an empty slot
+        assert_eq!(t.take(0x1000), Some(0));
+    }
+
+    #[test]
+    fn the_translator_reuses_ids_and_keeps_the_live_bytes() {
+        let mut tr = Translator::default();
+        let a = tr.born(Addr(0x1000), 100);
+        let b = tr.born(Addr(0x2000), 50);
+        assert_ne!(a, b);
+        assert_eq!(tr.live, 150);
+        assert_eq!(tr.dies(Addr(0x1000)), Some(a));
+        assert_eq!(tr.dies(Addr(0x1000)), None);
+        assert_eq!(tr.live, 50);
+        assert_eq!(tr.born(Addr(0x3000), 7), a, "a freed id is reused");
+        assert_eq!(tr.live, 57);
+    }
+}
