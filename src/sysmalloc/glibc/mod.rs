@@ -31,6 +31,7 @@
 mod bins;
 mod chunk;
 mod free;
+mod inspect;
 mod invariants;
 mod malloc;
 mod params;
@@ -38,6 +39,7 @@ mod realloc;
 mod tcache;
 
 pub use chunk::State as ChunkState;
+pub use inspect::{Bin, BinList, ChunkInfo, MallInfo};
 pub use params::GlibcParams;
 
 use crate::addr::Addr;
