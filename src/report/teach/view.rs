@@ -7,7 +7,7 @@
 //!    op = (event, kind, rule, szidx, key)         checkpoints every CHECKPOINT ops
 //!    kind: 0 free, 1 alloc, 2 arena map, 3 unmap  state at event E = checkpoint + ops <= E
 //!    key = (slot * MAX_POOLS + pool) * CAP + k    map: one pixel per block, 32x32 per pool
-//!  samples of live / mapped / carved bytes  ──>   the chart (click: jump)
+//!  samples of live / mapped / resident bytes ──>  the chart (click: jump)
 //!  markers, the peak                        ──>   jump buttons
 //! ```
 //!
@@ -59,7 +59,8 @@ pub struct ViewMeta {
     pub class_blocks: Vec<u32>,
     /// Arena bases, in the order of the arena-map ops.
     pub arena_bases: Vec<u64>,
-    /// (event, live bytes, mapped bytes, carved bytes) samples.
+    /// (event, live bytes, mapped bytes, resident bytes) samples: resident as `pyalloc
+    /// compare` counts it, the arenas' pages written and not given back.
     pub samples: Vec<(u64, u64, u64, u64)>,
     /// (event, label) jumps: markers and the peak.
     pub jumps: Vec<(u64, String)>,
@@ -148,7 +149,7 @@ pub fn build(
         varint(ops, key);
         *nops += 1;
     };
-    let walk = Walk::replay(path, model, progress, |walk, s| {
+    let walk = Walk::replay_tracking(path, model, progress, |walk, s| {
         let g = geom.get_or_insert_with(|| Geometry::of(walk.model()));
         let (params, nclasses, max_pools, cap) = (&g.params, g.nclasses, g.max_pools, g.cap);
         let i = s.index;
@@ -220,14 +221,7 @@ pub fn build(
             peak_event = i;
         }
         if i % stride == 0 {
-            let m = walk.model();
-            let carved: u64 = m
-                .arenas()
-                .iter()
-                .filter(|a| a.address != 0)
-                .map(|a| a.pool_address - a.first_pool)
-                .sum();
-            samples.push((i, st.live_bytes, st.mapped_bytes, carved));
+            samples.push((i, st.live_bytes, st.mapped_bytes, walk.resident()));
             if samples.len() as u64 >= 2 * SAMPLES {
                 samples = std::mem::take(&mut samples)
                     .into_iter()

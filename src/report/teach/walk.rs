@@ -271,6 +271,34 @@ impl Walk {
         progress: bool,
         f: impl FnMut(&mut Walk, &Stepped) -> Flow,
     ) -> Result<Walk, CheckError> {
+        Walk::replay_reader_with(reader, name, model, progress, false, f)
+    }
+
+    /// [`replay`](Self::replay) with page residency tracked from the first event
+    /// ([`resident`](Self::resident): pages of the arenas pymalloc or the program wrote,
+    /// not given back by an unmap — what `pyalloc compare` calls resident).
+    ///
+    /// # Errors
+    /// As [`replay`](Self::replay).
+    pub fn replay_tracking(
+        path: &Path,
+        model: Option<String>,
+        progress: bool,
+        f: impl FnMut(&mut Walk, &Stepped) -> Flow,
+    ) -> Result<Walk, CheckError> {
+        let mut reader = Pymalloc3Reader::open(path)?;
+        let name = path.display().to_string();
+        Walk::replay_reader_with(&mut reader, &name, model, progress, true, f)
+    }
+
+    fn replay_reader_with(
+        reader: &mut dyn EventReader,
+        name: &str,
+        model: Option<String>,
+        progress: bool,
+        residency: bool,
+        f: impl FnMut(&mut Walk, &Stepped) -> Flow,
+    ) -> Result<Walk, CheckError> {
         let mut src = Source::new(reader)?;
         let opts = CheckOptions {
             model,
@@ -286,6 +314,11 @@ impl Walk {
             name: name.to_string(),
             diverged: None,
         };
+        if residency {
+            let m = walk.rp.model_mut();
+            m.source_mut().track_residency();
+            m.track_residency();
+        }
         let mut w = Walking { walk: &mut walk, f };
         drive(&mut src, &mut w, &opts.drive(name))?;
         match walk.diverged.take() {
@@ -368,6 +401,17 @@ impl Walk {
     /// The last event that allocated or freed the block at `addr`.
     pub fn last_touch(&self, addr: Addr) -> Option<Touch> {
         self.touched.get(&addr.0).copied()
+    }
+
+    /// Bytes of the arenas' pages written and not given back (0 unless the walk tracks
+    /// residency: [`replay_tracking`](Self::replay_tracking)).
+    pub fn resident(&mut self) -> u64 {
+        use crate::pymalloc::ArenaSource;
+        self.rp
+            .model_mut()
+            .source_mut()
+            .space(None)
+            .map_or(0, |vm| vm.resident_bytes())
     }
 
     /// Events replayed so far.
@@ -620,6 +664,26 @@ mod tests {
         let t = w.last_touch(Addr(0x7fff77500030)).unwrap();
         assert_eq!((t.event, t.line, t.alloc), (7, 10, true));
         assert_eq!(w.events(), 11);
+    }
+
+    #[test]
+    fn resident_counts_the_pages_of_the_blocks_handed_out() {
+        let mut r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
+        let mut w =
+            Walk::replay_reader_with(&mut r, "t", None, false, true, |_, _| Flow::Next).unwrap();
+        // the pages of the small O blocks the recording shows (their pool headers and the
+        // links threaded one block ahead lie in the same pages)
+        let pages: std::collections::BTreeSet<u64> = TEXT
+            .lines()
+            .filter_map(|l| l.strip_prefix("m O "))
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(n, _)| n.parse::<u64>().unwrap() <= 512)
+            .map(|(_, a)| u64::from_str_radix(a, 16).unwrap() >> 12)
+            .collect();
+        assert_eq!(w.resident(), pages.len() as u64 * 4096);
+        let mut r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
+        let mut w = Walk::replay_reader(&mut r, "t", None, false, |_, _| Flow::Next).unwrap();
+        assert_eq!(w.resident(), 0, "not tracked");
     }
 
     #[test]
