@@ -527,3 +527,103 @@ fn explain_of_a_glibc_address_names_its_chunk_bin_event_and_rule() {
         );
     }
 }
+
+/// `pyalloc stats TRACE --at E`: (Σ num pools, Σ blocks in use, current arenas).
+fn stats_at(trace: &str, e: u64) -> (u64, u64, u64) {
+    let (ok, out, err) = pyalloc(&["stats", trace, "--at", &e.to_string()]);
+    assert!(ok, "{err}");
+    let (mut pools, mut blocks, mut arenas) = (0, 0, None);
+    for line in out.lines() {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .map_while(|w| w.parse().ok())
+            .collect();
+        if f.len() == 5 && line.split_whitespace().count() == 5 {
+            pools += f[2];
+            blocks += f[3];
+        }
+        if let Some(v) = line.strip_prefix("# arenas allocated current") {
+            arenas = Some(v.trim_start_matches([' ', '=']).trim().parse().unwrap());
+        }
+    }
+    (pools, blocks, arenas.unwrap())
+}
+
+/// The view page's op stream replayed up to event `e` as view.js does: (pools in use,
+/// blocks in use, arenas).
+fn page_state_at(data: &pyalloc::report::teach::view::ViewData, e: u64) -> (u64, u64, u64) {
+    let b = &data.ops;
+    let mut pos = 0usize;
+    let rd = |pos: &mut usize| {
+        let (mut v, mut s) = (0u64, 0u32);
+        loop {
+            let x = b[*pos];
+            *pos += 1;
+            v |= u64::from(x & 127) << s;
+            if x < 128 {
+                return v;
+            }
+            s += 7;
+        }
+    };
+    let cap = u64::from(data.meta.cap);
+    let mut counts: BTreeMap<u64, i64> = BTreeMap::new();
+    let (mut live, mut arenas, mut event) = (0i64, 0i64, 0u64);
+    for _ in 0..data.meta.ops {
+        event += rd(&mut pos);
+        let tag = b[pos];
+        pos += 1;
+        if tag & 3 == 1 {
+            pos += 1; // the size class
+        }
+        let key = rd(&mut pos);
+        if event > e {
+            break;
+        }
+        match tag & 3 {
+            1 => {
+                *counts.entry(key / cap).or_default() += 1;
+                live += 1;
+            }
+            0 => {
+                *counts.entry(key / cap).or_default() -= 1;
+                live -= 1;
+            }
+            2 => arenas += 1,
+            _ => {
+                arenas -= 1;
+                let pools = u64::from(data.meta.max_pools);
+                counts.retain(|pk, _| pk / pools != key);
+            }
+        }
+    }
+    let used = counts.values().filter(|&&n| n > 0).count() as u64;
+    (used, live as u64, arenas as u64)
+}
+
+#[test]
+fn the_view_of_cpython_27_and_3_recordings_holds_the_states_stats_prints() {
+    use pyalloc::report::teach::view::{build, build27};
+    let py27 = format!("{SHARED}/traces/cpython-2.7.18-linux-x86_64/seed.trace.gz");
+    let py3 = format!("{PY311}/seed_py3.trace.gz");
+    for (trace, data) in [
+        (&py27, build27(Path::new(&py27), &[], false).unwrap()),
+        (&py3, build(Path::new(&py3), None, &[], false).unwrap()),
+    ] {
+        let n = data.meta.events;
+        for e in [n / 3, 2 * n / 3, n - 1] {
+            let page = page_state_at(&data, e);
+            assert_eq!(
+                page,
+                stats_at(trace, e),
+                "{trace} @{e}: (pools, blocks, arenas)"
+            );
+            eprintln!("{trace} @{e}: page (pools, blocks, arenas) = {page:?} = pyalloc stats");
+        }
+        let last = data.meta.samples.last().unwrap();
+        assert!(
+            last.3 > 0 && last.3 <= last.2,
+            "resident within mapped: {last:?}"
+        );
+    }
+}

@@ -114,6 +114,11 @@ impl Rule {
     }
 }
 
+/// An O or M domain call (pymalloc's, in CPython 3; the 2.7 recordings' `m O`).
+fn om(d: Domain) -> bool {
+    matches!(d, Domain::Obj | Domain::Mem)
+}
+
 /// Where the next request of `nbytes` will come from, read off the model before the step.
 pub fn classify(model: &ReplayModel, nbytes: u64) -> Rule {
     let Some(s) = model.params().size_class(nbytes) else {
@@ -214,12 +219,11 @@ impl At {
 /// A CPython 3 recording's state as the driver replays it through pymalloc: the model
 /// and, for every block, its last event.
 pub struct Walk {
-    rp: Replayer,                 // the model and its pinned answers
-    events: u64,                  // events replayed
-    touched: HashMap<u64, Touch>, // address -> last event that allocated or freed it
-    small: HashMap<u64, u32>,     // live small block -> size class
-    name: String,                 // the trace's name, for errors
-    diverged: Option<String>,     // why the model left the recording, if it did
+    rp: Replayer,             // the model and its pinned answers
+    events: u64,              // events replayed
+    blocks: Blocks,           // live blocks, last events
+    name: String,             // the trace's name, for errors
+    diverged: Option<String>, // why the model left the recording, if it did
 }
 
 /// The walk as the driver's consumer: each step applied, then handed to `f`.
@@ -309,8 +313,7 @@ impl Walk {
         let mut walk = Walk {
             rp: Replayer::new(params, mode, &Platform::linux_x86_64()),
             events: 0,
-            touched: HashMap::new(),
-            small: HashMap::new(),
+            blocks: Blocks::default(),
             name: name.to_string(),
             diverged: None,
         };
@@ -400,7 +403,7 @@ impl Walk {
 
     /// The last event that allocated or freed the block at `addr`.
     pub fn last_touch(&self, addr: Addr) -> Option<Touch> {
-        self.touched.get(&addr.0).copied()
+        self.blocks.touched.get(&addr.0).copied()
     }
 
     /// Bytes of the arenas' pages written and not given back (0 unless the walk tracks
@@ -427,17 +430,7 @@ impl Walk {
     /// Replays event `index`: `None` when the model diverged from the recording (the
     /// reason kept for the driver's caller).
     fn apply(&mut self, index: u64, ev: &Event) -> Result<Option<Stepped>, Cause> {
-        let om = |d: Domain| matches!(d, Domain::Obj | Domain::Mem);
-        let pre = match ev.kind {
-            EventKind::Malloc { domain, .. }
-            | EventKind::Calloc { domain, .. }
-            | EventKind::Realloc { domain, .. }
-                if om(domain) =>
-            {
-                request_size(&ev.kind).map(|n| (n, classify(self.rp.model(), n)))
-            }
-            _ => None,
-        };
+        let pre = Blocks::before(self.rp.model(), ev);
         match self.rp.step(ev) {
             Step::Context => {}
             Step::Call { matched: true, .. } => {}
@@ -461,6 +454,43 @@ impl Walk {
                 return Err(Cause::Model(e));
             }
         }
+        Ok(Some(self.blocks.after(self.rp.model(), index, ev, pre)))
+    }
+}
+
+/// Which pymalloc blocks are live and the last event of every block, kept beside a
+/// pymalloc replay (CPython 3's [`Walk`], the 2.7 page's replay) from the recorded calls.
+#[derive(Debug, Default)]
+pub struct Blocks {
+    touched: HashMap<u64, Touch>, // address -> last event that allocated or freed it
+    small: HashMap<u64, u32>,     // live small block -> size class
+}
+
+impl Blocks {
+    /// Before the model steps `ev`: an O/M request's size and the rule its state says
+    /// will serve it.
+    pub fn before(model: &ReplayModel, ev: &Event) -> Option<(u64, Rule)> {
+        match ev.kind {
+            EventKind::Malloc { domain, .. }
+            | EventKind::Calloc { domain, .. }
+            | EventKind::Realloc { domain, .. }
+                if om(domain) =>
+            {
+                request_size(&ev.kind).map(|n| (n, classify(model, n)))
+            }
+            _ => None,
+        }
+    }
+
+    /// After the model stepped `ev` (event `index`) as the recording did: the block
+    /// changes, remembered.
+    pub fn after(
+        &mut self,
+        model: &ReplayModel,
+        index: u64,
+        ev: &Event,
+        pre: Option<(u64, Rule)>,
+    ) -> Stepped {
         let mut changes = Vec::new();
         let (freed, got, size) = match ev.kind {
             EventKind::Malloc { domain, addr, size } if om(domain) => (None, Some(addr), size),
@@ -474,7 +504,7 @@ impl Walk {
                 size,
             } if om(domain) => {
                 if old == new && !old.is_null() && self.small.contains_key(&old.0) {
-                    let szidx = self.rp.model().params().size_class(size);
+                    let szidx = model.params().size_class(size);
                     let rule = Rule::ReallocInPlace;
                     self.touched.insert(
                         old.0,
@@ -513,7 +543,7 @@ impl Walk {
             }
         }
         if let (Some(addr), Some((n, rule))) = (got, pre) {
-            if let Some(szidx) = self.rp.model().params().size_class(n) {
+            if let Some(szidx) = model.params().size_class(n) {
                 let rule = match rule {
                     Rule::FreeListHead { pool } if !self.touched.contains_key(&addr.0) => {
                         Rule::PoolBump { pool }
@@ -538,11 +568,11 @@ impl Walk {
                 });
             }
         }
-        Ok(Some(Stepped {
+        Stepped {
             index,
             event: *ev,
             changes,
-        }))
+        }
     }
 }
 
