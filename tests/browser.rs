@@ -350,6 +350,30 @@ fn drive(sess: &Session, file: &Path, trace: &Path, marker: u64, out: &Path) {
         fig(3)
     );
 
+    // The map drawn step by step (only the pools each step changed) is the map a fresh
+    // page draws whole at the same event, pixel for pixel.
+    const MAP_HASH: &str = "const m = document.getElementById('map'), d = m.getContext('2d').getImageData(0, 0, m.width, m.height).data; \
+         let h = 0; for (let i = 0; i < d.length; i++) h = (h * 31 + d[i]) >>> 0; \
+         return [+document.body.dataset.event, h];";
+    let stepped = sess.js(MAP_HASH);
+    let at = stepped[0].as_u64().unwrap();
+    sess.js(&format!(
+        "window.stale = true; history.replaceState(null, '', '#event={at}'); location.reload();"
+    ));
+    let t = Instant::now();
+    while sess.js("return window.stale ? -1 : +document.body.dataset.event;") != json!(at) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the page did not reload at event {at}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fresh = sess.js(MAP_HASH);
+    assert_eq!(
+        stepped, fresh,
+        "(event, map pixels' hash) stepped vs drawn whole"
+    );
+
     // A clean console.
     let logs = sess.post("/se/log", json!({"type": "browser"}));
     let errors: Vec<_> = logs
