@@ -35,6 +35,7 @@
 mod bins;
 mod chunk;
 mod free;
+mod inspect;
 mod invariants;
 mod malloc;
 mod params;
@@ -42,6 +43,7 @@ mod realloc;
 mod tcache;
 
 pub use chunk::State as ChunkState;
+pub use inspect::{Bin, BinList, ChunkInfo, MallInfo};
 pub use params::GlibcParams;
 
 use crate::addr::Addr;
