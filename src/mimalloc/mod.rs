@@ -36,6 +36,13 @@
 //! - `resident_bytes == Σ segments info_slices · 64 KiB + Σ pages ⌈(start + capacity ·
 //!   block_size − span_start) / 4 KiB⌉ · 4 KiB`, kept as each changes.
 //!
+//! Reading the model (a heap map, an explanation): [`Mimalloc::arenas`] → [`Mimalloc::segments`]
+//! (each with [`Segment::spans`]: first slice, slices, free, page id) → [`Mimalloc::page`]
+//! → [`Page::blocks`] (every block's address and [`BlockState`]: live with its request, on
+//! `free` or `local_free` at a position, or untouched), [`Page::free_list`] and
+//! [`Page::local_free_list`] head first; [`Mimalloc::page_of`] and [`Mimalloc::block_at`]
+//! from an address; [`Mimalloc::pages`] with the queue each sits on. All read-only.
+//!
 //! `Mimalloc<S>` is generic over its [`OsSource`]: [`OwnOs`] (its own address space) or
 //! [`PinnedOs`] (the mappings of a recording, as pymalloc takes its arenas from `A` lines).
 
@@ -48,7 +55,7 @@ pub mod size_class;
 pub mod stats;
 
 pub use arena::{Arena, MemId, OsSource, OwnOs, PinnedOs};
-pub use page::{Page, PageQueue};
+pub use page::{BlockState, Page, PageQueue};
 pub use segment::{Segment, SpanQueue};
 pub use stats::MiStats;
 
@@ -170,6 +177,22 @@ impl<S: OsSource> Mimalloc<S> {
                 Some((q, p))
             })
         })
+    }
+
+    /// Live page `id` (the ids [`Segment::spans`] names), `None` for a dead slot.
+    pub fn page(&self, id: u32) -> Option<&Page> {
+        self.pages.get(id as usize).filter(|p| p.alive)
+    }
+
+    /// The live page whose span holds `addr`, with its id (`_mi_ptr_page`).
+    pub fn page_of(&self, addr: Addr) -> Option<(u32, &Page)> {
+        let id = self.page_at(addr.0)?;
+        Some((id, &self.pages[id as usize]))
+    }
+
+    /// The page and block index of the block starting at `addr`, if one does.
+    pub fn block_at(&self, addr: Addr) -> Option<(u32, u16)> {
+        self.block_of(addr.0)
     }
 
     /// The page queue `q` (`heap->pages[q]`).

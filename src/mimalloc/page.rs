@@ -41,6 +41,28 @@ pub const NOT_LIVE: u32 = u32::MAX;
 /// be one): its size is in [`Page::big_req`].
 pub const BIG: u32 = u32::MAX - 1;
 
+/// What one block of a page is, for a reader of the model (a heap map, an explanation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockState {
+    /// Allocated; the bytes its request asked for.
+    Live {
+        /// Bytes requested.
+        requested: u64,
+    },
+    /// On the page's `free` list (the next mallocs pop these), at this position from the head.
+    Free {
+        /// 0 = the head.
+        position: u32,
+    },
+    /// On the page's `local_free` list (freed since the last collection), at this position.
+    LocalFree {
+        /// 0 = the head.
+        position: u32,
+    },
+    /// Beyond `capacity`: never handed to a list (no extension has reached it).
+    Untouched,
+}
+
 /// One page (`mi_page_t`): blocks of one size in a span of slices.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
@@ -140,6 +162,45 @@ impl Page {
     pub fn local_free_list(&self) -> impl Iterator<Item = u64> + '_ {
         self.local_free.iter().rev().map(|&i| self.block(i))
     }
+    /// Block `i`'s state (`None` beyond `reserved`). Walks the lists: for one block; use
+    /// [`blocks`](Self::blocks) for all of them.
+    pub fn block_state(&self, i: u16) -> Option<BlockState> {
+        if u32::from(i) >= self.reserved {
+            return None;
+        }
+        if let Some(requested) = self.req_bytes(i) {
+            return Some(BlockState::Live { requested });
+        }
+        let pos = |l: &Vec<u16>| l.iter().rev().position(|&b| b == i).map(|p| p as u32);
+        Some(if let Some(position) = pos(&self.free) {
+            BlockState::Free { position }
+        } else if let Some(position) = pos(&self.local_free) {
+            BlockState::LocalFree { position }
+        } else {
+            BlockState::Untouched
+        })
+    }
+
+    /// Every block of the page, in address order: (address, state). Reads the lists once.
+    pub fn blocks(&self) -> Vec<(u64, BlockState)> {
+        let mut st = vec![BlockState::Untouched; self.reserved as usize];
+        for (k, &i) in self.free.iter().rev().enumerate() {
+            st[i as usize] = BlockState::Free { position: k as u32 };
+        }
+        for (k, &i) in self.local_free.iter().rev().enumerate() {
+            st[i as usize] = BlockState::LocalFree { position: k as u32 };
+        }
+        for (i, s) in st.iter_mut().enumerate() {
+            if let Some(requested) = self.req_bytes(i as u16) {
+                *s = BlockState::Live { requested };
+            }
+        }
+        st.into_iter()
+            .enumerate()
+            .map(|(i, s)| (self.block(i as u16), s))
+            .collect()
+    }
+
     /// `mi_page_immediate_available`: `free` is not empty.
     #[inline(always)]
     pub fn immediate_available(&self) -> bool {
