@@ -478,3 +478,26 @@ fn a_request_the_allocator_cannot_satisfy_fails_as_it_would() {
     assert!(!out.contains("not the one CPython made next"), "{out}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// `-` as an output is refused in one line, and no file named `-` appears.
+#[test]
+fn dash_as_an_output_is_refused_not_created() {
+    let d = scratch("dash");
+    let input = d.join("in.trace");
+    std::fs::write(
+        &input,
+        "# glibc malloc-family call trace: t\nm 24 0x1000\nf 0x1000\n",
+    )
+    .unwrap();
+    let out = Command::new(PYALLOC)
+        .args(["convert", s(&input), "-"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("give a file name"), "{err}");
+    assert_eq!(names(&d), vec!["in.trace".to_string()], "nothing else written");
+    std::fs::remove_dir_all(&d).ok();
+}
