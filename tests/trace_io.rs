@@ -530,10 +530,14 @@ fn a_recording_cut_mid_line_is_truncated_whatever_its_header() {
         ] {
             let (ok, _, err) = pyalloc(&args);
             assert!(!ok, "{name}: {args:?} passed a file cut mid-line");
-            assert!(
-                err.contains("truncated") && err.contains("without a newline"),
-                "{err}"
-            );
+            assert!(err.contains("truncated"), "{err}");
+            // with a count, the count says it first; without, the missing newline does
+            let why = if name == "counted" {
+                "# records:"
+            } else {
+                "without a newline"
+            };
+            assert!(err.contains(why), "{name}: {err}");
         }
         // cut inside the size of a malloc: the line no longer parses, still a cut
         let at = body[..body.len() / 3].rfind("\nm O ").unwrap() + 6;
