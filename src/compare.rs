@@ -20,7 +20,8 @@
 use crate::addr::Addr;
 use crate::error::AllocError;
 use crate::progress::Progress;
-use crate::stack::{Route, Stack, StackSpec};
+use crate::replay::ModelSpec;
+use crate::stack::{Route, Stack};
 use crate::trace::{open::open, Domain, Event, EventKind, TraceError};
 use crate::vm::Syscalls;
 use serde::Serialize;
@@ -284,10 +285,10 @@ struct Runner {
 }
 
 impl Runner {
-    fn new(name: &str, spec: &StackSpec) -> Runner {
+    fn new(name: &str, stack: Stack) -> Runner {
         Runner {
             name: name.to_string(),
-            stack: spec.build(),
+            stack,
             addrs: Vec::new(),
             run: ModelRun {
                 model: name.to_string(),
@@ -447,14 +448,19 @@ impl Runner {
     }
 }
 
-/// Parses every model name first (so a bad one stops before any work).
+/// Parses every model name first, through [`ModelSpec::parse`] (so a bad one stops before
+/// any work), and makes sure each is a whole process ([`ModelSpec::stack`]).
 ///
 /// # Errors
 /// The first bad name's message.
-pub fn parse_models(names: &[String]) -> Result<Vec<(String, StackSpec)>, String> {
+pub fn parse_models(names: &[String]) -> Result<Vec<(String, ModelSpec)>, String> {
     names
         .iter()
-        .map(|n| StackSpec::parse(n).map(|s| (n.clone(), s)))
+        .map(|n| {
+            let spec = ModelSpec::parse(n).map_err(|e| e.to_string())?;
+            spec.stack().map_err(|e| e.to_string())?;
+            Ok((n.clone(), spec))
+        })
         .collect()
 }
 
@@ -465,7 +471,7 @@ pub fn parse_models(names: &[String]) -> Result<Vec<(String, StackSpec)>, String
 /// The first trace that fails, with its path.
 pub fn compare(
     paths: &[String],
-    models: &[(String, StackSpec)],
+    models: &[(String, ModelSpec)],
     opts: &CompareOptions,
 ) -> Result<Vec<TraceRun>, CompareError> {
     use rayon::prelude::*;
@@ -481,7 +487,7 @@ pub fn compare(
 /// See [`CompareError`].
 pub fn compare_trace(
     path: &str,
-    models: &[(String, StackSpec)],
+    models: &[(String, ModelSpec)],
     opts: &CompareOptions,
 ) -> Result<TraceRun, CompareError> {
     let terr = |source| CompareError::Trace {
@@ -489,7 +495,11 @@ pub fn compare_trace(
         source,
     };
     let mut reader = open(Path::new(path)).map_err(terr)?;
-    let runners: Vec<Runner> = models.iter().map(|(n, s)| Runner::new(n, s)).collect();
+    let runners = models
+        .iter()
+        .map(|(n, s)| Ok(Runner::new(n, s.stack()?)))
+        .collect::<Result<Vec<Runner>, crate::replay::ModelError>>()
+        .map_err(|e| CompareError::Model(e.to_string()))?;
     let mut tr = Translator::default();
     tr.ids.reserve(1 << 16);
     let bar = Progress::new(opts.progress, "comparing");
