@@ -2,9 +2,9 @@
 //! footprint each predicts over time.
 //!
 //! ```text
-//!  trace ──decode once──▶ translate: recorded address → block id, live bytes ──batches──┬─▶ model 1 (thread) ─┐
-//!                         (one pass, on the trace's job)                                ├─▶ model 2 (thread) ─┼─▶ ModelRun
-//!                                                                                       └─▶ model 3 (thread) ─┘
+//!  trace ──replay::drive──▶ Feed: translate recorded address → block id, live bytes ──batches──┬─▶ model 1 (thread) ─┐
+//!         (counts, progress,  (one pass, on the trace's job)                                  ├─▶ model 2 (thread) ─┼─▶ ModelRun
+//!          EventError)                                                                        └─▶ model 3 (thread) ─┘
 //!  many traces: one job each on rayon's pool; memory per job: a batch in flight per model,
 //!  the live blocks' ids, the samples (at most 2 × MAX_SAMPLES per model)
 //! ```
@@ -19,15 +19,16 @@
 
 use crate::addr::Addr;
 use crate::error::AllocError;
-use crate::progress::Progress;
-use crate::replay::ModelSpec;
+use crate::replay::{
+    drive, Cause, DriveOptions, EventError, Flow, ModelSpec, Replay, ReplayError, Source,
+};
 use crate::stack::{Route, Stack};
 use crate::trace::{open::open, Domain, Event, EventKind, TraceError};
 use crate::vm::Syscalls;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -133,33 +134,24 @@ pub enum CompareError {
     /// A bad model name.
     #[error("{0}")]
     Model(String),
-    /// The trace frees or reallocs an address it does not hold.
-    #[error("{path}: event {event} (line {line}): {op} of {addr}, which the trace never allocated (or already freed)")]
-    NeverAllocated {
+    /// The replay driver stopped: an unreadable trace, or an event the recording
+    /// contradicts (a free of an address it does not hold …), with its event and line.
+    #[error("{path}: {source}")]
+    Replay {
         /// The trace.
         path: String,
-        /// 0-based event.
-        event: u64,
-        /// 1-based line (0 for binary traces).
-        line: u64,
-        /// `free`, `realloc` or `munmap`.
-        op: &'static str,
-        /// The recorded address.
-        addr: Addr,
+        /// What went wrong.
+        source: ReplayError,
     },
     /// A model refused a call.
-    #[error("{path}: model {model}: event {event} (line {line}): {source}")]
+    #[error("{path}: model {model}: {source}")]
     Refused {
         /// The trace.
         path: String,
         /// The model.
         model: String,
-        /// 0-based event.
-        event: u64,
-        /// 1-based line.
-        line: u64,
-        /// The model's error.
-        source: AllocError,
+        /// The event and the model's error.
+        source: EventError,
     },
 }
 
@@ -369,10 +361,14 @@ impl Runner {
         Ok(())
     }
 
-    fn steps(&mut self, steps: &[Step]) -> Result<(), (u64, u64, AllocError)> {
+    fn steps(&mut self, steps: &[Step]) -> Result<(), EventError> {
         let t = Instant::now();
         for s in steps {
-            self.apply(s.op).map_err(|e| (s.event, s.line, e))?;
+            self.apply(s.op).map_err(|e| EventError {
+                event: s.event,
+                line: s.line,
+                source: Cause::Model(e),
+            })?;
             let mapped = self.stack.mapped();
             let resident = self.stack.resident();
             let r = &mut self.run;
@@ -481,7 +477,9 @@ pub fn compare(
         .collect()
 }
 
-/// Replays one trace through every model.
+/// Replays one trace through every model: the replay driver reads the trace (counts,
+/// progress, the recording's own consistency, [`EventError`]) into a [`Feed`], which
+/// translates each event and hands batches of steps to the models' threads.
 ///
 /// # Errors
 /// See [`CompareError`].
@@ -500,10 +498,6 @@ pub fn compare_trace(
         .map(|(n, s)| Ok(Runner::new(n, s.stack()?)))
         .collect::<Result<Vec<Runner>, crate::replay::ModelError>>()
         .map_err(|e| CompareError::Model(e.to_string()))?;
-    let mut tr = Translator::default();
-    tr.ids.reserve(1 << 16);
-    let bar = Progress::new(opts.progress, "comparing");
-    let mut events = 0u64;
     std::thread::scope(|scope| {
         let mut txs = Vec::new();
         let mut handles = Vec::new();
@@ -511,95 +505,102 @@ pub fn compare_trace(
             let (tx, rx) = sync_channel::<Arc<Vec<Step>>>(4);
             txs.push(tx);
             handles.push(
-                scope.spawn(move || -> Result<Runner, (Runner, u64, u64, AllocError)> {
+                scope.spawn(move || -> Result<Runner, (Runner, EventError)> {
                     let rx: Receiver<Arc<Vec<Step>>> = rx;
                     for batch in rx {
-                        if let Err((ev, line, e)) = r.steps(&batch) {
-                            return Err((r, ev, line, e));
+                        if let Err(e) = r.steps(&batch) {
+                            return Err((r, e));
                         }
                     }
                     Ok(r)
                 }),
             );
         }
-        let mut buf = vec![
-            Event {
-                kind: EventKind::Mark { index: 0 },
-                line: 0
-            };
-            4096
-        ];
-        let mut steps = Vec::with_capacity(BATCH);
-        let mut read_err = None;
-        'read: loop {
-            let n = match reader.next_events(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => {
-                    read_err = Some(terr(e));
-                    break;
-                }
-            };
-            for e in &buf[..n] {
-                match translate(&mut tr, e, events, &opts.markers) {
-                    Ok(Some(s)) => steps.push(s),
-                    Ok(None) => {}
-                    Err((op, addr)) => {
-                        read_err = Some(CompareError::NeverAllocated {
-                            path: path.to_string(),
-                            event: events,
-                            line: e.line,
-                            op,
-                            addr,
-                        });
-                        break 'read;
-                    }
-                }
-                events += 1;
-            }
-            if steps.len() >= BATCH {
-                let b = Arc::new(std::mem::replace(&mut steps, Vec::with_capacity(BATCH)));
-                if txs.iter().any(|tx| tx.send(b.clone()).is_err()) {
-                    break; // a model stopped: its error is reported below
-                }
-            }
-            bar.set(events);
-        }
-        if !steps.is_empty() {
-            let b = Arc::new(steps);
-            for tx in &txs {
-                let _ = tx.send(b.clone());
-            }
-        }
-        drop(txs);
-        bar.finish();
+        let mut feed = Feed {
+            tr: Translator::default(),
+            steps: Vec::with_capacity(BATCH),
+            txs,
+            markers: &opts.markers,
+        };
+        feed.tr.ids.reserve(1 << 16);
+        let drive_opts = DriveOptions {
+            keep_going: false,
+            progress: opts.progress,
+            label: "comparing",
+        };
+        let driven = Source::new(reader.as_mut())
+            .map_err(ReplayError::from)
+            .and_then(|mut src| drive(&mut src, &mut feed, &drive_opts));
+        feed.flush();
+        drop(feed); // closes the channels: the models finish their batches
+        let joined: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("a model thread panicked"))
+            .collect();
+        let driven = driven.map_err(|source| CompareError::Replay {
+            path: path.to_string(),
+            source,
+        })?;
         let mut runs = Vec::new();
-        let mut first_err = read_err;
-        for h in handles {
-            match h.join().expect("a model thread panicked") {
-                Ok(r) => runs.push(r.finish(events)),
-                Err((r, event, line, source)) => {
-                    if first_err.is_none() {
-                        first_err = Some(CompareError::Refused {
-                            path: path.to_string(),
-                            model: r.name.clone(),
-                            event,
-                            line,
-                            source,
-                        });
-                    }
+        for j in joined {
+            match j {
+                Ok(r) => runs.push(r.finish(driven.events)),
+                Err((r, source)) => {
+                    return Err(CompareError::Refused {
+                        path: path.to_string(),
+                        model: r.name,
+                        source,
+                    })
                 }
             }
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(TraceRun {
-                trace: path.to_string(),
-                events,
-                models: runs,
-            }),
-        }
+        Ok(TraceRun {
+            trace: path.to_string(),
+            events: driven.events,
+            models: runs,
+        })
     })
+}
+
+/// The driver's consumer: each event translated into a step, batches handed to the
+/// models' threads.
+struct Feed<'a> {
+    tr: Translator,                       // recorded addresses -> block ids, live bytes
+    steps: Vec<Step>,                     // the batch being filled
+    txs: Vec<SyncSender<Arc<Vec<Step>>>>, // one channel per model
+    markers: &'a [u64],                   // marker request sizes
+}
+
+impl Feed<'_> {
+    /// Hands the batch to every model; false when one has stopped (its error is reported
+    /// when its thread is joined).
+    fn flush(&mut self) -> bool {
+        if self.steps.is_empty() {
+            return true;
+        }
+        let b = Arc::new(std::mem::replace(
+            &mut self.steps,
+            Vec::with_capacity(BATCH),
+        ));
+        self.txs.iter().all(|tx| tx.send(b.clone()).is_ok())
+    }
+}
+
+impl Replay for Feed<'_> {
+    #[inline]
+    fn step(&mut self, index: u64, e: &Event) -> Result<Flow, Cause> {
+        match translate(&mut self.tr, e, index, self.markers) {
+            Ok(Some(s)) => {
+                self.steps.push(s);
+                if self.steps.len() >= BATCH && !self.flush() {
+                    return Ok(Flow::Stop); // a model stopped: its error is reported
+                }
+            }
+            Ok(None) => {}
+            Err((op, addr)) => return Err(Cause::NeverAllocated { op, addr }),
+        }
+        Ok(Flow::Next)
+    }
 }
 
 /// The step an event makes, if any; `Err` names a free of an address not live.
@@ -681,9 +682,11 @@ fn translate(
             if addr.is_null() {
                 return Ok(None);
             }
-            Op::Free {
-                route,
-                id: tr.dies(addr).ok_or(("free", addr))?,
+            match tr.dies(addr) {
+                Some(id) => Op::Free { route, id },
+                // a raw block the recording missed (the driver counts it): nothing to free
+                None if domain == Domain::Raw => return Ok(None),
+                None => return Err(("free", addr)),
             }
         }
         EventKind::ClearFree { addr, .. } => Op::Free {
@@ -702,12 +705,17 @@ fn translate(
             if new.is_null() && (size > 0 || old.is_null()) {
                 return Ok(None); // failed, or realloc(NULL, 0) = NULL: nothing changed
             }
-            let old_id = if old.is_null() {
-                NO_ID
-            } else {
-                tr.dies(old).ok_or(("realloc", old))?
+            let old_id = match (old.is_null(), tr.dies(old)) {
+                (true, _) => NO_ID,
+                (false, Some(id)) => id,
+                // a raw block the recording missed (the driver counts it): a fresh block
+                (false, None) if domain == Domain::Raw => NO_ID,
+                (false, None) => return Err(("realloc", old)),
             };
             if new.is_null() {
+                if old_id == NO_ID {
+                    return Ok(None); // realloc(p, 0) of a block the recording missed
+                }
                 // realloc(p, 0) that freed p
                 Op::Free { route, id: old_id }
             } else {

@@ -147,7 +147,11 @@ fn run(
 ) -> Result<(CheckReport, Glibc), ReplayError> {
     let mut src = Source::new(reader)?;
     let (brk, ceiling) = recorded_bounds(src.header()).ok_or_else(|| {
-        ReplayError::Unsupported(format!("{name}: header has no brk_at_first_call"))
+        ReplayError::Unsupported(format!(
+            "{name}: the header has no `# brk_at_first_call ADDR` line, so the check cannot \
+             place the model's heap where the process's began; add it from the recording's \
+             memory map, or replay the trace with `pyalloc replay --model glibc-2.36`"
+        ))
     })?;
     let page = RECORDED_PAGE;
     let vm = AddressSpace::new(page, 8, brk, ceiling);
@@ -171,7 +175,9 @@ fn run(
 impl<F: FnMut(&Event, Addr)> Replay for GlibcCheck<F> {
     #[inline]
     fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
-        let got = self.event(ev.kind, index, ev.line)?;
+        let got = self
+            .event(ev.kind, index, ev.line)
+            .map_err(|e| Cause::unservable(&ev.kind, e))?;
         (self.observe)(ev, got);
         Ok(if self.report.first_divergence.is_some() {
             Flow::Diverged
