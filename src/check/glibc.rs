@@ -250,6 +250,22 @@ impl<F> GlibcCheck<F> {
         }
     }
 
+    /// A call that returns a fresh block the recording shows at `addr` (malloc, calloc,
+    /// the memalign family): the model's next mapping pinned where the recording's is, a
+    /// refusal the recording agrees with made NULL, the result compared.
+    fn placed(
+        &mut self,
+        event: u64,
+        line: u64,
+        addr: Addr,
+        call: impl FnOnce(&mut Glibc) -> Result<Addr, crate::error::AllocError>,
+    ) -> Result<Addr, crate::error::AllocError> {
+        self.pin(addr);
+        let got = Self::null_if_recorded(call(&mut self.model), addr)?;
+        self.compare(event, line, addr, got);
+        Ok(got)
+    }
+
     /// A refusal the recording agrees with (glibc returned NULL: `ENOMEM`, `EINVAL`)
     /// is a NULL result; any other refusal is an error of the replay.
     fn null_if_recorded(
@@ -276,9 +292,7 @@ impl<F> GlibcCheck<F> {
         let mut got = Addr::NULL;
         match kind {
             EventKind::Malloc { size, addr, .. } => {
-                self.pin(addr);
-                got = Self::null_if_recorded(self.model.malloc(size as usize), addr)?;
-                self.compare(event, line, addr, got);
+                got = self.placed(event, line, addr, |m| m.malloc(size as usize))?;
             }
             EventKind::Calloc {
                 nelem,
@@ -286,12 +300,8 @@ impl<F> GlibcCheck<F> {
                 addr,
                 ..
             } => {
-                self.pin(addr);
-                got = Self::null_if_recorded(
-                    self.model.calloc(nelem as usize, elsize as usize),
-                    addr,
-                )?;
-                self.compare(event, line, addr, got);
+                let (n, s) = (nelem as usize, elsize as usize);
+                got = self.placed(event, line, addr, |m| m.calloc(n, s))?;
             }
             EventKind::Realloc { old, size, new, .. } => {
                 self.pin(new);
@@ -308,22 +318,14 @@ impl<F> GlibcCheck<F> {
                 self.model.free(a)?;
             }
             EventKind::Memalign { align, size, addr } => {
-                self.pin(addr);
-                got = Self::null_if_recorded(
-                    self.model.memalign(align as usize, size as usize),
-                    addr,
-                )?;
-                self.compare(event, line, addr, got);
+                let (a, s) = (align as usize, size as usize);
+                got = self.placed(event, line, addr, |m| m.memalign(a, s))?;
             }
             EventKind::Valloc { size, addr } => {
-                self.pin(addr);
-                got = Self::null_if_recorded(self.model.valloc(size as usize), addr)?;
-                self.compare(event, line, addr, got);
+                got = self.placed(event, line, addr, |m| m.valloc(size as usize))?;
             }
             EventKind::Pvalloc { size, addr } => {
-                self.pin(addr);
-                got = Self::null_if_recorded(self.model.pvalloc(size as usize), addr)?;
-                self.compare(event, line, addr, got);
+                got = self.placed(event, line, addr, |m| m.pvalloc(size as usize))?;
             }
             EventKind::Mallopt { param, value, .. } => {
                 self.model.mallopt(param as i32, value as i32);

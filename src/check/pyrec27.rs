@@ -38,6 +38,7 @@ use crate::objects::intobject::{NSMALLNEGINTS, NSMALLPOSINTS};
 use crate::objects::{FloatFreeList, IntFreeList, Py2State, PyFloat, PyInt, Slot, SmallInts};
 use crate::platform::Platform;
 use crate::pymalloc::{Pymalloc, PymallocParams};
+use crate::replay::driver::at_error;
 use crate::replay::pinned::{PinnedArenas, PinnedRaw, RawCall, TraceHeap};
 use crate::replay::{drive, Cause, EventError, Flow, ModelSpec, Replay, ReplayError, Source};
 use crate::sysmalloc::SharedHeap;
@@ -220,15 +221,8 @@ impl Py27Replay {
     pub fn apply(&mut self, ev: &Event, index: u64) -> Result<(), ReplayError> {
         self.report.events += 1;
         if let Err(source) = self.step(index, ev) {
-            let err = EventError {
-                event: index,
-                line: ev.line,
-                source,
-            };
-            if !self.keep_going {
-                return Err(err.into());
-            }
-            Replay::keep_going(self, err);
+            let keep_going = self.keep_going;
+            at_error(self, keep_going, index, ev, source)?;
         }
         Ok(())
     }

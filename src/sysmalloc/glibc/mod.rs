@@ -346,11 +346,7 @@ impl Glibc {
     /// program writes what it asked for; calloc's memset is glibc's own).
     #[inline(always)]
     fn account(&mut self, out: Out, req: u64, written: u64) -> u64 {
-        self.stats.live_bytes += req;
-        self.stats.live_blocks += 1;
-        if self.stats.live_bytes > self.stats.peak_live_bytes {
-            self.stats.peak_live_bytes = self.stats.live_bytes;
-        }
+        self.stats.note_alloc(req);
         let mem = match out {
             Out::Chunk(c) => {
                 self.heap.set_req(c, req);
