@@ -40,6 +40,7 @@ pub(crate) mod pages;
 pub mod pinned;
 pub mod pymalloc;
 pub mod source;
+mod table;
 
 pub use driver::{drive, DriveOptions, Driven, Flow, Replay};
 pub use error::{Cause, EventError, ReplayError};
