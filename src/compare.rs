@@ -22,7 +22,7 @@ use crate::error::AllocError;
 use crate::progress::Progress;
 use crate::stack::{Route, Stack, StackSpec};
 use crate::trace::{open::open, Domain, Event, EventKind, TraceError};
-use crate::vm::Syscalls;
+use crate::vm::{ProcessLayout, Syscalls};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -132,6 +132,14 @@ pub enum CompareError {
     /// A bad model name.
     #[error("{0}")]
     Model(String),
+    /// A header line the models read (`# maps:`, `# heap:`) that does not parse.
+    #[error("{path}: {message}")]
+    Header {
+        /// The trace.
+        path: String,
+        /// Which line and why.
+        message: String,
+    },
     /// The trace frees or reallocs an address it does not hold.
     #[error("{path}: event {event} (line {line}): {op} of {addr}, which the trace never allocated (or already freed)")]
     NeverAllocated {
@@ -284,10 +292,10 @@ struct Runner {
 }
 
 impl Runner {
-    fn new(name: &str, spec: &StackSpec) -> Runner {
+    fn new(name: &str, stack: Stack) -> Runner {
         Runner {
             name: name.to_string(),
-            stack: spec.build(),
+            stack,
             addrs: Vec::new(),
             run: ModelRun {
                 model: name.to_string(),
@@ -489,7 +497,20 @@ pub fn compare_trace(
         source,
     };
     let mut reader = open(Path::new(path)).map_err(terr)?;
-    let runners: Vec<Runner> = models.iter().map(|(n, s)| Runner::new(n, s)).collect();
+    // a recording that says where the process's other mappings and its heap's top were:
+    // each model's process takes that shape (vm::ProcessLayout)
+    let header = reader.header();
+    let layout = ProcessLayout::from_header(header.get("maps"), header.get("heap")).and_then(|l| {
+        models
+            .iter()
+            .map(|(n, s)| s.build_in(&l).map(|st| Runner::new(n, st)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("`# maps:` line: {e}"))
+    });
+    let runners = layout.map_err(|message| CompareError::Header {
+        path: path.to_string(),
+        message,
+    })?;
     let mut tr = Translator::default();
     tr.ids.reserve(1 << 16);
     let bar = Progress::new(opts.progress, "comparing");

@@ -26,7 +26,7 @@ use crate::platform::Platform;
 use crate::pymalloc::{whatif, Pymalloc, PymallocParams, SystemArenas};
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::sysmalloc::Bump;
-use crate::vm::{AddressSpace, Syscalls};
+use crate::vm::{AddressSpace, ProcessLayout, Syscalls};
 
 /// Which layer a call enters at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,29 +75,38 @@ impl StackSpec {
 
     /// A fresh process of this stack, residency tracked.
     pub fn build(&self) -> Stack {
+        self.build_in(&ProcessLayout::default())
+            .expect("an empty layout applies to any address space")
+    }
+
+    /// A fresh process of this stack in the shape of a recorded one (its heap where the
+    /// recording's next top chunk was, its other mappings reserved), residency tracked.
+    ///
+    /// # Errors
+    /// A layout whose mappings overlap each other.
+    pub fn build_in(&self, layout: &ProcessLayout) -> Result<Stack, AllocError> {
         let p = Platform::linux_x86_64();
-        match self {
+        let mut vm = p.address_space();
+        Ok(match self {
             StackSpec::PymallocGlibc(pp, gp) => {
-                let mut m = Pymalloc::new(
-                    pp.clone(),
-                    Glibc::new(gp.clone(), p.address_space()),
-                    SystemArenas,
-                );
+                vm.apply_layout(layout)?;
+                let mut m = Pymalloc::new(pp.clone(), Glibc::new(gp.clone(), vm), SystemArenas);
                 m.track_residency();
                 Stack::PymallocGlibc(Box::new(m))
             }
             StackSpec::Glibc(gp) => {
-                let mut vm = p.address_space();
+                vm.apply_layout(layout)?;
                 vm.track_residency();
                 Stack::Glibc(Box::new(Glibc::new(gp.clone(), vm)))
             }
             StackSpec::Pymalloc(pp) => {
-                let mut m =
-                    Pymalloc::new(pp.clone(), Bump::new(p.heap_start, 16), p.address_space());
+                // pymalloc alone: its arenas go around the recorded mappings; no brk heap
+                vm.reserve_maps(&layout.maps)?;
+                let mut m = Pymalloc::new(pp.clone(), Bump::new(p.heap_start, 16), vm);
                 m.track_residency();
                 Stack::Pymalloc(Box::new(m))
             }
-        }
+        })
     }
 }
 

@@ -577,7 +577,7 @@ impl Allocator for Glibc {
             .checked_request2size(size as u64)
             .ok_or_else(|| self.too_large(size as u64))?;
         if let Some(m) = self.maybe_mapped(addr.0).then(|| self.mmaps[&addr.0]) {
-            // mremap_chunk: same pages, or a remapping (placed like a fresh mapping)
+            // mremap_chunk: same pages, or a remapping (vm::mremap: as the kernel does it)
             let page = self.vm.page_size();
             let offset = addr.0 - 2 * self.params.size_sz - m.base;
             let new_len = (nb + offset + self.params.size_sz).next_multiple_of(page);
@@ -593,22 +593,25 @@ impl Allocator for Glibc {
                 self.mmap_pin = None;
                 return Ok(addr);
             }
-            // mremap moves the pages with their contents: what was resident stays so
-            let kept = if self.vm.tracking() {
-                self.vm.resident_offsets(m.base, m.len.min(new_len))
+            let base = if self.mmap_pin.is_some() {
+                // pinned where the recording shows the kernel put it; the pages move
+                // with their contents: what was resident stays so
+                let kept = if self.vm.tracking() {
+                    self.vm.resident_offsets(m.base, m.len.min(new_len))
+                } else {
+                    Vec::new()
+                };
+                let _ = self.vm.munmap(Addr(m.base), m.len);
+                let base = self.map(new_len)?;
+                for off in kept {
+                    self.vm.touch(base + off, 1);
+                }
+                base
             } else {
-                Vec::new()
+                // the kernel's mremap: in place when it can, else moved (vm::mremap)
+                self.vm.mremap(Addr(m.base), m.len, new_len)?.0
             };
-            let _ = self.vm.munmap(Addr(m.base), m.len);
             self.mmaps.remove(&addr.0);
-            // mremap shrinks in place; growing moves unless pinned where the kernel put it
-            if new_len < m.len && self.mmap_pin.is_none() {
-                self.mmap_pin = Some(m.base);
-            }
-            let base = self.map(new_len)?;
-            for off in kept {
-                self.vm.touch(base + off, 1);
-            }
             let mem = base + offset + 2 * self.params.size_sz;
             self.mmaps.insert(
                 mem,
