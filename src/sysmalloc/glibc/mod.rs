@@ -30,6 +30,7 @@
 
 mod bins;
 mod chunk;
+mod footprint;
 mod free;
 mod invariants;
 mod malloc;
@@ -45,6 +46,7 @@ use crate::alloc::{Allocator, Stats};
 use crate::error::AllocError;
 use crate::vm::AddressSpace;
 use chunk::{Heap, State, NIL};
+pub use footprint::HeapUse;
 use malloc::Out;
 use params::NFASTBINS;
 use std::collections::HashMap;
