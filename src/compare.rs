@@ -2,9 +2,9 @@
 //! footprint each predicts over time.
 //!
 //! ```text
-//!  trace ──decode once──▶ translate: recorded address → block id, live bytes ──batches──┬─▶ model 1 (thread) ─┐
-//!                         (one pass, on the trace's job)                                ├─▶ model 2 (thread) ─┼─▶ ModelRun
-//!                                                                                       └─▶ model 3 (thread) ─┘
+//!  trace ──replay::drive──▶ Feed: translate recorded address → block id, live bytes ──batches──┬─▶ model 1 (thread) ─┐
+//!         (counts, progress,  (one pass, on the trace's job)                                  ├─▶ model 2 (thread) ─┼─▶ ModelRun
+//!          EventError)                                                                        └─▶ model 3 (thread) ─┘
 //!  many traces: one job each on rayon's pool; memory per job: a batch in flight per model,
 //!  the live blocks' ids, the samples (at most 2 × MAX_SAMPLES per model)
 //! ```
@@ -19,14 +19,16 @@
 
 use crate::addr::Addr;
 use crate::error::AllocError;
-use crate::progress::Progress;
-use crate::stack::{Route, Stack, StackSpec};
+use crate::replay::{
+    drive, Cause, DriveOptions, EventError, Flow, ModelSpec, Replay, ReplayError, Source,
+};
+use crate::stack::{Route, Stack, Waste};
 use crate::trace::{open::open, Domain, Event, EventKind, TraceError};
 use crate::vm::{ProcessLayout, Syscalls};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -93,8 +95,7 @@ pub struct ModelRun {
     pub final_resident: u64,
     /// `resident / live - 1` when live was at its peak (first reached).
     pub fragmentation_at_peak: f64,
-    /// `resident / live - 1` at the end (0 when nothing is live).
-    #[serde(skip)]
+    /// `resident / live - 1` at the end (0 when nothing is live). Added field.
     pub fragmentation_at_end: f64,
     /// System calls made.
     pub syscalls: Syscalls,
@@ -102,9 +103,33 @@ pub struct ModelRun {
     pub seconds: f64,
     /// A row per marker request.
     pub markers: Vec<MarkerRow>,
+    /// Mapped bytes by cause near peak live (added field): taken before the first call that
+    /// lowers live after a new peak, unless live is within 1/256 of the last such moment,
+    /// so its `live` is within 1/256 of `peak_live` (exact when the peak was the last rise).
+    pub waste_at_peak: Option<WasteAt>,
+    /// Mapped bytes by cause at the end (added field).
+    pub waste_at_end: Option<WasteAt>,
     /// Footprint samples over event time (for plots).
     #[serde(skip)]
     pub samples: Vec<Sample>,
+}
+
+/// [`Waste`] at one moment: `live + accounted == mapped` there (see [`crate::stack`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WasteAt {
+    /// Events replayed before the moment.
+    pub event: u64,
+    /// The program's live bytes then.
+    pub live: u64,
+    /// The mapped bytes then.
+    pub mapped: u64,
+    /// `rounding + headers + alignment`.
+    pub internal: u64,
+    /// `free_blocks + empty_pools + free_arenas + free_chunks`.
+    pub external: u64,
+    /// The parts.
+    #[serde(flatten)]
+    pub waste: Waste,
 }
 
 /// One trace through every model.
@@ -140,33 +165,24 @@ pub enum CompareError {
         /// Which line and why.
         message: String,
     },
-    /// The trace frees or reallocs an address it does not hold.
-    #[error("{path}: event {event} (line {line}): {op} of {addr}, which the trace never allocated (or already freed)")]
-    NeverAllocated {
+    /// The replay driver stopped: an unreadable trace, or an event the recording
+    /// contradicts (a free of an address it does not hold …), with its event and line.
+    #[error("{path}: {source}")]
+    Replay {
         /// The trace.
         path: String,
-        /// 0-based event.
-        event: u64,
-        /// 1-based line (0 for binary traces).
-        line: u64,
-        /// `free`, `realloc` or `munmap`.
-        op: &'static str,
-        /// The recorded address.
-        addr: Addr,
+        /// What went wrong.
+        source: ReplayError,
     },
     /// A model refused a call.
-    #[error("{path}: model {model}: event {event} (line {line}): {source}")]
+    #[error("{path}: model {model}: {source}")]
     Refused {
         /// The trace.
         path: String,
         /// The model.
         model: String,
-        /// 0-based event.
-        event: u64,
-        /// 1-based line.
-        line: u64,
-        /// The model's error.
-        source: AllocError,
+        /// The event and the model's error.
+        source: EventError,
     },
 }
 
@@ -289,6 +305,8 @@ struct Runner {
     stride: u64,      // events between samples
     next_sample: u64, // the event at which the next sample is taken
     seconds: f64,
+    prev_live: u64,     // the program's live bytes before the step being replayed
+    peak_pending: bool, // live rose to a new peak since the last waste snapshot
 }
 
 impl Runner {
@@ -310,11 +328,15 @@ impl Runner {
                 syscalls: Syscalls::default(),
                 seconds: 0.0,
                 markers: Vec::new(),
+                waste_at_peak: None,
+                waste_at_end: None,
                 samples: Vec::new(),
             },
             stride: 256,
             next_sample: 0,
             seconds: 0.0,
+            prev_live: 0,
+            peak_pending: false,
         }
     }
 
@@ -376,15 +398,24 @@ impl Runner {
         Ok(())
     }
 
-    fn steps(&mut self, steps: &[Step]) -> Result<(), (u64, u64, AllocError)> {
+    fn steps(&mut self, steps: &[Step]) -> Result<(), EventError> {
         let t = Instant::now();
         for s in steps {
-            self.apply(s.op).map_err(|e| (s.event, s.line, e))?;
+            if self.peak_pending && s.live < self.prev_live {
+                self.snapshot_peak(s.event);
+            }
+            self.prev_live = s.live;
+            self.apply(s.op).map_err(|e| EventError {
+                event: s.event,
+                line: s.line,
+                source: Cause::Model(e),
+            })?;
             let mapped = self.stack.mapped();
             let resident = self.stack.resident();
             let r = &mut self.run;
             if s.live > r.peak_live {
                 r.peak_live = s.live;
+                self.peak_pending = true;
                 r.fragmentation_at_peak = resident as f64 / s.live as f64 - 1.0;
             }
             r.peak_mapped = r.peak_mapped.max(mapped);
@@ -421,6 +452,32 @@ impl Runner {
         Ok(())
     }
 
+    /// The waste now, `event` events replayed, the program holding `live`.
+    fn waste_at(&self, event: u64, live: u64) -> WasteAt {
+        let waste = self.stack.waste(live);
+        WasteAt {
+            event,
+            live,
+            mapped: self.stack.mapped(),
+            internal: waste.internal(),
+            external: waste.external(),
+            waste,
+        }
+    }
+
+    /// Live is about to fall from a new peak: the waste now, unless within 1/256 of the
+    /// last snapshot's live (the walk costs a pass over pools and chunks).
+    fn snapshot_peak(&mut self, event: u64) {
+        self.peak_pending = false;
+        let live = self.prev_live;
+        if let Some(w) = &self.run.waste_at_peak {
+            if live - live.min(w.live) <= w.live / 256 {
+                return;
+            }
+        }
+        self.run.waste_at_peak = Some(self.waste_at(event, live));
+    }
+
     /// Keeps a sample; past twice the limit, every other one goes and the stride doubles.
     fn sample(&mut self, s: Sample) {
         let v = &mut self.run.samples;
@@ -451,18 +508,27 @@ impl Runner {
         };
         r.syscalls = self.stack.syscalls();
         r.seconds = self.seconds;
+        if self.peak_pending {
+            self.snapshot_peak(events);
+        }
+        self.run.waste_at_end = Some(self.waste_at(events, self.run.final_live));
         self.run
     }
 }
 
-/// Parses every model name first (so a bad one stops before any work).
+/// Parses every model name first, through [`ModelSpec::parse`] (so a bad one stops before
+/// any work), and makes sure each is a whole process ([`ModelSpec::stack`]).
 ///
 /// # Errors
 /// The first bad name's message.
-pub fn parse_models(names: &[String]) -> Result<Vec<(String, StackSpec)>, String> {
+pub fn parse_models(names: &[String]) -> Result<Vec<(String, ModelSpec)>, String> {
     names
         .iter()
-        .map(|n| StackSpec::parse(n).map(|s| (n.clone(), s)))
+        .map(|n| {
+            let spec = ModelSpec::parse(n).map_err(|e| e.to_string())?;
+            spec.stack().map_err(|e| e.to_string())?;
+            Ok((n.clone(), spec))
+        })
         .collect()
 }
 
@@ -473,7 +539,7 @@ pub fn parse_models(names: &[String]) -> Result<Vec<(String, StackSpec)>, String
 /// The first trace that fails, with its path.
 pub fn compare(
     paths: &[String],
-    models: &[(String, StackSpec)],
+    models: &[(String, ModelSpec)],
     opts: &CompareOptions,
 ) -> Result<Vec<TraceRun>, CompareError> {
     use rayon::prelude::*;
@@ -483,13 +549,15 @@ pub fn compare(
         .collect()
 }
 
-/// Replays one trace through every model.
+/// Replays one trace through every model: the replay driver reads the trace (counts,
+/// progress, the recording's own consistency, [`EventError`]) into a [`Feed`], which
+/// translates each event and hands batches of steps to the models' threads.
 ///
 /// # Errors
 /// See [`CompareError`].
 pub fn compare_trace(
     path: &str,
-    models: &[(String, StackSpec)],
+    models: &[(String, ModelSpec)],
     opts: &CompareOptions,
 ) -> Result<TraceRun, CompareError> {
     let terr = |source| CompareError::Trace {
@@ -497,24 +565,25 @@ pub fn compare_trace(
         source,
     };
     let mut reader = open(Path::new(path)).map_err(terr)?;
-    // a recording that says where the process's other mappings and its heap's top were:
-    // each model's process takes that shape (vm::ProcessLayout)
+    let mut runners = models
+        .iter()
+        .map(|(n, s)| Ok(Runner::new(n, s.stack()?)))
+        .collect::<Result<Vec<Runner>, crate::replay::ModelError>>()
+        .map_err(|e| CompareError::Model(e.to_string()))?;
+    // a recording that says where the process's other mappings and its heap were
+    // (`# maps:`, `# heap:`): each model's process takes that shape (vm::ProcessLayout)
     let header = reader.header();
-    let layout = ProcessLayout::from_header(header.get("maps"), header.get("heap")).and_then(|l| {
-        models
-            .iter()
-            .map(|(n, s)| s.build_in(&l).map(|st| Runner::new(n, st)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("`# maps:` line: {e}"))
-    });
-    let runners = layout.map_err(|message| CompareError::Header {
+    let herr = |message| CompareError::Header {
         path: path.to_string(),
         message,
-    })?;
-    let mut tr = Translator::default();
-    tr.ids.reserve(1 << 16);
-    let bar = Progress::new(opts.progress, "comparing");
-    let mut events = 0u64;
+    };
+    let layout =
+        ProcessLayout::from_header(header.get("maps"), header.get("heap")).map_err(herr)?;
+    for r in &mut runners {
+        r.stack
+            .apply_layout(&layout)
+            .map_err(|e| herr(format!("`# maps:` line: {e}")))?;
+    }
     std::thread::scope(|scope| {
         let mut txs = Vec::new();
         let mut handles = Vec::new();
@@ -522,95 +591,102 @@ pub fn compare_trace(
             let (tx, rx) = sync_channel::<Arc<Vec<Step>>>(4);
             txs.push(tx);
             handles.push(
-                scope.spawn(move || -> Result<Runner, (Runner, u64, u64, AllocError)> {
+                scope.spawn(move || -> Result<Runner, (Runner, EventError)> {
                     let rx: Receiver<Arc<Vec<Step>>> = rx;
                     for batch in rx {
-                        if let Err((ev, line, e)) = r.steps(&batch) {
-                            return Err((r, ev, line, e));
+                        if let Err(e) = r.steps(&batch) {
+                            return Err((r, e));
                         }
                     }
                     Ok(r)
                 }),
             );
         }
-        let mut buf = vec![
-            Event {
-                kind: EventKind::Mark { index: 0 },
-                line: 0
-            };
-            4096
-        ];
-        let mut steps = Vec::with_capacity(BATCH);
-        let mut read_err = None;
-        'read: loop {
-            let n = match reader.next_events(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => {
-                    read_err = Some(terr(e));
-                    break;
-                }
-            };
-            for e in &buf[..n] {
-                match translate(&mut tr, e, events, &opts.markers) {
-                    Ok(Some(s)) => steps.push(s),
-                    Ok(None) => {}
-                    Err((op, addr)) => {
-                        read_err = Some(CompareError::NeverAllocated {
-                            path: path.to_string(),
-                            event: events,
-                            line: e.line,
-                            op,
-                            addr,
-                        });
-                        break 'read;
-                    }
-                }
-                events += 1;
-            }
-            if steps.len() >= BATCH {
-                let b = Arc::new(std::mem::replace(&mut steps, Vec::with_capacity(BATCH)));
-                if txs.iter().any(|tx| tx.send(b.clone()).is_err()) {
-                    break; // a model stopped: its error is reported below
-                }
-            }
-            bar.set(events);
-        }
-        if !steps.is_empty() {
-            let b = Arc::new(steps);
-            for tx in &txs {
-                let _ = tx.send(b.clone());
-            }
-        }
-        drop(txs);
-        bar.finish();
+        let mut feed = Feed {
+            tr: Translator::default(),
+            steps: Vec::with_capacity(BATCH),
+            txs,
+            markers: &opts.markers,
+        };
+        feed.tr.ids.reserve(1 << 16);
+        let drive_opts = DriveOptions {
+            keep_going: false,
+            progress: opts.progress,
+            label: "comparing",
+        };
+        let driven = Source::new(reader.as_mut())
+            .map_err(ReplayError::from)
+            .and_then(|mut src| drive(&mut src, &mut feed, &drive_opts));
+        feed.flush();
+        drop(feed); // closes the channels: the models finish their batches
+        let joined: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("a model thread panicked"))
+            .collect();
+        let driven = driven.map_err(|source| CompareError::Replay {
+            path: path.to_string(),
+            source,
+        })?;
         let mut runs = Vec::new();
-        let mut first_err = read_err;
-        for h in handles {
-            match h.join().expect("a model thread panicked") {
-                Ok(r) => runs.push(r.finish(events)),
-                Err((r, event, line, source)) => {
-                    if first_err.is_none() {
-                        first_err = Some(CompareError::Refused {
-                            path: path.to_string(),
-                            model: r.name.clone(),
-                            event,
-                            line,
-                            source,
-                        });
-                    }
+        for j in joined {
+            match j {
+                Ok(r) => runs.push(r.finish(driven.events)),
+                Err((r, source)) => {
+                    return Err(CompareError::Refused {
+                        path: path.to_string(),
+                        model: r.name,
+                        source,
+                    })
                 }
             }
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(TraceRun {
-                trace: path.to_string(),
-                events,
-                models: runs,
-            }),
-        }
+        Ok(TraceRun {
+            trace: path.to_string(),
+            events: driven.events,
+            models: runs,
+        })
     })
+}
+
+/// The driver's consumer: each event translated into a step, batches handed to the
+/// models' threads.
+struct Feed<'a> {
+    tr: Translator,                       // recorded addresses -> block ids, live bytes
+    steps: Vec<Step>,                     // the batch being filled
+    txs: Vec<SyncSender<Arc<Vec<Step>>>>, // one channel per model
+    markers: &'a [u64],                   // marker request sizes
+}
+
+impl Feed<'_> {
+    /// Hands the batch to every model; false when one has stopped (its error is reported
+    /// when its thread is joined).
+    fn flush(&mut self) -> bool {
+        if self.steps.is_empty() {
+            return true;
+        }
+        let b = Arc::new(std::mem::replace(
+            &mut self.steps,
+            Vec::with_capacity(BATCH),
+        ));
+        self.txs.iter().all(|tx| tx.send(b.clone()).is_ok())
+    }
+}
+
+impl Replay for Feed<'_> {
+    #[inline]
+    fn step(&mut self, index: u64, e: &Event) -> Result<Flow, Cause> {
+        match translate(&mut self.tr, e, index, self.markers) {
+            Ok(Some(s)) => {
+                self.steps.push(s);
+                if self.steps.len() >= BATCH && !self.flush() {
+                    return Ok(Flow::Stop); // a model stopped: its error is reported
+                }
+            }
+            Ok(None) => {}
+            Err((op, addr)) => return Err(Cause::NeverAllocated { op, addr }),
+        }
+        Ok(Flow::Next)
+    }
 }
 
 /// The step an event makes, if any; `Err` names a free of an address not live.
@@ -692,9 +768,11 @@ fn translate(
             if addr.is_null() {
                 return Ok(None);
             }
-            Op::Free {
-                route,
-                id: tr.dies(addr).ok_or(("free", addr))?,
+            match tr.dies(addr) {
+                Some(id) => Op::Free { route, id },
+                // a raw block the recording missed (the driver counts it): nothing to free
+                None if domain == Domain::Raw => return Ok(None),
+                None => return Err(("free", addr)),
             }
         }
         EventKind::ClearFree { addr, .. } => Op::Free {
@@ -713,12 +791,17 @@ fn translate(
             if new.is_null() && (size > 0 || old.is_null()) {
                 return Ok(None); // failed, or realloc(NULL, 0) = NULL: nothing changed
             }
-            let old_id = if old.is_null() {
-                NO_ID
-            } else {
-                tr.dies(old).ok_or(("realloc", old))?
+            let old_id = match (old.is_null(), tr.dies(old)) {
+                (true, _) => NO_ID,
+                (false, Some(id)) => id,
+                // a raw block the recording missed (the driver counts it): a fresh block
+                (false, None) if domain == Domain::Raw => NO_ID,
+                (false, None) => return Err(("realloc", old)),
             };
             if new.is_null() {
+                if old_id == NO_ID {
+                    return Ok(None); // realloc(p, 0) of a block the recording missed
+                }
                 // realloc(p, 0) that freed p
                 Op::Free { route, id: old_id }
             } else {

@@ -13,15 +13,17 @@
 //! ```
 //! A model name is layers joined by `/`, the upper first; a pymalloc layer takes what-if
 //! overrides after a colon (`cpython-3.11:pool=64KiB,arena=4MiB/glibc-2.36`, see
-//! [`whatif`](crate::pymalloc::whatif)). On Linux x86-64 (setarch -R bases).
+//! [`whatif`](crate::pymalloc::whatif)). Names are read by `replay::ModelSpec::parse`
+//! (the one reader of model names), which picks one of the constructors below
+//! (`ModelSpec::stack`). On Linux x86-64 (setarch -R bases).
 //!
 //! Footprint, read after every call: `mapped = brk extent + Σ live mappings`,
 //! `resident = pages written and not given back` (see [`vm`](crate::vm)); both are the
 //! address space's, so they cover every layer at once.
 //!
 //! Waste by cause ([`Stack::waste`], walked from the models' state on demand):
-//! `live + rounding + headers + alignment + free_blocks + empty_pools + free_arenas
-//!  + free_chunks + metadata + other_maps == mapped`, where the parts come from pymalloc's
+//! `live - outside + rounding + headers + alignment + free_blocks + empty_pools
+//!  + free_arenas + free_chunks + metadata + other_maps == mapped`, where the parts come from pymalloc's
 //! arenas ([`ArenaUse`](crate::pymalloc::stats::ArenaUse)) and glibc's chunks
 //! ([`HeapUse`](crate::sysmalloc::glibc::HeapUse)) and `mapped` from the address space.
 
@@ -29,7 +31,7 @@ use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::error::AllocError;
 use crate::platform::Platform;
-use crate::pymalloc::{whatif, Pymalloc, PymallocParams, SystemArenas};
+use crate::pymalloc::{Pymalloc, PymallocParams, SystemArenas};
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::sysmalloc::Bump;
 use crate::vm::{AddressSpace, ProcessLayout, Syscalls};
@@ -41,79 +43,6 @@ pub enum Route {
     Object,
     /// `PyMem_Raw*`, the C library, the 2.7 int/float blocks: the system allocator.
     System,
-}
-
-/// What a model name asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StackSpec {
-    /// pymalloc over glibc on one address space.
-    PymallocGlibc(PymallocParams, GlibcParams),
-    /// glibc alone.
-    Glibc(GlibcParams),
-    /// pymalloc alone (arenas in its own address space, fall-through to a bump baseline).
-    Pymalloc(PymallocParams),
-}
-
-impl StackSpec {
-    /// Parses `cpython-3.11`, `cpython-3.11/glibc-2.36`, `glibc-2.36`,
-    /// `cpython-2.7.18/glibc-2.36`, with what-if overrides on the pymalloc layer.
-    ///
-    /// # Errors
-    /// One sentence: an unknown layer, a stack in the wrong order, a bad override.
-    pub fn parse(name: &str) -> Result<StackSpec, String> {
-        let layers: Vec<&str> = name.split('/').collect();
-        let glibc = |l: &str| matches!(l, "glibc" | "glibc-2.36");
-        match layers.as_slice() {
-            [g] if glibc(g) => Ok(StackSpec::Glibc(GlibcParams::v2_36_x86_64())),
-            [p] => Ok(StackSpec::Pymalloc(pymalloc_layer(p)?)),
-            [p, g] if glibc(g) => Ok(StackSpec::PymallocGlibc(
-                pymalloc_layer(p)?,
-                GlibcParams::v2_36_x86_64(),
-            )),
-            [_, g] => Err(format!(
-                "model {name:?}: no system allocator {g:?} under pymalloc (known: glibc-2.36)"
-            )),
-            _ => Err(format!(
-                "model {name:?}: at most two layers, pymalloc over glibc (cpython-3.11/glibc-2.36)"
-            )),
-        }
-    }
-
-    /// A fresh process of this stack, residency tracked.
-    pub fn build(&self) -> Stack {
-        self.build_in(&ProcessLayout::default())
-            .expect("an empty layout applies to any address space")
-    }
-
-    /// A fresh process of this stack in the shape of a recorded one (its heap where the
-    /// recording's next top chunk was, its other mappings reserved), residency tracked.
-    ///
-    /// # Errors
-    /// A layout whose mappings overlap each other.
-    pub fn build_in(&self, layout: &ProcessLayout) -> Result<Stack, AllocError> {
-        let p = Platform::linux_x86_64();
-        let mut vm = p.address_space();
-        Ok(match self {
-            StackSpec::PymallocGlibc(pp, gp) => {
-                vm.apply_layout(layout)?;
-                let mut m = Pymalloc::new(pp.clone(), Glibc::new(gp.clone(), vm), SystemArenas);
-                m.track_residency();
-                Stack::PymallocGlibc(Box::new(m))
-            }
-            StackSpec::Glibc(gp) => {
-                vm.apply_layout(layout)?;
-                vm.track_residency();
-                Stack::Glibc(Box::new(Glibc::new(gp.clone(), vm)))
-            }
-            StackSpec::Pymalloc(pp) => {
-                // pymalloc alone: its arenas go around the recorded mappings; no brk heap
-                vm.reserve_maps(&layout.maps)?;
-                let mut m = Pymalloc::new(pp.clone(), Bump::new(p.heap_start, 16), vm);
-                m.track_residency();
-                Stack::Pymalloc(Box::new(m))
-            }
-        })
-    }
 }
 
 /// A stack's mapped bytes by what holds them (see the module's equation). Internal waste:
@@ -142,6 +71,10 @@ pub struct Waste {
     pub metadata: u64,
     /// Mappings no allocator made (CPython's data-stack chunks).
     pub other_maps: u64,
+    /// Live bytes held outside this address space, so not in `mapped` (`cpython-3.11`
+    /// alone: what pymalloc passes to its bump baseline); subtracted from `live` in the
+    /// equation.
+    pub outside: u64,
 }
 
 impl Waste {
@@ -168,22 +101,6 @@ impl Waste {
     }
 }
 
-/// A pymalloc layer: a preset name (`cpython-3.11`, `3.11`, `cpython-2.7.18` …) and overrides.
-fn pymalloc_layer(layer: &str) -> Result<PymallocParams, String> {
-    let (base, overrides) = layer.split_once(':').unwrap_or((layer, ""));
-    let known = base.starts_with("cpython-") || base.starts_with(|c: char| c.is_ascii_digit());
-    let params = known
-        .then(|| PymallocParams::by_name(base))
-        .flatten()
-        .ok_or_else(|| {
-            format!(
-                "no model {base:?} (known: glibc-2.36, a pymalloc preset cpython-2.7.0 … cpython-3.13, \
-                 and pymalloc over glibc: cpython-3.11/glibc-2.36)"
-            )
-        })?;
-    whatif::apply(params, overrides)
-}
-
 /// One process's allocators.
 #[derive(Debug, Clone)]
 pub enum Stack {
@@ -196,6 +113,42 @@ pub enum Stack {
 }
 
 impl Stack {
+    /// pymalloc of `pp` over glibc `gp` on one address space (`cpython-3.11/glibc-2.36`),
+    /// residency tracked.
+    pub fn new_pymalloc_glibc(pp: PymallocParams, gp: GlibcParams) -> Stack {
+        let p = Platform::linux_x86_64();
+        let mut m = Pymalloc::new(pp, Glibc::new(gp, p.address_space()), SystemArenas);
+        m.track_residency();
+        Stack::PymallocGlibc(Box::new(m))
+    }
+
+    /// glibc `gp` alone (`glibc-2.36`: the program under `PYTHONMALLOC=malloc`), residency
+    /// tracked.
+    pub fn new_glibc(gp: GlibcParams) -> Stack {
+        let mut vm = Platform::linux_x86_64().address_space();
+        vm.track_residency();
+        Stack::Glibc(Box::new(Glibc::new(gp, vm)))
+    }
+
+    /// pymalloc of `pp` alone (`cpython-3.11`: arenas in its own address space,
+    /// fall-through to a bump baseline), residency tracked.
+    pub fn new_pymalloc(pp: PymallocParams) -> Stack {
+        let p = Platform::linux_x86_64();
+        let mut m = Pymalloc::new(pp, Bump::new(p.heap_start, 16), p.address_space());
+        m.track_residency();
+        Stack::Pymalloc(Box::new(m))
+    }
+
+    /// The whole stack as one allocator: every call enters at the top layer (what
+    /// `pyalloc replay` does with any model).
+    pub fn into_allocator(self) -> Box<dyn Allocator> {
+        match self {
+            Stack::PymallocGlibc(m) => m,
+            Stack::Glibc(g) => g,
+            Stack::Pymalloc(m) => m,
+        }
+    }
+
     /// The allocator a call on `route` reaches.
     #[inline]
     fn at(&mut self, route: Route) -> &mut dyn Allocator {
@@ -327,9 +280,29 @@ impl Stack {
         self.space().resident_bytes()
     }
 
+    /// Puts a fresh stack in the shape of a recorded process ([`ProcessLayout`]: its
+    /// heap at the recorded break, its other mappings reserved), before any call.
+    ///
+    /// # Errors
+    /// The stack has made a call already, or the layout's mappings overlap.
+    pub fn apply_layout(&mut self, layout: &ProcessLayout) -> Result<(), AllocError> {
+        let fresh = |g: &mut Glibc| -> Result<(), AllocError> {
+            let mut vm = g.address_space().clone();
+            vm.apply_layout(layout)?;
+            g.reset(vm);
+            Ok(())
+        };
+        match self {
+            Stack::PymallocGlibc(m) => fresh(m.lower_mut()),
+            Stack::Glibc(g) => fresh(g),
+            // pymalloc alone: its arenas go around the recorded mappings; no brk heap
+            Stack::Pymalloc(m) => m.source_mut().reserve_maps(&layout.maps),
+        }
+    }
+
     /// Waste by cause when the program holds `live` bytes (its own count: requests made
     /// and not freed). For `cpython-3.11` alone, whose fall-through goes to a bump baseline
-    /// outside this address space, only pymalloc's blocks count: `live` is taken as theirs.
+    /// outside this address space, that part of `live` is `outside`.
     pub fn waste(&self, live: u64) -> Waste {
         let mapped = self.mapped();
         let pymalloc = |a: crate::pymalloc::stats::ArenaUse| Waste {
@@ -363,7 +336,9 @@ impl Stack {
             }
             Stack::Pymalloc(m) => {
                 let a = m.arena_use();
-                (pymalloc(a), a.total)
+                let mut w = pymalloc(a);
+                w.outside = live.saturating_sub(a.requested);
+                (w, a.total)
             }
         };
         w.other_maps = mapped.saturating_sub(in_space);
@@ -381,32 +356,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_parse_into_stacks_and_bad_ones_say_why() {
-        assert!(matches!(
-            StackSpec::parse("cpython-3.11/glibc-2.36"),
-            Ok(StackSpec::PymallocGlibc(..))
-        ));
-        assert!(matches!(
-            StackSpec::parse("glibc-2.36"),
-            Ok(StackSpec::Glibc(_))
-        ));
-        match StackSpec::parse("cpython-3.11:pool=64KiB,arena=4MiB") {
-            Ok(StackSpec::Pymalloc(p)) => assert_eq!(p.arena_size() / p.pool_size(), 64),
-            other => panic!("{other:?}"),
-        }
-        assert!(StackSpec::parse("glibc-2.36/cpython-3.11").is_err());
-        assert!(StackSpec::parse("jemalloc")
-            .unwrap_err()
-            .contains("no model"));
-        assert!(StackSpec::parse("cpython-3.11:pool=3KiB")
-            .unwrap_err()
-            .contains("power of two"));
-    }
-
-    #[test]
     fn pymalloc_arenas_and_glibc_share_one_address_space() {
-        let spec = StackSpec::parse("cpython-3.11/glibc-2.36").unwrap();
-        let mut s = spec.build();
+        let mut s = Stack::new_pymalloc_glibc(PymallocParams::v3_11(), GlibcParams::v2_36_x86_64());
         let small = s.malloc(Route::Object, 24).unwrap();
         let big = s.malloc(Route::Object, 4000).unwrap();
         let Stack::PymallocGlibc(m) = &s else {
@@ -443,12 +394,18 @@ mod tests {
     /// step, the walks account for every mapped byte: `live + accounted == mapped`.
     #[test]
     fn waste_and_live_add_up_to_the_mapped_bytes_on_every_stack() {
-        for name in [
-            "cpython-3.11/glibc-2.36",
-            "glibc-2.36",
-            "cpython-3.8/glibc-2.36",
+        let gp = GlibcParams::v2_36_x86_64;
+        for (name, mut s) in [
+            (
+                "cpython-3.11/glibc-2.36",
+                Stack::new_pymalloc_glibc(PymallocParams::v3_11(), gp()),
+            ),
+            ("glibc-2.36", Stack::new_glibc(gp())),
+            (
+                "cpython-3.8/glibc-2.36",
+                Stack::new_pymalloc_glibc(PymallocParams::v3_8(), gp()),
+            ),
         ] {
-            let mut s = StackSpec::parse(name).unwrap().build();
             let mut live: Vec<(Route, Addr, u64)> = Vec::new();
             let mut total = 0u64;
             let mut seen = Waste::default();
@@ -511,7 +468,7 @@ mod tests {
 
     #[test]
     fn an_arena_given_back_takes_its_pages_with_it() {
-        let mut s = StackSpec::parse("cpython-3.8/glibc-2.36").unwrap().build();
+        let mut s = Stack::new_pymalloc_glibc(PymallocParams::v3_8(), GlibcParams::v2_36_x86_64());
         let base = s.resident();
         let blocks: Vec<Addr> = (0..2000)
             .map(|_| s.malloc(Route::Object, 64).unwrap())

@@ -7,6 +7,7 @@
 //! Without chromium and chromedriver a plain `cargo test` skips this with a message;
 //! under CI (`CI=true`, as .ci/run sets) their absence fails it.
 
+use pyalloc::replay::Flow;
 use pyalloc::report::teach::view::{build, page};
 use pyalloc::report::teach::{explain_in_walk, write_atomic, At, Walk};
 use serde_json::{json, Value};
@@ -110,13 +111,13 @@ impl Session {
 
 /// The model's numbers after event `e`, as `pyalloc stats --at e` prints them.
 fn model_at(trace: &Path, events: &[u64]) -> BTreeMap<u64, BTreeMap<String, u64>> {
-    let mut walk = Walk::open(trace, None, false).unwrap();
     let mut out = BTreeMap::new();
-    let mut sorted = events.to_vec();
-    sorted.sort();
-    sorted.dedup();
-    for e in sorted {
-        walk.run_to(At::Event(e)).unwrap();
+    let last = events.iter().copied().max().unwrap_or(0);
+    Walk::replay(trace, None, false, |walk, s| {
+        let e = s.index;
+        if !events.contains(&e) {
+            return if e >= last { Flow::Stop } else { Flow::Next };
+        }
         let s = walk.model().debug_malloc_stats();
         out.insert(
             e,
@@ -133,7 +134,13 @@ fn model_at(trace: &Path, events: &[u64]) -> BTreeMap<u64, BTreeMap<String, u64>
                 ),
             ]),
         );
-    }
+        if e >= last {
+            Flow::Stop
+        } else {
+            Flow::Next
+        }
+    })
+    .unwrap();
     out
 }
 
@@ -284,8 +291,7 @@ fn drive(sess: &Session, file: &Path, trace: &Path, marker: u64, out: &Path) {
         .unwrap_or_else(|| panic!("nothing shown on hover at ({x}, {y}); map layout {layout}"))
         .to_string();
     let at = *events.last().unwrap();
-    let mut walk = Walk::open(trace, None, false).unwrap();
-    walk.run_to(At::Event(at)).unwrap();
+    let (mut walk, _) = Walk::to(trace, None, false, At::Event(at)).unwrap();
     let a = pyalloc::Addr::parse_hex(&addr).unwrap();
     let e = explain_in_walk(&mut walk, a, at);
     assert_eq!(e.address, addr);

@@ -65,6 +65,10 @@ fn json_follows_the_contract_and_the_footprints_their_invariants() {
         "syscalls",
         "seconds",
         "markers",
+        // added fields (the contract's stay as they are)
+        "fragmentation_at_end",
+        "waste_at_peak",
+        "waste_at_end",
     ];
     for m in models {
         let obj = m.as_object().unwrap();
@@ -88,6 +92,30 @@ fn json_follows_the_contract_and_the_footprints_their_invariants() {
         // nothing is resident that is not mapped
         assert!(u("final_resident") <= u("final_mapped"));
         assert!(u("peak_resident") <= u("peak_mapped"));
+        // waste by cause: the parts and live add up to what was mapped at that moment,
+        // the end's moment being the run's end
+        for (k, w) in [
+            ("waste_at_peak", &m["waste_at_peak"]),
+            ("waste_at_end", &m["waste_at_end"]),
+        ] {
+            let w = w.as_object().unwrap_or_else(|| panic!("{k}"));
+            let f = |n: &str| w[n].as_u64().unwrap_or_else(|| panic!("{k}.{n}"));
+            let internal = f("rounding") + f("headers") + f("alignment");
+            let external =
+                f("free_blocks") + f("empty_pools") + f("free_arenas") + f("free_chunks");
+            assert_eq!((f("internal"), f("external")), (internal, external), "{k}");
+            assert_eq!(
+                f("live") - f("outside") + internal + external + f("metadata") + f("other_maps"),
+                f("mapped"),
+                "{} {k}",
+                m["model"]
+            );
+        }
+        assert_eq!(m["waste_at_end"]["mapped"], m["final_mapped"]);
+        assert_eq!(m["waste_at_end"]["live"], m["final_live"]);
+        assert_eq!(m["waste_at_end"]["event"], traces[0]["events"]);
+        let near = m["waste_at_peak"]["live"].as_u64().unwrap();
+        assert!(near <= u("peak_live") && near >= u("peak_live") - u("peak_live") / 256);
     }
     // the program's live bytes are the same whatever the model
     assert!(models
@@ -221,4 +249,60 @@ fn svg_and_html_are_written_whole() {
         "no temporary file left"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every command reads model names through one parser: a bad name is the same sentence and
+/// exit 2 in `replay`, `check`, `stats` and `compare`; a whole process `compare` refuses,
+/// `replay` refuses with the same sentence; a stack or a what-if `compare` runs, `replay`
+/// runs too (and `check` refuses a what-if: no recording holds it).
+#[test]
+fn every_command_reads_model_names_alike() {
+    let t = trace("startup_only.trace.gz");
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    for bad in [
+        "cpython-3.11:colour=blue",
+        "cpython-3.11:pool=3KiB",
+        "jemalloc-5",
+    ] {
+        let compared = run(&["compare", &t, "--models", bad]);
+        assert_eq!(compared.status.code(), Some(2), "{bad}");
+        for cmd in [
+            vec!["replay", &t, "--model", bad],
+            vec!["check", &t, "--model", bad],
+            vec!["stats", &t, "--model", bad, "--at", "10"],
+        ] {
+            let out = run(&cmd);
+            assert_eq!(out.status.code(), Some(2), "{cmd:?}");
+            assert_eq!(stderr(&out), stderr(&compared), "{cmd:?}");
+        }
+    }
+    let upside_down = "glibc-2.36/cpython-3.11";
+    let compared = run(&["compare", &t, "--models", upside_down]);
+    assert_eq!(compared.status.code(), Some(2));
+    let replayed = run(&["replay", &t, "--model", upside_down]);
+    assert!(!replayed.status.success());
+    assert_eq!(stderr(&replayed), stderr(&compared));
+    assert!(
+        stderr(&compared).contains("whole process"),
+        "{}",
+        stderr(&compared)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(trace("startup_only.summary.json")).unwrap())
+            .unwrap();
+    for good in [
+        "cpython-3.11/glibc-2.36",
+        "cpython-3.11:pool=64KiB,arena=4MiB",
+    ] {
+        let out = run(&["replay", &t, "--model", good, "--json"]);
+        assert!(out.status.success(), "{good}: {}", stderr(&out));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["model"], good);
+        assert_eq!(r["events"], summary["records"]);
+        let compared = run(&["compare", &t, "--models", good, "--json"]);
+        assert!(compared.status.success(), "{good}: {}", stderr(&compared));
+    }
+    let checked = run(&["check", &t, "--model", "cpython-3.11:pool=64KiB"]);
+    assert!(!checked.status.success());
+    assert!(stderr(&checked).contains("what-if"), "{}", stderr(&checked));
 }

@@ -25,7 +25,7 @@ use crate::addr::Addr;
 use crate::error::AllocError;
 use crate::mimalloc::{MiStats, Mimalloc, OwnOs, PinnedOs};
 use crate::progress::Progress;
-use crate::replay::{Cause, EventError, ReplayError};
+use crate::replay::{Addresses, Cause, EventError, ModelKind, ModelSpec, ReplayError};
 use crate::trace::mimalloc::{Caller, MiLine, MimallocReader, OsCall, OsLine};
 use crate::trace::{Domain, Event, EventKind, EventReader, TraceHeader};
 use std::collections::HashMap;
@@ -43,11 +43,19 @@ pub enum Mode {
     Own,
 }
 
-/// The mode a model name asks for (`None`: not a mimalloc model name).
+/// The mode a model name asks for (`None`: not a mimalloc model name), read by
+/// [`ModelSpec::parse`].
 pub fn mode_of(name: &str) -> Option<Mode> {
-    match name {
-        "mimalloc-2.1.2" | "mimalloc" | "mimalloc-2.1.2+pinned" => Some(Mode::Pinned),
-        "mimalloc-2.1.2+own" | "mimalloc+own" => Some(Mode::Own),
+    mode_of_spec(&ModelSpec::parse(name).ok()?)
+}
+
+/// The mode a parsed model asks for (`None`: not mimalloc alone).
+fn mode_of_spec(spec: &ModelSpec) -> Option<Mode> {
+    match (&spec.kind, &spec.lower) {
+        (ModelKind::Mimalloc, None) => Some(match spec.addresses {
+            Addresses::Pinned => Mode::Pinned,
+            Addresses::Own => Mode::Own,
+        }),
         _ => None,
     }
 }
@@ -422,7 +430,7 @@ impl Replayer {
 pub fn mode_for(opts: &CheckOptions) -> Result<Mode, ReplayError> {
     match &opts.model {
         None => Ok(Mode::Pinned),
-        Some(name) => mode_of(name).ok_or_else(|| {
+        Some(name) => mode_of_spec(&ModelSpec::parse(name)?).ok_or_else(|| {
             ReplayError::Unsupported(format!(
                 "no model {name:?} for mimalloc recordings (known: {})",
                 MODEL_NAMES.join(", ")

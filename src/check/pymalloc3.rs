@@ -51,6 +51,7 @@ pub fn model_for(
     };
     let spec = ModelSpec::parse(name)?;
     let what = "check a CPython 3 recording";
+    spec.recorded(what)?;
     match (spec.pymalloc(), &spec.lower) {
         (Some(p), None) => Ok((p.clone(), spec.addresses)),
         (Some(_), Some(_)) => Err(spec

@@ -584,6 +584,7 @@ pub fn params_for(opts: &CheckOptions) -> Result<PymallocParams, ReplayError> {
     };
     let spec = ModelSpec::parse(name)?;
     let what = "check a CPython 2.7 PYREC recording";
+    spec.recorded(what)?;
     match spec.pymalloc() {
         None => Err(spec
             .not_here(

@@ -29,6 +29,9 @@ pub struct CheckArgs {
 
 /// Runs the check.
 pub fn run(args: CheckArgs) -> Result<ExitCode, String> {
+    if let Some(code) = super::bad_model(args.model.as_deref()) {
+        return Ok(code);
+    }
     let opts = CheckOptions {
         model: args.model,
         keep_going: args.keep_going,

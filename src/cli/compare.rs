@@ -6,7 +6,8 @@
 //! "peak_mapped","peak_resident","final_live","final_mapped","final_resident",
 //! "fragmentation_at_peak","syscalls":{"mmap","munmap","brk"},"seconds","markers":[{"size",
 //! "event","live","mapped","resident"}]}]}]}` (a contract). A bad model name (an unknown
-//! key, a size that is not a power of two, a pool larger than an arena …) exits 2.
+//! key, a size that is not a power of two, a pool larger than an arena …) exits 2, as in
+//! every command that takes a model: names are read by `replay::ModelSpec::parse`.
 
 use pyalloc::compare::{compare, parse_models, CompareOptions};
 use pyalloc::report::{compare as render, write_atomic};

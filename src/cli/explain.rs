@@ -64,9 +64,8 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode, String> {
             (None, Some(s)) => At::Marker(s),
             (None, None) => return Err("give --at EVENT or --at-marker SIZE".into()),
         };
-        let mut walk = Walk::open(&trace, args.model, std::io::stderr().is_terminal())
+        let (mut walk, reached) = Walk::to(&trace, args.model, std::io::stderr().is_terminal(), at)
             .map_err(|e| e.to_string())?;
-        let reached = walk.run_to(at).map_err(|e| e.to_string())?;
         explain_in_walk(&mut walk, addr, reached)
     };
     if args.json {

@@ -43,6 +43,9 @@ pub struct GenerateArgs {
 
 /// Writes the workload.
 pub fn run(a: GenerateArgs) -> Result<ExitCode, String> {
+    if let Some(code) = super::bad_model(Some(&a.model)) {
+        return Ok(code);
+    }
     if a.events > MAX_EVENTS {
         return Err(format!(
             "--events {}: at most {MAX_EVENTS} (2^32) events in one trace; generate several \

@@ -47,9 +47,8 @@ pub fn run(args: MapArgs) -> Result<ExitCode, String> {
     let title = format!("{}", args.trace.display());
     let (svg_text, html_text, summary) = match sniff(format!("{first}\n").as_bytes(), true).ok() {
         Some(Format::Pymalloc3) => {
-            let mut walk =
-                Walk::open(&args.trace, args.model, progress).map_err(|e| e.to_string())?;
-            let reached = walk.run_to(at).map_err(|e| e.to_string())?;
+            let (walk, reached) =
+                Walk::to(&args.trace, args.model, progress, at).map_err(|e| e.to_string())?;
             let pic = HeapPicture::of(walk.model(), reached);
             let pools: u64 = pic.per_class().iter().map(|c| c.1).sum();
             let summary = format!(

@@ -68,6 +68,15 @@ pub(crate) fn platform(name: &str) -> Result<pyalloc::Platform, String> {
         .ok_or_else(|| format!("unknown platform {name:?} (see `pyalloc platforms`)"))
 }
 
+/// A model name that does not parse ([`ModelSpec::parse`](pyalloc::replay::ModelSpec::parse),
+/// the one reader of model names): its one-line sentence printed, exit 2, as every command
+/// that takes a model (`check`, `replay`, `stats`, `generate`, `compare`) does.
+pub(crate) fn bad_model(name: Option<&str>) -> Option<ExitCode> {
+    let e = pyalloc::replay::ModelSpec::parse(name?).err()?;
+    eprintln!("pyalloc: {e}");
+    Some(ExitCode::from(2))
+}
+
 /// The interpreter version named on the command line, or the sentence saying it is unknown.
 pub(crate) fn version(name: &str) -> Result<pyalloc::interp::Version, String> {
     pyalloc::interp::Version::parse(name)

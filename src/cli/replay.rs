@@ -19,8 +19,10 @@ pub struct ReplayArgs {
     /// The trace (any format pyalloc reads, plain or gzip).
     pub trace: PathBuf,
     /// The model: bump, glibc-2.36, null (keeps nothing: measures reading and mapping),
-    /// a pymalloc preset (cpython-3.11 …; on a CPython 3 recording pinned to its arenas
-    /// and raw calls, `+own` for the model's own addresses).
+    /// mimalloc-2.1.2, a pymalloc preset (cpython-3.11 …; on a CPython 3 recording pinned
+    /// to its arenas and raw calls, `+own` for the model's own addresses), a what-if
+    /// (`cpython-3.11:pool=64KiB,arena=4MiB`) or a whole process (`cpython-3.11/glibc-2.36`;
+    /// every call enters at the top layer). The names `compare --models` takes.
     #[arg(long, default_value = "glibc-2.36")]
     pub model: String,
     /// Print one JSON object.
@@ -41,6 +43,9 @@ fn peak_rss_bytes() -> Option<u64> {
 
 /// Replays the trace.
 pub fn run(args: ReplayArgs) -> Result<ExitCode, String> {
+    if let Some(code) = super::bad_model(Some(&args.model)) {
+        return Ok(code);
+    }
     let opened = Opened::open(&args.trace).map_err(|e| e.to_string())?;
     let format = opened.format;
 

@@ -33,6 +33,9 @@ pub struct StatsArgs {
 
 /// Runs `pyalloc stats`.
 pub fn run(args: StatsArgs) -> Result<ExitCode, String> {
+    if let Some(code) = super::bad_model(args.model.as_deref()) {
+        return Ok(code);
+    }
     let opts = CheckOptions {
         model: args.model,
         keep_going: false,

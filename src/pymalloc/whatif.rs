@@ -12,7 +12,9 @@
 //! Sizes take `B`, `KiB`, `MiB`, `GiB` (or `K`, `M`, `G`, binary). Each override replaces
 //! one field of the era's [`PymallocParams`]; the result must pass
 //! [`PymallocParams::validate`] (the model's own limits: at most 2^14 alignment granules per
-//! pool, arenas of at least four pools).
+//! pool, arenas of at least four pools). The name itself (`:`, `,`, `=`) is read by
+//! `replay::ModelSpec::parse`, the one reader of model names; this module says what each
+//! key means and which presets are possible.
 
 use super::preset::{ArenaOrdering, ArenaRelease, PymallocParams};
 
@@ -46,50 +48,63 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Applies `key=value,key=value` overrides to `base`.
+/// Applies overrides, each a `(key, value)` pair already split out of a model name (the
+/// name is read by `replay::ModelSpec::parse`, the one reader of model names), to `base`.
 ///
 /// # Errors
 /// One sentence naming the key and what is wrong: an unknown key, a value that does not
 /// parse, a size that is not a power of two, a pool larger than an arena.
-pub fn apply(base: PymallocParams, overrides: &str) -> Result<PymallocParams, String> {
+pub fn apply<'a>(
+    base: PymallocParams,
+    overrides: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<PymallocParams, String> {
     let mut p = base;
-    for item in overrides.split(',').filter(|s| !s.is_empty()) {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or_else(|| format!("what-if {item:?}: expected key=value"))?;
-        let key = canonical(key.trim()).ok_or_else(|| {
-            format!(
-                "what-if: unknown key {key:?} (known: {})",
-                KEYS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
-            )
-        })?;
-        let value = value.trim();
-        match key {
-            "alignment" => p.alignment_shift = power_of_two(key, value)?,
-            "threshold" => p.small_request_threshold = size(key, value)?,
-            "pool" => p.pool_bits = power_of_two(key, value)?,
-            "arena" => p.arena_bits = power_of_two(key, value)?,
-            "order" => {
-                p.ordering = match value {
-                    "sorted" => base_ordering(&p),
-                    "fifo" => ArenaOrdering::Fifo,
-                    _ => return Err(format!("what-if order={value}: expected sorted or fifo")),
-                }
+    for (key, value) in overrides {
+        set(&mut p, key, value)?;
+    }
+    validate(&p)?;
+    Ok(p)
+}
+
+/// Sets one key (its name or obmalloc.c's macro) of `p`.
+fn set(p: &mut PymallocParams, key: &str, value: &str) -> Result<(), String> {
+    let key = canonical(key.trim()).ok_or_else(|| {
+        format!(
+            "what-if: unknown key {key:?} (known: {})",
+            KEYS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let value = value.trim();
+    match key {
+        "alignment" => p.alignment_shift = power_of_two(key, value)?,
+        "threshold" => p.small_request_threshold = size(key, value)?,
+        "pool" => p.pool_bits = power_of_two(key, value)?,
+        "arena" => p.arena_bits = power_of_two(key, value)?,
+        "order" => {
+            p.ordering = match value {
+                "sorted" => base_ordering(p),
+                "fifo" => ArenaOrdering::Fifo,
+                _ => return Err(format!("what-if order={value}: expected sorted or fifo")),
             }
-            _ => {
-                p.release = match value {
-                    "all" => ArenaRelease::Always,
-                    "keep-one" => ArenaRelease::KeepLastInList,
-                    "never" => ArenaRelease::Never,
-                    _ => {
-                        return Err(format!(
-                            "what-if free={value}: expected all, keep-one or never"
-                        ))
-                    }
+        }
+        _ => {
+            p.release = match value {
+                "all" => ArenaRelease::Always,
+                "keep-one" => ArenaRelease::KeepLastInList,
+                "never" => ArenaRelease::Never,
+                _ => {
+                    return Err(format!(
+                        "what-if free={value}: expected all, keep-one or never"
+                    ))
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// The rules every overridden preset must keep.
+fn validate(p: &PymallocParams) -> Result<(), String> {
     if p.pool_bits > p.arena_bits {
         return Err(format!(
             "what-if: a pool ({}) larger than an arena ({})",
@@ -111,8 +126,7 @@ pub fn apply(base: PymallocParams, overrides: &str) -> Result<PymallocParams, St
             human(p.pool_size()),
             human(p.arena_size())
         )
-    })?;
-    Ok(p)
+    })
 }
 
 /// The sorting rule of the era (`order=sorted` undoes an earlier `order=fifo`).
@@ -180,11 +194,16 @@ fn human(n: u64) -> String {
 mod tests {
     use super::*;
 
+    /// `k=v,k=v` split as a model name's overrides are.
+    fn pairs(s: &str) -> impl Iterator<Item = (&str, &str)> {
+        s.split(',').map(|kv| kv.split_once('=').unwrap())
+    }
+
     #[test]
     fn overrides_set_the_fields_named_after_obmalloc() {
         let p = apply(
             PymallocParams::v3_11(),
-            "pool=64KiB,arena=4MiB,order=fifo,free=never",
+            pairs("pool=64KiB,arena=4MiB,order=fifo,free=never"),
         )
         .unwrap();
         assert_eq!((p.pool_size(), p.arena_size()), (64 << 10, 4 << 20));
@@ -194,17 +213,17 @@ mod tests {
         );
         let q = apply(
             PymallocParams::v3_11(),
-            "ALIGNMENT=8,SMALL_REQUEST_THRESHOLD=256",
+            pairs("ALIGNMENT=8,SMALL_REQUEST_THRESHOLD=256"),
         )
         .unwrap();
         assert_eq!((q.alignment(), q.size_classes()), (8, 32));
-        let r = apply(p, "order=sorted,free=keep-one").unwrap();
+        let r = apply(p, pairs("order=sorted,free=keep-one")).unwrap();
         assert_eq!(r.ordering, PymallocParams::v3_11().ordering);
     }
 
     #[test]
     fn bad_overrides_say_which_rule_they_break() {
-        let e = |o| apply(PymallocParams::v3_11(), o).unwrap_err();
+        let e = |o| apply(PymallocParams::v3_11(), pairs(o)).unwrap_err();
         assert!(
             e("pool=2MiB").contains("larger than an arena"),
             "{}",

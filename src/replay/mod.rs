@@ -214,7 +214,9 @@ fn replay_spec(
     opts: &ReplayOptions,
     start: Instant,
 ) -> Result<ReplayReport, ReplayError> {
-    if let (Some(params), true) = (spec.pymalloc(), recorded_py3(src)) {
+    // a stack or a what-if has no recording to be pinned to: it replays as any model does
+    let alone = spec.lower.is_none() && !spec.whatif;
+    if let (Some(params), true, true) = (spec.pymalloc(), recorded_py3(src), alone) {
         let rp = Replayer::new(params.clone(), spec.addresses, &Platform::linux_x86_64());
         let how = match spec.addresses {
             Addresses::Pinned => "pinned to the recording",
@@ -244,6 +246,9 @@ fn replay_spec(
     let d = drive(src, &mut m, &opts.drive())?;
     let mut r = m.into_report();
     r.finish(&d, start);
+    if !alone {
+        r.model = spec.name.clone(); // the top layer's name would hide the stack or what-if
+    }
     Ok(r)
 }
 

@@ -1,25 +1,31 @@
-//! Model names, read in one place: every command that takes `--model` parses it here.
+//! Model names, read in one place: every command that takes a model (`check --model`,
+//! `replay --model`, `stats --model`, `compare --models`) parses it here, so each accepts
+//! the same grammar and refuses a name with the same sentence.
 //!
 //! ```text
-//!   cpython-3.11:pool=64KiB+own/glibc-2.36
-//!   └─ base ───┘└override─┘└sfx┘└ lower ─┘
+//!   cpython-3.11:pool=64KiB,arena=4MiB+own/glibc-2.36
+//!   └─ base ───┘└──── overrides ─────┘└sfx┘└ lower ─┘
 //!   base      a pymalloc preset (`cpython-3.11`, `3.11`, `cpython-2.7.18` …: any version
 //!             of an era names that era's preset), `glibc-2.36` (`glibc`,
-//!             `glibc-2.36-x86_64`), `bump`, `null`
-//!   :k=v,…    what-if overrides of the base's parameters        (table: OVERRIDES)
+//!             `glibc-2.36-x86_64`), `mimalloc-2.1.2`, `bump`, `null`     (table: BASES)
+//!   :k=v,…    what-if overrides of a pymalloc preset's parameters, keys named after
+//!             obmalloc.c's macros                      (pymalloc::whatif::KEYS says what each sets)
 //!   +suffix   where a replay of a recording takes addresses from:
 //!             `+pinned` (the recording's, the default) or `+own` (the model's own)
-//!   /lower    the allocator beneath (a stack on one address space)
+//!   /lower    the allocator beneath: a whole process on one address space
+//!             (`cpython-3.11/glibc-2.36`)                       (shapes: ModelSpec::stack)
 //! ```
-//! Extension points: a new base is a row of [`BASES`]; a new what-if key a row of
-//! [`OVERRIDES`]; a stack is [`ModelSpec::lower`] (parsed, refused by [`ModelSpec::build`]
-//! until a stack is modelled). Anything not in these tables is an error naming what is
-//! known — never silently ignored.
+//! Adding a model kind: a [`ModelKind`] variant and a row of [`BASES`] (then every
+//! command parses it); to run it as a whole process (`compare`), an arm of
+//! [`ModelSpec::stack`] and a [`Stack`] variant. Anything not in these tables is an error
+//! naming what is known — never silently ignored.
 
 use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::platform::Platform;
+use crate::pymalloc::whatif;
 use crate::pymalloc::{Pymalloc, PymallocParams};
+use crate::stack::Stack;
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::sysmalloc::{Bump, Null};
 use crate::trace::TraceHeader;
@@ -62,6 +68,9 @@ pub struct ModelSpec {
     pub addresses: Addresses,
     /// The allocator beneath (`a/b`), when one is named.
     pub lower: Option<Box<ModelSpec>>,
+    /// True when what-if overrides changed the base's parameters (`cpython-3.11:pool=64KiB`):
+    /// a model of no released CPython, so no recording can hold it.
+    pub whatif: bool,
 }
 
 /// A model name that names no model, or none for this use.
@@ -116,10 +125,9 @@ pub const BASES: &[(&str, fn() -> ModelKind)] = &[
     }),
 ];
 
-/// The what-if keys (`name:key=value`), with how each changes the model. None yet: a row
-/// here is all a new override needs.
-#[allow(clippy::type_complexity)]
-pub const OVERRIDES: &[(&str, fn(&mut ModelKind, &str) -> Result<(), String>)] = &[];
+/// The whole processes [`ModelSpec::stack`] builds, for the sentence that refuses others.
+const STACKS: &str = "the whole processes modelled are a pymalloc preset alone (cpython-3.11), \
+     a pymalloc preset over glibc (cpython-3.11/glibc-2.36) and glibc alone (glibc-2.36)";
 
 /// The names the errors list.
 fn known() -> String {
@@ -165,34 +173,71 @@ impl ModelSpec {
             None => (head, None),
         };
         let mut kind = base_kind(base).ok_or_else(|| ModelError::Unknown { name: name.into() })?;
-        for kv in overrides.into_iter().flat_map(|o| o.split(',')) {
-            let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
-            let apply =
-                OVERRIDES
-                    .iter()
-                    .find(|o| o.0 == key)
-                    .ok_or_else(|| ModelError::Override {
-                        name: name.into(),
-                        why: format!(
-                            "no what-if override {key:?} (known: {})",
-                            if OVERRIDES.is_empty() {
-                                "none yet".to_string()
-                            } else {
-                                OVERRIDES.iter().map(|o| o.0).collect::<Vec<_>>().join(", ")
-                            }
-                        ),
-                    })?;
-            (apply.1)(&mut kind, value).map_err(|why| ModelError::Override {
-                name: name.into(),
-                why,
-            })?;
+        let over = |why: String| ModelError::Override {
+            name: name.into(),
+            why,
+        };
+        let mut pairs = Vec::new();
+        for item in overrides.into_iter().flat_map(|o| o.split(',')) {
+            let kv = item
+                .split_once('=')
+                .ok_or_else(|| over(format!("what-if {item:?}: expected key=value")))?;
+            pairs.push(kv);
+        }
+        let whatif = overrides.is_some();
+        if whatif {
+            let ModelKind::Pymalloc(params) = &mut kind else {
+                return Err(over(format!(
+                    "what-if overrides change a pymalloc preset's parameters; {base} takes none"
+                )));
+            };
+            *params = whatif::apply(params.clone(), pairs).map_err(over)?;
         }
         Ok(ModelSpec {
             name: name.into(),
             kind,
             addresses,
             lower,
+            whatif,
         })
+    }
+
+    /// The whole process this name is, residency tracked (`pyalloc compare`): one arm per
+    /// shape.
+    ///
+    /// # Errors
+    /// A name that is no whole process modelled (`glibc-2.36/cpython-3.11`, `bump`, three
+    /// layers …), saying which are.
+    pub fn stack(&self) -> Result<Stack, ModelError> {
+        let lower = self.lower.as_deref();
+        let no = || self.not_here("run as a whole process", STACKS);
+        if lower.is_some_and(|l| l.lower.is_some()) {
+            return Err(no());
+        }
+        match (&self.kind, lower.map(|l| &l.kind)) {
+            (ModelKind::Pymalloc(p), None) => Ok(Stack::new_pymalloc(p.clone())),
+            (ModelKind::Pymalloc(p), Some(ModelKind::Glibc(g))) => {
+                Ok(Stack::new_pymalloc_glibc(p.clone(), g.clone()))
+            }
+            (ModelKind::Glibc(g), None) => Ok(Stack::new_glibc(g.clone())),
+            _ => Err(no()),
+        }
+    }
+
+    /// Refuses a what-if model where a recording is to hold the model (`check`, `stats`):
+    /// a what-if is no released CPython.
+    ///
+    /// # Errors
+    /// When the name has overrides.
+    pub fn recorded(&self, what: &str) -> Result<&ModelSpec, ModelError> {
+        if self.whatif {
+            return Err(self.not_here(
+                what,
+                "a what-if model is no released CPython, so no recording holds it; \
+                 compare it instead (pyalloc compare --models ...)",
+            ));
+        }
+        Ok(self)
     }
 
     /// The pymalloc preset, when the model is pymalloc.
@@ -236,14 +281,14 @@ impl ModelSpec {
     /// fall-through requests with arenas from the platform's address space, glibc on the
     /// platform's address space, a bump allocator from the heap start, or the null model.
     ///
+    /// A stack (`a/b`) is the whole process of [`stack`](Self::stack) with every call
+    /// entering at its top layer.
+    ///
     /// # Errors
-    /// A stack (`a/b`): parsed, not modelled yet.
+    /// A stack that is no whole process modelled (the sentence of [`stack`](Self::stack)).
     pub fn build(&self, platform: &Platform) -> Result<Box<dyn Allocator>, ModelError> {
         if self.lower.is_some() {
-            return Err(self.not_here(
-                "be built",
-                "stacked models (a/b on one address space) are not modelled yet; name one model",
-            ));
+            return Ok(self.stack()?.into_allocator());
         }
         Ok(match &self.kind {
             ModelKind::Pymalloc(params) => Box::new(Pymalloc::new(
@@ -342,26 +387,79 @@ mod tests {
             ModelSpec::parse("cpython-4.0"),
             Err(ModelError::Unknown { .. })
         ));
-        assert!(matches!(
-            ModelSpec::parse("cpython-3.11:pool=64KiB"),
-            Err(ModelError::Override { .. })
-        ));
+        for (name, says) in [
+            ("cpython-3.11:pool=2MiB", "larger than an arena"),
+            ("cpython-3.11:arena=3MiB", "not a power of two"),
+            ("cpython-3.11:colour=blue", "unknown key \"colour\""),
+            ("cpython-3.11:pool", "expected key=value"),
+            ("glibc-2.36:pool=64KiB", "glibc-2.36 takes none"),
+            (
+                "cpython-3.11:pool=64KiB/glibc-2.36:arena=4MiB",
+                "takes none",
+            ),
+        ] {
+            match ModelSpec::parse(name) {
+                Err(e @ ModelError::Override { .. }) => {
+                    assert!(e.to_string().contains(says), "{name}: {e}")
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
         let e = ModelSpec::parse("cpython-3.11+x").unwrap_err().to_string();
         assert!(e.contains("+own"), "{e}");
     }
 
     #[test]
-    fn a_stack_parses_its_lower_model_and_is_not_built_yet() {
+    fn overrides_change_the_preset_and_mark_a_what_if() {
+        let m = ModelSpec::parse("cpython-3.11:pool=64KiB,arena=4MiB+own").unwrap();
+        let p = m.pymalloc().unwrap();
+        assert_eq!((p.pool_size(), p.arena_size()), (64 << 10, 4 << 20));
+        assert_eq!(p.arena_size() / p.pool_size(), 64);
+        assert!(m.whatif && m.addresses == Addresses::Own);
+        assert!(m.recorded("check").is_err());
+        assert!(!ModelSpec::parse("cpython-3.11").unwrap().whatif);
+        let s = ModelSpec::parse("cpython-3.11:free=never/glibc-2.36").unwrap();
+        assert!(s.whatif && s.lower.is_some());
+    }
+
+    #[test]
+    fn stacks_are_whole_processes_and_other_shapes_say_which_are() {
         let s = ModelSpec::parse("cpython-3.11/glibc-2.36").unwrap();
         assert!(matches!(
             s.lower.as_deref().map(|l| &l.kind),
             Some(ModelKind::Glibc(_))
         ));
-        assert!(s.build(&Platform::linux_x86_64()).is_err());
+        assert!(matches!(s.stack(), Ok(Stack::PymallocGlibc(_))));
+        assert!(matches!(
+            ModelSpec::parse("glibc-2.36").unwrap().stack(),
+            Ok(Stack::Glibc(_))
+        ));
+        assert!(matches!(
+            ModelSpec::parse("3.11").unwrap().stack(),
+            Ok(Stack::Pymalloc(_))
+        ));
+        let linux = Platform::linux_x86_64();
+        let mut m = s.build(&linux).unwrap();
+        let a = m.malloc(24).unwrap();
+        m.free(a).unwrap();
         assert!(ModelSpec::parse("cpython-3.11/nonsense").is_err());
+        for name in [
+            "glibc-2.36/cpython-3.11",
+            "cpython-3.11/glibc-2.36/glibc-2.36",
+            "bump",
+            "cpython-3.11/bump",
+        ] {
+            let m = ModelSpec::parse(name).unwrap();
+            let e = m.stack().unwrap_err().to_string();
+            assert!(e.contains("whole processes modelled"), "{name}: {e}");
+            if m.lower.is_some() {
+                let built = m.build(&linux).map(|_| ()).unwrap_err();
+                assert_eq!(built.to_string(), e, "{name}");
+            }
+        }
         for name in ["bump", "null", "glibc-2.36", "cpython-3.11"] {
             let m = ModelSpec::parse(name).unwrap();
-            assert!(m.build(&Platform::linux_x86_64()).is_ok(), "{name}");
+            assert!(m.build(&linux).is_ok(), "{name}");
         }
     }
 }

@@ -172,6 +172,15 @@ pub(crate) mod testing {
         Ok((ev.into_iter().map(|e| e.kind).collect(), r.other_lines()))
     }
 
+    /// The kinds of every event of `text` read as another tool's format `F`, and the
+    /// count of other lines.
+    pub(crate) fn tool_kinds<F: super::super::tool::ToolFormat>(
+        text: &str,
+    ) -> Result<(Vec<EventKind>, u64), TraceError> {
+        let lines = super::super::LineReader::from_text("tool", text);
+        kinds_and_other(&mut super::super::tool::ToolReader::<F>::new(lines))
+    }
+
     /// Asserts that reading `input` failed on line `line` (1-based) with that line's text.
     pub(crate) fn assert_refused_at<T: std::fmt::Debug>(
         got: Result<T, TraceError>,

@@ -17,7 +17,7 @@
 
 use super::fields::{self, dec, field, signed, Line};
 use super::io::{LineReader, TraceError};
-use super::{Domain, Event, EventKind, EventReader, TraceHeader};
+use super::{Domain, Event, EventKind, EventReader, KeptText, TraceHeader};
 use crate::addr::Addr;
 use std::path::Path;
 
@@ -28,11 +28,10 @@ pub struct GlibcTraceReader {
     marks: Vec<String>,           // text of each `# mark` line, by index
     trailer: Vec<String>,         // `#` lines after the first event (other than marks)
     events: u64,                  // events returned so far
-    text: Vec<(u64, String)>, // lines after the header with no event of their own, not yet taken
-    keep: bool,               // keep them (a lossless copy asked)
-    calls: [u64; 8],          // calls read, by letter m c r f a v p o (kind code / 8)
+    text: KeptText,               // lines after the header with no event of their own
+    calls: [u64; 8],              // calls read, by letter m c r f a v p o (kind code / 8)
     at_trailer: Option<[u64; 8]>, // `calls` when the `# trailer` line was read
-    end_checked: bool,        // the end was reached and held to the trailer
+    end_checked: bool,            // the end was reached and held to the trailer
 }
 
 impl GlibcTraceReader {
@@ -52,17 +51,10 @@ impl GlibcTraceReader {
             marks: Vec::new(),
             trailer: Vec::new(),
             events: 0,
-            text: Vec::new(),
-            keep: false,
+            text: KeptText::default(),
             calls: [0; 8],
             at_trailer: None,
             end_checked: false,
-        }
-    }
-
-    fn keep_line(&mut self, line: (u64, String)) {
-        if self.keep {
-            self.text.push(line);
         }
     }
 
@@ -220,7 +212,7 @@ impl EventReader for GlibcTraceReader {
                     if let Some(mark) = comment.strip_prefix("mark ") {
                         let index = self.marks.len() as u32;
                         self.marks.push(mark.to_string());
-                        self.keep_line((line, self.lines.raw_text()));
+                        self.text.push(line, || self.lines.raw_text());
                         let kind = EventKind::Mark { index };
                         return Ok(Some(Event { kind, line }));
                     }
@@ -230,12 +222,12 @@ impl EventReader for GlibcTraceReader {
                         if comment.starts_with("trailer") && self.at_trailer.is_none() {
                             self.at_trailer = Some(self.calls);
                         }
-                        self.keep_line((line, self.lines.raw_text()));
+                        self.text.push(line, || self.lines.raw_text());
                         self.trailer.push(comment);
                     }
                 }
                 Line::Blank if self.events > 0 || !self.marks.is_empty() => {
-                    self.keep_line((line, self.lines.raw_text()))
+                    self.text.push(line, || self.lines.raw_text())
                 }
                 Line::Blank => {}
             }
@@ -247,12 +239,8 @@ impl EventReader for GlibcTraceReader {
         &self.header
     }
 
-    fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
-        out.append(&mut self.text);
-    }
-
-    fn keep_text(&mut self) {
-        self.keep = true;
+    fn kept_text(&mut self) -> Option<&mut KeptText> {
+        Some(&mut self.text)
     }
 }
 

@@ -19,47 +19,23 @@
 //!
 //! Invariant: events + other lines == lines read.
 
-use super::{fields, Domain, Event, EventKind, EventReader, LineReader, TraceError, TraceHeader};
+use super::tool::{ToolFormat, ToolLine, ToolReader};
+use super::{fields, Domain, EventKind};
 use crate::addr::Addr;
-use std::path::Path;
 
-/// A streaming reader of heaptrack's raw `+`/`-` stream.
-pub struct HeaptrackReader {
-    lines: LineReader,
-    header: TraceHeader, // the `v`, `x`, `X` lines, as read
-    other: u64,          // lines that are not `+`/`-`
-}
+/// A streaming reader of heaptrack's raw `+`/`-` stream (header: the `v`, `x`, `X`
+/// lines, as read; other lines: all that are not `+`/`-`).
+pub type HeaptrackReader = ToolReader<Heaptrack>;
 
-impl HeaptrackReader {
-    /// Opens a raw heaptrack stream (plain or gzip).
-    ///
-    /// # Errors
-    /// The file cannot be opened.
-    pub fn open(path: &Path) -> Result<HeaptrackReader, TraceError> {
-        Ok(Self::new(LineReader::open(path)?))
-    }
-
-    /// Reads from an opened line stream.
-    pub fn new(lines: LineReader) -> HeaptrackReader {
-        HeaptrackReader {
-            lines,
-            header: TraceHeader::default(),
-            other: 0,
-        }
-    }
-}
+/// The grammar of heaptrack's raw stream (nothing remembered between lines).
+#[derive(Debug, Default)]
+pub struct Heaptrack;
 
 fn hex(s: Option<&str>) -> Option<u64> {
     fields::hex(s?)
 }
 
-enum Parsed {
-    Event(EventKind), // a `+` or `-` line
-    Header(String),   // a `v`, `x` or `X` line, as read
-    Other,            // any other raw line
-}
-
-fn parse_line(text: &str) -> Result<Parsed, &'static str> {
+fn parse_line(text: &str) -> Result<ToolLine, &'static str> {
     // heaptrack's writer may pad a line's start (`" - 55f8fa2f80a0"`): the tag is the
     // first field, wherever it starts
     let text = text.trim_start_matches(' ');
@@ -76,7 +52,7 @@ fn parse_line(text: &str) -> Result<Parsed, &'static str> {
             else {
                 return Err("expected `+ SIZE TRACE PTR` in hex");
             };
-            Ok(Parsed::Event(EventKind::Malloc {
+            Ok(ToolLine::Event(EventKind::Malloc {
                 domain: Domain::Libc,
                 size,
                 addr: Addr(addr),
@@ -86,13 +62,13 @@ fn parse_line(text: &str) -> Result<Parsed, &'static str> {
             let (Some(addr), None) = (hex(f.next()), f.next()) else {
                 return Err("expected `- PTR` in hex");
             };
-            Ok(Parsed::Event(EventKind::Free {
+            Ok(ToolLine::Event(EventKind::Free {
                 domain: Domain::Libc,
                 addr: Addr(addr),
             }))
         }
-        "v" | "x" | "X" => Ok(Parsed::Header(text.to_string())),
-        "I" | "m" | "t" | "c" | "R" | "S" | "A" | "#" | "" => Ok(Parsed::Other),
+        "v" | "x" | "X" => Ok(ToolLine::Header(text.to_string())),
+        "I" | "m" | "t" | "c" | "R" | "S" | "A" | "#" | "" => Ok(ToolLine::Other),
         "a" | "i" | "s" | "e" | "~" => {
             Err("an interpreted heaptrack line: give the raw stream (before heaptrack_interpret)")
         }
@@ -100,27 +76,9 @@ fn parse_line(text: &str) -> Result<Parsed, &'static str> {
     }
 }
 
-impl EventReader for HeaptrackReader {
-    fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
-        while let Some((line, parsed)) = fields::next_line_with(&mut self.lines, parse_line)? {
-            match parsed {
-                Parsed::Event(kind) => return Ok(Some(Event { kind, line })),
-                Parsed::Header(text) => {
-                    self.other += 1;
-                    self.header.lines.push(text);
-                }
-                Parsed::Other => self.other += 1,
-            }
-        }
-        Ok(None)
-    }
-
-    fn header(&self) -> &TraceHeader {
-        &self.header
-    }
-
-    fn other_lines(&self) -> u64 {
-        self.other
+impl ToolFormat for Heaptrack {
+    fn parse(&mut self, text: &str) -> Result<ToolLine, &'static str> {
+        parse_line(text)
     }
 }
 
@@ -128,20 +86,18 @@ impl EventReader for HeaptrackReader {
 mod tests {
     use super::*;
     use crate::trace::fields::testing;
-
-    fn read_all(text: &str) -> Result<(Vec<EventKind>, u64), TraceError> {
-        testing::kinds_and_other(&mut HeaptrackReader::new(LineReader::from_text("ht", text)))
-    }
-
     #[test]
     fn reads_plus_and_minus_and_counts_the_rest() {
         let t = "v 10100 3\nx b /usr/bin/ls\nX /usr/bin/ls -l\nI 1000 3e8a4c\nm 1 -\n\
                  t 7ffff7e4a1b2 0\n+ 18 1 55555555a2a0\n- 55555555a2a0\nc 1f4\nR 2a\n";
-        let (ev, other) = read_all(t).unwrap();
+        let (ev, other) = testing::tool_kinds::<Heaptrack>(t).unwrap();
         assert_eq!(other, 8);
         // the same with each line's start padded: the same events, the same other lines
         let padded: String = t.lines().map(|l| format!(" {l}\n")).collect();
-        assert_eq!(read_all(&padded).unwrap(), (ev.clone(), other));
+        assert_eq!(
+            testing::tool_kinds::<Heaptrack>(&padded).unwrap(),
+            (ev.clone(), other)
+        );
         assert_eq!(
             ev,
             vec![
@@ -167,7 +123,7 @@ mod tests {
             ("a 18 1\n", 1),
             ("? 1\n", 1),
         ] {
-            testing::assert_refused_at(read_all(t), t, line);
+            testing::assert_refused_at(testing::tool_kinds::<Heaptrack>(t), t, line);
         }
     }
 }

@@ -16,40 +16,22 @@
 //! Invariant: events + other lines == lines read (an `<unfinished ...>` line is an other
 //! line; its `resumed` line is the event).
 
-use super::{fields, Domain, Event, EventKind, EventReader, LineReader, TraceError, TraceHeader};
+use super::tool::{ToolFormat, ToolLine, ToolReader};
+use super::{fields, Domain, EventKind};
 use crate::addr::Addr;
 use std::collections::HashMap;
-use std::path::Path;
 
 /// The functions this reader turns into events.
 const FUNCTIONS: [&str; 4] = ["malloc", "calloc", "realloc", "free"];
 
-/// A streaming reader of ltrace output.
-pub struct LtraceReader {
-    lines: LineReader,
-    header: TraceHeader,                        // empty: ltrace writes no header
-    other: u64,                                 // lines with no allocator event
+/// A streaming reader of ltrace output (no header; other lines: calls of other
+/// functions, signals, exits, `<unfinished ...>` halves).
+pub type LtraceReader = ToolReader<Ltrace>;
+
+/// The grammar of ltrace output.
+#[derive(Debug, Default)]
+pub struct Ltrace {
     unfinished: HashMap<u64, (String, String)>, // pid -> (function, arguments so far)
-}
-
-impl LtraceReader {
-    /// Opens an ltrace output file (plain or gzip).
-    ///
-    /// # Errors
-    /// The file cannot be opened.
-    pub fn open(path: &Path) -> Result<LtraceReader, TraceError> {
-        Ok(Self::new(LineReader::open(path)?))
-    }
-
-    /// Reads from an opened line stream.
-    pub fn new(lines: LineReader) -> LtraceReader {
-        LtraceReader {
-            lines,
-            header: TraceHeader::default(),
-            other: 0,
-            unfinished: HashMap::new(),
-        }
-    }
 }
 
 /// A number as ltrace prints it: decimal, `0x` hex, or a NULL spelling.
@@ -90,11 +72,6 @@ fn call_name(call: &str) -> Option<(&str, &str)> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'@' || b == b'.');
     ok.then_some((name, args))
-}
-
-enum Parsed {
-    Event(EventKind),
-    Other,
 }
 
 fn event(name: &str, args: &str, ret: &str) -> Result<EventKind, &'static str> {
@@ -141,7 +118,7 @@ fn event(name: &str, args: &str, ret: &str) -> Result<EventKind, &'static str> {
 fn parse(
     unfinished: &mut HashMap<u64, (String, String)>,
     text: &str,
-) -> Result<Parsed, &'static str> {
+) -> Result<ToolLine, &'static str> {
     let (pid, call) = strip_pid(text.trim_end());
     if let Some(rest) = call.strip_prefix("<... ") {
         // `<... NAME resumed> REST) = RET`
@@ -149,7 +126,7 @@ fn parse(
             return Err("malformed `resumed` line");
         };
         if !FUNCTIONS.contains(&name) {
-            return Ok(Parsed::Other);
+            return Ok(ToolLine::Other);
         }
         let (fname, mut args) = unfinished
             .remove(&pid)
@@ -159,20 +136,20 @@ fn parse(
         }
         let (more, ret) = tail.rsplit_once(") = ").ok_or("expected `) = RET`")?;
         args.push_str(more.trim());
-        return event(name, &args, ret.trim()).map(Parsed::Event);
+        return event(name, &args, ret.trim()).map(ToolLine::Event);
     }
     let Some((name, args)) = call_name(call) else {
-        return Ok(Parsed::Other);
+        return Ok(ToolLine::Other);
     };
     if !FUNCTIONS.contains(&name) {
-        return Ok(Parsed::Other);
+        return Ok(ToolLine::Other);
     }
     if let Some(args) = args.strip_suffix(" <unfinished ...>") {
         unfinished.insert(pid, (name.to_string(), args.to_string()));
-        return Ok(Parsed::Other);
+        return Ok(ToolLine::Other);
     }
     if args.ends_with(" <no return ...>") {
-        return Ok(Parsed::Other);
+        return Ok(ToolLine::Other);
     }
     let (args, ret) = args
         .rsplit_once(") ")
@@ -181,29 +158,12 @@ fn parse(
         .trim_start()
         .strip_prefix('=')
         .ok_or("expected `= RET` after the call")?;
-    event(name, args, ret.trim()).map(Parsed::Event)
+    event(name, args, ret.trim()).map(ToolLine::Event)
 }
 
-impl EventReader for LtraceReader {
-    fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
-        let unfinished = &mut self.unfinished;
-        while let Some((line, parsed)) =
-            fields::next_line_with(&mut self.lines, |t| parse(unfinished, t))?
-        {
-            match parsed {
-                Parsed::Other => self.other += 1,
-                Parsed::Event(kind) => return Ok(Some(Event { kind, line })),
-            }
-        }
-        Ok(None)
-    }
-
-    fn header(&self) -> &TraceHeader {
-        &self.header
-    }
-
-    fn other_lines(&self) -> u64 {
-        self.other
+impl ToolFormat for Ltrace {
+    fn parse(&mut self, text: &str) -> Result<ToolLine, &'static str> {
+        parse(&mut self.unfinished, text)
     }
 }
 
@@ -211,18 +171,13 @@ impl EventReader for LtraceReader {
 mod tests {
     use super::*;
     use crate::trace::fields::testing;
-
-    fn read_all(text: &str) -> Result<(Vec<EventKind>, u64), TraceError> {
-        testing::kinds_and_other(&mut LtraceReader::new(LineReader::from_text("lt", text)))
-    }
-
     #[test]
     fn reads_villoc_style_lines() {
         let t = "malloc(24)                = 0x602010\nprog->calloc(4, 8) = 0x602030\n\
                  1234 realloc(0x602010, 48) = 0x602060\n[pid 7] free(0x602060) = <void>\n\
                  puts(\"hi\") = 3\nmalloc(4096 <unfinished ...>\n--- SIGCHLD ---\n\
                  <... malloc resumed> ) = 0x603000\nfree(0) = <void>\n+++ exited (status 0) +++\n";
-        let (ev, other) = read_all(t).unwrap();
+        let (ev, other) = testing::tool_kinds::<Ltrace>(t).unwrap();
         assert_eq!(other, 4);
         assert_eq!(ev.len(), 6);
         assert_eq!(
@@ -259,7 +214,7 @@ mod tests {
             ("calloc(1, 2) 0x10\n", 1),
             ("x\n<... free resumed> ) = <void>\n", 2),
         ] {
-            testing::assert_refused_at(read_all(t), t, line);
+            testing::assert_refused_at(testing::tool_kinds::<Ltrace>(t), t, line);
         }
     }
 }

@@ -21,7 +21,9 @@
 //! as text, so `convert` copies a recording losslessly).
 //! Invariant: events + OS lines + comment lines + header lines == lines read.
 
-use super::{fields, Domain, Event, EventKind, EventReader, LineReader, TraceError, TraceHeader};
+use super::{
+    fields, Domain, Event, EventKind, EventReader, KeptText, LineReader, TraceError, TraceHeader,
+};
 use crate::addr::Addr;
 use std::path::Path;
 
@@ -127,8 +129,7 @@ pub struct MimallocReader {
     pending: Option<String>, // the first line after the header, read while reading it
     os_lines: u64,           // OS lines read (other lines, to the EventReader view)
     comments: u64,           // `#` and blank lines after the header
-    keep: bool,              // keep the lines without an event (a lossless copy asked)
-    text: Vec<(u64, String)>, // kept: (line, text) of comments and, as events, OS lines
+    text: KeptText,          // comments and, as events, OS lines
 }
 
 fn tok<'a>(it: &mut impl Iterator<Item = &'a str>, what: &str) -> Result<&'a str, String> {
@@ -344,8 +345,7 @@ impl MimallocReader {
             pending,
             os_lines: 0,
             comments: 0,
-            keep: false,
-            text: Vec::new(),
+            text: KeptText::default(),
         })
     }
 
@@ -370,18 +370,14 @@ impl MimallocReader {
             };
             if text.is_empty() || text.starts_with('#') {
                 self.comments += 1;
-                if self.keep {
-                    self.text.push((line, text));
-                }
+                self.text.push(line, || text);
                 continue;
             }
             return match parse_line(&text, line) {
                 Ok(l) => {
                     if matches!(l, MiLine::Os(_)) {
                         self.os_lines += 1;
-                        if self.keep {
-                            self.text.push((line, text));
-                        }
+                        self.text.push(line, || text);
                     }
                     Ok(Some(l))
                 }
@@ -450,12 +446,8 @@ impl EventReader for MimallocReader {
         self.os_lines + self.comments
     }
 
-    fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
-        out.append(&mut self.text);
-    }
-
-    fn keep_text(&mut self) {
-        self.keep = true;
+    fn kept_text(&mut self) -> Option<&mut KeptText> {
+        Some(&mut self.text)
     }
 }
 

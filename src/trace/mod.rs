@@ -14,7 +14,8 @@
 //! - [`pymalloc3`], [`glibc`], [`pyrec27`]: the recorded formats' readers (CPython 3,
 //!   glibc interposer, CPython 2.7 PYREC); `pyalloc generate`'s text is read by [`pymalloc3`];
 //! - [`mimalloc`]: CPython 3.13 on mimalloc (calls and the OS calls under them);
-//! - [`mtrace`], [`ltrace`], [`heaptrack`]: other tools' formats; [`synth`]: generated workloads;
+//! - [`mtrace`], [`ltrace`], [`heaptrack`]: other tools' formats, each a grammar read by
+//!   [`tool`]'s one reader; [`synth`]: generated workloads;
 //! - [`packed`]: events pre-decoded at 16 bytes each, for a replay that runs them many times;
 //! - `fields`: the line-token handling the line-based readers share.
 
@@ -36,6 +37,7 @@ pub mod pymalloc3;
 pub mod pyrec27;
 pub mod shapes;
 pub mod synth;
+pub mod tool;
 pub mod writer;
 
 pub use event::{Domain, Event, EventKind, FreeListKind};
@@ -59,6 +61,26 @@ impl TraceHeader {
             let rest = rest.strip_prefix(':').unwrap_or(rest);
             (rest.is_empty() || rest.starts_with(' ')).then(|| rest.trim())
         })
+    }
+}
+
+/// The lines after a trace's header that carry no event of their own, `(line, text as
+/// read)`, held by each reader that has them: kept only once
+/// [`EventReader::keep_text`] asked (a replay keeps nothing), handed over by
+/// [`EventReader::take_text`].
+#[derive(Debug, Default)]
+pub struct KeptText {
+    on: bool,                  // a lossless copy asked for them
+    lines: Vec<(u64, String)>, // kept and not yet taken
+}
+
+impl KeptText {
+    /// Keeps line `line` when asked to; its text is made only then.
+    #[inline]
+    pub(crate) fn push(&mut self, line: u64, text: impl FnOnce() -> String) {
+        if self.on {
+            self.lines.push((line, text()));
+        }
     }
 }
 
@@ -87,11 +109,23 @@ pub trait EventReader {
     ///
     /// Kept only after [`keep_text`](Self::keep_text) (a replay keeps nothing).
     fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
-        let _ = out;
+        if let Some(kept) = self.kept_text() {
+            out.append(&mut kept.lines);
+        }
     }
 
     /// Asks the reader to keep the lines [`take_text`](Self::take_text) hands over.
-    fn keep_text(&mut self) {}
+    fn keep_text(&mut self) {
+        if let Some(kept) = self.kept_text() {
+            kept.on = true;
+        }
+    }
+
+    /// Where the reader keeps the lines [`take_text`](Self::take_text) hands over; `None`
+    /// (the default) for formats whose other lines are only counted.
+    fn kept_text(&mut self) -> Option<&mut KeptText> {
+        None
+    }
 
     /// Fills `out` from the front with the next events; returns how many (0 at the end).
     /// Readers that can decode faster in bulk override it; the default calls

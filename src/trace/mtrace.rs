@@ -17,34 +17,18 @@
 //! Invariant: events + other lines (`= Start`/`= End`, blank) == lines read, with each
 //! `<`/`>` pair counted as one event and one other line.
 
-use super::{fields, Domain, Event, EventKind, EventReader, LineReader, TraceError, TraceHeader};
+use super::tool::{ToolFormat, ToolLine, ToolReader};
+use super::{fields, Domain, EventKind};
 use crate::addr::Addr;
-use std::path::Path;
 
-/// A streaming reader of an mtrace log.
-pub struct MtraceReader {
-    lines: LineReader,
-    header: TraceHeader, // empty: mtrace logs carry no header
-    other: u64,          // `= Start`, `= End`, blank lines, the `<` half of each realloc pair
-}
+/// A streaming reader of an mtrace log (no header; other lines: `= Start`, `= End`,
+/// blank lines, the `<` half of each realloc pair).
+pub type MtraceReader = ToolReader<Mtrace>;
 
-impl MtraceReader {
-    /// Opens an mtrace log (plain or gzip).
-    ///
-    /// # Errors
-    /// The file cannot be opened.
-    pub fn open(path: &Path) -> Result<MtraceReader, TraceError> {
-        Ok(Self::new(LineReader::open(path)?))
-    }
-
-    /// Reads from an opened line stream.
-    pub fn new(lines: LineReader) -> MtraceReader {
-        MtraceReader {
-            lines,
-            header: TraceHeader::default(),
-            other: 0,
-        }
-    }
+/// The grammar of an mtrace log.
+#[derive(Debug, Default)]
+pub struct Mtrace {
+    old: Option<Addr>, // a `<` line's pointer, waiting for its `>` line
 }
 
 /// Drops the `@ CALLER ` prefix tr_where() writes before an event.
@@ -74,15 +58,11 @@ fn parse_size(s: &str) -> Option<u64> {
     fields::hex(s.strip_prefix("0x")?)
 }
 
-enum Parsed {
-    Event(EventKind), // a `+`, `-` or `!` line
-    ReallocOld(Addr), // a `<` line: its `>` line follows
-    Other,            // `= Start`, `= End`, blank
-}
-
-fn parse_line(text: &str) -> Result<Parsed, &'static str> {
+/// One line that is not the `>` half of a realloc: an event, or `Other` (`= Start`,
+/// `= End`, blank, and a `<` line, whose pointer waits in `old` for its `>` line).
+fn parse_line(old: &mut Option<Addr>, text: &str) -> Result<ToolLine, &'static str> {
     if text.is_empty() || text == "= Start" || text == "= End" {
-        return Ok(Parsed::Other);
+        return Ok(ToolLine::Other);
     }
     let op = strip_caller(text)?;
     let mut f = op.split(' ');
@@ -116,7 +96,8 @@ fn parse_line(text: &str) -> Result<Parsed, &'static str> {
             };
             let addr = parse_ptr(p).map_or_else(ptr, Ok)?;
             if tag == "<" {
-                return Ok(Parsed::ReallocOld(addr));
+                *old = Some(addr);
+                return Ok(ToolLine::Other);
             }
             EventKind::Free {
                 domain: Domain::Libc,
@@ -125,7 +106,7 @@ fn parse_line(text: &str) -> Result<Parsed, &'static str> {
         }
         _ => return Err("not an mtrace line (expected = + - < > !)"),
     };
-    Ok(Parsed::Event(kind))
+    Ok(ToolLine::Event(kind))
 }
 
 /// The `> NEW SIZE` line that must follow a `<` line.
@@ -140,37 +121,25 @@ fn parse_realloc_new(text: &str) -> Result<(Addr, u64), &'static str> {
     pair.ok_or("expected `> NEW SIZE` after a `<` line")
 }
 
-impl EventReader for MtraceReader {
-    fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
-        while let Some((line, parsed)) = fields::next_line_with(&mut self.lines, parse_line)? {
-            match parsed {
-                Parsed::Other => self.other += 1,
-                Parsed::Event(kind) => return Ok(Some(Event { kind, line })),
-                Parsed::ReallocOld(old) => {
-                    self.other += 1;
-                    let next = fields::next_line_with(&mut self.lines, parse_realloc_new)?;
-                    let Some((_, (new, size))) = next else {
-                        return Err(self.lines.parse_error("", "file ends after a `<` line"));
-                    };
-                    let kind = EventKind::Realloc {
-                        domain: Domain::Libc,
-                        old,
-                        size,
-                        new,
-                    };
-                    return Ok(Some(Event { kind, line }));
-                }
-            }
+impl ToolFormat for Mtrace {
+    fn parse(&mut self, text: &str) -> Result<ToolLine, &'static str> {
+        let Some(old) = self.old.take() else {
+            return parse_line(&mut self.old, text);
+        };
+        let (new, size) = parse_realloc_new(text)?;
+        Ok(ToolLine::Continued(EventKind::Realloc {
+            domain: Domain::Libc,
+            old,
+            size,
+            new,
+        }))
+    }
+
+    fn finish(&mut self) -> Result<(), &'static str> {
+        match self.old.take() {
+            Some(_) => Err("file ends after a `<` line"),
+            None => Ok(()),
         }
-        Ok(None)
-    }
-
-    fn header(&self) -> &TraceHeader {
-        &self.header
-    }
-
-    fn other_lines(&self) -> u64 {
-        self.other
     }
 }
 
@@ -178,6 +147,7 @@ impl EventReader for MtraceReader {
 mod tests {
     use super::*;
     use crate::trace::fields::testing;
+    use crate::trace::{Event, EventReader, LineReader, TraceError};
 
     fn read_all(text: &str) -> Result<(Vec<Event>, u64), TraceError> {
         let mut r = MtraceReader::new(LineReader::from_text("log", text));
@@ -224,6 +194,11 @@ mod tests {
             ("> 0x10 0x4\n", 1),
         ] {
             testing::assert_refused_at(read_all(log), log, line);
+        }
+        // a `<` line with no line after it: refused at the `<` line, at the end
+        match read_all("= Start\n< 0x10\n") {
+            Err(TraceError::Parse { line: 2, why, .. }) => assert!(why.contains("ends"), "{why}"),
+            other => panic!("expected the cut realloc refused, got {other:?}"),
         }
     }
 }

@@ -20,7 +20,7 @@
 //! parser ends with `\n`, so a line never straddles two chunks.
 
 use super::io::{excerpt, MAX_LINE};
-use super::{fields, Domain, Event, EventKind, EventReader, TraceError, TraceHeader};
+use super::{fields, Domain, Event, EventKind, EventReader, KeptText, TraceError, TraceHeader};
 use super::{Format, Source};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -53,8 +53,7 @@ pub struct Pymalloc3Reader {
     events: u64,                    // events returned so far
     other: u64,                     // `#` and blank lines after the header
     done: bool,                     // end of stream reached
-    keep: bool,                     // keep the `#` and blank lines (a lossless copy asked)
-    text: Vec<(u64, String)>,       // those kept and not yet taken
+    text: KeptText,                 // the `#` and blank lines (a lossless copy asked)
     promised: Option<u64>,          // the header's `# records: N`
     end_checked: bool,              // the end was reached and held to `promised`
 }
@@ -339,8 +338,7 @@ impl Pymalloc3Reader {
             events: 0,
             other: 0,
             done: false,
-            keep: false,
-            text: Vec::new(),
+            text: KeptText::default(),
             promised: None,
             end_checked: false,
         };
@@ -507,10 +505,10 @@ impl EventReader for Pymalloc3Reader {
                 b'#' | b'\n' => {
                     self.other += 1;
                     let end = self.line_end(start);
-                    if self.keep {
-                        let text = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
-                        self.text.push((self.line, text));
-                    }
+                    let buf = &self.buf;
+                    self.text.push(self.line, || {
+                        String::from_utf8_lossy(&buf[start..end]).into_owned()
+                    });
                     self.pos = end + 1;
                     continue;
                 }
@@ -543,12 +541,8 @@ impl EventReader for Pymalloc3Reader {
         self.other
     }
 
-    fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
-        out.append(&mut self.text);
-    }
-
-    fn keep_text(&mut self) {
-        self.keep = true;
+    fn kept_text(&mut self) -> Option<&mut KeptText> {
+        Some(&mut self.text)
     }
 }
 

@@ -19,18 +19,17 @@
 use super::event::{Domain, Event, EventKind, FreeListKind};
 use super::fields;
 use super::io::{LineReader, TraceError};
-use super::{EventReader, TraceHeader};
+use super::{EventReader, KeptText, TraceHeader};
 use crate::addr::Addr;
 use std::path::Path;
 use std::str::SplitAsciiWhitespace;
 
 /// A streaming reader of one PYREC trace.
 pub struct Pyrec27Reader {
-    lines: LineReader,        // the file, line by line
-    header: TraceHeader,      // the `#` lines before the first event
-    events: u64,              // events returned so far
-    text: Vec<(u64, String)>, // `#` and blank lines after the first event, not yet taken
-    keep: bool,               // keep them (a lossless copy asked)
+    lines: LineReader,   // the file, line by line
+    header: TraceHeader, // the `#` lines before the first event
+    events: u64,         // events returned so far
+    text: KeptText,      // `#` and blank lines after the first event
 }
 
 impl Pyrec27Reader {
@@ -42,20 +41,13 @@ impl Pyrec27Reader {
         Ok(Pyrec27Reader::new(LineReader::open(path)?))
     }
 
-    fn keep_line(&mut self, line: (u64, String)) {
-        if self.keep {
-            self.text.push(line);
-        }
-    }
-
     /// Reads events from `lines`.
     pub fn new(lines: LineReader) -> Pyrec27Reader {
         Pyrec27Reader {
             lines,
             header: TraceHeader::default(),
             events: 0,
-            text: Vec::new(),
-            keep: false,
+            text: KeptText::default(),
         }
     }
 }
@@ -222,8 +214,8 @@ impl EventReader for Pyrec27Reader {
                 match comment {
                     Some(h) if self.events == 0 => self.header.lines.push(h.to_string()),
                     _ if self.events > 0 => {
-                        let line = (self.lines.line_number(), self.lines.raw_text());
-                        self.keep_line(line);
+                        let line = self.lines.line_number();
+                        self.text.push(line, || self.lines.raw_text());
                     }
                     _ => {}
                 }
@@ -244,12 +236,8 @@ impl EventReader for Pyrec27Reader {
         &self.header
     }
 
-    fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
-        out.append(&mut self.text);
-    }
-
-    fn keep_text(&mut self) {
-        self.keep = true;
+    fn kept_text(&mut self) -> Option<&mut KeptText> {
+        Some(&mut self.text)
     }
 }
 

@@ -352,7 +352,7 @@ fn grown(slots: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::platform::Platform;
-    use crate::stack::{Route, StackSpec};
+    use crate::stack::Route;
     use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 
     fn glibc() -> Glibc {
@@ -418,8 +418,8 @@ mod tests {
         assert_eq!(at[2], at[1].div_ceil(100));
         assert_eq!(at[3], 0);
         // the survivors pin pymalloc's pools: after the 99 % free, resident stays high
-        let spec = StackSpec::parse("cpython-3.11/glibc-2.36").unwrap();
-        let mut s = spec.build();
+        let spec = crate::replay::ModelSpec::parse("cpython-3.11/glibc-2.36").unwrap();
+        let mut s = spec.stack().unwrap();
         let mut map = std::collections::HashMap::new();
         let mut res = Vec::new();
         for (i, e) in ev.iter().enumerate() {

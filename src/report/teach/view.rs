@@ -19,6 +19,9 @@
 
 use super::walk::{Change, Walk};
 use crate::alloc::Allocator;
+use crate::pymalloc::PymallocParams;
+use crate::replay::pymalloc::ReplayModel;
+use crate::replay::Flow;
 use crate::replay::ReplayError as CheckError;
 use crate::trace::EventKind;
 use base64::Engine;
@@ -81,28 +84,48 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// The page's block keys, from the model's era.
+struct Geometry {
+    params: PymallocParams, // the era
+    nclasses: u32,          // size classes
+    max_pools: u32,         // pool keys per arena slot
+    cap: u32,               // block keys per pool
+    class_blocks: Vec<u32>, // NUMBLOCKS by class
+}
+
+impl Geometry {
+    fn of(m: &ReplayModel) -> Geometry {
+        let params = m.params().clone();
+        let nclasses = m.nclasses();
+        let class_blocks: Vec<u32> = (0..nclasses).map(|s| params.blocks_per_pool(s)).collect();
+        let cap = class_blocks
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .next_power_of_two();
+        Geometry {
+            max_pools: params.max_pools_in_arena(),
+            params,
+            nclasses,
+            cap,
+            class_blocks,
+        }
+    }
+}
+
 /// Walks the whole recording at `path` and gathers the page's data; `markers` are request
 /// sizes whose first top-level O/M request gets a jump button (besides `# mark` lines).
 ///
 /// # Errors
-/// As [`Walk::step`].
+/// As [`Walk::replay`].
 pub fn build(
     path: &Path,
     model: Option<String>,
     markers: &[u64],
     progress: bool,
 ) -> Result<ViewData, CheckError> {
-    let mut walk = Walk::open(path, model, progress)?;
-    let params = walk.model().params().clone();
-    let nclasses = walk.model().nclasses();
-    let max_pools = params.max_pools_in_arena();
-    let class_blocks: Vec<u32> = (0..nclasses).map(|s| params.blocks_per_pool(s)).collect();
-    let cap = class_blocks
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(1)
-        .next_power_of_two();
+    let mut geom: Option<Geometry> = None; // known once the header has named the model
     let mut ops = Vec::new();
     let mut nops = 0u64;
     let mut last_event = 0u64;
@@ -125,7 +148,9 @@ pub fn build(
         varint(ops, key);
         *nops += 1;
     };
-    while let Some(s) = walk.step()? {
+    let walk = Walk::replay(path, model, progress, |walk, s| {
+        let g = geom.get_or_insert_with(|| Geometry::of(walk.model()));
+        let (params, nclasses, max_pools, cap) = (&g.params, g.nclasses, g.max_pools, g.cap);
         let i = s.index;
         match s.event.kind {
             EventKind::ArenaAlloc { .. } | EventKind::ArenaFree { .. } => arena_lines = true,
@@ -204,11 +229,22 @@ pub fn build(
                 .sum();
             samples.push((i, st.live_bytes, st.mapped_bytes, carved));
             if samples.len() as u64 >= 2 * SAMPLES {
-                samples = samples.into_iter().step_by(2).collect();
+                samples = std::mem::take(&mut samples)
+                    .into_iter()
+                    .step_by(2)
+                    .collect();
                 stride *= 2;
             }
         }
-    }
+        Flow::Next
+    })?;
+    let Geometry {
+        params,
+        nclasses,
+        max_pools,
+        cap,
+        class_blocks,
+    } = geom.unwrap_or_else(|| Geometry::of(walk.model()));
     let events = walk.events();
     jumps.push((peak_event, format!("peak ({peak} bytes live)")));
     jumps.sort();

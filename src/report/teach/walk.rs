@@ -1,6 +1,8 @@
 //! Walking a CPython 3 recording event by event through pymalloc, remembering for every
-//! block the event that last touched it and the rule that chose it — the one loop
-//! `explain`, `map` and `view` share.
+//! block the event that last touched it and the rule that chose it — what `explain`,
+//! `map` and `view` share. The loop is the replay driver's (`replay::drive`: counts,
+//! progress, stop, `EventError`); [`Walk`] is its consumer, and a caller's closure sees
+//! each step after it (`Flow::Stop` when it has what it wants).
 //!
 //! ```text
 //!  event i:  m O 56 7fff77500070
@@ -22,11 +24,10 @@ use crate::addr::Addr;
 use crate::check::pymalloc3::model_for;
 use crate::check::CheckOptions;
 use crate::platform::Platform;
-use crate::progress::Progress;
 use crate::pymalloc::NONE;
 use crate::replay::pymalloc::{request_size, ReplayModel};
 use crate::replay::ReplayError as CheckError;
-use crate::replay::{Replayer, Step};
+use crate::replay::{drive, Cause, DriveOptions, Flow, Replay, Replayer, Source, Step};
 use crate::trace::pymalloc3::Pymalloc3Reader;
 use crate::trace::{Domain, Event, EventKind, EventReader};
 use serde::Serialize;
@@ -210,58 +211,148 @@ impl At {
     }
 }
 
-/// A CPython 3 recording replayed through pymalloc one event at a time.
+/// A CPython 3 recording's state as the driver replays it through pymalloc: the model
+/// and, for every block, its last event.
 pub struct Walk {
-    reader: Box<dyn EventReader>, // the trace
     rp: Replayer,                 // the model and its pinned answers
-    next_index: u64,              // index of the next event
+    events: u64,                  // events replayed
     touched: HashMap<u64, Touch>, // address -> last event that allocated or freed it
     small: HashMap<u64, u32>,     // live small block -> size class
     name: String,                 // the trace's name, for errors
-    progress: Option<Progress>,   // the spinner (taken when finished)
+    diverged: Option<String>,     // why the model left the recording, if it did
+}
+
+/// The walk as the driver's consumer: each step applied, then handed to `f`.
+struct Walking<'w, F> {
+    walk: &'w mut Walk, // the state
+    f: F,               // what the caller does with each step
+}
+
+impl<F: FnMut(&mut Walk, &Stepped) -> Flow> Replay for Walking<'_, F> {
+    fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
+        self.walk.events = index + 1;
+        match self.walk.apply(index, ev)? {
+            Some(s) => Ok((self.f)(self.walk, &s)),
+            None => Ok(Flow::Diverged),
+        }
+    }
+
+    fn explain(&mut self, addr: Addr) -> Option<String> {
+        Some(self.walk.rp.model_mut().explain(addr))
+    }
 }
 
 impl Walk {
-    /// Opens the CPython 3 recording at `path` with the model its header names (or `model`).
+    /// Replays the CPython 3 recording at `path` with the model its header names (or
+    /// `model`) through the driver, handing every step to `f` until it says
+    /// [`Flow::Stop`] or the trace ends; returns the state reached.
     ///
     /// # Errors
-    /// The trace cannot be read, or no preset answers to the model name.
-    pub fn open(path: &Path, model: Option<String>, progress: bool) -> Result<Walk, CheckError> {
-        let reader = Pymalloc3Reader::open(path)?;
-        Walk::from_reader(
-            Box::new(reader),
-            &path.display().to_string(),
-            model,
-            progress,
-        )
+    /// The trace cannot be read, no preset answers to the model name, the model refuses a
+    /// request or diverges from the recording (the state shown would not be CPython's).
+    pub fn replay(
+        path: &Path,
+        model: Option<String>,
+        progress: bool,
+        f: impl FnMut(&mut Walk, &Stepped) -> Flow,
+    ) -> Result<Walk, CheckError> {
+        let mut reader = Pymalloc3Reader::open(path)?;
+        Walk::replay_reader(&mut reader, &path.display().to_string(), model, progress, f)
     }
 
-    /// A walk over an opened CPython 3 event stream named `name`.
+    /// [`replay`](Self::replay) of an opened CPython 3 event stream named `name`.
     ///
     /// # Errors
-    /// No preset answers to the model name.
-    pub fn from_reader(
-        reader: Box<dyn EventReader>,
+    /// As [`replay`](Self::replay).
+    pub fn replay_reader(
+        reader: &mut dyn EventReader,
         name: &str,
         model: Option<String>,
         progress: bool,
+        f: impl FnMut(&mut Walk, &Stepped) -> Flow,
     ) -> Result<Walk, CheckError> {
+        let mut src = Source::new(reader)?;
         let opts = CheckOptions {
             model,
             keep_going: false,
             progress,
         };
-        let (params, mode) = model_for(&opts, reader.header())?;
-        let name = name.to_string();
-        Ok(Walk {
-            reader,
+        let (params, mode) = model_for(&opts, src.header())?;
+        let mut walk = Walk {
             rp: Replayer::new(params, mode, &Platform::linux_x86_64()),
-            next_index: 0,
+            events: 0,
             touched: HashMap::new(),
             small: HashMap::new(),
-            progress: Some(Progress::new(progress, &name)),
-            name,
-        })
+            name: name.to_string(),
+            diverged: None,
+        };
+        let mut w = Walking { walk: &mut walk, f };
+        drive(&mut src, &mut w, &opts.drive(name))?;
+        match walk.diverged.take() {
+            Some(why) => Err(CheckError::Unsupported(why)),
+            None => Ok(walk),
+        }
+    }
+
+    /// Replays the recording at `path` up to and including the point `at`; returns the
+    /// state and the index of the event reached.
+    ///
+    /// # Errors
+    /// As [`replay`](Self::replay); the trace ends before the point.
+    pub fn to(
+        path: &Path,
+        model: Option<String>,
+        progress: bool,
+        at: At,
+    ) -> Result<(Walk, u64), CheckError> {
+        let mut reader = Pymalloc3Reader::open(path)?;
+        Walk::to_reader(
+            &mut reader,
+            &path.display().to_string(),
+            model,
+            progress,
+            at,
+        )
+    }
+
+    /// [`to`](Self::to) of an opened CPython 3 event stream named `name`.
+    ///
+    /// # Errors
+    /// As [`to`](Self::to).
+    pub fn to_reader(
+        reader: &mut dyn EventReader,
+        name: &str,
+        model: Option<String>,
+        progress: bool,
+        at: At,
+    ) -> Result<(Walk, u64), CheckError> {
+        let mut reached = None;
+        let walk = Walk::replay_reader(reader, name, model, progress, |_, s| {
+            if at.hit(s.index, &s.event) {
+                reached = Some(s.index);
+                Flow::Stop
+            } else {
+                Flow::Next
+            }
+        })?;
+        match (reached, at) {
+            (Some(i), _) => Ok((walk, i)),
+            (None, At::End) if walk.events > 0 => {
+                let last = walk.events - 1;
+                Ok((walk, last))
+            }
+            (None, _) => {
+                let what = match at {
+                    At::Event(n) => format!("no event {n}"),
+                    At::Marker(s) => format!("no top-level O/M request of {s} bytes"),
+                    At::End => "no events".into(),
+                };
+                Err(CheckError::Unsupported(format!(
+                    "{}: {what} among its {} events",
+                    walk.name, walk.events
+                )))
+            }
+        }
     }
 
     /// The model in its current state.
@@ -279,9 +370,9 @@ impl Walk {
         self.touched.get(&addr.0).copied()
     }
 
-    /// Events read so far.
+    /// Events replayed so far.
     pub fn events(&self) -> u64 {
-        self.next_index
+        self.events
     }
 
     /// The trace's name.
@@ -289,28 +380,9 @@ impl Walk {
         &self.name
     }
 
-    /// Clears the spinner.
-    pub fn finish_progress(&mut self) {
-        if let Some(p) = self.progress.take() {
-            p.finish();
-        }
-    }
-
-    /// Replays the next event; `None` at the end of the trace.
-    ///
-    /// # Errors
-    /// A read error, the model's refusal, or a divergence from the recording (the state
-    /// shown would not be CPython's).
-    pub fn step(&mut self) -> Result<Option<Stepped>, CheckError> {
-        let Some(ev) = self.reader.next_event()? else {
-            self.finish_progress();
-            return Ok(None);
-        };
-        let index = self.next_index;
-        self.next_index += 1;
-        if let Some(p) = &self.progress {
-            p.tick(index);
-        }
+    /// Replays event `index`: `None` when the model diverged from the recording (the
+    /// reason kept for the driver's caller).
+    fn apply(&mut self, index: u64, ev: &Event) -> Result<Option<Stepped>, Cause> {
         let om = |d: Domain| matches!(d, Domain::Obj | Domain::Mem);
         let pre = match ev.kind {
             EventKind::Malloc { domain, .. }
@@ -322,15 +394,16 @@ impl Walk {
             }
             _ => None,
         };
-        match self.rp.step(&ev) {
+        match self.rp.step(ev) {
             Step::Context => {}
             Step::Call { matched: true, .. } => {}
             Step::Call { expected, got, .. } => {
                 let why = self.rp.take_why().unwrap_or_default();
-                return Err(CheckError::Unsupported(format!(
+                self.diverged = Some(format!(
                     "{}: the model diverged from the recording at event {index} (line {}): expected {expected}, got {got}: {why}",
                     self.name, ev.line
-                )));
+                ));
+                return Ok(None);
             }
             Step::Refused => {
                 let (e, _) = self.rp.take_error().unwrap_or((
@@ -341,11 +414,7 @@ impl Walk {
                     },
                     String::new(),
                 ));
-                return Err(CheckError::Event(crate::replay::EventError {
-                    event: index,
-                    line: ev.line,
-                    source: crate::replay::Cause::Model(e),
-                }));
+                return Err(Cause::Model(e));
             }
         }
         let mut changes = Vec::new();
@@ -427,44 +496,14 @@ impl Walk {
         }
         Ok(Some(Stepped {
             index,
-            event: ev,
+            event: *ev,
             changes,
         }))
     }
-
-    /// Replays up to and including the point `at`; returns the index of the event reached.
-    ///
-    /// # Errors
-    /// As [`step`](Self::step); the trace ends before the point.
-    pub fn run_to(&mut self, at: At) -> Result<u64, CheckError> {
-        loop {
-            match self.step()? {
-                Some(s) if at.hit(s.index, &s.event) => {
-                    self.finish_progress();
-                    return Ok(s.index);
-                }
-                Some(_) => {}
-                None => {
-                    if at == At::End && self.next_index > 0 {
-                        return Ok(self.next_index - 1);
-                    }
-                    let what = match at {
-                        At::Event(n) => format!("no event {n}"),
-                        At::Marker(s) => format!("no top-level O/M request of {s} bytes"),
-                        At::End => "no events".into(),
-                    };
-                    return Err(CheckError::Unsupported(format!(
-                        "{}: {what} among its {} events",
-                        self.name, self.next_index
-                    )));
-                }
-            }
-        }
-    }
 }
 
-/// Replays a CPython 2.7 PYREC recording (free lists and pymalloc) up to the point `at`;
-/// returns the index reached and the replay.
+/// Replays a CPython 2.7 PYREC recording (free lists and pymalloc) through the driver up
+/// to the point `at`; returns the index reached and the replay.
 ///
 /// # Errors
 /// A read error, the model's refusal or a divergence before the point; the trace ends
@@ -474,36 +513,56 @@ pub fn pyrec27_to(
     at: At,
     progress: bool,
 ) -> Result<(u64, crate::check::pyrec27::Py27Replay), CheckError> {
-    let mut reader = crate::trace::pyrec27::Pyrec27Reader::open(path)?;
-    let mut replay = crate::check::pyrec27::Py27Replay::new(Platform::linux_x86_64(), false);
-    let bar = Progress::new(progress, &path.display().to_string());
-    let mut index = 0u64;
-    let mut reached = None;
-    while let Some(ev) = reader.next_event()? {
-        replay.apply(&ev, index)?;
-        if let Some(d) = &replay.report.first_divergence {
-            return Err(CheckError::Unsupported(format!(
-                "{}: the model diverged from the recording at event {} (line {}): {}",
-                path.display(),
-                d.event,
-                d.line,
-                d.why
-            )));
-        }
-        bar.tick(index);
-        if at.hit(index, &ev) {
-            reached = Some(index);
-            break;
-        }
-        index += 1;
+    /// The 2.7 replay, stopped at the point or at its first divergence.
+    struct To {
+        replay: crate::check::pyrec27::Py27Replay, // free lists and pymalloc
+        at: At,                                    // the point
+        reached: Option<u64>,                      // where it stopped
     }
-    bar.finish();
-    match (reached, at) {
-        (Some(i), _) => Ok((i, replay)),
-        (None, At::End) if index > 0 => Ok((index - 1, replay)),
+    impl Replay for To {
+        fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
+            self.replay.report.events += 1;
+            self.replay.step(index, ev)?;
+            if self.replay.report.first_divergence.is_some() {
+                return Ok(Flow::Diverged);
+            }
+            if self.at.hit(index, ev) {
+                self.reached = Some(index);
+                return Ok(Flow::Stop);
+            }
+            Ok(Flow::Next)
+        }
+    }
+    let mut reader = crate::trace::pyrec27::Pyrec27Reader::open(path)?;
+    let mut src = Source::new(&mut reader)?;
+    let mut to = To {
+        replay: crate::check::pyrec27::Py27Replay::new(Platform::linux_x86_64(), false),
+        at,
+        reached: None,
+    };
+    let label = path.display().to_string();
+    let opts = DriveOptions {
+        keep_going: false,
+        progress,
+        label: &label,
+    };
+    let d = drive(&mut src, &mut to, &opts)?;
+    if let Some(dv) = &to.replay.report.first_divergence {
+        return Err(CheckError::Unsupported(format!(
+            "{}: the model diverged from the recording at event {} (line {}): {}",
+            path.display(),
+            dv.event,
+            dv.line,
+            dv.why
+        )));
+    }
+    match (to.reached, at) {
+        (Some(i), _) => Ok((i, to.replay)),
+        (None, At::End) if d.events > 0 => Ok((d.events - 1, to.replay)),
         _ => Err(CheckError::Unsupported(format!(
-            "{}: the point asked for is not among its {index} events",
-            path.display()
+            "{}: the point asked for is not among its {} events",
+            path.display(),
+            d.events
         ))),
     }
 }
@@ -520,22 +579,28 @@ mod tests {
         m O 56 7fff77500030\nm O 100 7fff77504030\nm r 600 555555560000\n\
         m O 600 555555560000\n";
 
-    fn walk() -> Walk {
-        let r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
-        Walk::from_reader(Box::new(r), "t", None, false).unwrap()
+    fn walk(f: impl FnMut(&mut Walk, &Stepped) -> Flow) -> Result<Walk, CheckError> {
+        let mut r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
+        Walk::replay_reader(&mut r, "t", None, false, f)
+    }
+
+    fn to(at: At) -> Result<(Walk, u64), CheckError> {
+        let mut r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
+        Walk::to_reader(&mut r, "t", None, false, at)
     }
 
     #[test]
     fn each_allocation_gets_the_rule_obmalloc_followed() {
-        let mut w = walk();
         let mut rules = Vec::new();
-        while let Some(s) = w.step().unwrap() {
-            for c in s.changes {
-                if let Change::Alloc { addr, rule, .. } = c {
+        let w = walk(|_, s| {
+            for c in &s.changes {
+                if let Change::Alloc { addr, rule, .. } = *c {
                     rules.push((addr, rule));
                 }
             }
-        }
+            Flow::Next
+        })
+        .unwrap();
         let pool = 0x7fff77500000;
         assert_eq!(
             rules,
@@ -554,12 +619,29 @@ mod tests {
         );
         let t = w.last_touch(Addr(0x7fff77500030)).unwrap();
         assert_eq!((t.event, t.line, t.alloc), (7, 10, true));
+        assert_eq!(w.events(), 11);
     }
 
     #[test]
     fn a_point_past_the_end_is_an_error_naming_the_events() {
-        let e = walk().run_to(At::Event(99)).unwrap_err().to_string();
+        let e = to(At::Event(99)).err().unwrap().to_string();
         assert!(e.contains("no event 99") && e.contains("11 events"), "{e}");
-        assert_eq!(walk().run_to(At::Marker(100)).unwrap(), 8);
+        assert_eq!(to(At::Marker(100)).unwrap().1, 8);
+        let (w, end) = to(At::End).unwrap();
+        assert_eq!((end, w.events()), (10, 11));
+    }
+
+    #[test]
+    fn a_refusal_is_an_event_error_from_the_driver() {
+        let mut r =
+            Pymalloc3Reader::from_text("t", &format!("{TEXT}f O 7fff77500070\nf O 7fff77500070\n"))
+                .unwrap();
+        let e = Walk::replay_reader(&mut r, "t", None, false, |_, _| Flow::Next)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(e, CheckError::Event(ref ev) if ev.event == 12 && ev.line == 15),
+            "{e}"
+        );
     }
 }

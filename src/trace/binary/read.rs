@@ -2,7 +2,7 @@
 //! file with the byte offset (see the format in [`binary`](super)).
 
 use super::super::format::Format;
-use super::super::{Event, EventKind, EventReader, Source, TraceError, TraceHeader};
+use super::super::{Event, EventKind, EventReader, KeptText, Source, TraceError, TraceHeader};
 use super::{decode, Cur, Fault, MAGIC, VERSION};
 use crate::trace::io::MAX_LINE;
 
@@ -24,14 +24,13 @@ pub struct BinaryReader {
     base: u64,    // file offset of buf[0]
     eof: bool,    // the input has no more bytes
     header: TraceHeader,
-    last_addr: u64,           // the address register
-    line: u64,                // the line of the last event
-    events: u64,              // events returned
-    done: bool,               // the end record has been read
-    keep: bool,               // keep the text records (a lossless copy asked)
-    text: Vec<(u64, String)>, // text records read and not yet taken
-    origin: Option<Format>,   // the recorded format its header names (None: any event)
-    admitted: [u8; 256],      // by event code: 0 not seen yet, 1 the origin has it, 2 it has not
+    last_addr: u64,         // the address register
+    line: u64,              // the line of the last event
+    events: u64,            // events returned
+    done: bool,             // the end record has been read
+    text: KeptText,         // text records (a lossless copy asked)
+    origin: Option<Format>, // the recorded format its header names (None: any event)
+    admitted: [u8; 256],    // by event code: 0 not seen yet, 1 the origin has it, 2 it has not
 }
 
 impl BinaryReader {
@@ -83,8 +82,7 @@ impl BinaryReader {
             line: 0,
             events: 0,
             done: false,
-            keep: false,
-            text: Vec::new(),
+            text: KeptText::default(),
             origin: None,
             admitted: [0; 256],
         };
@@ -333,9 +331,7 @@ impl BinaryReader {
                     let bytes = &self.buf[self.pos + from..self.pos + to];
                     let text = std::str::from_utf8(bytes)
                         .map_err(|_| Fault::Bad("text line is not UTF-8"))?;
-                    if self.keep {
-                        self.text.push((line, text.to_string()));
-                    }
+                    self.text.push(line, || text.to_string());
                     self.pos += to;
                     self.line = line;
                     return Ok(());
@@ -436,11 +432,7 @@ impl EventReader for BinaryReader {
         &self.header
     }
 
-    fn take_text(&mut self, out: &mut Vec<(u64, String)>) {
-        out.append(&mut self.text);
-    }
-
-    fn keep_text(&mut self) {
-        self.keep = true;
+    fn kept_text(&mut self) -> Option<&mut KeptText> {
+        Some(&mut self.text)
     }
 }
