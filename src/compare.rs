@@ -104,8 +104,9 @@ pub struct ModelRun {
     /// A row per marker request.
     pub markers: Vec<MarkerRow>,
     /// Mapped bytes by cause near peak live (added field): taken before the first call that
-    /// lowers live after a new peak, unless live is within 1/256 of the last such moment,
-    /// so its `live` is within 1/256 of `peak_live` (exact when the peak was the last rise).
+    /// lowers live after a new peak, unless live is within 1/32 of the last such moment,
+    /// so its `live` is within 1/32 of `peak_live` (exact when the peak was the last rise; the
+    /// walk over pools and chunks is too dear to take at every new peak).
     pub waste_at_peak: Option<WasteAt>,
     /// Mapped bytes by cause at the end (added field).
     pub waste_at_end: Option<WasteAt>,
@@ -465,13 +466,13 @@ impl Runner {
         }
     }
 
-    /// Live is about to fall from a new peak: the waste now, unless within 1/256 of the
+    /// Live is about to fall from a new peak: the waste now, unless within 1/32 of the
     /// last snapshot's live (the walk costs a pass over pools and chunks).
     fn snapshot_peak(&mut self, event: u64) {
         self.peak_pending = false;
         let live = self.prev_live;
         if let Some(w) = &self.run.waste_at_peak {
-            if live - live.min(w.live) <= w.live / 256 {
+            if live - live.min(w.live) <= w.live / 32 {
                 return;
             }
         }
