@@ -7,9 +7,9 @@
 //! `cargo bench --bench mimalloc`; the ratio of the two replay times is the figure.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pyalloc::check::mimalloc::{Mode as MiMode, Replayer as MiReplayer, Step as MiStep};
 use pyalloc::mimalloc::Mimalloc;
 use pyalloc::pymalloc::PymallocParams;
+use pyalloc::replay::mimalloc::{Replayer as MiReplayer, Step as MiStep};
 use pyalloc::replay::{Addresses, Replayer, Step};
 use pyalloc::trace::mimalloc::{MiLine, MimallocReader};
 use pyalloc::trace::pymalloc3::Pymalloc3Reader;
@@ -74,7 +74,7 @@ fn replay_ints(c: &mut Criterion) {
     });
     g.bench_function("mimalloc: CPython 3.13.0 recording", |b| {
         b.iter_batched(
-            || MiReplayer::new(MiMode::Pinned, &header),
+            || MiReplayer::new(Addresses::Pinned, &header),
             |mut rp| {
                 let mut matched = 0u64;
                 for l in &lines {

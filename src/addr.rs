@@ -7,6 +7,21 @@
 use std::fmt;
 use std::ops::{Add, Sub};
 
+/// The first two neighbours of `sorted` (half-open spans `start..end`, sorted by start)
+/// that share a byte: their starts. What the invariant checkers ask of live blocks and
+/// mappings: for consecutive spans, `end(i) <= start(i + 1)`.
+pub(crate) fn first_overlap(sorted: impl IntoIterator<Item = (u64, u64)>) -> Option<(u64, u64)> {
+    let mut spans = sorted.into_iter();
+    let (mut start, mut end) = spans.next()?;
+    for (s, e) in spans {
+        if end > s {
+            return Some((start, s));
+        }
+        (start, end) = (s, e);
+    }
+    None
+}
+
 /// An address in the simulated process (`NULL` is `Addr(0)`).
 #[derive(Copy, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Addr(pub u64);

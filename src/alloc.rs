@@ -23,6 +23,24 @@ pub struct Stats {
     pub peak_mapped_bytes: u64,
 }
 
+impl Stats {
+    /// A block of `req` requested bytes handed out: `live_blocks` and `live_bytes` count
+    /// it, `peak_live_bytes` follows.
+    #[inline(always)]
+    pub fn note_alloc(&mut self, req: u64) {
+        self.live_bytes += req;
+        self.live_blocks += 1;
+        self.peak_live_bytes = self.peak_live_bytes.max(self.live_bytes);
+    }
+
+    /// A block of `req` requested bytes given back.
+    #[inline(always)]
+    pub fn note_free(&mut self, req: u64) {
+        self.live_bytes -= req;
+        self.live_blocks -= 1;
+    }
+}
+
 /// A general-purpose allocator model: `malloc`, `free`, `realloc`, `calloc`.
 ///
 /// # Errors

@@ -26,7 +26,8 @@ use crate::stack::{Route, Stack, Waste};
 use crate::trace::{open::open, Domain, Event, EventKind, TraceError};
 use crate::vm::{ProcessLayout, Syscalls};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -173,7 +174,7 @@ pub enum CompareError {
         /// The trace.
         path: String,
         /// What went wrong.
-        source: ReplayError,
+        source: Box<ReplayError>,
     },
     /// A model refused a call.
     #[error("{path}: model {model}: {source}")]
@@ -183,7 +184,7 @@ pub enum CompareError {
         /// The model.
         model: String,
         /// The event and the model's error.
-        source: EventError,
+        source: Box<EventError>,
     },
 }
 
@@ -243,14 +244,31 @@ struct Step {
 /// No block (a `realloc(NULL, n)`).
 const NO_ID: u32 = u32::MAX;
 
-/// A hasher for addresses that keeps neighbours neighbours: the bucket index is the address
-/// in 16-byte granules (blocks made one after another land in adjacent buckets, so the
-/// table is walked, not jumped through), its low 7 bits repeated on top for the table's
-/// tag byte.
-#[derive(Default)]
-struct AddrHasher(u64);
+/// Granules (8 bytes) of one page of [`IdTable`]: 64 KiB of address space.
+const GRANULES: usize = 1 << 13;
 
-impl std::hash::Hasher for AddrHasher {
+/// Recorded address → block id, as a table indexed by address: one `u32` slot (id + 1,
+/// 0 = none) per 8-byte granule, in pages of 64 KiB of address space. Blocks cluster in
+/// arenas and heaps, so the pages are few and the last one used is usually one of the
+/// last few hundred (a direct-mapped cache): a lookup is a shift and an index, not a hash probe.
+/// Addresses that are not 8-aligned (only a malformed trace has them) go to `odd`.
+/// Invariant: `get(a) == Some(id) ⇔ the last insert(a, id) was not followed by take(a)`.
+struct IdTable {
+    pages: HashMap<u64, u32, BuildHasherDefault<PageHasher>>, // page number -> index into `slots`
+    slots: Vec<Box<[u32]>>,                                   // GRANULES slots each
+    cache: Vec<(u64, u32)>, // recent pages (page number + 1, index), by page number mod CACHE
+    odd: HashMap<u64, u32>, // addresses that are not 8-aligned
+}
+
+/// Entries of [`IdTable`]'s page cache (a power of two): 16 MiB of address space.
+const CACHE: usize = 256;
+
+/// A hasher for page numbers: one multiply and a fold (the pages of one heap are
+/// consecutive numbers, which SipHash would spend ten times as long on).
+#[derive(Default)]
+struct PageHasher(u64);
+
+impl std::hash::Hasher for PageHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -261,17 +279,65 @@ impl std::hash::Hasher for AddrHasher {
     }
     #[inline]
     fn write_u64(&mut self, v: u64) {
-        let g = v >> 4;
-        self.0 = g ^ (g << 57);
+        let h = v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
     }
 }
 
-type AddrIds = HashMap<u64, u32, std::hash::BuildHasherDefault<AddrHasher>>;
+impl Default for IdTable {
+    fn default() -> Self {
+        IdTable {
+            pages: HashMap::default(),
+            slots: Vec::new(),
+            cache: vec![(0, 0); CACHE],
+            odd: HashMap::new(),
+        }
+    }
+}
+
+impl IdTable {
+    #[inline(always)]
+    fn slot(&mut self, a: u64) -> &mut u32 {
+        let page = a >> 16;
+        let c = (page as usize) & (CACHE - 1);
+        let i = if self.cache[c].0 == page + 1 {
+            self.cache[c].1
+        } else {
+            let n = self.slots.len() as u32;
+            let i = *self.pages.entry(page).or_insert(n);
+            if i == n {
+                self.slots.push(vec![0; GRANULES].into_boxed_slice());
+            }
+            self.cache[c] = (page + 1, i);
+            i
+        };
+        &mut self.slots[i as usize][((a & 0xffff) >> 3) as usize]
+    }
+
+    #[inline]
+    fn insert(&mut self, a: u64, id: u32) {
+        if a & 7 != 0 {
+            self.odd.insert(a, id);
+        } else {
+            *self.slot(a) = id + 1;
+        }
+    }
+
+    #[inline]
+    fn take(&mut self, a: u64) -> Option<u32> {
+        if a & 7 != 0 {
+            return self.odd.remove(&a);
+        }
+        let s = self.slot(a);
+        let id = std::mem::take(s);
+        id.checked_sub(1)
+    }
+}
 
 /// Recorded addresses → block ids (reused), and the program's live bytes.
 #[derive(Default)]
 struct Translator {
-    ids: AddrIds,       // recorded address of a live block -> its id
+    ids: IdTable,       // recorded address of a live block -> its id
     sizes: Vec<u64>,    // id -> bytes asked for
     free_ids: Vec<u32>, // ids to reuse
     live: u64,
@@ -290,7 +356,7 @@ impl Translator {
     }
 
     fn dies(&mut self, addr: Addr) -> Option<u32> {
-        let id = self.ids.remove(&addr.0)?;
+        let id = self.ids.take(addr.0)?;
         self.live -= self.sizes[id as usize];
         self.free_ids.push(id);
         Some(id)
@@ -306,8 +372,9 @@ struct Runner {
     stride: u64,      // events between samples
     next_sample: u64, // the event at which the next sample is taken
     seconds: f64,
-    prev_live: u64,     // the program's live bytes before the step being replayed
-    peak_pending: bool, // live rose to a new peak since the last waste snapshot
+    resident_at_peak: u64, // resident bytes when live first reached its peak
+    prev_live: u64,        // the program's live bytes before the step being replayed
+    peak_pending: bool,    // live rose to a new peak since the last waste snapshot
 }
 
 impl Runner {
@@ -336,6 +403,7 @@ impl Runner {
             stride: 256,
             next_sample: 0,
             seconds: 0.0,
+            resident_at_peak: 0,
             prev_live: 0,
             peak_pending: false,
         }
@@ -399,17 +467,19 @@ impl Runner {
         Ok(())
     }
 
-    fn steps(&mut self, steps: &[Step]) -> Result<(), EventError> {
+    fn steps(&mut self, steps: &[Step]) -> Result<(), Box<EventError>> {
         let t = Instant::now();
         for s in steps {
             if self.peak_pending && s.live < self.prev_live {
                 self.snapshot_peak(s.event);
             }
             self.prev_live = s.live;
-            self.apply(s.op).map_err(|e| EventError {
-                event: s.event,
-                line: s.line,
-                source: Cause::Model(e),
+            self.apply(s.op).map_err(|e| {
+                Box::new(EventError {
+                    event: s.event,
+                    line: s.line,
+                    source: Cause::Model(e),
+                })
             })?;
             let mapped = self.stack.mapped();
             let resident = self.stack.resident();
@@ -417,7 +487,7 @@ impl Runner {
             if s.live > r.peak_live {
                 r.peak_live = s.live;
                 self.peak_pending = true;
-                r.fragmentation_at_peak = resident as f64 / s.live as f64 - 1.0;
+                self.resident_at_peak = resident; // fragmentation computed once, at the end
             }
             r.peak_mapped = r.peak_mapped.max(mapped);
             r.peak_resident = r.peak_resident.max(resident);
@@ -502,6 +572,9 @@ impl Runner {
             self.run.samples.push(last);
         }
         let r = &mut self.run;
+        if r.peak_live > 0 {
+            r.fragmentation_at_peak = self.resident_at_peak as f64 / r.peak_live as f64 - 1.0;
+        }
         r.fragmentation_at_end = if r.final_live > 0 {
             r.final_resident as f64 / r.final_live as f64 - 1.0
         } else {
@@ -592,11 +665,11 @@ pub fn compare_trace(
             let (tx, rx) = sync_channel::<Arc<Vec<Step>>>(4);
             txs.push(tx);
             handles.push(
-                scope.spawn(move || -> Result<Runner, (Runner, EventError)> {
+                scope.spawn(move || -> Result<Runner, (String, Box<EventError>)> {
                     let rx: Receiver<Arc<Vec<Step>>> = rx;
                     for batch in rx {
                         if let Err(e) = r.steps(&batch) {
-                            return Err((r, e));
+                            return Err((r.name, e));
                         }
                     }
                     Ok(r)
@@ -608,8 +681,8 @@ pub fn compare_trace(
             steps: Vec::with_capacity(BATCH),
             txs,
             markers: &opts.markers,
+            sent: VecDeque::new(),
         };
-        feed.tr.ids.reserve(1 << 16);
         let drive_opts = DriveOptions {
             keep_going: false,
             progress: opts.progress,
@@ -626,16 +699,16 @@ pub fn compare_trace(
             .collect();
         let driven = driven.map_err(|source| CompareError::Replay {
             path: path.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         let mut runs = Vec::new();
         for j in joined {
             match j {
                 Ok(r) => runs.push(r.finish(driven.events)),
-                Err((r, source)) => {
+                Err((model, source)) => {
                     return Err(CompareError::Refused {
                         path: path.to_string(),
-                        model: r.name,
+                        model,
                         source,
                     })
                 }
@@ -656,6 +729,7 @@ struct Feed<'a> {
     steps: Vec<Step>,                     // the batch being filled
     txs: Vec<SyncSender<Arc<Vec<Step>>>>, // one channel per model
     markers: &'a [u64],                   // marker request sizes
+    sent: VecDeque<Arc<Vec<Step>>>,       // batches handed out, oldest first (to reuse)
 }
 
 impl Feed<'_> {
@@ -665,11 +739,20 @@ impl Feed<'_> {
         if self.steps.is_empty() {
             return true;
         }
-        let b = Arc::new(std::mem::replace(
-            &mut self.steps,
-            Vec::with_capacity(BATCH),
-        ));
-        self.txs.iter().all(|tx| tx.send(b.clone()).is_ok())
+        // the oldest batch every model is done with is reused (no fresh half-megabyte
+        // allocation, and its page faults, per batch)
+        let next = match self.sent.front().map(Arc::strong_count) {
+            Some(1) => {
+                let mut v = self.sent.pop_front().and_then(|b| Arc::try_unwrap(b).ok());
+                v.as_mut().map(Vec::clear);
+                v.unwrap_or_else(|| Vec::with_capacity(BATCH))
+            }
+            _ => Vec::with_capacity(BATCH),
+        };
+        let b = Arc::new(std::mem::replace(&mut self.steps, next));
+        let sent = self.txs.iter().all(|tx| tx.send(b.clone()).is_ok());
+        self.sent.push_back(b);
+        sent
     }
 }
 
@@ -837,4 +920,41 @@ fn translate(
         live: tr.live,
         marker: request > 0 && markers.contains(&request),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_table_gives_back_what_was_put_and_only_once() {
+        let mut t = IdTable::default();
+        // neighbours, a page boundary, far apart (more pages than the cache holds), odd
+        let mut addrs: Vec<u64> = vec![0x1000, 0x1008, 0xfff8, 0x1_0000, 0x7fff_0000_0010, 0x1003];
+        addrs.extend((0..(CACHE as u64 * 3)).map(|i| 0x5555_0000_0000 + (i << 16) + 8 * i));
+        for (id, &a) in addrs.iter().enumerate() {
+            t.insert(a, id as u32);
+        }
+        for (id, &a) in addrs.iter().enumerate().rev() {
+            assert_eq!(t.take(a), Some(id as u32), "{a:#x}");
+            assert_eq!(t.take(a), None, "{a:#x} taken twice");
+        }
+        assert_eq!(t.take(0x2000), None, "never put");
+        t.insert(0x1000, 0); // id 0 is a real id, not an empty slot
+        assert_eq!(t.take(0x1000), Some(0));
+    }
+
+    #[test]
+    fn the_translator_reuses_ids_and_keeps_the_live_bytes() {
+        let mut tr = Translator::default();
+        let a = tr.born(Addr(0x1000), 100);
+        let b = tr.born(Addr(0x2000), 50);
+        assert_ne!(a, b);
+        assert_eq!(tr.live, 150);
+        assert_eq!(tr.dies(Addr(0x1000)), Some(a));
+        assert_eq!(tr.dies(Addr(0x1000)), None);
+        assert_eq!(tr.live, 50);
+        assert_eq!(tr.born(Addr(0x3000), 7), a, "a freed id is reused");
+        assert_eq!(tr.live, 57);
+    }
 }

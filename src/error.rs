@@ -27,8 +27,13 @@ pub enum AllocError {
         /// The model that was asked.
         model: &'static str,
     },
-    /// A request no allocator of the simulated platform could serve.
-    #[error("request of {size} bytes is too large for {model} (limit {limit})")]
+    /// A request no allocator of the simulated platform could serve (the call returns
+    /// NULL, as the real allocator's does).
+    #[error(
+        "{model} refuses a request of {size} bytes as too large: it serves at most {limit}{} \
+         bytes, so the call returns NULL",
+        ptrdiff(*.limit)
+    )]
     TooLarge {
         /// The size asked for.
         size: u64,
@@ -54,10 +59,19 @@ pub enum AllocError {
         bits: u32,
     },
     /// The simulated address space is exhausted.
-    #[error("out of simulated address space: {what}")]
+    #[error("the simulated address space has no room: {what}")]
     OutOfAddressSpace {
         /// What could not be placed.
         what: String,
+    },
+    /// Something the real allocator would do that the model cannot follow (a glibc brk
+    /// heap of more than 4 GiB, say): not an answer of the real allocator.
+    #[error("the {model} model cannot follow the allocator this far: {what}")]
+    ModelLimit {
+        /// What the model cannot hold.
+        what: String,
+        /// The model.
+        model: &'static str,
     },
     /// An inconsistency the real allocator would itself diagnose and abort on
     /// (glibc's `free(): invalid pointer`, say): the message is the allocator's own.
@@ -70,6 +84,15 @@ pub enum AllocError {
         /// The model that diagnosed it.
         model: &'static str,
     },
+}
+
+/// ` (PTRDIFF_MAX)` after a limit that is the platform's `PTRDIFF_MAX`.
+fn ptrdiff(limit: u64) -> &'static str {
+    if limit == i64::MAX as u64 || limit == i32::MAX as u64 {
+        " (PTRDIFF_MAX)"
+    } else {
+        ""
+    }
 }
 
 /// ` (ADDR)` after a message, or nothing when the diagnosis names no address.

@@ -4,7 +4,9 @@
 mod common;
 use pyalloc::check::glibc::replay;
 use pyalloc::check::{check_file, CheckOptions};
-use pyalloc::trace::EventKind;
+use pyalloc::replay::model::recorded_bounds;
+use pyalloc::trace::glibc::GlibcTraceReader;
+use pyalloc::trace::{EventKind, EventReader};
 use pyalloc::Addr;
 use std::path::PathBuf;
 
@@ -127,6 +129,21 @@ fn temp_trace(name: &str, body: &str) -> PathBuf {
     );
     std::fs::write(&path, text).unwrap();
     path
+}
+
+#[test]
+fn the_heap_is_bounded_by_the_headers_brk_and_lowest_mapping_above_it() {
+    let path = temp_trace("bounds", "m 24 0x5555556742a0\n");
+    let mut r = GlibcTraceReader::open(&path).unwrap();
+    r.next_event().unwrap(); // the header is whole once the first event is read
+    let h = r.header();
+    let brk = Addr::parse_hex(h.get("brk_at_first_call").unwrap()).unwrap();
+    let lowest_map = h.lines.iter().find_map(|l| {
+        let range = l.strip_prefix("maps_at_first_call ")?;
+        Addr::parse_hex(range.split('-').next()?)
+    });
+    assert_eq!(recorded_bounds(h), Some((brk, lowest_map.unwrap())));
+    assert!(brk < lowest_map.unwrap());
 }
 
 /// The model's diagnosis of a bad trace, as `check` reports it.

@@ -3,9 +3,10 @@
 //! `_PyObject_DebugMallocStats` numbers at every marker (read from the `*.stderr.txt`
 //! files), the same in the model's own address space, and bad input.
 
-use pyalloc::check::mimalloc::{parse_stderr_stats, stats_at, stats_at_markers};
 use pyalloc::check::{check_file, CheckOptions};
+use pyalloc::mimalloc::stats::parse_stderr_stats;
 use pyalloc::replay::ReplayError;
+use pyalloc::report::stats::{mimalloc_markers, stats_at, StatsAt};
 use pyalloc::trace::mimalloc::{Caller, MiLine, MimallocReader, OsCall};
 use pyalloc::trace::{EventKind, EventReader};
 use std::path::{Path, PathBuf};
@@ -104,7 +105,7 @@ fn stats_equal(name: &str) {
         !want.is_empty(),
         "{name}: the stderr file has the stats sections"
     );
-    let got = stats_at_markers(
+    let got = mimalloc_markers(
         &trace(&format!("{name}.trace.gz")),
         &CheckOptions::default(),
     )
@@ -129,8 +130,7 @@ fn stats_at_a_marker_prints_cpythons_section() {
     let (_, text) = stats_at(
         &trace("ints.trace.gz"),
         &CheckOptions::default(),
-        None,
-        Some(888_889),
+        StatsAt::Marker(888_889),
     )
     .unwrap();
     // the section as CPython printed it, between the recorder's own lines
@@ -172,6 +172,44 @@ fn a_free_of_an_unknown_address_is_an_error_naming_the_event() {
         Err(ReplayError::Event(pyalloc::replay::EventError { event: 0, .. })) => {}
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn model_names_are_read_by_model_spec_and_others_refused() {
+    // every spelling ModelSpec::parse reads as mimalloc picks its mode; the rest are refused
+    for (name, ok) in [
+        ("mimalloc", true),
+        ("mimalloc-2.1.2+pinned", true),
+        ("mimalloc+own", true),
+        ("cpython-3.11", false),
+        ("mimalloc-2.1.2+nonsense", false),
+        ("mimalloc-2.1.2/glibc-2.36", false),
+    ] {
+        let opts = CheckOptions {
+            model: Some(name.to_string()),
+            ..Default::default()
+        };
+        let r = check_file(&trace("startup_only.trace.gz"), &opts);
+        match (ok, r) {
+            (true, Ok(r)) => assert!(r.ok(), "{name}: {:?}", r.first_divergence),
+            (false, Err(e)) => assert!(e.to_string().contains(name), "{name}: {e}"),
+            (ok, r) => panic!("{name}: expected ok={ok}, got {r:?}"),
+        }
+    }
+}
+
+#[test]
+fn stats_at_an_event_counts_os_lines_as_check_does() {
+    // event numbers count the OS lines (the check's numbering): the point reached is the
+    // one asked for, and the numbers there are the model's at that line
+    let (n, text) = stats_at(
+        &trace("startup_only.trace.gz"),
+        &CheckOptions::default(),
+        StatsAt::Event(5000),
+    )
+    .unwrap();
+    assert_eq!(n, 5000);
+    assert!(text.contains("Allocated Blocks: "), "{text}");
 }
 
 #[test]

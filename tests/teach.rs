@@ -308,3 +308,322 @@ fn explain_and_map_refuse_bad_input_with_one_line() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+const GLIBC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/traces/glibc-2.36-linux-x86_64"
+);
+
+/// True for a line of a glibc recording that is an event: a call, or a `# mark` line.
+fn is_event(line: &str) -> bool {
+    !line.starts_with('#') || line.starts_with("# mark")
+}
+
+/// Every `<rect class="chunk" …>` of a map: (chunk, size, state, bin, position).
+fn chunks_drawn(svg: &str) -> Vec<(u64, u64, String, Option<String>, Option<u64>)> {
+    svg.split('<')
+        .filter(|t| t.starts_with("rect class=\"chunk\""))
+        .map(|t| {
+            (
+                u64::from_str_radix(attr(t, "data-chunk").unwrap().trim_start_matches("0x"), 16)
+                    .unwrap(),
+                attr(t, "data-size").unwrap().parse().unwrap(),
+                attr(t, "data-state").unwrap().to_string(),
+                attr(t, "data-bin").map(str::to_string),
+                attr(t, "data-position").map(|p| p.parse().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn map_of_a_glibc_trace_draws_the_models_chunks_and_bins() {
+    use pyalloc::report::teach::glibc::GlibcAt;
+    use pyalloc::report::teach::At;
+    for name in ["synthetic", "python27_so_loop"] {
+        let trace = format!("{GLIBC}/{name}.trace.gz");
+        let events = {
+            let f = std::fs::File::open(&trace).unwrap();
+            BufReader::new(flate2::read::GzDecoder::new(f))
+                .lines()
+                .filter(|l| is_event(l.as_ref().unwrap()))
+                .count() as u64
+        };
+        // three points spread over the recording, the last its final event
+        for n in [events / 3, 2 * events / 3, events - 1] {
+            let svg = scratch(&format!("{name}-{n}.svg"));
+            let (ok, _, err) = pyalloc(&[
+                "map",
+                &trace,
+                "--at",
+                &n.to_string(),
+                "--svg",
+                svg.to_str().unwrap(),
+            ]);
+            assert!(ok, "{err}");
+            let drawn = chunks_drawn(&std::fs::read_to_string(&svg).unwrap());
+            let g = GlibcAt::replay(Path::new(&trace), None, At::Event(n), false).unwrap();
+            let m = &g.model;
+            let mi = m.mallinfo();
+            // the strip tiles the heap from its first chunk to the break
+            assert_eq!(drawn.len(), m.chunks().len(), "{name} @{n}");
+            assert_eq!(drawn[0].0, m.heap_base().0);
+            let mut at = drawn[0].0;
+            for c in &drawn {
+                assert_eq!(c.0, at, "{name} @{n}: chunks back to back");
+                at += c.1;
+            }
+            assert_eq!(
+                at,
+                m.address_space().brk().0,
+                "{name} @{n}: the last chunk (top) ends at brk"
+            );
+            // mallinfo2 walks the bins, the picture walks the heap: they agree
+            let free: Vec<_> = drawn
+                .iter()
+                .filter(|c| {
+                    c.2 == "top"
+                        || (c.2 == "free" && !c.3.as_deref().unwrap().starts_with("tcache"))
+                })
+                .collect();
+            assert_eq!(free.len() as u64, mi.ordblks + mi.smblks, "{name} @{n}");
+            assert_eq!(
+                free.iter().map(|c| c.1).sum::<u64>(),
+                mi.fordblks,
+                "{name} @{n}"
+            );
+            let fast: u64 = drawn
+                .iter()
+                .filter(|c| c.3.as_deref().is_some_and(|b| b.starts_with("fastbin")))
+                .map(|c| c.1)
+                .sum();
+            assert_eq!(fast, mi.fsmblks, "{name} @{n}");
+            assert_eq!(drawn.last().unwrap().1, mi.keepcost, "top is keepcost");
+            // every bin's chunks carry its name, at their positions in its list
+            for b in m.bins() {
+                for (pos, a) in b.chunks.iter().enumerate() {
+                    let c = drawn.iter().find(|c| c.0 == a.0).unwrap();
+                    assert_eq!(
+                        (c.2.as_str(), c.3.clone(), c.4),
+                        ("free", Some(b.bin.to_string()), Some(pos as u64)),
+                        "{name} @{n}: chunk {a}"
+                    );
+                }
+            }
+            let binned: usize = m.bins().iter().map(|b| b.chunks.len()).sum();
+            assert_eq!(drawn.iter().filter(|c| c.2 == "free").count(), binned);
+            eprintln!(
+                "{name} @{n}: {} chunks, {} free outside the tcache ({} bytes), {} in bins of which {} in the tcache",
+                drawn.len(),
+                free.len(),
+                mi.fordblks,
+                binned,
+                drawn.iter().filter(|c| c.3.as_deref().is_some_and(|b| b.starts_with("tcache"))).count()
+            );
+        }
+    }
+}
+
+#[test]
+fn explain_of_a_glibc_address_names_its_chunk_bin_event_and_rule() {
+    let trace = format!("{GLIBC}/synthetic.trace.gz");
+    let f = std::fs::File::open(&trace).unwrap();
+    // (event index, line, fields) of every call line
+    let calls: Vec<(u64, u64, Vec<String>)> = BufReader::new(flate2::read::GzDecoder::new(f))
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| is_event(l.as_ref().unwrap()))
+        .enumerate()
+        .map(|(i, (n, l))| {
+            (
+                i as u64,
+                n as u64 + 1,
+                l.unwrap().split(' ').map(str::to_string).collect(),
+            )
+        })
+        .collect();
+    let n = calls.len() as u64 / 2;
+    let upto = &calls[..=n as usize];
+    // the last malloc before the point whose address no later call touched, and the last
+    // free of an address nothing returned again
+    let mut later = std::collections::HashSet::new();
+    let (mut live, mut freed) = (None, None);
+    for (i, line, f) in upto.iter().rev() {
+        match f.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            ["m", _, a] if a != &"0x0" => {
+                if live.is_none() && !later.contains(*a) {
+                    live = Some((*i, *line, a.to_string()));
+                }
+                later.insert(a.to_string());
+            }
+            ["f", a] if a != &"0x0" => {
+                if freed.is_none() && !later.contains(*a) {
+                    freed = Some((*i, *line, a.to_string()));
+                }
+                later.insert(a.to_string());
+            }
+            ["c", _, _, a] | ["a", _, _, a] | ["v", _, a] | ["p", _, a] => {
+                later.insert(a.to_string());
+            }
+            ["r", o, _, a] => {
+                later.insert(o.to_string());
+                later.insert(a.to_string());
+            }
+            _ => {}
+        }
+        if live.is_some() && freed.is_some() {
+            break;
+        }
+    }
+    let svg = scratch("synthetic-explain.svg");
+    let (ok, _, err) = pyalloc(&[
+        "map",
+        &trace,
+        "--at",
+        &n.to_string(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let drawn = chunks_drawn(&std::fs::read_to_string(&svg).unwrap());
+    for ((event, line, addr), what) in [(live.unwrap(), "alloc"), (freed.unwrap(), "free")] {
+        let (ok, out, err) = pyalloc(&["explain", &trace, &addr, "--at", &n.to_string(), "--json"]);
+        assert!(ok, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["address"], addr);
+        assert_eq!(v["last_event"]["event"], event, "{out}");
+        assert_eq!(v["last_event"]["line"], line, "{out}");
+        assert_eq!(v["last_event"]["what"], what, "{out}");
+        assert!(
+            v["layer"].as_str().unwrap().starts_with("glibc-2.36"),
+            "{out}"
+        );
+        let mem = u64::from_str_radix(addr.trim_start_matches("0x"), 16).unwrap();
+        if what == "alloc" {
+            // a live chunk starts 16 bytes before its user pointer, as drawn
+            let chunk = &v["owner_chain"][1];
+            assert_eq!(chunk["kind"], "chunk");
+            assert_eq!(chunk["address"], format!("{:#x}", mem - 16));
+            let c = drawn
+                .iter()
+                .find(|c| c.0 == mem - 16)
+                .expect("the chunk is drawn");
+            assert_eq!(
+                (c.1, c.2.as_str()),
+                (chunk["size"].as_u64().unwrap(), "inuse")
+            );
+            assert!(v["state"].as_str().unwrap().starts_with("live"), "{out}");
+            assert!(v["rule"].is_string(), "{out}");
+        } else if let Some(c) = drawn.iter().find(|c| c.0 == mem - 16) {
+            // still a chunk of its own (not merged): its bin and position as drawn
+            assert_eq!(v["bin"].as_str(), c.3.as_deref(), "{out}");
+            if c.2 == "free" {
+                assert_eq!(v["free_list_position"].as_u64(), c.4, "{out}");
+            }
+        }
+        eprintln!(
+            "explain {addr} at {n}:\n{}",
+            pyalloc(&["explain", &trace, &addr, "--at", &n.to_string()]).1
+        );
+    }
+}
+
+/// `pyalloc stats TRACE --at E`: (Σ num pools, Σ blocks in use, current arenas).
+fn stats_at(trace: &str, e: u64) -> (u64, u64, u64) {
+    let (ok, out, err) = pyalloc(&["stats", trace, "--at", &e.to_string()]);
+    assert!(ok, "{err}");
+    let (mut pools, mut blocks, mut arenas) = (0, 0, None);
+    for line in out.lines() {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .map_while(|w| w.parse().ok())
+            .collect();
+        if f.len() == 5 && line.split_whitespace().count() == 5 {
+            pools += f[2];
+            blocks += f[3];
+        }
+        if let Some(v) = line.strip_prefix("# arenas allocated current") {
+            arenas = Some(v.trim_start_matches([' ', '=']).trim().parse().unwrap());
+        }
+    }
+    (pools, blocks, arenas.unwrap())
+}
+
+/// The view page's op stream replayed up to event `e` as view.js does: (pools in use,
+/// blocks in use, arenas).
+fn page_state_at(data: &pyalloc::report::teach::view::ViewData, e: u64) -> (u64, u64, u64) {
+    let b = &data.ops;
+    let mut pos = 0usize;
+    let rd = |pos: &mut usize| {
+        let (mut v, mut s) = (0u64, 0u32);
+        loop {
+            let x = b[*pos];
+            *pos += 1;
+            v |= u64::from(x & 127) << s;
+            if x < 128 {
+                return v;
+            }
+            s += 7;
+        }
+    };
+    let cap = u64::from(data.meta.cap);
+    let mut counts: BTreeMap<u64, i64> = BTreeMap::new();
+    let (mut live, mut arenas, mut event) = (0i64, 0i64, 0u64);
+    for _ in 0..data.meta.ops {
+        event += rd(&mut pos);
+        let tag = b[pos];
+        pos += 1;
+        if tag & 3 == 1 {
+            pos += 1; // the size class
+        }
+        let key = rd(&mut pos);
+        if event > e {
+            break;
+        }
+        match tag & 3 {
+            1 => {
+                *counts.entry(key / cap).or_default() += 1;
+                live += 1;
+            }
+            0 => {
+                *counts.entry(key / cap).or_default() -= 1;
+                live -= 1;
+            }
+            2 => arenas += 1,
+            _ => {
+                arenas -= 1;
+                let pools = u64::from(data.meta.max_pools);
+                counts.retain(|pk, _| pk / pools != key);
+            }
+        }
+    }
+    let used = counts.values().filter(|&&n| n > 0).count() as u64;
+    (used, live as u64, arenas as u64)
+}
+
+#[test]
+fn the_view_of_cpython_27_and_3_recordings_holds_the_states_stats_prints() {
+    use pyalloc::report::teach::view::{build, build27};
+    let py27 = format!("{SHARED}/traces/cpython-2.7.18-linux-x86_64/seed.trace.gz");
+    let py3 = format!("{PY311}/seed_py3.trace.gz");
+    for (trace, data) in [
+        (&py27, build27(Path::new(&py27), &[], false).unwrap()),
+        (&py3, build(Path::new(&py3), None, &[], false).unwrap()),
+    ] {
+        let n = data.meta.events;
+        for e in [n / 3, 2 * n / 3, n - 1] {
+            let page = page_state_at(&data, e);
+            assert_eq!(
+                page,
+                stats_at(trace, e),
+                "{trace} @{e}: (pools, blocks, arenas)"
+            );
+            eprintln!("{trace} @{e}: page (pools, blocks, arenas) = {page:?} = pyalloc stats");
+        }
+        let last = data.meta.samples.last().unwrap();
+        assert!(
+            last.3 > 0 && last.3 <= last.2,
+            "resident within mapped: {last:?}"
+        );
+    }
+}

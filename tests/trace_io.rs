@@ -412,3 +412,69 @@ fn a_recording_cut_at_a_line_boundary_is_truncated() {
     assert!(err.contains("count_f"), "{err}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// Requests the recorded allocator could not satisfy (2^62 bytes: no mapping nor brk heap
+/// holds it; 2^63: over PTRDIFF_MAX): a recorded NULL is glibc's own answer, so the model's
+/// refusal matches it; a recorded success the model cannot give is one sentence naming the
+/// event, the line, the call and why; never an out-of-memory kill, never a raw mismatch.
+#[test]
+fn a_request_the_allocator_cannot_satisfy_fails_as_it_would() {
+    let d = scratch("huge");
+    let glibc = |name: &str, body: &str| {
+        let p = d.join(name);
+        let text = format!(
+            "# glibc malloc-family call trace: {name}\n# brk_at_first_call 0x555555559000\n{body}"
+        );
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (e62, e63) = (1u64 << 62, 1u64 << 63);
+    // recorded NULL: a match, in check and in replay
+    let null = glibc(
+        "null.trace",
+        &format!("m {e62} 0x0\nm {e63} 0x0\nc {e62} 4 0x0\nm 300000 0x7ffff7a00010\nr 0x7ffff7a00010 {e62} 0x0\nf 0x7ffff7a00010\n"),
+    );
+    let (ok, out, err) = pyalloc(&["check", s(&null)]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("every checked address matched"), "{out}");
+    let (ok, out, err) = pyalloc(&["replay", "--model", "glibc-2.36", s(&null)]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("failed calls 4"), "{out}");
+    // recorded success: the model says why it cannot, naming the event, line and call
+    for (size, why) in [(e62, "ENOMEM"), (e63, &(e63 - 1).to_string()[..])] {
+        let ok_trace = glibc("ok.trace", &format!("m {size} 0x7ff000000010\n"));
+        for args in [
+            vec!["check", s(&ok_trace)],
+            vec!["replay", "--model", "glibc-2.36", s(&ok_trace)],
+        ] {
+            let (ok, _, err) = pyalloc(&args);
+            assert!(!ok, "{args:?} passed");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains("event 0 (line 3)"), "{err}");
+            assert!(
+                err.contains(&format!("malloc({size}) = 0x7ff000000010")),
+                "{err}"
+            );
+            assert!(err.contains(why), "{err}");
+        }
+    }
+    // CPython 3: pymalloc passes a request over 512 bytes to the raw allocator, which
+    // returned NULL; without the raw line the divergence says that line is missing
+    let py = |name: &str, body: &str| {
+        let p = d.join(name);
+        let text = format!(
+            "# pymalloc allocation trace recorded from REAL CPython\n# interpreter: CPython 3.11.7\n{body}"
+        );
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let both = py("both.trace", &format!("m r {e62} 0\nm O {e62} 0\n"));
+    let (ok, out, err) = pyalloc(&["check", s(&both)]);
+    assert!(ok, "{out}{err}");
+    let lost = py("lost.trace", &format!("m O {e62} 0\n"));
+    let (ok, out, _) = pyalloc(&["check", s(&lost)]);
+    assert!(!ok);
+    assert!(out.contains("no raw call"), "{out}");
+    assert!(!out.contains("not the one CPython made next"), "{out}");
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -30,6 +30,29 @@ pub fn check(reader: GlibcTraceReader, opts: &CheckOptions) -> Result<CheckRepor
     Ok(replay_from(reader, opts, |_, _| {})?.report)
 }
 
+/// Replays the trace at `path` like [`replay`], showing `observe(model, event,
+/// model_result)` the model after every event, until `observe` says [`Flow::Stop`] (the
+/// teaching commands stop at the event they show).
+///
+/// # Errors
+/// As [`check`].
+pub fn replay_until(
+    path: &Path,
+    opts: &CheckOptions,
+    observe: impl FnMut(&Glibc, &Event, Addr) -> Flow,
+) -> Result<Replayed, ReplayError> {
+    let mut reader = GlibcTraceReader::open(path)?;
+    let params = params_for(opts)?;
+    let name = reader.path().display().to_string();
+    let (mut report, model) = run(&mut reader, &name, params, opts, observe)?;
+    name_phase(&mut report, |i| reader.mark(i).map(str::to_string));
+    Ok(Replayed {
+        report,
+        model,
+        brk_at_exit: None,
+    })
+}
+
 /// What a replay leaves behind besides its report.
 pub struct Replayed {
     /// The comparisons.
@@ -61,11 +84,14 @@ pub fn replay(
 pub fn replay_from(
     mut reader: GlibcTraceReader,
     opts: &CheckOptions,
-    observe: impl FnMut(&Event, Addr),
+    mut observe: impl FnMut(&Event, Addr),
 ) -> Result<Replayed, ReplayError> {
     let params = params_for(opts)?;
     let name = reader.path().display().to_string();
-    let (mut report, model) = run(&mut reader, &name, params, opts, observe)?;
+    let (mut report, model) = run(&mut reader, &name, params, opts, |_, e, a| {
+        observe(e, a);
+        Flow::Next
+    })?;
     name_phase(&mut report, |i| reader.mark(i).map(str::to_string));
     let brk_at_exit = reader
         .trailer()
@@ -112,7 +138,9 @@ pub fn check_reader(
     opts: &CheckOptions,
 ) -> Result<CheckReport, ReplayError> {
     let params = params_for(opts)?;
-    let (mut report, _) = run(&mut *reader, "replaying", params, opts, |_, _| {})?;
+    let (mut report, _) = run(&mut *reader, "replaying", params, opts, |_, _, _| {
+        Flow::Next
+    })?;
     name_phase(&mut report, |i| Some(format!("mark #{i}")));
     Ok(report)
 }
@@ -143,11 +171,15 @@ fn run(
     name: &str,
     params: GlibcParams,
     opts: &CheckOptions,
-    observe: impl FnMut(&Event, Addr),
+    observe: impl FnMut(&Glibc, &Event, Addr) -> Flow,
 ) -> Result<(CheckReport, Glibc), ReplayError> {
     let mut src = Source::new(reader)?;
     let (brk, ceiling) = recorded_bounds(src.header()).ok_or_else(|| {
-        ReplayError::Unsupported(format!("{name}: header has no brk_at_first_call"))
+        ReplayError::Unsupported(format!(
+            "{name}: the header has no `# brk_at_first_call ADDR` line, so the check cannot \
+             place the model's heap where the process's began; add it from the recording's \
+             memory map, or replay the trace with `pyalloc replay --model glibc-2.36`"
+        ))
     })?;
     let page = RECORDED_PAGE;
     let vm = AddressSpace::new(page, 8, brk, ceiling);
@@ -168,15 +200,17 @@ fn run(
     Ok((check.report, check.model))
 }
 
-impl<F: FnMut(&Event, Addr)> Replay for GlibcCheck<F> {
+impl<F: FnMut(&Glibc, &Event, Addr) -> Flow> Replay for GlibcCheck<F> {
     #[inline]
     fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
-        let got = self.event(ev.kind, index, ev.line)?;
-        (self.observe)(ev, got);
+        let got = self
+            .event(ev.kind, index, ev.line)
+            .map_err(|e| Cause::unservable(&ev.kind, e))?;
+        let flow = (self.observe)(&self.model, ev, got);
         Ok(if self.report.first_divergence.is_some() {
             Flow::Diverged
         } else {
-            Flow::Next
+            flow
         })
     }
 }
@@ -189,7 +223,7 @@ struct GlibcCheck<F> {
     page: u64,                  // page size
     remap: HashMap<u64, u64>,   // recorded address -> model address, where they differ
     phase: Option<u32>,         // the last `# mark` seen
-    observe: F,                 // called after every event with the model's answer
+    observe: F,                 // shown the model and its answer after every event
 }
 
 impl<F> GlibcCheck<F> {
@@ -244,6 +278,22 @@ impl<F> GlibcCheck<F> {
         }
     }
 
+    /// A call that returns a fresh block the recording shows at `addr` (malloc, calloc,
+    /// the memalign family): the model's next mapping pinned where the recording's is, a
+    /// refusal the recording agrees with made NULL, the result compared.
+    fn placed(
+        &mut self,
+        event: u64,
+        line: u64,
+        addr: Addr,
+        call: impl FnOnce(&mut Glibc) -> Result<Addr, crate::error::AllocError>,
+    ) -> Result<Addr, crate::error::AllocError> {
+        self.pin(addr);
+        let got = Self::null_if_recorded(call(&mut self.model), addr)?;
+        self.compare(event, line, addr, got);
+        Ok(got)
+    }
+
     /// A refusal the recording agrees with (glibc returned NULL: `ENOMEM`, `EINVAL`)
     /// is a NULL result; any other refusal is an error of the replay.
     fn null_if_recorded(
@@ -270,9 +320,7 @@ impl<F> GlibcCheck<F> {
         let mut got = Addr::NULL;
         match kind {
             EventKind::Malloc { size, addr, .. } => {
-                self.pin(addr);
-                got = Self::null_if_recorded(self.model.malloc(size as usize), addr)?;
-                self.compare(event, line, addr, got);
+                got = self.placed(event, line, addr, |m| m.malloc(size as usize))?;
             }
             EventKind::Calloc {
                 nelem,
@@ -280,12 +328,8 @@ impl<F> GlibcCheck<F> {
                 addr,
                 ..
             } => {
-                self.pin(addr);
-                got = Self::null_if_recorded(
-                    self.model.calloc(nelem as usize, elsize as usize),
-                    addr,
-                )?;
-                self.compare(event, line, addr, got);
+                let (n, s) = (nelem as usize, elsize as usize);
+                got = self.placed(event, line, addr, |m| m.calloc(n, s))?;
             }
             EventKind::Realloc { old, size, new, .. } => {
                 self.pin(new);
@@ -302,22 +346,14 @@ impl<F> GlibcCheck<F> {
                 self.model.free(a)?;
             }
             EventKind::Memalign { align, size, addr } => {
-                self.pin(addr);
-                got = Self::null_if_recorded(
-                    self.model.memalign(align as usize, size as usize),
-                    addr,
-                )?;
-                self.compare(event, line, addr, got);
+                let (a, s) = (align as usize, size as usize);
+                got = self.placed(event, line, addr, |m| m.memalign(a, s))?;
             }
             EventKind::Valloc { size, addr } => {
-                self.pin(addr);
-                got = Self::null_if_recorded(self.model.valloc(size as usize), addr)?;
-                self.compare(event, line, addr, got);
+                got = self.placed(event, line, addr, |m| m.valloc(size as usize))?;
             }
             EventKind::Pvalloc { size, addr } => {
-                self.pin(addr);
-                got = Self::null_if_recorded(self.model.pvalloc(size as usize), addr)?;
-                self.compare(event, line, addr, got);
+                got = self.placed(event, line, addr, |m| m.pvalloc(size as usize))?;
             }
             EventKind::Mallopt { param, value, .. } => {
                 self.model.mallopt(param as i32, value as i32);

@@ -150,6 +150,22 @@ pub struct Divergence {
     pub got: String,
     /// Why the model got there: which pool, size class, free-list head, bin …
     pub why: String,
+    /// When what differs is a size, not an address (an arena's size): the sizes, while
+    /// `expected` and `got` both name the address the size belongs to. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<SizeDivergence>,
+}
+
+/// A size the recording and the model disagree on (`check --json`: `"size": {"what":
+/// "arena size", "expected": 1048576, "got": 262144}`, in bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SizeDivergence {
+    /// Which size (`arena size`).
+    pub what: &'static str,
+    /// Bytes, as the recording says.
+    pub expected: u64,
+    /// Bytes, as the model has it.
+    pub got: u64,
 }
 
 /// The outcome of a check.
@@ -227,9 +243,31 @@ impl CheckReport {
                 expected: format!("{expected:#x}"),
                 got: format!("{got:#x}"),
                 why,
+                size: None,
             });
         } else {
             self.divergences += 1;
+        }
+    }
+
+    /// Records a divergence in a size at `event` (`line`): `addr` is what the size belongs
+    /// to (both address fields name it), `size` the two sizes.
+    #[cold]
+    pub fn diverge_size(
+        &mut self,
+        event: u64,
+        line: u64,
+        addr: u64,
+        size: SizeDivergence,
+        why: String,
+    ) {
+        self.diverge(event, line, addr, addr, why);
+        if self.divergences == 0 {
+            if let Some(d) = self.first_divergence.as_mut() {
+                if d.event == event && d.size.is_none() {
+                    d.size = Some(size);
+                }
+            }
         }
     }
 }

@@ -38,6 +38,7 @@ use crate::objects::intobject::{NSMALLNEGINTS, NSMALLPOSINTS};
 use crate::objects::{FloatFreeList, IntFreeList, Py2State, PyFloat, PyInt, Slot, SmallInts};
 use crate::platform::Platform;
 use crate::pymalloc::{Pymalloc, PymallocParams};
+use crate::replay::driver::at_error;
 use crate::replay::pinned::{PinnedArenas, PinnedRaw, RawCall, TraceHeap};
 use crate::replay::{drive, Cause, EventError, Flow, ModelSpec, Replay, ReplayError, Source};
 use crate::sysmalloc::SharedHeap;
@@ -49,6 +50,17 @@ use std::path::Path;
 /// The pymalloc of a 2.7 replay: fall-throughs answered from the trace's O lines
 /// ([`PinnedRaw::implied`]), arenas pinned from its `A` lines.
 pub type Py27Pymalloc = Pymalloc<PinnedRaw, PinnedArenas>;
+
+/// `n` bytes as KiB or MiB when whole (`256 KiB`, `1 MiB`), else as bytes.
+fn kib(n: u64) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}
 
 /// Where pymalloc's own bookkeeping blocks (the `arenas` vector, which 2.7 does not log)
 /// are placed: below every heap, never compared.
@@ -209,15 +221,8 @@ impl Py27Replay {
     pub fn apply(&mut self, ev: &Event, index: u64) -> Result<(), ReplayError> {
         self.report.events += 1;
         if let Err(source) = self.step(index, ev) {
-            let err = EventError {
-                event: index,
-                line: ev.line,
-                source,
-            };
-            if !self.keep_going {
-                return Err(err.into());
-            }
-            Replay::keep_going(self, err);
+            let keep_going = self.keep_going;
+            at_error(self, keep_going, index, ev, source)?;
         }
         Ok(())
     }
@@ -252,13 +257,13 @@ impl Py27Replay {
         }
         match ev.kind {
             EventKind::ArenaAlloc { size, addr } => {
-                self.arena_size_line(size, index, ev.line);
+                self.arena_size_line(addr, size, false, index, ev.line);
                 self.report.given += 1;
                 self.pymalloc.source_mut().push(addr);
                 self.expected_maps.push(addr);
             }
             EventKind::ArenaFree { addr, size } => {
-                self.arena_size_line(size, index, ev.line);
+                self.arena_size_line(addr, size, true, index, ev.line);
                 self.expected_unmaps.push(addr);
             }
             EventKind::BlockNew { kind, size, addr } => {
@@ -340,17 +345,27 @@ impl Py27Replay {
     }
 
     /// An `A`/`F` line's size must be the preset's ARENA_SIZE.
-    fn arena_size_line(&mut self, size: u64, index: u64, line: u64) {
+    fn arena_size_line(&mut self, addr: Addr, size: u64, unmap: bool, index: u64, line: u64) {
         let arena = self.pymalloc.params().arena_size();
         if size != arena {
-            self.diverge(
+            let name = self.pymalloc.params().name;
+            let verb = if unmap { "unmaps" } else { "maps" };
+            self.report.diverge_size(
                 index,
                 line,
-                Addr(size),
-                Addr(arena),
+                addr.0,
+                crate::check::SizeDivergence {
+                    what: "arena size",
+                    expected: size,
+                    got: arena,
+                },
                 format!(
-                    "an arena of {size} bytes; {} maps arenas of {arena}",
-                    self.pymalloc.params().name
+                    "the recording {verb} an arena of {size} bytes ({}) at {addr}, but {name}'s \
+                     obmalloc.c maps arenas of ARENA_SIZE = {arena} bytes ({}): the recording \
+                     is of another build (try the preset of its release, `pyalloc presets`), \
+                     or its arena line was edited",
+                    kib(size),
+                    kib(arena)
                 ),
             );
         }
@@ -923,6 +938,25 @@ mod tests {
             "{e:?}"
         );
         let r = run("A 4096 7ffff7cb2000\nm O 56 7ffff7cb2030\n", false).unwrap();
-        assert!(r.first_divergence.unwrap().why.contains("arenas of"));
+        let d = r.first_divergence.unwrap();
+        assert!(d.why.contains("arenas of"), "{}", d.why);
+        // the sizes are sizes, the address fields the arena's address (check --json)
+        let arena = crate::pymalloc::PymallocParams::by_name("2.7")
+            .unwrap()
+            .arena_size();
+        let size = d.size.expect("a size divergence");
+        assert_eq!(
+            (size.what, size.expected, size.got),
+            ("arena size", 4096, arena)
+        );
+        assert_eq!(
+            (d.expected.as_str(), d.got.as_str()),
+            ("0x7ffff7cb2000", "0x7ffff7cb2000")
+        );
+        assert!(
+            d.why.contains(&format!("ARENA_SIZE = {arena} bytes")),
+            "{}",
+            d.why
+        );
     }
 }

@@ -78,10 +78,16 @@ pub fn run(args: CheckArgs) -> Result<ExitCode, String> {
         match &report.first_divergence {
             None => println!("every checked address matched"),
             Some(d) => {
-                println!(
-                    "first divergence: event {} (line {}): expected {}, got {}",
-                    d.event, d.line, d.expected, d.got
-                );
+                match &d.size {
+                    Some(z) => println!(
+                        "first divergence: event {} (line {}): {} at {}: expected {} bytes, got {}",
+                        d.event, d.line, z.what, d.expected, z.expected, z.got
+                    ),
+                    None => println!(
+                        "first divergence: event {} (line {}): expected {}, got {}",
+                        d.event, d.line, d.expected, d.got
+                    ),
+                }
                 println!("  why: {}", d.why);
                 if report.divergences > 0 {
                     println!("  and {} more divergences", report.divergences);

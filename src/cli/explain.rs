@@ -1,10 +1,13 @@
 //! `pyalloc explain TRACE ADDR (--at N | --at-marker SIZE) [--json]` and
 //! `pyalloc explain --platform P --version V --int VALUE [--json]`: what is at an address
-//! and why — owner chain, size class, live or free, last event, the rule that chose it.
+//! and why — owner chain, size class, live or free, last event, the rule that chose it
+//! (pymalloc of a CPython 3 recording; the chunk and its bin in a glibc recording).
 
 use pyalloc::interp::{Py2, Py3, Version};
 use pyalloc::report::teach::explain::explain_int_py3;
+use pyalloc::report::teach::glibc::{self, GlibcAt};
 use pyalloc::report::teach::{explain_in_walk, explain_int, At, Explanation, Walk};
+use pyalloc::trace::{sniff, Format, LineReader};
 use pyalloc::Addr;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -13,7 +16,7 @@ use std::process::ExitCode;
 /// Arguments of `pyalloc explain`.
 #[derive(clap::Args)]
 pub struct ExplainArgs {
-    /// A CPython 3 recording (plain or gzip).
+    /// A CPython 3 or glibc recording (plain or gzip).
     #[arg(required_unless_present = "int", requires = "addr")]
     pub trace: Option<PathBuf>,
     /// The address (hex, with or without 0x).
@@ -64,9 +67,18 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode, String> {
             (None, Some(s)) => At::Marker(s),
             (None, None) => return Err("give --at EVENT or --at-marker SIZE".into()),
         };
-        let (mut walk, reached) = Walk::to(&trace, args.model, std::io::stderr().is_terminal(), at)
+        let progress = std::io::stderr().is_terminal();
+        let first = LineReader::open(&trace)
+            .and_then(|mut r| Ok(r.next_line()?.unwrap_or("").to_string()))
             .map_err(|e| e.to_string())?;
-        explain_in_walk(&mut walk, addr, reached)
+        if sniff(format!("{first}\n").as_bytes(), true).ok() == Some(Format::Glibc) {
+            let g = GlibcAt::replay(&trace, args.model, at, progress).map_err(|e| e.to_string())?;
+            glibc::explain(&g, addr)
+        } else {
+            let (mut walk, reached) =
+                Walk::to(&trace, args.model, progress, at).map_err(|e| e.to_string())?;
+            explain_in_walk(&mut walk, addr, reached)
+        }
     };
     if args.json {
         println!(

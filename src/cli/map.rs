@@ -1,7 +1,9 @@
 //! `pyalloc map TRACE (--at N | --at-marker SIZE) (--svg FILE | --html FILE)`: the heap at
 //! one moment as a picture — pymalloc's arenas as rows of pools (CPython 3 recordings),
-//! the PyIntBlocks with their free list (CPython 2.7 PYREC recordings).
+//! the PyIntBlocks with their free list (CPython 2.7 PYREC recordings), the brk heap as a
+//! strip of chunks with their bins (glibc recordings).
 
+use pyalloc::report::teach::glibc::{self, ChunkPicture, GlibcAt};
 use pyalloc::report::teach::map::{escape, freelist_svg, html, svg};
 use pyalloc::report::teach::walk::pyrec27_to;
 use pyalloc::report::teach::{write_atomic, At, HeapPicture, Walk};
@@ -14,7 +16,7 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("out").required(true).multiple(true).args(["svg", "html"])))]
 pub struct MapArgs {
-    /// The recording (CPython 3 pymalloc trace or CPython 2.7 PYREC trace, plain or gzip).
+    /// The recording (CPython 3 pymalloc, CPython 2.7 PYREC or glibc trace, plain or gzip).
     pub trace: PathBuf,
     /// The state right after this event (0-based).
     #[arg(long, conflicts_with = "at_marker")]
@@ -22,7 +24,8 @@ pub struct MapArgs {
     /// The state right after the first top-level O/M request of this many bytes.
     #[arg(long)]
     pub at_marker: Option<u64>,
-    /// The model (CPython 3 traces; default: named by the trace's header).
+    /// The model (CPython 3 and glibc traces; default: named by the trace's header, or
+    /// glibc-2.36).
     #[arg(long)]
     pub model: Option<String>,
     /// Write the picture as SVG here.
@@ -78,9 +81,25 @@ pub fn run(args: MapArgs) -> Result<ExitCode, String> {
             );
             (s, page, summary)
         }
+        Some(Format::Glibc) => {
+            let g = GlibcAt::replay(&args.trace, args.model, at, progress)
+                .map_err(|e| e.to_string())?;
+            let pic = ChunkPicture::of(&g.model, g.event);
+            let (free, bytes) = pic.free_outside_tcache();
+            let summary = format!(
+                "event {}: {} chunks in the brk heap, {free} free ({bytes} bytes, top included) outside the tcache",
+                g.event,
+                pic.chunks.len()
+            );
+            (
+                glibc::svg(&pic, &g.model),
+                glibc::html(&pic, &g.model, &title),
+                summary,
+            )
+        }
         _ => {
             return Err(format!(
-                "{}: map draws CPython 3 pymalloc and CPython 2.7 PYREC recordings (first line {first:?})",
+                "{}: map draws CPython 3 pymalloc, CPython 2.7 PYREC and glibc recordings (first line {first:?})",
                 args.trace.display()
             ))
         }

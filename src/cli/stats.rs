@@ -41,13 +41,6 @@ pub fn run(args: StatsArgs) -> Result<ExitCode, String> {
         keep_going: false,
         progress: std::io::stderr().is_terminal(),
     };
-    if pyalloc::trace::mimalloc::is_mimalloc_trace(&args.trace) {
-        let (_event, text) =
-            pyalloc::check::mimalloc::stats_at(&args.trace, &opts, args.at, args.at_marker)
-                .map_err(|e| e.to_string())?;
-        print!("{text}");
-        return Ok(ExitCode::SUCCESS);
-    }
     let at = match (args.at, args.at_marker) {
         (Some(n), _) => StatsAt::Event(n),
         (None, Some(s)) => StatsAt::Marker(s),

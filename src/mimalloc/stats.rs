@@ -79,6 +79,39 @@ pub fn format_stats(s: &MiStats) -> String {
     out
 }
 
+/// The `_PyObject_DebugMallocStats` sections of a recorder's `*.stderr.txt`: the numbers
+/// CPython printed at each marker, in order.
+pub fn parse_stderr_stats(text: &str) -> Vec<MiStats> {
+    let mut out = Vec::new();
+    let mut cur: Option<MiStats> = None;
+    for line in text.lines() {
+        if line.starts_with("=== recorder: _PyObject_DebugMallocStats()") {
+            cur = Some(MiStats::default());
+            continue;
+        }
+        if line.starts_with("=== recorder: end of stats") {
+            out.extend(cur.take());
+            continue;
+        }
+        let Some(s) = cur.as_mut() else { continue };
+        let Some((key, value)) = line.trim().split_once(": ") else {
+            continue;
+        };
+        let Ok(v) = value.trim().parse::<u64>() else {
+            continue;
+        };
+        match key {
+            "Allocated Blocks" => s.allocated_blocks = v,
+            "Allocated Bytes" => s.allocated_bytes = v,
+            "Allocated Bytes w/ Overhead" => s.allocated_with_overhead = v,
+            "Bytes Reserved" => s.bytes_reserved = v,
+            "Bytes Committed" => s.bytes_committed = v,
+            _ => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Mimalloc;

@@ -22,10 +22,8 @@ impl BlockType for PyFloat {
     const MODEL: &'static str = "float free list";
 
     fn layout(c: CTypes) -> BlockLayout {
-        // ob_refcnt (Py_ssize_t) + ob_type (pointer) + ob_fval (double).
-        let align = c.pointer.max(c.double_align);
-        let size = super::align_up(c.pointer + c.pointer + 8, align);
-        BlockLayout::new(c.pointer, size, align)
+        // PyObject_HEAD + ob_fval (a double: 8 bytes, aligned as the platform's ABI says)
+        BlockLayout::head_and_value(c, 8, c.double_align)
     }
 }
 

@@ -40,6 +40,20 @@ const NIL: u32 = u32::MAX;
 /// The `next` of a slot that is handed out (in C, `ob_type` then points at `PyInt_Type`).
 const LIVE: u32 = u32::MAX - 1;
 
+/// The nodes of a list threaded through `nodes` by index (`free_list` through the
+/// objects, `block_list` through the blocks), from `first` to [`NIL`].
+fn linked<T>(nodes: &[T], first: u32, next: fn(&T) -> u32) -> impl Iterator<Item = &T> {
+    let mut at = first;
+    std::iter::from_fn(move || {
+        if at == NIL {
+            return None;
+        }
+        let node = &nodes[at as usize];
+        at = next(node);
+        Some(node)
+    })
+}
+
 /// The C layout of one free-list block type on one platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockLayout {
@@ -69,6 +83,16 @@ impl BlockLayout {
             n_objects: n_objects as u32,
             block_size: align_up(objects_offset + n_objects * object_size, struct_align),
         }
+    }
+
+    /// The layout of a block of objects that are `PyObject_HEAD` (`ob_refcnt`, a
+    /// `Py_ssize_t`, then `ob_type`, a pointer) and one value of `value_size` bytes aligned
+    /// to `value_align`, as C lays out `PyIntObject` (a `long`) and `PyFloatObject` (a
+    /// `double`): `object_size = align_up(2 * pointer + value_size, max(pointer, value_align))`.
+    pub fn head_and_value(c: CTypes, value_size: u64, value_align: u64) -> BlockLayout {
+        let align = c.pointer.max(value_align);
+        let size = align_up(c.pointer + c.pointer + value_size, align);
+        BlockLayout::new(c.pointer, size, align)
     }
 
     /// The address of `objects[k]` in the block at `base`.
@@ -446,28 +470,12 @@ impl<A: Allocator, T: BlockType> FreeList<A, T> {
 
     /// The free list from the head, as addresses.
     pub fn free_addrs(&self) -> impl Iterator<Item = Addr> + '_ {
-        let mut s = self.free_list;
-        std::iter::from_fn(move || {
-            if s == NIL {
-                return None;
-            }
-            let o = self.objects[s as usize];
-            s = o.next;
-            Some(Addr(o.addr))
-        })
+        linked(&self.objects, self.free_list, |o| o.next).map(|o| Addr(o.addr))
     }
 
     /// Blocks in `block_list` order (newest first, until ClearFreeList reorders them).
     pub fn block_list(&self) -> impl Iterator<Item = Addr> + '_ {
-        let mut b = self.block_list;
-        std::iter::from_fn(move || {
-            if b == NIL {
-                return None;
-            }
-            let blk = &self.blocks[b as usize];
-            b = blk.next;
-            Some(blk.base)
-        })
+        linked(&self.blocks, self.block_list, |b| b.next).map(|b| b.base)
     }
 
     /// Addresses of every live object, in slot order.

@@ -27,10 +27,8 @@ impl BlockType for PyInt {
     const MODEL: &'static str = "int free list";
 
     fn layout(c: CTypes) -> BlockLayout {
-        // ob_refcnt (Py_ssize_t) + ob_type (pointer) + ob_ival (long).
-        let align = c.pointer.max(c.long);
-        let size = super::align_up(c.pointer + c.pointer + c.long, align);
-        BlockLayout::new(c.pointer, size, align)
+        // PyObject_HEAD + ob_ival (a long)
+        BlockLayout::head_and_value(c, c.long, c.long)
     }
 }
 

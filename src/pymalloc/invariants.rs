@@ -16,6 +16,7 @@
 use super::pool::DUMMY_SIZE_IDX;
 use super::preset::ArenaOrdering;
 use super::{ArenaSource, Pymalloc, NONE};
+use crate::addr::first_overlap;
 use crate::alloc::Allocator;
 
 impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
@@ -229,13 +230,8 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         }
         let mut blocks = self.live_blocks();
         blocks.sort_unstable();
-        for w in blocks.windows(2) {
-            if w[0].0 + w[0].1 > w[1].0 {
-                return Err(format!(
-                    "live blocks {:#x} and {:#x} overlap",
-                    w[0].0, w[1].0
-                ));
-            }
+        if let Some((a, b)) = first_overlap(blocks.iter().map(|&(b, size)| (b, b + size))) {
+            return Err(format!("live blocks {a:#x} and {b:#x} overlap"));
         }
         for &(b, size) in &blocks {
             let pool = b & !(self.pool_size - 1);

@@ -147,15 +147,7 @@ fn run<R: Replay + ?Sized>(
             let flow = match stepped {
                 Ok(f) => f,
                 Err(source) => {
-                    let err = EventError {
-                        event: index,
-                        line: e.line,
-                        source,
-                    };
-                    if !opts.keep_going {
-                        return Err(err.into());
-                    }
-                    r.keep_going(err);
+                    at_error(r, opts.keep_going, index, e, source)?;
                     Flow::Next
                 }
             };
@@ -170,6 +162,31 @@ fn run<R: Replay + ?Sized>(
         }
         bar.set(d.events);
     }
+}
+
+/// An error at event `index`: with keep-going it is handed to [`Replay::keep_going`] and
+/// the replay goes on; else it ends the replay, as an [`EventError`] with the event's line.
+///
+/// # Errors
+/// The event's error, without keep-going.
+#[cold]
+pub(crate) fn at_error<R: Replay + ?Sized>(
+    r: &mut R,
+    keep_going: bool,
+    index: u64,
+    e: &Event,
+    source: Cause,
+) -> Result<(), ReplayError> {
+    let err = EventError {
+        event: index,
+        line: e.line,
+        source,
+    };
+    if !keep_going {
+        return Err(err.into());
+    }
+    r.keep_going(err);
+    Ok(())
 }
 
 /// A model's refusal to give back a block the recording holds is the model's divergence,

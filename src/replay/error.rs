@@ -6,7 +6,7 @@
 
 use crate::addr::Addr;
 use crate::error::AllocError;
-use crate::trace::TraceError;
+use crate::trace::{EventKind, TraceError};
 
 pub use super::model::ModelError;
 
@@ -59,6 +59,15 @@ pub enum Cause {
         /// The recorded arena base.
         addr: Addr,
     },
+    /// The recording shows a request served that the model cannot serve: the real
+    /// allocator answered it, the model would return NULL (or cannot follow).
+    #[error("the recording shows {call}, but {source}")]
+    Unservable {
+        /// The call as the recording shows it (`malloc(4611686018427387904) = 0x7ff000000010`).
+        call: String,
+        /// Why the model cannot serve it.
+        source: AllocError,
+    },
     /// The model refused to give back a block the recording holds: the model's state
     /// differs from the process's.
     #[error(
@@ -78,6 +87,40 @@ pub enum Cause {
         /// What the model holds at that address, when it can say.
         state: Option<String>,
     },
+}
+
+impl Cause {
+    /// A model's refusal of a request the recording shows served, said as such (the call,
+    /// its size and its recorded address, then why the model refuses); other refusals as
+    /// they are.
+    #[cold]
+    pub fn unservable(kind: &EventKind, e: AllocError) -> Cause {
+        use AllocError::{BadAlignment, ModelLimit, OutOfAddressSpace, TooLarge};
+        if !matches!(
+            e,
+            TooLarge { .. } | BadAlignment { .. } | OutOfAddressSpace { .. } | ModelLimit { .. }
+        ) {
+            return Cause::Model(e);
+        }
+        let call = match *kind {
+            EventKind::Malloc { size, addr, .. } => format!("malloc({size}) = {addr}"),
+            EventKind::Calloc {
+                nelem,
+                elsize,
+                addr,
+                ..
+            } => format!("calloc({nelem}, {elsize}) = {addr}"),
+            EventKind::Realloc { old, size, new, .. } => format!("realloc({old}, {size}) = {new}"),
+            EventKind::Memalign { align, size, addr } => {
+                format!("memalign({align}, {size}) = {addr}")
+            }
+            EventKind::Valloc { size, addr } => format!("valloc({size}) = {addr}"),
+            EventKind::Pvalloc { size, addr } => format!("pvalloc({size}) = {addr}"),
+            EventKind::BlockNew { size, addr, .. } => format!("malloc({size}) = {addr}"),
+            _ => return Cause::Model(e),
+        };
+        Cause::Unservable { call, source: e }
+    }
 }
 
 impl From<AllocError> for Cause {

@@ -49,35 +49,47 @@ pub(crate) type AddrSet = HashSet<u64, BuildHasherDefault<AddrHasher>>;
 
 /// A set of addresses kept as bits: one bit per 8-byte granule, in 64 KiB pages. Blocks
 /// cluster in arenas and heaps, so the pages are few and the page of the last address
-/// is usually one of the last few: a set operation is a shift and a bit test.
+/// is usually one of the last few: a set operation is a shift and a bit test. A page
+/// holding fewer than [`DENSE`] addresses (a large block's page: mmapped chunks lie 1 MiB
+/// apart) keeps them in a short list instead, so a set of sparse addresses costs tens of
+/// bytes per address, not a 1 KiB page each.
 /// Invariant: `a ∈ set ⇔ bit (a mod 2^16) / 8 of page a / 2^16 is set` for 8-aligned
-/// `a`; other addresses (only a malformed trace has them) are kept exactly in `odd`.
+/// `a` of a dense page, `a ∈ sparse[a / 2^16]` on a sparse page (`|list| < DENSE`); other
+/// addresses (only a malformed trace has them) are kept exactly in `odd`.
 #[derive(Default)]
 struct LiveSet {
-    pages: AddrMap<u32>,     // page number -> index into `bits`
+    pages: AddrMap<u32>,     // dense page number -> index into `bits`
     bits: Vec<[u64; 128]>,   // 8192 granules of 8 bytes: 64 KiB each
-    cache: [(u64, u32); 16], // recent pages (page number + 1, index), by page number mod 16
+    cache: [(u64, u32); 16], // recent dense pages (page number + 1, index), by page mod 16
+    sparse: AddrMap<Sparse>, // page number -> its addresses, while fewer than DENSE
     odd: AddrSet,            // addresses that are not 8-aligned
 }
 
+/// The addresses of a sparse page: most hold one (a large block's), kept inline (16 bytes).
+enum Sparse {
+    One(u64),
+    Many(Box<Vec<u64>>),
+}
+
+/// Addresses on one 64 KiB page from which it is kept as bits (a list of 128 addresses
+/// takes the 1 KiB a page of bits does).
+const DENSE: usize = 128;
+
 impl LiveSet {
+    /// The bit of `a` when its page is dense: (index into `bits`, word, mask).
     #[inline(always)]
-    fn slot(&mut self, a: u64) -> (usize, usize, u64) {
+    fn slot(&mut self, a: u64) -> Option<(usize, usize, u64)> {
         let page = a >> 16;
         let c = (page & 15) as usize;
         let i = if self.cache[c].0 == page + 1 {
             self.cache[c].1
         } else {
-            let n = self.bits.len() as u32;
-            let i = *self.pages.entry(page).or_insert(n);
-            if i == n {
-                self.bits.push([0; 128]);
-            }
+            let i = *self.pages.get(&page)?;
             self.cache[c] = (page + 1, i);
             i
         };
         let g = (a & 0xffff) >> 3;
-        (i as usize, (g >> 6) as usize, 1u64 << (g & 63))
+        Some((i as usize, (g >> 6) as usize, 1u64 << (g & 63)))
     }
 
     /// Adds `a`; false when it was there.
@@ -86,11 +98,49 @@ impl LiveSet {
         if a & 7 != 0 {
             return self.odd.insert(a);
         }
-        let (i, w, b) = self.slot(a);
-        let word = &mut self.bits[i][w];
-        let fresh = *word & b == 0;
-        *word |= b;
-        fresh
+        if let Some((i, w, b)) = self.slot(a) {
+            let word = &mut self.bits[i][w];
+            let fresh = *word & b == 0;
+            *word |= b;
+            return fresh;
+        }
+        self.insert_sparse(a)
+    }
+
+    /// Adds `a` to its sparse page, which becomes dense at [`DENSE`] addresses.
+    #[cold]
+    fn insert_sparse(&mut self, a: u64) -> bool {
+        use std::collections::hash_map::Entry;
+        let page = a >> 16;
+        let list = match self.sparse.entry(page) {
+            Entry::Vacant(v) => {
+                v.insert(Sparse::One(a));
+                return true;
+            }
+            Entry::Occupied(o) => o.into_mut(),
+        };
+        let full = match list {
+            Sparse::One(x) if *x == a => return false,
+            Sparse::One(x) => {
+                *list = Sparse::Many(Box::new(vec![*x, a]));
+                return true;
+            }
+            Sparse::Many(v) if v.contains(&a) => return false,
+            Sparse::Many(v) => {
+                v.push(a);
+                if v.len() < DENSE {
+                    return true;
+                }
+                std::mem::take(v)
+            }
+        };
+        self.sparse.remove(&page);
+        self.pages.insert(page, self.bits.len() as u32);
+        self.bits.push([0; 128]);
+        for x in full.iter() {
+            self.insert(*x);
+        }
+        true
     }
 
     /// Takes `a` out; false when it was not there.
@@ -99,11 +149,33 @@ impl LiveSet {
         if a & 7 != 0 {
             return self.odd.remove(&a);
         }
-        let (i, w, b) = self.slot(a);
-        let word = &mut self.bits[i][w];
-        let was = *word & b != 0;
-        *word &= !b;
-        was
+        if let Some((i, w, b)) = self.slot(a) {
+            let word = &mut self.bits[i][w];
+            let was = *word & b != 0;
+            *word &= !b;
+            return was;
+        }
+        self.remove_sparse(a)
+    }
+
+    #[cold]
+    fn remove_sparse(&mut self, a: u64) -> bool {
+        let page = a >> 16;
+        let empty = match self.sparse.get_mut(&page) {
+            Some(Sparse::One(x)) if *x == a => true,
+            Some(Sparse::Many(v)) => match v.iter().position(|&x| x == a) {
+                Some(at) => {
+                    v.swap_remove(at);
+                    v.is_empty()
+                }
+                None => return false,
+            },
+            _ => return false,
+        };
+        if empty {
+            self.sparse.remove(&page);
+        }
+        true
     }
 }
 
@@ -242,6 +314,29 @@ mod tests {
 
     fn ev(kind: EventKind, line: u64) -> Event {
         Event { kind, line }
+    }
+
+    #[test]
+    fn sparse_and_dense_pages_hold_the_same_set() {
+        let mut set = LiveSet::default();
+        let mut model = HashSet::new();
+        // 1 MiB apart (sparse pages of one address), then one page filled past DENSE
+        let mut addrs: Vec<u64> = (0..300).map(|i| 0x7f00_0000_0010 + (i << 20)).collect();
+        addrs.extend((0..(2 * DENSE as u64 + 40)).map(|i| 0x5555_5555_0000 + 32 * i));
+        addrs.extend([0x5555_5555_0008, 0x1234_5673]); // an 8-aligned neighbour, an odd one
+        for (k, &a) in addrs.iter().enumerate() {
+            assert_eq!(set.insert(a), model.insert(a), "insert {a:#x}");
+            assert!(!set.insert(a), "a second insert of {a:#x} finds it");
+            if k % 3 == 0 {
+                assert_eq!(set.remove(a), model.remove(&a), "remove {a:#x}");
+                assert!(!set.remove(a));
+            }
+        }
+        assert_eq!(set.pages.len(), 1, "only the full page became bits");
+        for &a in &addrs {
+            assert_eq!(set.remove(a), model.remove(&a), "final remove {a:#x}");
+        }
+        assert!(set.sparse.is_empty(), "emptied sparse pages are dropped");
     }
 
     #[test]

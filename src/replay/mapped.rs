@@ -178,7 +178,10 @@ impl<'a> Mapped<'a> {
 impl Replay for Mapped<'_> {
     #[inline]
     fn step(&mut self, _index: u64, ev: &Event) -> Result<Flow, Cause> {
-        self.event(ev, self.skip_raw)?;
-        Ok(Flow::Next)
+        match self.event(ev, self.skip_raw) {
+            Ok(()) => Ok(Flow::Next),
+            Err(Cause::Model(e)) => Err(Cause::unservable(&ev.kind, e)),
+            Err(c) => Err(c),
+        }
     }
 }

@@ -14,6 +14,8 @@
 //! - [`driver`]: the loop; [`source`]: where its events come from (this thread or a second);
 //! - [`error`]: [`EventError`] `{ event, line, source }` and [`ReplayError`];
 //! - [`pymalloc`]: the pymalloc [`Replayer`] (one fast path for the pinned common case);
+//! - [`mimalloc`]: mimalloc's replayer of a CPython 3.13 mimalloc recording (pinned to its
+//!   `S` lines, or `+own`);
 //! - [`pinned`]: `PinnedRaw`, `PinnedArenas`, `TraceHeap`;
 //! - `mapped`: any trace through any [`Allocator`], recorded addresses mapped to the model's.
 //!
@@ -32,6 +34,7 @@ pub mod driver;
 pub mod error;
 mod live;
 mod mapped;
+pub mod mimalloc;
 pub mod model;
 pub mod pinned;
 pub mod pymalloc;

@@ -4,14 +4,19 @@
 //! ```text
 //!   drive ──> AtPoint { Pymalloc3Check } ──Stop at the point──> model.debug_malloc_stats()
 //!                 └─ Diverged before it: an error (the statistics would not be CPython's)
+//!   drive ──> MiAtPoint { MimallocCheck } ──Stop──> the mimalloc section of CPython 3.13's
+//!             _PyObject_DebugMallocStats (a CPython 3.13 mimalloc recording)
 //! ```
 
+use crate::check::mimalloc::{self, MimallocCheck};
 pub use crate::check::pymalloc3::StatsAt;
 use crate::check::pymalloc3::{model_for, Pymalloc3Check};
 use crate::check::CheckOptions;
+use crate::mimalloc::MiStats;
 use crate::replay::pymalloc::request_size;
 use crate::replay::Addresses;
 use crate::replay::{drive, Cause, EventError, Flow, Replay, ReplayError, Source};
+use crate::trace::mimalloc::MimallocReader;
 use crate::trace::pymalloc3::Pymalloc3Reader;
 use crate::trace::Event;
 use crate::trace::{Format, Opened};
@@ -63,6 +68,7 @@ pub fn stats_at(
     // a CPython 2.7 PYREC recording in 2.7's layout; every other through pymalloc 3
     match Opened::open(path)?.format {
         Format::Pyrec27 => crate::check::pyrec27::stats_at(path, opts, at),
+        Format::Mimalloc => stats_at_mimalloc(path, opts, at),
         _ => stats_at_py3(path, opts, at),
     }
 }
@@ -111,4 +117,122 @@ fn stats_at_py3(
         ))
     })?;
     Ok((i, a.check.replayer().model().debug_malloc_stats().render()))
+}
+
+/// The mimalloc check, stopped at the point asked for (event numbers count the OS lines,
+/// as the check's do).
+struct MiAtPoint {
+    check: MimallocCheck, // the model, held to the recording
+    at: StatsAt,          // where to stop
+    reached: Option<u64>, // the event number where it stopped
+}
+
+impl Replay for MiAtPoint {
+    #[inline]
+    fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
+        let flow = self.check.step(index, ev)?;
+        let n = index + self.check.os_lines();
+        let hit = match self.at {
+            StatsAt::Event(e) => n >= e,
+            StatsAt::Marker(size) => request_size(&ev.kind) == Some(size),
+        };
+        if flow != Flow::Stop && hit {
+            self.reached = Some(n);
+            return Ok(Flow::Stop);
+        }
+        Ok(flow)
+    }
+    fn keep_going(&mut self, err: EventError) {
+        self.check.keep_going(err);
+    }
+    fn explain(&mut self, addr: crate::addr::Addr) -> Option<String> {
+        self.check.explain(addr)
+    }
+}
+
+/// `pyalloc stats` of a CPython 3.13 mimalloc recording: the section CPython 3.13's
+/// `_PyObject_DebugMallocStats` prints, right after the first top-level O/M request of
+/// `marker` bytes (the stats call's collection applied there) or after event `n`.
+fn stats_at_mimalloc(
+    path: &Path,
+    opts: &CheckOptions,
+    at: StatsAt,
+) -> Result<(u64, String), ReplayError> {
+    let mut reader = MimallocReader::open(path)?;
+    let os = reader.share_os_lines();
+    let mut src = Source::new(&mut reader)?;
+    let mut check = MimallocCheck::new(mimalloc::model_for(opts)?, src.header(), os);
+    if let StatsAt::Marker(size) = at {
+        check.replayer_mut().add_stats_size(size);
+    }
+    let mut a = MiAtPoint {
+        check,
+        at,
+        reached: None,
+    };
+    let label = path.display().to_string();
+    let drive_opts = crate::replay::DriveOptions {
+        keep_going: false,
+        ..opts.drive(&label)
+    };
+    let d = drive(&mut src, &mut a, &drive_opts).map_err(|e| a.check.renumber(e))?;
+    if let Some(dv) = a.check.report().first_divergence.as_ref() {
+        return Err(ReplayError::Unsupported(format!(
+            "{}: the model diverged from the recording at event {} (line {}) before the point asked for: {}",
+            path.display(),
+            dv.event,
+            dv.line,
+            dv.why
+        )));
+    }
+    let i = a.reached.ok_or_else(|| {
+        let what = match at {
+            StatsAt::Event(n) => format!("no event {n}"),
+            StatsAt::Marker(s) => format!("no top-level O/M request of {s} bytes"),
+        };
+        ReplayError::Unsupported(format!(
+            "{}: {what} among its {} events",
+            path.display(),
+            d.events + a.check.os_lines()
+        ))
+    })?;
+    let rp = a.check.replayer_mut();
+    let s = match (at, rp.markers().last()) {
+        (StatsAt::Marker(_), Some(&(_, s))) => s,
+        _ => rp.debug_malloc_stats(),
+    };
+    Ok((i, crate::mimalloc::stats::format_stats(&s)))
+}
+
+/// The mimalloc statistics CPython printed at each marker of the recording, as the model
+/// computes them: (line of the marker request, numbers), in order.
+///
+/// # Errors
+/// The model diverges from the recording (the numbers would not be CPython's), or a read
+/// or model error.
+pub fn mimalloc_markers(
+    path: &Path,
+    opts: &CheckOptions,
+) -> Result<Vec<(u64, MiStats)>, ReplayError> {
+    let mut reader = MimallocReader::open(path)?;
+    let os = reader.share_os_lines();
+    let mut src = Source::new(&mut reader)?;
+    let mut c = MimallocCheck::new(mimalloc::model_for(opts)?, src.header(), os);
+    let drive_opts = crate::replay::DriveOptions {
+        keep_going: false,
+        ..opts.drive("stats")
+    };
+    if let Err(e) = drive(&mut src, &mut c, &drive_opts) {
+        return Err(c.renumber(e));
+    }
+    if let Some(d) = &c.report().first_divergence {
+        return Err(ReplayError::Unsupported(format!(
+            "{}: the model diverged from the recording at event {} (line {}): {}",
+            path.display(),
+            d.event,
+            d.line,
+            d.why
+        )));
+    }
+    Ok(c.replayer().markers().to_vec())
 }

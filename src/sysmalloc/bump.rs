@@ -64,10 +64,8 @@ impl Allocator for Bump {
                 })?;
         self.next = Addr(end);
         self.live.insert(at.0, size);
-        self.stats.live_bytes += size;
-        self.stats.live_blocks += 1;
+        self.stats.note_alloc(size);
         self.stats.mapped_bytes = self.next.0 - self.base.0;
-        self.stats.peak_live_bytes = self.stats.peak_live_bytes.max(self.stats.live_bytes);
         self.stats.peak_mapped_bytes = self.stats.mapped_bytes;
         Ok(at)
     }
@@ -81,8 +79,7 @@ impl Allocator for Bump {
             addr,
             model: "bump",
         })?;
-        self.stats.live_bytes -= size;
-        self.stats.live_blocks -= 1;
+        self.stats.note_free(size);
         Ok(())
     }
 

@@ -116,9 +116,7 @@ impl MacTiny {
     fn note_alloc(&mut self, at: Addr, what: Live, req: u64) {
         self.freed.remove(&at.0);
         self.live.insert(at.0, what);
-        self.stats.live_bytes += req;
-        self.stats.live_blocks += 1;
-        self.stats.peak_live_bytes = self.stats.peak_live_bytes.max(self.stats.live_bytes);
+        self.stats.note_alloc(req);
         let tiny_used = self.tiny.next.0 - self.vm.brk_start().align_up(TINY_QUANTUM).0;
         self.stats.mapped_bytes = tiny_used + self.vm.mapped_bytes();
         self.stats.peak_mapped_bytes = self.stats.peak_mapped_bytes.max(self.stats.mapped_bytes);
@@ -216,8 +214,7 @@ impl Allocator for MacTiny {
             }
         };
         self.freed.insert(addr.0);
-        self.stats.live_bytes -= req;
-        self.stats.live_blocks -= 1;
+        self.stats.note_free(req);
         Ok(())
     }
 

@@ -18,7 +18,6 @@
 use super::fields::{self, dec, field, signed, Line};
 use super::io::{LineReader, TraceError};
 use super::{Domain, Event, EventKind, EventReader, KeptText, TraceHeader};
-use crate::addr::Addr;
 use std::path::Path;
 
 /// Streams the events of one glibc trace.
@@ -117,24 +116,6 @@ impl GlibcTraceReader {
     /// The text of mark `index` (`P3 smallbins`).
     pub fn mark(&self, index: u32) -> Option<&str> {
         self.marks.get(index as usize).map(String::as_str)
-    }
-
-    /// `brk_at_first_call` from the header: where the heap starts.
-    pub fn brk_at_first_call(&self) -> Option<Addr> {
-        self.header
-            .get("brk_at_first_call")
-            .and_then(Addr::parse_hex)
-    }
-
-    /// The lowest mapping of `maps_at_first_call` above `brk`: the brk heap cannot grow past it.
-    pub fn brk_ceiling(&self, brk: Addr) -> Option<Addr> {
-        self.header
-            .lines
-            .iter()
-            .filter_map(|l| l.strip_prefix("maps_at_first_call "))
-            .filter_map(|l| Addr::parse_hex(l.split('-').next()?))
-            .filter(|&a| a >= brk)
-            .min()
     }
 
     /// `#` lines read after the first event (the trailer), marks excluded.
@@ -247,6 +228,7 @@ impl EventReader for GlibcTraceReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::addr::Addr;
 
     fn read_all(text: &str) -> Result<(Vec<Event>, GlibcTraceReader), TraceError> {
         let mut r = GlibcTraceReader::new(LineReader::from_text("t.trace", text));
@@ -285,11 +267,8 @@ mod tests {
             }
         );
         assert_eq!(ev[8].line, 12);
-        assert_eq!(r.brk_at_first_call(), Some(Addr(0x555555674000)));
-        assert_eq!(
-            r.brk_ceiling(Addr(0x555555674000)),
-            Some(Addr(0x7ffff781e000))
-        );
+        // the heap's bounds in the header: read by replay::model::recorded_bounds
+        assert_eq!(r.header().get("brk_at_first_call"), Some("0x555555674000"));
     }
 
     #[test]

@@ -18,14 +18,20 @@
 //! [`MimallocReader::next_line`] gives both kinds ([`MiLine`]); as an [`EventReader`] it
 //! gives the allocator events and counts the OS lines as other lines, so `replay` and
 //! `compare` read these recordings like any other (and, after `keep_text`, hands them over
-//! as text, so `convert` copies a recording losslessly).
+//! as text, so `convert` copies a recording losslessly). A replay that needs the OS lines
+//! too (the pinned mimalloc check takes its arena base from them) asks for
+//! [`MimallocReader::share_os_lines`]: they are queued there, each before the event that
+//! follows it, while the events go through the driver's loop as any trace's do.
 //! Invariant: events + OS lines + comment lines + header lines == lines read.
 
 use super::{
     fields, Domain, Event, EventKind, EventReader, KeptText, LineReader, TraceError, TraceHeader,
 };
 use crate::addr::Addr;
+use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The first header line's start.
 pub const FIRST_LINE: &str = "# mimalloc allocation trace";
@@ -130,6 +136,65 @@ pub struct MimallocReader {
     os_lines: u64,           // OS lines read (other lines, to the EventReader view)
     comments: u64,           // `#` and blank lines after the header
     text: KeptText,          // comments and, as events, OS lines
+    shared: Option<OsLines>, // where OS lines go when read as events (share_os_lines)
+}
+
+/// The OS lines of a recording read as an [`EventReader`], queued in line order for the
+/// replay that consumes its events (possibly on another thread than the reader).
+///
+/// The reader queues an OS line before it returns the event after it, so when the replay
+/// holds the event at line `L`, every OS line before `L` is queued:
+/// `take_before(L)` gives exactly the OS lines between the previous event and this one.
+#[derive(Debug, Clone, Default)]
+pub struct OsLines(Arc<OsQueue>);
+
+#[derive(Debug, Default)]
+struct OsQueue {
+    front: AtomicU64, // line of the oldest queued OS line; 0 = none (written under `lines`)
+    lines: Mutex<VecDeque<OsLine>>, // queued, oldest first
+}
+
+impl OsLines {
+    fn push(&self, l: OsLine) {
+        let mut q = self.0.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if q.is_empty() {
+            self.0.front.store(l.line, Ordering::Release);
+        }
+        q.push_back(l);
+    }
+
+    /// Hands the queued OS lines read before line `line` to `f`, oldest first; returns how
+    /// many. One atomic load when there are none (the common case).
+    #[inline]
+    pub fn take_before(&self, line: u64, f: impl FnMut(OsLine)) -> u64 {
+        let front = self.0.front.load(Ordering::Acquire);
+        if front == 0 || front >= line {
+            return 0;
+        }
+        self.take_slow(line, f)
+    }
+
+    #[cold]
+    fn take_slow(&self, line: u64, mut f: impl FnMut(OsLine)) -> u64 {
+        let mut q = self.0.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        while q.front().is_some_and(|l| l.line < line) {
+            if let Some(l) = q.pop_front() {
+                f(l);
+                n += 1;
+            }
+        }
+        self.0
+            .front
+            .store(q.front().map_or(0, |l| l.line), Ordering::Release);
+        n
+    }
+
+    /// Hands every queued OS line to `f` (those after the last event), oldest first;
+    /// returns how many.
+    pub fn take_all(&self, f: impl FnMut(OsLine)) -> u64 {
+        self.take_slow(u64::MAX, f)
+    }
 }
 
 fn tok<'a>(it: &mut impl Iterator<Item = &'a str>, what: &str) -> Result<&'a str, String> {
@@ -346,7 +411,14 @@ impl MimallocReader {
             os_lines: 0,
             comments: 0,
             text: KeptText::default(),
+            shared: None,
         })
+    }
+
+    /// From now on, as an [`EventReader`], queues every OS line it reads on the returned
+    /// [`OsLines`] (instead of only counting it).
+    pub fn share_os_lines(&mut self) -> OsLines {
+        self.shared.get_or_insert_with(OsLines::default).clone()
     }
 
     /// The request sizes after which the recorder called `_PyObject_DebugMallocStats`
@@ -433,7 +505,11 @@ impl EventReader for MimallocReader {
             match self.next_line()? {
                 None => return Ok(None),
                 Some(MiLine::Event(e)) => return Ok(Some(e)),
-                Some(MiLine::Os(_)) => continue,
+                Some(MiLine::Os(o)) => {
+                    if let Some(q) = &self.shared {
+                        q.push(o);
+                    }
+                }
             }
         }
     }
@@ -522,6 +598,35 @@ mod tests {
         }
         assert_eq!(n, 6);
         assert_eq!(r.other_lines(), 6);
+    }
+
+    #[test]
+    fn shared_os_lines_come_before_the_event_they_precede() {
+        let mut r = MimallocReader::from_text("t", TEXT).unwrap();
+        let os = r.share_os_lines();
+        let mut before = Vec::new(); // (event line, OS lines taken before it)
+        while let Some(e) = r.next_event().unwrap() {
+            let mut lines = Vec::new();
+            os.take_before(e.line, |o| lines.push(o.line));
+            before.push((e.line, lines));
+        }
+        assert_eq!(
+            before[0],
+            (7, vec![4, 5, 6]),
+            "G and both S lines before m O"
+        );
+        assert_eq!(before[1], (8, vec![]));
+        assert_eq!(before[4], (13, vec![11, 12]), "N and S before V");
+        assert_eq!(before[5], (15, vec![14]), "U before W");
+        assert_eq!(os.take_all(|_| {}), 0);
+        // an OS line after the last event waits for take_all
+        let mut r = MimallocReader::from_text("t", &format!("{TEXT}G 32 1 32 3 0 x\n")).unwrap();
+        let os = r.share_os_lines();
+        while r.next_event().unwrap().is_some() {}
+        os.take_before(15, |_| {});
+        let mut rest = Vec::new();
+        assert_eq!(os.take_all(|o| rest.push(o.line)), 1);
+        assert_eq!(rest, vec![16]);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub struct PinnedArenas {
     unmapped: Vec<Addr>,     // arenas the model unmapped during the current call
     mapped: Vec<(Addr, Option<Addr>)>, // arenas mapped during the call: (model base, recorded base)
     own: Option<AddressSpace>, // own-address mode: arenas are mapped from here
+    mirror: Option<AddressSpace>, // residency of pinned arenas: each placed here at its base
 }
 
 impl PinnedArenas {
@@ -40,6 +41,18 @@ impl PinnedArenas {
         PinnedArenas {
             own: Some(vm),
             ..PinnedArenas::default()
+        }
+    }
+
+    /// Tracks the residency of pinned arenas: each is also placed at its recorded base in
+    /// an address space of its own, where pymalloc's writes make pages resident and an
+    /// unmap gives them back (own mode tracks in its address space already).
+    pub fn track_residency(&mut self) {
+        if self.own.is_none() && self.mirror.is_none() {
+            let page = crate::replay::model::RECORDED_PAGE;
+            let mut vm = AddressSpace::new(page, 8, Addr(0), Addr(u64::MAX));
+            vm.track_residency();
+            self.mirror = Some(vm);
         }
     }
 
@@ -86,6 +99,9 @@ impl ArenaSource for PinnedArenas {
                 what: "arena: the model maps an arena where the recording has no `A` line".into(),
             })?,
         };
+        if let Some(vm) = &mut self.mirror {
+            vm.map_fixed(a, size)?;
+        }
         self.mapped.push((a, recorded));
         Ok(a)
     }
@@ -95,14 +111,14 @@ impl ArenaSource for PinnedArenas {
         size: u64,
         _: Option<&mut AddressSpace>,
     ) -> Result<(), AllocError> {
-        if let Some(vm) = &mut self.own {
+        if let Some(vm) = self.own.as_mut().or(self.mirror.as_mut()) {
             vm.munmap(addr, size)?;
         }
         self.unmapped.push(addr);
         Ok(())
     }
     fn space<'a>(&'a mut self, _: Option<&'a mut AddressSpace>) -> Option<&'a mut AddressSpace> {
-        self.own.as_mut()
+        self.own.as_mut().or(self.mirror.as_mut())
     }
 }
 

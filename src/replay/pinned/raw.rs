@@ -108,6 +108,16 @@ const MISMATCH: AllocError = AllocError::Corrupt {
     model: RAW,
 };
 
+const MISSING: AllocError = AllocError::Corrupt {
+    message: "pymalloc passed this call to CPython's raw allocator (PyMem_RawMalloc serves \
+              requests of 0 or more than 512 bytes, the arenas vector and radix-tree nodes), \
+              but the recording shows no raw call (an `r` line) before it: lines were lost, \
+              or the model's state differs from the process's (try the preset of the \
+              recording's release, `pyalloc presets`)",
+    addr: Addr::NULL,
+    model: RAW,
+};
+
 /// How errors name this allocator: the raw domain as the recording shows it.
 const RAW: &str = "CPython's raw allocator (as recorded)";
 
@@ -227,7 +237,8 @@ impl PinnedRaw {
         match self.expect {
             Expect::Sequence => match self.pending.pop_front() {
                 Some(c) if matches(&c) => Ok(Some(c)),
-                _ => Err(MISMATCH),
+                Some(_) => Err(MISMATCH),
+                None => Err(MISSING),
             },
             _ => match self.pending.front() {
                 Some(c) if matches(c) => Ok(self.pending.pop_front()),

@@ -78,6 +78,10 @@ pub struct Explanation {
     pub rule: Option<String>,
     /// The event after which this is the state (`None` for a model's own start-up state).
     pub at_event: Option<u64>,
+    /// The bin a free glibc chunk is in (`tcache[3]`, `fastbin[1]`, `unsorted`,
+    /// `smallbin[5]`, `largebin[70]`) or `top`; absent for pymalloc and the free lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bin: Option<String>,
 }
 
 impl Explanation {
@@ -102,13 +106,19 @@ impl Explanation {
         if let Some(c) = self.size_class {
             let _ = writeln!(o, "  size class {} ({} bytes)", c.index, c.bytes);
         }
-        let _ = match self.free_list_position {
-            Some(p) => writeln!(
+        let _ = match (&self.bin, self.free_list_position) {
+            (Some(b), Some(p)) => writeln!(
+                o,
+                "  {} in {b}, position {p} (0 = the next one malloc takes; in a large bin, the smallest)",
+                self.state
+            ),
+            (Some(b), None) => writeln!(o, "  {} ({b})", self.state),
+            (None, Some(p)) => writeln!(
                 o,
                 "  {}, position {p} in its free list (0 = head)",
                 self.state
             ),
-            None => writeln!(o, "  {}", self.state),
+            (None, None) => writeln!(o, "  {}", self.state),
         };
         if let Some(e) = &self.last_event {
             let _ = if e.line > 0 {
@@ -158,6 +168,7 @@ pub fn explain_in_walk(walk: &mut Walk, addr: Addr, at_event: u64) -> Explanatio
             last_event,
             rule: rule.or(Some(Rule::FallThrough.describe())),
             at_event: Some(at_event),
+            bin: None,
         };
     };
     let slot = model
@@ -192,6 +203,7 @@ pub fn explain_in_walk(walk: &mut Walk, addr: Addr, at_event: u64) -> Explanatio
             last_event,
             rule,
             at_event: Some(at_event),
+            bin: None,
         };
     };
     let bytes = params.class_size(szidx);
@@ -211,6 +223,7 @@ pub fn explain_in_walk(walk: &mut Walk, addr: Addr, at_event: u64) -> Explanatio
             last_event,
             rule,
             at_event: Some(at_event),
+            bin: None,
         };
     }
     let k = (off - overhead) / bytes;
@@ -248,6 +261,7 @@ pub fn explain_in_walk(walk: &mut Walk, addr: Addr, at_event: u64) -> Explanatio
         last_event,
         rule,
         at_event: Some(at_event),
+        bin: None,
     }
 }
 
@@ -277,6 +291,7 @@ pub fn explain_int_py3(py: &mut Py3, value: i64) -> Result<Explanation, PyError>
         last_event: None,
         rule: Some(detail),
         at_event: None,
+        bin: None,
     })
 }
 
@@ -364,5 +379,6 @@ pub fn explain_int<A: Allocator, O>(
         }),
         rule: Some(rule),
         at_event: None,
+        bin: None,
     })
 }

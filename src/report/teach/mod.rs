@@ -5,11 +5,13 @@
 //!           the event that last allocated or freed it and the rule that chose it
 //!  explain  one address: owner chain (arena -> pool -> block; PyIntBlock -> slot), size
 //!           class, live or free (position in its free list), last event, rule
-//!  map      the heap as a picture: arenas as rows of pools (SVG / HTML), PyIntBlocks
+//!  map      the heap as a picture: arenas as rows of pools (SVG / HTML), PyIntBlocks,
+//!           glibc's brk heap as a strip of chunks with their bins (`glibc`)
 //!  view     one self-contained HTML page stepping through a whole trace
 //! ```
 
 pub mod explain;
+pub mod glibc;
 pub mod map;
 pub mod view;
 pub mod walk;

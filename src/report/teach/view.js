@@ -66,8 +66,13 @@
       s.count[p] = 0;
     }
   }
+  // Pools whose picture is stale (the map redraws only these: a step touches one or two).
+  const dirty = new Uint8Array(NP);
+  let allDirty = true;
   function apply(s, i) {
     const t = opTag[i] & 3, key = opKey[i];
+    if (t < 2) dirty[(key / CAP) | 0] = 1;
+    else dirty.fill(1, key * MP, (key + 1) * MP);
     if (t === 1) {
       const pk = (key / CAP) | 0;
       s.occ[key >>> 5] |= 1 << (key & 31);
@@ -110,12 +115,32 @@
     return lo;
   }
   let S = clone(checkpoints[0]);
+  // Marks the pools that differ between two states (after a jump to a checkpoint).
+  const WPP = CAP >>> 5; // occupancy words per pool (CAP is a power of two)
+  function markChanged(a, b) {
+    for (let slot = 0; slot < SLOTS; slot++) {
+      if (a.base[slot] !== b.base[slot]) {
+        dirty.fill(1, slot * MP, (slot + 1) * MP);
+        continue;
+      }
+      for (let pk = slot * MP; pk < (slot + 1) * MP; pk++) {
+        if (dirty[pk]) continue;
+        if (a.count[pk] !== b.count[pk] || a.cls[pk] !== b.cls[pk]) { dirty[pk] = 1; continue; }
+        if (WPP === 0) { dirty[pk] = 1; continue; }
+        for (let w = pk * WPP, e = w + WPP; w < e; w++) {
+          if (a.occ[w] !== b.occ[w]) { dirty[pk] = 1; break; }
+        }
+      }
+    }
+  }
   let cur = 0;
   function goTo(e) {
     e = Math.max(0, Math.min(M.events - 1, Math.round(e)));
     const target = upto(e);
     if (target < S.applied || target - S.applied > 2 * CK) {
+      const old = S;
       S = clone(checkpoints[Math.floor(target / CK)]);
+      markChanged(old, S);
     }
     while (S.applied < target) apply(S, S.applied);
     cur = e;
@@ -161,48 +186,80 @@
   function cellXY(slot, pi) {
     return [LW + (pi % PR) * PITCH, slot * ROWH + Math.floor(pi / PR) * PITCH];
   }
-  function drawMap() {
-    px.fill(WHITE);
-    const W = map.width;
-    for (let slot = 0; slot < SLOTS; slot++) {
-      const base = S.base[slot];
-      if (!base) continue;
-      const nt = ntotal(base);
-      for (let pi = 0; pi < nt; pi++) {
-        const pk = slot * MP + pi, c = S.cls[pk], n = S.count[pk];
-        const [x0, y0] = cellXY(slot, pi);
-        const nb = c >= 0 ? M.class_blocks[c] : 0;
-        const ring = c < 0 ? RING0 : n === 0 ? GREY : n === nb ? BLACK : DARK[c];
-        for (let i = 0; i < PITCH - 2; i++) {
-          px[y0 * W + x0 + i] = ring;
-          px[(y0 + 33) * W + x0 + i] = ring;
-          px[(y0 + i) * W + x0] = ring;
-          px[(y0 + i) * W + x0 + 33] = ring;
-        }
-        const kb = pk * CAP, ppb = c >= 0 ? PPB[c] : 1;
-        for (let q = 0; q < 1024; q++) {
-          const x = x0 + 1 + (q & 31), y = y0 + 1 + (q >> 5), k = (q / ppb) | 0;
-          let col;
-          if (c < 0) col = UNTOUCHED;
-          else if (k >= nb || k >= CAP) col = OUTSIDE;
-          else {
-            const key = kb + k;
-            col = (S.occ[key >>> 5] >>> (key & 31)) & 1 ? DARK[c] : LIGHT[c];
-          }
-          px[y * W + x] = col;
-        }
-      }
+  // Cells the last drawing ringed (the touched blocks, the selection): redrawn next time.
+  let ringed = [];
+  function drawPool(slot, pi) {
+    const W = map.width, base = S.base[slot];
+    const pk = slot * MP + pi, c = S.cls[pk], n = S.count[pk];
+    const [x0, y0] = cellXY(slot, pi);
+    if (!base || pi >= ntotal(base)) {
+      for (let y = y0; y < y0 + PITCH && y < map.height; y++) px.fill(WHITE, y * W + x0, y * W + x0 + PITCH);
+      return;
     }
-    mctx.putImageData(img, 0, 0);
+    const nb = c >= 0 ? M.class_blocks[c] : 0;
+    const ring = c < 0 ? RING0 : n === 0 ? GREY : n === nb ? BLACK : DARK[c];
+    for (let i = 0; i < PITCH - 2; i++) {
+      px[y0 * W + x0 + i] = ring;
+      px[(y0 + 33) * W + x0 + i] = ring;
+      px[(y0 + i) * W + x0] = ring;
+      px[(y0 + i) * W + x0 + 33] = ring;
+    }
+    const kb = pk * CAP, ppb = c >= 0 ? PPB[c] : 1;
+    for (let q = 0; q < 1024; q++) {
+      const x = x0 + 1 + (q & 31), y = y0 + 1 + (q >> 5), k = (q / ppb) | 0;
+      let col;
+      if (c < 0) col = UNTOUCHED;
+      else if (k >= nb || k >= CAP) col = OUTSIDE;
+      else {
+        const key = kb + k;
+        col = (S.occ[key >>> 5] >>> (key & 31)) & 1 ? DARK[c] : LIGHT[c];
+      }
+      px[y * W + x] = col;
+    }
+  }
+  function drawLabels(slot) {
+    mctx.fillStyle = "#fff";
+    mctx.fillRect(0, slot * ROWH, LW, ROWH);
+    if (!S.base[slot]) return;
+    let used = 0;
+    for (let p = slot * MP; p < (slot + 1) * MP; p++) if (S.count[p]) used++;
     mctx.fillStyle = "#222";
     mctx.font = "12px monospace";
-    for (let slot = 0; slot < SLOTS; slot++) {
-      if (!S.base[slot]) continue;
-      let used = 0;
-      for (let p = slot * MP; p < (slot + 1) * MP; p++) if (S.count[p]) used++;
-      mctx.fillText(`arena ${slot}`, 4, slot * ROWH + 14);
-      mctx.fillText(hex(S.base[slot]), 4, slot * ROWH + 28);
-      mctx.fillText(`${used} pools used`, 4, slot * ROWH + 42);
+    mctx.fillText(`arena ${slot}`, 4, slot * ROWH + 14);
+    mctx.fillText(hex(S.base[slot]), 4, slot * ROWH + 28);
+    mctx.fillText(`${used} pools used`, 4, slot * ROWH + 42);
+  }
+  // Redraws the stale pools only (all of them after a jump that changed most), then
+  // rings the blocks the current event touched and the selected one.
+  function drawMap() {
+    for (const pk of ringed) dirty[pk] = 1;
+    ringed = [];
+    let n = 0;
+    if (!allDirty) for (let pk = 0; pk < NP; pk++) n += dirty[pk];
+    if (allDirty || n > NP / 4) {
+      px.fill(WHITE);
+      for (let slot = 0; slot < SLOTS; slot++) {
+        if (!S.base[slot]) continue;
+        for (let pi = 0; pi < ntotal(S.base[slot]); pi++) drawPool(slot, pi);
+      }
+      mctx.putImageData(img, 0, 0);
+      for (let slot = 0; slot < SLOTS; slot++) drawLabels(slot);
+      allDirty = false;
+      dirty.fill(0);
+    } else if (n > 0) {
+      let lastSlot = -1;
+      for (let pk = 0; pk < NP; pk++) {
+        if (!dirty[pk]) continue;
+        dirty[pk] = 0;
+        const slot = (pk / MP) | 0, pi = pk % MP;
+        drawPool(slot, pi);
+        const [x0, y0] = cellXY(slot, pi);
+        // the cell and a margin: a ring drawn over a neighbour's edge is wiped too
+        const x = Math.max(LW, x0 - 4), y = Math.max(0, y0 - 4);
+        mctx.putImageData(img, 0, 0, x, y, Math.min(map.width, x0 + PITCH + 4) - x, Math.min(map.height, y0 + PITCH + 4) - y);
+        if (slot !== lastSlot) drawLabels(slot);
+        lastSlot = slot;
+      }
     }
     // The blocks the current event touched, and the one selected.
     for (let i = upto(cur - 1); i < N && opEvent[i] === cur; i++) {
@@ -213,6 +270,7 @@
   }
   function ring(key, colour) {
     const pk = (key / CAP) | 0, k = key % CAP, slot = (pk / MP) | 0, pi = pk % MP;
+    ringed.push(pk); // redrawn with a margin next time: the ring crosses into neighbours
     const [x0, y0] = cellXY(slot, pi);
     mctx.strokeStyle = colour;
     mctx.lineWidth = 2;
@@ -224,29 +282,37 @@
   const cctx = chart.getContext("2d");
   const SM = M.samples;
   const cmax = Math.max(1, ...SM.map((s) => Math.max(s[1], s[2], s[3])));
-  function drawChart() {
+  // The curves and marks are drawn once, off screen; a step draws them back and the cursor.
+  const chartBase = document.createElement("canvas");
+  chartBase.width = chart.width;
+  chartBase.height = chart.height;
+  const X = (e) => (e / Math.max(1, M.events - 1)) * (chart.width - 2) + 1;
+  {
+    const bctx = chartBase.getContext("2d");
     const W = chart.width, H = chart.height;
-    cctx.clearRect(0, 0, W, H);
-    const X = (e) => (e / Math.max(1, M.events - 1)) * (W - 2) + 1;
     const Y = (v) => H - 14 - (v / cmax) * (H - 24);
-    [[2, "#999", "mapped"], [3, "#c80", "resident (carved pools)"], [1, "#06c", "live"]].forEach(([j, col, name], n) => {
-      cctx.strokeStyle = col;
-      cctx.beginPath();
-      SM.forEach((s, i) => (i ? cctx.lineTo(X(s[0]), Y(s[j])) : cctx.moveTo(X(s[0]), Y(s[j]))));
-      cctx.stroke();
-      cctx.fillStyle = col;
-      cctx.fillText(name, 6 + n * 120, H - 2);
+    [[2, "#999", "mapped"], [3, "#c80", "resident (pages written, not given back)"], [1, "#06c", "live"]].forEach(([j, col, name], n) => {
+      bctx.strokeStyle = col;
+      bctx.beginPath();
+      SM.forEach((s, i) => (i ? bctx.lineTo(X(s[0]), Y(s[j])) : bctx.moveTo(X(s[0]), Y(s[j]))));
+      bctx.stroke();
+      bctx.fillStyle = col;
+      bctx.fillText(name, 6 + n * 110 + (j === 1 ? 180 : 0), H - 2);
     });
-    cctx.fillStyle = "#222";
-    cctx.fillText(`max ${cmax.toLocaleString("en")} bytes`, W - 170, 10);
+    bctx.fillStyle = "#222";
+    bctx.fillText(`max ${cmax.toLocaleString("en")} bytes`, W - 170, 10);
     for (const [e] of M.jumps) {
-      cctx.fillStyle = "#a0a";
-      cctx.fillRect(X(e), 0, 1, 6);
+      bctx.fillStyle = "#a0a";
+      bctx.fillRect(X(e), 0, 1, 6);
     }
+  }
+  function drawChart() {
+    cctx.clearRect(0, 0, chart.width, chart.height);
+    cctx.drawImage(chartBase, 0, 0);
     cctx.strokeStyle = "#f00";
     cctx.beginPath();
     cctx.moveTo(X(cur), 0);
-    cctx.lineTo(X(cur), H - 12);
+    cctx.lineTo(X(cur), chart.height - 12);
     cctx.stroke();
   }
   chart.addEventListener("click", (e) => {

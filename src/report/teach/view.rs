@@ -1,4 +1,5 @@
-//! `view`: one self-contained HTML page that steps through a whole CPython 3 recording,
+//! `view`: one self-contained HTML page that steps through a whole CPython 3 recording (or
+//! a CPython 2.7 PYREC one: its pymalloc, [`build27`]),
 //! the heap map redrawn at every event from data embedded in the page.
 //!
 //! ```text
@@ -7,7 +8,7 @@
 //!    op = (event, kind, rule, szidx, key)         checkpoints every CHECKPOINT ops
 //!    kind: 0 free, 1 alloc, 2 arena map, 3 unmap  state at event E = checkpoint + ops <= E
 //!    key = (slot * MAX_POOLS + pool) * CAP + k    map: one pixel per block, 32x32 per pool
-//!  samples of live / mapped / carved bytes  ──>   the chart (click: jump)
+//!  samples of live / mapped / resident bytes ──>  the chart (click: jump)
 //!  markers, the peak                        ──>   jump buttons
 //! ```
 //!
@@ -17,7 +18,7 @@
 //! `data-live-blocks` and `data-arenas` on `<body>` equal `Σ num pools`,
 //! `Σ blocks in use` and the current arenas of `pyalloc stats --at E`.
 
-use super::walk::{Change, Walk};
+use super::walk::{Blocks, Change, Stepped, Walk};
 use crate::alloc::Allocator;
 use crate::pymalloc::PymallocParams;
 use crate::replay::pymalloc::ReplayModel;
@@ -59,7 +60,8 @@ pub struct ViewMeta {
     pub class_blocks: Vec<u32>,
     /// Arena bases, in the order of the arena-map ops.
     pub arena_bases: Vec<u64>,
-    /// (event, live bytes, mapped bytes, carved bytes) samples.
+    /// (event, live bytes, mapped bytes, resident bytes) samples: resident as `pyalloc
+    /// compare` counts it, the arenas' pages written and not given back.
     pub samples: Vec<(u64, u64, u64, u64)>,
     /// (event, label) jumps: markers and the peak.
     pub jumps: Vec<(u64, String)>,
@@ -125,6 +127,96 @@ pub fn build(
     markers: &[u64],
     progress: bool,
 ) -> Result<ViewData, CheckError> {
+    gather(markers, |each| {
+        let mut walk = Walk::replay_tracking(path, model, progress, |walk, s| {
+            let resident = walk.resident();
+            each(walk.model_mut(), s, resident);
+            Flow::Next
+        })?;
+        Ok((
+            walk.events(),
+            walk.name().to_string(),
+            Geometry::of(walk.model_mut()),
+        ))
+    })
+}
+
+/// [`build`] of a CPython 2.7 PYREC recording: its pymalloc (2.7.17–2.7.18) replayed as
+/// `pyalloc check` replays it (free lists and pymalloc in one replay, through the driver).
+///
+/// # Errors
+/// A read error, the model's refusal or a divergence from the recording.
+pub fn build27(path: &Path, markers: &[u64], progress: bool) -> Result<ViewData, CheckError> {
+    use crate::check::pyrec27::Py27Replay;
+    use crate::replay::{drive, Cause, DriveOptions, Replay, Source};
+    use crate::trace::Event;
+    /// The 2.7 replay with its blocks' bookkeeping, each step handed to the page.
+    struct Walk27<'f> {
+        replay: Py27Replay, // free lists and pymalloc
+        blocks: Blocks,     // live blocks, last events
+        each: &'f mut dyn FnMut(&mut ReplayModel, &Stepped, u64), // the page's gatherer
+    }
+    impl Replay for Walk27<'_> {
+        fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
+            let pre = Blocks::before(self.replay.pymalloc(), ev);
+            self.replay.report.events += 1;
+            self.replay.step(index, ev)?;
+            if self.replay.report.first_divergence.is_some() {
+                return Ok(Flow::Diverged);
+            }
+            let s = self.blocks.after(self.replay.pymalloc(), index, ev, pre);
+            let m = self.replay.pymalloc_mut();
+            let resident = resident_of(m);
+            (self.each)(m, &s, resident);
+            Ok(Flow::Next)
+        }
+    }
+    gather(markers, |each| {
+        let mut reader = crate::trace::pyrec27::Pyrec27Reader::open(path)?;
+        let mut src = Source::new(&mut reader)?;
+        let mut replay = Py27Replay::new(crate::platform::Platform::linux_x86_64(), false);
+        replay.pymalloc_mut().source_mut().track_residency();
+        replay.pymalloc_mut().track_residency();
+        let mut w = Walk27 {
+            replay,
+            blocks: Blocks::default(),
+            each,
+        };
+        let title = path.display().to_string();
+        let opts = DriveOptions {
+            keep_going: false,
+            progress,
+            label: &title,
+        };
+        let d = drive(&mut src, &mut w, &opts)?;
+        if let Some(dv) = &w.replay.report.first_divergence {
+            return Err(CheckError::Unsupported(format!(
+                "{title}: the model diverged from the recording at event {} (line {}): {}",
+                dv.event, dv.line, dv.why
+            )));
+        }
+        let g = Geometry::of(w.replay.pymalloc());
+        Ok((d.events, title, g))
+    })
+}
+
+/// Pages of a pinned model's arenas written and not given back.
+fn resident_of(m: &mut ReplayModel) -> u64 {
+    use crate::pymalloc::ArenaSource;
+    m.source_mut()
+        .space(None)
+        .map_or(0, |vm| vm.resident_bytes())
+}
+
+/// The page's data from a replay `run` that hands every step, with the model after it and
+/// its resident bytes, to the gatherer it is given; `run` returns the events, the title
+/// and the era's geometry.
+fn gather(
+    markers: &[u64],
+    run: impl FnOnce(
+        &mut dyn FnMut(&mut ReplayModel, &Stepped, u64),
+    ) -> Result<(u64, String, Geometry), CheckError>,
+) -> Result<ViewData, CheckError> {
     let mut geom: Option<Geometry> = None; // known once the header has named the model
     let mut ops = Vec::new();
     let mut nops = 0u64;
@@ -148,8 +240,8 @@ pub fn build(
         varint(ops, key);
         *nops += 1;
     };
-    let walk = Walk::replay(path, model, progress, |walk, s| {
-        let g = geom.get_or_insert_with(|| Geometry::of(walk.model()));
+    let mut each = |m: &mut ReplayModel, s: &Stepped, resident: u64| {
+        let g = geom.get_or_insert_with(|| Geometry::of(m));
         let (params, nclasses, max_pools, cap) = (&g.params, g.nclasses, g.max_pools, g.cap);
         let i = s.index;
         match s.event.kind {
@@ -176,7 +268,7 @@ pub fn build(
             || matches!(s.event.kind, EventKind::Free { .. });
         if arena_lines && is_call {
             arena_lines = false;
-            let arenas = walk.model().arenas();
+            let arenas = m.arenas();
             if slots.len() < arenas.len() {
                 slots.resize(arenas.len(), 0);
             }
@@ -195,7 +287,6 @@ pub fn build(
         }
         for c in &s.changes {
             if let Change::Alloc { addr, szidx, rule } = *c {
-                let m = walk.model_mut();
                 let Some((slot, id)) = m.pool_of(crate::addr::Addr(addr)) else {
                     continue;
                 };
@@ -214,20 +305,13 @@ pub fn build(
                 );
             }
         }
-        let st = walk.model().stats();
+        let st = m.stats();
         if st.live_bytes > peak {
             peak = st.live_bytes;
             peak_event = i;
         }
         if i % stride == 0 {
-            let m = walk.model();
-            let carved: u64 = m
-                .arenas()
-                .iter()
-                .filter(|a| a.address != 0)
-                .map(|a| a.pool_address - a.first_pool)
-                .sum();
-            samples.push((i, st.live_bytes, st.mapped_bytes, carved));
+            samples.push((i, st.live_bytes, st.mapped_bytes, resident));
             if samples.len() as u64 >= 2 * SAMPLES {
                 samples = std::mem::take(&mut samples)
                     .into_iter()
@@ -236,21 +320,20 @@ pub fn build(
                 stride *= 2;
             }
         }
-        Flow::Next
-    })?;
+    };
+    let (events, title, fallback) = run(&mut each)?;
     let Geometry {
         params,
         nclasses,
         max_pools,
         cap,
         class_blocks,
-    } = geom.unwrap_or_else(|| Geometry::of(walk.model()));
-    let events = walk.events();
+    } = geom.unwrap_or(fallback);
     jumps.push((peak_event, format!("peak ({peak} bytes live)")));
     jumps.sort();
     Ok(ViewData {
         meta: ViewMeta {
-            title: walk.name().to_string(),
+            title,
             model: params.name.to_string(),
             events,
             pool_size: params.pool_size(),

@@ -114,6 +114,11 @@ impl Rule {
     }
 }
 
+/// An O or M domain call (pymalloc's, in CPython 3; the 2.7 recordings' `m O`).
+fn om(d: Domain) -> bool {
+    matches!(d, Domain::Obj | Domain::Mem)
+}
+
 /// Where the next request of `nbytes` will come from, read off the model before the step.
 pub fn classify(model: &ReplayModel, nbytes: u64) -> Rule {
     let Some(s) = model.params().size_class(nbytes) else {
@@ -214,12 +219,11 @@ impl At {
 /// A CPython 3 recording's state as the driver replays it through pymalloc: the model
 /// and, for every block, its last event.
 pub struct Walk {
-    rp: Replayer,                 // the model and its pinned answers
-    events: u64,                  // events replayed
-    touched: HashMap<u64, Touch>, // address -> last event that allocated or freed it
-    small: HashMap<u64, u32>,     // live small block -> size class
-    name: String,                 // the trace's name, for errors
-    diverged: Option<String>,     // why the model left the recording, if it did
+    rp: Replayer,             // the model and its pinned answers
+    events: u64,              // events replayed
+    blocks: Blocks,           // live blocks, last events
+    name: String,             // the trace's name, for errors
+    diverged: Option<String>, // why the model left the recording, if it did
 }
 
 /// The walk as the driver's consumer: each step applied, then handed to `f`.
@@ -271,6 +275,34 @@ impl Walk {
         progress: bool,
         f: impl FnMut(&mut Walk, &Stepped) -> Flow,
     ) -> Result<Walk, CheckError> {
+        Walk::replay_reader_with(reader, name, model, progress, false, f)
+    }
+
+    /// [`replay`](Self::replay) with page residency tracked from the first event
+    /// ([`resident`](Self::resident): pages of the arenas pymalloc or the program wrote,
+    /// not given back by an unmap — what `pyalloc compare` calls resident).
+    ///
+    /// # Errors
+    /// As [`replay`](Self::replay).
+    pub fn replay_tracking(
+        path: &Path,
+        model: Option<String>,
+        progress: bool,
+        f: impl FnMut(&mut Walk, &Stepped) -> Flow,
+    ) -> Result<Walk, CheckError> {
+        let mut reader = Pymalloc3Reader::open(path)?;
+        let name = path.display().to_string();
+        Walk::replay_reader_with(&mut reader, &name, model, progress, true, f)
+    }
+
+    fn replay_reader_with(
+        reader: &mut dyn EventReader,
+        name: &str,
+        model: Option<String>,
+        progress: bool,
+        residency: bool,
+        f: impl FnMut(&mut Walk, &Stepped) -> Flow,
+    ) -> Result<Walk, CheckError> {
         let mut src = Source::new(reader)?;
         let opts = CheckOptions {
             model,
@@ -281,11 +313,15 @@ impl Walk {
         let mut walk = Walk {
             rp: Replayer::new(params, mode, &Platform::linux_x86_64()),
             events: 0,
-            touched: HashMap::new(),
-            small: HashMap::new(),
+            blocks: Blocks::default(),
             name: name.to_string(),
             diverged: None,
         };
+        if residency {
+            let m = walk.rp.model_mut();
+            m.source_mut().track_residency();
+            m.track_residency();
+        }
         let mut w = Walking { walk: &mut walk, f };
         drive(&mut src, &mut w, &opts.drive(name))?;
         match walk.diverged.take() {
@@ -367,7 +403,18 @@ impl Walk {
 
     /// The last event that allocated or freed the block at `addr`.
     pub fn last_touch(&self, addr: Addr) -> Option<Touch> {
-        self.touched.get(&addr.0).copied()
+        self.blocks.touched.get(&addr.0).copied()
+    }
+
+    /// Bytes of the arenas' pages written and not given back (0 unless the walk tracks
+    /// residency: [`replay_tracking`](Self::replay_tracking)).
+    pub fn resident(&mut self) -> u64 {
+        use crate::pymalloc::ArenaSource;
+        self.rp
+            .model_mut()
+            .source_mut()
+            .space(None)
+            .map_or(0, |vm| vm.resident_bytes())
     }
 
     /// Events replayed so far.
@@ -383,17 +430,7 @@ impl Walk {
     /// Replays event `index`: `None` when the model diverged from the recording (the
     /// reason kept for the driver's caller).
     fn apply(&mut self, index: u64, ev: &Event) -> Result<Option<Stepped>, Cause> {
-        let om = |d: Domain| matches!(d, Domain::Obj | Domain::Mem);
-        let pre = match ev.kind {
-            EventKind::Malloc { domain, .. }
-            | EventKind::Calloc { domain, .. }
-            | EventKind::Realloc { domain, .. }
-                if om(domain) =>
-            {
-                request_size(&ev.kind).map(|n| (n, classify(self.rp.model(), n)))
-            }
-            _ => None,
-        };
+        let pre = Blocks::before(self.rp.model(), ev);
         match self.rp.step(ev) {
             Step::Context => {}
             Step::Call { matched: true, .. } => {}
@@ -417,6 +454,43 @@ impl Walk {
                 return Err(Cause::Model(e));
             }
         }
+        Ok(Some(self.blocks.after(self.rp.model(), index, ev, pre)))
+    }
+}
+
+/// Which pymalloc blocks are live and the last event of every block, kept beside a
+/// pymalloc replay (CPython 3's [`Walk`], the 2.7 page's replay) from the recorded calls.
+#[derive(Debug, Default)]
+pub struct Blocks {
+    touched: HashMap<u64, Touch>, // address -> last event that allocated or freed it
+    small: HashMap<u64, u32>,     // live small block -> size class
+}
+
+impl Blocks {
+    /// Before the model steps `ev`: an O/M request's size and the rule its state says
+    /// will serve it.
+    pub fn before(model: &ReplayModel, ev: &Event) -> Option<(u64, Rule)> {
+        match ev.kind {
+            EventKind::Malloc { domain, .. }
+            | EventKind::Calloc { domain, .. }
+            | EventKind::Realloc { domain, .. }
+                if om(domain) =>
+            {
+                request_size(&ev.kind).map(|n| (n, classify(model, n)))
+            }
+            _ => None,
+        }
+    }
+
+    /// After the model stepped `ev` (event `index`) as the recording did: the block
+    /// changes, remembered.
+    pub fn after(
+        &mut self,
+        model: &ReplayModel,
+        index: u64,
+        ev: &Event,
+        pre: Option<(u64, Rule)>,
+    ) -> Stepped {
         let mut changes = Vec::new();
         let (freed, got, size) = match ev.kind {
             EventKind::Malloc { domain, addr, size } if om(domain) => (None, Some(addr), size),
@@ -430,7 +504,7 @@ impl Walk {
                 size,
             } if om(domain) => {
                 if old == new && !old.is_null() && self.small.contains_key(&old.0) {
-                    let szidx = self.rp.model().params().size_class(size);
+                    let szidx = model.params().size_class(size);
                     let rule = Rule::ReallocInPlace;
                     self.touched.insert(
                         old.0,
@@ -469,7 +543,7 @@ impl Walk {
             }
         }
         if let (Some(addr), Some((n, rule))) = (got, pre) {
-            if let Some(szidx) = self.rp.model().params().size_class(n) {
+            if let Some(szidx) = model.params().size_class(n) {
                 let rule = match rule {
                     Rule::FreeListHead { pool } if !self.touched.contains_key(&addr.0) => {
                         Rule::PoolBump { pool }
@@ -494,11 +568,11 @@ impl Walk {
                 });
             }
         }
-        Ok(Some(Stepped {
+        Stepped {
             index,
             event: *ev,
             changes,
-        }))
+        }
     }
 }
 
@@ -620,6 +694,26 @@ mod tests {
         let t = w.last_touch(Addr(0x7fff77500030)).unwrap();
         assert_eq!((t.event, t.line, t.alloc), (7, 10, true));
         assert_eq!(w.events(), 11);
+    }
+
+    #[test]
+    fn resident_counts_the_pages_of_the_blocks_handed_out() {
+        let mut r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
+        let mut w =
+            Walk::replay_reader_with(&mut r, "t", None, false, true, |_, _| Flow::Next).unwrap();
+        // the pages of the small O blocks the recording shows (their pool headers and the
+        // links threaded one block ahead lie in the same pages)
+        let pages: std::collections::BTreeSet<u64> = TEXT
+            .lines()
+            .filter_map(|l| l.strip_prefix("m O "))
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(n, _)| n.parse::<u64>().unwrap() <= 512)
+            .map(|(_, a)| u64::from_str_radix(a, 16).unwrap() >> 12)
+            .collect();
+        assert_eq!(w.resident(), pages.len() as u64 * 4096);
+        let mut r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
+        let mut w = Walk::replay_reader(&mut r, "t", None, false, |_, _| Flow::Next).unwrap();
+        assert_eq!(w.resident(), 0, "not tracked");
     }
 
     #[test]

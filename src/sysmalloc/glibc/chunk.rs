@@ -14,13 +14,21 @@
 //! Following a boundary tag is an index computation; list links are node indices.
 //! Nodes `0..FIRST` are the bins' sentinels, two each (`bin_at(av, b)` is node `2b`).
 //!
+//! The node array is zeroed memory from the system allocator, grown by doubling
+//! ([`Nodes`]): a node no chunk ever wrote stays zero, and a zero page the model never
+//! writes is never made resident by the kernel. So a 1 MiB chunk costs the page holding its
+//! tag (4 KiB of nodes), not the 512 KiB of nodes its granules span: the model's memory
+//! grows with the chunks, not with their sizes. Invariant: `nodes[len..cap] == 0`.
+//!
 //! Invariants (checked by `check_invariants`):
 //! - chunks tile `base .. top + size(top)` with no gap: `next(p) = p + size(p)`;
 //! - `P(next(p)) == !is_binned(p)` and, when binned, `prev_size(next(p)) == size(p)`
 //!   (tcache and fastbin chunks count as in use, as in glibc).
 
 use super::params::NBINS;
+use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::collections::HashMap;
+use std::ptr::NonNull;
 
 /// Where a chunk is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,19 +146,157 @@ impl Node {
     }
 }
 
+/// Nodes per page of the node array (4 KiB): the unit a copy skips when it is all zero.
+const PAGE_NODES: usize = 4096 / std::mem::size_of::<Node>();
+
+/// A growable array of nodes in zeroed memory (`calloc`): what is never written is never
+/// resident. Grows by doubling; a grow or a clone copies only the pages holding a
+/// non-zero node, so untouched pages stay untouched in the copy too.
+pub struct Nodes {
+    ptr: NonNull<Node>, // `cap` nodes, zeroed when allocated
+    len: usize,         // nodes in use; `ptr[len..cap]` are all zero
+    cap: usize,         // nodes allocated
+}
+
+// SAFETY: `Nodes` owns its allocation of plain `Copy` data, like a `Vec<Node>`.
+unsafe impl Send for Nodes {}
+// SAFETY: shared access only reads, like `&Vec<Node>`.
+unsafe impl Sync for Nodes {}
+
+impl Nodes {
+    /// An empty array with room for `cap` nodes.
+    pub fn with_capacity(cap: usize) -> Nodes {
+        let cap = cap.max(PAGE_NODES);
+        Nodes {
+            ptr: Self::zeroed(cap),
+            len: 0,
+            cap,
+        }
+    }
+
+    fn layout(cap: usize) -> Layout {
+        Layout::array::<Node>(cap).expect("node array within isize::MAX bytes")
+    }
+
+    fn zeroed(cap: usize) -> NonNull<Node> {
+        let layout = Self::layout(cap);
+        // SAFETY: `layout` has a non-zero size (cap ≥ PAGE_NODES).
+        let p = unsafe { alloc_zeroed(layout) } as *mut Node;
+        NonNull::new(p).unwrap_or_else(|| handle_alloc_error(layout))
+    }
+
+    /// Copies the pages of `self[..len]` that hold a non-zero node to `dst` (zeroed, at
+    /// least `len` nodes).
+    fn copy_written(&self, dst: NonNull<Node>) {
+        for (i, page) in self.chunks(PAGE_NODES).enumerate() {
+            if page.iter().any(|n| n.a | n.b != 0) {
+                // SAFETY: dst has room for `len` nodes; the ranges do not overlap.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        page.as_ptr(),
+                        dst.as_ptr().add(i * PAGE_NODES),
+                        page.len(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Nodes allocated.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Grows to `new_len` nodes (the new ones empty); never shrinks.
+    pub fn resize(&mut self, new_len: usize) {
+        if new_len <= self.len {
+            return;
+        }
+        if new_len > self.cap {
+            let cap = new_len.max(2 * self.cap);
+            let ptr = Self::zeroed(cap);
+            self.copy_written(ptr);
+            // SAFETY: `self.ptr` was allocated with `layout(self.cap)`.
+            unsafe { dealloc(self.ptr.as_ptr() as *mut u8, Self::layout(self.cap)) };
+            self.ptr = ptr;
+            self.cap = cap;
+        }
+        self.len = new_len; // nodes past the old len are zero: Node::EMPTY
+    }
+
+    /// Appends `n`.
+    pub fn push(&mut self, n: Node) {
+        let i = self.len;
+        self.resize(i + 1);
+        self[i] = n;
+    }
+
+    /// Empties the array (its memory given back when large, zeroed in place when small).
+    pub fn clear(&mut self) {
+        if self.cap * std::mem::size_of::<Node>() > 64 << 20 {
+            *self = Nodes::with_capacity(0);
+        } else {
+            self.fill(Node::EMPTY);
+            self.len = 0;
+        }
+    }
+}
+
+impl std::ops::Deref for Nodes {
+    type Target = [Node];
+    #[inline(always)]
+    fn deref(&self) -> &[Node] {
+        // SAFETY: `ptr` holds `cap ≥ len` initialised (zeroed or written) nodes.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Nodes {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [Node] {
+        // SAFETY: as in `deref`, and `&mut self` is unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Clone for Nodes {
+    fn clone(&self) -> Nodes {
+        let ptr = Self::zeroed(self.cap);
+        self.copy_written(ptr);
+        Nodes {
+            ptr,
+            len: self.len,
+            cap: self.cap,
+        }
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` was allocated with `layout(cap)`.
+        unsafe { dealloc(self.ptr.as_ptr() as *mut u8, Self::layout(self.cap)) };
+    }
+}
+
+impl std::fmt::Debug for Nodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Nodes({} of {})", self.len, self.cap)
+    }
+}
+
 /// The arena of nodes over the brk heap.
 #[derive(Debug, Clone)]
 pub struct Heap {
     pub base: u64,                   // address of the first chunk (the heap start, aligned)
     pub shift: u32,                  // log2(granule): 4 on x86-64, 3 on i386
-    pub nodes: Vec<Node>,            // 0..FIRST bin sentinels, then one node per granule
+    pub nodes: Nodes,                // 0..FIRST bin sentinels, then one node per granule
     pub big_reqs: HashMap<u32, u64>, // requests whose slack does not fit a tag (node -> bytes)
 }
 
 impl Heap {
     /// An empty heap whose first chunk will be at `base`, in granules of `1 << shift` bytes.
     pub fn new(base: u64, shift: u32) -> Heap {
-        let mut nodes = Vec::with_capacity(FIRST as usize + 4096);
+        let mut nodes = Nodes::with_capacity(FIRST as usize + 4096);
         for _ in 0..NBINS {
             // the tag (non-zero: a sentinel's "fd_nextsize", the next sentinel's tag, is
             // never NULL), then the links: fd = bk = the sentinel itself
@@ -173,7 +319,9 @@ impl Heap {
     pub fn reset(&mut self, base: u64) {
         let fresh = Heap::new(base, self.shift);
         self.nodes.clear();
-        self.nodes.extend_from_slice(&fresh.nodes);
+        for &n in fresh.nodes.iter() {
+            self.nodes.push(n);
+        }
         self.big_reqs.clear();
         self.base = base;
     }
@@ -181,9 +329,7 @@ impl Heap {
     /// Makes room for nodes up to address `end` (exclusive) plus two.
     pub fn grow_to(&mut self, end: u64) {
         let want = FIRST as usize + ((end - self.base) >> self.shift) as usize + 3;
-        if want > self.nodes.len() {
-            self.nodes.resize(want, Node::EMPTY);
-        }
+        self.nodes.resize(want);
     }
 
     /// The largest heap extent (bytes) the node indices can describe.
@@ -364,5 +510,46 @@ impl Heap {
     #[inline]
     pub fn clear(&mut self, i: u32) {
         self.m(i).a = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_grow_and_clone_keep_every_written_node_and_read_the_rest_as_empty() {
+        let mut n = Nodes::with_capacity(0);
+        let at = [
+            0usize,
+            1,
+            PAGE_NODES - 1,
+            5 * PAGE_NODES + 3,
+            40 * PAGE_NODES,
+        ];
+        for (k, &i) in at.iter().enumerate() {
+            n.resize(i + 1);
+            n[i] = Node {
+                a: k as u32 + 1,
+                b: 7,
+            };
+        }
+        n.resize(1000 * PAGE_NODES); // several doublings past the last write
+        let c = n.clone();
+        for m in [&n, &c] {
+            assert_eq!(m.len(), 1000 * PAGE_NODES);
+            for (k, &i) in at.iter().enumerate() {
+                assert_eq!((m[i].a, m[i].b), (k as u32 + 1, 7));
+            }
+            let written = m.iter().filter(|x| x.a | x.b != 0).count();
+            assert_eq!(written, at.len(), "every other node reads as empty");
+        }
+        n.clear();
+        assert_eq!(n.len(), 0);
+        n.resize(10);
+        assert!(
+            n.iter().all(|x| x.a | x.b == 0),
+            "cleared nodes are empty again"
+        );
     }
 }

@@ -15,6 +15,7 @@
 use super::chunk::{bin, State, NIL};
 use super::params::{NBINS, NFASTBINS, UNSORTED};
 use super::Glibc;
+use crate::addr::first_overlap;
 
 impl Glibc {
     /// Checks every invariant of the heap and the bins; the first broken one is described.
@@ -91,24 +92,10 @@ impl Glibc {
         }
         // tcache
         for t in 0..self.params.tcache_bins as usize {
-            let mut i = self.tcache_entries[t];
-            let mut k = 0u64;
-            while i != NIL {
-                let n = h.n(i);
-                if n.state() != State::Tcache || self.params.csize2tidx(h.size(i)) != t {
-                    return Err(format!(
-                        "tcache[{t}] holds {:#x} ({:?}, {:#x})",
-                        h.addr(i),
-                        n.state(),
-                        h.size(i)
-                    ));
-                }
-                k += 1;
-                if k > self.params.tcache_count {
-                    break;
-                }
-                i = h.fd(i);
-            }
+            let head = self.tcache_entries[t];
+            let index = |size| self.params.csize2tidx(size);
+            let limit = self.params.tcache_count;
+            let k = self.walk_fd("tcache", t, head, State::Tcache, index, limit)?;
             if k != self.tcache_counts[t] as u64 || k > self.params.tcache_count {
                 return Err(format!(
                     "tcache[{t}]: counts {} but {k} entries (max {})",
@@ -119,20 +106,9 @@ impl Glibc {
         }
         // fastbins
         for f in 0..NFASTBINS {
-            let mut i = self.fastbins[f];
-            while i != NIL {
-                let n = h.n(i);
-                if n.state() != State::Fast || self.params.fastbin_index(h.size(i)) != f {
-                    return Err(format!(
-                        "fastbin[{f}] holds {:#x} ({:?}, {:#x})",
-                        h.addr(i),
-                        n.state(),
-                        h.size(i)
-                    ));
-                }
-                in_walk[slot(State::Fast)] = in_walk[slot(State::Fast)].wrapping_sub(1);
-                i = h.fd(i);
-            }
+            let index = |size| self.params.fastbin_index(size);
+            let k = self.walk_fd("fastbin", f, self.fastbins[f], State::Fast, index, u64::MAX)?;
+            in_walk[slot(State::Fast)] = in_walk[slot(State::Fast)].wrapping_sub(k);
         }
         // doubly-linked bins
         for b in UNSORTED..NBINS {
@@ -224,13 +200,8 @@ impl Glibc {
             .map(|(&mem, m)| (m.base, m.len, mem))
             .collect();
         maps.sort_unstable();
-        for w in maps.windows(2) {
-            if w[0].0 + w[0].1 > w[1].0 {
-                return Err(format!(
-                    "mappings at {:#x} and {:#x} overlap",
-                    w[0].0, w[1].0
-                ));
-            }
+        if let Some((a, b)) = first_overlap(maps.iter().map(|&(base, len, _)| (base, base + len))) {
+            return Err(format!("mappings at {a:#x} and {b:#x} overlap"));
         }
         for &(base, len, mem) in &maps {
             if mem % self.params.malloc_alignment != 0 || mem < base || mem >= base + len {
@@ -238,5 +209,41 @@ impl Glibc {
             }
         }
         Ok(())
+    }
+
+    /// Walks bin `b` of a singly linked family (tcache, fastbins: `fd` links, `NIL` at the
+    /// end) from `head`: every chunk on it is `state` and of this bin (`index(size) == b`).
+    /// The number of chunks, counted up to one past `limit`.
+    ///
+    /// # Errors
+    /// The first chunk that is not, named with the family `name` (`fastbin[3] holds …`).
+    fn walk_fd(
+        &self,
+        name: &str,
+        b: usize,
+        head: u32,
+        state: State,
+        index: impl Fn(u64) -> usize,
+        limit: u64,
+    ) -> Result<u64, String> {
+        let h = &self.heap;
+        let (mut i, mut k) = (head, 0u64);
+        while i != NIL {
+            let n = h.n(i);
+            if n.state() != state || index(h.size(i)) != b {
+                return Err(format!(
+                    "{name}[{b}] holds {:#x} ({:?}, {:#x})",
+                    h.addr(i),
+                    n.state(),
+                    h.size(i)
+                ));
+            }
+            k += 1;
+            if k > limit {
+                break;
+            }
+            i = h.fd(i);
+        }
+        Ok(k)
     }
 }

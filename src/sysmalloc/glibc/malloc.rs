@@ -299,12 +299,32 @@ impl Glibc {
             .brk()
             .0
             .checked_add(size + page + self.params.malloc_alignment);
-        if end.map_or(true, |end| end - self.heap.base > self.heap.max_extent()) {
+        let ceiling = self.vm.brk_ceiling();
+        if self
+            .vm
+            .brk()
+            .0
+            .checked_add(size)
+            .map_or(true, |e| e > ceiling.0)
+        {
+            // MORECORE fails, and so does the mmap glibc tries in its place: ENOMEM
             return Err(AllocError::OutOfAddressSpace {
                 what: format!(
-                    "a brk heap beyond the model's {:#x} bytes",
-                    self.heap.max_extent()
+                    "no mapping can hold a chunk of {nb} bytes and the brk heap cannot grow by \
+                     {size} bytes below {ceiling} (glibc 2.36's malloc returns NULL, ENOMEM)"
                 ),
+            });
+        }
+        if end.map_or(true, |end| end - self.heap.base > self.heap.max_extent()) {
+            return Err(AllocError::ModelLimit {
+                what: format!(
+                    "a brk heap of more than {} bytes ({} GiB; glibc would grow it by {size} \
+                     bytes more, after {} mmapped chunks)",
+                    self.heap.max_extent(),
+                    (self.heap.max_extent() + (1 << 30) - 1) >> 30,
+                    self.n_mmaps
+                ),
+                model: super::MODEL,
             });
         }
         let brk = self.vm.sbrk(size as i64)?.0;

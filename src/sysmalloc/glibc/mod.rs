@@ -25,13 +25,18 @@
 //! - `counts[t] == |tcache[t]| ≤ 7`, every chunk in a bin has that bin's size range;
 //! - in-use user pointers are 16-byte aligned and no two live chunks overlap.
 //!
-//! Model limit: the brk heap may span up to 2^28 granules (4 GiB on x86-64); growing it
-//! further is refused as `OutOfAddressSpace`.
+//! Requests glibc cannot satisfy fail as glibc fails them (malloc returns NULL, `ENOMEM`):
+//! over `PTRDIFF_MAX` (`checked_request2size`: [`AllocError::TooLarge`]), or when neither
+//! a mapping nor the brk heap can hold the chunk in the process's address space
+//! ([`AllocError::OutOfAddressSpace`]); a failed realloc leaves its block as it was.
+//! Model limit: the brk heap may span up to 2^28 granules (4 GiB on x86-64); glibc would
+//! grow it further, the model refuses with [`AllocError::ModelLimit`].
 
 mod bins;
 mod chunk;
 mod footprint;
 mod free;
+mod inspect;
 mod invariants;
 mod malloc;
 mod params;
@@ -39,6 +44,7 @@ mod realloc;
 mod tcache;
 
 pub use chunk::State as ChunkState;
+pub use inspect::{Bin, BinList, ChunkInfo, MallInfo};
 pub use params::GlibcParams;
 
 use crate::addr::Addr;
@@ -336,11 +342,7 @@ impl Glibc {
     /// program writes what it asked for; calloc's memset is glibc's own).
     #[inline(always)]
     fn account(&mut self, out: Out, req: u64, written: u64) -> u64 {
-        self.stats.live_bytes += req;
-        self.stats.live_blocks += 1;
-        if self.stats.live_bytes > self.stats.peak_live_bytes {
-            self.stats.peak_live_bytes = self.stats.live_bytes;
-        }
+        self.stats.note_alloc(req);
         let mem = match out {
             Out::Chunk(c) => {
                 self.heap.set_req(c, req);
@@ -604,14 +606,33 @@ impl Allocator for Glibc {
                     Vec::new()
                 };
                 let _ = self.vm.munmap(Addr(m.base), m.len);
-                let base = self.map(new_len)?;
+                let base = match self.map(new_len) {
+                    Ok(base) => base,
+                    Err(e) => {
+                        // mremap and the malloc glibc tries next both failed: realloc
+                        // returns NULL and the block stays where it was, as it was
+                        let _ = self.vm.map_fixed(Addr(m.base), m.len);
+                        for off in kept {
+                            self.vm.touch(m.base + off, 1);
+                        }
+                        self.stats.live_bytes = self.stats.live_bytes + m.req - size as u64;
+                        return Err(e);
+                    }
+                };
                 for off in kept {
                     self.vm.touch(base + off, 1);
                 }
                 base
             } else {
-                // the kernel's mremap: in place when it can, else moved (vm::mremap)
-                self.vm.mremap(Addr(m.base), m.len, new_len)?.0
+                // the kernel's mremap: in place when it can, else moved (vm::mremap); when
+                // it cannot, nothing moved: realloc returns NULL, the block as it was
+                match self.vm.mremap(Addr(m.base), m.len, new_len) {
+                    Ok(base) => base.0,
+                    Err(e) => {
+                        self.stats.live_bytes = self.stats.live_bytes + m.req - size as u64;
+                        return Err(e);
+                    }
+                }
             };
             self.mmaps.remove(&addr.0);
             let mem = base + offset + 2 * self.params.size_sz;
@@ -632,7 +653,16 @@ impl Allocator for Glibc {
         // its `old` bytes are written; the resized block holds their copy, and the bytes
         // beyond are written only as the program uses them, which the next resize shows.
         self.wrote(addr.0, old);
-        let mem = self.int_realloc(p, nb)?;
+        let mem = match self.int_realloc(p, nb) {
+            Ok(mem) => mem,
+            Err(e) => {
+                // realloc returns NULL: the old block stays live, as it was
+                self.heap.set_req(p, old);
+                self.stats.live_bytes += old;
+                self.stats.live_blocks += 1;
+                return Err(e);
+            }
+        };
         self.mmap_pin = None;
         let out = if self.maybe_mapped(mem) {
             Out::Mapped(mem)

@@ -308,3 +308,56 @@ fn absurd_sizes_are_refused_without_a_panic() {
     );
     g.check_invariants().unwrap();
 }
+
+#[test]
+fn requests_no_address_space_can_hold_fail_and_a_failed_realloc_keeps_its_block() {
+    let (mut g, _) = fresh();
+    let small = g.malloc(24).unwrap();
+    let big = g.malloc(300_000).unwrap(); // an mmapped chunk
+    assert!(g.is_mmapped(big));
+    let before = g.stats();
+    // 2^62 is under PTRDIFF_MAX: mmap and brk both fail, malloc returns NULL
+    let huge = 1usize << 62;
+    assert!(matches!(
+        g.malloc(huge),
+        Err(AllocError::OutOfAddressSpace { .. })
+    ));
+    for p in [small, big] {
+        assert!(matches!(
+            g.realloc(p, huge),
+            Err(AllocError::OutOfAddressSpace { .. })
+        ));
+    }
+    let after = g.stats();
+    assert_eq!(
+        (after.live_bytes, after.live_blocks),
+        (before.live_bytes, before.live_blocks),
+        "the failed calls changed no live block"
+    );
+    assert!(g.is_mmapped(big), "the mmapped block is still mapped");
+    g.check_invariants().unwrap();
+    g.free(small).unwrap();
+    g.free(big).unwrap();
+    assert_eq!(g.stats().live_blocks, 0);
+    g.check_invariants().unwrap();
+}
+
+#[test]
+fn a_brk_heap_past_the_node_table_is_the_models_limit_not_glibcs_answer() {
+    let (mut g, _) = fresh();
+    g.mallopt(-4, 0); // M_MMAP_MAX = 0: every request from the brk heap
+    let mut n = 0u64;
+    let err = loop {
+        match g.malloc(64 << 20) {
+            Ok(_) => n += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, AllocError::ModelLimit { .. }), "{err}");
+    let heap = g.address_space().heap_bytes();
+    assert!(
+        n * (64 << 20) <= heap && heap <= g.heap.max_extent(),
+        "{n} blocks, {heap:#x}"
+    );
+    g.check_invariants().unwrap();
+}
