@@ -9,7 +9,7 @@
 
 use crate::common::config;
 use proptest::prelude::*;
-use pyalloc::mimalloc::Mimalloc;
+use pyalloc::mimalloc::{BlockState, Mimalloc};
 use pyalloc::{Addr, AllocError, Allocator};
 use std::collections::BTreeMap;
 
@@ -130,6 +130,33 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             prop_assert!(a >= end, "step {step}: {a:#x} overlaps the block before it");
             end = a + usable;
         }
+        // the read-only view a heap map takes agrees with the shadow: every live block
+        // of every page, with its request, and the free lists as the pages list them
+        let mut seen = std::collections::BTreeMap::new();
+        for seg in mi.segments() {
+            for (_, _, free, id) in seg.spans() {
+                let Some(p) = mi.page(id).filter(|_| !free) else {
+                    continue;
+                };
+                let blocks = p.blocks();
+                let free_heads: Vec<u64> = blocks
+                    .iter()
+                    .filter_map(|&(a, st)| match st {
+                        BlockState::Free { position } => Some((position, a)),
+                        _ => None,
+                    })
+                    .collect::<std::collections::BTreeMap<_, _>>()
+                    .into_values()
+                    .collect();
+                prop_assert_eq!(free_heads, p.free_list().collect::<Vec<_>>());
+                for (a, st) in blocks {
+                    if let BlockState::Live { requested } = st {
+                        seen.insert(a, requested as usize);
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(&seen, &live.iter().map(|(&a, &n)| (a, n)).collect());
         let s = mi.stats();
         prop_assert_eq!(s.live_blocks, live.len() as u64);
         prop_assert_eq!(s.live_bytes, live.values().map(|&n| n as u64).sum::<u64>());

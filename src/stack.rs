@@ -10,6 +10,9 @@
 //!  glibc-2.36                        every call ─▶ glibc (the program under PYTHONMALLOC=malloc)
 //!  cpython-2.7.18/glibc-2.36         2.7 pymalloc over glibc; PyIntBlock / PyFloatBlock (B/b) from glibc
 //!  cpython-3.11                      pymalloc's share alone: arenas in an address space, fall-through to a bump
+//!  mimalloc-2.1.2                    O/M calls ─▶ mimalloc 2.1.2 (Mimalloc<OwnOs>: its 1 GiB arena at its own hint,
+//!  (= mimalloc-2.1.2/glibc-2.36)        32 MiB segments, pages); R calls, C library calls, data-stack chunks ─▶ glibc,
+//!                                    as CPython 3.13 runs under PYTHONMALLOC=mimalloc
 //! ```
 //! A model name is layers joined by `/`, the upper first; a pymalloc layer takes what-if
 //! overrides after a colon (`cpython-3.11:pool=64KiB,arena=4MiB/glibc-2.36`, see
@@ -19,7 +22,11 @@
 //!
 //! Footprint, read after every call: `mapped = brk extent + Σ live mappings`,
 //! `resident = pages written and not given back` (see [`vm`](crate::vm)); both are the
-//! address space's, so they cover every layer at once.
+//! address space's, so they cover every layer at once. mimalloc maps from the OS itself
+//! (its own hints, apart from glibc's mappings), so a mimalloc stack adds its share:
+//! `mapped += arenas + OS-mapped segments`, `resident += Mimalloc::resident_bytes()` (the
+//! segment headers and every live page's blocks up to its capacity, in 4 KiB pages), and
+//! its mmap/munmap calls to glibc's.
 //!
 //! Waste by cause ([`Stack::waste`], walked from the models' state on demand):
 //! `live - outside + rounding + headers + alignment + free_blocks + empty_pools
@@ -30,6 +37,7 @@
 use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::error::AllocError;
+use crate::mimalloc::{Mimalloc, OwnOs};
 use crate::platform::Platform;
 use crate::pymalloc::{Pymalloc, PymallocParams, SystemArenas};
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
@@ -110,6 +118,9 @@ pub enum Stack {
     Glibc(Box<Glibc>),
     /// pymalloc alone.
     Pymalloc(Box<Pymalloc<Bump, AddressSpace>>),
+    /// mimalloc for O/M, glibc for RAW and the C library (CPython 3.13 under
+    /// `PYTHONMALLOC=mimalloc`).
+    MimallocGlibc(Box<Mimalloc<OwnOs>>, Box<Glibc>),
 }
 
 impl Stack {
@@ -139,6 +150,20 @@ impl Stack {
         Stack::Pymalloc(Box::new(m))
     }
 
+    /// mimalloc 2.1.2 for the O and M domains over glibc `gp` for RAW (`mimalloc-2.1.2`,
+    /// `mimalloc-2.1.2/glibc-2.36`), glibc's residency tracked. mimalloc's own mappings
+    /// (its arena at its hint, unhinted ones) are kept below glibc's mmap area.
+    pub fn new_mimalloc_glibc(gp: GlibcParams) -> Stack {
+        let p = Platform::linux_x86_64();
+        let mut vm = p.address_space();
+        vm.track_residency();
+        let os = OwnOs::new(
+            OwnOs::PINNED_RANDOM_BASE,
+            p.mmap_top.0 - MIMALLOC_BELOW_GLIBC,
+        );
+        Stack::MimallocGlibc(Box::new(Mimalloc::new(os)), Box::new(Glibc::new(gp, vm)))
+    }
+
     /// The whole stack as one allocator: every call enters at the top layer (what
     /// `pyalloc replay` does with any model).
     pub fn into_allocator(self) -> Box<dyn Allocator> {
@@ -146,6 +171,7 @@ impl Stack {
             Stack::PymallocGlibc(m) => m,
             Stack::Glibc(g) => g,
             Stack::Pymalloc(m) => m,
+            Stack::MimallocGlibc(m, _) => m,
         }
     }
 
@@ -158,6 +184,8 @@ impl Stack {
             (Stack::Glibc(g), _) => g.as_mut(),
             (Stack::Pymalloc(m), Route::Object) => m.as_mut(),
             (Stack::Pymalloc(m), Route::System) => m.lower_mut(),
+            (Stack::MimallocGlibc(m, _), Route::Object) => m.as_mut(),
+            (Stack::MimallocGlibc(_, g), Route::System) => g.as_mut(),
         }
     }
 
@@ -225,6 +253,7 @@ impl Stack {
         match self {
             Stack::PymallocGlibc(m) => Some(m.lower_mut()),
             Stack::Glibc(g) => Some(g),
+            Stack::MimallocGlibc(_, g) => Some(g),
             Stack::Pymalloc(_) => None,
         }
     }
@@ -254,30 +283,41 @@ impl Stack {
             Stack::PymallocGlibc(m) => m.lower_mut().space_mut(),
             Stack::Glibc(g) => g.space_mut(),
             Stack::Pymalloc(m) => m.source_mut(),
+            Stack::MimallocGlibc(_, g) => g.space_mut(),
         }
     }
 
-    /// The address space every layer maps from.
+    /// The address space every layer but mimalloc maps from.
     #[inline]
     pub fn space(&self) -> &AddressSpace {
         match self {
             Stack::PymallocGlibc(m) => m.lower().address_space(),
             Stack::Glibc(g) => g.address_space(),
             Stack::Pymalloc(m) => m.source(),
+            Stack::MimallocGlibc(_, g) => g.address_space(),
         }
     }
 
-    /// Address space held from the system: the brk extent and every live mapping.
+    /// Address space held from the system: the brk extent and every live mapping
+    /// (mimalloc's arenas and OS-mapped segments too).
     #[inline]
     pub fn mapped(&self) -> u64 {
         let vm = self.space();
-        vm.heap_bytes() + vm.mapped_bytes()
+        let mi = match self {
+            Stack::MimallocGlibc(m, _) => m.mapped(),
+            _ => 0,
+        };
+        vm.heap_bytes() + vm.mapped_bytes() + mi
     }
 
     /// Bytes of pages written and not given back.
     #[inline]
     pub fn resident(&self) -> u64 {
-        self.space().resident_bytes()
+        let mi = match self {
+            Stack::MimallocGlibc(m, _) => m.resident_bytes(),
+            _ => 0,
+        };
+        self.space().resident_bytes() + mi
     }
 
     /// Puts a fresh stack in the shape of a recorded process ([`ProcessLayout`]: its
@@ -295,6 +335,8 @@ impl Stack {
         match self {
             Stack::PymallocGlibc(m) => fresh(m.lower_mut()),
             Stack::Glibc(g) => fresh(g),
+            // mimalloc maps from its own hints, apart: only glibc takes the layout
+            Stack::MimallocGlibc(_, g) => fresh(g),
             // pymalloc alone: its arenas go around the recorded mappings; no brk heap
             Stack::Pymalloc(m) => m.source_mut().reserve_maps(&layout.maps),
         }
@@ -340,20 +382,65 @@ impl Stack {
                 w.outside = live.saturating_sub(a.requested);
                 (w, a.total)
             }
+            // mimalloc's own overhead is not split by cause: with the data-stack chunks it
+            // is in `other_maps` (mapped - glibc's bytes - mimalloc's live bytes)
+            Stack::MimallocGlibc(m, g) => {
+                let mi_live = m.stats().live_bytes;
+                let mut w = Waste::default();
+                let u = g.heap_use();
+                glibc(&mut w, u, live.saturating_sub(mi_live));
+                (w, u.total + mi_live)
+            }
         };
         w.other_maps = mapped.saturating_sub(in_space);
         w
     }
 
     /// The mmap / munmap / brk calls made so far.
+    /// The mmap / munmap / brk calls made so far (mimalloc's with glibc's).
     pub fn syscalls(&self) -> Syscalls {
-        self.space().syscalls()
+        let mut s = self.space().syscalls();
+        if let Stack::MimallocGlibc(m, _) = self {
+            s.mmap += m.os().mmaps;
+            s.munmap += m.os().munmaps;
+        }
+        s
     }
 }
+
+/// How far below glibc's mmap area mimalloc's unhinted mappings start in a mimalloc stack
+/// (1 TiB: the two never meet in a replay).
+pub const MIMALLOC_BELOW_GLIBC: u64 = 1 << 40;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mimalloc_takes_object_calls_and_glibc_raw_ones() {
+        let mut s = Stack::new_mimalloc_glibc(GlibcParams::v2_36_x86_64());
+        let base = (s.mapped(), s.resident(), s.syscalls());
+        let o = s.malloc(Route::Object, 24).unwrap();
+        let r = s.malloc(Route::System, 24).unwrap();
+        let Stack::MimallocGlibc(m, g) = &s else {
+            panic!()
+        };
+        // the object block in mimalloc's arena, the raw one in glibc's brk heap
+        let (start, size) = (m.arenas()[0].start, m.arenas()[0].size());
+        assert!(o.0 >= start.0 && o.0 < start.0 + size);
+        let vm = g.address_space();
+        assert!(r.0 >= vm.brk_start().0 && r.0 < vm.brk().0);
+        // mapped: glibc's heap, plus the arena and the descriptor mimalloc mapped
+        assert_eq!(s.mapped(), vm.heap_bytes() + vm.mapped_bytes() + m.mapped());
+        assert!(s.mapped() >= base.0 + size);
+        assert_eq!(s.syscalls().mmap, base.2.mmap + m.os().mmaps);
+        assert!(m.os().mmaps >= 1);
+        // resident: the segment header and the page's first extension at least
+        assert!(s.resident() > base.1 + m.resident_bytes() - 1);
+        assert!(m.resident_bytes() >= crate::mimalloc::size_class::SLICE_SIZE);
+        s.free(Route::Object, o).unwrap();
+        s.free(Route::System, r).unwrap();
+    }
 
     #[test]
     fn pymalloc_arenas_and_glibc_share_one_address_space() {

@@ -329,7 +329,7 @@ fn a_trace_contradicting_the_model_is_a_divergence_and_keep_going_counts_on() {
     bad[k] = format!("m O 32 {moved:x}");
     let path = tmp("contradict.trace.gz");
     let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
-    enc.write_all(bad.join("\n").as_bytes()).unwrap();
+    enc.write_all((bad.join("\n") + "\n").as_bytes()).unwrap();
     std::fs::write(&path, enc.finish().unwrap()).unwrap();
     let r = check_file(&path, &CheckOptions::default()).unwrap();
     let d = r.first_divergence.clone().unwrap();

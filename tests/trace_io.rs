@@ -478,3 +478,78 @@ fn a_request_the_allocator_cannot_satisfy_fails_as_it_would() {
     assert!(!out.contains("not the one CPython made next"), "{out}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// `-` as an output is refused in one line, and no file named `-` appears.
+#[test]
+fn dash_as_an_output_is_refused_not_created() {
+    let d = scratch("dash");
+    let input = d.join("in.trace");
+    std::fs::write(
+        &input,
+        "# glibc malloc-family call trace: t\nm 24 0x1000\nf 0x1000\n",
+    )
+    .unwrap();
+    let out = Command::new(PYALLOC)
+        .args(["convert", s(&input), "-"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("give a file name"), "{err}");
+    assert_eq!(
+        names(&d),
+        vec!["in.trace".to_string()],
+        "nothing else written"
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// A CPython 3 recording cut mid-line, with or without its `# records:` line, is refused
+/// as cut (never a divergence or a free of a shortened address): a recorder writes whole
+/// lines. The same lines with their newline read to the end.
+#[test]
+fn a_recording_cut_mid_line_is_truncated_whatever_its_header() {
+    let d = scratch("midline");
+    let text = gunzip(&shared("cpython-3.11.7-linux-x86_64/startup_only.trace.gz"));
+    let text = String::from_utf8(text).unwrap();
+    let no_count: String = text
+        .lines()
+        .filter(|l| !l.starts_with("# records:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for (name, body) in [("counted", &text), ("uncounted", &no_count)] {
+        // cut inside the last address of an event line (a free: its address shortened)
+        let at = body[..body.len() / 2].rfind("\nf O ").unwrap() + 8;
+        let cut = d.join(format!("{name}.trace"));
+        std::fs::write(&cut, &body[..at]).unwrap();
+        for args in [
+            vec!["check", s(&cut)],
+            vec!["replay", "--model", "null", s(&cut)],
+        ] {
+            let (ok, _, err) = pyalloc(&args);
+            assert!(!ok, "{name}: {args:?} passed a file cut mid-line");
+            assert!(err.contains("truncated"), "{err}");
+            // with a count, the count says it first; without, the missing newline does
+            let why = if name == "counted" {
+                "# records:"
+            } else {
+                "without a newline"
+            };
+            assert!(err.contains(why), "{name}: {err}");
+        }
+        // cut inside the size of a malloc: the line no longer parses, still a cut
+        let at = body[..body.len() / 3].rfind("\nm O ").unwrap() + 6;
+        std::fs::write(&cut, &body[..at]).unwrap();
+        let (ok, _, err) = pyalloc(&["check", s(&cut)]);
+        assert!(!ok && err.contains("cut mid-line"), "{name}: {err}");
+    }
+    // whole lines, no count: the events read to the end
+    let whole = d.join("whole.trace");
+    let at = no_count[..no_count.len() / 2].rfind('\n').unwrap() + 1;
+    std::fs::write(&whole, &no_count[..at]).unwrap();
+    let (ok, out, err) = pyalloc(&["replay", "--model", "null", s(&whole)]);
+    assert!(ok, "{out}{err}");
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -57,6 +57,10 @@ pub struct OwnOs {
     pub top: u64,
     /// Mappings made (address, size).
     pub mapped: Vec<(Addr, u64)>,
+    /// `mmap` calls made.
+    pub mmaps: u64,
+    /// `munmap` calls made.
+    pub munmaps: u64,
 }
 
 impl OwnOs {
@@ -71,6 +75,8 @@ impl OwnOs {
             hint: base,
             top,
             mapped: Vec::new(),
+            mmaps: 0,
+            munmaps: 0,
         }
     }
 }
@@ -98,11 +104,13 @@ impl OsSource for OwnOs {
             self.top
         };
         self.mapped.push((Addr(addr), size));
+        self.mmaps += 1;
         Ok(Addr(addr))
     }
 
     fn munmap(&mut self, addr: Addr, _size: u64) {
         self.mapped.retain(|&(a, _)| a != addr);
+        self.munmaps += 1;
     }
 }
 

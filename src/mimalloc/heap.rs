@@ -38,16 +38,26 @@ impl<S: OsSource> Mimalloc<S> {
     /// the segment or arena it needs.
     #[inline]
     pub fn mi_malloc(&mut self, size: u64) -> Result<Addr, AllocError> {
-        if size <= SMALL_SIZE_MAX {
-            let q = self.direct[wsize(size) as usize] as usize;
-            let id = self.queues[q].first;
-            if id != NONE {
-                if let Some(a) = self.page_pop(id, size) {
-                    return Ok(Addr(a));
-                }
-            }
+        match self.malloc_fast(size) {
+            Some(a) => Ok(a),
+            None => self.malloc_generic(size),
         }
-        self.malloc_generic(size)
+    }
+
+    /// `mi_malloc`'s fast path alone: a small request served by the first page of its
+    /// queue (`pages_free_direct`) when that page's `free` list is not empty; `None`
+    /// (nothing changed) when the generic path is needed.
+    #[inline(always)]
+    pub fn malloc_fast(&mut self, size: u64) -> Option<Addr> {
+        if size > SMALL_SIZE_MAX {
+            return None;
+        }
+        let q = self.direct[wsize(size) as usize] as usize;
+        let id = self.queues[q].first;
+        if id == NONE {
+            return None;
+        }
+        self.page_pop(id, size).map(Addr)
     }
 
     /// `_mi_page_malloc`'s pop of `page->free`, `None` when it is empty.
@@ -56,7 +66,7 @@ impl<S: OsSource> Mimalloc<S> {
         let p = &mut self.pages[id as usize];
         let i = p.free.pop()?;
         p.used += 1;
-        p.req[i as usize] = size;
+        p.set_req(i, size);
         let a = p.block(i);
         self.live_blocks += 1;
         self.live_bytes += size;
@@ -114,6 +124,7 @@ impl<S: OsSource> Mimalloc<S> {
             }
             if p.capacity < p.reserved {
                 p.extend_free();
+                self.page_resident_update(id);
                 break;
             }
             self.page_to_full(id, q);
@@ -169,10 +180,9 @@ impl<S: OsSource> Mimalloc<S> {
             return Err(self.not_live("free", addr.0));
         };
         let p = &mut self.pages[id as usize];
-        let req = p.req[i as usize];
-        if req == NOT_LIVE {
+        let Some(req) = p.req_bytes(i) else {
             return Err(self.not_live("free", addr.0));
-        }
+        };
         p.req[i as usize] = NOT_LIVE;
         p.local_free.push(i);
         p.used -= 1;
@@ -211,7 +221,8 @@ impl<S: OsSource> Mimalloc<S> {
         if size <= usable && size >= usable / 2 && size > 0 {
             let (id, i) = self.block_of(addr.0).expect("checked live");
             let p = &mut self.pages[id as usize];
-            let old = std::mem::replace(&mut p.req[i as usize], size);
+            let old = p.req_bytes(i).expect("checked live");
+            p.set_req(i, size);
             self.live_bytes = self.live_bytes - old + size;
             self.peak_live_bytes = self.peak_live_bytes.max(self.live_bytes);
             return Ok(addr);

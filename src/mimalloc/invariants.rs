@@ -7,6 +7,61 @@ use super::size_class::{bin, slice_bin, BIN_FULL, BIN_HUGE, SLICE_SIZE};
 use super::{arena::OsSource, Mimalloc, NONE};
 
 impl<S: OsSource> Mimalloc<S> {
+    /// The first arena's flat slice table says what the segments do: `flat_pages[k] ==
+    /// id` for every slice `k` of every live page `id`'s span (within its segment's slice
+    /// entries) in that arena, and `NONE` everywhere else.
+    fn check_flat_pages(&self) -> Result<(), String> {
+        let mut want = vec![NONE; self.flat_pages.len()];
+        for (id, p) in self.pages.iter().enumerate().filter(|(_, p)| p.alive) {
+            let seg = &self.segments[p.segment as usize];
+            let k0 = seg.base.wrapping_sub(self.flat_base) / SLICE_SIZE;
+            if k0 >= want.len() as u64 {
+                continue;
+            }
+            let end = (p.slice_index + p.slice_count).min(seg.slice_entries);
+            for i in p.slice_index..end {
+                if let Some(w) = want.get_mut(k0 as usize + i as usize) {
+                    *w = id as u32;
+                }
+            }
+        }
+        match want.iter().zip(&self.flat_pages).position(|(w, f)| w != f) {
+            None => Ok(()),
+            Some(k) => Err(format!(
+                "the flat slice table says page {} at slice {k} of the first arena, the \
+                 pages say {}",
+                self.flat_pages[k] as i64, want[k] as i64
+            )),
+        }
+    }
+
+    /// `resident_bytes == Σ live segments' info_slices · 64 KiB + Σ live pages'
+    /// ⌈(start + capacity · block_size − span_start) / 4 KiB⌉ · 4 KiB`, recomputed.
+    fn check_resident(&self) -> Result<(), String> {
+        let headers: u64 = self
+            .segments()
+            .map(|s| s.info_slices as u64 * SLICE_SIZE)
+            .sum();
+        let pages: u64 = self
+            .pages
+            .iter()
+            .filter(|p| p.alive)
+            .map(|p| {
+                let span_start =
+                    self.segments[p.segment as usize].base + p.slice_index as u64 * SLICE_SIZE;
+                let end = p.start + p.capacity as u64 * p.xblock_size;
+                end.saturating_sub(span_start).div_ceil(4096) * 4096
+            })
+            .sum();
+        if (headers, pages) != (self.resident_headers, self.resident_pages) {
+            return Err(format!(
+                "resident: headers {headers} and pages {pages} recomputed, the model keeps {} and {}",
+                self.resident_headers, self.resident_pages
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every invariant; the first broken one, in words.
     ///
     /// # Errors
@@ -60,6 +115,8 @@ impl<S: OsSource> Mimalloc<S> {
                 self.live_blocks
             ));
         }
+        self.check_flat_pages()?;
+        self.check_resident()?;
         let mut on_span_queue = std::collections::HashSet::new();
         for (q, sq) in self.spans.iter().enumerate() {
             let mut id = sq.first;

@@ -29,7 +29,19 @@
 //!   adjacent, each free span sits on span queue `slice_bin(slices)`;
 //! - every page sits on exactly one page queue: `bin(block_size)`, the full queue, or the
 //!   huge queue; `segment.used == pages in it`;
-//! - every segment lies in the arena blocks it claimed; no two segments overlap.
+//! - every segment lies in the arena blocks it claimed; no two segments overlap;
+//! - the first arena's flat slice table agrees with the pages:
+//!   `flat_pages[(addr - arena.start) >> 16] == page` for every slice of every live page's
+//!   span there, `NONE` elsewhere (what `mi_free` reads instead of segment → slice);
+//! - `resident_bytes == Σ segments info_slices · 64 KiB + Σ pages ⌈(start + capacity ·
+//!   block_size − span_start) / 4 KiB⌉ · 4 KiB`, kept as each changes.
+//!
+//! Reading the model (a heap map, an explanation): [`Mimalloc::arenas`] → [`Mimalloc::segments`]
+//! (each with [`Segment::spans`]: first slice, slices, free, page id) → [`Mimalloc::page`]
+//! → [`Page::blocks`] (every block's address and [`BlockState`]: live with its request, on
+//! `free` or `local_free` at a position, or untouched), [`Page::free_list`] and
+//! [`Page::local_free_list`] head first; [`Mimalloc::page_of`] and [`Mimalloc::block_at`]
+//! from an address; [`Mimalloc::pages`] with the queue each sits on. All read-only.
 //!
 //! `Mimalloc<S>` is generic over its [`OsSource`]: [`OwnOs`] (its own address space) or
 //! [`PinnedOs`] (the mappings of a recording, as pymalloc takes its arenas from `A` lines).
@@ -43,7 +55,7 @@ pub mod size_class;
 pub mod stats;
 
 pub use arena::{Arena, MemId, OsSource, OwnOs, PinnedOs};
-pub use page::{Page, PageQueue};
+pub use page::{BlockState, Page, PageQueue};
 pub use segment::{Segment, SpanQueue};
 pub use stats::MiStats;
 
@@ -78,6 +90,10 @@ pub struct Mimalloc<S: OsSource = OwnOs> {
     pub(crate) peak_live_bytes: u64,           // largest live_bytes
     pub(crate) mapped_bytes: u64,              // bytes in live segments
     pub(crate) peak_mapped_bytes: u64,         // largest mapped() seen at a segment allocation
+    pub(crate) resident_pages: u64,            // Σ pages' `resident`
+    pub(crate) resident_headers: u64,          // Σ live segments' header slices, in bytes
+    pub(crate) flat_base: u64,                 // the first arena's start (0: none yet)
+    pub(crate) flat_pages: Vec<u32>, // its slices: (addr - flat_base) >> 16 -> page or NONE
 }
 
 impl Default for Mimalloc<OwnOs> {
@@ -121,6 +137,10 @@ impl<S: OsSource> Mimalloc<S> {
             peak_live_bytes: 0,
             mapped_bytes: 0,
             peak_mapped_bytes: 0,
+            resident_pages: 0,
+            resident_headers: 0,
+            flat_base: 0,
+            flat_pages: Vec::new(),
         }
     }
 
@@ -157,6 +177,22 @@ impl<S: OsSource> Mimalloc<S> {
                 Some((q, p))
             })
         })
+    }
+
+    /// Live page `id` (the ids [`Segment::spans`] names), `None` for a dead slot.
+    pub fn page(&self, id: u32) -> Option<&Page> {
+        self.pages.get(id as usize).filter(|p| p.alive)
+    }
+
+    /// The live page whose span holds `addr`, with its id (`_mi_ptr_page`).
+    pub fn page_of(&self, addr: Addr) -> Option<(u32, &Page)> {
+        let id = self.page_at(addr.0)?;
+        Some((id, &self.pages[id as usize]))
+    }
+
+    /// The page and block index of the block starting at `addr`, if one does.
+    pub fn block_at(&self, addr: Addr) -> Option<(u32, u16)> {
+        self.block_of(addr.0)
     }
 
     /// The page queue `q` (`heap->pages[q]`).
@@ -260,6 +296,16 @@ impl<S: OsSource> Mimalloc<S> {
             .map(|&s| self.segments[s as usize].size())
             .sum();
         arenas + own
+    }
+
+    /// Bytes of pages the model has written and not given back, in 4 KiB OS pages: each
+    /// live segment's header slices (`info_slices`: the segment and its slice table),
+    /// and each live page from its first slice to the end of its `capacity` blocks (the
+    /// extension writes each block's free-list link; blocks beyond were never touched).
+    /// A page's span given back to its segment counts no more (mimalloc purges free
+    /// spans, the `N` lines of a recording, after a delay this model does not time).
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident_headers + self.resident_pages
     }
 
     /// Bytes in live segments (arena blocks and OS mappings holding pages).

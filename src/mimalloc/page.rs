@@ -36,7 +36,32 @@ pub const MIN_EXTEND: u64 = 4;
 /// `MI_RETIRE_CYCLES`.
 pub const RETIRE_CYCLES: u8 = 16;
 /// A block that no live allocation holds, in [`Page::req`].
-pub const NOT_LIVE: u64 = u64::MAX;
+pub const NOT_LIVE: u32 = u32::MAX;
+/// A live block whose request does not fit in 32 bits (only a huge page's one block can
+/// be one): its size is in [`Page::big_req`].
+pub const BIG: u32 = u32::MAX - 1;
+
+/// What one block of a page is, for a reader of the model (a heap map, an explanation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockState {
+    /// Allocated; the bytes its request asked for.
+    Live {
+        /// Bytes requested.
+        requested: u64,
+    },
+    /// On the page's `free` list (the next mallocs pop these), at this position from the head.
+    Free {
+        /// 0 = the head.
+        position: u32,
+    },
+    /// On the page's `local_free` list (freed since the last collection), at this position.
+    LocalFree {
+        /// 0 = the head.
+        position: u32,
+    },
+    /// Beyond `capacity`: never handed to a list (no extension has reached it).
+    Untouched,
+}
 
 /// One page (`mi_page_t`): blocks of one size in a span of slices.
 #[derive(Debug, Clone, Default)]
@@ -45,13 +70,16 @@ pub struct Page {
     pub(crate) slice_index: u32,     // its first slice
     pub(crate) slice_count: u32,     // slices in its span
     pub(crate) xblock_size: u64,     // bytes per block (the span's size until initialised)
+    pub(crate) magic: u64,           // ⌈2^64 / xblock_size⌉: block index = (magic · off) >> 64
     pub(crate) start: u64,           // address of block 0 (`_mi_page_start`)
     pub(crate) reserved: u32,        // blocks that fit in the page
     pub(crate) capacity: u32,        // blocks handed to the lists so far (extensions)
     pub(crate) used: u32,            // blocks allocated (live)
     pub(crate) free: Vec<u16>,       // `free`, head last: the next malloc pops `free.last()`
     pub(crate) local_free: Vec<u16>, // `local_free`, head last
-    pub(crate) req: Vec<u64>, // per block: bytes requested by its live allocation, or NOT_LIVE
+    pub(crate) req: Vec<u32>, // per block: bytes requested by its live allocation, NOT_LIVE or BIG
+    pub(crate) big_req: u64,  // the request of the block marked BIG
+    pub(crate) resident: u64, // bytes of its span written so far (OS pages to its capacity's end)
     pub(crate) in_full: bool, // `flags.in_full`: on the full queue
     pub(crate) retire_expire: u8, // `retire_expire`: collect rounds left while retired
     pub(crate) next: u32,     // next page in its queue
@@ -80,6 +108,47 @@ impl Page {
     pub fn used(&self) -> u32 {
         self.used
     }
+    /// Sets the block size (and the reciprocal [`block_index`](Self::block_index) uses).
+    #[inline]
+    pub(crate) fn set_block_size(&mut self, bs: u64) {
+        self.xblock_size = bs;
+        self.magic = (u64::MAX / bs.max(1)).wrapping_add(1);
+    }
+
+    /// The index of the block `off` bytes past block 0 starts in, and whether `off` is that
+    /// block's start: `off / block_size` as one multiplication by the stored reciprocal
+    /// (exact for every `off < 2^32`, Lemire, Kaser & Kurz 2019), a division beyond.
+    #[inline(always)]
+    pub(crate) fn block_index(&self, off: u64) -> (u64, bool) {
+        let i = if off >> 32 == 0 {
+            ((u128::from(self.magic) * u128::from(off)) >> 64) as u64
+        } else {
+            off / self.xblock_size
+        };
+        (i, i.wrapping_mul(self.xblock_size) == off)
+    }
+
+    /// Marks block `i` live with a request of `size` bytes.
+    #[inline(always)]
+    pub(crate) fn set_req(&mut self, i: u16, size: u64) {
+        self.req[i as usize] = if size < u64::from(BIG) {
+            size as u32
+        } else {
+            self.big_req = size;
+            BIG
+        };
+    }
+
+    /// The bytes requested by live block `i` (`None` when it is not live).
+    #[inline(always)]
+    pub(crate) fn req_bytes(&self, i: u16) -> Option<u64> {
+        match self.req[i as usize] {
+            NOT_LIVE => None,
+            BIG => Some(self.big_req),
+            r => Some(u64::from(r)),
+        }
+    }
+
     /// Address of block `i`.
     #[inline(always)]
     pub fn block(&self, i: u16) -> u64 {
@@ -93,6 +162,45 @@ impl Page {
     pub fn local_free_list(&self) -> impl Iterator<Item = u64> + '_ {
         self.local_free.iter().rev().map(|&i| self.block(i))
     }
+    /// Block `i`'s state (`None` beyond `reserved`). Walks the lists: for one block; use
+    /// [`blocks`](Self::blocks) for all of them.
+    pub fn block_state(&self, i: u16) -> Option<BlockState> {
+        if u32::from(i) >= self.reserved {
+            return None;
+        }
+        if let Some(requested) = self.req_bytes(i) {
+            return Some(BlockState::Live { requested });
+        }
+        let pos = |l: &Vec<u16>| l.iter().rev().position(|&b| b == i).map(|p| p as u32);
+        Some(if let Some(position) = pos(&self.free) {
+            BlockState::Free { position }
+        } else if let Some(position) = pos(&self.local_free) {
+            BlockState::LocalFree { position }
+        } else {
+            BlockState::Untouched
+        })
+    }
+
+    /// Every block of the page, in address order: (address, state). Reads the lists once.
+    pub fn blocks(&self) -> Vec<(u64, BlockState)> {
+        let mut st = vec![BlockState::Untouched; self.reserved as usize];
+        for (k, &i) in self.free.iter().rev().enumerate() {
+            st[i as usize] = BlockState::Free { position: k as u32 };
+        }
+        for (k, &i) in self.local_free.iter().rev().enumerate() {
+            st[i as usize] = BlockState::LocalFree { position: k as u32 };
+        }
+        for (i, s) in st.iter_mut().enumerate() {
+            if let Some(requested) = self.req_bytes(i as u16) {
+                *s = BlockState::Live { requested };
+            }
+        }
+        st.into_iter()
+            .enumerate()
+            .map(|(i, s)| (self.block(i as u16), s))
+            .collect()
+    }
+
     /// `mi_page_immediate_available`: `free` is not empty.
     #[inline(always)]
     pub fn immediate_available(&self) -> bool {
@@ -191,6 +299,7 @@ impl<S: OsSource> Mimalloc<S> {
     /// Gives a page's slot back (its lists keep their buffers for the next page).
     pub(crate) fn drop_page_slot(&mut self, id: u32) {
         let p = &mut self.pages[id as usize];
+        self.resident_pages -= std::mem::take(&mut p.resident);
         p.alive = false;
         p.free.clear();
         p.local_free.clear();
@@ -209,7 +318,7 @@ impl<S: OsSource> Mimalloc<S> {
     pub(crate) fn page_init(&mut self, id: u32, block_size: u64) {
         let base = self.segments[self.pages[id as usize].segment as usize].base;
         let p = &mut self.pages[id as usize];
-        p.xblock_size = block_size;
+        p.set_block_size(block_size);
         let offset = page_start_offset(block_size);
         let page_size = p.slice_count as u64 * SLICE_SIZE - offset;
         p.start = base + p.slice_index as u64 * SLICE_SIZE + offset;
@@ -219,6 +328,20 @@ impl<S: OsSource> Mimalloc<S> {
         p.req.clear();
         p.req.resize(p.reserved as usize, NOT_LIVE);
         p.extend_free();
+        self.page_resident_update(id);
+    }
+
+    /// Recomputes page `id`'s share of [`resident_bytes`](Mimalloc::resident_bytes): its
+    /// span from the first slice to the end of its `capacity` blocks, in 4 KiB OS pages
+    /// (after an extension).
+    pub(crate) fn page_resident_update(&mut self, id: u32) {
+        const OS_PAGE: u64 = 4096;
+        let p = &self.pages[id as usize];
+        let span_start = self.segments[p.segment as usize].base + p.slice_index as u64 * SLICE_SIZE;
+        let end = p.start + p.capacity as u64 * p.xblock_size;
+        let now = end.saturating_sub(span_start).div_ceil(OS_PAGE) * OS_PAGE;
+        let old = std::mem::replace(&mut self.pages[id as usize].resident, now);
+        self.resident_pages = self.resident_pages - old + now;
     }
 
     /// `mi_page_queue_push`: `id` at the front of queue `q`.
@@ -365,13 +488,12 @@ impl<S: OsSource> Mimalloc<S> {
     }
 
     /// The page holding `addr` and the block index there, if `addr` is a block start.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn block_of(&self, addr: u64) -> Option<(u32, u16)> {
         let id = self.page_at(addr)?;
         let p = &self.pages[id as usize];
-        let off = addr.checked_sub(p.start)?;
-        let i = off / p.xblock_size;
-        (i * p.xblock_size == off && i < p.reserved as u64).then_some((id, i as u16))
+        let (i, exact) = p.block_index(addr.wrapping_sub(p.start));
+        (exact && i < p.reserved as u64).then_some((id, i as u16))
     }
 
     /// Refusal of a free of `addr` that no live block starts at.
@@ -389,6 +511,47 @@ impl<S: OsSource> Mimalloc<S> {
                 addr: crate::addr::Addr(addr),
                 model: super::NAME,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_index_is_the_division_for_every_block_size() {
+        // every queue's block size, a huge page's and a few odd ones; offsets around each
+        // block boundary, up to and past 2^32
+        let mut sizes: Vec<u64> = (0..super::super::size_class::QUEUES)
+            .map(bin_size)
+            .filter(|&b| b > 0)
+            .collect();
+        sizes.extend([8, 24, 48, 80, 4096 * 3 + 8, 20 << 20, (1 << 32) + 4096]);
+        for bs in sizes {
+            let mut p = Page::default();
+            p.set_block_size(bs);
+            for k in [
+                0u64,
+                1,
+                2,
+                3,
+                7,
+                1000,
+                65535,
+                (1 << 32) / bs,
+                (1 << 32) / bs + 1,
+            ] {
+                for off in [
+                    k * bs,
+                    (k * bs).wrapping_sub(1),
+                    k * bs + 1,
+                    k * bs + bs / 2,
+                ] {
+                    let (i, exact) = p.block_index(off);
+                    assert_eq!((i, exact), (off / bs, off % bs == 0), "bs {bs} off {off}");
+                }
+            }
         }
     }
 }

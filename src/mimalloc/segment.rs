@@ -192,6 +192,7 @@ impl<S: OsSource> Mimalloc<S> {
     /// span, on the front of its queue (normal segments).
     fn span_free(&mut self, seg: u32, index: u32, count: u32) {
         let count = count.max(1);
+        self.flat_set(seg, index, index.saturating_add(count), NONE);
         let segment = &mut self.segments[seg as usize];
         let huge = segment.huge;
         {
@@ -227,13 +228,15 @@ impl<S: OsSource> Mimalloc<S> {
             s.count = 0;
         }
         segment.slices[index as usize].count = count;
+        self.flat_set(seg, index, end, page);
+        let segment = &mut self.segments[seg as usize];
         if page != NONE {
             segment.used += 1;
             let p = &mut self.pages[page as usize];
             p.segment = seg;
             p.slice_index = index;
             p.slice_count = count;
-            p.xblock_size = count as u64 * SLICE_SIZE;
+            p.set_block_size(count as u64 * SLICE_SIZE);
         }
     }
 
@@ -241,7 +244,9 @@ impl<S: OsSource> Mimalloc<S> {
     fn span_free_coalesce(&mut self, seg: u32, index: u32) {
         let segment = &self.segments[seg as usize];
         if segment.huge {
+            let count = segment.slices[index as usize].count;
             self.segments[seg as usize].slices[index as usize].free = true;
+            self.flat_set(seg, index, index.saturating_add(count), NONE);
             return;
         }
         let mut index = index;
@@ -352,6 +357,7 @@ impl<S: OsSource> Mimalloc<S> {
             }
         }
         self.mapped_bytes += size;
+        self.resident_headers += info_slices as u64 * SLICE_SIZE;
         self.peak_mapped_bytes = self.peak_mapped_bytes.max(self.mapped());
         self.span_allocate(seg, 0, info_slices as u32, NONE);
         if required == 0 {
@@ -370,9 +376,11 @@ impl<S: OsSource> Mimalloc<S> {
                 }
             }
         }
+        self.flat_set(seg, 0, u32::MAX, NONE);
         let segment = &mut self.segments[seg as usize];
         segment.alive = false;
         let (base, size, memid) = (segment.base, segment.size(), segment.memid);
+        self.resident_headers -= segment.info_slices as u64 * SLICE_SIZE;
         self.mapped_bytes -= size;
         match memid {
             MemId::Arena {
@@ -427,6 +435,10 @@ impl<S: OsSource> Mimalloc<S> {
                 let b = a.try_claim(blocks).ok_or(AllocError::OutOfAddressSpace {
                     what: format!("{size} bytes in a fresh arena of {reserve}"),
                 })?;
+                if self.arenas.is_empty() {
+                    self.flat_base = start.0;
+                    self.flat_pages = vec![NONE; (reserve / SLICE_SIZE) as usize];
+                }
                 self.arenas.push(a);
                 return Ok((
                     start + b as u64 * ARENA_BLOCK_SIZE,
@@ -449,9 +461,36 @@ impl<S: OsSource> Mimalloc<S> {
         self.os_segments.get(&(addr >> 25)).copied()
     }
 
-    /// The page whose span holds `addr`, if any (`_mi_segment_page_of`).
-    #[inline]
+    /// Slices `[index, end)` of segment `seg` now belong to `page` (or, `NONE`, to no
+    /// page) in the first arena's flat slice table (segments elsewhere have none).
+    fn flat_set(&mut self, seg: u32, index: u32, end: u32, page: u32) {
+        let segment = &self.segments[seg as usize];
+        let end = end.min(segment.slice_entries);
+        let k = segment.base.wrapping_sub(self.flat_base) / SLICE_SIZE;
+        if self.flat_pages.is_empty() || k >= self.flat_pages.len() as u64 {
+            return;
+        }
+        let len = self.flat_pages.len();
+        let (from, to) = (k as usize + index as usize, k as usize + end as usize);
+        if let Some(slots) = self.flat_pages.get_mut(from..to.min(len)) {
+            slots.fill(page);
+        }
+    }
+
+    /// The page whose span holds `addr`, if any (`_mi_segment_page_of`): for the first
+    /// arena, one look in its flat slice table (`flat_pages[(addr - start) >> 16]`, kept
+    /// equal to the segments' slice entries); else segment, then slice.
+    #[inline(always)]
     pub(crate) fn page_at(&self, addr: u64) -> Option<u32> {
+        let k = addr.wrapping_sub(self.flat_base) / SLICE_SIZE;
+        if let Some(&id) = self.flat_pages.get(k as usize) {
+            return (id != NONE).then_some(id);
+        }
+        self.page_at_slow(addr)
+    }
+
+    #[inline(never)]
+    fn page_at_slow(&self, addr: u64) -> Option<u32> {
         let seg = self.segment_at(addr)?;
         let segment = &self.segments[seg as usize];
         let i = ((addr - segment.base) / SLICE_SIZE) as usize;

@@ -77,6 +77,7 @@ pub enum Step {
 pub struct Replayer {
     model: Model,
     stats_sizes: Vec<u64>,           // RECORDER_STATS_SIZES
+    stats_min: u64,                  // the smallest of them (u64::MAX: none)
     alias: HashMap<u64, u64>,        // recorded address -> model address, where they differ
     arena_pairs: Vec<(u64, u64)>,    // own mode: (model arena start, recorded arena start)
     recorded_maps: Vec<(u64, Addr)>, // own mode: mimalloc mmaps of the call being assembled
@@ -92,12 +93,14 @@ fn is_om(d: Domain) -> bool {
 impl Replayer {
     /// A replayer in `mode` for a recording whose header is `header`.
     pub fn new(mode: Addresses, header: &TraceHeader) -> Replayer {
+        let stats_sizes = crate::trace::mimalloc::stats_sizes(header);
         Replayer {
             model: match mode {
                 Addresses::Pinned => Model::Pinned(Mimalloc::pinned()),
                 Addresses::Own => Model::Own(Mimalloc::default()),
             },
-            stats_sizes: crate::trace::mimalloc::stats_sizes(header),
+            stats_min: stats_sizes.iter().copied().min().unwrap_or(u64::MAX),
+            stats_sizes,
             alias: HashMap::new(),
             arena_pairs: Vec::new(),
             recorded_maps: Vec::new(),
@@ -146,6 +149,7 @@ impl Replayer {
         if !self.stats_sizes.contains(&size) {
             self.stats_sizes.push(size);
         }
+        self.stats_min = self.stats_min.min(size);
     }
 
     /// What CPython 3.13's `_PyObject_DebugMallocStats` would print now (it collects every
@@ -217,19 +221,19 @@ impl Replayer {
     }
 
     /// Replays one event (an O/M call through the model; other events are context).
-    #[inline]
+    #[inline(always)]
     pub fn event(&mut self, ev: &Event) -> Step {
-        // The common case, dispatched once: a pinned O/M malloc or free with no mapping
-        // queued, nothing diverged and no marker (the general path below does the same).
+        // The common case, dispatched once and kept small: a pinned O/M malloc served by
+        // its page's free list, or a free, with no mapping queued, nothing diverged and no
+        // marker. Everything else takes the general path (which does the same, in full).
         if let Model::Pinned(m) = &mut self.model {
             if self.alias.is_empty() && m.os().pending.is_empty() {
                 match ev.kind {
                     EventKind::Malloc { domain, size, addr }
-                        if is_om(domain) && !self.stats_sizes.contains(&size) =>
+                        if is_om(domain) && size < self.stats_min =>
                     {
-                        let r = m.mi_malloc(size);
-                        if let Ok(got) = r {
-                            if got == addr && m.os().agreed == 0 && m.os().unexpected.is_empty() {
+                        if let Some(got) = m.malloc_fast(size) {
+                            if got == addr {
                                 return Step::Call {
                                     expected: addr,
                                     got,
@@ -239,8 +243,8 @@ impl Replayer {
                                     marker: false,
                                 };
                             }
+                            return self.finish(ev, addr, Some(size), Ok(got));
                         }
-                        return self.finish(ev, addr, Some(size), r);
                     }
                     EventKind::Free { domain, addr } if is_om(domain) => {
                         let r = m.mi_free(addr);
@@ -260,6 +264,12 @@ impl Replayer {
                 }
             }
         }
+        self.event_general(ev)
+    }
+
+    /// [`event`](Self::event) in full: every kind, both modes, aliases, mappings, markers.
+    #[inline(never)]
+    fn event_general(&mut self, ev: &Event) -> Step {
         let (expected, request, result) = match ev.kind {
             EventKind::Malloc { domain, size, addr } if is_om(domain) => (
                 addr,
@@ -303,6 +313,7 @@ impl Replayer {
     }
 
     /// The rest of a call once the model answered: mappings, comparison, marker.
+    #[inline(never)]
     fn finish(
         &mut self,
         ev: &Event,

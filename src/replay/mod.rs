@@ -39,6 +39,7 @@ pub mod model;
 pub mod pinned;
 pub mod pymalloc;
 pub mod source;
+mod table;
 
 pub use driver::{drive, DriveOptions, Driven, Flow, Replay};
 pub use error::{Cause, EventError, ReplayError};

@@ -127,7 +127,8 @@ pub const BASES: &[(&str, fn() -> ModelKind)] = &[
 
 /// The whole processes [`ModelSpec::stack`] builds, for the sentence that refuses others.
 const STACKS: &str = "the whole processes modelled are a pymalloc preset alone (cpython-3.11), \
-     a pymalloc preset over glibc (cpython-3.11/glibc-2.36) and glibc alone (glibc-2.36)";
+     a pymalloc preset over glibc (cpython-3.11/glibc-2.36), glibc alone (glibc-2.36) and \
+     mimalloc over glibc (mimalloc-2.1.2, mimalloc-2.1.2/glibc-2.36)";
 
 /// The names the errors list.
 fn known() -> String {
@@ -220,6 +221,13 @@ impl ModelSpec {
                 Ok(Stack::new_pymalloc_glibc(p.clone(), g.clone()))
             }
             (ModelKind::Glibc(g), None) => Ok(Stack::new_glibc(g.clone())),
+            // CPython 3.13 under PYTHONMALLOC=mimalloc: RAW stays libc's
+            (ModelKind::Mimalloc, None) => {
+                Ok(Stack::new_mimalloc_glibc(GlibcParams::v2_36_x86_64()))
+            }
+            (ModelKind::Mimalloc, Some(ModelKind::Glibc(g))) => {
+                Ok(Stack::new_mimalloc_glibc(g.clone()))
+            }
             _ => Err(no()),
         }
     }
@@ -346,6 +354,23 @@ fn base_kind(base: &str) -> Option<ModelKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mimalloc_is_a_whole_process_with_raw_on_glibc() {
+        for name in ["mimalloc-2.1.2", "mimalloc", "mimalloc-2.1.2/glibc-2.36"] {
+            let spec = ModelSpec::parse(name).unwrap();
+            match spec.stack() {
+                Ok(Stack::MimallocGlibc(..)) => {}
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let e = ModelSpec::parse("mimalloc-2.1.2/cpython-3.11")
+            .unwrap()
+            .stack()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mimalloc over glibc"), "{e}");
+    }
 
     #[test]
     fn every_name_in_use_today_parses() {

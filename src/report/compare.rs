@@ -28,6 +28,29 @@ fn kib(b: u64) -> String {
     format!("{:.1}", b as f64 / 1024.0)
 }
 
+/// A model's summary row as the table and the page show it: the model, then sizes in KiB,
+/// the two fragmentations, the mmap/munmap/brk counts and the seconds (floats to 3 places).
+fn summary_cells(m: &ModelRun) -> [String; 13] {
+    [
+        m.model.clone(),
+        kib(m.peak_live),
+        kib(m.peak_mapped),
+        kib(m.peak_resident),
+        kib(m.final_live),
+        kib(m.final_mapped),
+        kib(m.final_resident),
+        format!("{:.3}", m.fragmentation_at_peak),
+        format!("{:.3}", m.fragmentation_at_end),
+        m.syscalls.mmap.to_string(),
+        m.syscalls.munmap.to_string(),
+        m.syscalls.brk.to_string(),
+        format!("{:.3}", m.seconds),
+    ]
+}
+
+/// The table's column widths after the model's, in the order of `summary_cells`.
+const SUMMARY_WIDTHS: [usize; 12] = [11, 11, 11, 11, 11, 11, 9, 9, 6, 6, 6, 8];
+
 /// Signed KiB.
 fn dkib(d: i64) -> String {
     format!("{:+.1}", d as f64 / 1024.0)
@@ -53,23 +76,12 @@ pub fn table(runs: &[TraceRun]) -> String {
             "final resid", "frag@peak", "frag@end", "mmap", "munmap", "brk", "seconds"
         );
         for m in &t.models {
-            let _ = writeln!(
-                o,
-                "  {:w$}  {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9.3} {:>9.3} {:>6} {:>6} {:>6} {:>8.3}",
-                m.model,
-                kib(m.peak_live),
-                kib(m.peak_mapped),
-                kib(m.peak_resident),
-                kib(m.final_live),
-                kib(m.final_mapped),
-                kib(m.final_resident),
-                m.fragmentation_at_peak,
-                m.fragmentation_at_end,
-                m.syscalls.mmap,
-                m.syscalls.munmap,
-                m.syscalls.brk,
-                m.seconds
-            );
+            let cells = summary_cells(m);
+            let _ = write!(o, "  {:w$} ", cells[0]);
+            for (c, width) in cells[1..].iter().zip(SUMMARY_WIDTHS) {
+                let _ = write!(o, " {c:>width$}");
+            }
+            o.push('\n');
         }
         let _ = writeln!(
             o,
@@ -155,12 +167,10 @@ pub fn csv(runs: &[TraceRun]) -> String {
     );
     for t in runs {
         for m in &t.models {
+            let head = format!("{},{},{}", q(&t.trace), t.events, q(&m.model));
             let _ = writeln!(
                 o,
-                "{},{},{},summary,,,{},{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,",
-                q(&t.trace),
-                t.events,
-                q(&m.model),
+                "{head},summary,,,{},{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,",
                 m.peak_live,
                 m.peak_mapped,
                 m.peak_resident,
@@ -177,15 +187,8 @@ pub fn csv(runs: &[TraceRun]) -> String {
             for r in &m.markers {
                 let _ = writeln!(
                     o,
-                    "{},{},{},marker,{},{},{},{},{},,,,,,,,,,,,,,,,,,,",
-                    q(&t.trace),
-                    t.events,
-                    q(&m.model),
-                    r.size,
-                    r.event,
-                    r.live,
-                    r.mapped,
-                    r.resident
+                    "{head},marker,{},{},{},{},{},,,,,,,,,,,,,,,,,,,",
+                    r.size, r.event, r.live, r.mapped, r.resident
                 );
             }
             for (row, w) in [
@@ -303,23 +306,12 @@ pub fn html(runs: &[TraceRun]) -> String {
     for t in runs {
         let _ = write!(o, "<h2>{} ({} events)</h2>\n<table><tr><th>model</th><th>peak live</th><th>peak mapped</th><th>peak resident</th><th>final live</th><th>final mapped</th><th>final resident</th><th>fragmentation at peak</th><th>at end</th><th>mmap</th><th>munmap</th><th>brk</th><th>seconds</th></tr>\n", escape(&t.trace), t.events);
         for m in &t.models {
-            let _ = writeln!(
-                o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td></tr>",
-                escape(&m.model),
-                kib(m.peak_live),
-                kib(m.peak_mapped),
-                kib(m.peak_resident),
-                kib(m.final_live),
-                kib(m.final_mapped),
-                kib(m.final_resident),
-                m.fragmentation_at_peak,
-                m.fragmentation_at_end,
-                m.syscalls.mmap,
-                m.syscalls.munmap,
-                m.syscalls.brk,
-                m.seconds
-            );
+            let cells = summary_cells(m);
+            let _ = write!(o, "<tr><td>{}</td>", escape(&cells[0]));
+            for c in &cells[1..] {
+                let _ = write!(o, "<td>{c}</td>");
+            }
+            o.push_str("</tr>\n");
         }
         o.push_str("</table>\n");
         if t.models.iter().any(|m| !m.markers.is_empty()) {

@@ -4,14 +4,14 @@
 //! ```text
 //!   drive ──> AtPoint { Pymalloc3Check } ──Stop at the point──> model.debug_malloc_stats()
 //!                 └─ Diverged before it: an error (the statistics would not be CPython's)
-//!   drive ──> MiAtPoint { MimallocCheck } ──Stop──> the mimalloc section of CPython 3.13's
+//!   drive ──> AtPoint { MimallocCheck } ──Stop──> the mimalloc section of CPython 3.13's
 //!             _PyObject_DebugMallocStats (a CPython 3.13 mimalloc recording)
 //! ```
 
 use crate::check::mimalloc::{self, MimallocCheck};
 pub use crate::check::pymalloc3::StatsAt;
 use crate::check::pymalloc3::{model_for, Pymalloc3Check};
-use crate::check::CheckOptions;
+use crate::check::{CheckOptions, Divergence};
 use crate::mimalloc::MiStats;
 use crate::replay::pymalloc::request_size;
 use crate::replay::Addresses;
@@ -22,35 +22,98 @@ use crate::trace::Event;
 use crate::trace::{Format, Opened};
 use std::path::Path;
 
-/// True when event `index` is the point `at`.
-fn is_at(at: StatsAt, index: u64, ev: &Event) -> bool {
-    {
-        match at {
-            StatsAt::Event(n) => index == n,
-            StatsAt::Marker(size) => request_size(&ev.kind) == Some(size),
-        }
+/// A check `pyalloc stats` can stop at a point of its recording.
+trait StatsCheck: Replay {
+    /// The event number to report when event `index` (as `drive` counts, just stepped) is
+    /// the point `at`; `None` when it is not.
+    fn at_point(&self, at: StatsAt, index: u64, ev: &Event) -> Option<u64>;
+    /// What the check says of `addr` when the replay fails there (nothing by default).
+    fn explain_at(&mut self, _addr: crate::addr::Addr) -> Option<String> {
+        None
     }
 }
 
-/// The check, stopped at the point asked for.
-struct AtPoint {
-    check: Pymalloc3Check, // the model, held to the recording
-    at: StatsAt,           // where to stop
-    reached: Option<u64>,  // the event index where it stopped
+impl StatsCheck for Pymalloc3Check {
+    fn at_point(&self, at: StatsAt, index: u64, ev: &Event) -> Option<u64> {
+        let hit = match at {
+            StatsAt::Event(n) => index == n,
+            StatsAt::Marker(size) => request_size(&ev.kind) == Some(size),
+        };
+        hit.then_some(index)
+    }
 }
 
-impl Replay for AtPoint {
+/// Event numbers count the OS lines, as the mimalloc check's do.
+impl StatsCheck for MimallocCheck {
+    fn at_point(&self, at: StatsAt, index: u64, ev: &Event) -> Option<u64> {
+        let n = index + self.os_lines();
+        let hit = match at {
+            StatsAt::Event(e) => n >= e,
+            StatsAt::Marker(size) => request_size(&ev.kind) == Some(size),
+        };
+        hit.then_some(n)
+    }
+    fn explain_at(&mut self, addr: crate::addr::Addr) -> Option<String> {
+        self.explain(addr)
+    }
+}
+
+/// The event number where a stats replay stopped, or why the statistics there cannot be
+/// shown: the model diverged before the point (they would not be CPython's), or the
+/// recording's `events` never reached it.
+fn point_reached(
+    path: &Path,
+    at: StatsAt,
+    divergence: Option<&Divergence>,
+    reached: Option<u64>,
+    events: u64,
+) -> Result<u64, ReplayError> {
+    if let Some(dv) = divergence {
+        return Err(ReplayError::Unsupported(format!(
+            "{}: the model diverged from the recording at event {} (line {}) before the point asked for: {}",
+            path.display(),
+            dv.event,
+            dv.line,
+            dv.why
+        )));
+    }
+    reached.ok_or_else(|| {
+        let what = match at {
+            StatsAt::Event(n) => format!("no event {n}"),
+            StatsAt::Marker(s) => format!("no top-level O/M request of {s} bytes"),
+        };
+        ReplayError::Unsupported(format!(
+            "{}: {what} among its {} events",
+            path.display(),
+            events
+        ))
+    })
+}
+
+/// A check, stopped at the point asked for.
+struct AtPoint<C> {
+    check: C,             // the model, held to the recording
+    at: StatsAt,          // where to stop
+    reached: Option<u64>, // the event number where it stopped
+}
+
+impl<C: StatsCheck> Replay for AtPoint<C> {
     #[inline]
     fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
         let flow = self.check.step(index, ev)?;
-        if flow != Flow::Stop && is_at(self.at, index, ev) {
-            self.reached = Some(index);
-            return Ok(Flow::Stop);
+        if flow != Flow::Stop {
+            if let Some(n) = self.check.at_point(self.at, index, ev) {
+                self.reached = Some(n);
+                return Ok(Flow::Stop);
+            }
         }
         Ok(flow)
     }
     fn keep_going(&mut self, err: EventError) {
         self.check.keep_going(err);
+    }
+    fn explain(&mut self, addr: crate::addr::Addr) -> Option<String> {
+        self.check.explain_at(addr)
     }
 }
 
@@ -96,58 +159,9 @@ fn stats_at_py3(
     let mut drive_opts = opts.drive(&label);
     drive_opts.keep_going = own;
     let d = drive(&mut src, &mut a, &drive_opts)?;
-    if let Some(dv) = a.check.report().first_divergence.as_ref().filter(|_| !own) {
-        return Err(ReplayError::Unsupported(format!(
-            "{}: the model diverged from the recording at event {} (line {}) before the point asked for: {}",
-            path.display(),
-            dv.event,
-            dv.line,
-            dv.why
-        )));
-    }
-    let i = a.reached.ok_or_else(|| {
-        let what = match at {
-            StatsAt::Event(n) => format!("no event {n}"),
-            StatsAt::Marker(s) => format!("no top-level O/M request of {s} bytes"),
-        };
-        ReplayError::Unsupported(format!(
-            "{}: {what} among its {} events",
-            path.display(),
-            d.events
-        ))
-    })?;
+    let divergence = a.check.report().first_divergence.as_ref().filter(|_| !own);
+    let i = point_reached(path, at, divergence, a.reached, d.events)?;
     Ok((i, a.check.replayer().model().debug_malloc_stats().render()))
-}
-
-/// The mimalloc check, stopped at the point asked for (event numbers count the OS lines,
-/// as the check's do).
-struct MiAtPoint {
-    check: MimallocCheck, // the model, held to the recording
-    at: StatsAt,          // where to stop
-    reached: Option<u64>, // the event number where it stopped
-}
-
-impl Replay for MiAtPoint {
-    #[inline]
-    fn step(&mut self, index: u64, ev: &Event) -> Result<Flow, Cause> {
-        let flow = self.check.step(index, ev)?;
-        let n = index + self.check.os_lines();
-        let hit = match self.at {
-            StatsAt::Event(e) => n >= e,
-            StatsAt::Marker(size) => request_size(&ev.kind) == Some(size),
-        };
-        if flow != Flow::Stop && hit {
-            self.reached = Some(n);
-            return Ok(Flow::Stop);
-        }
-        Ok(flow)
-    }
-    fn keep_going(&mut self, err: EventError) {
-        self.check.keep_going(err);
-    }
-    fn explain(&mut self, addr: crate::addr::Addr) -> Option<String> {
-        self.check.explain(addr)
-    }
 }
 
 /// `pyalloc stats` of a CPython 3.13 mimalloc recording: the section CPython 3.13's
@@ -165,7 +179,7 @@ fn stats_at_mimalloc(
     if let StatsAt::Marker(size) = at {
         check.replayer_mut().add_stats_size(size);
     }
-    let mut a = MiAtPoint {
+    let mut a = AtPoint {
         check,
         at,
         reached: None,
@@ -176,26 +190,14 @@ fn stats_at_mimalloc(
         ..opts.drive(&label)
     };
     let d = drive(&mut src, &mut a, &drive_opts).map_err(|e| a.check.renumber(e))?;
-    if let Some(dv) = a.check.report().first_divergence.as_ref() {
-        return Err(ReplayError::Unsupported(format!(
-            "{}: the model diverged from the recording at event {} (line {}) before the point asked for: {}",
-            path.display(),
-            dv.event,
-            dv.line,
-            dv.why
-        )));
-    }
-    let i = a.reached.ok_or_else(|| {
-        let what = match at {
-            StatsAt::Event(n) => format!("no event {n}"),
-            StatsAt::Marker(s) => format!("no top-level O/M request of {s} bytes"),
-        };
-        ReplayError::Unsupported(format!(
-            "{}: {what} among its {} events",
-            path.display(),
-            d.events + a.check.os_lines()
-        ))
-    })?;
+    let events = d.events + a.check.os_lines();
+    let i = point_reached(
+        path,
+        at,
+        a.check.report().first_divergence.as_ref(),
+        a.reached,
+        events,
+    )?;
     let rp = a.check.replayer_mut();
     let s = match (at, rp.markers().last()) {
         (StatsAt::Marker(_), Some(&(_, s))) => s,

@@ -239,7 +239,8 @@ fn domain(s: &str) -> Result<Domain, String> {
 /// # Errors
 /// What is wrong with it, in words.
 pub fn parse_line(text: &str, line: u64) -> Result<MiLine, String> {
-    if let Some(at) = text.find(" @") {
+    if let Some(at) = text.find('@').filter(|&i| text[..i].ends_with(' ')) {
+        let at = at - 1;
         return Err(format!(
             "a call from thread {} (only one-thread recordings are modelled)",
             &text[at + 2..]
@@ -433,30 +434,41 @@ impl MimallocReader {
     /// A malformed line (with its number and text), a truncated or corrupt file.
     pub fn next_line(&mut self) -> Result<Option<MiLine>, TraceError> {
         loop {
-            let (text, line) = match self.pending.take() {
-                Some(t) => (t, self.lines.line_number()),
+            // the line is parsed where the reader holds it: no copy unless it is kept
+            // (a lossless copy asked) or refused
+            let pending = self.pending.take();
+            let text: &str = match &pending {
+                Some(t) => t,
                 None => match self.lines.next_line()? {
-                    Some(t) => (t.to_string(), self.lines.line_number()),
+                    Some(t) => t,
                     None => return Ok(None),
                 },
             };
-            if text.is_empty() || text.starts_with('#') {
+            let parsed = (!(text.is_empty() || text.starts_with('#'))).then(|| parse_line(text, 0));
+            let owned = match &parsed {
+                Some(Ok(MiLine::Event(_))) => None,
+                _ => Some(text.to_string()),
+            };
+            let line = self.lines.line_number();
+            let owned = || owned.unwrap_or_default();
+            let Some(parsed) = parsed else {
                 self.comments += 1;
-                self.text.push(line, || text);
+                self.text.push(line, owned);
                 continue;
-            }
-            return match parse_line(&text, line) {
+            };
+            return match parsed {
                 Ok(l) => {
+                    let l = with_line(l, line);
                     if matches!(l, MiLine::Os(_)) {
                         self.os_lines += 1;
-                        self.text.push(line, || text);
+                        self.text.push(line, owned);
                     }
                     Ok(Some(l))
                 }
                 Err(why) => Err(TraceError::Parse {
                     path: self.lines.path().to_path_buf(),
                     line,
-                    text,
+                    text: owned(),
                     why,
                 }),
             };
@@ -466,6 +478,20 @@ impl MimallocReader {
     /// The file.
     pub fn path(&self) -> &Path {
         self.lines.path()
+    }
+}
+
+/// `l` with its line number set.
+fn with_line(l: MiLine, line: u64) -> MiLine {
+    match l {
+        MiLine::Event(mut e) => {
+            e.line = line;
+            MiLine::Event(e)
+        }
+        MiLine::Os(mut o) => {
+            o.line = line;
+            MiLine::Os(o)
+        }
     }
 }
 

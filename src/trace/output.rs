@@ -264,6 +264,16 @@ pub struct TraceFile {
 /// `OutputIsInput` when `path` is `opts.input`; the temporary file cannot be created or
 /// the header written.
 pub fn create(path: &Path, header: &TraceHeader, opts: &Create) -> Result<TraceFile, TraceError> {
+    if path.as_os_str() == "-" {
+        // `-` reads standard input; an output is a file renamed into place when complete
+        return Err(TraceError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::other(
+                "an output is written to a file (through a temporary file renamed into place \
+                 when complete), not to standard output: give a file name",
+            ),
+        });
+    }
     if let Some(input) = &opts.input {
         refuse_input(path, input)?;
     }

@@ -298,21 +298,29 @@ impl Glibc {
     }
 
     /// `MAYBE_INIT_TCACHE`: carves the tcache_perthread_struct on first use.
-    #[inline]
+    #[inline(always)]
     fn maybe_init_tcache(&mut self) -> Result<(), AllocError> {
-        if !self.tcache_inited {
-            let nb = self.params.tcache_struct_chunk;
-            match self.int_malloc(nb)? {
-                Out::Chunk(c) => {
-                    self.heap.m(c).set_state(State::InUse);
-                    // tcache_init: memset (tcache, 0, sizeof (tcache_perthread_struct))
-                    let mem = self.mem(c);
-                    self.wrote(mem - self.params.size_sz, nb - self.params.size_sz);
-                }
-                Out::Mapped(_) => {}
-            }
-            self.tcache_inited = true;
+        if self.tcache_inited {
+            return Ok(());
         }
+        self.tcache_init()
+    }
+
+    /// `tcache_init`: the first malloc or free of the thread.
+    #[cold]
+    #[inline(never)]
+    fn tcache_init(&mut self) -> Result<(), AllocError> {
+        let nb = self.params.tcache_struct_chunk;
+        match self.int_malloc(nb)? {
+            Out::Chunk(c) => {
+                self.heap.m(c).set_state(State::InUse);
+                // memset (tcache, 0, sizeof (tcache_perthread_struct))
+                let mem = self.mem(c);
+                self.wrote(mem - self.params.size_sz, nb - self.params.size_sz);
+            }
+            Out::Mapped(_) => {}
+        }
+        self.tcache_inited = true;
         Ok(())
     }
 
