@@ -9,7 +9,7 @@
 
 use pyalloc::replay::Flow;
 use pyalloc::report::teach::view::{build, page};
-use pyalloc::report::teach::{explain_in_walk, write_atomic, At, Walk};
+use pyalloc::report::teach::{explain_in_walk, write_atomic, At, Residency, Walk};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -113,7 +113,7 @@ impl Session {
 fn model_at(trace: &Path, events: &[u64]) -> BTreeMap<u64, BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
     let last = events.iter().copied().max().unwrap_or(0);
-    Walk::replay(trace, None, false, |walk, s| {
+    Walk::replay(trace, None, false, Residency::Untracked, |walk, s| {
         let e = s.index;
         if !events.contains(&e) {
             return if e >= last { Flow::Stop } else { Flow::Next };

@@ -18,7 +18,7 @@
 //! `data-live-blocks` and `data-arenas` on `<body>` equal `Σ num pools`,
 //! `Σ blocks in use` and the current arenas of `pyalloc stats --at E`.
 
-use super::walk::{Blocks, Change, Stepped, Walk};
+use super::walk::{Blocks, Change, Residency, Stepped, Walk};
 use crate::alloc::Allocator;
 use crate::pymalloc::PymallocParams;
 use crate::replay::pymalloc::ReplayModel;
@@ -128,7 +128,7 @@ pub fn build(
     progress: bool,
 ) -> Result<ViewData, CheckError> {
     gather(markers, |each| {
-        let mut walk = Walk::replay_tracking(path, model, progress, |walk, s| {
+        let mut walk = Walk::replay(path, model, progress, Residency::Tracked, |walk, s| {
             let resident = walk.resident();
             each(walk.model_mut(), s, resident);
             Flow::Next

@@ -216,6 +216,17 @@ impl At {
     }
 }
 
+/// Whether a [`Walk`] keeps page residency (pages pymalloc or the program wrote, not
+/// given back by an unmap: what `pyalloc compare` calls resident). Off, the replay costs
+/// what `check` costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residency {
+    /// No page table: [`Walk::resident`] stays 0.
+    Untracked,
+    /// Pages tracked from the first event.
+    Tracked,
+}
+
 /// A CPython 3 recording's state as the driver replays it through pymalloc: the model
 /// and, for every block, its last event.
 pub struct Walk {
@@ -249,7 +260,9 @@ impl<F: FnMut(&mut Walk, &Stepped) -> Flow> Replay for Walking<'_, F> {
 impl Walk {
     /// Replays the CPython 3 recording at `path` with the model its header names (or
     /// `model`) through the driver, handing every step to `f` until it says
-    /// [`Flow::Stop`] or the trace ends; returns the state reached.
+    /// [`Flow::Stop`] or the trace ends; returns the state reached. With
+    /// [`Residency::Tracked`], page residency is kept from the first event
+    /// ([`resident`](Self::resident)).
     ///
     /// # Errors
     /// The trace cannot be read, no preset answers to the model name, the model refuses a
@@ -258,13 +271,16 @@ impl Walk {
         path: &Path,
         model: Option<String>,
         progress: bool,
+        residency: Residency,
         f: impl FnMut(&mut Walk, &Stepped) -> Flow,
     ) -> Result<Walk, CheckError> {
         let mut reader = Pymalloc3Reader::open(path)?;
-        Walk::replay_reader(&mut reader, &path.display().to_string(), model, progress, f)
+        let name = path.display().to_string();
+        Walk::replay_reader_with(&mut reader, &name, model, progress, residency, f)
     }
 
-    /// [`replay`](Self::replay) of an opened CPython 3 event stream named `name`.
+    /// [`replay`](Self::replay) of an opened CPython 3 event stream named `name`, without
+    /// residency.
     ///
     /// # Errors
     /// As [`replay`](Self::replay).
@@ -275,24 +291,7 @@ impl Walk {
         progress: bool,
         f: impl FnMut(&mut Walk, &Stepped) -> Flow,
     ) -> Result<Walk, CheckError> {
-        Walk::replay_reader_with(reader, name, model, progress, false, f)
-    }
-
-    /// [`replay`](Self::replay) with page residency tracked from the first event
-    /// ([`resident`](Self::resident): pages of the arenas pymalloc or the program wrote,
-    /// not given back by an unmap — what `pyalloc compare` calls resident).
-    ///
-    /// # Errors
-    /// As [`replay`](Self::replay).
-    pub fn replay_tracking(
-        path: &Path,
-        model: Option<String>,
-        progress: bool,
-        f: impl FnMut(&mut Walk, &Stepped) -> Flow,
-    ) -> Result<Walk, CheckError> {
-        let mut reader = Pymalloc3Reader::open(path)?;
-        let name = path.display().to_string();
-        Walk::replay_reader_with(&mut reader, &name, model, progress, true, f)
+        Walk::replay_reader_with(reader, name, model, progress, Residency::Untracked, f)
     }
 
     fn replay_reader_with(
@@ -300,7 +299,7 @@ impl Walk {
         name: &str,
         model: Option<String>,
         progress: bool,
-        residency: bool,
+        residency: Residency,
         f: impl FnMut(&mut Walk, &Stepped) -> Flow,
     ) -> Result<Walk, CheckError> {
         let mut src = Source::new(reader)?;
@@ -317,7 +316,7 @@ impl Walk {
             name: name.to_string(),
             diverged: None,
         };
-        if residency {
+        if residency == Residency::Tracked {
             let m = walk.rp.model_mut();
             m.source_mut().track_residency();
             m.track_residency();
@@ -407,7 +406,7 @@ impl Walk {
     }
 
     /// Bytes of the arenas' pages written and not given back (0 unless the walk tracks
-    /// residency: [`replay_tracking`](Self::replay_tracking)).
+    /// residency: [`replay`](Self::replay) with [`Residency::Tracked`]).
     pub fn resident(&mut self) -> u64 {
         use crate::pymalloc::ArenaSource;
         self.rp
@@ -700,7 +699,10 @@ mod tests {
     fn resident_counts_the_pages_of_the_blocks_handed_out() {
         let mut r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
         let mut w =
-            Walk::replay_reader_with(&mut r, "t", None, false, true, |_, _| Flow::Next).unwrap();
+            Walk::replay_reader_with(&mut r, "t", None, false, Residency::Tracked, |_, _| {
+                Flow::Next
+            })
+            .unwrap();
         // the pages of the small O blocks the recording shows (their pool headers and the
         // links threaded one block ahead lie in the same pages)
         let pages: std::collections::BTreeSet<u64> = TEXT
