@@ -24,6 +24,7 @@ use crate::pymalloc::PymallocParams;
 use crate::replay::pymalloc::ReplayModel;
 use crate::replay::Flow;
 use crate::replay::ReplayError as CheckError;
+use crate::trace::pymalloc3::Pymalloc3Reader;
 use crate::trace::EventKind;
 use base64::Engine;
 use serde::Serialize;
@@ -128,7 +129,10 @@ pub fn build(
     progress: bool,
 ) -> Result<ViewData, CheckError> {
     gather(markers, |each| {
-        let mut walk = Walk::replay(path, model, progress, Residency::Tracked, |walk, s| {
+        let mut reader = Pymalloc3Reader::open(path)?;
+        let name = path.display().to_string();
+        let tracked = Residency::Tracked;
+        let mut walk = Walk::replay(&mut reader, &name, model, progress, tracked, |walk, s| {
             let resident = walk.resident();
             each(walk.model_mut(), s, resident);
             Flow::Next
