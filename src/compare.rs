@@ -19,6 +19,7 @@
 
 use crate::addr::Addr;
 use crate::error::AllocError;
+use crate::replay::pages::PageIndex;
 use crate::replay::{
     drive, Cause, DriveOptions, EventError, Flow, ModelSpec, Replay, ReplayError, Source,
 };
@@ -27,7 +28,6 @@ use crate::trace::{open::open, Domain, Event, EventKind, TraceError};
 use crate::vm::Syscalls;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -222,42 +222,19 @@ const GRANULES: usize = 1 << 13;
 /// Addresses that are not 8-aligned (only a malformed trace has them) go to `odd`.
 /// Invariant: `get(a) == Some(id) ⇔ the last insert(a, id) was not followed by take(a)`.
 struct IdTable {
-    pages: HashMap<u64, u32, BuildHasherDefault<PageHasher>>, // page number -> index into `slots`
-    slots: Vec<Box<[u32]>>,                                   // GRANULES slots each
-    cache: Vec<(u64, u32)>, // recent pages (page number + 1, index), by page number mod CACHE
-    odd: HashMap<u64, u32>, // addresses that are not 8-aligned
+    pages: PageIndex<CACHE>, // page number -> index into `slots`
+    slots: Vec<Box<[u32]>>,  // GRANULES slots each
+    odd: HashMap<u64, u32>,  // addresses that are not 8-aligned
 }
 
 /// Entries of [`IdTable`]'s page cache (a power of two): 16 MiB of address space.
 const CACHE: usize = 256;
 
-/// A hasher for page numbers: one multiply and a fold (the pages of one heap are
-/// consecutive numbers, which SipHash would spend ten times as long on).
-#[derive(Default)]
-struct PageHasher(u64);
-
-impl std::hash::Hasher for PageHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, v: u64) {
-        let h = v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.0 = h ^ (h >> 32);
-    }
-}
-
 impl Default for IdTable {
     fn default() -> Self {
         IdTable {
-            pages: HashMap::default(),
+            pages: PageIndex::default(),
             slots: Vec::new(),
-            cache: vec![(0, 0); CACHE],
             odd: HashMap::new(),
         }
     }
@@ -266,19 +243,11 @@ impl Default for IdTable {
 impl IdTable {
     #[inline(always)]
     fn slot(&mut self, a: u64) -> &mut u32 {
-        let page = a >> 16;
-        let c = (page as usize) & (CACHE - 1);
-        let i = if self.cache[c].0 == page + 1 {
-            self.cache[c].1
-        } else {
-            let n = self.slots.len() as u32;
-            let i = *self.pages.entry(page).or_insert(n);
-            if i == n {
-                self.slots.push(vec![0; GRANULES].into_boxed_slice());
-            }
-            self.cache[c] = (page + 1, i);
-            i
-        };
+        let n = self.slots.len() as u32;
+        let i = self.pages.get_or_insert(a >> 16, n);
+        if i == n {
+            self.slots.push(vec![0; GRANULES].into_boxed_slice());
+        }
         &mut self.slots[i as usize][((a & 0xffff) >> 3) as usize]
     }
 
@@ -698,15 +667,15 @@ fn translate(
         Domain::Raw | Domain::Libc => Some(Route::System),
         Domain::RawNested => None,
     };
+    // the route of a call about block `a`: none for a nested call (the model's business)
+    // or a NULL block (a failed call, free(NULL): nothing changed)
+    let routed = |d: Domain, a: Addr| route(d).filter(|_| !a.is_null());
     let mut request = 0u64;
     let op = match e.kind {
         EventKind::Malloc { domain, size, addr } => {
-            let Some(route) = route(domain) else {
+            let Some(route) = routed(domain, addr) else {
                 return Ok(None);
             };
-            if addr.is_null() {
-                return Ok(None);
-            }
             request = size;
             Op::Malloc {
                 route,
@@ -728,12 +697,9 @@ fn translate(
             elsize,
             addr,
         } => {
-            let Some(route) = route(domain) else {
+            let Some(route) = routed(domain, addr) else {
                 return Ok(None);
             };
-            if addr.is_null() {
-                return Ok(None);
-            }
             request = nelem.saturating_mul(elsize);
             Op::Calloc {
                 route,
@@ -759,12 +725,9 @@ fn translate(
             }
         }
         EventKind::Free { domain, addr } => {
-            let Some(route) = route(domain) else {
+            let Some(route) = routed(domain, addr) else {
                 return Ok(None);
             };
-            if addr.is_null() {
-                return Ok(None);
-            }
             match tr.dies(addr) {
                 Some(id) => Op::Free { route, id },
                 // a raw block the recording missed (the driver counts it): nothing to free

@@ -18,6 +18,7 @@
 //! has not unmapped.
 
 use super::error::Cause;
+use super::pages::PageIndex;
 use crate::addr::Addr;
 use crate::trace::{Domain, Event, EventKind};
 use std::collections::{HashMap, HashSet};
@@ -58,9 +59,8 @@ pub(crate) type AddrSet = HashSet<u64, BuildHasherDefault<AddrHasher>>;
 /// addresses (only a malformed trace has them) are kept exactly in `odd`.
 #[derive(Default)]
 struct LiveSet {
-    pages: AddrMap<u32>,     // dense page number -> index into `bits`
+    pages: PageIndex<16>,    // dense page number -> index into `bits`
     bits: Vec<[u64; 128]>,   // 8192 granules of 8 bytes: 64 KiB each
-    cache: [(u64, u32); 16], // recent dense pages (page number + 1, index), by page mod 16
     sparse: AddrMap<Sparse>, // page number -> its addresses, while fewer than DENSE
     odd: AddrSet,            // addresses that are not 8-aligned
 }
@@ -79,15 +79,7 @@ impl LiveSet {
     /// The bit of `a` when its page is dense: (index into `bits`, word, mask).
     #[inline(always)]
     fn slot(&mut self, a: u64) -> Option<(usize, usize, u64)> {
-        let page = a >> 16;
-        let c = (page & 15) as usize;
-        let i = if self.cache[c].0 == page + 1 {
-            self.cache[c].1
-        } else {
-            let i = *self.pages.get(&page)?;
-            self.cache[c] = (page + 1, i);
-            i
-        };
+        let i = self.pages.get(a >> 16)?;
         let g = (a & 0xffff) >> 3;
         Some((i as usize, (g >> 6) as usize, 1u64 << (g & 63)))
     }

@@ -36,6 +36,7 @@ mod live;
 mod mapped;
 pub mod mimalloc;
 pub mod model;
+pub(crate) mod pages;
 pub mod pinned;
 pub mod pymalloc;
 pub mod source;
