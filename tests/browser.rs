@@ -9,7 +9,8 @@
 
 use pyalloc::replay::Flow;
 use pyalloc::report::teach::view::{build, page};
-use pyalloc::report::teach::{explain_in_walk, write_atomic, At, Walk};
+use pyalloc::report::teach::{explain_in_walk, write_atomic, At, Residency, Walk};
+use pyalloc::trace::pymalloc3::Pymalloc3Reader;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -113,33 +114,42 @@ impl Session {
 fn model_at(trace: &Path, events: &[u64]) -> BTreeMap<u64, BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
     let last = events.iter().copied().max().unwrap_or(0);
-    Walk::replay(trace, None, false, |walk, s| {
-        let e = s.index;
-        if !events.contains(&e) {
-            return if e >= last { Flow::Stop } else { Flow::Next };
-        }
-        let s = walk.model().debug_malloc_stats();
-        out.insert(
-            e,
-            BTreeMap::from([
-                ("event".to_string(), e),
-                ("arenas".to_string(), s.arenas_current),
-                (
-                    "used_pools".to_string(),
-                    s.classes.iter().map(|c| c.2).sum(),
-                ),
-                (
-                    "live_blocks".to_string(),
-                    s.classes.iter().map(|c| c.3).sum(),
-                ),
-            ]),
-        );
-        if e >= last {
-            Flow::Stop
-        } else {
-            Flow::Next
-        }
-    })
+    let mut reader = Pymalloc3Reader::open(trace).unwrap();
+    let name = trace.display().to_string();
+    Walk::replay(
+        &mut reader,
+        &name,
+        None,
+        false,
+        Residency::Untracked,
+        |walk, s| {
+            let e = s.index;
+            if !events.contains(&e) {
+                return if e >= last { Flow::Stop } else { Flow::Next };
+            }
+            let s = walk.model().debug_malloc_stats();
+            out.insert(
+                e,
+                BTreeMap::from([
+                    ("event".to_string(), e),
+                    ("arenas".to_string(), s.arenas_current),
+                    (
+                        "used_pools".to_string(),
+                        s.classes.iter().map(|c| c.2).sum(),
+                    ),
+                    (
+                        "live_blocks".to_string(),
+                        s.classes.iter().map(|c| c.3).sum(),
+                    ),
+                ]),
+            );
+            if e >= last {
+                Flow::Stop
+            } else {
+                Flow::Next
+            }
+        },
+    )
     .unwrap();
     out
 }

@@ -272,6 +272,17 @@ impl CheckReport {
     }
 }
 
+/// What a keep-going check records for an event the driver could not replay: the error,
+/// then the context of the model's last refusal (taken, so it is said once).
+pub(crate) fn refusal_reason(err: &crate::replay::EventError, context: &mut String) -> String {
+    let context = std::mem::take(context);
+    if context.is_empty() {
+        err.source.to_string()
+    } else {
+        format!("{}; {context}", err.source)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

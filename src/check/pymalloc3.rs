@@ -144,12 +144,7 @@ impl Replay for Pymalloc3Check {
     }
 
     fn keep_going(&mut self, err: EventError) {
-        let context = std::mem::take(&mut self.refused_why);
-        let why = if context.is_empty() {
-            err.source.to_string()
-        } else {
-            format!("{}; {context}", err.source)
-        };
+        let why = super::refusal_reason(&err, &mut self.refused_why);
         self.report.diverge(err.event, err.line, 0, 0, why);
     }
 

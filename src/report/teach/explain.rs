@@ -209,44 +209,32 @@ pub fn explain_in_walk(walk: &mut Walk, addr: Addr, at_event: u64) -> Explanatio
     let bytes = params.class_size(szidx);
     let off = addr.0 - info.pool.0;
     let overhead = params.pool_overhead();
-    if off < overhead {
-        return Explanation {
-            address: hex(addr.0),
-            layer,
-            owner_chain: chain,
-            state: "pool header".into(),
-            free_list_position: None,
-            size_class: Some(SizeClass {
-                index: szidx,
-                bytes,
-            }),
-            last_event,
-            rule,
-            at_event: Some(at_event),
-            bin: None,
-        };
-    }
-    let k = (off - overhead) / bytes;
-    let start = info.pool.0 + overhead + k * bytes;
-    chain.push(Owner {
-        kind: "block".into(),
-        index: k,
-        address: hex(start),
-        size: bytes,
-    });
-    let (_, id) = model.pool_of(addr).expect("block_info found a carved pool");
-    let free = model.free_list(id);
-    let pos = free.iter().position(|b| b.0 == start).map(|p| p as u64);
-    let state = if start != addr.0 {
-        format!("inside block {k} ({} bytes in)", addr.0 - start)
-    } else if info.live {
-        "live".into()
-    } else if pos.is_some() {
-        "free".into()
-    } else if start >= info.pool.0 + info.nextoffset as u64 {
-        "untouched (at or above nextoffset: never handed out)".into()
+    let (state, pos) = if off < overhead {
+        ("pool header".to_string(), None)
     } else {
-        "free".into()
+        let k = (off - overhead) / bytes;
+        let start = info.pool.0 + overhead + k * bytes;
+        chain.push(Owner {
+            kind: "block".into(),
+            index: k,
+            address: hex(start),
+            size: bytes,
+        });
+        let (_, id) = model.pool_of(addr).expect("block_info found a carved pool");
+        let free = model.free_list(id);
+        let pos = free.iter().position(|b| b.0 == start).map(|p| p as u64);
+        let state = if start != addr.0 {
+            format!("inside block {k} ({} bytes in)", addr.0 - start)
+        } else if info.live {
+            "live".into()
+        } else if pos.is_some() {
+            "free".into()
+        } else if start >= info.pool.0 + info.nextoffset as u64 {
+            "untouched (at or above nextoffset: never handed out)".into()
+        } else {
+            "free".into()
+        };
+        (state, pos)
     };
     Explanation {
         address: hex(addr.0),

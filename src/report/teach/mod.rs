@@ -18,6 +18,6 @@ pub mod walk;
 
 pub use explain::{explain_in_walk, explain_int, Explanation};
 pub use map::HeapPicture;
-pub use walk::{At, Rule, Walk};
+pub use walk::{At, Residency, Rule, Walk};
 
 pub use super::write_atomic;

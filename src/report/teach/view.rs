@@ -18,12 +18,13 @@
 //! `data-live-blocks` and `data-arenas` on `<body>` equal `Σ num pools`,
 //! `Σ blocks in use` and the current arenas of `pyalloc stats --at E`.
 
-use super::walk::{Blocks, Change, Stepped, Walk};
+use super::walk::{Blocks, Change, Residency, Stepped, Walk};
 use crate::alloc::Allocator;
 use crate::pymalloc::PymallocParams;
 use crate::replay::pymalloc::ReplayModel;
 use crate::replay::Flow;
 use crate::replay::ReplayError as CheckError;
+use crate::trace::pymalloc3::Pymalloc3Reader;
 use crate::trace::EventKind;
 use base64::Engine;
 use serde::Serialize;
@@ -128,7 +129,10 @@ pub fn build(
     progress: bool,
 ) -> Result<ViewData, CheckError> {
     gather(markers, |each| {
-        let mut walk = Walk::replay_tracking(path, model, progress, |walk, s| {
+        let mut reader = Pymalloc3Reader::open(path)?;
+        let name = path.display().to_string();
+        let tracked = Residency::Tracked;
+        let mut walk = Walk::replay(&mut reader, &name, model, progress, tracked, |walk, s| {
             let resident = walk.resident();
             each(walk.model_mut(), s, resident);
             Flow::Next

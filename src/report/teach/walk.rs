@@ -216,6 +216,17 @@ impl At {
     }
 }
 
+/// Whether a [`Walk`] keeps page residency (pages pymalloc or the program wrote, not
+/// given back by an unmap: what `pyalloc compare` calls resident). Off, the replay costs
+/// what `check` costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residency {
+    /// No page table: [`Walk::resident`] stays 0.
+    Untracked,
+    /// Pages tracked from the first event.
+    Tracked,
+}
+
 /// A CPython 3 recording's state as the driver replays it through pymalloc: the model
 /// and, for every block, its last event.
 pub struct Walk {
@@ -247,60 +258,21 @@ impl<F: FnMut(&mut Walk, &Stepped) -> Flow> Replay for Walking<'_, F> {
 }
 
 impl Walk {
-    /// Replays the CPython 3 recording at `path` with the model its header names (or
-    /// `model`) through the driver, handing every step to `f` until it says
-    /// [`Flow::Stop`] or the trace ends; returns the state reached.
+    /// Replays an opened CPython 3 recording (`name` for messages; open a path with
+    /// [`Pymalloc3Reader::open`]) with the model its header names (or `model`) through
+    /// the driver, handing every step to `f` until it says [`Flow::Stop`] or the trace
+    /// ends; returns the state reached. With [`Residency::Tracked`], page residency is
+    /// kept from the first event ([`resident`](Self::resident)).
     ///
     /// # Errors
     /// The trace cannot be read, no preset answers to the model name, the model refuses a
     /// request or diverges from the recording (the state shown would not be CPython's).
     pub fn replay(
-        path: &Path,
-        model: Option<String>,
-        progress: bool,
-        f: impl FnMut(&mut Walk, &Stepped) -> Flow,
-    ) -> Result<Walk, CheckError> {
-        let mut reader = Pymalloc3Reader::open(path)?;
-        Walk::replay_reader(&mut reader, &path.display().to_string(), model, progress, f)
-    }
-
-    /// [`replay`](Self::replay) of an opened CPython 3 event stream named `name`.
-    ///
-    /// # Errors
-    /// As [`replay`](Self::replay).
-    pub fn replay_reader(
         reader: &mut dyn EventReader,
         name: &str,
         model: Option<String>,
         progress: bool,
-        f: impl FnMut(&mut Walk, &Stepped) -> Flow,
-    ) -> Result<Walk, CheckError> {
-        Walk::replay_reader_with(reader, name, model, progress, false, f)
-    }
-
-    /// [`replay`](Self::replay) with page residency tracked from the first event
-    /// ([`resident`](Self::resident): pages of the arenas pymalloc or the program wrote,
-    /// not given back by an unmap — what `pyalloc compare` calls resident).
-    ///
-    /// # Errors
-    /// As [`replay`](Self::replay).
-    pub fn replay_tracking(
-        path: &Path,
-        model: Option<String>,
-        progress: bool,
-        f: impl FnMut(&mut Walk, &Stepped) -> Flow,
-    ) -> Result<Walk, CheckError> {
-        let mut reader = Pymalloc3Reader::open(path)?;
-        let name = path.display().to_string();
-        Walk::replay_reader_with(&mut reader, &name, model, progress, true, f)
-    }
-
-    fn replay_reader_with(
-        reader: &mut dyn EventReader,
-        name: &str,
-        model: Option<String>,
-        progress: bool,
-        residency: bool,
+        residency: Residency,
         f: impl FnMut(&mut Walk, &Stepped) -> Flow,
     ) -> Result<Walk, CheckError> {
         let mut src = Source::new(reader)?;
@@ -317,7 +289,7 @@ impl Walk {
             name: name.to_string(),
             diverged: None,
         };
-        if residency {
+        if residency == Residency::Tracked {
             let m = walk.rp.model_mut();
             m.source_mut().track_residency();
             m.track_residency();
@@ -363,14 +335,21 @@ impl Walk {
         at: At,
     ) -> Result<(Walk, u64), CheckError> {
         let mut reached = None;
-        let walk = Walk::replay_reader(reader, name, model, progress, |_, s| {
-            if at.hit(s.index, &s.event) {
-                reached = Some(s.index);
-                Flow::Stop
-            } else {
-                Flow::Next
-            }
-        })?;
+        let walk = Walk::replay(
+            reader,
+            name,
+            model,
+            progress,
+            Residency::Untracked,
+            |_, s| {
+                if at.hit(s.index, &s.event) {
+                    reached = Some(s.index);
+                    Flow::Stop
+                } else {
+                    Flow::Next
+                }
+            },
+        )?;
         match (reached, at) {
             (Some(i), _) => Ok((walk, i)),
             (None, At::End) if walk.events > 0 => {
@@ -407,7 +386,7 @@ impl Walk {
     }
 
     /// Bytes of the arenas' pages written and not given back (0 unless the walk tracks
-    /// residency: [`replay_tracking`](Self::replay_tracking)).
+    /// residency: [`replay`](Self::replay) with [`Residency::Tracked`]).
     pub fn resident(&mut self) -> u64 {
         use crate::pymalloc::ArenaSource;
         self.rp
@@ -655,7 +634,7 @@ mod tests {
 
     fn walk(f: impl FnMut(&mut Walk, &Stepped) -> Flow) -> Result<Walk, CheckError> {
         let mut r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
-        Walk::replay_reader(&mut r, "t", None, false, f)
+        Walk::replay(&mut r, "t", None, false, Residency::Untracked, f)
     }
 
     fn to(at: At) -> Result<(Walk, u64), CheckError> {
@@ -699,8 +678,10 @@ mod tests {
     #[test]
     fn resident_counts_the_pages_of_the_blocks_handed_out() {
         let mut r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
-        let mut w =
-            Walk::replay_reader_with(&mut r, "t", None, false, true, |_, _| Flow::Next).unwrap();
+        let mut w = Walk::replay(&mut r, "t", None, false, Residency::Tracked, |_, _| {
+            Flow::Next
+        })
+        .unwrap();
         // the pages of the small O blocks the recording shows (their pool headers and the
         // links threaded one block ahead lie in the same pages)
         let pages: std::collections::BTreeSet<u64> = TEXT
@@ -712,7 +693,10 @@ mod tests {
             .collect();
         assert_eq!(w.resident(), pages.len() as u64 * 4096);
         let mut r = Pymalloc3Reader::from_text("t", TEXT).unwrap();
-        let mut w = Walk::replay_reader(&mut r, "t", None, false, |_, _| Flow::Next).unwrap();
+        let mut w = Walk::replay(&mut r, "t", None, false, Residency::Untracked, |_, _| {
+            Flow::Next
+        })
+        .unwrap();
         assert_eq!(w.resident(), 0, "not tracked");
     }
 
@@ -730,9 +714,11 @@ mod tests {
         let mut r =
             Pymalloc3Reader::from_text("t", &format!("{TEXT}f O 7fff77500070\nf O 7fff77500070\n"))
                 .unwrap();
-        let e = Walk::replay_reader(&mut r, "t", None, false, |_, _| Flow::Next)
-            .err()
-            .unwrap();
+        let e = Walk::replay(&mut r, "t", None, false, Residency::Untracked, |_, _| {
+            Flow::Next
+        })
+        .err()
+        .unwrap();
         assert!(
             matches!(e, CheckError::Event(ref ev) if ev.event == 12 && ev.line == 15),
             "{e}"
