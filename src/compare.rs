@@ -23,9 +23,9 @@ use crate::replay::pages::PageIndex;
 use crate::replay::{
     drive, Cause, DriveOptions, EventError, Flow, ModelSpec, Replay, ReplayError, Source,
 };
-use crate::stack::{Route, Stack};
+use crate::stack::{Route, Stack, Waste};
 use crate::trace::{open::open, Domain, Event, EventKind, TraceError};
-use crate::vm::Syscalls;
+use crate::vm::{ProcessLayout, Syscalls};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -96,8 +96,7 @@ pub struct ModelRun {
     pub final_resident: u64,
     /// `resident / live - 1` when live was at its peak (first reached).
     pub fragmentation_at_peak: f64,
-    /// `resident / live - 1` at the end (0 when nothing is live).
-    #[serde(skip)]
+    /// `resident / live - 1` at the end (0 when nothing is live). Added field.
     pub fragmentation_at_end: f64,
     /// System calls made.
     pub syscalls: Syscalls,
@@ -105,9 +104,34 @@ pub struct ModelRun {
     pub seconds: f64,
     /// A row per marker request.
     pub markers: Vec<MarkerRow>,
+    /// Mapped bytes by cause near peak live (added field): taken before the first call that
+    /// lowers live after a new peak, unless live is within 1/32 of the last such moment,
+    /// so its `live` is within 1/32 of `peak_live` (exact when the peak was the last rise; the
+    /// walk over pools and chunks is too dear to take at every new peak).
+    pub waste_at_peak: Option<WasteAt>,
+    /// Mapped bytes by cause at the end (added field).
+    pub waste_at_end: Option<WasteAt>,
     /// Footprint samples over event time (for plots).
     #[serde(skip)]
     pub samples: Vec<Sample>,
+}
+
+/// [`Waste`] at one moment: `live + accounted == mapped` there (see [`crate::stack`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WasteAt {
+    /// Events replayed before the moment.
+    pub event: u64,
+    /// The program's live bytes then.
+    pub live: u64,
+    /// The mapped bytes then.
+    pub mapped: u64,
+    /// `rounding + headers + alignment`.
+    pub internal: u64,
+    /// `free_blocks + empty_pools + free_arenas + free_chunks`.
+    pub external: u64,
+    /// The parts.
+    #[serde(flatten)]
+    pub waste: Waste,
 }
 
 /// One trace through every model.
@@ -135,6 +159,14 @@ pub enum CompareError {
     /// A bad model name.
     #[error("{0}")]
     Model(String),
+    /// A header line the models read (`# maps:`, `# heap:`) that does not parse.
+    #[error("{path}: {message}")]
+    Header {
+        /// The trace.
+        path: String,
+        /// Which line and why.
+        message: String,
+    },
     /// The replay driver stopped: an unreadable trace, or an event the recording
     /// contradicts (a free of an address it does not hold …), with its event and line.
     #[error("{path}: {source}")]
@@ -310,6 +342,8 @@ struct Runner {
     next_sample: u64, // the event at which the next sample is taken
     seconds: f64,
     resident_at_peak: u64, // resident bytes when live first reached its peak
+    prev_live: u64,        // the program's live bytes before the step being replayed
+    peak_pending: bool,    // live rose to a new peak since the last waste snapshot
 }
 
 impl Runner {
@@ -331,12 +365,16 @@ impl Runner {
                 syscalls: Syscalls::default(),
                 seconds: 0.0,
                 markers: Vec::new(),
+                waste_at_peak: None,
+                waste_at_end: None,
                 samples: Vec::new(),
             },
             stride: 256,
             next_sample: 0,
             seconds: 0.0,
             resident_at_peak: 0,
+            prev_live: 0,
+            peak_pending: false,
         }
     }
 
@@ -401,6 +439,10 @@ impl Runner {
     fn steps(&mut self, steps: &[Step]) -> Result<(), Box<EventError>> {
         let t = Instant::now();
         for s in steps {
+            if self.peak_pending && s.live < self.prev_live {
+                self.snapshot_peak(s.event);
+            }
+            self.prev_live = s.live;
             self.apply(s.op).map_err(|e| {
                 Box::new(EventError {
                     event: s.event,
@@ -413,6 +455,7 @@ impl Runner {
             let r = &mut self.run;
             if s.live > r.peak_live {
                 r.peak_live = s.live;
+                self.peak_pending = true;
                 self.resident_at_peak = resident; // fragmentation computed once, at the end
             }
             r.peak_mapped = r.peak_mapped.max(mapped);
@@ -449,6 +492,32 @@ impl Runner {
         Ok(())
     }
 
+    /// The waste now, `event` events replayed, the program holding `live`.
+    fn waste_at(&self, event: u64, live: u64) -> WasteAt {
+        let waste = self.stack.waste(live);
+        WasteAt {
+            event,
+            live,
+            mapped: self.stack.mapped(),
+            internal: waste.internal(),
+            external: waste.external(),
+            waste,
+        }
+    }
+
+    /// Live is about to fall from a new peak: the waste now, unless within 1/32 of the
+    /// last snapshot's live (the walk costs a pass over pools and chunks).
+    fn snapshot_peak(&mut self, event: u64) {
+        self.peak_pending = false;
+        let live = self.prev_live;
+        if let Some(w) = &self.run.waste_at_peak {
+            if live - live.min(w.live) <= w.live / 32 {
+                return;
+            }
+        }
+        self.run.waste_at_peak = Some(self.waste_at(event, live));
+    }
+
     /// Keeps a sample; past twice the limit, every other one goes and the stride doubles.
     fn sample(&mut self, s: Sample) {
         let v = &mut self.run.samples;
@@ -482,6 +551,10 @@ impl Runner {
         };
         r.syscalls = self.stack.syscalls();
         r.seconds = self.seconds;
+        if self.peak_pending {
+            self.snapshot_peak(events);
+        }
+        self.run.waste_at_end = Some(self.waste_at(events, self.run.final_live));
         self.run
     }
 }
@@ -535,11 +608,25 @@ pub fn compare_trace(
         source,
     };
     let mut reader = open(Path::new(path)).map_err(terr)?;
-    let runners = models
+    let mut runners = models
         .iter()
         .map(|(n, s)| Ok(Runner::new(n, s.stack()?)))
         .collect::<Result<Vec<Runner>, crate::replay::ModelError>>()
         .map_err(|e| CompareError::Model(e.to_string()))?;
+    // a recording that says where the process's other mappings and its heap were
+    // (`# maps:`, `# heap:`): each model's process takes that shape (vm::ProcessLayout)
+    let header = reader.header();
+    let herr = |message| CompareError::Header {
+        path: path.to_string(),
+        message,
+    };
+    let layout =
+        ProcessLayout::from_header(header.get("maps"), header.get("heap")).map_err(herr)?;
+    for r in &mut runners {
+        r.stack
+            .apply_layout(&layout)
+            .map_err(|e| herr(format!("`# maps:` line: {e}")))?;
+    }
     std::thread::scope(|scope| {
         let mut txs = Vec::new();
         let mut handles = Vec::new();

@@ -27,6 +27,12 @@
 //! `mapped += arenas + OS-mapped segments`, `resident += Mimalloc::resident_bytes()` (the
 //! segment headers and every live page's blocks up to its capacity, in 4 KiB pages), and
 //! its mmap/munmap calls to glibc's.
+//!
+//! Waste by cause ([`Stack::waste`], walked from the models' state on demand):
+//! `live - outside + rounding + headers + alignment + free_blocks + empty_pools
+//!  + free_arenas + free_chunks + metadata + other_maps == mapped`, where the parts come from pymalloc's
+//! arenas ([`ArenaUse`](crate::pymalloc::stats::ArenaUse)) and glibc's chunks
+//! ([`HeapUse`](crate::sysmalloc::glibc::HeapUse)) and `mapped` from the address space.
 
 use crate::addr::Addr;
 use crate::alloc::Allocator;
@@ -36,7 +42,7 @@ use crate::platform::Platform;
 use crate::pymalloc::{Pymalloc, PymallocParams, SystemArenas};
 use crate::sysmalloc::glibc::{Glibc, GlibcParams};
 use crate::sysmalloc::Bump;
-use crate::vm::{AddressSpace, Syscalls};
+use crate::vm::{AddressSpace, ProcessLayout, Syscalls};
 
 /// Which layer a call enters at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +51,62 @@ pub enum Route {
     Object,
     /// `PyMem_Raw*`, the C library, the 2.7 int/float blocks: the system allocator.
     System,
+}
+
+/// A stack's mapped bytes by what holds them (see the module's equation). Internal waste:
+/// `rounding`, `headers`, `alignment`; external: `free_blocks`, `empty_pools`,
+/// `free_arenas`, `free_chunks`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Waste {
+    /// Size-class rounding: pymalloc's block size beyond the request, and the pool ends
+    /// no block of the class fits (obmalloc's "quantization").
+    pub rounding: u64,
+    /// pymalloc's pool headers and glibc's chunk headers of live blocks.
+    pub headers: u64,
+    /// glibc's rounding of requests to MALLOC_ALIGNMENT / MINSIZE / pages and its heap's
+    /// front gap; pymalloc's arenas that are not pool-aligned.
+    pub alignment: u64,
+    /// Free blocks in used pools.
+    pub free_blocks: u64,
+    /// Empty and never-carved pools of arenas in use.
+    pub empty_pools: u64,
+    /// Arenas with no used pool, still mapped.
+    pub free_arenas: u64,
+    /// glibc's free chunks and its top chunk.
+    pub free_chunks: u64,
+    /// The allocators' own blocks: glibc's tcache struct, pymalloc's arena vector and
+    /// radix-tree nodes (glibc blocks no program call asked for).
+    pub metadata: u64,
+    /// Mappings no allocator made (CPython's data-stack chunks).
+    pub other_maps: u64,
+    /// Live bytes held outside this address space, so not in `mapped` (`cpython-3.11`
+    /// alone: what pymalloc passes to its bump baseline); subtracted from `live` in the
+    /// equation.
+    pub outside: u64,
+}
+
+impl Waste {
+    /// Every part but `other_maps`: what the allocators' own walks account for.
+    pub fn accounted(&self) -> u64 {
+        self.rounding
+            + self.headers
+            + self.alignment
+            + self.free_blocks
+            + self.empty_pools
+            + self.free_arenas
+            + self.free_chunks
+            + self.metadata
+    }
+
+    /// Internal waste: rounding, headers, alignment.
+    pub fn internal(&self) -> u64 {
+        self.rounding + self.headers + self.alignment
+    }
+
+    /// External waste: free blocks, empty pools, free arenas, free chunks.
+    pub fn external(&self) -> u64 {
+        self.free_blocks + self.empty_pools + self.free_arenas + self.free_chunks
+    }
 }
 
 /// One process's allocators.
@@ -258,6 +320,83 @@ impl Stack {
         self.space().resident_bytes() + mi
     }
 
+    /// Puts a fresh stack in the shape of a recorded process ([`ProcessLayout`]: its
+    /// heap at the recorded break, its other mappings reserved), before any call.
+    ///
+    /// # Errors
+    /// The stack has made a call already, or the layout's mappings overlap.
+    pub fn apply_layout(&mut self, layout: &ProcessLayout) -> Result<(), AllocError> {
+        let fresh = |g: &mut Glibc| -> Result<(), AllocError> {
+            let mut vm = g.address_space().clone();
+            vm.apply_layout(layout)?;
+            g.reset(vm);
+            Ok(())
+        };
+        match self {
+            Stack::PymallocGlibc(m) => fresh(m.lower_mut()),
+            Stack::Glibc(g) => fresh(g),
+            // mimalloc maps from its own hints, apart: only glibc takes the layout
+            Stack::MimallocGlibc(_, g) => fresh(g),
+            // pymalloc alone: its arenas go around the recorded mappings; no brk heap
+            Stack::Pymalloc(m) => m.source_mut().reserve_maps(&layout.maps),
+        }
+    }
+
+    /// Waste by cause when the program holds `live` bytes (its own count: requests made
+    /// and not freed). For `cpython-3.11` alone, whose fall-through goes to a bump baseline
+    /// outside this address space, that part of `live` is `outside`.
+    pub fn waste(&self, live: u64) -> Waste {
+        let mapped = self.mapped();
+        let pymalloc = |a: crate::pymalloc::stats::ArenaUse| Waste {
+            rounding: a.allocated - a.requested + a.quantization,
+            headers: a.pool_headers,
+            alignment: a.arena_alignment,
+            free_blocks: a.available,
+            empty_pools: a.empty_pools,
+            free_arenas: a.free_arenas,
+            ..Waste::default()
+        };
+        let glibc = |w: &mut Waste, g: crate::sysmalloc::glibc::HeapUse, program: u64| {
+            w.headers += g.headers;
+            w.alignment += g.alignment;
+            w.free_chunks += g.free_chunks + g.top;
+            w.metadata += g.metadata + g.requested.saturating_sub(program);
+        };
+        let (mut w, in_space) = match self {
+            Stack::PymallocGlibc(m) => {
+                let a = m.arena_use();
+                let mut w = pymalloc(a);
+                let g = m.lower().heap_use();
+                glibc(&mut w, g, live.saturating_sub(a.requested));
+                (w, a.total + g.total)
+            }
+            Stack::Glibc(g) => {
+                let mut w = Waste::default();
+                let u = g.heap_use();
+                glibc(&mut w, u, live);
+                (w, u.total)
+            }
+            Stack::Pymalloc(m) => {
+                let a = m.arena_use();
+                let mut w = pymalloc(a);
+                w.outside = live.saturating_sub(a.requested);
+                (w, a.total)
+            }
+            // mimalloc's own overhead is not split by cause: with the data-stack chunks it
+            // is in `other_maps` (mapped - glibc's bytes - mimalloc's live bytes)
+            Stack::MimallocGlibc(m, g) => {
+                let mi_live = m.stats().live_bytes;
+                let mut w = Waste::default();
+                let u = g.heap_use();
+                glibc(&mut w, u, live.saturating_sub(mi_live));
+                (w, u.total + mi_live)
+            }
+        };
+        w.other_maps = mapped.saturating_sub(in_space);
+        w
+    }
+
+    /// The mmap / munmap / brk calls made so far.
     /// The mmap / munmap / brk calls made so far (mimalloc's with glibc's).
     pub fn syscalls(&self) -> Syscalls {
         let mut s = self.space().syscalls();
@@ -335,6 +474,83 @@ mod tests {
         let before = s.resident();
         s.free(Route::Object, small).unwrap(); // the arena is the last one: 3.11 keeps it
         assert_eq!(s.resident(), before);
+    }
+
+    /// A small generated program (pymalloc blocks of every class, glibc blocks, big
+    /// mmapped ones, frees that empty pools and whole arenas), on every stack: after every
+    /// step, the walks account for every mapped byte: `live + accounted == mapped`.
+    #[test]
+    fn waste_and_live_add_up_to_the_mapped_bytes_on_every_stack() {
+        let gp = GlibcParams::v2_36_x86_64;
+        for (name, mut s) in [
+            (
+                "cpython-3.11/glibc-2.36",
+                Stack::new_pymalloc_glibc(PymallocParams::v3_11(), gp()),
+            ),
+            ("glibc-2.36", Stack::new_glibc(gp())),
+            (
+                "cpython-3.8/glibc-2.36",
+                Stack::new_pymalloc_glibc(PymallocParams::v3_8(), gp()),
+            ),
+        ] {
+            let mut live: Vec<(Route, Addr, u64)> = Vec::new();
+            let mut total = 0u64;
+            let mut seen = Waste::default();
+            for k in 0..6000u64 {
+                let (route, size) = match k % 13 {
+                    0 => (Route::System, 100 + k % 3000),
+                    1 => (Route::Object, 150_000 + k),
+                    2 => (Route::Object, 600 + k % 2000),
+                    _ => (Route::Object, 1 + (k * 37) % 512),
+                };
+                let a = s.malloc(route, size).unwrap();
+                live.push((route, a, size));
+                total += size;
+                // free in bursts: most of what was made, leaving scattered survivors
+                if k % 1500 == 1499 {
+                    let mut j = 0;
+                    live.retain(|&(r, a, n)| {
+                        j += 1;
+                        if j % 10 == 0 {
+                            return true;
+                        }
+                        s.free(r, a).unwrap();
+                        total -= n;
+                        false
+                    });
+                }
+                let w = s.waste(total);
+                assert_eq!(total + w.accounted(), s.mapped(), "{name} step {k}: {w:?}");
+                assert_eq!(w.other_maps, 0, "{name}: no mapping outside the allocators");
+                for (m, v) in [
+                    (&mut seen.rounding, w.rounding),
+                    (&mut seen.headers, w.headers),
+                    (&mut seen.free_chunks, w.free_chunks),
+                    (&mut seen.free_blocks, w.free_blocks),
+                    (&mut seen.empty_pools, w.empty_pools),
+                    (&mut seen.free_arenas, w.free_arenas),
+                    (&mut seen.metadata, w.metadata),
+                ] {
+                    *m = (*m).max(v);
+                }
+            }
+            assert!(
+                seen.headers > 0 && seen.free_chunks > 0 && seen.metadata > 0,
+                "{name}"
+            );
+            if name != "glibc-2.36" {
+                assert!(
+                    seen.rounding > 0 && seen.free_blocks > 0 && seen.empty_pools > 0,
+                    "{name}"
+                );
+            } else {
+                assert_eq!(seen.rounding + seen.free_blocks + seen.empty_pools, 0);
+            }
+            // a data-stack chunk is a mapping no allocator made
+            let before = s.waste(total);
+            s.map(16384).unwrap();
+            assert_eq!(s.waste(total).other_maps, before.other_maps + 16384);
+        }
     }
 
     #[test]

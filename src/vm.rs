@@ -21,6 +21,16 @@
 //! page tables:
 //! `resident_pages == Σ set bits`, and every set bit lies in `brk_start..brk` or a live region.
 //!
+//! Placement follows the kernel's (mm/mmap.c `vm_unmapped_area` top-down, mm/mremap.c):
+//! a new region goes in the highest hole below `mmap_top` that fits, among the regions
+//! the models made *and* the process's other mappings ([`reserve`](AddressSpace::reserve):
+//! the program, its libraries, what was mapped before a recording started, as the
+//! recording's `# maps:` header line gives them; they sit in `regions` too, marked in
+//! `foreign`, counted in neither mapped nor resident bytes). `mremap` shrinks in place,
+//! grows in place when the pages above are free, and otherwise moves to a hole chosen
+//! while the old region is still mapped. Which hole an arena lands in decides its
+//! alignment to a pool, hence how many pools it has: part of the footprint.
+//!
 //! Placement keeps the holes between live regions in an index (`gaps`: end -> start, and
 //! a multiset of their lengths), so an `mmap` that no hole can take goes below the lowest
 //! region in O(log n) instead of walking every region: 10^5 live mappings cost no more
@@ -31,7 +41,7 @@ use crate::addr::Addr;
 use crate::error::AllocError;
 use bitvec::boxed::BitBox;
 use bitvec::order::Lsb0;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Pages per leaf of the residency table (2^18 pages: 1 GiB of 4 KiB pages, a 32 KiB leaf).
 const LEAF_BITS: u32 = 18;
@@ -139,6 +149,7 @@ pub struct AddressSpace {
     regions: BTreeMap<u64, u64>,  // base -> length of each live mapping (page multiples)
     gaps: BTreeMap<u64, u64>,     // end -> start of each non-empty hole above a region
     gap_lens: BTreeMap<u64, u32>, // length -> how many holes in `gaps` have it
+    foreign: BTreeSet<u64>,       // bases of the regions no model made (reserved)
     mapped_bytes: u64,            // sum of region lengths
     page_shift: u32,              // log2(page_size)
     track: bool,                  // residency tracked (off: touches cost one branch)
@@ -172,6 +183,7 @@ impl AddressSpace {
             regions: BTreeMap::new(),
             gaps: BTreeMap::new(),
             gap_lens: BTreeMap::new(),
+            foreign: BTreeSet::new(),
             mapped_bytes: 0,
             page_shift: page_size.trailing_zeros(),
             track: false,
@@ -231,9 +243,12 @@ impl AddressSpace {
             .collect()
     }
 
-    /// Live mappings as `(base, length)`, lowest first.
+    /// Live mappings the models made as `(base, length)`, lowest first.
     pub fn regions(&self) -> impl Iterator<Item = (Addr, u64)> + '_ {
-        self.regions.iter().map(|(&b, &l)| (Addr(b), l))
+        self.regions
+            .iter()
+            .filter(|(b, _)| !self.foreign.contains(b))
+            .map(|(&b, &l)| (Addr(b), l))
     }
 
     /// The highest break the heap ever had.
@@ -266,13 +281,13 @@ impl AddressSpace {
         self.brk
     }
 
-    /// The highest address the break can reach: the lowest mapping (or `mmap_top`).
+    /// The highest address the break can reach: the lowest mapping above it (or `mmap_top`).
     pub fn brk_ceiling(&self) -> Addr {
         Addr(
             self.regions
-                .keys()
+                .range(self.brk.0..)
                 .next()
-                .copied()
+                .map(|(&b, _)| b)
                 .unwrap_or(self.mmap_top.0),
         )
     }
@@ -319,6 +334,16 @@ impl AddressSpace {
             .ok_or_else(|| AllocError::OutOfAddressSpace {
                 what: format!("mmap of {len} bytes"),
             })?;
+        let base = self.place(len)?;
+        self.insert_region(base, len);
+        self.mapped_bytes += len;
+        self.syscalls.mmap += 1;
+        Ok(Addr(base))
+    }
+
+    /// The base of the highest hole of `len` bytes (a page multiple) below `mmap_top` and
+    /// above the break, else below the lowest region.
+    fn place(&self, len: u64) -> Result<u64, AllocError> {
         // The highest hole that fits (between a region and the one above it, or above the
         // top region up to mmap_top), else below the lowest region.
         let fits = self.gap_lens.keys().next_back().is_some_and(|&l| l >= len);
@@ -338,16 +363,12 @@ impl AddressSpace {
                 .copied()
                 .unwrap_or(self.mmap_top.0)
         });
-        let base = hole_end
+        hole_end
             .checked_sub(len)
             .filter(|&b| b >= self.brk.0)
             .ok_or_else(|| AllocError::OutOfAddressSpace {
                 what: format!("mmap of {len} bytes"),
-            })?;
-        self.insert_region(base, len);
-        self.mapped_bytes += len;
-        self.syscalls.mmap += 1;
-        Ok(Addr(base))
+            })
     }
 
     /// The hole between the region `lower` (base, length) and the region starting at
@@ -408,6 +429,118 @@ impl AddressSpace {
         self.add_gap(self.gap_between(below, above));
     }
 
+    /// A mapping the process holds that no model made (the program, a library, a thread's
+    /// stack, what was mapped before recording started): new regions are placed around it,
+    /// and it counts in neither mapped nor resident bytes.
+    ///
+    /// # Errors
+    /// Refuses a range that overlaps a region a model made.
+    pub fn reserve(&mut self, base: Addr, len: u64) -> Result<(), AllocError> {
+        let len = (len + self.page_size - 1) & !(self.page_size - 1);
+        if len == 0 || self.overlaps(base.0, len) {
+            return Err(AllocError::OutOfAddressSpace {
+                what: format!("reserved mapping of {len} bytes at {base}"),
+            });
+        }
+        let base = base.0 & !(self.page_size - 1);
+        self.insert_region(base, len);
+        self.foreign.insert(base);
+        Ok(())
+    }
+
+    /// Puts this (fresh) address space in the shape of `layout`: an empty heap at the
+    /// recorded break, and the process's other mappings reserved.
+    ///
+    /// # Errors
+    /// The heap has already been grown, or a mapping overlaps a region already made.
+    pub fn apply_layout(&mut self, layout: &ProcessLayout) -> Result<(), AllocError> {
+        if let Some(brk) = layout.heap_break {
+            if self.brk != self.brk_start || self.syscalls.brk > 0 {
+                return Err(AllocError::OutOfAddressSpace {
+                    what: format!("moving the heap to {brk}: it has grown already"),
+                });
+            }
+            self.brk_start = brk;
+            self.brk = brk;
+            self.brk_high = brk;
+        }
+        self.reserve_maps(&layout.maps)
+    }
+
+    /// Reserves every mapping of a recording's `# maps:` line ([`parse_maps`]) and takes
+    /// the top of the highest as where top-down placement starts (the kernel's
+    /// `mmap_base`: the dynamic loader, mapped first, sits right under it).
+    ///
+    /// # Errors
+    /// A range overlapping a region a model already made.
+    pub fn reserve_maps(&mut self, maps: &[(Addr, u64)]) -> Result<(), AllocError> {
+        if let Some(top) = maps.iter().map(|&(b, l)| b.0 + l).max() {
+            if self.regions.is_empty() {
+                self.mmap_top = Addr(top).align_up(self.page_size);
+            }
+        }
+        for &(base, len) in maps {
+            self.reserve(base, len)?;
+        }
+        Ok(())
+    }
+
+    /// `mremap(base, old_len, new_len, MREMAP_MAYMOVE)` of a region made by
+    /// [`mmap`](Self::mmap): shrinks in place; grows in place when nothing is mapped in
+    /// the pages above; else moves to the highest hole that fits, chosen while the old
+    /// region still stands, the pages moving with their contents (residency kept). A move
+    /// counts as one `mmap` and one `munmap`, a resize in place as neither.
+    ///
+    /// # Errors
+    /// `NotLive` when no region starts at `base` with that length; out of address space.
+    pub fn mremap(&mut self, base: Addr, old_len: u64, new_len: u64) -> Result<Addr, AllocError> {
+        let round = |l: u64| (l + self.page_size - 1) & !(self.page_size - 1);
+        let (old_len, new_len) = (round(old_len), round(new_len));
+        if self.regions.get(&base.0) != Some(&old_len)
+            || new_len == 0
+            || self.foreign.contains(&base.0)
+        {
+            return Err(AllocError::NotLive {
+                op: "mremap",
+                addr: base,
+                model: "vm",
+            });
+        }
+        if new_len <= old_len {
+            self.remove_region(base.0);
+            self.insert_region(base.0, new_len);
+            self.mapped_bytes -= old_len - new_len;
+            if self.track {
+                let first = (base.0 + new_len) >> self.page_shift;
+                self.resident
+                    .clear(first, first + ((old_len - new_len) >> self.page_shift));
+            }
+            return Ok(base);
+        }
+        let (old_end, new_end) = (base.0 + old_len, base.0 + new_len);
+        let free_above = new_end <= self.mmap_top.0 && !self.overlaps(old_end, new_end - old_end);
+        if free_above {
+            self.remove_region(base.0);
+            self.insert_region(base.0, new_len);
+            self.mapped_bytes += new_len - old_len;
+            return Ok(base);
+        }
+        let to = self.place(new_len)?;
+        let kept = if self.track {
+            self.resident_offsets(base.0, old_len)
+        } else {
+            Vec::new()
+        };
+        self.munmap(base, old_len)?;
+        self.insert_region(to, new_len);
+        self.mapped_bytes += new_len;
+        self.syscalls.mmap += 1;
+        for off in kept {
+            self.touch(to + off, 1);
+        }
+        Ok(Addr(to))
+    }
+
     /// Records a mapping whose address was observed (taken from a trace) rather than chosen.
     ///
     /// # Errors
@@ -453,7 +586,7 @@ impl AddressSpace {
     pub fn munmap(&mut self, base: Addr, len: u64) -> Result<(), AllocError> {
         let len = (len + self.page_size - 1) & !(self.page_size - 1);
         match self.regions.get(&base.0) {
-            Some(&l) if l == len => {
+            Some(&l) if l == len && !self.foreign.contains(&base.0) => {
                 self.remove_region(base.0);
                 self.mapped_bytes -= len;
                 self.syscalls.munmap += 1;
@@ -480,6 +613,70 @@ impl AddressSpace {
     pub fn heap_bytes(&self) -> u64 {
         self.brk.0 - self.brk_start.0
     }
+}
+
+/// The process a recording was made in, as its header describes it when recording started
+/// (`# maps:` and `# heap:` lines, written by `pyalloc record`): what a model must place its
+/// own mappings and heap around to put them where the kernel and glibc did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessLayout {
+    /// Mappings no model makes (program, libraries, loader, earlier mappings), `(base, len)`.
+    pub maps: Vec<(Addr, u64)>,
+    /// The break when recording started (`sbrk(0)`, from `# heap: start-break top N`),
+    /// when the recording says: the model's heap starts there, empty. (Taking glibc's
+    /// leftover top chunk, N bytes below it, as the model's first top was tried: it put
+    /// the N = 300,000 survivors run ~550 KiB off its recording, against ~4 KiB for an
+    /// empty heap at the break, so the top's size is recorded but not used.)
+    pub heap_break: Option<Addr>,
+}
+
+impl ProcessLayout {
+    /// The layout from the values of the `maps` and `heap` header lines (either absent).
+    ///
+    /// # Errors
+    /// A line that does not read as `pyalloc record` writes it, naming the line.
+    pub fn from_header(maps: Option<&str>, heap: Option<&str>) -> Result<Self, String> {
+        let maps = maps.map(parse_maps).transpose()?.unwrap_or_default();
+        let heap_break = heap
+            .map(|h| {
+                let bad = || {
+                    format!("`# heap:` line {h:?} is not `start-break top N` (hex, hex, decimal)")
+                };
+                let mut f = h.split_whitespace();
+                let (lo, brk) = f.next().and_then(|r| r.split_once('-')).ok_or_else(bad)?;
+                let lo = u64::from_str_radix(lo, 16).map_err(|_| bad())?;
+                let brk = u64::from_str_radix(brk, 16).map_err(|_| bad())?;
+                let top: u64 = match (f.next(), f.next()) {
+                    (Some("top"), Some(n)) => n.parse().map_err(|_| bad())?,
+                    _ => return Err(bad()),
+                };
+                // the top chunk lies in the heap: start ≤ break - top
+                brk.checked_sub(top).filter(|&t| t >= lo).ok_or_else(bad)?;
+                Ok(Addr(brk))
+            })
+            .transpose()?;
+        Ok(ProcessLayout { maps, heap_break })
+    }
+}
+
+/// The ranges of a `# maps:` header line (`lo-hi lo-hi …`, hex without `0x`, half-open),
+/// as `(base, length)`.
+///
+/// # Errors
+/// The first range that is not two hex numbers `lo < hi` joined by `-`.
+pub fn parse_maps(line: &str) -> Result<Vec<(Addr, u64)>, String> {
+    line.split_whitespace()
+        .map(|r| {
+            let bad = || format!("`# maps:` range {r:?} is not lo-hi in hex with lo < hi");
+            let (lo, hi) = r.split_once('-').ok_or_else(bad)?;
+            let lo = u64::from_str_radix(lo, 16).map_err(|_| bad())?;
+            let hi = u64::from_str_radix(hi, 16).map_err(|_| bad())?;
+            if lo >= hi {
+                return Err(bad());
+            }
+            Ok((Addr(lo), hi - lo))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -593,6 +790,75 @@ mod tests {
             "the run kept regions live: {}",
             live.len()
         );
+    }
+
+    #[test]
+    fn mremap_grows_in_place_when_the_pages_above_are_free_else_moves_below_the_old() {
+        let mut vm = space();
+        vm.track_residency();
+        let top = 0x7fff_0000_0000u64;
+        let a = vm.mmap(4 * 4096).unwrap(); // top - 4 pages
+        let b = vm.mmap(2 * 4096).unwrap(); // right below a
+        vm.touch(b.0, 2 * 4096);
+        // b cannot grow in place (a is above it): it moves to the highest hole that fits
+        // while b still stands, i.e. below b, and its pages go with it
+        let c = vm.mremap(b, 2 * 4096, 3 * 4096).unwrap();
+        assert_eq!(c.0, b.0 - 3 * 4096);
+        assert_eq!(vm.resident_offsets(c.0, 3 * 4096), vec![0, 4096]);
+        assert_eq!(vm.resident_bytes(), 2 * 4096);
+        // now the pages above c (b's old place) are free: c grows in place into them
+        assert_eq!(vm.mremap(c, 3 * 4096, 5 * 4096).unwrap(), c);
+        assert_eq!(c.0 + 5 * 4096, a.0);
+        // shrinking is in place and gives the pages above the new end back
+        vm.touch(c.0 + 4 * 4096, 1);
+        assert_eq!(vm.mremap(c, 5 * 4096, 4096).unwrap(), c);
+        assert_eq!(vm.resident_offsets(c.0, 5 * 4096), vec![0]);
+        assert_eq!(vm.mapped_bytes(), 5 * 4096);
+        assert_eq!(a.0 + 4 * 4096, top);
+        let s = vm.syscalls();
+        assert_eq!((s.mmap, s.munmap), (3, 1), "only the move maps and unmaps");
+        assert!(vm.mremap(Addr(0x1234_5000), 4096, 8192).is_err());
+    }
+
+    #[test]
+    fn mappings_go_around_the_process_own_and_the_top_is_its_highest() {
+        let mut vm = space();
+        let layout = ProcessLayout::from_header(
+            Some("7ffe00000000-7ffe00010000 7ffe00011000-7ffe00020000"),
+            Some("10000000-10021000 top 4096"),
+        )
+        .unwrap();
+        vm.apply_layout(&layout).unwrap();
+        // placement starts under the highest reserved end; a one-page hole is taken by a
+        // page, a larger request goes below everything
+        assert_eq!(vm.mmap(4096).unwrap(), Addr(0x7ffe_0001_0000));
+        assert_eq!(vm.mmap(8192).unwrap(), Addr(0x7ffe_0000_0000 - 8192));
+        assert_eq!(
+            vm.mapped_bytes(),
+            3 * 4096,
+            "reserved mappings are not counted"
+        );
+        assert_eq!(vm.regions().count(), 2);
+        // the heap starts empty at the recorded break
+        assert_eq!(
+            (vm.brk_start(), vm.brk()),
+            (Addr(0x1002_1000), Addr(0x1002_1000))
+        );
+        assert!(
+            vm.munmap(Addr(0x7ffe_0001_1000), 0xf000).is_err(),
+            "not the model's"
+        );
+        assert!(
+            vm.reserve(Addr(0x7ffe_0001_0000), 4096).is_err(),
+            "overlaps"
+        );
+        for bad in ["10-5", "zz-10", "10", "10-20-30"] {
+            let e = ProcessLayout::from_header(Some(bad), None).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+        let e = ProcessLayout::from_header(None, Some("1000-2000 top x")).unwrap_err();
+        assert!(e.contains("# heap:"), "{e}");
+        assert!(ProcessLayout::from_header(None, Some("1000-2000 top 8192")).is_err());
     }
 
     #[test]

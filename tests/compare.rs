@@ -65,6 +65,10 @@ fn json_follows_the_contract_and_the_footprints_their_invariants() {
         "syscalls",
         "seconds",
         "markers",
+        // added fields (the contract's stay as they are)
+        "fragmentation_at_end",
+        "waste_at_peak",
+        "waste_at_end",
     ];
     for m in models {
         let obj = m.as_object().unwrap();
@@ -88,6 +92,30 @@ fn json_follows_the_contract_and_the_footprints_their_invariants() {
         // nothing is resident that is not mapped
         assert!(u("final_resident") <= u("final_mapped"));
         assert!(u("peak_resident") <= u("peak_mapped"));
+        // waste by cause: the parts and live add up to what was mapped at that moment,
+        // the end's moment being the run's end
+        for (k, w) in [
+            ("waste_at_peak", &m["waste_at_peak"]),
+            ("waste_at_end", &m["waste_at_end"]),
+        ] {
+            let w = w.as_object().unwrap_or_else(|| panic!("{k}"));
+            let f = |n: &str| w[n].as_u64().unwrap_or_else(|| panic!("{k}.{n}"));
+            let internal = f("rounding") + f("headers") + f("alignment");
+            let external =
+                f("free_blocks") + f("empty_pools") + f("free_arenas") + f("free_chunks");
+            assert_eq!((f("internal"), f("external")), (internal, external), "{k}");
+            assert_eq!(
+                f("live") - f("outside") + internal + external + f("metadata") + f("other_maps"),
+                f("mapped"),
+                "{} {k}",
+                m["model"]
+            );
+        }
+        assert_eq!(m["waste_at_end"]["mapped"], m["final_mapped"]);
+        assert_eq!(m["waste_at_end"]["live"], m["final_live"]);
+        assert_eq!(m["waste_at_end"]["event"], traces[0]["events"]);
+        let near = m["waste_at_peak"]["live"].as_u64().unwrap();
+        assert!(near <= u("peak_live") && near >= u("peak_live") - u("peak_live") / 32);
     }
     // the program's live bytes are the same whatever the model
     assert!(models

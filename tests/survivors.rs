@@ -5,14 +5,27 @@
 //! (setarch -R) under pymalloc and under PYTHONMALLOC=malloc: within 3 % or 512 KiB,
 //! whichever is larger.
 //!
-//! Held: every phase of `cpython-3.11/glibc-2.36`, and the build phase of `glibc-2.36`.
-//! Not held (measured, see the issue notes): `glibc-2.36` after the 99 % free. There the
-//! third marker (700201 bytes) either fits a hole of the fragmented brk heap or extends
-//! top by its ~684 KiB of fresh pages, and which one happens turns on start-up
-//! allocations no recording sees (the embedding's and the C library's own, ~30-40 KiB
-//! before the first recorded call, and the environment Python copies into os.environ):
-//! the same script prints 9360 or 10016 KiB for that delta depending only on the
-//! environment it runs in.
+//! Held: every phase of `cpython-3.11/glibc-2.36` and the build phase of `glibc-2.36` for
+//! N = 300,000 (the normal run); every phase of both but pymalloc's last for N = 2,000,000
+//! (opt-in: `PYALLOC_SURVIVORS_2M=1`).
+//!
+//! Not held, measured: `glibc-2.36` after the 99 % free at N = 300,000. There the third
+//! marker (700201 bytes) either fits a hole of the fragmented brk heap or extends top by
+//! its ~684 KiB of fresh pages, and which one happens turns on start-up allocations no
+//! recording sees (the environment Python copies into os.environ): the same script prints
+//! 9360 or 10016 KiB for that delta depending only on the environment it runs in (10016
+//! from a shell, 9360 under `cargo test`; the model says 10024). At 684 KiB that is under
+//! 3 % of the N = 2,000,000 delta, so it is held there.
+//!
+//! pymalloc's last phase at N = 2,000,000: after the
+//! free-all, what stays resident is the one or two arenas some leftover block keeps (the
+//! float free list's 100 floats, objects made while printing); which ones, and how many of
+//! their pages were written, turns on where the kernel put each arena (one on a 16 KiB
+//! boundary holds 64 pools, else 63) and on start-up allocations no recording sees, so a
+//! plain `python3` and the recording process differ: measured 1048 or 2140 KiB for that
+//! delta in plain runs that differ only in their environment, 1404 in the recording
+//! process, which the model predicts. The recording process's own deltas (it prints them
+//! while recorded) are printed beside the others but not held: they vary between runs.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -37,6 +50,14 @@ fn clean(cmd: &mut Command) -> &mut Command {
     cmd.env("LC_ALL", "C")
 }
 
+/// The VmRSS (KiB) lines the script prints, one per phase.
+fn phases(stdout: &[u8]) -> Vec<i64> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
 /// VmRSS (KiB) after each phase of a plain run.
 fn real_rss(n: &str, malloc: bool) -> Vec<i64> {
     let mut cmd = Command::new("setarch");
@@ -44,8 +65,6 @@ fn real_rss(n: &str, malloc: bool) -> Vec<i64> {
     cmd.args(["x86_64", "-R", "python3", SCRIPT, n]);
     if malloc {
         cmd.env("PYTHONMALLOC", "malloc");
-    } else {
-        cmd.env_remove("PYTHONMALLOC");
     }
     let out = cmd.output().expect("setarch and python3");
     assert!(
@@ -53,17 +72,13 @@ fn real_rss(n: &str, malloc: bool) -> Vec<i64> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
-        .collect()
+    phases(&out.stdout)
 }
 
-#[test]
-fn resident_deltas_match_vmrss_for_300_000_floats() {
-    let n = "300000";
-    let dir = std::env::temp_dir().join(format!("pyalloc-survivors-{}", std::process::id()));
+/// Records the script for `n` floats and replays it through both models: the resident
+/// bytes (KiB) each predicts at the four markers, and the recording process's own VmRSS.
+fn recorded(n: &str) -> (Vec<Vec<i64>>, Vec<i64>) {
+    let dir = std::env::temp_dir().join(format!("pyalloc-survivors-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let trace: PathBuf = dir.join("survivors.trace");
     let rec = clean(&mut Command::new("setarch"))
@@ -89,7 +104,9 @@ fn resident_deltas_match_vmrss_for_300_000_floats() {
         args.push(m.into());
     }
     let out = Command::new(PYALLOC).args(&args).output().unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    if std::env::var_os("PYALLOC_SURVIVORS_KEEP").is_none() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     assert!(
         out.status.success(),
         "{}",
@@ -97,24 +114,76 @@ fn resident_deltas_match_vmrss_for_300_000_floats() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let models = v["traces"][0]["models"].as_array().unwrap();
-    for (m, malloc) in models.iter().zip([false, true]) {
-        let rows = m["markers"].as_array().unwrap();
-        assert_eq!(rows.len(), 4, "{}", m["model"]);
-        let predicted: Vec<i64> = rows
-            .iter()
-            .map(|r| r["resident"].as_i64().unwrap() / 1024)
-            .collect();
-        let real = real_rss(n, malloc);
-        assert_eq!(real.len(), 4);
-        let phases = if malloc { 1..2 } else { 1..4 };
-        for k in phases {
-            let (p, r) = (predicted[k] - predicted[0], real[k] - real[0]);
-            let tolerance = (r.abs() * 3 / 100).max(512);
-            assert!(
-                (p - r).abs() <= tolerance,
-                "{} phase {k}: predicted Δ {p} KiB, real Δ {r} KiB (tolerance {tolerance})",
-                m["model"]
-            );
+    let predicted = models
+        .iter()
+        .map(|m| {
+            let rows = m["markers"].as_array().unwrap();
+            assert_eq!(rows.len(), 4, "{}", m["model"]);
+            rows.iter()
+                .map(|r| r["resident"].as_i64().unwrap() / 1024)
+                .collect()
+        })
+        .collect();
+    (predicted, phases(&rec.stdout))
+}
+
+/// Holds the predicted deltas from the first marker to the real ones, for `held` phases;
+/// prints the table row of every phase.
+fn hold(what: &str, predicted: &[i64], real: &[i64], held: std::ops::Range<usize>) {
+    assert_eq!((predicted.len(), real.len()), (4, 4), "{what}");
+    let mut bad = Vec::new();
+    for k in 1..4 {
+        let (p, r) = (predicted[k] - predicted[0], real[k] - real[0]);
+        let tolerance = (r.abs() * 3 / 100).max(512);
+        eprintln!(
+            "{what} phase {k}: real Δ {r} KiB, predicted Δ {p} KiB, error {} KiB (tolerance {tolerance}){}",
+            p - r,
+            if held.contains(&k) { "" } else { " [not held]" }
+        );
+        if held.contains(&k) && (p - r).abs() > tolerance {
+            bad.push(format!(
+                "phase {k}: predicted Δ {p} KiB, real Δ {r} KiB (tolerance {tolerance})"
+            ));
         }
     }
+    assert!(bad.is_empty(), "{what}: {}", bad.join("; "));
+}
+
+/// Every check for `n` floats; `pymalloc_last`, `glibc_last`: the phases held (1..4: all).
+fn survivors(n: &str, pymalloc_last: usize, glibc_last: usize) {
+    let (predicted, recording) = recorded(n);
+    let (pym, glibc) = (&predicted[0], &predicted[1]);
+    hold(
+        &format!("N={n} cpython-3.11/glibc-2.36 vs the recording process"),
+        pym,
+        &recording,
+        1..1,
+    );
+    hold(
+        &format!("N={n} cpython-3.11/glibc-2.36 vs python3"),
+        pym,
+        &real_rss(n, false),
+        1..pymalloc_last,
+    );
+    hold(
+        &format!("N={n} glibc-2.36 vs PYTHONMALLOC=malloc python3"),
+        glibc,
+        &real_rss(n, true),
+        1..glibc_last,
+    );
+}
+
+#[test]
+fn resident_deltas_match_vmrss_for_300_000_floats() {
+    survivors("300000", 4, 2);
+}
+
+/// Opt-in (`PYALLOC_SURVIVORS_2M=1`): ~8 M events, a 150 MB trace, ~30 s.
+#[test]
+fn resident_deltas_match_vmrss_for_2_000_000_floats() {
+    if std::env::var_os("PYALLOC_SURVIVORS_2M").is_none() {
+        eprintln!("skipped: set PYALLOC_SURVIVORS_2M=1 to run N = 2,000,000");
+        return;
+    }
+    survivors("2000000", 3, 4);
 }

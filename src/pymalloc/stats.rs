@@ -178,7 +178,59 @@ impl DebugMallocStats {
     }
 }
 
+/// Where pymalloc's arena bytes go, for a footprint report: `_PyObject_DebugMallocStats`'s
+/// split with its unused pools told apart (in arenas still in use, or whole free arenas)
+/// and the program's requests beside the blocks that hold them.
+/// `allocated + available + pool_headers + quantization + empty_pools + free_arenas
+///  + arena_alignment == total == narenas * ARENA_SIZE`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArenaUse {
+    /// Bytes the program asked for in live blocks (`allocated - requested`: size-class rounding).
+    pub requested: u64,
+    /// Bytes of live blocks.
+    pub allocated: u64,
+    /// Free blocks of used pools (their free lists and the part not yet carved).
+    pub available: u64,
+    /// Pool headers of used pools.
+    pub pool_headers: u64,
+    /// The ends of used pools no block fits.
+    pub quantization: u64,
+    /// Empty and never-carved pools of arenas that hold a used pool.
+    pub empty_pools: u64,
+    /// Arenas with no used pool (kept: 3.9+ keeps one), whole.
+    pub free_arenas: u64,
+    /// What arenas in use lose to not being pool-aligned.
+    pub arena_alignment: u64,
+    /// Bytes of arenas mapped.
+    pub total: u64,
+}
+
 impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
+    /// [`ArenaUse`] from the model's state (one walk of the arenas and the size classes).
+    pub fn arena_use(&self) -> ArenaUse {
+        let d = self.debug_malloc_stats();
+        let mut u = ArenaUse {
+            requested: self.live_bytes,
+            allocated: d.allocated_bytes,
+            available: d.available_bytes,
+            pool_headers: d.pool_header_bytes,
+            quantization: d.quantization,
+            total: d.arenas_current * d.arena_size,
+            ..ArenaUse::default()
+        };
+        for a in self.arenas.iter().filter(|a| a.address != 0) {
+            if a.nfreepools == a.ntotalpools {
+                u.free_arenas += d.arena_size;
+            } else {
+                u.empty_pools += a.nfreepools as u64 * self.pool_size;
+                if a.address & (self.pool_size - 1) != 0 {
+                    u.arena_alignment += self.pool_size;
+                }
+            }
+        }
+        u
+    }
+
     /// The model's statistics, walked as `_PyObject_DebugMallocStats` walks CPython's:
     /// every allocated arena, every carved pool with `count > 0`.
     pub fn debug_malloc_stats(&self) -> DebugMallocStats {

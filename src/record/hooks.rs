@@ -37,7 +37,7 @@ const BUF: usize = 1 << 16;
 /// Longest path a forked child's trace may have (its name is prepared before recording).
 const PATH_MAX: usize = 4096;
 /// Longest header copied into a forked child's trace.
-const HEADER_MAX: usize = 16 << 10;
+const HEADER_MAX: usize = 64 << 10;
 
 /// The trace's output: a file descriptor and the bytes not yet written to it.
 struct Sink {

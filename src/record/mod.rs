@@ -2,12 +2,22 @@
 //!
 //! ```text
 //!   pyalloc record -o T -- ARGS…
-//!     1. open T, write the `#` header (interpreter, platform, command, format)
+//!     1. open T
 //!     2. Py_PreInitializeFromBytesArgs(python3 ARGS…)    runtime + allocators chosen
-//!     3. hooks::install()   PyMem_SetAllocator(RAW, MEM, OBJ) + PyObject_SetArenaAllocator
-//!     4. Py_BytesMain(python3 ARGS…)                     the program runs, lines go to T
-//!     5. flush T, exit with the program's exit code
+//!     3. write the `#` header (interpreter, platform, command, the process's address
+//!        space as it stands now: `# maps:` and `# heap:`, the format key)
+//!     4. hooks::install()   PyMem_SetAllocator(RAW, MEM, OBJ) + PyObject_SetArenaAllocator
+//!     5. Py_BytesMain(python3 ARGS…)                     the program runs, lines go to T
+//!     6. flush T, exit with the program's exit code
 //! ```
+//! `# maps: lo-hi lo-hi …` lists every mapping of /proc/self/maps but the heap, the stack
+//! and vsyscall (hex, half-open): where the kernel will not put the arenas and mmapped
+//! chunks the program asks for, so a model can place its own around them
+//! ([`AddressSpace::reserve_maps`](crate::vm::AddressSpace::reserve_maps)).
+//! `# heap: start-break top N` is the brk heap (the `[heap]` start and `sbrk(0)`) and the
+//! size of glibc's top chunk (`mallinfo2().keepcost`): what the C library and the
+//! embedding allocated before the first recorded call left behind (`vm::ProcessLayout`
+//! starts a model's heap at that break).
 //! The interpreter is the libpython the `record` feature was built against (pyo3-ffi),
 //! started as that python's own executable would be (argv[0] is its path), so `sys.path`,
 //! `sys.executable` and the program's stdout/stderr/exit code are those of `python3 ARGS…`.
@@ -66,6 +76,37 @@ fn glibc_version() -> String {
     }
 }
 
+/// The `# maps:` and `# heap:` lines: the address space as it stands when recording starts.
+fn address_space_lines() -> String {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return String::new();
+    };
+    let mut ranges = Vec::new();
+    let mut heap_start = None;
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let range = f.next().unwrap_or("");
+        let name = f.nth(4).unwrap_or("");
+        match name {
+            "[heap]" => heap_start = range.split('-').next().map(str::to_string),
+            "[stack]" | "[vsyscall]" => {}
+            _ => ranges.push(range.to_string()),
+        }
+    }
+    let mut out = format!("# maps: {}\n", ranges.join(" "));
+    #[cfg(target_env = "gnu")]
+    {
+        extern "C" {
+            fn sbrk(increment: libc::intptr_t) -> *mut libc::c_void;
+        }
+        // SAFETY: sbrk(0) only reads the break; mallinfo2 only reads malloc's counters.
+        let (brk, top) = unsafe { (sbrk(0) as u64, libc::mallinfo2().keepcost) };
+        let start = heap_start.unwrap_or_else(|| format!("{brk:x}"));
+        out.push_str(&format!("# heap: {start}-{brk:x} top {top}\n"));
+    }
+    out
+}
+
 fn header(args: &[String]) -> String {
     // SAFETY: Py_GetVersion returns a static string and may be called before initialisation.
     let version = unsafe { CStr::from_ptr(pyo3_ffi::Py_GetVersion()) }
@@ -90,6 +131,7 @@ fn header(args: &[String]) -> String {
         cmd.join(" "),
         cmd.join(" ")
     ));
+    h.push_str(&address_space_lines());
     h.push_str(FORMAT);
     h
 }
@@ -142,9 +184,6 @@ fn quote(a: &str) -> String {
 /// interpreter's pre-initialisation fails.
 pub fn record(out: &Path, args: &[String]) -> Result<(i32, Written), String> {
     let (temp, mut file) = Temp::create(out).map_err(|e| e.to_string())?;
-    let header = header(args);
-    file.write_all(header.as_bytes())
-        .map_err(|e| format!("{}: {e}", out.display()))?;
     let mut argv_c: Vec<CString> = Vec::with_capacity(args.len() + 1);
     argv_c.push(CString::new(PYTHON).map_err(|e| e.to_string())?);
     for a in args {
@@ -172,6 +211,11 @@ pub fn record(out: &Path, args: &[String]) -> Result<(i32, Written), String> {
             };
             return Err(format!("Python pre-initialisation failed: {msg}"));
         }
+        // the header after pre-initialisation: its address-space lines are the process's
+        // as the first recorded call will find it
+        let header = header(args);
+        file.write_all(header.as_bytes())
+            .map_err(|e| format!("{}: {e}", out.display()))?;
         let (stem, parent) = child_names(out);
         hooks::start(file.as_raw_fd(), &stem, &parent, header.as_bytes());
         *FINISH.lock().unwrap_or_else(|p| p.into_inner()) = Some(Finish {

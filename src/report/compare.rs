@@ -83,6 +83,40 @@ pub fn table(runs: &[TraceRun]) -> String {
             }
             o.push('\n');
         }
+        let _ = writeln!(
+            o,
+            "  waste by cause (KiB; live - outside + internal + external + metadata + other = mapped)"
+        );
+        let _ = writeln!(
+            o,
+            "  {:w$}  {:>5} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "model", "at", "live", "mapped", "rounding", "headers", "align", "free blk",
+            "empty pl", "free ar", "free chk", "metadata", "other", "outside"
+        );
+        for m in &t.models {
+            for (at, snap) in [("peak", &m.waste_at_peak), ("end", &m.waste_at_end)] {
+                let Some(snap) = snap else { continue };
+                let p = &snap.waste;
+                let _ = writeln!(
+                    o,
+                    "  {:w$}  {:>5} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                    m.model,
+                    at,
+                    kib(snap.live),
+                    kib(snap.mapped),
+                    kib(p.rounding),
+                    kib(p.headers),
+                    kib(p.alignment),
+                    kib(p.free_blocks),
+                    kib(p.empty_pools),
+                    kib(p.free_arenas),
+                    kib(p.free_chunks),
+                    kib(p.metadata),
+                    kib(p.other_maps),
+                    kib(p.outside)
+                );
+            }
+        }
         if t.models.iter().any(|m| !m.markers.is_empty()) {
             let _ = writeln!(
                 o,
@@ -117,7 +151,9 @@ pub fn table(runs: &[TraceRun]) -> String {
 }
 
 /// CSV: `trace,model,row,size,event,live,mapped,resident,...`: a `summary` row per model
-/// (peaks in live/mapped/resident, then the finals) and a `marker` row per marker.
+/// (peaks in live/mapped/resident, then the finals), a `marker` row per marker, and
+/// `waste_peak` / `waste_end` rows (event, live, mapped, then the waste columns added at
+/// the end: rounding … outside).
 pub fn csv(runs: &[TraceRun]) -> String {
     let q = |s: &str| {
         if s.contains([',', '"', '\n']) {
@@ -127,14 +163,14 @@ pub fn csv(runs: &[TraceRun]) -> String {
         }
     };
     let mut o = String::from(
-        "trace,events,model,row,size,event,live,mapped,resident,final_live,final_mapped,final_resident,fragmentation_at_peak,fragmentation_at_end,mmap,munmap,brk,seconds\n",
+        "trace,events,model,row,size,event,live,mapped,resident,final_live,final_mapped,final_resident,fragmentation_at_peak,fragmentation_at_end,mmap,munmap,brk,seconds,rounding,headers,alignment,free_blocks,empty_pools,free_arenas,free_chunks,metadata,other_maps,outside\n",
     );
     for t in runs {
         for m in &t.models {
             let head = format!("{},{},{}", q(&t.trace), t.events, q(&m.model));
             let _ = writeln!(
                 o,
-                "{head},summary,,,{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{head},summary,,,{},{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,",
                 m.peak_live,
                 m.peak_mapped,
                 m.peak_resident,
@@ -151,8 +187,35 @@ pub fn csv(runs: &[TraceRun]) -> String {
             for r in &m.markers {
                 let _ = writeln!(
                     o,
-                    "{head},marker,{},{},{},{},{},,,,,,,,,",
+                    "{head},marker,{},{},{},{},{},,,,,,,,,,,,,,,,,,,",
                     r.size, r.event, r.live, r.mapped, r.resident
+                );
+            }
+            for (row, w) in [
+                ("waste_peak", &m.waste_at_peak),
+                ("waste_end", &m.waste_at_end),
+            ] {
+                let Some(w) = w else { continue };
+                let p = &w.waste;
+                let _ = writeln!(
+                    o,
+                    "{},{},{},{row},,{},{},{},,,,,,,,,,,{},{},{},{},{},{},{},{},{},{}",
+                    q(&t.trace),
+                    t.events,
+                    q(&m.model),
+                    w.event,
+                    w.live,
+                    w.mapped,
+                    p.rounding,
+                    p.headers,
+                    p.alignment,
+                    p.free_blocks,
+                    p.empty_pools,
+                    p.free_arenas,
+                    p.free_chunks,
+                    p.metadata,
+                    p.other_maps,
+                    p.outside
                 );
             }
         }

@@ -454,6 +454,16 @@ impl Heap {
         }
     }
 
+    /// The bytes asked for by the in-use chunk at node `i` (kept).
+    pub fn req(&self, i: u32) -> u64 {
+        let slack = self.fd(i);
+        if slack == u32::MAX {
+            self.big_reqs.get(&i).copied().unwrap_or(0)
+        } else {
+            self.size(i) - slack as u64
+        }
+    }
+
     /// The bytes asked for by the in-use chunk at node `i` (forgotten after).
     #[inline]
     pub fn take_req(&mut self, i: u32) -> u64 {

@@ -34,6 +34,7 @@
 
 mod bins;
 mod chunk;
+mod footprint;
 mod free;
 mod inspect;
 mod invariants;
@@ -51,6 +52,7 @@ use crate::alloc::{Allocator, Stats};
 use crate::error::AllocError;
 use crate::vm::AddressSpace;
 use chunk::{Heap, State, NIL};
+pub use footprint::HeapUse;
 use malloc::Out;
 use params::NFASTBINS;
 use std::collections::HashMap;
@@ -587,7 +589,7 @@ impl Allocator for Glibc {
             .checked_request2size(size as u64)
             .ok_or_else(|| self.too_large(size as u64))?;
         if let Some(m) = self.maybe_mapped(addr.0).then(|| self.mmaps[&addr.0]) {
-            // mremap_chunk: same pages, or a remapping (placed like a fresh mapping)
+            // mremap_chunk: same pages, or a remapping (vm::mremap: as the kernel does it)
             let page = self.vm.page_size();
             let offset = addr.0 - 2 * self.params.size_sz - m.base;
             let new_len = (nb + offset + self.params.size_sz).next_multiple_of(page);
@@ -603,35 +605,44 @@ impl Allocator for Glibc {
                 self.mmap_pin = None;
                 return Ok(addr);
             }
-            // mremap moves the pages with their contents: what was resident stays so
-            let kept = if self.vm.tracking() {
-                self.vm.resident_offsets(m.base, m.len.min(new_len))
-            } else {
-                Vec::new()
-            };
-            let _ = self.vm.munmap(Addr(m.base), m.len);
-            self.mmaps.remove(&addr.0);
-            // mremap shrinks in place; growing moves unless pinned where the kernel put it
-            if new_len < m.len && self.mmap_pin.is_none() {
-                self.mmap_pin = Some(m.base);
-            }
-            let base = match self.map(new_len) {
-                Ok(base) => base,
-                Err(e) => {
-                    // mremap and the malloc glibc tries next both failed: realloc returns
-                    // NULL and the block stays where it was, as it was
-                    let _ = self.vm.map_fixed(Addr(m.base), m.len);
-                    for off in kept {
-                        self.vm.touch(m.base + off, 1);
+            let base = if self.mmap_pin.is_some() {
+                // pinned where the recording shows the kernel put it; the pages move
+                // with their contents: what was resident stays so
+                let kept = if self.vm.tracking() {
+                    self.vm.resident_offsets(m.base, m.len.min(new_len))
+                } else {
+                    Vec::new()
+                };
+                let _ = self.vm.munmap(Addr(m.base), m.len);
+                let base = match self.map(new_len) {
+                    Ok(base) => base,
+                    Err(e) => {
+                        // mremap and the malloc glibc tries next both failed: realloc
+                        // returns NULL and the block stays where it was, as it was
+                        let _ = self.vm.map_fixed(Addr(m.base), m.len);
+                        for off in kept {
+                            self.vm.touch(m.base + off, 1);
+                        }
+                        self.stats.live_bytes = self.stats.live_bytes + m.req - size as u64;
+                        return Err(e);
                     }
-                    self.mmaps.insert(addr.0, m);
-                    self.stats.live_bytes = self.stats.live_bytes + m.req - size as u64;
-                    return Err(e);
+                };
+                for off in kept {
+                    self.vm.touch(base + off, 1);
+                }
+                base
+            } else {
+                // the kernel's mremap: in place when it can, else moved (vm::mremap); when
+                // it cannot, nothing moved: realloc returns NULL, the block as it was
+                match self.vm.mremap(Addr(m.base), m.len, new_len) {
+                    Ok(base) => base.0,
+                    Err(e) => {
+                        self.stats.live_bytes = self.stats.live_bytes + m.req - size as u64;
+                        return Err(e);
+                    }
                 }
             };
-            for off in kept {
-                self.vm.touch(base + off, 1);
-            }
+            self.mmaps.remove(&addr.0);
             let mem = base + offset + 2 * self.params.size_sz;
             self.mmaps.insert(
                 mem,
