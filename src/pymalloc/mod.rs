@@ -50,7 +50,7 @@ pub mod whatif;
 pub use arena::ArenaObject;
 pub use pool::Pool;
 pub use preset::{ArenaOrdering, ArenaRelease, PresetSummary, PymallocParams, RadixSummary};
-pub use source::{ArenaSource, SystemArenas};
+pub use source::{ArenaSource, Below, SystemArenas};
 
 use crate::addr::Addr;
 use crate::alloc::{Allocator, Stats};

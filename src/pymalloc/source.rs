@@ -14,48 +14,37 @@ use crate::addr::Addr;
 use crate::error::AllocError;
 use crate::vm::AddressSpace;
 
+/// The lower allocator's address space, if it has one, as every [`ArenaSource`] call gets
+/// it.
+pub type Below<'a> = Option<&'a mut AddressSpace>;
+
 /// The arena allocator beneath pymalloc (`PyObjectArenaAllocator`).
 pub trait ArenaSource {
     /// Maps a fresh arena of `size` bytes.
     ///
     /// # Errors
     /// When no arena can be had (out of address space, no pinned address left).
-    fn alloc_arena(
-        &mut self,
-        size: u64,
-        below: Option<&mut AddressSpace>,
-    ) -> Result<Addr, AllocError>;
+    fn alloc_arena(&mut self, size: u64, below: Below<'_>) -> Result<Addr, AllocError>;
 
     /// Unmaps the arena at `addr`.
     ///
     /// # Errors
     /// When `addr` is not an arena of this source.
-    fn free_arena(
-        &mut self,
-        addr: Addr,
-        size: u64,
-        below: Option<&mut AddressSpace>,
-    ) -> Result<(), AllocError>;
+    fn free_arena(&mut self, addr: Addr, size: u64, below: Below<'_>) -> Result<(), AllocError>;
 
     /// The address space the arenas live in, where pymalloc's writes make pages resident
     /// (`None` when arenas are pinned from a recording).
-    fn space<'a>(&'a mut self, below: Option<&'a mut AddressSpace>)
-        -> Option<&'a mut AddressSpace>;
+    fn space<'a>(&'a mut self, below: Below<'a>) -> Below<'a>;
 }
 
 impl ArenaSource for AddressSpace {
-    fn alloc_arena(&mut self, size: u64, _: Option<&mut AddressSpace>) -> Result<Addr, AllocError> {
+    fn alloc_arena(&mut self, size: u64, _: Below<'_>) -> Result<Addr, AllocError> {
         self.mmap(size)
     }
-    fn free_arena(
-        &mut self,
-        addr: Addr,
-        size: u64,
-        _: Option<&mut AddressSpace>,
-    ) -> Result<(), AllocError> {
+    fn free_arena(&mut self, addr: Addr, size: u64, _: Below<'_>) -> Result<(), AllocError> {
         self.munmap(addr, size)
     }
-    fn space<'a>(&'a mut self, _: Option<&'a mut AddressSpace>) -> Option<&'a mut AddressSpace> {
+    fn space<'a>(&'a mut self, _: Below<'a>) -> Below<'a> {
         Some(self)
     }
 }
@@ -75,25 +64,13 @@ impl SystemArenas {
 }
 
 impl ArenaSource for SystemArenas {
-    fn alloc_arena(
-        &mut self,
-        size: u64,
-        below: Option<&mut AddressSpace>,
-    ) -> Result<Addr, AllocError> {
+    fn alloc_arena(&mut self, size: u64, below: Below<'_>) -> Result<Addr, AllocError> {
         below.ok_or_else(Self::none)?.mmap(size)
     }
-    fn free_arena(
-        &mut self,
-        addr: Addr,
-        size: u64,
-        below: Option<&mut AddressSpace>,
-    ) -> Result<(), AllocError> {
+    fn free_arena(&mut self, addr: Addr, size: u64, below: Below<'_>) -> Result<(), AllocError> {
         below.ok_or_else(Self::none)?.munmap(addr, size)
     }
-    fn space<'a>(
-        &'a mut self,
-        below: Option<&'a mut AddressSpace>,
-    ) -> Option<&'a mut AddressSpace> {
+    fn space<'a>(&'a mut self, below: Below<'a>) -> Below<'a> {
         below
     }
 }

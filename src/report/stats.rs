@@ -117,17 +117,16 @@ impl<C: StatsCheck> Replay for AtPoint<C> {
     }
 }
 
+/// The event index a statistics replay reached, with the statistics text there.
+pub type StatsReached = Result<(u64, String), ReplayError>;
+
 /// Replays the trace at `path` up to `at` and returns the event index reached with the
 /// model's `sys._debugmallocstats()` text there.
 ///
 /// # Errors
 /// The trace ends before `at`, the model diverges from the recording before it (the
 /// statistics would not be CPython's), or a read/model error.
-pub fn stats_at(
-    path: &Path,
-    opts: &CheckOptions,
-    at: StatsAt,
-) -> Result<(u64, String), ReplayError> {
+pub fn stats_at(path: &Path, opts: &CheckOptions, at: StatsAt) -> StatsReached {
     // a CPython 2.7 PYREC recording in 2.7's layout; every other through pymalloc 3
     match Opened::open(path)?.format {
         Format::Pyrec27 => crate::check::pyrec27::stats_at(path, opts, at),
@@ -136,11 +135,7 @@ pub fn stats_at(
     }
 }
 
-fn stats_at_py3(
-    path: &Path,
-    opts: &CheckOptions,
-    at: StatsAt,
-) -> Result<(u64, String), ReplayError> {
+fn stats_at_py3(path: &Path, opts: &CheckOptions, at: StatsAt) -> StatsReached {
     let mut reader = Pymalloc3Reader::open(path)?;
     let mut src = Source::new(&mut reader)?;
     let (params, mode) = model_for(opts, src.header())?;
@@ -167,11 +162,7 @@ fn stats_at_py3(
 /// `pyalloc stats` of a CPython 3.13 mimalloc recording: the section CPython 3.13's
 /// `_PyObject_DebugMallocStats` prints, right after the first top-level O/M request of
 /// `marker` bytes (the stats call's collection applied there) or after event `n`.
-fn stats_at_mimalloc(
-    path: &Path,
-    opts: &CheckOptions,
-    at: StatsAt,
-) -> Result<(u64, String), ReplayError> {
+fn stats_at_mimalloc(path: &Path, opts: &CheckOptions, at: StatsAt) -> StatsReached {
     let mut reader = MimallocReader::open(path)?;
     let os = reader.share_os_lines();
     let mut src = Source::new(&mut reader)?;

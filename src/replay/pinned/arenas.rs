@@ -16,7 +16,7 @@
 
 use crate::addr::Addr;
 use crate::error::AllocError;
-use crate::pymalloc::ArenaSource;
+use crate::pymalloc::{ArenaSource, Below};
 use crate::vm::AddressSpace;
 use std::collections::VecDeque;
 
@@ -91,7 +91,7 @@ impl PinnedArenas {
 }
 
 impl ArenaSource for PinnedArenas {
-    fn alloc_arena(&mut self, size: u64, _: Option<&mut AddressSpace>) -> Result<Addr, AllocError> {
+    fn alloc_arena(&mut self, size: u64, _: Below<'_>) -> Result<Addr, AllocError> {
         let recorded = self.pending.pop_front();
         let a = match &mut self.own {
             Some(vm) => vm.mmap(size)?,
@@ -105,19 +105,14 @@ impl ArenaSource for PinnedArenas {
         self.mapped.push((a, recorded));
         Ok(a)
     }
-    fn free_arena(
-        &mut self,
-        addr: Addr,
-        size: u64,
-        _: Option<&mut AddressSpace>,
-    ) -> Result<(), AllocError> {
+    fn free_arena(&mut self, addr: Addr, size: u64, _: Below<'_>) -> Result<(), AllocError> {
         if let Some(vm) = self.own.as_mut().or(self.mirror.as_mut()) {
             vm.munmap(addr, size)?;
         }
         self.unmapped.push(addr);
         Ok(())
     }
-    fn space<'a>(&'a mut self, _: Option<&'a mut AddressSpace>) -> Option<&'a mut AddressSpace> {
+    fn space<'a>(&'a mut self, _: Below<'a>) -> Below<'a> {
         self.own.as_mut().or(self.mirror.as_mut())
     }
 }

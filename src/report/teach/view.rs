@@ -152,7 +152,7 @@ pub fn build(
 /// A read error, the model's refusal or a divergence from the recording.
 pub fn build27(path: &Path, markers: &[u64], progress: bool) -> Result<ViewData, CheckError> {
     use crate::check::pyrec27::Py27Replay;
-    use crate::replay::{drive, Cause, DriveOptions, Replay, Source};
+    use crate::replay::{Cause, Replay};
     use crate::trace::Event;
     /// The 2.7 replay with its blocks' bookkeeping, each step handed to the page.
     struct Walk27<'f> {
@@ -176,8 +176,6 @@ pub fn build27(path: &Path, markers: &[u64], progress: bool) -> Result<ViewData,
         }
     }
     gather(markers, |each| {
-        let mut reader = crate::trace::pyrec27::Pyrec27Reader::open(path)?;
-        let mut src = Source::new(&mut reader)?;
         let mut replay = Py27Replay::new(crate::platform::Platform::linux_x86_64(), false);
         replay.pymalloc_mut().source_mut().track_residency();
         replay.pymalloc_mut().track_residency();
@@ -186,21 +184,10 @@ pub fn build27(path: &Path, markers: &[u64], progress: bool) -> Result<ViewData,
             blocks: Blocks::default(),
             each,
         };
+        let events = super::walk::drive_py27(path, progress, &mut w, |w| &w.replay)?;
         let title = path.display().to_string();
-        let opts = DriveOptions {
-            keep_going: false,
-            progress,
-            label: &title,
-        };
-        let d = drive(&mut src, &mut w, &opts)?;
-        if let Some(dv) = &w.replay.report.first_divergence {
-            return Err(CheckError::Unsupported(format!(
-                "{title}: the model diverged from the recording at event {} (line {}): {}",
-                dv.event, dv.line, dv.why
-            )));
-        }
         let g = Geometry::of(w.replay.pymalloc());
-        Ok((d.events, title, g))
+        Ok((events, title, g))
     })
 }
 

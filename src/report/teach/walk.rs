@@ -164,6 +164,30 @@ pub struct Touch {
     pub size: u64,
 }
 
+impl Touch {
+    /// Event `event` (line `line`) handed the block out for `size` bytes by `rule`.
+    fn alloc(event: u64, line: u64, rule: Rule, size: u64) -> Touch {
+        Touch {
+            event,
+            line,
+            alloc: true,
+            rule: Some(rule),
+            size,
+        }
+    }
+
+    /// Event `event` (line `line`) freed the block.
+    fn free(event: u64, line: u64) -> Touch {
+        Touch {
+            event,
+            line,
+            alloc: false,
+            rule: None,
+            size: 0,
+        }
+    }
+}
+
 /// One pymalloc block change an event made (the page's deltas).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -485,16 +509,8 @@ impl Blocks {
                 if old == new && !old.is_null() && self.small.contains_key(&old.0) {
                     let szidx = model.params().size_class(size);
                     let rule = Rule::ReallocInPlace;
-                    self.touched.insert(
-                        old.0,
-                        Touch {
-                            event: index,
-                            line: ev.line,
-                            alloc: true,
-                            rule: Some(rule),
-                            size,
-                        },
-                    );
+                    self.touched
+                        .insert(old.0, Touch::alloc(index, ev.line, rule, size));
                     if let Some(s) = szidx {
                         self.small.insert(old.0, s);
                     }
@@ -509,16 +525,7 @@ impl Blocks {
         if let Some(old) = freed {
             if self.small.remove(&old.0).is_some() {
                 changes.push(Change::Free { addr: old.0 });
-                self.touched.insert(
-                    old.0,
-                    Touch {
-                        event: index,
-                        line: ev.line,
-                        alloc: false,
-                        rule: None,
-                        size: 0,
-                    },
-                );
+                self.touched.insert(old.0, Touch::free(index, ev.line));
             }
         }
         if let (Some(addr), Some((n, rule))) = (got, pre) {
@@ -530,16 +537,8 @@ impl Blocks {
                     r => r,
                 };
                 self.small.insert(addr.0, szidx);
-                self.touched.insert(
-                    addr.0,
-                    Touch {
-                        event: index,
-                        line: ev.line,
-                        alloc: true,
-                        rule: Some(rule),
-                        size,
-                    },
-                );
+                self.touched
+                    .insert(addr.0, Touch::alloc(index, ev.line, rule, size));
                 changes.push(Change::Alloc {
                     addr: addr.0,
                     szidx,
@@ -586,38 +585,47 @@ pub fn pyrec27_to(
             Ok(Flow::Next)
         }
     }
-    let mut reader = crate::trace::pyrec27::Pyrec27Reader::open(path)?;
-    let mut src = Source::new(&mut reader)?;
     let mut to = To {
         replay: crate::check::pyrec27::Py27Replay::new(Platform::linux_x86_64(), false),
         at,
         reached: None,
     };
+    let events = drive_py27(path, progress, &mut to, |t| &t.replay)?;
+    match (to.reached, at) {
+        (Some(i), _) => Ok((i, to.replay)),
+        (None, At::End) if events > 0 => Ok((events - 1, to.replay)),
+        _ => Err(CheckError::Unsupported(format!(
+            "{}: the point asked for is not among its {events} events",
+            path.display(),
+        ))),
+    }
+}
+
+/// Drives the CPython 2.7 recording at `path` into `consumer` (its 2.7 replay picked out
+/// by `replay`) and refuses a divergence: the teaching views show only states CPython was
+/// in. Returns the events driven.
+pub(super) fn drive_py27<C: Replay>(
+    path: &Path,
+    progress: bool,
+    consumer: &mut C,
+    replay: impl Fn(&C) -> &crate::check::pyrec27::Py27Replay,
+) -> Result<u64, CheckError> {
+    let mut reader = crate::trace::pyrec27::Pyrec27Reader::open(path)?;
+    let mut src = Source::new(&mut reader)?;
     let label = path.display().to_string();
     let opts = DriveOptions {
         keep_going: false,
         progress,
         label: &label,
     };
-    let d = drive(&mut src, &mut to, &opts)?;
-    if let Some(dv) = &to.replay.report.first_divergence {
+    let d = drive(&mut src, consumer, &opts)?;
+    if let Some(dv) = &replay(consumer).report.first_divergence {
         return Err(CheckError::Unsupported(format!(
-            "{}: the model diverged from the recording at event {} (line {}): {}",
-            path.display(),
-            dv.event,
-            dv.line,
-            dv.why
+            "{label}: the model diverged from the recording at event {} (line {}): {}",
+            dv.event, dv.line, dv.why
         )));
     }
-    match (to.reached, at) {
-        (Some(i), _) => Ok((i, to.replay)),
-        (None, At::End) if d.events > 0 => Ok((d.events - 1, to.replay)),
-        _ => Err(CheckError::Unsupported(format!(
-            "{}: the point asked for is not among its {} events",
-            path.display(),
-            d.events
-        ))),
-    }
+    Ok(d.events)
 }
 
 #[cfg(test)]
