@@ -148,6 +148,15 @@ impl Replay for MimallocCheck {
                     .diverge(index + self.os_read, ev.line, expected.0, got.0, why);
                 Ok(Flow::Diverged)
             }
+            // mimalloc's replayer reports a refusal as an unmatched call with its error
+            // kept; a bare refusal is the same, told as the model's answer
+            Step::Refused => {
+                self.refused_why = self.rp.take_why().unwrap_or_default();
+                let e = self.rp.take_error();
+                Err(Cause::Model(
+                    e.unwrap_or_else(|| super::refused("mimalloc")),
+                ))
+            }
         }
     }
 

@@ -272,6 +272,15 @@ impl CheckReport {
     }
 }
 
+/// The error for a refusal whose reason the replayer did not keep.
+pub(crate) fn refused(model: &'static str) -> crate::error::AllocError {
+    crate::error::AllocError::Corrupt {
+        message: "refused",
+        addr: crate::addr::Addr::NULL,
+        model,
+    }
+}
+
 /// What a keep-going check records for an event the driver could not replay: the error,
 /// then the context of the model's last refusal (taken, so it is said once).
 pub(crate) fn refusal_reason(err: &crate::replay::EventError, context: &mut String) -> String {

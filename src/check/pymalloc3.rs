@@ -3,8 +3,8 @@
 //! 1..=SMALL_REQUEST_THRESHOLD bytes is compared.
 //!
 //! ```text
-//!  m O 56 7fff77500030   Replayer::step -> Call { small, matched, arena_events }
-//!                        small: checked; matched: counted; else the first divergence,
+//!  m O 56 7fff77500030   Replayer::step -> Call { checked, matched, os_events }
+//!                        checked (a small request); matched: counted; else the first divergence,
 //!                        with the model's explanation (arena, pool, size class, free-list head)
 //!  f O 12345678          Replayer::step -> Refused: an error at the event (keep-going: a
 //!                        divergence)
@@ -15,7 +15,6 @@
 
 use super::{CheckOptions, CheckReport};
 use crate::addr::Addr;
-use crate::error::AllocError;
 use crate::platform::Platform;
 use crate::pymalloc::PymallocParams;
 use crate::replay::{
@@ -110,9 +109,9 @@ impl Replay for Pymalloc3Check {
             Step::Call {
                 expected,
                 got,
-                small,
+                checked: small,
                 matched,
-                arena_events,
+                os_events: arena_events,
             } => {
                 self.report.arena_events += arena_events as u64;
                 if small {
@@ -129,14 +128,10 @@ impl Replay for Pymalloc3Check {
                 Ok(Flow::Diverged)
             }
             Step::Refused => {
-                let (e, why) = self.rp.take_error().unwrap_or((
-                    AllocError::Corrupt {
-                        message: "refused",
-                        addr: Addr::NULL,
-                        model: "pymalloc",
-                    },
-                    String::new(),
-                ));
+                let (e, why) = self
+                    .rp
+                    .take_error()
+                    .unwrap_or_else(|| (super::refused("pymalloc"), String::new()));
                 self.refused_why = why;
                 Err(Cause::Model(e))
             }
@@ -200,6 +195,7 @@ pub enum StatsAt {
 mod tests {
     use super::*;
     use crate::alloc::Allocator;
+    use crate::error::AllocError;
     use crate::replay::{model_by_name, ModelError};
 
     const HEAD: &str = "# pymalloc allocation trace recorded from REAL CPython\n# interpreter: CPython 3.11.7 (main)\n";

@@ -49,29 +49,7 @@ macro_rules! with_model {
     };
 }
 
-/// What one replayed line amounted to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// A line the model has no part in (RAW calls, CPython's data stack, purges, …) or
-    /// a mapping queued for the next call.
-    Context,
-    /// An O/M call replayed: the recorded and the model's address (in the recording's
-    /// terms; both 0 for a free), and whether they (and the mappings) agree.
-    Call {
-        /// Recorded.
-        expected: Addr,
-        /// The model's.
-        got: Addr,
-        /// True for a malloc, calloc or realloc (an address that is checked).
-        checked: bool,
-        /// True when the model agrees.
-        matched: bool,
-        /// Mappings made in agreement with the recording in this call.
-        os_events: u32,
-        /// True when the stats call followed this request.
-        marker: bool,
-    },
-}
+pub use super::Step;
 
 /// Replays a mimalloc recording line by line.
 pub struct Replayer {
@@ -240,7 +218,6 @@ impl Replayer {
                                     checked: true,
                                     matched: true,
                                     os_events: 0,
-                                    marker: false,
                                 };
                             }
                             return self.finish(ev, addr, Some(size), Ok(got));
@@ -255,7 +232,6 @@ impl Replayer {
                                 checked: false,
                                 matched: true,
                                 os_events: 0,
-                                marker: false,
                             };
                         }
                         return self.finish(ev, Addr::NULL, None, r.map(|()| Addr::NULL));
@@ -332,7 +308,6 @@ impl Replayer {
                     checked: request.is_some(),
                     matched: false,
                     os_events: 0,
-                    marker: false,
                 };
             }
         };
@@ -368,7 +343,6 @@ impl Replayer {
             checked: request.is_some(),
             matched,
             os_events,
-            marker,
         }
     }
 

@@ -45,7 +45,33 @@ mod table;
 pub use driver::{drive, DriveOptions, Driven, Flow, Replay};
 pub use error::{Cause, EventError, ReplayError};
 pub use model::{Addresses, ModelError, ModelKind, ModelSpec};
-pub use pymalloc::{Replayer, Step};
+pub use pymalloc::Replayer;
+
+/// What one replayed event amounted to, for both pinned replayers (pymalloc's
+/// [`Replayer`] and [`mimalloc::Replayer`]). Small and `Copy`: the explanation of a
+/// mismatch and the model's refusal are kept in the replayer (`take_why`, `take_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Context: a raw, arena, OS or data-stack line, buffered or ignored.
+    Context,
+    /// An O/M call replayed through the model.
+    Call {
+        /// The address the recording returned (0 for a free).
+        expected: Addr,
+        /// The model's address, in the recording's terms (0 for a free).
+        got: Addr,
+        /// True for an address the recording holds the model to (pymalloc: a request of
+        /// 1..=threshold bytes; mimalloc: every malloc, calloc and realloc).
+        checked: bool,
+        /// True when the model agrees (address, mappings, raw calls).
+        matched: bool,
+        /// Mappings (arenas, segments) made or dropped in this call, all agreeing with the
+        /// recording.
+        os_events: u32,
+    },
+    /// The model refused the call (a free of a non-live address, a double free …).
+    Refused,
+}
 pub use source::Source;
 
 /// The models `pyalloc replay --model` lists (any pymalloc preset name, `cpython-2.7.0`
@@ -273,7 +299,11 @@ impl Replay for Recorded {
         }
         match self.rp.step(e) {
             Step::Context => self.report.context += 1,
-            Step::Call { small, matched, .. } => {
+            Step::Call {
+                checked: small,
+                matched,
+                ..
+            } => {
                 self.report.replayed += 1;
                 self.checked += u64::from(small);
                 self.matched += u64::from(small && matched);

@@ -25,6 +25,7 @@
 
 use super::model::Addresses;
 use super::pinned::{PinnedArenas, PinnedRaw, RawCall};
+pub use super::Step;
 use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::error::AllocError;
@@ -37,30 +38,6 @@ use std::collections::HashMap;
 
 /// The model a replay drives: pymalloc over the pinned (or own) raw allocator and arenas.
 pub type ReplayModel = Pymalloc<PinnedRaw, PinnedArenas>;
-
-/// What one replayed event amounted to (small and `Copy`: the explanation of a mismatch
-/// and the model's refusal are kept in the [`Replayer`], see [`Replayer::take_why`] and
-/// [`Replayer::take_error`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Context (a raw, arena or data-stack line), buffered or ignored.
-    Context,
-    /// An O/M call replayed through the model.
-    Call {
-        /// The address the recording returned (0 for a free).
-        expected: Addr,
-        /// The model's address, in the recording's terms (0 for a free).
-        got: Addr,
-        /// True for a request of 1..=threshold bytes (one that is checked).
-        small: bool,
-        /// True when the model agrees (address, arena maps and unmaps, raw calls).
-        matched: bool,
-        /// Arena maps + unmaps that happened in this call, all agreeing with the recording.
-        arena_events: u32,
-    },
-    /// The model refused the call (a free of a non-live address, a double free …).
-    Refused,
-}
 
 /// Replays a pymalloc3 event stream through a [`ReplayModel`], one event at a time.
 pub struct Replayer {
@@ -206,9 +183,9 @@ impl Replayer {
             return Step::Call {
                 expected,
                 got: expected,
-                small,
+                checked: small,
                 matched: true,
-                arena_events: 0,
+                os_events: 0,
             };
         }
         self.finish_call(op, expected, small, result)
@@ -224,9 +201,9 @@ impl Replayer {
             let quiet_call = |expected: Addr, small: bool| Step::Call {
                 expected,
                 got: expected,
-                small,
+                checked: small,
                 matched: true,
-                arena_events: 0,
+                os_events: 0,
             };
             match p.code() {
                 codes::MALLOC_OBJ | codes::MALLOC_MEM => {
@@ -277,9 +254,9 @@ impl Replayer {
                         Step::Call {
                             expected,
                             got: Addr::NULL,
-                            small,
+                            checked: small,
                             matched: false,
-                            arena_events: 0,
+                            os_events: 0,
                         }
                     }
                     _ => {
@@ -328,9 +305,9 @@ impl Replayer {
         Step::Call {
             expected,
             got: got_t,
-            small,
+            checked: small,
             matched,
-            arena_events: if matched { arena_events } else { 0 },
+            os_events: if matched { arena_events } else { 0 },
         }
     }
 
