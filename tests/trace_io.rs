@@ -510,6 +510,36 @@ fn dash_as_an_output_is_refused_not_created() {
 /// as cut (never a divergence or a free of a shortened address): a recorder writes whole
 /// lines. The same lines with their newline read to the end.
 #[test]
+fn every_recorders_format_cut_mid_line_is_truncated() {
+    // CPython 2.7, glibc and mimalloc recordings are written in whole lines: a last line
+    // without its newline is a cut, whether it still parses (a shortened address) or not
+    let d = scratch("midline-all");
+    for rec in [
+        "cpython-2.7.18-linux-x86_64/startup.trace.gz",
+        "glibc-2.36-linux-x86_64/synthetic.trace.gz",
+        "cpython-3.13.0-mimalloc-linux-x86_64/startup_only.trace.gz",
+    ] {
+        let text = String::from_utf8(gunzip(&shared(rec))).unwrap();
+        let half = text.len() / 2;
+        for (what, at) in [
+            ("inside an address", text[..half].rfind('\n').unwrap() + 7),
+            ("after one letter", text[..half].rfind('\n').unwrap() + 2),
+        ] {
+            let cut = d.join("cut.trace");
+            std::fs::write(&cut, &text[..at]).unwrap();
+            let (ok, _, err) = pyalloc(&["check", s(&cut)]);
+            assert!(!ok, "{rec} cut {what} passed");
+            assert!(
+                err.contains("truncated") && err.contains("cut mid-line"),
+                "{rec} {what}: {err}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
 fn a_recording_cut_mid_line_is_truncated_whatever_its_header() {
     let d = scratch("midline");
     let text = gunzip(&shared("cpython-3.11.7-linux-x86_64/startup_only.trace.gz"));

@@ -45,7 +45,7 @@ impl GlibcTraceReader {
     /// Reads events from an already opened line stream.
     pub fn new(lines: LineReader) -> GlibcTraceReader {
         GlibcTraceReader {
-            lines,
+            lines: lines.whole_lines(),
             header: TraceHeader::default(),
             marks: Vec::new(),
             trailer: Vec::new(),

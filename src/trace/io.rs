@@ -152,6 +152,20 @@ pub enum TraceError {
 }
 
 impl TraceError {
+    /// A file whose last line (line `line`, ending at byte `offset`) has no newline: a
+    /// recorder writes whole lines, so the file was cut mid-line.
+    #[cold]
+    pub fn cut_mid_line(path: &Path, offset: u64, line: u64) -> TraceError {
+        TraceError::Truncated {
+            path: path.to_path_buf(),
+            offset,
+            why: format!(
+                "its last line (line {line}) ends without a newline: the file was cut \
+                 mid-line, and that line's numbers may be cut short"
+            ),
+        }
+    }
+
     /// A read of `path` failed: through gzip, the fault and the decompressed `offset`
     /// where it struck; plain, the I/O error.
     pub fn read(path: &Path, gzip: bool, source: io::Error, offset: u64) -> TraceError {
@@ -316,6 +330,7 @@ pub struct LineReader {
     line: u64,    // lines read so far
     offset: u64,  // bytes of text read so far
     buf: Vec<u8>, // the line last read, its ending included
+    whole: bool,  // a recorder's format: a last line without its newline was cut
 }
 
 impl LineReader {
@@ -337,7 +352,17 @@ impl LineReader {
             line: 0,
             offset: 0,
             buf: Vec::new(),
+            whole: false,
         }
+    }
+
+    /// For a format a recorder writes in whole lines: a last line without its newline is
+    /// then a cut mid-line ([`TraceError::Truncated`] naming the line), never an event whose
+    /// numbers may be cut short.
+    #[must_use]
+    pub fn whole_lines(mut self) -> LineReader {
+        self.whole = true;
+        self
     }
 
     /// Opens a reader over an in-memory text (tests).
@@ -383,6 +408,9 @@ impl LineReader {
                         path: self.path.clone(),
                         line: self.line,
                     });
+                }
+                if self.whole && self.buf.last() != Some(&b'\n') {
+                    return Err(TraceError::cut_mid_line(&self.path, self.offset, self.line));
                 }
                 let mut end = self.buf.len();
                 while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {

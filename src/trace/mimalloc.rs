@@ -380,7 +380,8 @@ impl MimallocReader {
     ///
     /// # Errors
     /// As [`open`](Self::open).
-    pub fn new(mut lines: LineReader) -> Result<MimallocReader, TraceError> {
+    pub fn new(lines: LineReader) -> Result<MimallocReader, TraceError> {
+        let mut lines = lines.whole_lines();
         let mut header = TraceHeader::default();
         let mut pending = None;
         let path = lines.path().to_path_buf();

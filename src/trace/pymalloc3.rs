@@ -500,15 +500,7 @@ impl Pymalloc3Reader {
     /// A recorder writes whole lines: a last line without its newline was cut.
     #[cold]
     fn cut_mid_line(&self) -> TraceError {
-        TraceError::Truncated {
-            path: self.path.clone(),
-            offset: self.offset(),
-            why: format!(
-                "its last line (line {}) ends without a newline: the file was cut mid-line, \
-                 and that line's numbers may be cut short",
-                self.line
-            ),
-        }
+        TraceError::cut_mid_line(&self.path, self.offset(), self.line)
     }
 
     #[cold]

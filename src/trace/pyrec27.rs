@@ -44,7 +44,7 @@ impl Pyrec27Reader {
     /// Reads events from `lines`.
     pub fn new(lines: LineReader) -> Pyrec27Reader {
         Pyrec27Reader {
-            lines,
+            lines: lines.whole_lines(),
             header: TraceHeader::default(),
             events: 0,
             text: KeptText::default(),
