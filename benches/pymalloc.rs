@@ -5,6 +5,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+use common::thread_cpu_time;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pyalloc::pymalloc::PymallocParams;
 use pyalloc::replay::{Addresses, Replayer, Step};
@@ -14,24 +15,6 @@ use pyalloc::{Addr, Allocator, Platform};
 
 fn ints() -> std::path::PathBuf {
     common::trace("cpython-3.11.7-linux-x86_64/ints.trace.gz")
-}
-
-/// CPU time of the calling thread (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`).
-fn thread_cpu_time() -> std::time::Duration {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,  // seconds
-        nsec: i64, // nanoseconds
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3; // Linux
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime");
-    std::time::Duration::new(ts.sec as u64, ts.nsec as u32)
 }
 
 fn decode() -> Vec<Event> {

@@ -319,6 +319,20 @@ fn is_event(line: &str) -> bool {
     !line.starts_with('#') || line.starts_with("# mark")
 }
 
+/// The chunks `pyalloc map TRACE --at N --svg FILE` draws (FILE named `svg_name` in the
+/// scratch folder).
+fn glibc_map_at(
+    trace: &str,
+    n: u64,
+    svg_name: &str,
+) -> Vec<(u64, u64, String, Option<String>, Option<u64>)> {
+    let svg = scratch(svg_name);
+    let at = n.to_string();
+    let (ok, _, err) = pyalloc(&["map", trace, "--at", &at, "--svg", svg.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    chunks_drawn(&std::fs::read_to_string(&svg).unwrap())
+}
+
 /// Every `<rect class="chunk" …>` of a map: (chunk, size, state, bin, position).
 fn chunks_drawn(svg: &str) -> Vec<(u64, u64, String, Option<String>, Option<u64>)> {
     svg.split('<')
@@ -351,17 +365,7 @@ fn map_of_a_glibc_trace_draws_the_models_chunks_and_bins() {
         };
         // three points spread over the recording, the last its final event
         for n in [events / 3, 2 * events / 3, events - 1] {
-            let svg = scratch(&format!("{name}-{n}.svg"));
-            let (ok, _, err) = pyalloc(&[
-                "map",
-                &trace,
-                "--at",
-                &n.to_string(),
-                "--svg",
-                svg.to_str().unwrap(),
-            ]);
-            assert!(ok, "{err}");
-            let drawn = chunks_drawn(&std::fs::read_to_string(&svg).unwrap());
+            let drawn = glibc_map_at(&trace, n, &format!("{name}-{n}.svg"));
             let g = GlibcAt::replay(Path::new(&trace), None, At::Event(n), false).unwrap();
             let m = &g.model;
             let mi = m.mallinfo();
@@ -475,17 +479,7 @@ fn explain_of_a_glibc_address_names_its_chunk_bin_event_and_rule() {
             break;
         }
     }
-    let svg = scratch("synthetic-explain.svg");
-    let (ok, _, err) = pyalloc(&[
-        "map",
-        &trace,
-        "--at",
-        &n.to_string(),
-        "--svg",
-        svg.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
-    let drawn = chunks_drawn(&std::fs::read_to_string(&svg).unwrap());
+    let drawn = glibc_map_at(&trace, n, "synthetic-explain.svg");
     for ((event, line, addr), what) in [(live.unwrap(), "alloc"), (freed.unwrap(), "free")] {
         let (ok, out, err) = pyalloc(&["explain", &trace, &addr, "--at", &n.to_string(), "--json"]);
         assert!(ok, "{err}");
