@@ -3,6 +3,7 @@
 //! Every expected number is read from those files.
 
 mod common;
+use common::pyalloc;
 use pyalloc::check::pyrec27;
 use pyalloc::interp::{Py2, Py3};
 use pyalloc::scripts::{at_seed_start, rebind_of, seed, PrevRebind, SeedRun};
@@ -208,18 +209,6 @@ fn from_the_traced_free_list_the_loop_reproduces_every_row_of_the_traced_run() {
     }
     assert!(log.len() > 1000);
     assert_eq!(log, recorded);
-}
-
-fn pyalloc(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pyalloc"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 #[test]

@@ -2,29 +2,18 @@
 //! class equal CPython's own `_PyObject_DebugMallocStats()`, explain's answers equal what
 //! the trace and the question's table say.
 
+mod common;
+use common::pyalloc;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared");
 const PY311: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../shared/traces/cpython-3.11.7-linux-x86_64"
 );
-
-fn pyalloc(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pyalloc"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
 
 fn scratch(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/teach-tests");

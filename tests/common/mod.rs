@@ -79,3 +79,16 @@ pub fn thread_cpu_time() -> std::time::Duration {
     assert_eq!(rc, 0, "clock_gettime");
     std::time::Duration::new(ts.sec as u64, ts.nsec as u32)
 }
+
+/// Runs the `pyalloc` binary with `args`: (success, standard output, standard error).
+/// For test and bench targets (Cargo tells them where the binary is; examples, which also
+/// include this file, are not told).
+pub fn pyalloc(args: &[&str]) -> (bool, String, String) {
+    let bin = option_env!("CARGO_BIN_EXE_pyalloc").expect("a test target: cargo names the binary");
+    let out = std::process::Command::new(bin).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
