@@ -15,13 +15,12 @@ mod common;
 use common::thread_cpu_time;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pyalloc::mimalloc::Mimalloc;
-use pyalloc::pymalloc::PymallocParams;
 use pyalloc::replay::mimalloc::{Replayer as MiReplayer, Step as MiStep};
-use pyalloc::replay::{Addresses, Replayer, Step};
+use pyalloc::replay::{Addresses, Step};
 use pyalloc::trace::mimalloc::{MiLine, MimallocReader};
 use pyalloc::trace::pymalloc3::Pymalloc3Reader;
 use pyalloc::trace::{Domain, Event, EventKind, EventReader};
-use pyalloc::{Addr, Allocator, Platform};
+use pyalloc::{Addr, Allocator};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -59,11 +58,7 @@ const ROUNDS: usize = 30;
 fn alternating(ev311: &[Event], lines: &[MiLine], header: &pyalloc::trace::TraceHeader) {
     let (mut best_py, mut best_mi) = (f64::MAX, f64::MAX);
     for _ in 0..ROUNDS {
-        let mut rp = Replayer::new(
-            PymallocParams::v3_11(),
-            Addresses::Pinned,
-            &Platform::linux_x86_64(),
-        );
+        let mut rp = common::pinned_311();
         let t = thread_cpu_time();
         let mut matched = 0u64;
         for e in ev311 {
@@ -108,20 +103,9 @@ fn replay_ints(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("pymalloc: CPython 3.11.7 recording", |b| {
         b.iter_batched(
-            || {
-                Replayer::new(
-                    PymallocParams::v3_11(),
-                    Addresses::Pinned,
-                    &Platform::linux_x86_64(),
-                )
-            },
+            || common::pinned_311(),
             |mut rp| {
-                let mut matched = 0u64;
-                for e in &ev311 {
-                    if let Step::Call { matched: true, .. } = rp.step(e) {
-                        matched += 1;
-                    }
-                }
+                let matched = common::matched_calls(&mut rp, &ev311);
                 (rp, black_box(matched))
             },
             BatchSize::LargeInput,

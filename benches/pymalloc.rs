@@ -8,7 +8,6 @@ mod common;
 use common::thread_cpu_time;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pyalloc::pymalloc::PymallocParams;
-use pyalloc::replay::{Addresses, Replayer, Step};
 use pyalloc::trace::pymalloc3::Pymalloc3Reader;
 use pyalloc::trace::{Domain, Event, EventKind, EventReader};
 use pyalloc::{Addr, Allocator, Platform};
@@ -33,20 +32,9 @@ fn replay_ints(c: &mut Criterion) {
     g.throughput(Throughput::Elements(events.len() as u64));
     g.bench_function("replay pre-decoded events (pinned, compared)", |b| {
         b.iter_batched(
-            || {
-                Replayer::new(
-                    PymallocParams::v3_11(),
-                    Addresses::Pinned,
-                    &Platform::linux_x86_64(),
-                )
-            },
+            || common::pinned_311(),
             |mut rp| {
-                let mut matched = 0u64;
-                for e in &events {
-                    if let Step::Call { matched: true, .. } = rp.step(e) {
-                        matched += 1;
-                    }
-                }
+                let matched = common::matched_calls(&mut rp, &events);
                 // Returned, so the model is dropped outside the measurement.
                 (rp, black_box(matched))
             },
@@ -73,18 +61,9 @@ fn replay_ints(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = std::time::Duration::ZERO;
                 for _ in 0..iters {
-                    let mut rp = Replayer::new(
-                        PymallocParams::v3_11(),
-                        Addresses::Pinned,
-                        &Platform::linux_x86_64(),
-                    );
+                    let mut rp = common::pinned_311();
                     let t = thread_cpu_time();
-                    let mut matched = 0u64;
-                    for e in &events {
-                        if let Step::Call { matched: true, .. } = rp.step(e) {
-                            matched += 1;
-                        }
-                    }
+                    let matched = common::matched_calls(&mut rp, &events);
                     total += thread_cpu_time() - t;
                     black_box(matched);
                 }

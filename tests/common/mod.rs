@@ -92,3 +92,23 @@ pub fn pyalloc(args: &[&str]) -> (bool, String, String) {
         String::from_utf8(out.stderr).unwrap(),
     )
 }
+
+/// The replayer the benches time: pymalloc 3.11 pinned to a Linux x86-64 recording.
+pub fn pinned_311() -> pyalloc::replay::Replayer {
+    pyalloc::replay::Replayer::new(
+        pyalloc::pymalloc::PymallocParams::v3_11(),
+        pyalloc::replay::Addresses::Pinned,
+        &pyalloc::Platform::linux_x86_64(),
+    )
+}
+
+/// Steps `rp` through `events`; the calls whose address matched the recording.
+pub fn matched_calls(rp: &mut pyalloc::replay::Replayer, events: &[pyalloc::trace::Event]) -> u64 {
+    let mut matched = 0u64;
+    for e in events {
+        if let pyalloc::replay::Step::Call { matched: true, .. } = rp.step(e) {
+            matched += 1;
+        }
+    }
+    matched
+}
