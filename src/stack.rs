@@ -24,9 +24,11 @@
 //! `resident = pages written and not given back` (see [`vm`](crate::vm)); both are the
 //! address space's, so they cover every layer at once. mimalloc maps from the OS itself
 //! (its own hints, apart from glibc's mappings), so a mimalloc stack adds its share:
-//! `mapped += arenas + OS-mapped segments`, `resident += Mimalloc::resident_bytes()` (the
-//! segment headers and every live page's blocks up to its capacity, in 4 KiB pages), and
-//! its mmap/munmap calls to glibc's.
+//! `mapped += arenas with their descriptors + OS-mapped segments`, `resident +=
+//! Mimalloc::resident_bytes()` (the OS pages mimalloc wrote — descriptors, segment
+//! headers, every page's blocks up to its capacity — and has not purged or unmapped; a
+//! freed span stays resident until its purge, which in a model of its own address space
+//! follows `mimalloc::Purge::Due`), and its mmap/munmap calls to glibc's.
 //!
 //! Waste by cause ([`Stack::waste`], walked from the models' state on demand):
 //! `live - outside + rounding + headers + alignment + free_blocks + empty_pools
@@ -435,9 +437,11 @@ mod tests {
         assert!(s.mapped() >= base.0 + size);
         assert_eq!(s.syscalls().mmap, base.2.mmap + m.os().mmaps);
         assert!(m.os().mmaps >= 1);
-        // resident: the segment header and the page's first extension at least
+        // resident: the arena's descriptor, the segment header and the block's OS page
         assert!(s.resident() > base.1 + m.resident_bytes() - 1);
-        assert!(m.resident_bytes() >= crate::mimalloc::size_class::SLICE_SIZE);
+        let header = crate::mimalloc::segment::SEGMENT_HEADER_BYTES.div_ceil(4096) * 4096;
+        assert!(m.resident_bytes() >= header + 2 * 4096);
+        assert_eq!(m.resident_in(o, o + 24u64), 4096);
         s.free(Route::Object, o).unwrap();
         s.free(Route::System, r).unwrap();
     }

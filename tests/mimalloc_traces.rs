@@ -228,3 +228,123 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// One pinned replay, line by line: at every stats marker, (the model's mapped bytes,
+/// what the recording's mimalloc `S`/`U` lines so far add up to, the model's resident
+/// bytes, the model's numbers); and at the end, the recorded purges (`N` lines: count,
+/// bytes) beside the replayer.
+struct Markers {
+    at: Vec<(u64, u64, u64, pyalloc::mimalloc::MiStats)>,
+    recorded_purges: (u64, u64),
+    rp: pyalloc::replay::mimalloc::Replayer,
+}
+
+fn replay_markers(name: &str, mode: pyalloc::replay::Addresses) -> Markers {
+    let mut r = MimallocReader::open(&trace(name)).unwrap();
+    let mut rp = pyalloc::replay::mimalloc::Replayer::new(mode, r.header());
+    let (mut mapped, mut purges, mut purged) = (0u64, 0u64, 0u64);
+    let mut at = Vec::new();
+    while let Some(l) = r.next_line().unwrap() {
+        if let MiLine::Os(o) = &l {
+            if o.caller == Caller::Mimalloc {
+                match o.call {
+                    OsCall::Mmap { size, .. } => mapped += size,
+                    OsCall::Munmap { size, .. } => mapped -= size,
+                    OsCall::Madvise { size, .. } => {
+                        purges += 1;
+                        purged += size;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let before = rp.markers().len();
+        rp.step(&l);
+        let line = match &l {
+            MiLine::Event(e) => e.line,
+            MiLine::Os(o) => o.line,
+        };
+        // the equations (resident recounted, live pages resident, no purge over a live
+        // page) after every OS line, every marker and every 4096th line
+        if matches!(l, MiLine::Os(_)) || rp.markers().len() > before || line % 4096 == 0 {
+            rp.check_invariants()
+                .map_err(|e| format!("{name}: after line {line}: {e}"))
+                .unwrap();
+        }
+        if rp.markers().len() > before {
+            let s = rp.markers()[before].1;
+            at.push((rp.footprint().mapped_bytes, mapped, rp.resident_bytes(), s));
+        }
+    }
+    Markers {
+        at,
+        recorded_purges: (purges, purged),
+        rp,
+    }
+}
+
+#[test]
+fn mapped_and_committed_at_every_marker_are_the_recordings() {
+    for name in ["ints", "segments"] {
+        let stderr = std::fs::read_to_string(trace(&format!("{name}.stderr.txt"))).unwrap();
+        let want = parse_stderr_stats(&stderr);
+        let m = replay_markers(
+            &format!("{name}.trace.gz"),
+            pyalloc::replay::Addresses::Pinned,
+        );
+        assert_eq!(m.at.len(), want.len(), "{name}: one sample per marker");
+        for ((mapped, recorded, resident, s), w) in m.at.iter().zip(&want) {
+            // mapped: exactly the mappings the S/U lines show (arena + its descriptor)
+            assert_eq!(mapped, recorded, "{name}: mapped at a marker");
+            // CPython's Bytes Reserved / Committed (the pages' blocks), and resident
+            // holds at least every committed block (they were all written)
+            assert_eq!(
+                (s.bytes_reserved, s.bytes_committed),
+                (w.bytes_reserved, w.bytes_committed),
+                "{name}"
+            );
+            assert!(
+                *resident >= w.bytes_committed,
+                "{name}: resident {resident} < committed {}",
+                w.bytes_committed
+            );
+            assert!(resident <= mapped, "{name}: resident beyond mapped");
+        }
+    }
+}
+
+#[test]
+fn the_recorded_purges_are_the_models_scheduled_ones() {
+    for name in ["startup_only", "ints", "segments"] {
+        let m = replay_markers(
+            &format!("{name}.trace.gz"),
+            pyalloc::replay::Addresses::Pinned,
+        );
+        let (calls, bytes, unscheduled) = m.rp.purges();
+        let (want_calls, want_bytes) = m.recorded_purges;
+        assert_eq!(calls, want_calls, "{name}: one purge per N line");
+        assert_eq!(
+            unscheduled, 0,
+            "{name}: every N line purges a span the model freed"
+        );
+        assert!(
+            bytes <= want_bytes,
+            "{name}: purged more than the N lines cover"
+        );
+        if want_calls > 0 {
+            assert!(bytes > 0, "{name}: the purged spans had been written");
+        }
+    }
+}
+
+#[test]
+fn own_mode_purges_when_due_and_stays_consistent() {
+    // segments.py frees spans and allocates pages after: under Purge::Due, purges happen
+    // and every invariant (resident recounted, live pages resident) holds at every line
+    let m = replay_markers("segments.trace.gz", pyalloc::replay::Addresses::Own);
+    let (calls, bytes, _) = m.rp.purges();
+    assert!(calls > 0 && bytes > 0, "no purge under Purge::Due");
+    let pinned = replay_markers("segments.trace.gz", pyalloc::replay::Addresses::Pinned);
+    // the same placement, more given back than the recording's two purges
+    assert!(m.rp.resident_bytes() <= pinned.rp.resident_bytes());
+}

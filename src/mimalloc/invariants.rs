@@ -35,29 +35,44 @@ impl<S: OsSource> Mimalloc<S> {
         }
     }
 
-    /// `resident_bytes == Σ live segments' info_slices · 64 KiB + Σ live pages'
-    /// ⌈(start + capacity · block_size − span_start) / 4 KiB⌉ · 4 KiB`, recomputed.
+    /// `resident_bytes == 4096 · Σ OS pages written and not purged` (recounted), every live
+    /// page's blocks to its capacity resident, every live segment's header resident, and
+    /// no purge scheduled over a live page's slice.
     fn check_resident(&self) -> Result<(), String> {
-        let headers: u64 = self
-            .segments()
-            .map(|s| s.info_slices as u64 * SLICE_SIZE)
-            .sum();
-        let pages: u64 = self
-            .pages
-            .iter()
-            .filter(|p| p.alive)
-            .map(|p| {
-                let span_start =
-                    self.segments[p.segment as usize].base + p.slice_index as u64 * SLICE_SIZE;
-                let end = p.start + p.capacity as u64 * p.xblock_size;
-                end.saturating_sub(span_start).div_ceil(4096) * 4096
-            })
-            .sum();
-        if (headers, pages) != (self.resident_headers, self.resident_pages) {
+        let counted = self.resident.recount();
+        if counted != self.resident.bytes() {
             return Err(format!(
-                "resident: headers {headers} and pages {pages} recomputed, the model keeps {} and {}",
-                self.resident_headers, self.resident_pages
+                "resident: {counted} bytes recounted, the model keeps {}",
+                self.resident.bytes()
             ));
+        }
+        for s in self.segments() {
+            let hdr = super::segment::SEGMENT_HEADER_BYTES;
+            let want = hdr.div_ceil(super::resident::OS_PAGE) * super::resident::OS_PAGE;
+            if self.resident.bytes_in(s.base, s.base + hdr) != want {
+                return Err(format!("segment {}: its header is not resident", s.base()));
+            }
+        }
+        for p in self.pages.iter().filter(|p| p.alive) {
+            let end = p.start + p.capacity as u64 * p.xblock_size;
+            let lo = p.start - p.start % super::resident::OS_PAGE;
+            let want = end.saturating_sub(lo).div_ceil(super::resident::OS_PAGE)
+                * super::resident::OS_PAGE;
+            if self.resident.bytes_in(p.start, end) != want {
+                return Err(format!(
+                    "page at {:#x}: its {} blocks handed out are not all resident",
+                    p.start, p.capacity
+                ));
+            }
+            let seg = &self.segments[p.segment as usize];
+            for i in p.slice_index..(p.slice_index + p.slice_count).min(512) {
+                if (seg.purge_mask[(i / 64) as usize] >> (i % 64)) & 1 == 1 {
+                    return Err(format!(
+                        "page at {:#x}: slice {i} of its span is scheduled for a purge",
+                        p.start
+                    ));
+                }
+            }
         }
         Ok(())
     }

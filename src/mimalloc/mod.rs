@@ -33,8 +33,11 @@
 //! - the first arena's flat slice table agrees with the pages:
 //!   `flat_pages[(addr - arena.start) >> 16] == page` for every slice of every live page's
 //!   span there, `NONE` elsewhere (what `mi_free` reads instead of segment → slice);
-//! - `resident_bytes == Σ segments info_slices · 64 KiB + Σ pages ⌈(start + capacity ·
-//!   block_size − span_start) / 4 KiB⌉ · 4 KiB`, kept as each changes.
+//! - `resident_bytes == 4096 · Σ OS pages written and not purged`, and every live page's
+//!   blocks `[start, start + capacity · block_size)` and every live segment's header are
+//!   resident (no purge reaches a live page: purges cover free spans only);
+//! - pinned, every purge the recording shows covers a span the model scheduled:
+//!   `unscheduled_purges == 0`.
 //!
 //! Reading the model (a heap map, an explanation): [`Mimalloc::arenas`] → [`Mimalloc::segments`]
 //! (each with [`Segment::spans`]: first slice, slices, free, page id) → [`Mimalloc::page`]
@@ -50,12 +53,14 @@ pub mod arena;
 pub mod heap;
 pub mod invariants;
 pub mod page;
+pub mod resident;
 pub mod segment;
 pub mod size_class;
 pub mod stats;
 
 pub use arena::{Arena, MemId, OsSource, OwnOs, PinnedOs};
 pub use page::{BlockState, Page, PageQueue};
+pub use resident::{Purge, Resident};
 pub use segment::{Segment, SpanQueue};
 pub use stats::MiStats;
 
@@ -72,27 +77,32 @@ pub const NONE: u32 = u32::MAX;
 /// mimalloc's heap, segments and arenas for one thread, over the OS calls of `S`.
 #[derive(Debug, Clone)]
 pub struct Mimalloc<S: OsSource = OwnOs> {
-    pub(crate) os: S,                          // mmap / munmap
-    pub(crate) arenas: Vec<Arena>,             // mi_arenas[]
-    pub(crate) os_segments: HashMap<u64, u32>, // base >> 25 -> segment, for OS-mapped segments
-    pub(crate) segments: Vec<Segment>,         // every segment slot (dead ones reusable)
-    pub(crate) free_segment_ids: Vec<u32>,     // dead segment slots
-    pub(crate) pages: Vec<Page>,               // every page slot
-    pub(crate) free_page_ids: Vec<u32>,        // dead page slots
-    pub(crate) spans: Vec<SpanQueue>,          // tld->segments.spans[MI_SEGMENT_BIN_MAX + 1]
-    pub(crate) queues: Vec<PageQueue>,         // heap->pages[MI_BIN_FULL + 1]
-    pub(crate) direct: [u8; 129],              // pages_free_direct as bins: wsize -> bin
-    pub(crate) page_retired_min: usize,        // heap->page_retired_min
-    pub(crate) page_retired_max: usize,        // heap->page_retired_max
-    pub(crate) heartbeat: u64,                 // tld->heartbeat: generic-path calls
-    pub(crate) live_blocks: u64,               // live blocks
-    pub(crate) live_bytes: u64,                // bytes requested by live blocks
-    pub(crate) peak_live_bytes: u64,           // largest live_bytes
-    pub(crate) mapped_bytes: u64,              // bytes in live segments
-    pub(crate) peak_mapped_bytes: u64,         // largest mapped() seen at a segment allocation
-    pub(crate) resident_pages: u64,            // Σ pages' `resident`
-    pub(crate) resident_headers: u64,          // Σ live segments' header slices, in bytes
-    pub(crate) flat_base: u64,                 // the first arena's start (0: none yet)
+    pub(crate) os: S,                             // mmap / munmap
+    pub(crate) arenas: Vec<Arena>,                // mi_arenas[]
+    pub(crate) os_segments: HashMap<u64, u32>,    // base >> 25 -> segment, for OS-mapped segments
+    pub(crate) segments: Vec<Segment>,            // every segment slot (dead ones reusable)
+    pub(crate) free_segment_ids: Vec<u32>,        // dead segment slots
+    pub(crate) pages: Vec<Page>,                  // every page slot
+    pub(crate) free_page_ids: Vec<u32>,           // dead page slots
+    pub(crate) spans: Vec<SpanQueue>,             // tld->segments.spans[MI_SEGMENT_BIN_MAX + 1]
+    pub(crate) queues: Vec<PageQueue>,            // heap->pages[MI_BIN_FULL + 1]
+    pub(crate) direct: [u8; 129],                 // pages_free_direct as bins: wsize -> bin
+    pub(crate) page_retired_min: usize,           // heap->page_retired_min
+    pub(crate) page_retired_max: usize,           // heap->page_retired_max
+    pub(crate) heartbeat: u64,                    // tld->heartbeat: generic-path calls
+    pub(crate) live_blocks: u64,                  // live blocks
+    pub(crate) live_bytes: u64,                   // bytes requested by live blocks
+    pub(crate) peak_live_bytes: u64,              // largest live_bytes
+    pub(crate) mapped_bytes: u64,                 // bytes in live segments
+    pub(crate) peak_mapped_bytes: u64,            // largest mapped() seen at a segment allocation
+    pub(crate) resident: Resident,                // OS pages written and not given back
+    pub(crate) purge: Purge,                      // when a scheduled purge happens
+    pub(crate) page_allocs: u64,                  // mi_segments_page_alloc calls: the purge clock
+    pub(crate) arena_purge: Vec<(u64, u64, u64)>, // freed segments: (start, end, due at page_allocs)
+    pub(crate) purged_bytes: u64,                 // resident bytes given back by purges
+    pub(crate) purge_calls: u64,                  // madvise calls of purges
+    pub(crate) unscheduled_purges: u64,           // pinned: recorded purges of no scheduled range
+    pub(crate) flat_base: u64,                    // the first arena's start (0: none yet)
     pub(crate) flat_pages: Vec<u32>, // its slices: (addr - flat_base) >> 16 -> page or NONE
 }
 
@@ -105,7 +115,9 @@ impl Default for Mimalloc<OwnOs> {
 impl Mimalloc<PinnedOs> {
     /// A model whose mappings are pinned to a recording's `S` lines.
     pub fn pinned() -> Self {
-        Mimalloc::new(PinnedOs::default())
+        let mut m = Mimalloc::new(PinnedOs::default());
+        m.purge = Purge::Recorded;
+        m
     }
 }
 
@@ -137,8 +149,13 @@ impl<S: OsSource> Mimalloc<S> {
             peak_live_bytes: 0,
             mapped_bytes: 0,
             peak_mapped_bytes: 0,
-            resident_pages: 0,
-            resident_headers: 0,
+            resident: Resident::default(),
+            purge: Purge::Due,
+            page_allocs: 0,
+            arena_purge: Vec::new(),
+            purged_bytes: 0,
+            purge_calls: 0,
+            unscheduled_purges: 0,
             flat_base: 0,
             flat_pages: Vec::new(),
         }
@@ -286,10 +303,15 @@ impl<S: OsSource> Allocator for Mimalloc<S> {
 }
 
 impl<S: OsSource> Mimalloc<S> {
-    /// Bytes mapped from the OS: the arenas (never given back) and the segments mapped
-    /// on their own.
+    /// Bytes mapped from the OS: the arenas with their descriptors (never given back)
+    /// and the segments mapped on their own: `Σ mimalloc's mmap sizes − Σ its munmap
+    /// sizes`, as a recording's `S`/`U` lines add up.
     pub fn mapped(&self) -> u64 {
-        let arenas: u64 = self.arenas.iter().map(|a| a.size()).sum();
+        let arenas: u64 = self
+            .arenas
+            .iter()
+            .map(|a| a.size() + arena::ARENA_META_SIZE)
+            .sum();
         let own: u64 = self
             .os_segments
             .values()
@@ -299,13 +321,38 @@ impl<S: OsSource> Mimalloc<S> {
     }
 
     /// Bytes of pages the model has written and not given back, in 4 KiB OS pages: each
-    /// live segment's header slices (`info_slices`: the segment and its slice table),
-    /// and each live page from its first slice to the end of its `capacity` blocks (the
-    /// extension writes each block's free-list link; blocks beyond were never touched).
-    /// A page's span given back to its segment counts no more (mimalloc purges free
-    /// spans, the `N` lines of a recording, after a delay this model does not time).
+    /// segment's header (the segment and its slice table), each page from block 0 to the
+    /// end of its `capacity` blocks (the extension writes each block's free-list link;
+    /// blocks beyond were never touched), kept after the page is freed until a purge
+    /// (`madvise(MADV_DONTNEED)`) or an unmap gives them back ([`resident`](self::resident)).
     pub fn resident_bytes(&self) -> u64 {
-        self.resident_headers + self.resident_pages
+        self.resident.bytes()
+    }
+
+    /// The OS pages of `[lo, hi)` the model holds resident, in bytes.
+    pub fn resident_in(&self, lo: Addr, hi: Addr) -> u64 {
+        self.resident.bytes_in(lo.0, hi.0)
+    }
+
+    /// When scheduled purges happen.
+    pub fn purge_policy(&self) -> Purge {
+        self.purge
+    }
+
+    /// Sets when scheduled purges happen (a pinned replay: [`Purge::Recorded`]).
+    pub fn set_purge_policy(&mut self, p: Purge) {
+        self.purge = p;
+    }
+
+    /// Purges so far: (madvise calls, resident bytes they gave back).
+    pub fn purges(&self) -> (u64, u64) {
+        (self.purge_calls, self.purged_bytes)
+    }
+
+    /// Pinned: recorded purges that covered no range the model had scheduled (0 when
+    /// the model agrees with every `N` line).
+    pub fn unscheduled_purges(&self) -> u64 {
+        self.unscheduled_purges
     }
 
     /// Bytes in live segments (arena blocks and OS mappings holding pages).

@@ -79,7 +79,6 @@ pub struct Page {
     pub(crate) local_free: Vec<u16>, // `local_free`, head last
     pub(crate) req: Vec<u32>, // per block: bytes requested by its live allocation, NOT_LIVE or BIG
     pub(crate) big_req: u64,  // the request of the block marked BIG
-    pub(crate) resident: u64, // bytes of its span written so far (OS pages to its capacity's end)
     pub(crate) in_full: bool, // `flags.in_full`: on the full queue
     pub(crate) retire_expire: u8, // `retire_expire`: collect rounds left while retired
     pub(crate) next: u32,     // next page in its queue
@@ -299,7 +298,6 @@ impl<S: OsSource> Mimalloc<S> {
     /// Gives a page's slot back (its lists keep their buffers for the next page).
     pub(crate) fn drop_page_slot(&mut self, id: u32) {
         let p = &mut self.pages[id as usize];
-        self.resident_pages -= std::mem::take(&mut p.resident);
         p.alive = false;
         p.free.clear();
         p.local_free.clear();
@@ -331,17 +329,12 @@ impl<S: OsSource> Mimalloc<S> {
         self.page_resident_update(id);
     }
 
-    /// Recomputes page `id`'s share of [`resident_bytes`](Mimalloc::resident_bytes): its
-    /// span from the first slice to the end of its `capacity` blocks, in 4 KiB OS pages
-    /// (after an extension).
+    /// Page `id`'s blocks handed to its lists so far are written (after an extension):
+    /// their OS pages become resident ([`resident`](super::resident)).
     pub(crate) fn page_resident_update(&mut self, id: u32) {
-        const OS_PAGE: u64 = 4096;
         let p = &self.pages[id as usize];
-        let span_start = self.segments[p.segment as usize].base + p.slice_index as u64 * SLICE_SIZE;
         let end = p.start + p.capacity as u64 * p.xblock_size;
-        let now = end.saturating_sub(span_start).div_ceil(OS_PAGE) * OS_PAGE;
-        let old = std::mem::replace(&mut self.pages[id as usize].resident, now);
-        self.resident_pages = self.resident_pages - old + now;
+        self.resident.touch(p.start, end);
     }
 
     /// `mi_page_queue_push`: `id` at the front of queue `q`.

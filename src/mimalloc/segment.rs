@@ -29,7 +29,7 @@ use super::arena::{
 use super::size_class::{
     page_slices, slice_bin, SEGMENT_BIN_MAX, SEGMENT_SIZE, SLICES_PER_SEGMENT, SLICE_SIZE,
 };
-use super::{Mimalloc, NONE};
+use super::{Mimalloc, Purge, NONE};
 use crate::addr::Addr;
 use crate::error::AllocError;
 
@@ -61,15 +61,17 @@ const EMPTY_SLICE: Slice = Slice {
 /// One segment (`mi_segment_t`).
 #[derive(Debug, Clone)]
 pub struct Segment {
-    pub(crate) base: u64,           // its address (32 MiB-aligned)
-    pub(crate) huge: bool,          // MI_SEGMENT_HUGE: one huge page
-    pub(crate) segment_slices: u32, // slices in the whole segment
-    pub(crate) info_slices: u32,    // slices holding the header (`segment_info_slices`)
-    pub(crate) slice_entries: u32,  // entries in `slices` (at most 512)
-    pub(crate) used: u32,           // pages in it (the header span not counted)
-    pub(crate) memid: MemId,        // where its memory came from
-    pub(crate) slices: Vec<Slice>,  // the slice entries
-    pub(crate) alive: bool,         // false once given back (slot reusable)
+    pub(crate) base: u64,            // its address (32 MiB-aligned)
+    pub(crate) huge: bool,           // MI_SEGMENT_HUGE: one huge page
+    pub(crate) segment_slices: u32,  // slices in the whole segment
+    pub(crate) info_slices: u32,     // slices holding the header (`segment_info_slices`)
+    pub(crate) slice_entries: u32,   // entries in `slices` (at most 512)
+    pub(crate) used: u32,            // pages in it (the header span not counted)
+    pub(crate) memid: MemId,         // where its memory came from
+    pub(crate) slices: Vec<Slice>,   // the slice entries
+    pub(crate) alive: bool,          // false once given back (slot reusable)
+    pub(crate) purge_mask: [u64; 8], // slices whose purge is scheduled (`purge_mask`, 64 KiB bits)
+    pub(crate) purge_expire: u64,    // page allocation at which it is due (0: none scheduled)
 }
 
 impl Segment {
@@ -229,7 +231,15 @@ impl<S: OsSource> Mimalloc<S> {
         }
         segment.slices[index as usize].count = count;
         self.flat_set(seg, index, end, page);
+        let now = self.page_allocs;
         let segment = &mut self.segments[seg as usize];
+        if page != NONE && !segment.huge {
+            // mi_segment_ensure_committed → mi_segment_commit: the span's slices leave the
+            // purge mask, and the expiry moves back when any was scheduled
+            if purge_bits(&mut segment.purge_mask, index, end, false) {
+                segment.purge_expire = now + 1;
+            }
+        }
         if page != NONE {
             segment.used += 1;
             let p = &mut self.pages[page as usize];
@@ -237,6 +247,113 @@ impl<S: OsSource> Mimalloc<S> {
             p.slice_index = index;
             p.slice_count = count;
             p.set_block_size(count as u64 * SLICE_SIZE);
+        }
+    }
+
+    /// `mi_segment_schedule_purge` of slices `[index, index + count)` (a freed page's
+    /// coalesced span), the delay read by the [`Purge`] policy.
+    fn schedule_purge(&mut self, seg: u32, index: u32, count: u32) {
+        let now = self.page_allocs;
+        let segment = &mut self.segments[seg as usize];
+        let end = (index + count).min(segment.slice_entries);
+        purge_bits(
+            &mut segment.purge_mask,
+            index.max(segment.info_slices),
+            end,
+            true,
+        );
+        if segment.purge_expire == 0 {
+            segment.purge_expire = now + 1;
+        } else if segment.purge_expire <= now {
+            // expired and not yet purged: purged now (purge_extend_delay is long over)
+            self.try_purge(seg, true);
+        }
+    }
+
+    /// `mi_segment_try_purge(segment, force)`: every run of the purge mask madvised, when
+    /// the policy says the delay is over (or `force`).
+    pub(crate) fn try_purge(&mut self, seg: u32, force: bool) {
+        let now = self.page_allocs;
+        let segment = &mut self.segments[seg as usize];
+        if segment.purge_mask == [0; 8] || self.purge != Purge::Due {
+            return;
+        }
+        if !force && now < segment.purge_expire {
+            return;
+        }
+        let mask = std::mem::replace(&mut segment.purge_mask, [0; 8]);
+        segment.purge_expire = 0;
+        let base = segment.base;
+        let mut i = 0;
+        while i < SLICES_PER_SEGMENT as u32 {
+            if !bit(&mask, i) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < SLICES_PER_SEGMENT as u32 && bit(&mask, i) {
+                i += 1;
+            }
+            let (lo, hi) = (
+                base + start as u64 * SLICE_SIZE,
+                base + i as u64 * SLICE_SIZE,
+            );
+            self.purged_bytes += self.resident.purge(lo, hi);
+            self.purge_calls += 1;
+        }
+    }
+
+    /// `mi_arenas_try_purge`: freed segments whose arena purge is due, given back.
+    fn arena_try_purge(&mut self) {
+        if self.purge != Purge::Due || self.arena_purge.is_empty() {
+            return;
+        }
+        let now = self.page_allocs;
+        let mut k = 0;
+        while k < self.arena_purge.len() {
+            let (lo, hi, due) = self.arena_purge[k];
+            if due <= now {
+                self.arena_purge.swap_remove(k);
+                self.purged_bytes += self.resident.purge(lo, hi);
+                self.purge_calls += 1;
+            } else {
+                k += 1;
+            }
+        }
+    }
+
+    /// A purge the recording shows (`madvise(addr, size, MADV_DONTNEED)` from
+    /// `_mi_os_purge_ex`): those OS pages given back, and the scheduled purge it was
+    /// taken off the segment's mask (or the arena's); counted in
+    /// [`unscheduled_purges`](Mimalloc::unscheduled_purges) when the model had none there.
+    pub fn os_purge(&mut self, addr: Addr, size: u64) {
+        let (lo, hi) = (addr.0, addr.0.saturating_add(size));
+        self.purged_bytes += self.resident.purge(lo, hi);
+        self.purge_calls += 1;
+        let mut scheduled = false;
+        if let Some(k) = self
+            .arena_purge
+            .iter()
+            .position(|&(a, b, _)| a <= lo && hi <= b)
+        {
+            self.arena_purge.swap_remove(k);
+            scheduled = true;
+        } else if let Some(seg) = self.segment_at(lo) {
+            let segment = &mut self.segments[seg as usize];
+            let first = ((lo - segment.base) / SLICE_SIZE) as u32;
+            let end = (hi - segment.base).div_ceil(SLICE_SIZE) as u32;
+            let all =
+                (first..end.min(SLICES_PER_SEGMENT as u32)).all(|i| bit(&segment.purge_mask, i));
+            if all && end > first {
+                purge_bits(&mut segment.purge_mask, first, end, false);
+                if segment.purge_mask == [0; 8] {
+                    segment.purge_expire = 0;
+                }
+                scheduled = true;
+            }
+        }
+        if !scheduled {
+            self.unscheduled_purges += 1;
         }
     }
 
@@ -268,6 +385,7 @@ impl<S: OsSource> Mimalloc<S> {
             }
         }
         self.span_free(seg, index, count);
+        self.schedule_purge(seg, index, count);
     }
 
     /// `mi_segments_page_find_and_allocate`: the first fitting free span, best bin first.
@@ -299,15 +417,21 @@ impl<S: OsSource> Mimalloc<S> {
     /// `mi_segments_page_alloc`: a page span of `required` bytes, from a free span or a
     /// fresh segment.
     pub(crate) fn segments_page_alloc(&mut self, required: u64) -> Result<u32, AllocError> {
+        self.page_allocs += 1;
+        self.arena_try_purge();
         let slices = page_slices(required) as u32;
-        if let Some(p) = self.find_and_allocate(slices) {
-            return Ok(p);
-        }
-        self.segment_alloc(0)?;
-        self.find_and_allocate(slices)
-            .ok_or(AllocError::OutOfAddressSpace {
-                what: format!("a page of {slices} slices in a fresh segment"),
-            })
+        let page = match self.find_and_allocate(slices) {
+            Some(p) => p,
+            None => {
+                self.segment_alloc(0)?;
+                self.find_and_allocate(slices)
+                    .ok_or(AllocError::OutOfAddressSpace {
+                        what: format!("a page of {slices} slices in a fresh segment"),
+                    })?
+            }
+        };
+        self.try_purge(self.pages[page as usize].segment, false);
+        Ok(page)
     }
 
     /// `mi_segment_huge_page_alloc`: a segment of its own holding one page of `size` bytes.
@@ -337,6 +461,8 @@ impl<S: OsSource> Mimalloc<S> {
             memid,
             slices: vec![EMPTY_SLICE; slice_entries as usize],
             alive: true,
+            purge_mask: [0; 8],
+            purge_expire: 0,
         };
         let seg = match self.free_segment_ids.pop() {
             Some(i) => {
@@ -354,10 +480,12 @@ impl<S: OsSource> Mimalloc<S> {
             }
             MemId::Os => {
                 self.os_segments.insert(base.0 >> 25, seg);
+                self.resident.map(base.0, size);
             }
         }
         self.mapped_bytes += size;
-        self.resident_headers += info_slices as u64 * SLICE_SIZE;
+        // mi_segment_init writes the segment and its slice table
+        self.resident.touch(base.0, base.0 + SEGMENT_HEADER_BYTES);
         self.peak_mapped_bytes = self.peak_mapped_bytes.max(self.mapped());
         self.span_allocate(seg, 0, info_slices as u32, NONE);
         if required == 0 {
@@ -380,7 +508,8 @@ impl<S: OsSource> Mimalloc<S> {
         let segment = &mut self.segments[seg as usize];
         segment.alive = false;
         let (base, size, memid) = (segment.base, segment.size(), segment.memid);
-        self.resident_headers -= segment.info_slices as u64 * SLICE_SIZE;
+        segment.purge_mask = [0; 8];
+        segment.purge_expire = 0;
         self.mapped_bytes -= size;
         match memid {
             MemId::Arena {
@@ -391,10 +520,14 @@ impl<S: OsSource> Mimalloc<S> {
                 let a = &mut self.arenas[arena as usize];
                 a.unclaim(block, blocks);
                 a.segment_at[block as usize] = NONE;
+                // _mi_arena_free: mi_arena_schedule_purge (10 × purge_delay)
+                let end = base + blocks as u64 * ARENA_BLOCK_SIZE;
+                self.arena_purge.push((base, end, self.page_allocs + 1));
             }
             MemId::Os => {
                 self.os_segments.remove(&(base >> 25));
                 self.os.munmap(Addr(base), size);
+                self.resident.unmap(base);
             }
         }
         self.free_segment_ids.push(seg);
@@ -424,6 +557,10 @@ impl<S: OsSource> Mimalloc<S> {
             for (i, a) in self.arenas.iter_mut().enumerate() {
                 if let Some(b) = a.try_claim(blocks) {
                     let addr = a.start + b as u64 * ARENA_BLOCK_SIZE;
+                    // mi_arena_alloc_at: its blocks' scheduled purge is dropped
+                    let end = addr.0 + blocks as u64 * ARENA_BLOCK_SIZE;
+                    self.arena_purge
+                        .retain(|&(lo, hi, _)| hi <= addr.0 || end <= lo);
                     return Ok((addr, arena_memid(i, b, blocks)));
                 }
             }
@@ -431,6 +568,10 @@ impl<S: OsSource> Mimalloc<S> {
             if self.arenas.len() <= MAX_ARENAS - 4 && reserve >= size {
                 let start = self.os.mmap(reserve, SEGMENT_SIZE)?;
                 let meta = self.os.mmap(ARENA_META_SIZE, 1)?;
+                self.resident.map(start.0, reserve);
+                // the arena's descriptor (mi_arena_t and its bitmaps), written at once
+                self.resident.map(meta.0, ARENA_META_SIZE);
+                self.resident.touch(meta.0, meta.0 + ARENA_META_SIZE);
                 let mut a = Arena::new(start, reserve, meta);
                 let b = a.try_claim(blocks).ok_or(AllocError::OutOfAddressSpace {
                     what: format!("{size} bytes in a fresh arena of {reserve}"),
@@ -497,6 +638,26 @@ impl<S: OsSource> Mimalloc<S> {
         let page = segment.slices.get(i)?.page;
         (page != NONE).then_some(page)
     }
+}
+
+/// Bit `i` of a segment's slice mask.
+fn bit(mask: &[u64; 8], i: u32) -> bool {
+    (mask[(i / 64) as usize] >> (i % 64)) & 1 == 1
+}
+
+/// Sets (`on`) or clears bits `[lo, hi)` of a slice mask; true when any was set before.
+fn purge_bits(mask: &mut [u64; 8], lo: u32, hi: u32, on: bool) -> bool {
+    let mut any = false;
+    for i in lo..hi.min(SLICES_PER_SEGMENT as u32) {
+        let (w, b) = ((i / 64) as usize, 1u64 << (i % 64));
+        any |= mask[w] & b != 0;
+        if on {
+            mask[w] |= b;
+        } else {
+            mask[w] &= !b;
+        }
+    }
+    any
 }
 
 fn arena_memid(arena: usize, block: u32, blocks: u32) -> MemId {

@@ -8,7 +8,9 @@
 //!  S 4096 7ffff7fb8000 … 1 unix_mmap               ->  PinnedOs.pending --+-> asked for by the
 //!  m O 64 315400100c0                              ->  mi_malloc(64) ?= 0x315400100c0   next call
 //!  r M 0 777778 31540cc0000  (a stats size)        ->  mi_realloc, then collect_for_stats
-//!  N … _mi_os_purge_ex / G … / R, r, V, W lines    ->  context, not modelled (libc, purges,
+//!  N 31540300000 65536 4 0 1 _mi_os_purge_ex      ->  Mimalloc::os_purge (pinned: the
+//!                                                      purges are the recording's)
+//!  G … / R, r, V, W lines                          ->  context, not modelled (libc,
 //!                                                      CPython's data stack)
 //! ```
 //! The events come through the driver's loop like any trace's; the OS lines reach
@@ -116,6 +118,20 @@ impl Replayer {
         with_model!(&self.model, m => m.check_invariants())
     }
 
+    /// Bytes of pages the model holds written and not given back.
+    pub fn resident_bytes(&self) -> u64 {
+        with_model!(&self.model, m => m.resident_bytes())
+    }
+
+    /// Purges so far (madvise calls, resident bytes given back) and, pinned, the recorded
+    /// purges of no range the model had scheduled.
+    pub fn purges(&self) -> (u64, u64, u64) {
+        with_model!(&self.model, m => {
+            let (calls, bytes) = m.purges();
+            (calls, bytes, m.unscheduled_purges())
+        })
+    }
+
     /// The model's footprint.
     pub fn footprint(&self) -> crate::alloc::Stats {
         use crate::alloc::Allocator;
@@ -194,6 +210,9 @@ impl Replayer {
             (OsCall::Munmap { addr, size }, Model::Pinned(m)) => {
                 m.os_mut().pending_unmaps.push((addr, size))
             }
+            // a purge (`_mi_os_purge_ex`): its time is the recording's, so the pinned
+            // model purges where and when the recording does
+            (OsCall::Madvise { addr, size }, Model::Pinned(m)) => m.os_purge(addr, size),
             _ => {}
         }
     }
