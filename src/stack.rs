@@ -30,7 +30,8 @@
 //! freed span stays resident until its purge, which in a model of its own address space
 //! follows `mimalloc::Purge::Due`), and its mmap/munmap calls to glibc's.
 //!
-//! Waste by cause ([`Stack::waste`], walked from the models' state on demand):
+//! Waste by cause ([`Stack::waste`], walked from the models' state on demand; mimalloc's
+//! from [`Mimalloc::usage`](crate::mimalloc::Mimalloc::usage)):
 //! `live - outside + rounding + headers + alignment + free_blocks + empty_pools
 //!  + free_arenas + free_chunks + metadata + other_maps == mapped`, where the parts come from pymalloc's
 //! arenas ([`ArenaUse`](crate::pymalloc::stats::ArenaUse)) and glibc's chunks
@@ -384,14 +385,25 @@ impl Stack {
                 w.outside = live.saturating_sub(a.requested);
                 (w, a.total)
             }
-            // mimalloc's own overhead is not split by cause: with the data-stack chunks it
-            // is in `other_maps` (mapped - glibc's bytes - mimalloc's live bytes)
+            // mimalloc's mapped bytes by cause (Mimalloc::usage): size-class rounding and
+            // page ends, bytes before each page's first block (alignment), free blocks of
+            // pages, never-extended page capacity and free spans (empty pools), arena
+            // blocks no segment holds (free arenas), segment headers and arena
+            // descriptors (metadata)
             Stack::MimallocGlibc(m, g) => {
-                let mi_live = m.stats().live_bytes;
-                let mut w = Waste::default();
+                let mu = m.usage();
+                let mut w = Waste {
+                    rounding: mu.rounding,
+                    alignment: mu.page_offsets,
+                    free_blocks: mu.free_blocks,
+                    empty_pools: mu.uncarved + mu.free_spans,
+                    free_arenas: mu.unclaimed,
+                    metadata: mu.metadata,
+                    ..Waste::default()
+                };
                 let u = g.heap_use();
-                glibc(&mut w, u, live.saturating_sub(mi_live));
-                (w, u.total + mi_live)
+                glibc(&mut w, u, live.saturating_sub(mu.requested));
+                (w, u.total + mu.total)
             }
         };
         w.other_maps = mapped.saturating_sub(in_space);

@@ -348,3 +348,111 @@ fn own_mode_purges_when_due_and_stays_consistent() {
     // the same placement, more given back than the recording's two purges
     assert!(m.rp.resident_bytes() <= pinned.rp.resident_bytes());
 }
+
+/// Replays a recording's calls through the whole-process `mimalloc-2.1.2` stack (O/M to
+/// mimalloc, R to glibc; nested raw calls are the recorded allocator's own business) and
+/// checks the waste equation every 1024 calls and at the end:
+/// `live - outside + internal + external + metadata + other_maps == mapped`, and that
+/// mimalloc's own walk adds up to its mapped bytes and its live bytes.
+fn waste_equation_holds(reader: &mut dyn EventReader, name: &str) -> u64 {
+    use pyalloc::stack::Route;
+    use pyalloc::trace::Domain;
+    use std::collections::HashMap;
+    let mut stack = pyalloc::replay::ModelSpec::parse("mimalloc-2.1.2")
+        .unwrap()
+        .stack()
+        .unwrap();
+    let route = |d: Domain| match d {
+        Domain::Obj | Domain::Mem => Some(Route::Object),
+        Domain::Raw | Domain::Libc => Some(Route::System),
+        Domain::RawNested => None,
+    };
+    let mut blocks: HashMap<u64, (u64, u64)> = HashMap::new(); // recorded -> (model, size)
+    let (mut live, mut calls, mut checked) = (0u64, 0u64, 0u64);
+    let mut check = |stack: &pyalloc::stack::Stack, live: u64, at: u64| {
+        let w = stack.waste(live);
+        assert_eq!(
+            live - w.outside + w.internal() + w.external() + w.metadata + w.other_maps,
+            stack.mapped(),
+            "{name}: the waste equation after call {at}: {w:?}"
+        );
+        let pyalloc::stack::Stack::MimallocGlibc(m, _) = stack else {
+            panic!("{name}: not the mimalloc stack")
+        };
+        let u = m.usage();
+        assert_eq!(
+            u.total,
+            m.mapped(),
+            "{name}: mimalloc's parts after call {at}"
+        );
+        let mi_live = pyalloc::Allocator::stats(m.as_ref()).live_bytes;
+        assert_eq!(u.requested, mi_live, "{name}: after call {at}");
+        checked += 1;
+    };
+    while let Some(e) = reader.next_event().unwrap() {
+        let did = match e.kind {
+            EventKind::Malloc { domain, size, addr } if !addr.is_null() => {
+                let Some(r) = route(domain) else { continue };
+                let a = stack.malloc(r, size).unwrap();
+                blocks.insert(addr.0, (a.0, size));
+                live += size;
+                true
+            }
+            EventKind::Calloc {
+                domain,
+                nelem,
+                elsize,
+                addr,
+            } if !addr.is_null() => {
+                let Some(r) = route(domain) else { continue };
+                let a = stack.calloc(r, nelem, elsize).unwrap();
+                blocks.insert(addr.0, (a.0, nelem * elsize));
+                live += nelem * elsize;
+                true
+            }
+            EventKind::Free { domain, addr } => {
+                let Some(r) = route(domain) else { continue };
+                let Some((a, n)) = blocks.remove(&addr.0) else {
+                    continue;
+                };
+                stack.free(r, pyalloc::Addr(a)).unwrap();
+                live -= n;
+                true
+            }
+            EventKind::Realloc {
+                domain,
+                old,
+                size,
+                new,
+            } if !new.is_null() => {
+                let Some(r) = route(domain) else { continue };
+                let (from, n) = blocks.remove(&old.0).unwrap_or((0, 0));
+                let a = stack.realloc(r, pyalloc::Addr(from), size).unwrap();
+                blocks.insert(new.0, (a.0, size));
+                live = live - n + size;
+                true
+            }
+            _ => false,
+        };
+        if did {
+            calls += 1;
+            if calls % 1024 == 0 {
+                check(&stack, live, calls);
+            }
+        }
+    }
+    check(&stack, live, calls);
+    checked
+}
+
+#[test]
+fn waste_by_cause_adds_up_to_mapped_at_every_sample() {
+    for name in ["startup_only", "ints", "segments"] {
+        let mut r = MimallocReader::open(&trace(&format!("{name}.trace.gz"))).unwrap();
+        assert!(waste_equation_holds(&mut r, name) > 0);
+    }
+    // a CPython 3.11 recording (pymalloc's calls) replayed under mimalloc
+    let p = Path::new(DIR).join("../cpython-3.11.7-linux-x86_64/startup_only.trace.gz");
+    let mut r = pyalloc::trace::pymalloc3::Pymalloc3Reader::open(&p).unwrap();
+    assert!(waste_equation_holds(&mut r, "3.11 startup_only") > 0);
+}

@@ -141,3 +141,93 @@ mod tests {
         assert_ne!(m.mi_malloc(24).unwrap(), Addr(0));
     }
 }
+
+/// What holds mimalloc's mapped bytes, by cause (a walk of the model's state):
+/// `requested + rounding + page_offsets + free_blocks + uncarved + free_spans + metadata +
+/// unclaimed == total == Mimalloc::mapped()`.
+///
+/// ```text
+///  arena ─┬ descriptor                                   metadata
+///         ├ blocks no segment claimed (and the tails of  unclaimed ("reserved, not in use":
+///         │  huge segments' last blocks)                  MAP_NORESERVE, never touched)
+///         └ segment ─┬ header slices (mi_segment_t, slices[])   metadata
+///                    ├ free span                                free_spans
+///                    └ page span ─┬ before block 0              page_offsets
+///                                 ├ live blocks: request        requested
+///                                 │              block − request rounding
+///                                 ├ free / local_free blocks    free_blocks
+///                                 ├ blocks beyond capacity      uncarved
+///                                 └ after the last block        rounding
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MiUse {
+    /// Bytes the live blocks' requests asked for.
+    pub requested: u64,
+    /// Live blocks' size-class rounding and the page ends no block fits.
+    pub rounding: u64,
+    /// Each page's bytes before its first block (`page_start_offset`).
+    pub page_offsets: u64,
+    /// Blocks on `free` or `local_free` of pages (used or retired).
+    pub free_blocks: u64,
+    /// Blocks of pages beyond their capacity (never extended to).
+    pub uncarved: u64,
+    /// Free spans of live segments.
+    pub free_spans: u64,
+    /// Segment header slices and arena descriptors.
+    pub metadata: u64,
+    /// Arena bytes no live segment holds.
+    pub unclaimed: u64,
+    /// The sum: bytes mapped.
+    pub total: u64,
+}
+
+impl<S: OsSource> Mimalloc<S> {
+    /// Mapped bytes by cause ([`MiUse`]), walked from the arenas, segments and pages.
+    pub fn usage(&self) -> MiUse {
+        use super::arena::ARENA_META_SIZE;
+        use super::size_class::SLICE_SIZE;
+        let mut u = MiUse::default();
+        for a in &self.arenas {
+            u.metadata += ARENA_META_SIZE;
+            u.unclaimed += a.size();
+        }
+        for s in self.segments() {
+            if matches!(s.memid, super::arena::MemId::Arena { .. }) {
+                u.unclaimed -= s.size();
+            }
+            u.metadata += s.info_slices as u64 * SLICE_SIZE;
+            for (first, count, free, id) in s.spans() {
+                if first < s.info_slices {
+                    continue; // the header span
+                }
+                let span = count as u64 * SLICE_SIZE;
+                let Some(p) = self.page(id).filter(|_| !free) else {
+                    u.free_spans += span;
+                    continue;
+                };
+                let bs = p.block_size();
+                let span_start = s.base + first as u64 * SLICE_SIZE;
+                let offset = p.start() - span_start;
+                u.page_offsets += offset;
+                u.rounding += span - offset - p.reserved() as u64 * bs;
+                u.uncarved += (p.reserved() - p.capacity()) as u64 * bs;
+                u.free_blocks += (p.capacity() - p.used()) as u64 * bs;
+                for i in 0..p.capacity() {
+                    if let Some(r) = p.req_bytes(i as u16) {
+                        u.requested += r;
+                        u.rounding += bs - r;
+                    }
+                }
+            }
+        }
+        u.total = u.requested
+            + u.rounding
+            + u.page_offsets
+            + u.free_blocks
+            + u.uncarved
+            + u.free_spans
+            + u.metadata
+            + u.unclaimed;
+        u
+    }
+}
