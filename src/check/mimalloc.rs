@@ -38,6 +38,7 @@ pub fn model_for(opts: &CheckOptions) -> Result<Addresses, ReplayError> {
         return Ok(Addresses::Pinned);
     };
     let spec = ModelSpec::parse(name)?;
+    spec.recorded("check a CPython 3.13 mimalloc recording")?;
     match (&spec.kind, &spec.lower) {
         (ModelKind::Mimalloc, None) => Ok(spec.addresses),
         _ => Err(spec

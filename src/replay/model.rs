@@ -9,7 +9,9 @@
 //!             of an era names that era's preset), `glibc-2.36` (`glibc`,
 //!             `glibc-2.36-x86_64`), `mimalloc-2.1.2`, `bump`, `null`     (table: BASES)
 //!   :k=v,…    what-if overrides of a pymalloc preset's parameters, keys named after
-//!             obmalloc.c's macros                      (pymalloc::whatif::KEYS says what each sets)
+//!             obmalloc.c's macros                      (pymalloc::whatif::KEYS says what each sets);
+//!             mimalloc's one: `purge=due|never`, when a scheduled purge happens for want of
+//!             its 10 ms wall clock                      (mimalloc::Purge)
 //!   +suffix   where a replay of a recording takes addresses from:
 //!             `+pinned` (the recording's, the default) or `+own` (the model's own)
 //!   /lower    the allocator beneath: a whole process on one address space
@@ -71,6 +73,9 @@ pub struct ModelSpec {
     /// True when what-if overrides changed the base's parameters (`cpython-3.11:pool=64KiB`):
     /// a model of no released CPython, so no recording can hold it.
     pub whatif: bool,
+    /// mimalloc's purge policy when its what-if says one (`mimalloc-2.1.2:purge=never`);
+    /// `None`: the model's own default (see [`crate::mimalloc::Purge`]).
+    pub mimalloc_purge: Option<crate::mimalloc::Purge>,
 }
 
 /// A model name that names no model, or none for this use.
@@ -186,7 +191,23 @@ impl ModelSpec {
             pairs.push(kv);
         }
         let whatif = overrides.is_some();
-        if whatif {
+        let mut mimalloc_purge = None;
+        if whatif && matches!(kind, ModelKind::Mimalloc) {
+            // mimalloc's one what-if: when a purge is due, for want of its wall clock
+            for (k, v) in pairs {
+                mimalloc_purge = Some(match (k, v) {
+                    ("purge", "due") => crate::mimalloc::Purge::Due,
+                    ("purge", "never") => crate::mimalloc::Purge::Never,
+                    _ => {
+                        return Err(over(format!(
+                            "what-if {k}={v}: mimalloc takes purge=due (a freed span is purged \
+                             at the next page allocation, as if its 10 ms delay were over) or \
+                             purge=never"
+                        )))
+                    }
+                });
+            }
+        } else if whatif {
             let ModelKind::Pymalloc(params) = &mut kind else {
                 return Err(over(format!(
                     "what-if overrides change a pymalloc preset's parameters; {base} takes none"
@@ -200,6 +221,7 @@ impl ModelSpec {
             addresses,
             lower,
             whatif,
+            mimalloc_purge,
         })
     }
 
@@ -223,13 +245,21 @@ impl ModelSpec {
             (ModelKind::Glibc(g), None) => Ok(Stack::new_glibc(g.clone())),
             // CPython 3.13 under PYTHONMALLOC=mimalloc: RAW stays libc's
             (ModelKind::Mimalloc, None) => {
-                Ok(Stack::new_mimalloc_glibc(GlibcParams::v2_36_x86_64()))
+                Ok(self.purged(Stack::new_mimalloc_glibc(GlibcParams::v2_36_x86_64())))
             }
             (ModelKind::Mimalloc, Some(ModelKind::Glibc(g))) => {
-                Ok(Stack::new_mimalloc_glibc(g.clone()))
+                Ok(self.purged(Stack::new_mimalloc_glibc(g.clone())))
             }
             _ => Err(no()),
         }
+    }
+
+    /// `stack` with this name's mimalloc purge policy applied, when it names one.
+    fn purged(&self, mut stack: Stack) -> Stack {
+        if let (Some(p), Stack::MimallocGlibc(m, _)) = (self.mimalloc_purge, &mut stack) {
+            m.set_purge_policy(p);
+        }
+        stack
     }
 
     /// Refuses a what-if model where a recording is to hold the model (`check`, `stats`):
@@ -354,6 +384,29 @@ fn base_kind(base: &str) -> Option<ModelKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mimalloc_takes_a_purge_policy_as_its_what_if() {
+        use crate::mimalloc::Purge;
+        let s = ModelSpec::parse("mimalloc-2.1.2:purge=never").unwrap();
+        assert!(s.whatif && s.mimalloc_purge == Some(Purge::Never));
+        let Ok(Stack::MimallocGlibc(m, _)) = s.stack() else {
+            panic!("not a mimalloc stack")
+        };
+        assert_eq!(m.purge_policy(), Purge::Never);
+        let Ok(Stack::MimallocGlibc(m, _)) = ModelSpec::parse("mimalloc-2.1.2").unwrap().stack()
+        else {
+            panic!("not a mimalloc stack")
+        };
+        assert_eq!(m.purge_policy(), Purge::Due);
+        for bad in [
+            "mimalloc-2.1.2:purge=sometimes",
+            "mimalloc-2.1.2:pool=64KiB",
+        ] {
+            let e = ModelSpec::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("purge=due"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn mimalloc_is_a_whole_process_with_raw_on_glibc() {
