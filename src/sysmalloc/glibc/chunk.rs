@@ -420,6 +420,18 @@ impl Heap {
         self.nodes.at_mut(i as usize + 1).b = v;
     }
 
+    /// Sets `p->fd` and `p->bk` (one store).
+    #[inline(always)]
+    pub fn set_links(&mut self, i: u32, fd: u32, bk: u32) {
+        *self.nodes.at_mut(i as usize + 1) = Node { a: fd, b: bk };
+    }
+
+    /// Sets `p->fd_nextsize` and `p->bk_nextsize` (one store).
+    #[inline(always)]
+    pub fn set_nextsize(&mut self, i: u32, fd: u32, bk: u32) {
+        *self.nodes.at_mut(i as usize + 2) = Node { a: fd, b: bk };
+    }
+
     /// `p->fd_nextsize` (large chunks only: they span many granules).
     #[inline(always)]
     pub fn fd_nextsize(&self, i: u32) -> u32 {
