@@ -64,7 +64,15 @@ impl<S: OsSource> Mimalloc<S> {
     #[inline(always)]
     fn page_pop(&mut self, id: u32, size: u64) -> Option<u64> {
         let p = &mut self.pages[id as usize];
-        let i = p.free.pop()?;
+        // the head is read from the page itself, so the block's address does not wait
+        // for a load from the list
+        let top = p.free_top;
+        if top == super::page::NO_TOP {
+            return None;
+        }
+        let i = top as u16;
+        p.free.pop();
+        p.sync_top();
         p.used += 1;
         if size <= SMALL_SIZE_MAX {
             p.req[i as usize] = size as u32; // the fast path's requests fit without BIG

@@ -227,6 +227,13 @@ impl<S: OsSource> Mimalloc<S> {
     /// The equations of one page.
     fn check_page(&self, id: u32) -> Result<(), String> {
         let p = &self.pages[id as usize];
+        let top = p.free.last().map_or(super::page::NO_TOP, |&b| u32::from(b));
+        if p.free_top != top {
+            return Err(format!(
+                "page {id}: free_top {} is not the head of free ({top})",
+                p.free_top
+            ));
+        }
         let nf = p.free.len() + p.local_free.len();
         if p.used as usize + nf != p.capacity as usize {
             return Err(format!(

@@ -35,6 +35,8 @@ pub const MAX_EXTEND_SIZE: u64 = 4 * 1024;
 pub const MIN_EXTEND: u64 = 4;
 /// `MI_RETIRE_CYCLES`.
 pub const RETIRE_CYCLES: u8 = 16;
+/// [`Page::free_top`] of an empty `free` list.
+pub const NO_TOP: u32 = u32::MAX;
 /// A block that no live allocation holds, in [`Page::req`].
 pub const NOT_LIVE: u32 = u32::MAX;
 /// A live block whose request does not fit in 32 bits (only a huge page's one block can
@@ -76,6 +78,7 @@ pub struct Page {
     pub(crate) capacity: u32,        // blocks handed to the lists so far (extensions)
     pub(crate) used: u32,            // blocks allocated (live)
     pub(crate) free: Vec<u16>,       // `free`, head last: the next malloc pops `free.last()`
+    pub(crate) free_top: u32,        // `free.last()`, NO_TOP when empty (the pop reads it first)
     pub(crate) local_free: Vec<u16>, // `local_free`, head last
     pub(crate) req: Vec<u32>, // per block: bytes requested by its live allocation, NOT_LIVE or BIG
     pub(crate) big_req: u64,  // the request of the block marked BIG
@@ -230,6 +233,12 @@ impl Page {
         self.in_full
     }
 
+    /// Keeps `free_top == free.last()` after a change of `free`.
+    #[inline(always)]
+    pub(crate) fn sync_top(&mut self) {
+        self.free_top = self.free.last().map_or(NO_TOP, |&b| u32::from(b));
+    }
+
     /// `_mi_page_free_collect` for one thread: `local_free` becomes `free` when `free` is
     /// empty; with `force` it is put in front of a non-empty `free` as well.
     #[inline]
@@ -239,10 +248,12 @@ impl Page {
         }
         if self.free.is_empty() {
             std::mem::swap(&mut self.free, &mut self.local_free);
+            self.sync_top();
         } else if force {
             // head last: local_free's blocks go on top of free's
             let lf = std::mem::take(&mut self.local_free);
             self.free.extend_from_slice(&lf);
+            self.sync_top();
             self.local_free = lf;
             self.local_free.clear();
         }
@@ -263,6 +274,7 @@ impl Page {
         let extend = ((self.reserved - self.capacity) as u64).min(max_extend) as u32;
         let (lo, hi) = (self.capacity, self.capacity + extend);
         self.free.extend((lo..hi).rev().map(|i| i as u16));
+        self.sync_top();
         self.capacity = hi;
     }
 }
@@ -286,6 +298,7 @@ impl<S: OsSource> Mimalloc<S> {
             id
         } else {
             self.pages.push(Page {
+                free_top: NO_TOP,
                 alive: true,
                 next: NONE,
                 prev: NONE,
@@ -300,6 +313,7 @@ impl<S: OsSource> Mimalloc<S> {
         let p = &mut self.pages[id as usize];
         p.alive = false;
         p.free.clear();
+        p.free_top = NO_TOP;
         p.local_free.clear();
         p.req.clear();
         p.used = 0;
