@@ -361,20 +361,27 @@ impl Glibc {
         self.stats.note_alloc(req);
         let mem = match out {
             Out::Chunk(c) => {
+                // every path that hands a chunk out has marked it in use already
+                debug_assert_eq!(self.heap.n(c).state(), State::InUse);
                 self.heap.set_req(c, req);
-                self.heap.m(c).set_state(State::InUse);
                 self.mem(c)
             }
             Out::Mapped(mem) => {
-                if let Some(m) = self.mmaps.get_mut(&mem) {
-                    m.req = req;
-                }
+                self.note_mapped_req(mem, req);
                 mem
             }
         };
         // the size field (set_head / the mmapped chunk's header), then the block
         self.wrote(mem - self.params.size_sz, self.params.size_sz + written);
         mem
+    }
+
+    /// Records the request an mmapped chunk serves (out of line: rare and costly anyway).
+    #[inline(never)]
+    fn note_mapped_req(&mut self, mem: u64, req: u64) {
+        if let Some(m) = self.mmaps.get_mut(&mem) {
+            m.req = req;
+        }
     }
 
     /// Refreshes `mapped_bytes` after the heap or a mapping changed size.
@@ -552,6 +559,13 @@ impl Glibc {
                 return Ok(());
             }
         }
+        self.free_not_in_use(mem)
+    }
+
+    /// `__libc_free` of `mem` that is not an in-use chunk of the brk heap: a mapping's,
+    /// or glibc's diagnosis (out of line: the heap path above stays small).
+    #[inline(never)]
+    fn free_not_in_use(&mut self, mem: u64) -> Result<(), AllocError> {
         if self.maybe_mapped(mem) {
             self.free_mapped(mem, true);
             return Ok(());
