@@ -36,7 +36,7 @@ impl Glibc {
     /// `_int_malloc(av, bytes)` for a chunk size `nb` (already `request2size`d).
     pub(super) fn int_malloc(&mut self, nb: u64) -> Result<Out, AllocError> {
         let min = self.params.min_chunk;
-        let tc = self.params.csize2tidx(nb);
+        let tc = self.tidx(nb);
         // 1. fastbins
         if nb <= self.max_fast {
             let f = self.params.fastbin_index(nb);
