@@ -90,6 +90,7 @@ pub fn run(args: CompareArgs) -> Result<ExitCode, String> {
     let opts = CompareOptions {
         markers: args.at_marker.clone(),
         progress: std::io::stderr().is_terminal(),
+        until: None,
     };
     let runs = compare(&args.traces, &models, &opts).map_err(|e| e.to_string())?;
     if args.json {
