@@ -510,8 +510,7 @@ impl Runner {
                     source: Cause::Model(e),
                 })
             })?;
-            let mapped = self.stack.mapped();
-            let resident = self.stack.resident();
+            let (mapped, resident) = self.stack.footprint();
             if s.live > self.run.peak_live {
                 self.run.peak_live = s.live;
                 self.resident_at_peak = resident; // fragmentation computed once, at the end
