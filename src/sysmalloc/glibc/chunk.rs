@@ -484,9 +484,16 @@ impl Heap {
         if slack < SIZE_MASK as u64 {
             self.set_fd(i, slack as u32);
         } else {
-            self.set_fd(i, u32::MAX);
-            self.big_reqs.insert(i, req);
+            self.set_big_req(i, req);
         }
+    }
+
+    /// `set_req` of a request whose slack does not fit the node (rare: out of line).
+    #[cold]
+    #[inline(never)]
+    fn set_big_req(&mut self, i: u32, req: u64) {
+        self.set_fd(i, u32::MAX);
+        self.big_reqs.insert(i, req);
     }
 
     /// The bytes asked for by the in-use chunk at node `i` (kept).
@@ -504,10 +511,17 @@ impl Heap {
     pub fn take_req(&mut self, i: u32) -> u64 {
         let slack = self.fd(i);
         if slack == u32::MAX {
-            self.big_reqs.remove(&i).unwrap_or(0)
+            self.take_big_req(i)
         } else {
             self.size(i) - slack as u64
         }
+    }
+
+    /// `take_req` of a request kept in `big_reqs` (rare: out of line).
+    #[cold]
+    #[inline(never)]
+    fn take_big_req(&mut self, i: u32) -> u64 {
+        self.big_reqs.remove(&i).unwrap_or(0)
     }
 
     /// The node of the chunk after the chunk of node `i` (`next_chunk`).

@@ -20,7 +20,7 @@ impl Glibc {
     #[inline]
     pub(super) fn int_free(&mut self, p: u32) {
         let size = self.heap.size(p);
-        let tc = self.params.csize2tidx(size);
+        let tc = self.tidx(size);
         if self.tcache_usable(tc) && (self.tcache_counts[tc] as u64) < self.params.tcache_count {
             self.tcache_put(p, tc);
             return;

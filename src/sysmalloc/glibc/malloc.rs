@@ -36,7 +36,7 @@ impl Glibc {
     /// `_int_malloc(av, bytes)` for a chunk size `nb` (already `request2size`d).
     pub(super) fn int_malloc(&mut self, nb: u64) -> Result<Out, AllocError> {
         let min = self.params.min_chunk;
-        let tc = self.params.csize2tidx(nb);
+        let tc = self.tidx(nb);
         // 1. fastbins
         if nb <= self.max_fast {
             let f = self.params.fastbin_index(nb);
@@ -55,7 +55,7 @@ impl Glibc {
         }
         // 2. small bin of exactly nb
         let small = self.params.in_smallbin_range(nb);
-        let mut idx;
+        let idx;
         if small {
             idx = self.params.smallbin_index(nb);
             if let Some(v) = self.bin_last(idx) {
@@ -166,8 +166,9 @@ impl Glibc {
                 self.served = Served::Top;
                 return Ok(Out::Chunk(v));
             } else if self.have_fastchunks {
+                // glibc recomputes idx here because its binmap scan advanced it; the
+                // model's scan leaves idx as it was (bin_index(nb))
                 self.malloc_consolidate();
-                idx = self.params.bin_index(nb);
             } else {
                 return self.sysmalloc(nb);
             }

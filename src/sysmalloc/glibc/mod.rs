@@ -141,6 +141,8 @@ pub struct Glibc {
     top: u32,                    // node of the top chunk (NIL before the first sbrk)
     last_remainder: u32,         // av->last_remainder (a node; never cleared, as in glibc)
     binmap: u128,                // bit i set ⇔ bin i non-empty
+    tidx_bias: u64,              // MALLOC_ALIGNMENT - 1 - MINSIZE (wrapping): csize2tidx's addend
+    tidx_shift: u32,             // log2(MALLOC_ALIGNMENT): csize2tidx's divisor
     tcache_inited: bool,         // tcache_perthread_struct carved
     tcache_counts: [u16; 64],    // entries in each tcache bin
     tcache_entries: [u32; 64],   // newest chunk of each tcache bin (NIL = empty)
@@ -167,6 +169,8 @@ impl Glibc {
         let base = (start + hdr).next_multiple_of(params.malloc_alignment) - hdr;
         // granule = MINSIZE / 2: every chunk spans two, its links fit after its tag
         let shift = (params.min_chunk / 2).trailing_zeros();
+        let tidx_bias = (params.malloc_alignment - 1).wrapping_sub(params.min_chunk);
+        let tidx_shift = params.malloc_alignment.trailing_zeros();
         Glibc {
             max_fast: params.max_fast,
             mmap_threshold: params.mmap_threshold,
@@ -176,6 +180,8 @@ impl Glibc {
             params,
             vm,
             heap: Heap::new(base, shift),
+            tidx_bias,
+            tidx_shift,
             top: NIL,
             last_remainder: NIL,
             binmap: 0,
@@ -291,6 +297,13 @@ impl Glibc {
         self.vm.brk().0 - self.heap.addr(self.top)
     }
 
+    /// `csize2tidx(nb)` (as [`GlibcParams::csize2tidx`], with its constants computed once:
+    /// `(nb + tidx_bias) >> tidx_shift == (nb - MINSIZE + MALLOC_ALIGNMENT - 1) / MALLOC_ALIGNMENT`).
+    #[inline(always)]
+    fn tidx(&self, nb: u64) -> usize {
+        (nb.wrapping_add(self.tidx_bias) >> self.tidx_shift) as usize
+    }
+
     /// The user pointer of the chunk at node `i`.
     #[inline]
     fn mem(&self, i: u32) -> u64 {
@@ -361,20 +374,27 @@ impl Glibc {
         self.stats.note_alloc(req);
         let mem = match out {
             Out::Chunk(c) => {
+                // every path that hands a chunk out has marked it in use already
+                debug_assert_eq!(self.heap.n(c).state(), State::InUse);
                 self.heap.set_req(c, req);
-                self.heap.m(c).set_state(State::InUse);
                 self.mem(c)
             }
             Out::Mapped(mem) => {
-                if let Some(m) = self.mmaps.get_mut(&mem) {
-                    m.req = req;
-                }
+                self.note_mapped_req(mem, req);
                 mem
             }
         };
         // the size field (set_head / the mmapped chunk's header), then the block
         self.wrote(mem - self.params.size_sz, self.params.size_sz + written);
         mem
+    }
+
+    /// Records the request an mmapped chunk serves (out of line: rare and costly anyway).
+    #[inline(never)]
+    fn note_mapped_req(&mut self, mem: u64, req: u64) {
+        if let Some(m) = self.mmaps.get_mut(&mem) {
+            m.req = req;
+        }
     }
 
     /// Refreshes `mapped_bytes` after the heap or a mapping changed size.
@@ -552,6 +572,13 @@ impl Glibc {
                 return Ok(());
             }
         }
+        self.free_not_in_use(mem)
+    }
+
+    /// `__libc_free` of `mem` that is not an in-use chunk of the brk heap: a mapping's,
+    /// or glibc's diagnosis (out of line: the heap path above stays small).
+    #[inline(never)]
+    fn free_not_in_use(&mut self, mem: u64) -> Result<(), AllocError> {
         if self.maybe_mapped(mem) {
             self.free_mapped(mem, true);
             return Ok(());
@@ -571,7 +598,7 @@ impl Allocator for Glibc {
             .checked_request2size(size as u64)
             .ok_or_else(|| self.too_large(size as u64))?;
         self.maybe_init_tcache()?;
-        let tc = self.params.csize2tidx(nb);
+        let tc = self.tidx(nb);
         let out = if tc < self.params.tcache_bins as usize && self.tcache_counts[tc] > 0 {
             self.served = Served::Tcache;
             Out::Chunk(self.tcache_get(tc))
