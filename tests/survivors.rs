@@ -281,3 +281,74 @@ fn resident_deltas_match_vmrss_for_2_000_000_floats() {
     }
     survivors("2000000", 3, 4);
 }
+
+/// `--real-rss` against a shipped recording (three requests of 1016 bytes: three phases):
+/// a file with too few lines, a line without a number, an unknown model and two traces
+/// each give one line and a non-zero exit; a good file prints the section.
+#[test]
+fn real_rss_takes_one_line_per_marker_row_and_names_what_is_wrong() {
+    let trace = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/traces/cpython-3.11.7-linux-x86_64/startup_only.trace.gz"
+    );
+    let dir = std::env::temp_dir().join(format!("pyalloc-real-rss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |real: &str, extra: &[&str]| {
+        let f = dir.join("real.rss");
+        std::fs::write(&f, real).unwrap();
+        let mut cmd = Command::new(PYALLOC);
+        cmd.args(["compare", trace, "--models", "glibc-2.36"]);
+        cmd.args(["--at-marker", "1016", "--real-rss"]);
+        cmd.arg(format!("glibc-2.36={}", f.display()));
+        cmd.args(extra);
+        cmd.output().unwrap()
+    };
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let o = run("a 100\nb 200\n", &[]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("2 VmRSS lines") && err(&o).contains("3 marker rows"),
+        "{}",
+        err(&o)
+    );
+    let o = run("a 100\nb lots\nc 300\n", &[]);
+    assert!(
+        !o.status.success() && err(&o).contains("line 2"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(err(&o).lines().count(), 1, "{}", err(&o));
+    let o = run("a 100\nb 200\nc 300\n", &[trace]);
+    assert!(
+        !o.status.success() && err(&o).contains("2 traces"),
+        "{}",
+        err(&o)
+    );
+    let o = run("a 100\nb 200\nc 300\n", &["--json"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["traces"][0]["models"][0]["markers"].as_array().unwrap();
+    let r0 = rows[0]["resident"].as_i64().unwrap();
+    for (k, r) in rows.iter().enumerate() {
+        let p = r["resident"].as_i64().unwrap() - r0;
+        assert_eq!(r["predicted_delta"].as_i64(), Some(p));
+        assert_eq!(r["real_delta"].as_i64(), Some(100 * 1024 * k as i64));
+        assert_eq!(r["error"].as_i64(), Some(p - 100 * 1024 * k as i64));
+    }
+    let mut cmd = Command::new(PYALLOC);
+    cmd.args([
+        "compare",
+        trace,
+        "--models",
+        "glibc-2.36",
+        "--real-rss",
+        "cpython-3.11=x",
+    ]);
+    let o = cmd.output().unwrap();
+    assert!(
+        !o.status.success() && err(&o).contains("not one of --models"),
+        "{}",
+        err(&o)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -50,7 +50,7 @@ pub struct CompareArgs {
     pub html: Option<PathBuf>,
     /// Hold MODEL to a real run: FILE holds the VmRSS (KiB) the real process printed at each
     /// marker, one line per phase (each line's last number); adds real Δ, predicted Δ and
-    /// their error to the table, the JSON's marker rows and the SVG (repeatable).
+    /// their error to the table, the JSON's marker rows and the SVG (repeatable; one trace).
     #[arg(long = "real-rss", value_name = "MODEL=FILE")]
     pub real_rss: Vec<String>,
 }
@@ -103,6 +103,12 @@ pub fn run(args: CompareArgs) -> Result<ExitCode, String> {
         progress: std::io::stderr().is_terminal(),
     };
     // read every real file before the (long) replay: a bad one fails fast
+    if !args.real_rss.is_empty() && args.traces.len() > 1 {
+        return Err(format!(
+            "--real-rss holds one recording to its real run; {} traces given",
+            args.traces.len()
+        ));
+    }
     let mut reals = Vec::new();
     for spec in &args.real_rss {
         let (model, file) = spec
