@@ -11,6 +11,8 @@
 //!        with the model's page, its free and local_free heads, and the recorded address's
 //!        refused by the model: an error at the event (keep-going: a divergence)
 //! ```
+//! The recording is read and parsed on a second thread ([`Source::threaded`]), as a
+//! CPython 3 check's is; its OS lines come through the reader's shared queue.
 //! Event numbers count every line after the header, OS lines too (`events` = the events
 //! driven + the OS lines read), as the recordings' own `records:` line counts them.
 //! The model is named by `--model` (`mimalloc-2.1.2`, `mimalloc-2.1.2+own`), read by
@@ -182,10 +184,13 @@ pub fn check_reader(
     let mode = model_for(opts)?;
     let label = reader.path().display().to_string();
     let os = reader.share_os_lines();
-    let mut src = Source::new(&mut reader)?;
-    let mut c = MimallocCheck::new(mode, src.header(), os);
-    match drive(&mut src, &mut c, &opts.drive(&label)) {
-        Ok(d) => Ok(c.finish(&d)),
-        Err(e) => Err(c.renumber(e)),
-    }
+    // the text is read and parsed on a second thread; its OS lines reach the check through
+    // the shared queue, each before the event that follows it
+    Source::threaded(&mut reader, |src| {
+        let mut c = MimallocCheck::new(mode, src.header(), os);
+        match drive(src, &mut c, &opts.drive(&label)) {
+            Ok(d) => Ok(c.finish(&d)),
+            Err(e) => Err(c.renumber(e)),
+        }
+    })?
 }

@@ -325,7 +325,7 @@ pub(crate) fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize>
 /// A trace file opened as numbered lines.
 pub struct LineReader {
     path: PathBuf,
-    inner: Box<dyn BufRead>,
+    inner: Box<dyn BufRead + Send>,
     gzip: bool,
     line: u64,    // lines read so far
     offset: u64,  // bytes of text read so far
@@ -344,7 +344,7 @@ impl LineReader {
     }
 
     /// Wraps any reader (tests, standard input); `gzip` says how faults are reported.
-    pub fn from_reader(path: &Path, inner: Box<dyn BufRead>, gzip: bool) -> LineReader {
+    pub fn from_reader(path: &Path, inner: Box<dyn BufRead + Send>, gzip: bool) -> LineReader {
         LineReader {
             path: path.to_path_buf(),
             inner,
