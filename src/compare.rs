@@ -29,6 +29,7 @@ use crate::vm::{ProcessLayout, Syscalls};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +48,9 @@ pub struct CompareOptions {
     pub markers: Vec<u64>,
     /// Show progress (the CLI sets it only when stderr is a terminal).
     pub progress: bool,
+    /// Replay only the first `until` events (`None`: all of them): the run ends there, as
+    /// if the trace did (its `events`, finals and `waste_at_end` are that moment's).
+    pub until: Option<u64>,
 }
 
 /// The footprint at one moment.
@@ -104,10 +108,10 @@ pub struct ModelRun {
     pub seconds: f64,
     /// A row per marker request.
     pub markers: Vec<MarkerRow>,
-    /// Mapped bytes by cause near peak live (added field): taken before the first call that
-    /// lowers live after a new peak, unless live is within 1/32 of the last such moment,
-    /// so its `live` is within 1/32 of `peak_live` (exact when the peak was the last rise; the
-    /// walk over pools and chunks is too dear to take at every new peak).
+    /// Mapped bytes by cause right after the event at which live first reached
+    /// `peak_live` (added field): `live == peak_live` there. The walk over pools and chunks
+    /// is taken only at a new peak that no event the feed has read yet exceeds (see
+    /// [`Runner::steps`]), so at most once per batch however often live rises.
     pub waste_at_peak: Option<WasteAt>,
     /// Mapped bytes by cause at the end (added field).
     pub waste_at_end: Option<WasteAt>,
@@ -342,8 +346,6 @@ struct Runner {
     next_sample: u64, // the event at which the next sample is taken
     seconds: f64,
     resident_at_peak: u64, // resident bytes when live first reached its peak
-    prev_live: u64,        // the program's live bytes before the step being replayed
-    peak_pending: bool,    // live rose to a new peak since the last waste snapshot
 }
 
 impl Runner {
@@ -373,8 +375,6 @@ impl Runner {
             next_sample: 0,
             seconds: 0.0,
             resident_at_peak: 0,
-            prev_live: 0,
-            peak_pending: false,
         }
     }
 
@@ -436,13 +436,13 @@ impl Runner {
         Ok(())
     }
 
-    fn steps(&mut self, steps: &[Step]) -> Result<(), Box<EventError>> {
+    /// Replays a batch. `read_peak` is the highest live of every event the feed has read so
+    /// far (at least up to this batch's end): a new peak below it is not the run's peak, so
+    /// its waste is not walked. The run's peak is never below it, so its walk is always
+    /// taken, and no later step replaces it (none rises above it): `waste_at_peak` is exact.
+    fn steps(&mut self, steps: &[Step], read_peak: &AtomicU64) -> Result<(), Box<EventError>> {
         let t = Instant::now();
         for s in steps {
-            if self.peak_pending && s.live < self.prev_live {
-                self.snapshot_peak(s.event);
-            }
-            self.prev_live = s.live;
             self.apply(s.op).map_err(|e| {
                 Box::new(EventError {
                     event: s.event,
@@ -452,12 +452,14 @@ impl Runner {
             })?;
             let mapped = self.stack.mapped();
             let resident = self.stack.resident();
-            let r = &mut self.run;
-            if s.live > r.peak_live {
-                r.peak_live = s.live;
-                self.peak_pending = true;
+            if s.live > self.run.peak_live {
+                self.run.peak_live = s.live;
                 self.resident_at_peak = resident; // fragmentation computed once, at the end
+                if read_peak.load(Ordering::Relaxed) <= s.live {
+                    self.run.waste_at_peak = Some(self.waste_at(s.event + 1, s.live));
+                }
             }
+            let r = &mut self.run;
             r.peak_mapped = r.peak_mapped.max(mapped);
             r.peak_resident = r.peak_resident.max(resident);
             if s.marker {
@@ -505,19 +507,6 @@ impl Runner {
         }
     }
 
-    /// Live is about to fall from a new peak: the waste now, unless within 1/32 of the
-    /// last snapshot's live (the walk costs a pass over pools and chunks).
-    fn snapshot_peak(&mut self, event: u64) {
-        self.peak_pending = false;
-        let live = self.prev_live;
-        if let Some(w) = &self.run.waste_at_peak {
-            if live - live.min(w.live) <= w.live / 32 {
-                return;
-            }
-        }
-        self.run.waste_at_peak = Some(self.waste_at(event, live));
-    }
-
     /// Keeps a sample; past twice the limit, every other one goes and the stride doubles.
     fn sample(&mut self, s: Sample) {
         let v = &mut self.run.samples;
@@ -551,9 +540,6 @@ impl Runner {
         };
         r.syscalls = self.stack.syscalls();
         r.seconds = self.seconds;
-        if self.peak_pending {
-            self.snapshot_peak(events);
-        }
         self.run.waste_at_end = Some(self.waste_at(events, self.run.final_live));
         self.run
     }
@@ -627,7 +613,9 @@ pub fn compare_trace(
             .apply_layout(&layout)
             .map_err(|e| herr(format!("`# maps:` line: {e}")))?;
     }
+    let read_peak = AtomicU64::new(0); // the highest live the feed has read
     std::thread::scope(|scope| {
+        let read_peak = &read_peak;
         let mut txs = Vec::new();
         let mut handles = Vec::new();
         for mut r in runners {
@@ -637,7 +625,7 @@ pub fn compare_trace(
                 scope.spawn(move || -> Result<Runner, (String, Box<EventError>)> {
                     let rx: Receiver<Arc<Vec<Step>>> = rx;
                     for batch in rx {
-                        if let Err(e) = r.steps(&batch) {
+                        if let Err(e) = r.steps(&batch, read_peak) {
                             return Err((r.name, e));
                         }
                     }
@@ -651,6 +639,9 @@ pub fn compare_trace(
             txs,
             markers: &opts.markers,
             sent: VecDeque::new(),
+            max_live: 0,
+            read_peak,
+            until: opts.until.unwrap_or(u64::MAX),
         };
         let drive_opts = DriveOptions {
             keep_going: false,
@@ -670,10 +661,12 @@ pub fn compare_trace(
             path: path.to_string(),
             source: Box::new(source),
         })?;
+        // the event that stopped the loop at `until` was read, not replayed
+        let events = driven.events.min(opts.until.unwrap_or(u64::MAX));
         let mut runs = Vec::new();
         for j in joined {
             match j {
-                Ok(r) => runs.push(r.finish(driven.events)),
+                Ok(r) => runs.push(r.finish(events)),
                 Err((model, source)) => {
                     return Err(CompareError::Refused {
                         path: path.to_string(),
@@ -685,7 +678,7 @@ pub fn compare_trace(
         }
         Ok(TraceRun {
             trace: path.to_string(),
-            events: driven.events,
+            events,
             models: runs,
         })
     })
@@ -699,6 +692,9 @@ struct Feed<'a> {
     txs: Vec<SyncSender<Arc<Vec<Step>>>>, // one channel per model
     markers: &'a [u64],                   // marker request sizes
     sent: VecDeque<Arc<Vec<Step>>>,       // batches handed out, oldest first (to reuse)
+    max_live: u64,                        // the highest live of the steps made so far
+    read_peak: &'a AtomicU64,             // max_live as of the last batch handed out
+    until: u64,                           // events to replay
 }
 
 impl Feed<'_> {
@@ -718,6 +714,8 @@ impl Feed<'_> {
             }
             _ => Vec::with_capacity(BATCH),
         };
+        // published before the batch: a model replaying it knows every live up to its end
+        self.read_peak.store(self.max_live, Ordering::Relaxed);
         let b = Arc::new(std::mem::replace(&mut self.steps, next));
         let sent = self.txs.iter().all(|tx| tx.send(b.clone()).is_ok());
         self.sent.push_back(b);
@@ -728,8 +726,12 @@ impl Feed<'_> {
 impl Replay for Feed<'_> {
     #[inline]
     fn step(&mut self, index: u64, e: &Event) -> Result<Flow, Cause> {
+        if index >= self.until {
+            return Ok(Flow::Stop); // counted by the driver: see `compare_trace`
+        }
         match translate(&mut self.tr, e, index, self.markers) {
             Ok(Some(s)) => {
+                self.max_live = self.max_live.max(s.live);
                 self.steps.push(s);
                 if self.steps.len() >= BATCH && !self.flush() {
                     return Ok(Flow::Stop); // a model stopped: its error is reported

@@ -101,6 +101,7 @@ pub fn run(args: CompareArgs) -> Result<ExitCode, String> {
     let opts = CompareOptions {
         markers: args.at_marker.clone(),
         progress: std::io::stderr().is_terminal(),
+        until: None,
     };
     // read every real file before the (long) replay: a bad one fails fast
     if !args.real_rss.is_empty() && args.traces.len() > 1 {

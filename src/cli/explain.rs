@@ -1,11 +1,14 @@
 //! `pyalloc explain TRACE ADDR (--at N | --at-marker SIZE) [--json]` and
 //! `pyalloc explain --platform P --version V --int VALUE [--json]`: what is at an address
 //! and why — owner chain, size class, live or free, last event, the rule that chose it
-//! (pymalloc of a CPython 3 recording; the chunk and its bin in a glibc recording).
+//! (pymalloc of a CPython 3 recording; the chunk and its bin in a glibc recording;
+//! arena → segment → span → page → block of mimalloc in a CPython 3.13 mimalloc
+//! recording, or of a CPython 3 recording's O/M calls with `--model mimalloc-2.1.2`).
 
 use pyalloc::interp::{Py2, Py3, Version};
 use pyalloc::report::teach::explain::explain_int_py3;
 use pyalloc::report::teach::glibc::{self, GlibcAt};
+use pyalloc::report::teach::mimalloc;
 use pyalloc::report::teach::{explain_in_walk, explain_int, At, Explanation, Walk};
 use pyalloc::trace::{sniff, Format, LineReader};
 use pyalloc::Addr;
@@ -16,7 +19,7 @@ use std::process::ExitCode;
 /// Arguments of `pyalloc explain`.
 #[derive(clap::Args)]
 pub struct ExplainArgs {
-    /// A CPython 3 or glibc recording (plain or gzip).
+    /// A CPython 3, CPython 3.13 mimalloc or glibc recording (plain or gzip).
     #[arg(required_unless_present = "int", requires = "addr")]
     pub trace: Option<PathBuf>,
     /// The address (hex, with or without 0x).
@@ -28,7 +31,8 @@ pub struct ExplainArgs {
     /// The state right after the first top-level O/M request of this many bytes.
     #[arg(long, conflicts_with = "int")]
     pub at_marker: Option<u64>,
-    /// The model (default: named by the trace's header).
+    /// The model (default: named by the trace's header; `mimalloc-2.1.2` on a CPython 3
+    /// recording: its O/M calls through mimalloc in its own address space).
     #[arg(long, conflicts_with = "int")]
     pub model: Option<String>,
     /// Platform preset (with --int).
@@ -71,7 +75,13 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode, String> {
         let first = LineReader::open(&trace)
             .and_then(|mut r| Ok(r.next_line()?.unwrap_or("").to_string()))
             .map_err(|e| e.to_string())?;
-        if sniff(format!("{first}\n").as_bytes(), true).ok() == Some(Format::Glibc) {
+        let format = sniff(format!("{first}\n").as_bytes(), true).ok();
+        if format == Some(Format::Mimalloc)
+            || (format == Some(Format::Pymalloc3)
+                && mimalloc::names_mimalloc(args.model.as_deref()))
+        {
+            mimalloc::explain_at(&trace, args.model, at, progress, addr)?
+        } else if format == Some(Format::Glibc) {
             let g = GlibcAt::replay(&trace, args.model, at, progress).map_err(|e| e.to_string())?;
             glibc::explain(&g, addr)
         } else {

@@ -1,10 +1,13 @@
 //! `pyalloc map TRACE (--at N | --at-marker SIZE) (--svg FILE | --html FILE)`: the heap at
 //! one moment as a picture — pymalloc's arenas as rows of pools (CPython 3 recordings),
 //! the PyIntBlocks with their free list (CPython 2.7 PYREC recordings), the brk heap as a
-//! strip of chunks with their bins (glibc recordings).
+//! strip of chunks with their bins (glibc recordings), mimalloc's segments as lines of
+//! 64 KiB slices with their pages' blocks (CPython 3.13 mimalloc recordings, or a CPython 3
+//! recording with `--model mimalloc-2.1.2`).
 
 use pyalloc::report::teach::glibc::{self, ChunkPicture, GlibcAt};
 use pyalloc::report::teach::map::{escape, freelist_svg, html, svg};
+use pyalloc::report::teach::mimalloc;
 use pyalloc::report::teach::walk::pyrec27_to;
 use pyalloc::report::teach::{write_atomic, At, HeapPicture, Walk};
 use pyalloc::trace::{sniff, Format, LineReader};
@@ -16,7 +19,8 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("out").required(true).multiple(true).args(["svg", "html"])))]
 pub struct MapArgs {
-    /// The recording (CPython 3 pymalloc, CPython 2.7 PYREC or glibc trace, plain or gzip).
+    /// The recording (CPython 3 pymalloc, CPython 3.13 mimalloc, CPython 2.7 PYREC or glibc
+    /// trace, plain or gzip).
     pub trace: PathBuf,
     /// The state right after this event (0-based).
     #[arg(long, conflicts_with = "at_marker")]
@@ -24,8 +28,9 @@ pub struct MapArgs {
     /// The state right after the first top-level O/M request of this many bytes.
     #[arg(long)]
     pub at_marker: Option<u64>,
-    /// The model (CPython 3 and glibc traces; default: named by the trace's header, or
-    /// glibc-2.36).
+    /// The model (CPython 3, mimalloc and glibc traces; default: named by the trace's
+    /// header, or glibc-2.36; `mimalloc-2.1.2` on a CPython 3 recording: its O/M calls
+    /// through mimalloc in its own address space).
     #[arg(long)]
     pub model: Option<String>,
     /// Write the picture as SVG here.
@@ -48,7 +53,24 @@ pub fn run(args: MapArgs) -> Result<ExitCode, String> {
         .and_then(|mut r| Ok(r.next_line()?.unwrap_or("").to_string()))
         .map_err(|e| e.to_string())?;
     let title = format!("{}", args.trace.display());
-    let (svg_text, html_text, summary) = match sniff(format!("{first}\n").as_bytes(), true).ok() {
+    let format = sniff(format!("{first}\n").as_bytes(), true).ok();
+    let mimalloc_model =
+        format == Some(Format::Pymalloc3) && mimalloc::names_mimalloc(args.model.as_deref());
+    let (svg_text, html_text, summary) = match format {
+        Some(Format::Mimalloc) | Some(Format::Pymalloc3) if mimalloc_model || format == Some(Format::Mimalloc) => {
+            let (_, pic) = mimalloc::picture_at(&args.trace, args.model, at, progress)
+                .map_err(|e| e.to_string())?;
+            let live: u32 = pic.segments.iter().flat_map(|s| &s.pages).map(|p| p.used).sum();
+            let summary = format!(
+                "event {} (line {}): {} arena(s), {} segment(s), {} pages, {live} live blocks",
+                pic.event,
+                pic.line,
+                pic.arenas.len(),
+                pic.segments.len(),
+                pic.pages()
+            );
+            (mimalloc::svg(&pic), mimalloc::html(&pic, &title), summary)
+        }
         Some(Format::Pymalloc3) => {
             let (walk, reached) =
                 Walk::to(&args.trace, args.model, progress, at).map_err(|e| e.to_string())?;
@@ -99,7 +121,7 @@ pub fn run(args: MapArgs) -> Result<ExitCode, String> {
         }
         _ => {
             return Err(format!(
-                "{}: map draws CPython 3 pymalloc, CPython 2.7 PYREC and glibc recordings (first line {first:?})",
+                "{}: map draws CPython 3 pymalloc, CPython 3.13 mimalloc, CPython 2.7 PYREC and glibc recordings (first line {first:?})",
                 args.trace.display()
             ))
         }

@@ -195,6 +195,19 @@ impl<S: OsSource> Mimalloc<S> {
         self.block_of(addr.0)
     }
 
+    /// The live segment whose memory holds `addr` (`_mi_ptr_segment`, checked), with its
+    /// model index.
+    pub fn segment_of(&self, addr: Addr) -> Option<(u32, &Segment)> {
+        let id = self.segment_at(addr.0)?;
+        let s = &self.segments[id as usize];
+        (s.alive && addr.0 >= s.base && addr.0 - s.base < s.size()).then_some((id, s))
+    }
+
+    /// Live segment `id` (the index [`Page::segment_index`] names), `None` for a dead slot.
+    pub fn segment(&self, id: u32) -> Option<&Segment> {
+        self.segments.get(id as usize).filter(|s| s.alive)
+    }
+
     /// The page queue `q` (`heap->pages[q]`).
     pub fn queue(&self, q: usize) -> &PageQueue {
         &self.queues[q]

@@ -89,6 +89,18 @@ impl Segment {
     pub fn used(&self) -> u32 {
         self.used
     }
+    /// Slices holding its header (`segment_info_slices`): slice 0 up to this one.
+    pub fn info_slices(&self) -> u32 {
+        self.info_slices
+    }
+    /// Entries of its slice table (`slice_entries`: 512, fewer for a huge segment).
+    pub fn slice_entries(&self) -> u32 {
+        self.slice_entries
+    }
+    /// Where its memory came from (an arena's blocks, or a mapping of its own).
+    pub fn memid(&self) -> MemId {
+        self.memid
+    }
     /// Its spans in address order: (first slice, slices, free, page or NONE).
     pub fn spans(&self) -> Vec<(u32, u32, bool, u32)> {
         let mut out = Vec::new();

@@ -51,6 +51,14 @@ macro_rules! with_model {
 
 pub use super::Step;
 
+/// The model of a [`Replayer`], read-only, in the mode it runs in.
+pub enum ModelRef<'a> {
+    /// Pinned to the recording's mappings.
+    Pinned(&'a Mimalloc<PinnedOs>),
+    /// In its own address space (`+own`).
+    Own(&'a Mimalloc<OwnOs>),
+}
+
 /// Replays a mimalloc recording line by line.
 pub struct Replayer {
     model: Model,
@@ -134,6 +142,30 @@ impl Replayer {
     /// page's `local_free` first, as the real call does).
     pub fn debug_malloc_stats(&mut self) -> MiStats {
         with_model!(&mut self.model, m => m.debug_malloc_stats().0)
+    }
+
+    /// The model in its current state, read-only (a heap map, an explanation).
+    pub fn model(&self) -> ModelRef<'_> {
+        match &self.model {
+            Model::Pinned(m) => ModelRef::Pinned(m),
+            Model::Own(m) => ModelRef::Own(m),
+        }
+    }
+
+    /// The model's address of the block recorded at `addr` (the same address when pinned
+    /// and matched; own mode: the live block's model address, else the same offset in
+    /// the paired model arena).
+    pub fn model_addr(&self, addr: Addr) -> Addr {
+        if let Some(&m) = self.alias.get(&addr.0) {
+            return Addr(m);
+        }
+        for &(m, t) in &self.arena_pairs {
+            let off = addr.0.wrapping_sub(t);
+            if off < crate::mimalloc::arena::ARENA_RESERVE * 64 {
+                return Addr(m + off);
+            }
+        }
+        addr
     }
 
     /// What the model holds at `addr` (a recorded address), in its own terms.

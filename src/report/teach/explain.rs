@@ -82,6 +82,10 @@ pub struct Explanation {
     /// `smallbin[5]`, `largebin[70]`) or `top`; absent for pymalloc and the free lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bin: Option<String>,
+    /// More about the owners, one line each (mimalloc: the segment's slices, the page's
+    /// lists and counts); absent when there is nothing more.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
 }
 
 impl Explanation {
@@ -102,6 +106,9 @@ impl Explanation {
                 w.address,
                 w.size
             );
+        }
+        for d in &self.details {
+            let _ = writeln!(o, "  {d}");
         }
         if let Some(c) = self.size_class {
             let _ = writeln!(o, "  size class {} ({} bytes)", c.index, c.bytes);
@@ -169,6 +176,7 @@ pub fn explain_in_walk(walk: &mut Walk, addr: Addr, at_event: u64) -> Explanatio
             rule: rule.or(Some(Rule::FallThrough.describe())),
             at_event: Some(at_event),
             bin: None,
+            details: Vec::new(),
         };
     };
     let slot = model
@@ -204,6 +212,7 @@ pub fn explain_in_walk(walk: &mut Walk, addr: Addr, at_event: u64) -> Explanatio
             rule,
             at_event: Some(at_event),
             bin: None,
+            details: Vec::new(),
         };
     };
     let bytes = params.class_size(szidx);
@@ -250,6 +259,7 @@ pub fn explain_in_walk(walk: &mut Walk, addr: Addr, at_event: u64) -> Explanatio
         rule,
         at_event: Some(at_event),
         bin: None,
+        details: Vec::new(),
     }
 }
 
@@ -280,6 +290,7 @@ pub fn explain_int_py3(py: &mut Py3, value: i64) -> Result<Explanation, PyError>
         rule: Some(detail),
         at_event: None,
         bin: None,
+        details: Vec::new(),
     })
 }
 
@@ -368,5 +379,6 @@ pub fn explain_int<A: Allocator, O>(
         rule: Some(rule),
         at_event: None,
         bin: None,
+        details: Vec::new(),
     })
 }

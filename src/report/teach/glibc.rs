@@ -535,6 +535,7 @@ pub fn explain(g: &GlibcAt, addr: Addr) -> Explanation {
         rule: rule.clone(),
         at_event: Some(g.event),
         bin: None,
+        details: Vec::new(),
     };
     if let Some(&(mem, len)) = m
         .mmapped_chunks()

@@ -7,12 +7,16 @@
 //!           class, live or free (position in its free list), last event, rule
 //!  map      the heap as a picture: arenas as rows of pools (SVG / HTML), PyIntBlocks,
 //!           glibc's brk heap as a strip of chunks with their bins (`glibc`)
+//!  mimalloc a mimalloc walk (CPython 3.13 recordings, or a CPython 3 recording's O/M
+//!           calls in mimalloc's own address space): explain arena -> segment -> span ->
+//!           page -> block, map segments as lines of 64 KiB slices with their pages
 //!  view     one self-contained HTML page stepping through a whole trace
 //! ```
 
 pub mod explain;
 pub mod glibc;
 pub mod map;
+pub mod mimalloc;
 pub mod view;
 pub mod walk;
 
