@@ -274,8 +274,10 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
     }
 
     /// True when the block at `addr` would be served by pymalloc (1..=threshold bytes).
+    #[inline(always)]
     pub fn is_small(&self, nbytes: u64) -> bool {
-        nbytes >= 1 && nbytes <= self.threshold
+        // the test `malloc` makes, in the same form, so that the two fold into one
+        nbytes.wrapping_sub(1) < self.threshold
     }
 
     /// The pool id holding `addr`, with its arena index, when `addr` is inside a carved pool
