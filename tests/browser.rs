@@ -8,6 +8,8 @@
 //! under CI (`CI=true`, as .ci/run sets) their absence fails it.
 
 use pyalloc::replay::Flow;
+use pyalloc::report::teach::mimalloc::{explain as mi_explain, MiWalk};
+use pyalloc::report::teach::miview;
 use pyalloc::report::teach::view::{build, page};
 use pyalloc::report::teach::{explain_in_walk, write_atomic, At, Residency, Walk};
 use pyalloc::trace::pymalloc3::Pymalloc3Reader;
@@ -96,13 +98,18 @@ impl Session {
             ("live_blocks".to_string(), n(3)),
         ])
     }
+    fn event(&self) -> Option<u64> {
+        self.js("return document.body.dataset.event;")
+            .as_str()
+            .and_then(|v| v.parse().ok())
+    }
     fn wait_event(&self, e: u64) {
         let t = Instant::now();
-        while self.body()["event"] != e {
+        while self.event() != Some(e) {
             assert!(
                 t.elapsed() < Duration::from_secs(60),
                 "the page never reached event {e}: {:?}, {}",
-                self.body(),
+                self.event(),
                 self.js("return location.href;")
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -190,6 +197,14 @@ fn the_view_page_in_chromium_shows_the_models_numbers() {
         "no network"
     );
 
+    in_chromium(&chromedriver, &chromium, &out, |sess| {
+        drive(sess, &file, &trace, marker, &out)
+    });
+}
+
+/// Starts chromedriver and a headless chromium session, runs `f` in it, and ends both
+/// (also when `f` panics, whose panic is then resumed).
+fn in_chromium(chromedriver: &Path, chromium: &Path, out: &Path, f: impl FnOnce(&Session)) {
     // chromedriver on a free port.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -232,9 +247,7 @@ fn the_view_page_in_chromium_shows_the_models_numbers() {
     let sess = Session {
         base: format!("{}/session/{id}", driver.url),
     };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        drive(&sess, &file, &trace, marker, &out)
-    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&sess)));
     let _ = ureq::delete(&sess.base).call();
     let _ = std::fs::remove_dir_all(&profile);
     drop(driver);
@@ -411,6 +424,254 @@ fn drive(sess: &Session, file: &Path, trace: &Path, marker: u64, out: &Path) {
         .decode(png.as_str().unwrap())
         .unwrap();
     let shot = out.join("view.png");
+    write_atomic(&shot, &bytes).unwrap();
+    eprintln!("screenshot: {}", shot.display());
+}
+
+/// The mimalloc model's numbers after each of `events` (numbered as the recording counts
+/// them, OS lines included): segments, pages and live blocks, as `data-*` on the page.
+fn mi_model_at(trace: &Path, events: &[u64]) -> BTreeMap<u64, BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    let last = events.iter().copied().max().unwrap_or(0);
+    let mut prev: Option<BTreeMap<String, u64>> = None;
+    let mut prev_event = 0;
+    MiWalk::replay(trace, None, false, |w, s| {
+        // an event number between two calls (an OS line) shows the state after the call before
+        for &e in events {
+            if e > prev_event && e < s.index {
+                if let Some(p) = &prev {
+                    let mut p = p.clone();
+                    p.insert("event".into(), e);
+                    out.insert(e, p);
+                }
+            }
+        }
+        let pages = w.pages();
+        let n = BTreeMap::from([
+            ("event".to_string(), s.index),
+            ("segments".to_string(), w.segment_count() as u64),
+            ("pages".to_string(), pages as u64),
+            ("live_blocks".to_string(), w.live_blocks()),
+        ]);
+        if events.contains(&s.index) {
+            out.insert(s.index, n.clone());
+        }
+        prev = Some(n);
+        prev_event = s.index;
+        if s.index >= last {
+            Flow::Stop
+        } else {
+            Flow::Next
+        }
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn the_mimalloc_view_page_in_chromium_shows_the_models_numbers() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
+        assert!(
+            !ci,
+            "CI=true but chromium or chromedriver is missing (apt-get install chromium chromium-driver)"
+        );
+        eprintln!(
+            "skipped: no chromium/chromedriver on PATH (apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
+    std::fs::create_dir_all(&out).unwrap();
+    let dir = format!("{SHARED}/traces/cpython-3.13.0-mimalloc-linux-x86_64");
+    let trace = PathBuf::from(format!("{dir}/ints.trace.gz"));
+    let data = miview::build(&trace, None, &[], false).unwrap();
+    let marker = data
+        .meta
+        .jumps
+        .iter()
+        .find(|j| j.1 == "marker 777778")
+        .expect("the recording's stats marker is among the page's jumps")
+        .0;
+    let html = miview::page(&data);
+    let file = out.join("ints-mimalloc.html");
+    write_atomic(&file, html.as_bytes()).unwrap();
+    eprintln!("mimalloc page for ints.trace.gz: {} bytes", html.len());
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no network"
+    );
+    // CPython's own count at the marker
+    let text = std::fs::read_to_string(format!("{dir}/ints.stderr.txt")).unwrap();
+    let cpython = pyalloc::mimalloc::stats::parse_stderr_stats(&text)[0].allocated_blocks;
+    in_chromium(&chromedriver, &chromium, &out, |sess| {
+        drive_mimalloc(sess, &file, &trace, marker, cpython, &out)
+    });
+}
+
+fn drive_mimalloc(
+    sess: &Session,
+    file: &Path,
+    trace: &Path,
+    marker: u64,
+    cpython: u64,
+    out: &Path,
+) {
+    let body = || {
+        let v = sess.js(
+            "const d = document.body.dataset; return [d.event, d.segments, d.pages, d.liveBlocks];",
+        );
+        let n = |i: usize| v[i].as_str().unwrap_or("x").parse::<u64>().unwrap();
+        BTreeMap::from([
+            ("event".to_string(), n(0)),
+            ("segments".to_string(), n(1)),
+            ("pages".to_string(), n(2)),
+            ("live_blocks".to_string(), n(3)),
+        ])
+    };
+    let url = format!(
+        "file://{}#event={marker}",
+        file.canonicalize().unwrap().display()
+    );
+    sess.post("/url", json!({ "url": url }));
+    sess.wait_event(marker);
+    let mut seen = vec![body()];
+    assert_eq!(
+        seen[0]["live_blocks"], cpython,
+        "CPython's Allocated Blocks at the marker"
+    );
+    for (keys, delta) in [
+        (vec!["\u{E014}"; 3], 3i64),
+        (vec!["\u{E00F}"], 1000),
+        (vec!["\u{E00E}"], -1000),
+        (vec!["\u{E012}"], -1),
+    ] {
+        let before = seen.last().unwrap()["event"] as i64;
+        sess.keys(&keys);
+        sess.wait_event((before + delta) as u64);
+        seen.push(body());
+    }
+    let events: Vec<u64> = seen.iter().map(|b| b["event"]).collect();
+    let model = mi_model_at(trace, &events);
+    for b in &seen {
+        assert_eq!(
+            b, &model[&b["event"]],
+            "page (left) and model (right) at event {}",
+            b["event"]
+        );
+    }
+    eprintln!("mimalloc page = model at events {events:?}");
+
+    // Hover a pixel of segment 0's slice 1 (its first page) and compare with explain.
+    let layout = sess.js(
+        "const m = document.getElementById('map'); const r = m.getBoundingClientRect(); \
+         return [r.left, r.top, +m.dataset.labelWidth, +m.dataset.pitch, m.width, r.width];",
+    );
+    let f = |i: usize| layout[i].as_f64().unwrap();
+    let scale = f(5) / f(4);
+    let (x, y) = (
+        (f(0) + (f(2) + f(3) + 3.5) * scale).round(),
+        (f(1) + 3.5 * scale).round(),
+    );
+    sess.post(
+        "/actions",
+        json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": [{"type": "pointerMove", "duration": 0, "x": x as i64, "y": y as i64, "origin": "viewport"}]}]}),
+    );
+    let shown = sess.js("return document.getElementById('explain').textContent;");
+    let shown = shown.as_str().unwrap().to_string();
+    eprintln!("hovered:\n{shown}");
+    let addr = shown
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("nothing shown on hover at ({x}, {y}); map layout {layout}"))
+        .to_string();
+    let at = *events.last().unwrap();
+    let (walk, _) = MiWalk::to(trace, None, false, At::Event(at)).unwrap();
+    let a = pyalloc::Addr::parse_hex(&addr).unwrap();
+    let e = mi_explain(&walk, a, at).unwrap();
+    assert_eq!(e.address, addr);
+    let class = e.size_class.unwrap();
+    assert!(
+        shown.contains(&format!(
+            "size class {} ({} bytes)",
+            class.index, class.bytes
+        )),
+        "{shown}"
+    );
+    for o in e
+        .owner_chain
+        .iter()
+        .filter(|o| o.kind.ends_with("page") || o.kind == "block")
+    {
+        assert!(
+            shown.contains(&format!("{} {} at {}", o.kind, o.index, o.address)),
+            "{} {} at {} missing from:\n{shown}",
+            o.kind,
+            o.index,
+            o.address
+        );
+    }
+    let state = e.state.split([',', ':']).next().unwrap();
+    assert!(
+        shown.contains(&format!("\n  {state}")),
+        "{}: {shown}",
+        e.state
+    );
+    if let Some(last) = e.last_event {
+        assert!(
+            shown.contains(&format!("last {}: event {}", last.what, last.event)),
+            "{shown}"
+        );
+    }
+
+    // The map drawn step by step is the map a fresh page draws whole at the same event.
+    const MAP_HASH: &str = "const m = document.getElementById('map'), d = m.getContext('2d').getImageData(0, 0, m.width, m.height).data; \
+         let h = 0; for (let i = 0; i < d.length; i++) h = (h * 31 + d[i]) >>> 0; \
+         return [+document.body.dataset.event, h];";
+    sess.post(
+        "/actions",
+        json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": [{"type": "pointerMove", "duration": 0, "x": 1, "y": 1, "origin": "viewport"}]}]}),
+    );
+    sess.keys(&["\u{E014}"; 5]);
+    sess.wait_event(at + 5);
+    let stepped = sess.js(MAP_HASH);
+    sess.js(&format!(
+        "window.stale = true; history.replaceState(null, '', '#event={}'); location.reload();",
+        at + 5
+    ));
+    let t = Instant::now();
+    while sess.js("return window.stale ? -1 : +document.body.dataset.event;") != json!(at + 5) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the page did not reload"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fresh = sess.js(MAP_HASH);
+    assert_eq!(
+        stepped, fresh,
+        "(event, map pixels' hash) stepped vs drawn whole"
+    );
+
+    let logs = sess.post("/se/log", json!({"type": "browser"}));
+    let errors: Vec<_> = logs
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|l| l["level"] == "SEVERE")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    let png = sess.get("/screenshot");
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(png.as_str().unwrap())
+        .unwrap();
+    let shot = out.join("view-mimalloc.png");
     write_atomic(&shot, &bytes).unwrap();
     eprintln!("screenshot: {}", shot.display());
 }

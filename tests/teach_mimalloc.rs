@@ -7,7 +7,7 @@
 
 mod common;
 use common::pyalloc;
-use pyalloc::report::teach::mimalloc::{model_pages, MiWalk};
+use pyalloc::report::teach::mimalloc::MiWalk;
 use pyalloc::report::teach::At;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -199,7 +199,7 @@ fn a_freed_block_is_on_local_free_and_the_map_draws_it_there() {
     // one group per page of the model at that event
     let (walk, reached) = MiWalk::to(Path::new(&trace), None, false, At::Event(event)).unwrap();
     assert_eq!(reached, event);
-    assert_eq!(groups.len(), model_pages(&walk));
+    assert_eq!(groups.len(), walk.pages());
     assert_eq!(
         attr(&svg, "data-pages"),
         Some(groups.len().to_string().as_str())
@@ -323,7 +323,7 @@ fn own_mode_explains_a_cpython_311_address_under_mimalloc() {
         At::Event(event),
     )
     .unwrap();
-    assert_eq!(svg.matches("<g class=\"page\"").count(), model_pages(&walk));
+    assert_eq!(svg.matches("<g class=\"page\"").count(), walk.pages());
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! `pyalloc compare TRACE... --models M1,M2,... [--at-marker SIZE]... [--csv | --json]
-//! [--svg FILE] [--html FILE]`: every trace replayed once through every model (decoded
+//! [--svg FILE] [--html FILE] [--timings]`: every trace replayed once through every model (decoded
 //! once, the models in parallel), their footprints side by side.
 //!
 //! `--json` prints `{"traces":[{"trace","events","models":[{"model","peak_live",
@@ -53,6 +53,10 @@ pub struct CompareArgs {
     /// their error to the table, the JSON's marker rows and the SVG (repeatable; one trace).
     #[arg(long = "real-rss", value_name = "MODEL=FILE")]
     pub real_rss: Vec<String>,
+    /// Print where the time went to standard error: each trace's wall time, the CPU time of
+    /// the thread that reads it and of each model's thread, and when each was done.
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// Splits `--models` values into model names: `;` always separates models; `,` separates
@@ -140,6 +144,9 @@ pub fn run(args: CompareArgs) -> Result<ExitCode, String> {
                 .collect::<Result<Vec<_>, String>>()
         })
         .collect::<Result<Vec<_>, String>>()?;
+    if args.timings {
+        eprint!("{}", render::timings(&runs));
+    }
     if args.json {
         let j = render::json(&runs);
         let j = if reals.is_empty() {

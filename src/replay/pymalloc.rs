@@ -229,28 +229,37 @@ impl Replayer {
         range: std::ops::Range<usize>,
         mut on_step: impl FnMut(usize, Step) -> super::Flow,
     ) -> QuietCalls {
-        let mut quiet = QuietCalls::default();
+        let mut checked = 0;
+        let mut others = 0; // events that were not quiet calls
         let records = events.records();
         let end = range.end.min(records.len());
+        let mut done = range.start..end; // the events replayed
         for i in range.start..end {
             let p = &records[i];
             let step = match self.fast_at(p) {
                 Fast::Quiet { small, .. } => {
-                    quiet.calls += 1;
-                    quiet.checked += small as u64;
+                    checked += small as u64;
                     continue;
                 }
                 Fast::Done(step) => step,
                 Fast::General => match events.kind(p) {
                     Some(kind) => self.step(&Event { kind, line: 0 }),
-                    None => continue,
+                    None => {
+                        others += 1;
+                        continue;
+                    }
                 },
             };
+            others += 1;
             if matches!(on_step(i, step), super::Flow::Stop) {
+                done.end = i + 1;
                 break;
             }
         }
-        quiet
+        QuietCalls {
+            calls: done.len() as u64 - others,
+            checked,
+        }
     }
 
     /// The fast path of one record: a pinned O/M malloc or free with nothing nested and
@@ -265,10 +274,16 @@ impl Replayer {
                 let (size, addr) = (p.body(), p.addr());
                 let small = self.model.is_small(size);
                 match self.model.malloc(size as usize) {
-                    Ok(a) if a == addr && self.model.source().is_quiet() => Fast::Quiet {
-                        expected: addr,
-                        small,
-                    },
+                    // No arena is mapped nor unmapped here: nothing nested means no `A` line
+                    // queued, so a map would have failed the call, and a malloc unmaps
+                    // nothing.
+                    Ok(a) if a == addr => {
+                        debug_assert!(self.model.source().is_quiet());
+                        Fast::Quiet {
+                            expected: addr,
+                            small,
+                        }
+                    }
                     result => Fast::Done(self.finish_call(Op::Malloc(size), addr, small, result)),
                 }
             }

@@ -62,6 +62,7 @@ macro_rules! on_model {
         }
     };
 }
+pub(crate) use on_model;
 
 /// The rule mimalloc 2.1.2 followed to place a block (alloc.c, page.c, segment.c,
 /// arena.c), as the model's state before and after the call shows it.
@@ -69,29 +70,29 @@ macro_rules! on_model {
 pub enum MiRule {
     /// The first page of the class queue had a block on `free`; its head was popped.
     FreeHead {
-        /// The page's first block.
+        /// The page (the first byte of its span).
         page: u64,
         /// False when the block had never been handed out (threaded by an extension).
         reused: bool,
     },
     /// `free` was empty: `local_free` became `free`, its head (the block freed last) popped.
     Collected {
-        /// The page's first block.
+        /// The page (the first byte of its span).
         page: u64,
     },
     /// Both lists empty: the page was extended by never-used blocks; the first popped.
     Extended {
-        /// The page's first block.
+        /// The page (the first byte of its span).
         page: u64,
     },
     /// The queue's first page had nothing: the walk of the queue found this page.
     QueueWalk {
-        /// The page's first block.
+        /// The page (the first byte of its span).
         page: u64,
     },
     /// No queued page had room: a fresh page from a free span of a segment already there.
     FreshPage {
-        /// The page's first block.
+        /// The page (the first byte of its span).
         page: u64,
         /// Slices of its span.
         slices: u32,
@@ -108,7 +109,7 @@ pub enum MiRule {
     },
     /// More than 128 KiB: a page of one block, its span from a segment's free spans.
     LargePage {
-        /// The page's first block.
+        /// The page (the first byte of its span).
         page: u64,
         /// Slices of its span.
         slices: u32,
@@ -333,6 +334,7 @@ impl Pre {
     fn rule<S: OsSource>(&self, m: &Mimalloc<S>, got: u64, n: u64, seen: bool) -> Option<MiRule> {
         let (id, p) = m.page_of(Addr(got))?;
         let (_, seg) = m.segment_of(Addr(got))?;
+        let span = seg.base().0 + u64::from(p.span().0) * SLICE_SIZE; // the page, by its span
         if self.slow && !self.segments.contains(&seg.base().0) {
             if m.arenas().len() > self.arenas {
                 return Some(MiRule::NewArena {
@@ -350,7 +352,7 @@ impl Pre {
         }
         if n > MEDIUM_OBJ_SIZE_MAX {
             return Some(MiRule::LargePage {
-                page: p.start(),
+                page: span,
                 slices: p.span().1,
             });
         }
@@ -365,23 +367,23 @@ impl Pre {
             if fid == id && fstart == p.start() {
                 return Some(if Some(got) == free {
                     MiRule::FreeHead {
-                        page: p.start(),
+                        page: span,
                         reused: seen,
                     }
                 } else if Some(got) == local {
-                    MiRule::Collected { page: p.start() }
+                    MiRule::Collected { page: span }
                 } else if got >= p.start() + u64::from(cap) * p.block_size() {
-                    MiRule::Extended { page: p.start() }
+                    MiRule::Extended { page: span }
                 } else {
-                    MiRule::QueueWalk { page: p.start() }
+                    MiRule::QueueWalk { page: span }
                 });
             }
         }
         if self.queued.contains(&(id, p.start())) {
-            return Some(MiRule::QueueWalk { page: p.start() });
+            return Some(MiRule::QueueWalk { page: span });
         }
         Some(MiRule::FreshPage {
-            page: p.start(),
+            page: span,
             slices: p.span().1,
         })
     }
@@ -413,6 +415,7 @@ pub struct MiWalk {
     how: &'static str,              // pinned or own, in words
     pinned: bool,                   // the model's addresses are the recording's
     line: u64,                      // the line of the last event stepped
+    stats_sizes: Vec<u64>,          // the recording's stats markers (RECORDER_STATS_SIZES)
     diverged: Option<String>,       // why the model left the recording, if it did
 }
 
@@ -483,6 +486,7 @@ impl MiWalk {
             how: "its own address space: the same program's O/M calls under mimalloc",
             pinned: false,
             line: 0,
+            stats_sizes: Vec::new(),
             diverged: None,
         };
         if recorded {
@@ -491,6 +495,7 @@ impl MiWalk {
             let os = reader.share_os_lines();
             let mut src = Source::new(&mut reader)?;
             let check = MimallocCheck::new(mode, src.header(), os);
+            walk.stats_sizes = crate::trace::mimalloc::stats_sizes(src.header());
             walk.engine = Engine::Recorded(Box::new(check));
             walk.pinned = mode == Addresses::Pinned;
             walk.how = match mode {
@@ -597,6 +602,26 @@ impl MiWalk {
     /// The trace's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The model's live pages.
+    pub fn pages(&self) -> usize {
+        on_model!(self, m => m.pages().count())
+    }
+
+    /// The model's live segments.
+    pub fn segment_count(&self) -> usize {
+        on_model!(self, m => m.segments().count())
+    }
+
+    /// The model's live blocks (`Σ used`).
+    pub fn live_blocks(&self) -> u64 {
+        on_model!(self, m => m.live_blocks())
+    }
+
+    /// The request sizes after which the recorder printed CPython's statistics.
+    pub fn stats_sizes(&self) -> &[u64] {
+        &self.stats_sizes
     }
 
     /// The line of the last event stepped.
@@ -1507,11 +1532,6 @@ pub fn explain_at(
 ) -> Result<Explanation, String> {
     let (walk, reached) = MiWalk::to(path, model, progress, at).map_err(|e| e.to_string())?;
     explain(&walk, addr, reached)
-}
-
-/// The page count a picture must show: the model's live pages.
-pub fn model_pages(walk: &MiWalk) -> usize {
-    on_model!(walk, m => m.pages().count())
 }
 
 /// Pictures the state after `at` (the CLI's one call).

@@ -17,6 +17,7 @@ pub mod explain;
 pub mod glibc;
 pub mod map;
 pub mod mimalloc;
+pub mod miview;
 pub mod view;
 pub mod walk;
 
