@@ -15,7 +15,7 @@
 //! a multiple of 4 KiB; the model's are bytes.
 
 use super::svg::escape;
-use crate::compare::{ModelRun, TraceRun};
+use crate::compare::{MarkerRow, ModelRun, TraceRun};
 use serde::Serialize;
 use std::fmt::Write;
 use std::path::Path;
@@ -83,19 +83,30 @@ pub struct Held {
 /// # Errors
 /// The counts differ (the message names both).
 pub fn hold(run: &ModelRun, real: &[u64], source: &str) -> Result<Held, String> {
-    if run.markers.len() != real.len() {
+    hold_rows(&run.model, &run.markers, real, source)
+}
+
+/// [`hold`] of `model`'s marker rows `markers`.
+///
+/// # Errors
+/// The counts differ (the message names both).
+pub fn hold_rows(
+    model: &str,
+    markers: &[MarkerRow],
+    real: &[u64],
+    source: &str,
+) -> Result<Held, String> {
+    if markers.len() != real.len() {
         return Err(format!(
-            "{source}: {} VmRSS lines, but model {} has {} marker rows (give one --at-marker per phase)",
+            "{source}: {} VmRSS lines, but model {model} has {} marker rows (give one --at-marker per phase)",
             real.len(),
-            run.model,
-            run.markers.len()
+            markers.len()
         ));
     }
-    let (Some(r0), Some(&v0)) = (run.markers.first(), real.first()) else {
+    let (Some(r0), Some(&v0)) = (markers.first(), real.first()) else {
         return Err(format!("{source}: no VmRSS lines"));
     };
-    let phases = run
-        .markers
+    let phases = markers
         .iter()
         .zip(real)
         .enumerate()
@@ -114,7 +125,7 @@ pub fn hold(run: &ModelRun, real: &[u64], source: &str) -> Result<Held, String> 
         })
         .collect();
     Ok(Held {
-        model: run.model.clone(),
+        model: model.to_string(),
         real: source.to_string(),
         phases,
     })
@@ -300,27 +311,9 @@ pub fn svg(runs: &[TraceRun], held: &[Vec<Held>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::MarkerRow;
 
-    fn run(resident: &[u64]) -> ModelRun {
-        let mut m = ModelRun {
-            model: "glibc-2.36".into(),
-            peak_live: 0,
-            peak_mapped: 0,
-            peak_resident: 0,
-            final_live: 0,
-            final_mapped: 0,
-            final_resident: 0,
-            fragmentation_at_peak: 0.0,
-            fragmentation_at_end: 0.0,
-            syscalls: Default::default(),
-            seconds: 0.0,
-            markers: Vec::new(),
-            waste_at_peak: None,
-            waste_at_end: None,
-            samples: Vec::new(),
-        };
-        m.markers = resident
+    fn rows(resident: &[u64]) -> Vec<MarkerRow> {
+        resident
             .iter()
             .enumerate()
             .map(|(k, &r)| MarkerRow {
@@ -330,8 +323,7 @@ mod tests {
                 mapped: 0,
                 resident: r,
             })
-            .collect();
-        m
+            .collect()
     }
 
     #[test]
@@ -342,7 +334,13 @@ mod tests {
         std::fs::write(&f, "start 100\n\nbuilt 1124\nVmRSS: 612 kB\n").unwrap();
         let real = read_vmrss(&f).unwrap();
         assert_eq!(real, [100, 1124, 612]);
-        let h = hold(&run(&[4096, 4096 + 2048 * 1024, 8192]), &real, "rss.txt").unwrap();
+        let h = hold_rows(
+            "glibc-2.36",
+            &rows(&[4096, 4096 + 2048 * 1024, 8192]),
+            &real,
+            "rss.txt",
+        )
+        .unwrap();
         let p = &h.phases;
         assert_eq!(
             (p[1].real_delta, p[1].predicted_delta),
@@ -354,7 +352,7 @@ mod tests {
             .iter()
             .all(|r| r.error == r.predicted_delta - r.real_delta));
         assert!(table(&[h.clone()]).contains("OVER"));
-        let e = hold(&run(&[1, 2]), &real, "rss.txt").unwrap_err();
+        let e = hold_rows("glibc-2.36", &rows(&[1, 2]), &real, "rss.txt").unwrap_err();
         assert!(
             e.contains("3 VmRSS lines") && e.contains("2 marker rows"),
             "{e}"
