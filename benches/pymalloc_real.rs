@@ -1,6 +1,6 @@
 //! The honest speed anchor: the same pre-decoded events of CPython 3.11.7's ints.trace.gz
 //! replayed, in one process and alternating, through
-//! - the model: the pinned pymalloc replay (`check`'s `Replayer::step_at`, every event of
+//! - the model: the pinned pymalloc replay (`Replayer::run_at`, every event of
 //!   the recording: O/M calls, the `A`/`F` arena lines and nested `r` calls they carry), and
 //! - the real thing: this machine's CPython 3.11 (embedded through pyo3-ffi, as
 //!   `pyalloc record` embeds it, and initialised), its `PyObject_Malloc` / `Calloc` /
@@ -28,7 +28,7 @@ mod common;
 use common::thread_cpu_time;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use pyalloc::pymalloc::PymallocParams;
-use pyalloc::replay::{Addresses as Mode, Replayer, Step};
+use pyalloc::replay::{Addresses as Mode, Flow, Replayer, Step};
 use pyalloc::trace::open::open;
 use pyalloc::trace::packed::PackedEvents;
 use pyalloc::trace::{Domain, EventKind};
@@ -135,15 +135,18 @@ fn fresh_model(params: &PymallocParams, platform: &Platform) -> Replayer {
     Replayer::new(params.clone(), Mode::Pinned, platform)
 }
 
-/// The pinned model `rp` (fresh) through every event; returns how many calls matched.
+/// The pinned model `rp` (fresh) through every event (`Replayer::run_at`: the calls that
+/// matched quietly are counted in its loop, the other steps come back); returns how many
+/// calls matched.
 fn replay_model(rp: &mut Replayer, events: &PackedEvents) -> u64 {
     let mut matched = 0;
-    for i in 0..events.len() {
-        if let Some(Step::Call { matched: true, .. }) = rp.step_at(events, i) {
+    let quiet = rp.run_at(events, 0..events.len(), |_, step| {
+        if let Step::Call { matched: true, .. } = step {
             matched += 1;
         }
-    }
-    matched
+        Flow::Next
+    });
+    quiet.calls + matched
 }
 
 /// The slot program through the embedded interpreter's pymalloc; returns the last block.

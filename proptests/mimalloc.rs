@@ -87,7 +87,11 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Free(i) if !live.is_empty() => {
                 let (&a, _) = live.iter().nth(i % live.len()).unwrap();
-                mi.free(Addr(a)).map_err(fail)?;
+                // every other free through the replay's fast path first (it declines
+                // whatever is not a plain push on local_free; mi_free then does it all)
+                if i % 2 == 1 || !mi.free_fast(a) {
+                    mi.free(Addr(a)).map_err(fail)?;
+                }
                 live.remove(&a);
                 freed.push(a);
             }
@@ -104,6 +108,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         "second free of {a:#x} gave {r:?}"
                     );
                     prop_assert!(mi.realloc(Addr(a), 8).is_err());
+                    prop_assert!(!mi.free_fast(a), "the fast path freed {a:#x} twice");
                 }
             }
             Op::Stats => {

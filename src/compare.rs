@@ -118,6 +118,32 @@ pub struct ModelRun {
     /// Footprint samples over event time (for plots).
     #[serde(skip)]
     pub samples: Vec<Sample>,
+    /// Where the model's thread spent its time (`--timings`; not in the JSON).
+    #[serde(skip)]
+    pub timing: ThreadTiming,
+}
+
+/// One thread's time in a comparison, for `--timings`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadTiming {
+    /// CPU seconds the thread used.
+    pub cpu: f64,
+    /// Seconds from the trace's start until the thread was done.
+    pub done_at: f64,
+}
+
+/// CPU time of the calling thread (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`), in seconds.
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// [`Waste`] at one moment: `live + accounted == mapped` there (see [`crate::stack`]).
@@ -147,6 +173,13 @@ pub struct TraceRun {
     pub events: u64,
     /// One run per model, in the order given.
     pub models: Vec<ModelRun>,
+    /// Wall seconds of the whole trace (`--timings`; not in the JSON).
+    #[serde(skip)]
+    pub wall: f64,
+    /// The feed's thread: reading, decoding, the recording's consistency, translating
+    /// (`--timings`; not in the JSON).
+    #[serde(skip)]
+    pub feed: ThreadTiming,
 }
 
 /// Why a comparison stopped.
@@ -248,18 +281,20 @@ struct Step {
 /// No block (a `realloc(NULL, n)`).
 const NO_ID: u32 = u32::MAX;
 
-/// Granules (8 bytes) of one page of [`IdTable`]: 64 KiB of address space.
-const GRANULES: usize = 1 << 13;
-
 /// Recorded address → block id, as a table indexed by address: one `u32` slot (id + 1,
-/// 0 = none) per 8-byte granule, in pages of 64 KiB of address space. Blocks cluster in
-/// arenas and heaps, so the pages are few and the last one used is usually one of the
-/// last few hundred (a direct-mapped cache): a lookup is a shift and an index, not a hash probe.
+/// 0 = none) per granule, in pages of 64 KiB of address space. Blocks cluster in arenas
+/// and heaps, so the pages are few and the last one used is usually one of the last few
+/// hundred (a direct-mapped cache): a lookup is a shift and an index, not a hash probe.
+/// The granule is 16 bytes (every block of a 64-bit CPython 3 and glibc is 16-aligned: a
+/// 16 KiB page) until an address that is only 8-aligned comes (CPython 2.7's pymalloc,
+/// 32-bit platforms); then every entry is filed again in 8-byte granules (32 KiB pages).
 /// Addresses that are not 8-aligned (only a malformed trace has them) go to `odd`.
 /// Invariant: `get(a) == Some(id) ⇔ the last insert(a, id) was not followed by take(a)`.
 struct IdTable {
     pages: PageIndex<CACHE>, // page number -> index into `slots`
-    slots: Vec<Box<[u32]>>,  // GRANULES slots each
+    keys: Vec<u64>,          // index -> page number (to file the entries again)
+    slots: Vec<Box<[u32]>>,  // 2^(16 - shift) slots each
+    shift: u32,              // log2 of the granule: 4, or 3 once an 8-aligned address came
     odd: HashMap<u64, u32>,  // addresses that are not 8-aligned
 }
 
@@ -270,7 +305,9 @@ impl Default for IdTable {
     fn default() -> Self {
         IdTable {
             pages: PageIndex::default(),
+            keys: Vec::new(),
             slots: Vec::new(),
+            shift: 4,
             odd: HashMap::new(),
         }
     }
@@ -282,9 +319,11 @@ impl IdTable {
         let n = self.slots.len() as u32;
         let i = self.pages.get_or_insert(a >> 16, n);
         if i == n {
-            self.slots.push(vec![0; GRANULES].into_boxed_slice());
+            self.slots
+                .push(vec![0; 1 << (16 - self.shift)].into_boxed_slice());
+            self.keys.push(a >> 16);
         }
-        &mut self.slots[i as usize][((a & 0xffff) >> 3) as usize]
+        &mut self.slots[i as usize][((a & 0xffff) >> self.shift) as usize]
     }
 
     #[inline]
@@ -292,18 +331,38 @@ impl IdTable {
         if a & 7 != 0 {
             self.odd.insert(a, id);
         } else {
+            if a & 15 != 0 && self.shift == 4 {
+                self.to_8_byte_granules();
+            }
             *self.slot(a) = id + 1;
         }
     }
 
     #[inline]
     fn take(&mut self, a: u64) -> Option<u32> {
-        if a & 7 != 0 {
+        if a & ((1 << self.shift) - 1) != 0 {
+            // not 8-aligned: in `odd`; only 8-aligned in 16-byte granules: never inserted
             return self.odd.remove(&a);
         }
         let s = self.slot(a);
         let id = std::mem::take(s);
         id.checked_sub(1)
+    }
+
+    /// Files every entry again in 8-byte granules (once per trace at most).
+    #[cold]
+    fn to_8_byte_granules(&mut self) {
+        let slots = std::mem::take(&mut self.slots);
+        let keys = std::mem::take(&mut self.keys);
+        let old = std::mem::replace(&mut self.shift, 3);
+        self.pages = PageIndex::default();
+        for (page, s) in keys.into_iter().zip(slots.iter()) {
+            for (j, &v) in s.iter().enumerate() {
+                if v != 0 {
+                    *self.slot((page << 16) | ((j as u64) << old)) = v;
+                }
+            }
+        }
     }
 }
 
@@ -370,6 +429,7 @@ impl Runner {
                 waste_at_peak: None,
                 waste_at_end: None,
                 samples: Vec::new(),
+                timing: ThreadTiming::default(),
             },
             stride: 256,
             next_sample: 0,
@@ -437,7 +497,7 @@ impl Runner {
     }
 
     /// Replays a batch. `read_peak` is the highest live of every event the feed has read so
-    /// far (at least up to this batch's end): a new peak below it is not the run's peak, so
+    /// far (at least up to this batch's end: it is stored before the batch is sent): a new peak below it is not the run's peak, so
     /// its waste is not walked. The run's peak is never below it, so its walk is always
     /// taken, and no later step replaces it (none rises above it): `waste_at_peak` is exact.
     fn steps(&mut self, steps: &[Step], read_peak: &AtomicU64) -> Result<(), Box<EventError>> {
@@ -614,6 +674,7 @@ pub fn compare_trace(
             .map_err(|e| herr(format!("`# maps:` line: {e}")))?;
     }
     let read_peak = AtomicU64::new(0); // the highest live the feed has read
+    let (start, feed_cpu) = (Instant::now(), thread_cpu());
     std::thread::scope(|scope| {
         let read_peak = &read_peak;
         let mut txs = Vec::new();
@@ -624,11 +685,16 @@ pub fn compare_trace(
             handles.push(
                 scope.spawn(move || -> Result<Runner, (String, Box<EventError>)> {
                     let rx: Receiver<Arc<Vec<Step>>> = rx;
+                    let cpu = thread_cpu();
                     for batch in rx {
                         if let Err(e) = r.steps(&batch, read_peak) {
                             return Err((r.name, e));
                         }
                     }
+                    r.run.timing = ThreadTiming {
+                        cpu: thread_cpu() - cpu,
+                        done_at: start.elapsed().as_secs_f64(),
+                    };
                     Ok(r)
                 }),
             );
@@ -653,6 +719,10 @@ pub fn compare_trace(
             .and_then(|mut src| drive(&mut src, &mut feed, &drive_opts));
         feed.flush();
         drop(feed); // closes the channels: the models finish their batches
+        let feed = ThreadTiming {
+            cpu: thread_cpu() - feed_cpu,
+            done_at: start.elapsed().as_secs_f64(),
+        };
         let joined: Vec<_> = handles
             .into_iter()
             .map(|h| h.join().expect("a model thread panicked"))
@@ -680,6 +750,8 @@ pub fn compare_trace(
             trace: path.to_string(),
             events,
             models: runs,
+            wall: start.elapsed().as_secs_f64(),
+            feed,
         })
     })
 }
@@ -693,7 +765,7 @@ struct Feed<'a> {
     markers: &'a [u64],                   // marker request sizes
     sent: VecDeque<Arc<Vec<Step>>>,       // batches handed out, oldest first (to reuse)
     max_live: u64,                        // the highest live of the steps made so far
-    read_peak: &'a AtomicU64,             // max_live as of the last batch handed out
+    read_peak: &'a AtomicU64,             // max_live, for the models (stored as it rises)
     until: u64,                           // events to replay
 }
 
@@ -714,8 +786,6 @@ impl Feed<'_> {
             }
             _ => Vec::with_capacity(BATCH),
         };
-        // published before the batch: a model replaying it knows every live up to its end
-        self.read_peak.store(self.max_live, Ordering::Relaxed);
         let b = Arc::new(std::mem::replace(&mut self.steps, next));
         let sent = self.txs.iter().all(|tx| tx.send(b.clone()).is_ok());
         self.sent.push_back(b);
@@ -731,7 +801,11 @@ impl Replay for Feed<'_> {
         }
         match translate(&mut self.tr, e, index, self.markers) {
             Ok(Some(s)) => {
-                self.max_live = self.max_live.max(s.live);
+                if s.live > self.max_live {
+                    // published at once: a model behind learns its new peak is not the run's
+                    self.max_live = s.live;
+                    self.read_peak.store(s.live, Ordering::Relaxed);
+                }
                 self.steps.push(s);
                 if self.steps.len() >= BATCH && !self.flush() {
                     return Ok(Flow::Stop); // a model stopped: its error is reported
@@ -907,6 +981,24 @@ mod tests {
         assert_eq!(t.take(0x2000), None, "never put");
         t.insert(0x1000, 0); // id 0 is a real id, not an empty slot
         assert_eq!(t.take(0x1000), Some(0));
+    }
+
+    #[test]
+    fn the_id_table_refiles_its_entries_when_an_8_aligned_address_comes() {
+        let mut t = IdTable::default();
+        let at = |i: u64| 0x5555_0000_0000 + i * 48 + (i % 5) * 0x1_0000;
+        for i in 0..5000u64 {
+            t.insert(at(i), i as u32);
+        }
+        assert_eq!(t.shift, 4, "16-aligned: 16-byte granules");
+        assert_eq!(t.take(at(7) + 8), None, "never put, in a granule in use");
+        t.insert(at(9) + 8, 9999); // 8-aligned only: 8-byte granules from now on
+        assert_eq!(t.shift, 3);
+        assert_eq!(t.take(at(9) + 8), Some(9999));
+        for i in (0..5000u64).rev() {
+            assert_eq!(t.take(at(i)), Some(i as u32), "{:#x}", at(i));
+            assert_eq!(t.take(at(i)), None);
+        }
     }
 
     #[test]

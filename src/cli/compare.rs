@@ -1,5 +1,5 @@
 //! `pyalloc compare TRACE... --models M1,M2,... [--at-marker SIZE]... [--csv | --json]
-//! [--svg FILE] [--html FILE]`: every trace replayed once through every model (decoded
+//! [--svg FILE] [--html FILE] [--timings]`: every trace replayed once through every model (decoded
 //! once, the models in parallel), their footprints side by side.
 //!
 //! `--json` prints `{"traces":[{"trace","events","models":[{"model","peak_live",
@@ -42,6 +42,10 @@ pub struct CompareArgs {
     /// Write a self-contained HTML report (table and charts) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Print where the time went to standard error: each trace's wall time, the CPU time of
+    /// the thread that reads it and of each model's thread, and when each was done.
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// Splits `--models` values into model names: `;` always separates models; `,` separates
@@ -93,6 +97,9 @@ pub fn run(args: CompareArgs) -> Result<ExitCode, String> {
         until: None,
     };
     let runs = compare(&args.traces, &models, &opts).map_err(|e| e.to_string())?;
+    if args.timings {
+        eprint!("{}", render::timings(&runs));
+    }
     if args.json {
         println!("{}", render::json(&runs));
     } else if args.csv {

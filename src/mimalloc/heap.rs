@@ -66,7 +66,11 @@ impl<S: OsSource> Mimalloc<S> {
         let p = &mut self.pages[id as usize];
         let i = p.free.pop()?;
         p.used += 1;
-        p.set_req(i, size);
+        if size <= SMALL_SIZE_MAX {
+            p.req[i as usize] = size as u32; // the fast path's requests fit without BIG
+        } else {
+            p.set_req(i, size);
+        }
         let a = p.block(i);
         self.live_blocks += 1;
         self.live_bytes += size;
@@ -194,6 +198,35 @@ impl<S: OsSource> Mimalloc<S> {
             self.page_unfull(id);
         }
         Ok(())
+    }
+
+    /// `mi_free`'s common case alone: `addr` is a live block of a page in the first arena
+    /// that keeps other live blocks and is not on the full queue, so the free is a push on
+    /// its `local_free` and nothing else. False (nothing changed) for every other case,
+    /// which [`mi_free`](Self::mi_free) then takes in full (refusals included).
+    #[inline(always)]
+    pub fn free_fast(&mut self, addr: u64) -> bool {
+        let k = addr.wrapping_sub(self.flat_base) / super::size_class::SLICE_SIZE;
+        let Some(&id) = self.flat_pages.get(k as usize) else {
+            return false;
+        };
+        let Some(p) = self.pages.get_mut(id as usize) else {
+            return false; // NONE: no page there
+        };
+        let (i, exact) = p.block_index(addr.wrapping_sub(p.start));
+        if !exact || i >= u64::from(p.reserved) || p.used <= 1 || p.in_full {
+            return false;
+        }
+        let r = p.req[i as usize];
+        if r >= super::page::BIG {
+            return false; // not live (NOT_LIVE), or a request kept in big_req
+        }
+        p.req[i as usize] = NOT_LIVE;
+        p.local_free.push(i as u16);
+        p.used -= 1;
+        self.live_blocks -= 1;
+        self.live_bytes -= u64::from(r);
+        true
     }
 
     /// `mi_usable_size(addr)`: the block's size (the whole page for large and huge ones).

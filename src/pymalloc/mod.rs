@@ -94,6 +94,7 @@ pub struct Pymalloc<A: Allocator, S: ArenaSource = AddressSpace> {
     hot_span: u64,  // its carved pools * POOL_SIZE (pool_address - first_pool; 0 = none)
     hot_slot: u32,  // its arena index (NONE = no hot arena)
     hot_pool0: u32, // the pool id of its first pool
+    hot_next0: usize, // hot_pool0 << granule_bits: `next` index of its first pool's granule 0
     lower: A,       // fall-through and bookkeeping allocator
     source: S,      // the arena allocator
     live_blocks: u64, // live pymalloc blocks
@@ -180,6 +181,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             hot_span: 0,
             hot_slot: NONE,
             hot_pool0: 0,
+            hot_next0: 0,
             lower,
             source,
             live_blocks: 0,
@@ -274,8 +276,10 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
     }
 
     /// True when the block at `addr` would be served by pymalloc (1..=threshold bytes).
+    #[inline(always)]
     pub fn is_small(&self, nbytes: u64) -> bool {
-        nbytes >= 1 && nbytes <= self.threshold
+        // the test `malloc` makes, in the same form, so that the two fold into one
+        nbytes.wrapping_sub(1) < self.threshold
     }
 
     /// The pool id holding `addr`, with its arena index, when `addr` is inside a carved pool
@@ -318,6 +322,7 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
         self.hot_span = a.pool_address - a.first_pool;
         self.hot_slot = slot;
         self.hot_pool0 = self.nclasses + slot * self.max_pools;
+        self.hot_next0 = self.granule_base(self.hot_pool0);
     }
 
     /// What the model knows about `addr`: its arena, pool, class, free-list head.
@@ -423,7 +428,13 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
     fn free_block(&mut self, addr: u64, pool: u32) -> Result<(), AllocError> {
         // Pools are POOL_SIZE-aligned: the granule is the address bits below POOL_BITS.
         let g = ((addr >> self.shift) & self.granule_mask) as usize;
-        let i = self.granule_base(pool) + g;
+        self.free_block_at(addr, pool, self.granule_base(pool) + g)
+    }
+
+    /// [`free_block`](Self::free_block) with the block's `next` index `i` known.
+    #[inline(always)]
+    fn free_block_at(&mut self, addr: u64, pool: u32, i: usize) -> Result<(), AllocError> {
+        let g = i & self.granule_mask as usize;
         debug_assert!(i < self.next.len() && (pool as usize) < self.pools.len());
         // SAFETY: `pool` is a carved pool's id (below `pools.len()`), `g < granules`, and
         // `next.len() == pools.len() << granule_bits`.
@@ -581,8 +592,17 @@ impl<A: Allocator, S: ArenaSource> Allocator for Pymalloc<A, S> {
     /// `_PyObject_Free`: pymalloc when an arena owns the address, else the lower allocator.
     #[inline(always)]
     fn free(&mut self, addr: Addr) -> Result<(), AllocError> {
-        if let Some(pool) = self.hot_pool(addr.0) {
-            return self.free_block(addr.0, pool);
+        let off = addr.0.wrapping_sub(self.hot_first);
+        if off < self.hot_span {
+            // The hot arena's carved pools are consecutive in address and in id, so the
+            // block's `next` index is its granule counted from the arena's first pool.
+            let pool = self.hot_pool0 + (off >> self.pool_bits) as u32;
+            let i = self.hot_next0 + (off >> self.shift) as usize;
+            debug_assert_eq!(
+                i,
+                self.granule_base(pool) + ((addr.0 >> self.shift) & self.granule_mask) as usize
+            );
+            return self.free_block_at(addr.0, pool, i);
         }
         self.free_cold(addr)
     }

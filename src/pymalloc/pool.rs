@@ -136,13 +136,17 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
                 debug_assert!(base + (g as usize) < self.next.len());
                 // SAFETY: `nextoffset <= maxnextoffset < POOL_SIZE`: a granule of the pool.
                 unsafe { *self.next.get_unchecked_mut(base + g as usize) = 0 };
-                // `*(block **)(pool->freeblock) = NULL`: pymalloc writes one block ahead
-                self.wrote(link, 8);
+                if self.track {
+                    // `*(block **)(pool->freeblock) = NULL`: pymalloc writes one block
+                    // ahead; the block was only ever a link: the program writes it now
+                    self.wrote(link, 8);
+                    self.wrote(addr, nbytes);
+                }
             } else {
                 self.unlink_full(first);
+                // the block was only ever a link: the program writes it now
+                self.wrote(addr, nbytes);
             }
-            // the block was only ever a link: the program writes it now
-            self.wrote(addr, nbytes);
         }
         Ok(addr)
     }

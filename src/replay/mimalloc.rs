@@ -256,6 +256,15 @@ impl Replayer {
                         }
                     }
                     EventKind::Free { domain, addr } if is_om(domain) => {
+                        if m.free_fast(addr.0) {
+                            return Step::Call {
+                                expected: Addr::NULL,
+                                got: Addr::NULL,
+                                checked: false,
+                                matched: true,
+                                os_events: 0,
+                            };
+                        }
                         let r = m.mi_free(addr);
                         if r.is_ok() && m.os().unexpected.is_empty() {
                             return Step::Call {

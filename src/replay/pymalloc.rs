@@ -32,7 +32,7 @@ use crate::error::AllocError;
 use crate::platform::Platform;
 use crate::pymalloc::{Pymalloc, PymallocParams};
 use crate::sysmalloc::Bump;
-use crate::trace::packed::{codes, PackedEvents};
+use crate::trace::packed::{codes, Packed, PackedEvents};
 use crate::trace::{Domain, Event, EventKind};
 use std::collections::HashMap;
 
@@ -49,6 +49,7 @@ pub struct Replayer {
     expected_maps: Vec<Addr>,            // `A` lines of the call being assembled
     arena_size: u64,                     // ARENA_SIZE
     nested: bool,                        // something is buffered for the next O/M call
+    quick: bool,                         // pinned, !nested, alias empty: the fast path applies
     why: Option<String>,                 // why the last call did not match
     error: Option<(AllocError, String)>, // what the model refused in the last call, and why
 }
@@ -74,6 +75,7 @@ impl Replayer {
             expected_maps: Vec::new(),
             arena_size,
             nested: false,
+            quick: mode == Addresses::Pinned,
             why: None,
             error: None,
         }
@@ -153,7 +155,7 @@ impl Replayer {
         };
         // The common case, decided once: pinned, nothing nested, nothing diverged, and the
         // model returned the recorded address without mapping or unmapping an arena.
-        let quick = self.mode == Addresses::Pinned && !self.nested && self.alias.is_empty();
+        let quick = self.quick;
         let small = match op {
             Op::Malloc(n) | Op::Realloc(_, n) => self.model.is_small(n),
             Op::Calloc(n, e) => n.checked_mul(e).is_some_and(|b| self.model.is_small(b)),
@@ -167,6 +169,7 @@ impl Replayer {
                 let r = self.model.realloc(m, n as usize);
                 if r.is_ok() && !self.alias.is_empty() {
                     self.alias.remove(&old.0);
+                    self.set_quick();
                 }
                 r
             }
@@ -175,6 +178,7 @@ impl Replayer {
                 let r = self.model.free(m).map(|()| Addr::NULL);
                 if r.is_ok() && !self.alias.is_empty() {
                     self.alias.remove(&a.0);
+                    self.set_quick();
                 }
                 r
             }
@@ -197,37 +201,109 @@ impl Replayer {
     #[inline]
     pub fn step_at(&mut self, events: &PackedEvents, i: usize) -> Option<Step> {
         let p = events.records().get(i)?;
-        if self.mode == Addresses::Pinned && !self.nested && self.alias.is_empty() {
-            let quiet_call = |expected: Addr, small: bool| Step::Call {
+        match self.fast_at(p) {
+            Fast::Quiet { expected, small } => Some(Step::Call {
                 expected,
                 got: expected,
                 checked: small,
                 matched: true,
                 os_events: 0,
-            };
-            match p.code() {
-                codes::MALLOC_OBJ | codes::MALLOC_MEM => {
-                    let (size, addr) = (p.body(), p.addr());
-                    let small = self.model.is_small(size);
-                    let result = self.model.malloc(size as usize);
-                    if matches!(result, Ok(a) if a == addr) && self.model.source().is_quiet() {
-                        return Some(quiet_call(addr, small));
-                    }
-                    return Some(self.finish_call(Op::Malloc(size), addr, small, result));
-                }
-                codes::FREE_OBJ | codes::FREE_MEM => {
-                    let addr = p.addr();
-                    let result = self.model.free(addr).map(|()| Addr::NULL);
-                    if result.is_ok() && self.model.source().is_quiet() {
-                        return Some(quiet_call(Addr::NULL, false));
-                    }
-                    return Some(self.finish_call(Op::Free(addr), Addr::NULL, false, result));
-                }
-                _ => {}
+            }),
+            Fast::Done(step) => Some(step),
+            Fast::General => {
+                let kind = events.kind(p)?;
+                Some(self.step(&Event { kind, line: 0 }))
             }
         }
-        let kind = events.kind(p)?;
-        Some(self.step(&Event { kind, line: 0 }))
+    }
+
+    /// Replays events `range` of pre-decoded `events`, as [`step_at`](Self::step_at) of
+    /// each in turn, in one loop: every call that matched quietly (the model returned the
+    /// recorded address, with nothing nested) is only counted; every other event's
+    /// [`Step`] goes to `on_step` with its index. Stops early when `on_step` answers
+    /// [`Flow::Stop`](super::Flow::Stop).
+    #[inline]
+    pub fn run_at(
+        &mut self,
+        events: &PackedEvents,
+        range: std::ops::Range<usize>,
+        mut on_step: impl FnMut(usize, Step) -> super::Flow,
+    ) -> QuietCalls {
+        let mut checked = 0;
+        let mut others = 0; // events that were not quiet calls
+        let records = events.records();
+        let end = range.end.min(records.len());
+        let mut done = range.start..end; // the events replayed
+        for i in range.start..end {
+            let p = &records[i];
+            let step = match self.fast_at(p) {
+                Fast::Quiet { small, .. } => {
+                    checked += small as u64;
+                    continue;
+                }
+                Fast::Done(step) => step,
+                Fast::General => match events.kind(p) {
+                    Some(kind) => self.step(&Event { kind, line: 0 }),
+                    None => {
+                        others += 1;
+                        continue;
+                    }
+                },
+            };
+            others += 1;
+            if matches!(on_step(i, step), super::Flow::Stop) {
+                done.end = i + 1;
+                break;
+            }
+        }
+        QuietCalls {
+            calls: done.len() as u64 - others,
+            checked,
+        }
+    }
+
+    /// The fast path of one record: a pinned O/M malloc or free with nothing nested and
+    /// nothing diverged, run here; anything else is left to [`step`](Self::step).
+    #[inline(always)]
+    fn fast_at(&mut self, p: &Packed) -> Fast {
+        if !self.quick {
+            return Fast::General;
+        }
+        match p.code() {
+            codes::MALLOC_OBJ | codes::MALLOC_MEM => {
+                let (size, addr) = (p.body(), p.addr());
+                let small = self.model.is_small(size);
+                match self.model.malloc(size as usize) {
+                    // No arena is mapped nor unmapped here: nothing nested means no `A` line
+                    // queued, so a map would have failed the call, and a malloc unmaps
+                    // nothing.
+                    Ok(a) if a == addr => {
+                        debug_assert!(self.model.source().is_quiet());
+                        Fast::Quiet {
+                            expected: addr,
+                            small,
+                        }
+                    }
+                    result => Fast::Done(self.finish_call(Op::Malloc(size), addr, small, result)),
+                }
+            }
+            codes::FREE_OBJ | codes::FREE_MEM => {
+                let addr = p.addr();
+                match self.model.free(addr) {
+                    Ok(()) if self.model.source().is_quiet() => Fast::Quiet {
+                        expected: Addr::NULL,
+                        small: false,
+                    },
+                    result => Fast::Done(self.finish_call(
+                        Op::Free(addr),
+                        Addr::NULL,
+                        false,
+                        result.map(|()| Addr::NULL),
+                    )),
+                }
+            }
+            _ => Fast::General,
+        }
     }
 
     /// The rest of [`step`](Self::step) when the call had nested lines, diverged or failed.
@@ -244,6 +320,7 @@ impl Replayer {
             Err(e) => {
                 let why = self.call_mismatch().unwrap_or_default();
                 self.clear_call();
+                self.set_quick();
                 return match e {
                     AllocError::Corrupt { .. } | AllocError::OutOfAddressSpace { .. } => {
                         self.why = Some(if why.is_empty() {
@@ -301,6 +378,7 @@ impl Replayer {
             why = Some(w);
         }
         self.clear_call();
+        self.set_quick();
         self.why = why;
         Step::Call {
             expected,
@@ -354,6 +432,7 @@ impl Replayer {
                 }
         ) {
             self.nested = true;
+            self.quick = false;
         }
         let raw = self.model.lower_mut();
         match kind {
@@ -476,6 +555,13 @@ impl Replayer {
         (!why.is_empty()).then(|| why.join("; "))
     }
 
+    /// Recomputes [`Replayer::quick`]: the fast path applies when the replay is pinned,
+    /// nothing is buffered for the next call and no address has diverged.
+    #[inline]
+    fn set_quick(&mut self) {
+        self.quick = self.mode == Addresses::Pinned && !self.nested && self.alias.is_empty();
+    }
+
     /// True when neither the recording nor the model had anything nested in this call
     /// (the common case: no raw call, no arena map or unmap).
     #[inline(always)]
@@ -503,6 +589,22 @@ impl Replayer {
         self.expected_maps.clear();
         self.expected_unmaps.clear();
     }
+}
+
+/// The calls [`Replayer::run_at`] only counted: each matched the recording quietly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuietCalls {
+    /// O/M calls that returned the recorded address with nothing nested.
+    pub calls: u64,
+    /// Of them, requests of 1..=threshold bytes (`Step::Call::checked`).
+    pub checked: u64,
+}
+
+/// What [`Replayer::fast_at`] made of a record.
+enum Fast {
+    Quiet { expected: Addr, small: bool }, // a call that matched quietly
+    Done(Step),                            // a call on the fast path that did not
+    General,                               // not for the fast path: `step` it
 }
 
 #[derive(Clone, Copy)]
@@ -552,5 +654,90 @@ pub fn request_size(kind: &EventKind) -> Option<u64> {
         } if is_om(domain) => nelem.checked_mul(elsize),
         EventKind::Realloc { domain, size, .. } if is_om(domain) => Some(size),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::Flow;
+    use crate::trace::open::open;
+    use std::path::Path;
+
+    const TRACES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/traces");
+
+    /// `run_at` reports every step `step_at` gives, except the calls that matched quietly,
+    /// which it counts; and stops where its consumer says so.
+    #[test]
+    fn run_at_is_step_at_without_the_quiet_calls() {
+        for (rel, mode) in [
+            (
+                "cpython-3.11.7-linux-x86_64/seed_py3.trace.gz",
+                Addresses::Pinned,
+            ),
+            (
+                "cpython-3.11.7-linux-x86_64/ints.trace.gz",
+                Addresses::Pinned,
+            ),
+            (
+                "cpython-3.11.7-linux-x86_64/seed_py3.trace.gz",
+                Addresses::Own,
+            ),
+        ] {
+            let path = Path::new(TRACES).join(rel);
+            let packed = PackedEvents::read(open(&path).unwrap().as_mut()).unwrap();
+            let release = packed.header().get("interpreter").unwrap();
+            let params = PymallocParams::for_release(release).unwrap();
+            let platform = Platform::linux_x86_64();
+            let mut a = Replayer::new(params.clone(), mode, &platform);
+            let all: Vec<Step> = (0..packed.len())
+                .map(|i| a.step_at(&packed, i).unwrap())
+                .collect();
+            let mut b = Replayer::new(params.clone(), mode, &platform);
+            let mut got = Vec::new();
+            let counted = b.run_at(&packed, 0..packed.len() + 5, |i, step| {
+                got.push((i, step));
+                Flow::Next
+            });
+            let mut reported = vec![false; packed.len()];
+            for &(i, step) in &got {
+                assert_eq!(step, all[i], "{rel} {mode:?} event {i}");
+                reported[i] = true;
+            }
+            let mut quiet = QuietCalls::default();
+            for (i, step) in all.iter().enumerate().filter(|(i, _)| !reported[*i]) {
+                match *step {
+                    Step::Call {
+                        expected,
+                        got,
+                        checked,
+                        matched: true,
+                        os_events: 0,
+                    } if got == expected => {
+                        quiet.calls += 1;
+                        quiet.checked += checked as u64;
+                    }
+                    other => panic!("{rel} {mode:?} event {i}: {other:?} not reported"),
+                }
+            }
+            assert_eq!(counted, quiet, "{rel} {mode:?}");
+            // Own mode never takes the fast path; pinned, most calls are quiet.
+            match mode {
+                Addresses::Own => assert_eq!(counted, QuietCalls::default(), "{rel}"),
+                Addresses::Pinned => assert!(counted.calls > packed.len() as u64 / 2, "{rel}"),
+            }
+
+            let mut c = Replayer::new(params, mode, &platform);
+            let mut seen = 0;
+            c.run_at(&packed, 0..packed.len(), |_, _| {
+                seen += 1;
+                if seen == 3 {
+                    Flow::Stop
+                } else {
+                    Flow::Next
+                }
+            });
+            assert_eq!(seen, 3, "{rel}: stops when told");
+        }
     }
 }

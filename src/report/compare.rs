@@ -6,7 +6,8 @@
 //!            ├─ csv()     one line per model and per marker row
 //!            ├─ json()    {"traces":[{"trace","events","models":[{"model",…,"markers":[…]}]}]}
 //!            ├─ chart()   resident per model over event time, live dashed, markers labelled
-//!            └─ html()    the table and every chart in one file (inline SVG, no scripts)
+//!            ├─ html()    the table and every chart in one file (inline SVG, no scripts)
+//!            └─ timings() where the time went (`--timings`, on standard error)
 //! ```
 
 use super::svg::{escape, Chart, Series, PALETTE};
@@ -21,6 +22,33 @@ pub fn json(runs: &[TraceRun]) -> String {
     }
     serde_json::to_string(&Out { traces: runs })
         .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// `--timings`: per trace, its wall time, then the reading thread's and each model's CPU
+/// seconds and when each was done (seconds from the trace's start), one line each.
+pub fn timings(runs: &[TraceRun]) -> String {
+    let mut out = String::new();
+    for t in runs {
+        let cpu: f64 = t.feed.cpu + t.models.iter().map(|m| m.timing.cpu).sum::<f64>();
+        let _ = writeln!(
+            out,
+            "timings: {}: wall {:.3} s, cpu {:.3} s in all",
+            t.trace, t.wall, cpu
+        );
+        let _ = writeln!(
+            out,
+            "timings:   {:<40} cpu {:.3} s, done at {:.3} s",
+            "reading (decode, consistency, translate)", t.feed.cpu, t.feed.done_at
+        );
+        for m in &t.models {
+            let _ = writeln!(
+                out,
+                "timings:   {:<40} cpu {:.3} s, done at {:.3} s",
+                m.model, m.timing.cpu, m.timing.done_at
+            );
+        }
+    }
+    out
 }
 
 /// Bytes in KiB with one decimal.

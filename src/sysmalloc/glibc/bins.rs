@@ -42,23 +42,27 @@ impl Glibc {
     #[inline]
     pub(super) fn unsorted_push(&mut self, i: u32) {
         if self.vm.tracking() {
-            // the header, fd/bk (and fd/bk_nextsize when large), and the foot:
-            // `prev_size` and the cleared P bit of the next chunk
-            let (c, size) = (self.heap.addr(i), self.heap.size(i));
-            self.vm.touch(c + 8, 40.min(size));
-            self.vm.touch(c + size, 16);
+            self.touch_binned(i);
         }
         let bck = bin(UNSORTED);
         let fwd = self.heap.fd(bck);
-        self.heap.set_fd(i, fwd);
-        self.heap.set_bk(i, bck);
+        self.heap.set_links(i, fwd, bck);
         self.heap.m(i).set_state(State::Unsorted);
         if !self.params.in_smallbin_range(self.heap.size(i)) {
-            self.heap.set_fd_nextsize(i, NIL);
-            self.heap.set_bk_nextsize(i, NIL);
+            self.heap.set_nextsize(i, NIL, NIL);
         }
         self.heap.set_fd(bck, i);
         self.heap.set_bk(fwd, i);
+    }
+
+    /// Residency of a chunk put in a bin: the header, fd/bk (and fd/bk_nextsize when
+    /// large), and the foot: `prev_size` and the cleared P bit of the next chunk.
+    #[cold]
+    #[inline(never)]
+    fn touch_binned(&mut self, i: u32) {
+        let (c, size) = (self.heap.addr(i), self.heap.size(i));
+        self.vm.touch(c + 8, 40.min(size));
+        self.vm.touch(c + size, 16);
     }
 
     /// Takes node `i` out of its list with no nextsize bookkeeping.
@@ -124,8 +128,7 @@ impl Glibc {
                     bck = last;
                     let ring_next = first; // fwd->fd
                     let ring_prev = self.heap.bk_nextsize(first);
-                    self.heap.set_fd_nextsize(i, ring_next);
-                    self.heap.set_bk_nextsize(i, ring_prev);
+                    self.heap.set_nextsize(i, ring_next, ring_prev);
                     self.heap.set_bk_nextsize(ring_next, i);
                     self.heap.set_fd_nextsize(ring_prev, i);
                 } else {
@@ -136,12 +139,10 @@ impl Glibc {
                     if size == self.heap.size(f) {
                         // always insert in the second position
                         f = self.heap.fd(f);
-                        self.heap.set_fd_nextsize(i, NIL);
-                        self.heap.set_bk_nextsize(i, NIL);
+                        self.heap.set_nextsize(i, NIL, NIL);
                     } else {
                         let prev = self.heap.bk_nextsize(f);
-                        self.heap.set_fd_nextsize(i, f);
-                        self.heap.set_bk_nextsize(i, prev);
+                        self.heap.set_nextsize(i, f, prev);
                         self.heap.set_bk_nextsize(f, i);
                         self.heap.set_fd_nextsize(prev, i);
                     }
@@ -149,14 +150,12 @@ impl Glibc {
                     bck = self.heap.bk(f);
                 }
             } else {
-                self.heap.set_fd_nextsize(i, i);
-                self.heap.set_bk_nextsize(i, i);
+                self.heap.set_nextsize(i, i, i);
                 fwd = s;
                 bck = s;
             }
         }
-        self.heap.set_bk(i, bck);
-        self.heap.set_fd(i, fwd);
+        self.heap.set_links(i, fwd, bck);
         self.heap.m(i).set_state(state);
         self.heap.set_bk(fwd, i);
         self.heap.set_fd(bck, i);

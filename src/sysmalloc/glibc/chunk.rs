@@ -202,6 +202,29 @@ impl Nodes {
         }
     }
 
+    /// Node `i`, with no bounds check on the model's hot path.
+    ///
+    /// Every index the model forms is below `len`: a chunk's tag (at most top's, and
+    /// [`Heap::grow_to`] keeps two nodes past top's end), a chunk's links (its tag + 1,
+    /// or + 2 for a large chunk, which spans many granules) or a bin's sentinel; addresses
+    /// from outside are checked against top before they become indices (`live_chunk`,
+    /// `chunk_of`). Any index below `cap` reads initialised (zeroed) memory.
+    #[inline(always)]
+    pub fn at(&self, i: usize) -> &Node {
+        debug_assert!(i < self.len, "node {i} of {}", self.len);
+        // SAFETY: i < len ≤ cap (checked in debug builds; see above), and `ptr` holds
+        // `cap` initialised nodes.
+        unsafe { &*self.ptr.as_ptr().add(i) }
+    }
+
+    /// Node `i`, mutably (as [`Nodes::at`]).
+    #[inline(always)]
+    pub fn at_mut(&mut self, i: usize) -> &mut Node {
+        debug_assert!(i < self.len, "node {i} of {}", self.len);
+        // SAFETY: as in `at`, and `&mut self` is unique.
+        unsafe { &mut *self.ptr.as_ptr().add(i) }
+    }
+
     /// Nodes allocated.
     pub fn capacity(&self) -> usize {
         self.cap
@@ -362,63 +385,75 @@ impl Heap {
     }
 
     /// The tag at node `i`.
-    #[inline]
+    #[inline(always)]
     pub fn n(&self, i: u32) -> &Node {
-        &self.nodes[i as usize]
+        self.nodes.at(i as usize)
     }
 
     /// The tag at node `i`, mutably.
-    #[inline]
+    #[inline(always)]
     pub fn m(&mut self, i: u32) -> &mut Node {
-        &mut self.nodes[i as usize]
+        self.nodes.at_mut(i as usize)
     }
 
     /// `p->fd`.
-    #[inline]
+    #[inline(always)]
     pub fn fd(&self, i: u32) -> u32 {
-        self.nodes[i as usize + 1].a
+        self.nodes.at(i as usize + 1).a
     }
 
     /// `p->bk`.
-    #[inline]
+    #[inline(always)]
     pub fn bk(&self, i: u32) -> u32 {
-        self.nodes[i as usize + 1].b
+        self.nodes.at(i as usize + 1).b
     }
 
     /// Sets `p->fd`.
-    #[inline]
+    #[inline(always)]
     pub fn set_fd(&mut self, i: u32, v: u32) {
-        self.nodes[i as usize + 1].a = v;
+        self.nodes.at_mut(i as usize + 1).a = v;
     }
 
     /// Sets `p->bk`.
-    #[inline]
+    #[inline(always)]
     pub fn set_bk(&mut self, i: u32, v: u32) {
-        self.nodes[i as usize + 1].b = v;
+        self.nodes.at_mut(i as usize + 1).b = v;
+    }
+
+    /// Sets `p->fd` and `p->bk` (one store).
+    #[inline(always)]
+    pub fn set_links(&mut self, i: u32, fd: u32, bk: u32) {
+        *self.nodes.at_mut(i as usize + 1) = Node { a: fd, b: bk };
+    }
+
+    /// Sets `p->fd_nextsize` and `p->bk_nextsize` (one store).
+    #[inline(always)]
+    pub fn set_nextsize(&mut self, i: u32, fd: u32, bk: u32) {
+        *self.nodes.at_mut(i as usize + 2) = Node { a: fd, b: bk };
     }
 
     /// `p->fd_nextsize` (large chunks only: they span many granules).
-    #[inline]
+    #[inline(always)]
     pub fn fd_nextsize(&self, i: u32) -> u32 {
-        self.nodes[i as usize + 2].a
+        self.nodes.at(i as usize + 2).a
     }
 
     /// `p->bk_nextsize`.
-    #[inline]
+    #[inline(always)]
     pub fn bk_nextsize(&self, i: u32) -> u32 {
-        self.nodes[i as usize + 2].b
+        self.nodes.at(i as usize + 2).b
     }
 
     /// Sets `p->fd_nextsize`.
-    #[inline]
+    #[inline(always)]
     pub fn set_fd_nextsize(&mut self, i: u32, v: u32) {
-        self.nodes[i as usize + 2].a = v;
+        self.nodes.at_mut(i as usize + 2).a = v;
     }
 
     /// Sets `p->bk_nextsize`.
-    #[inline]
+    #[inline(always)]
     pub fn set_bk_nextsize(&mut self, i: u32, v: u32) {
-        self.nodes[i as usize + 2].b = v;
+        self.nodes.at_mut(i as usize + 2).b = v;
     }
 
     /// The size in bytes of the chunk at node `i` (`chunksize`).

@@ -336,8 +336,16 @@ impl Glibc {
     #[inline(always)]
     pub(super) fn wrote(&mut self, addr: u64, len: u64) {
         if self.vm.tracking() {
-            self.vm.touch(addr, len);
+            self.touch(addr, len);
         }
+    }
+
+    /// The residency half of [`wrote`](Self::wrote), out of the hot paths (which then
+    /// need no registers saved for it when residency is not tracked).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn touch(&mut self, addr: u64, len: u64) {
+        self.vm.touch(addr, len);
     }
 
     /// The simulated address space, mutably (a layer above maps its regions there).
@@ -532,15 +540,23 @@ impl Glibc {
     /// `__libc_free` of `mem` (not NULL).
     #[inline]
     fn libc_free(&mut self, mem: u64) -> Result<(), AllocError> {
+        // the common case first: an in-use chunk of the brk heap (below top, so its user
+        // pointer is below the break and it cannot be a mapping)
+        let c = mem.wrapping_sub(2 * self.params.size_sz);
+        if self.top != NIL && self.heap.on_grid(c) && c < self.heap.addr(self.top) {
+            let p = self.heap.idx(c);
+            if self.heap.n(p).state() == State::InUse {
+                self.maybe_init_tcache()?;
+                self.account_free(p);
+                self.int_free(p);
+                return Ok(());
+            }
+        }
         if self.maybe_mapped(mem) {
             self.free_mapped(mem, true);
             return Ok(());
         }
-        let p = self.live_chunk(mem, false)?;
-        self.maybe_init_tcache()?;
-        self.account_free(p);
-        self.int_free(p);
-        Ok(())
+        Err(self.diagnose(mem, false))
     }
 }
 
