@@ -3,8 +3,10 @@
 //! (`cpython-3.11`, `cpython-3.11/glibc-2.36`, `glibc-2.36`) takes at most 1.5 times one
 //! `check` of it, wall time, both in this process.
 //!
-//! `cargo bench --bench compare` first prints the two interleaved, best of 15 each, and
-//! their ratio (`compare / check`), then criterion's own timings of each.
+//! `cargo bench --bench compare` first runs the two commands as the issue times them
+//! (`pyalloc check TRACE`, `pyalloc compare TRACE --models …`, whole processes),
+//! interleaved, best of 15 each, and prints their ratio (`compare / check`); then
+//! criterion's own timings of the two library calls.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -33,11 +35,12 @@ fn compare_ints(models: &[(String, ModelSpec)]) -> Vec<TraceRun> {
     compare(&path, models, &CompareOptions::default()).unwrap()
 }
 
-fn timed<T>(f: impl FnOnce() -> T) -> Duration {
+/// Wall time of one run of the `pyalloc` binary with `args` (its output discarded).
+fn timed(args: &[&str]) -> Duration {
     let t = Instant::now();
-    let out = f();
+    let (ok, _, err) = common::pyalloc(args);
     let d = t.elapsed();
-    drop(out);
+    assert!(ok, "pyalloc {args:?}: {err}");
     d
 }
 
@@ -46,14 +49,16 @@ fn compare_vs_check(c: &mut Criterion) {
     let models = parse_models(&names).unwrap();
     let events = check_ints();
     // interleaved, so both see the same machine; best of 15 (the least disturbed run)
+    let path = ints().display().to_string();
+    let list = MODELS.join(",");
     let (mut check, mut cmp) = (Duration::MAX, Duration::MAX);
     for _ in 0..15 {
-        check = check.min(timed(check_ints));
-        cmp = cmp.min(timed(|| compare_ints(&models)));
+        check = check.min(timed(&["check", &path]));
+        cmp = cmp.min(timed(&["compare", &path, "--models", &list]));
     }
     println!(
-        "ints.trace.gz, best of 15 interleaved: check {:.1} ms, compare ({}) {:.1} ms: \
-         compare / check = {:.2}",
+        "ints.trace.gz, best of 15 interleaved runs of the binary: check {:.1} ms, \
+         compare ({}) {:.1} ms: compare / check = {:.2}",
         check.as_secs_f64() * 1e3,
         MODELS.join(", "),
         cmp.as_secs_f64() * 1e3,

@@ -497,7 +497,7 @@ impl Runner {
     }
 
     /// Replays a batch. `read_peak` is the highest live of every event the feed has read so
-    /// far (at least up to this batch's end: it is stored before the batch is sent): a new peak below it is not the run's peak, so
+    /// far (at least up to the end of the batch after this one, held back by the feed until then, or to the trace's end): a new peak below it is not the run's peak, so
     /// its waste is not walked. The run's peak is never below it, so its walk is always
     /// taken, and no later step replaces it (none rises above it): `waste_at_peak` is exact.
     fn steps(&mut self, steps: &[Step], read_peak: &AtomicU64) -> Result<(), Box<EventError>> {
@@ -510,8 +510,7 @@ impl Runner {
                     source: Cause::Model(e),
                 })
             })?;
-            let mapped = self.stack.mapped();
-            let resident = self.stack.resident();
+            let (mapped, resident) = self.stack.footprint();
             if s.live > self.run.peak_live {
                 self.run.peak_live = s.live;
                 self.resident_at_peak = resident; // fragmentation computed once, at the end
@@ -705,6 +704,7 @@ pub fn compare_trace(
             txs,
             markers: &opts.markers,
             sent: VecDeque::new(),
+            held: None,
             max_live: 0,
             read_peak,
             until: opts.until.unwrap_or(u64::MAX),
@@ -717,7 +717,7 @@ pub fn compare_trace(
         let driven = Source::new(reader.as_mut())
             .map_err(ReplayError::from)
             .and_then(|mut src| drive(&mut src, &mut feed, &drive_opts));
-        feed.flush();
+        feed.finish();
         drop(feed); // closes the channels: the models finish their batches
         let feed = ThreadTiming {
             cpu: thread_cpu() - feed_cpu,
@@ -764,14 +764,15 @@ struct Feed<'a> {
     txs: Vec<SyncSender<Arc<Vec<Step>>>>, // one channel per model
     markers: &'a [u64],                   // marker request sizes
     sent: VecDeque<Arc<Vec<Step>>>,       // batches handed out, oldest first (to reuse)
+    held: Option<Arc<Vec<Step>>>,         // the last full batch, sent when the next is full
     max_live: u64,                        // the highest live of the steps made so far
     read_peak: &'a AtomicU64,             // max_live, for the models (stored as it rises)
     until: u64,                           // events to replay
 }
 
 impl Feed<'_> {
-    /// Hands the batch to every model; false when one has stopped (its error is reported
-    /// when its thread is joined).
+    /// Hands the batch before this one to every model and holds this one back; false when
+    /// one has stopped (its error is reported when its thread is joined).
     fn flush(&mut self) -> bool {
         if self.steps.is_empty() {
             return true;
@@ -787,9 +788,27 @@ impl Feed<'_> {
             _ => Vec::with_capacity(BATCH),
         };
         let b = Arc::new(std::mem::replace(&mut self.steps, next));
+        // one batch held back: a model replaying a batch knows (`read_peak`) the live of
+        // every event up to the end of the next one, so fewer of its new peaks are walked
+        match self.held.replace(b) {
+            Some(h) => self.send(h),
+            None => true,
+        }
+    }
+
+    /// Hands `b` to every model; false when one has stopped.
+    fn send(&mut self, b: Arc<Vec<Step>>) -> bool {
         let sent = self.txs.iter().all(|tx| tx.send(b.clone()).is_ok());
         self.sent.push_back(b);
         sent
+    }
+
+    /// Hands every step left to the models.
+    fn finish(&mut self) {
+        self.flush();
+        if let Some(h) = self.held.take() {
+            self.send(h);
+        }
     }
 }
 

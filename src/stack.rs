@@ -200,7 +200,9 @@ impl Stack {
     pub fn malloc(&mut self, route: Route, size: u64) -> Result<Addr, AllocError> {
         match (self, route) {
             (Stack::PymallocGlibc(m), Route::Object) => m.malloc(size as usize),
+            (Stack::PymallocGlibc(m), Route::System) => m.lower_mut().malloc(size as usize),
             (Stack::Glibc(g), _) => g.malloc(size as usize),
+            (Stack::Pymalloc(m), Route::Object) => m.malloc(size as usize),
             (s, r) => s.at(r).malloc(size as usize),
         }
     }
@@ -217,8 +219,14 @@ impl Stack {
     ///
     /// # Errors
     /// The model's.
+    #[inline]
     pub fn realloc(&mut self, route: Route, addr: Addr, size: u64) -> Result<Addr, AllocError> {
-        self.at(route).realloc(addr, size as usize)
+        match (self, route) {
+            (Stack::PymallocGlibc(m), Route::Object) => m.realloc(addr, size as usize),
+            (Stack::Glibc(g), _) => g.realloc(addr, size as usize),
+            (Stack::Pymalloc(m), Route::Object) => m.realloc(addr, size as usize),
+            (s, r) => s.at(r).realloc(addr, size as usize),
+        }
     }
 
     /// `free(addr)` on `route`.
@@ -229,7 +237,9 @@ impl Stack {
     pub fn free(&mut self, route: Route, addr: Addr) -> Result<(), AllocError> {
         match (self, route) {
             (Stack::PymallocGlibc(m), Route::Object) => m.free(addr),
+            (Stack::PymallocGlibc(m), Route::System) => m.lower_mut().free(addr),
             (Stack::Glibc(g), _) => g.free(addr),
+            (Stack::Pymalloc(m), Route::Object) => m.free(addr),
             (s, r) => s.at(r).free(addr),
         }
     }
@@ -305,22 +315,31 @@ impl Stack {
     /// (mimalloc's arenas and OS-mapped segments too).
     #[inline]
     pub fn mapped(&self) -> u64 {
-        let vm = self.space();
-        let mi = match self {
-            Stack::MimallocGlibc(m, _) => m.mapped(),
-            _ => 0,
-        };
-        vm.heap_bytes() + vm.mapped_bytes() + mi
+        self.footprint().0
     }
 
     /// Bytes of pages written and not given back.
     #[inline]
     pub fn resident(&self) -> u64 {
-        let mi = match self {
-            Stack::MimallocGlibc(m, _) => m.resident_bytes(),
-            _ => 0,
+        self.footprint().1
+    }
+
+    /// `(mapped, resident)` in one look at the stack (what `compare` reads after every
+    /// event).
+    #[inline]
+    pub fn footprint(&self) -> (u64, u64) {
+        let (vm, mi) = match self {
+            Stack::PymallocGlibc(m) => (m.lower().address_space(), None),
+            Stack::Glibc(g) => (g.address_space(), None),
+            Stack::Pymalloc(m) => (m.source(), None),
+            Stack::MimallocGlibc(m, g) => (g.address_space(), Some(m)),
         };
-        self.space().resident_bytes() + mi
+        let mapped = vm.heap_bytes() + vm.mapped_bytes();
+        let resident = vm.resident_bytes();
+        match mi {
+            Some(m) => (mapped + m.mapped(), resident + m.resident_bytes()),
+            None => (mapped, resident),
+        }
     }
 
     /// Puts a fresh stack in the shape of a recorded process ([`ProcessLayout`]: its

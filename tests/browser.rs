@@ -204,7 +204,12 @@ fn the_view_page_in_chromium_shows_the_models_numbers() {
 
 /// Starts chromedriver and a headless chromium session, runs `f` in it, and ends both
 /// (also when `f` panics, whose panic is then resumed).
+/// One browser at a time: the tests of this file run on parallel threads of one process,
+/// and two chromiums on one profile directory (named by the process) break each other.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn in_chromium(chromedriver: &Path, chromium: &Path, out: &Path, f: impl FnOnce(&Session)) {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     // chromedriver on a free port.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()

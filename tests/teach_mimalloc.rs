@@ -356,3 +356,93 @@ fn bad_input_is_one_line_and_a_failure_never_a_panic() {
     let (_, _, err) = pyalloc(&["explain", t, &raw, "--at", &at]);
     assert!(err.contains(&format!("0x{raw} is in no segment")), "{err}");
 }
+
+/// Applies a view page's op stream (miview.rs's format) up to and including event `upto`:
+/// block 0 address of every live page -> its block states.
+fn replay_ops(
+    data: &pyalloc::report::teach::miview::MiViewData,
+    upto: u64,
+) -> std::collections::BTreeMap<u64, Vec<u8>> {
+    let ops = &data.ops;
+    let mut pos = 0usize;
+    let rd = |pos: &mut usize| {
+        let (mut v, mut s) = (0u64, 0);
+        loop {
+            let b = ops[*pos];
+            *pos += 1;
+            v |= u64::from(b & 127) << s;
+            if b < 128 {
+                return v;
+            }
+            s += 7;
+        }
+    };
+    let mut pages: std::collections::HashMap<u64, Vec<u8>> = Default::default();
+    let mut event = 0;
+    for _ in 0..data.meta.ops {
+        event += rd(&mut pos);
+        let tag = ops[pos];
+        pos += 1;
+        let key = rd(&mut pos);
+        let (k, n) = if tag & 7 < 4 {
+            let k = rd(&mut pos);
+            (k, if tag & 0x80 != 0 { rd(&mut pos) } else { 1 })
+        } else {
+            (0, 0)
+        };
+        if event > upto {
+            break;
+        }
+        match tag & 7 {
+            st @ 0..=3 => {
+                let v = pages.get_mut(&key).expect("a block op of a live page");
+                for b in k..k + n {
+                    v[b as usize] = st;
+                }
+            }
+            4 => {
+                pages.insert(key, vec![3; data.meta.pages[key as usize].5 as usize]);
+            }
+            5 => {
+                pages.remove(&key).expect("a live page goes");
+            }
+            _ => {}
+        }
+    }
+    pages
+        .into_iter()
+        .map(|(inc, v)| (data.meta.pages[inc as usize].3, v))
+        .collect()
+}
+
+#[test]
+fn the_view_ops_rebuild_every_pages_blocks_as_the_model_has_them() {
+    use pyalloc::report::teach::miview;
+    for (trace, model) in [
+        (format!("{MI}/startup_only.trace.gz"), None),
+        (format!("{MI}/segments.trace.gz"), None),
+        (
+            format!("{PY311}/startup_only.trace.gz"),
+            Some("mimalloc-2.1.2"),
+        ),
+    ] {
+        let path = Path::new(&trace);
+        let data = miview::build(path, model.map(String::from), &[], false).unwrap();
+        // at the end, and at a point in the middle
+        for at in [data.meta.events / 2, data.meta.events - 1] {
+            let (walk, reached) =
+                MiWalk::to(path, model.map(String::from), false, At::Event(at)).unwrap();
+            let want: std::collections::BTreeMap<u64, Vec<u8>> =
+                miview::pages_of(&walk).into_iter().collect();
+            let got = replay_ops(&data, reached);
+            assert_eq!(got.len(), want.len(), "{trace} at {reached}: pages");
+            for (start, states) in &want {
+                assert_eq!(
+                    got.get(start),
+                    Some(states),
+                    "{trace} at {reached}: page {start:#x}"
+                );
+            }
+        }
+    }
+}

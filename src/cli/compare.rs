@@ -8,9 +8,15 @@
 //! "event","live","mapped","resident"}]}]}]}` (a contract). A bad model name (an unknown
 //! key, a size that is not a power of two, a pool larger than an arena …) exits 2, as in
 //! every command that takes a model: names are read by `replay::ModelSpec::parse`.
+//!
+//! `--real-rss MODEL=FILE` (repeatable) holds MODEL to a real run: FILE holds the VmRSS
+//! (KiB) the real process printed at each marker, one line per phase (the last number of
+//! each line); the table gains a real-vs-predicted section, the JSON's marker rows of that
+//! model gain `real_rss`, `real_delta`, `predicted_delta`, `error`, `tolerance` (bytes;
+//! added fields only), and `--svg` draws the table under the chart (report::real).
 
 use pyalloc::compare::{compare, parse_models, CompareOptions};
-use pyalloc::report::{compare as render, write_atomic};
+use pyalloc::report::{compare as render, real, write_atomic};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +48,11 @@ pub struct CompareArgs {
     /// Write a self-contained HTML report (table and charts) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Hold MODEL to a real run: FILE holds the VmRSS (KiB) the real process printed at each
+    /// marker, one line per phase (each line's last number); adds real Δ, predicted Δ and
+    /// their error to the table, the JSON's marker rows and the SVG (repeatable; one trace).
+    #[arg(long = "real-rss", value_name = "MODEL=FILE")]
+    pub real_rss: Vec<String>,
     /// Print where the time went to standard error: each trace's wall time, the CPU time of
     /// the thread that reads it and of each model's thread, and when each was done.
     #[arg(long)]
@@ -96,19 +107,69 @@ pub fn run(args: CompareArgs) -> Result<ExitCode, String> {
         progress: std::io::stderr().is_terminal(),
         until: None,
     };
+    // read every real file before the (long) replay: a bad one fails fast
+    if !args.real_rss.is_empty() && args.traces.len() > 1 {
+        return Err(format!(
+            "--real-rss holds one recording to its real run; {} traces given",
+            args.traces.len()
+        ));
+    }
+    let mut reals = Vec::new();
+    for spec in &args.real_rss {
+        let (model, file) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--real-rss {spec:?}: expected MODEL=FILE"))?;
+        if !names.iter().any(|n| n == model) {
+            return Err(format!(
+                "--real-rss {spec:?}: {model:?} is not one of --models ({})",
+                names.join(", ")
+            ));
+        }
+        reals.push((
+            model.to_string(),
+            file.to_string(),
+            real::read_vmrss(file.as_ref())?,
+        ));
+    }
     let runs = compare(&args.traces, &models, &opts).map_err(|e| e.to_string())?;
+    let held = runs
+        .iter()
+        .map(|t| {
+            reals
+                .iter()
+                .filter_map(|(model, file, v)| {
+                    let run = t.models.iter().find(|m| &m.model == model)?;
+                    Some(real::hold(run, v, file))
+                })
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     if args.timings {
         eprint!("{}", render::timings(&runs));
     }
     if args.json {
-        println!("{}", render::json(&runs));
+        let j = render::json(&runs);
+        let j = if reals.is_empty() {
+            j
+        } else {
+            real::add_to_json(&j, &runs, &held)?
+        };
+        println!("{j}");
     } else if args.csv {
         print!("{}", render::csv(&runs));
     } else {
         print!("{}", render::table(&runs));
+        for h in &held {
+            print!("{}", real::table(h));
+        }
     }
     if let Some(p) = &args.svg {
-        write_atomic(p, render::svg(&runs).as_bytes())?;
+        let s = if reals.is_empty() {
+            render::svg(&runs)
+        } else {
+            real::svg(&runs, &held)
+        };
+        write_atomic(p, s.as_bytes())?;
     }
     if let Some(p) = &args.html {
         write_atomic(p, render::html(&runs).as_bytes())?;

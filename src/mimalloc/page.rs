@@ -156,6 +156,14 @@ impl Page {
     pub fn block(&self, i: u16) -> u64 {
         self.start + i as u64 * self.xblock_size
     }
+    /// Blocks on `free` (`|free|`).
+    pub fn free_len(&self) -> u32 {
+        self.free.len() as u32
+    }
+    /// Blocks on `local_free` (`|local_free|`).
+    pub fn local_free_len(&self) -> u32 {
+        self.local_free.len() as u32
+    }
     /// The `free` list, head first.
     pub fn free_list(&self) -> impl Iterator<Item = u64> + '_ {
         self.free.iter().rev().map(|&i| self.block(i))

@@ -5,11 +5,13 @@
 //! ```text
 //!   replay::drive ──> check (comparison rules) ──> stats    sys._debugmallocstats() at a point
 //!   compare (traces × models) ───────────────────> compare  table, CSV, JSON; svg charts; the page
+//!                                                  real     model vs the real process's VmRSS (--real-rss)
 //! ```
 //! What the teaching commands show (`explain`, `map`, `view`) is read off the models' state
 //! in `teach`.
 
 pub mod compare;
+pub mod real;
 pub mod stats;
 pub mod svg;
 pub mod teach;

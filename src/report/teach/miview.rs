@@ -19,10 +19,10 @@
 //! `Page::blocks` after `E`; `data-pages`, `data-live-blocks` and `data-segments` on
 //! `<body>` are the model's page count, `Σ used` and live segments at `E`.
 
-use super::mimalloc::{on_model, page_kind, MiChange, MiStepped, MiWalk};
+use super::mimalloc::{on_model, page_kind, MiChange, MiFreed, MiStepped, MiWalk};
 use crate::mimalloc::arena::OsSource;
 use crate::mimalloc::size_class::{self, BIN_HUGE, SLICE_SIZE};
-use crate::mimalloc::{BlockState, MemId, Mimalloc};
+use crate::mimalloc::{BlockState, MemId, Mimalloc, Page};
 use crate::replay::mimalloc::ModelRef;
 use crate::replay::pymalloc::request_size;
 use crate::replay::{Flow, ReplayError};
@@ -106,6 +106,7 @@ struct Gather {
     meta_segments: Vec<SegmentMeta>,
     meta_pages: Vec<PageMeta>,
     step: u64,
+    heartbeat: u64, // the model's generic-path calls at the last step
 }
 
 impl Gather {
@@ -153,11 +154,71 @@ impl Gather {
         }
     }
 
-    /// After event `s.index`: the ops that bring the page's state to the model's.
-    fn after<S: OsSource>(&mut self, m: &Mimalloc<S>, s: &MiStepped) {
+    /// After event `s.index`: the ops that bring the page's state to the model's. An
+    /// event without a block change left the model as it was; one served by the fast path
+    /// (no generic-path call, no page emptied) changed only its own blocks' pages.
+    fn after<S: OsSource>(&mut self, m: &Mimalloc<S>, s: &MiStepped, marker: bool) {
+        if s.changes.is_empty() {
+            return;
+        }
         let e = s.index;
         self.step += 1;
-        // segments born (gone ones after the pages)
+        let hb = m.heartbeat();
+        let sweep = marker
+            || hb != self.heartbeat
+            || s.changes
+                .iter()
+                .any(|c| matches!(c, MiChange::Free { freed, .. } if *freed != MiFreed::LocalFree));
+        self.heartbeat = hb;
+        if sweep {
+            self.segments_born(m, e);
+        }
+        // the event's own blocks, on pages the page knows
+        let mut rules: HashMap<u64, HashMap<u32, u8>> = HashMap::new();
+        let mut touched: Vec<u64> = Vec::new();
+        for c in &s.changes {
+            let (addr, st, rule) = match *c {
+                MiChange::Alloc { addr, rule } => (addr, USED, rule.code()),
+                MiChange::Free { addr, .. } => (addr, LOCAL, 0),
+            };
+            let Some((_, p)) = m.page_of(crate::addr::Addr(addr)) else {
+                continue;
+            };
+            if addr < p.start() {
+                continue;
+            }
+            let k = ((addr - p.start()) / p.block_size()) as u32;
+            rules.entry(p.start()).or_default().insert(k, rule);
+            let start = p.start();
+            touched.push(start);
+            if let Some(t) = self.pages.get_mut(&start) {
+                if (k as usize) < t.states.len() && t.states[k as usize] != st {
+                    let inc = t.inc;
+                    t.counts[t.states[k as usize] as usize] -= 1;
+                    t.counts[st as usize] += 1;
+                    t.states[k as usize] = st;
+                    self.op(e, st | (rule << 3), u64::from(inc), Some((k, 1)));
+                }
+            }
+        }
+        if sweep {
+            let step = self.step;
+            let live: Vec<&Page> = m.pages().map(|(_, p)| p).collect();
+            for p in live {
+                self.sync_page(m, p, e, &rules, step);
+            }
+            self.pages_gone(m, e, step);
+        } else {
+            for start in touched {
+                if let Some((_, p)) = m.page_of(crate::addr::Addr(start)) {
+                    self.sync_page(m, p, e, &rules, self.step);
+                }
+            }
+        }
+    }
+
+    /// Segments the page does not know yet.
+    fn segments_born<S: OsSource>(&mut self, m: &Mimalloc<S>, e: u64) {
         for seg in m.segments() {
             let base = seg.base().0;
             if !self.segs.contains_key(&base) {
@@ -177,107 +238,95 @@ impl Gather {
                 self.op(e, 6, u64::from(n), None);
             }
         }
-        // the event's own blocks, on pages the page knows
-        let mut rules: HashMap<u64, HashMap<u32, u8>> = HashMap::new();
-        for c in &s.changes {
-            let (addr, st, rule) = match *c {
-                MiChange::Alloc { addr, rule } => (addr, USED, rule.code()),
-                MiChange::Free { addr, .. } => (addr, LOCAL, 0),
-            };
-            let Some((_, p)) = m.page_of(crate::addr::Addr(addr)) else {
-                continue;
-            };
-            if addr < p.start() {
-                continue;
+    }
+
+    /// Page `p` as the page shows it: born (or re-made with another block size), and its
+    /// blocks diffed when its counts differ from the model's.
+    fn sync_page<S: OsSource>(
+        &mut self,
+        m: &Mimalloc<S>,
+        p: &Page,
+        e: u64,
+        rules: &HashMap<u64, HashMap<u32, u8>>,
+        step: u64,
+    ) {
+        let (start, bs, reserved) = (p.start(), p.block_size(), p.reserved());
+        let fresh = match self.pages.get(&start) {
+            Some(t) => {
+                let g = &self.meta_pages[t.inc as usize];
+                g.4 != bs || g.5 != reserved
             }
-            let k = ((addr - p.start()) / p.block_size()) as u32;
-            rules.entry(p.start()).or_default().insert(k, rule);
-            let start = p.start();
-            if let Some(t) = self.pages.get_mut(&start) {
-                if (k as usize) < t.states.len() && t.states[k as usize] != st {
-                    let inc = t.inc;
-                    t.counts[t.states[k as usize] as usize] -= 1;
-                    t.counts[st as usize] += 1;
-                    t.states[k as usize] = st;
-                    self.op(e, st | (rule << 3), u64::from(inc), Some((k, 1)));
-                }
+            None => true,
+        };
+        if fresh {
+            if let Some(old) = self.pages.remove(&start) {
+                self.op(e, 5, u64::from(old.inc), None);
             }
+            let Some((_, seg)) = m.segment_of(crate::addr::Addr(start)) else {
+                return;
+            };
+            if !self.segs.contains_key(&seg.base().0) {
+                self.segments_born(m, e);
+            }
+            let (first, slices) = p.span();
+            let kind = page_kind(bs, slices, seg.is_huge());
+            let bin = if kind == "large" || kind == "huge" {
+                BIN_HUGE
+            } else {
+                size_class::bin(bs)
+            };
+            let inc = self.meta_pages.len() as u32;
+            self.meta_pages.push((
+                self.segs.get(&seg.base().0).copied().unwrap_or(0),
+                first,
+                slices,
+                start,
+                bs,
+                reserved,
+                bin as u32,
+                kind.to_string(),
+            ));
+            self.op(e, 4, u64::from(inc), None);
+            self.pages.insert(
+                start,
+                Tracked {
+                    inc,
+                    states: vec![UNCARVED; reserved as usize],
+                    counts: [0, 0, 0, reserved],
+                    seen: step,
+                },
+            );
         }
-        // every live page: born, re-made, or counts that still differ
-        let step = self.step;
-        let live: Vec<(u64, u64, u32)> = m
-            .pages()
-            .map(|(_, p)| (p.start(), p.block_size(), p.reserved()))
-            .collect();
-        for (start, bs, reserved) in live {
-            let Some((_, p)) = m.page_of(crate::addr::Addr(start.max(1))) else {
-                continue;
-            };
-            let fresh = match self.pages.get(&start) {
-                Some(t) => {
-                    let g = &self.meta_pages[t.inc as usize];
-                    g.4 != bs || g.5 != reserved
-                }
-                None => true,
-            };
-            if fresh {
-                if let Some(old) = self.pages.remove(&start) {
-                    self.op(e, 5, u64::from(old.inc), None);
-                }
-                let Some((_, seg)) = m.segment_of(crate::addr::Addr(start)) else {
-                    continue;
-                };
-                let (first, slices) = p.span();
-                let kind = page_kind(bs, slices, seg.is_huge());
-                let bin = if kind == "large" || kind == "huge" {
-                    BIN_HUGE
-                } else {
-                    size_class::bin(bs)
-                };
-                let inc = self.meta_pages.len() as u32;
-                self.meta_pages.push((
-                    self.segs.get(&seg.base().0).copied().unwrap_or(0),
-                    first,
-                    slices,
-                    start,
-                    bs,
-                    reserved,
-                    bin as u32,
-                    kind.to_string(),
-                ));
-                self.op(e, 4, u64::from(inc), None);
-                self.pages.insert(
-                    start,
-                    Tracked {
-                        inc,
-                        states: vec![UNCARVED; reserved as usize],
-                        counts: [0, 0, 0, reserved],
-                        seen: step,
-                    },
-                );
-            }
-            let t = self.pages.get_mut(&start).expect("tracked above");
-            t.seen = step;
-            let nfree = p.free_list().count() as u32;
-            let nlocal = p.local_free_list().count() as u32;
-            let want = [p.used(), nfree, nlocal, reserved - p.capacity()];
-            if want != t.counts {
-                let states: Vec<u8> = p
-                    .blocks()
-                    .into_iter()
-                    .map(|(_, b)| match b {
-                        BlockState::Live { .. } => USED,
-                        BlockState::Free { .. } => FREE,
-                        BlockState::LocalFree { .. } => LOCAL,
-                        BlockState::Untouched => UNCARVED,
-                    })
-                    .collect();
-                let none = HashMap::new();
-                let r = rules.get(&start).unwrap_or(&none).clone();
-                self.set_states(e, start, &states, &r);
-            }
+        let Some(t) = self.pages.get_mut(&start) else {
+            return;
+        };
+        t.seen = step;
+        let want = [
+            p.used(),
+            p.free_len(),
+            p.local_free_len(),
+            reserved - p.capacity(),
+        ];
+        if want != t.counts {
+            let states: Vec<u8> = p
+                .blocks()
+                .into_iter()
+                .map(|(_, b)| match b {
+                    BlockState::Live { .. } => USED,
+                    BlockState::Free { .. } => FREE,
+                    BlockState::LocalFree { .. } => LOCAL,
+                    BlockState::Untouched => UNCARVED,
+                })
+                .collect();
+            let none = HashMap::new();
+            let r = rules.get(&start).unwrap_or(&none);
+            self.set_states(e, start, &states, r);
         }
-        // pages gone
+    }
+
+    /// Pages and segments the model no longer has (after a sweep that saw every live page
+    /// at `step`).
+    fn pages_gone<S: OsSource>(&mut self, m: &Mimalloc<S>, e: u64, step: u64) {
         let gone: Vec<u64> = self
             .pages
             .iter()
@@ -289,7 +338,6 @@ impl Gather {
                 self.op(e, 5, u64::from(t.inc), None);
             }
         }
-        // segments gone
         let alive: Vec<u64> = m.segments().map(|s| s.base().0).collect();
         let gone: Vec<(u64, u32)> = self
             .segs
@@ -325,6 +373,7 @@ pub fn build(
         meta_segments: Vec::new(),
         meta_pages: Vec::new(),
         step: 0,
+        heartbeat: 0,
     };
     let mut samples = Vec::new();
     let mut jumps = Vec::new();
@@ -342,6 +391,7 @@ pub fn build(
                 }
             }
         }
+        let marker = request_size(&s.event.kind).is_some_and(|n| w.stats_sizes().contains(&n));
         if let Some(size) = request_size(&s.event.kind) {
             if let Some(k) = pending.iter().position(|&m| m == size) {
                 pending.remove(k);
@@ -352,7 +402,7 @@ pub fn build(
             jumps.push((s.index, format!("mark {index}")));
         }
         let (live, segs, resident) = on_model!(w, m => {
-            g.after(m, s);
+            g.after(m, s, marker);
             use crate::alloc::Allocator;
             (m.stats().live_bytes, m.segment_bytes(), m.resident_bytes())
         });

@@ -38,29 +38,33 @@ impl Glibc {
         (bk != s).then_some(bk)
     }
 
-    /// Puts node `i` at the head of the unsorted bin (`bck = unsorted; fwd = bck->fd`).
+    /// Makes node `i` a free chunk of `size` (its previous neighbour in use) and puts it
+    /// at the head of the unsorted bin: `set_head (p, size | PREV_INUSE)`, `set_foot`
+    /// (which clears the next chunk's P bit), then `bck = unsorted; fwd = bck->fd`.
     #[inline]
-    pub(super) fn unsorted_push(&mut self, i: u32) {
+    pub(super) fn unsorted_push(&mut self, i: u32, size: u64) {
         if self.vm.tracking() {
-            self.touch_binned(i);
+            self.touch_binned(i, size);
         }
+        self.heap.set_head(i, size, true, State::Unsorted);
+        self.heap.set_free_foot(i);
         let bck = bin(UNSORTED);
         let fwd = self.heap.fd(bck);
         self.heap.set_links(i, fwd, bck);
-        self.heap.m(i).set_state(State::Unsorted);
-        if !self.params.in_smallbin_range(self.heap.size(i)) {
+        if !self.params.in_smallbin_range(size) {
             self.heap.set_nextsize(i, NIL, NIL);
         }
         self.heap.set_fd(bck, i);
         self.heap.set_bk(fwd, i);
     }
 
-    /// Residency of a chunk put in a bin: the header, fd/bk (and fd/bk_nextsize when
-    /// large), and the foot: `prev_size` and the cleared P bit of the next chunk.
+    /// Residency of a chunk of `size` put in a bin at node `i`: the header, fd/bk (and
+    /// fd/bk_nextsize when large), and the foot: `prev_size` and the cleared P bit of the
+    /// next chunk.
     #[cold]
     #[inline(never)]
-    fn touch_binned(&mut self, i: u32) {
-        let (c, size) = (self.heap.addr(i), self.heap.size(i));
+    fn touch_binned(&mut self, i: u32, size: u64) {
+        let c = self.heap.addr(i);
         self.vm.touch(c + 8, 40.min(size));
         self.vm.touch(c + size, 16);
     }

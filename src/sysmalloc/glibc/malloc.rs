@@ -97,9 +97,7 @@ impl Glibc {
                     self.list_remove(victim);
                     let pinuse = self.heap.n(victim).prev_inuse();
                     self.heap.set_head(victim, nb, pinuse, State::InUse);
-                    self.heap.set_head(r, rsize, true, State::Unsorted);
-                    self.heap.set_free_foot(r);
-                    self.unsorted_push(r);
+                    self.unsorted_push(r, rsize);
                     self.last_remainder = r;
                     self.served = Served::LastRemainder;
                     return Ok(Out::Chunk(victim));
@@ -197,9 +195,7 @@ impl Glibc {
             let r = v + self.heap.g(nb);
             let pinuse = self.heap.n(v).prev_inuse();
             self.heap.set_head(v, nb, pinuse, State::InUse);
-            self.heap.set_head(r, rsize, true, State::Unsorted);
-            self.heap.set_free_foot(r);
-            self.unsorted_push(r);
+            self.unsorted_push(r, rsize);
             if advertise {
                 self.last_remainder = r;
             }
@@ -246,12 +242,10 @@ impl Glibc {
                 self.unlink_chunk(next);
                 self.heap.clear(next);
                 size += nextsize;
-            } else {
-                self.heap.m(next).set_prev_inuse(false);
             }
-            self.heap.set_head(p, size, true, State::Unsorted);
-            self.heap.set_free_foot(p);
-            self.unsorted_push(p);
+            // clear_inuse_bit_at_offset(next) when next stays: the foot unsorted_push
+            // writes at p + size (prev_size and P = 0) is that bit
+            self.unsorted_push(p, size);
         } else {
             size += nextsize;
             self.heap.clear(next);
