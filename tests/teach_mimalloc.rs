@@ -446,3 +446,24 @@ fn the_view_ops_rebuild_every_pages_blocks_as_the_model_has_them() {
         }
     }
 }
+
+/// The page is a function of the recording and the model: its ops come out byte for byte
+/// alike on every build (pages and segments that go at one event once came out in hash-map
+/// order, which differs between maps and between runs).
+#[test]
+fn the_view_ops_are_the_same_on_every_build() {
+    use pyalloc::report::teach::miview;
+    let path = format!("{PY311}/startup_only.trace.gz");
+    let build = || {
+        miview::build(Path::new(&path), Some("mimalloc-2.1.2".into()), &[], false)
+            .unwrap()
+            .ops
+    };
+    let first = build();
+    for _ in 0..4 {
+        assert!(
+            build() == first,
+            "{path}: the view's ops differ between builds"
+        );
+    }
+}

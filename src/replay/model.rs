@@ -339,8 +339,19 @@ impl ModelSpec {
             }
             ModelKind::Bump => Box::new(Bump::new(platform.heap_start, 16)),
             ModelKind::Null => Box::new(Null::default()),
-            ModelKind::Mimalloc => Box::new(crate::mimalloc::Mimalloc::default()),
+            ModelKind::Mimalloc => Box::new(self.own_mimalloc()),
         })
+    }
+
+    /// mimalloc in its own address space, with this name's purge policy when it names one
+    /// (`mimalloc-2.1.2:purge=never`): what `replay` and the teaching commands run a CPython
+    /// 3 recording's O/M calls through.
+    pub fn own_mimalloc(&self) -> crate::mimalloc::Mimalloc<crate::mimalloc::OwnOs> {
+        let mut m = crate::mimalloc::Mimalloc::default();
+        if let Some(p) = self.mimalloc_purge {
+            m.set_purge_policy(p);
+        }
+        m
     }
 }
 
@@ -394,6 +405,10 @@ mod tests {
             panic!("not a mimalloc stack")
         };
         assert_eq!(m.purge_policy(), Purge::Never);
+        // replay and the teaching commands take the same policy from the name
+        assert_eq!(s.own_mimalloc().purge_policy(), Purge::Never);
+        let due = ModelSpec::parse("mimalloc-2.1.2:purge=due").unwrap();
+        assert_eq!(due.own_mimalloc().purge_policy(), Purge::Due);
         let Ok(Stack::MimallocGlibc(m, _)) = ModelSpec::parse("mimalloc-2.1.2").unwrap().stack()
         else {
             panic!("not a mimalloc stack")

@@ -516,6 +516,13 @@ impl MiWalk {
                     "{label}: not a CPython 3.13 mimalloc recording; name --model mimalloc-2.1.2 to run a CPython 3 recording's O/M calls through mimalloc"
                 )));
             }
+            if let Some(spec) = model.as_deref().and_then(|n| ModelSpec::parse(n).ok()) {
+                // the name's what-if (a purge policy) holds here as in compare and replay
+                walk.engine = Engine::Own {
+                    model: Box::new(spec.own_mimalloc()),
+                    moved: HashMap::new(),
+                };
+            }
             let mut reader = Pymalloc3Reader::open(path)?;
             let mut src = Source::new(&mut reader)?;
             let mut w = MiWalking { walk: &mut walk, f };

@@ -327,24 +327,27 @@ impl Gather {
     /// Pages and segments the model no longer has (after a sweep that saw every live page
     /// at `step`).
     fn pages_gone<S: OsSource>(&mut self, m: &Mimalloc<S>, e: u64, step: u64) {
-        let gone: Vec<u64> = self
+        // in address order: the maps' own order differs from run to run, the page must not
+        let mut gone: Vec<u64> = self
             .pages
             .iter()
             .filter(|(_, t)| t.seen != step)
             .map(|(&a, _)| a)
             .collect();
+        gone.sort_unstable();
         for a in gone {
             if let Some(t) = self.pages.remove(&a) {
                 self.op(e, 5, u64::from(t.inc), None);
             }
         }
         let alive: Vec<u64> = m.segments().map(|s| s.base().0).collect();
-        let gone: Vec<(u64, u32)> = self
+        let mut gone: Vec<(u64, u32)> = self
             .segs
             .iter()
             .filter(|(b, _)| !alive.contains(b))
             .map(|(&b, &n)| (b, n))
             .collect();
+        gone.sort_unstable();
         for (b, n) in gone {
             self.segs.remove(&b);
             self.op(e, 7, u64::from(n), None);
