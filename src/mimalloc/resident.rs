@@ -57,6 +57,17 @@ struct Region {
     bits: Vec<u64>, // one bit per OS page: written and not given back
 }
 
+impl Region {
+    /// The indices of its OS pages that overlap `[lo, hi)` (empty when none do).
+    fn pages(&self, lo: u64, hi: u64) -> std::ops::Range<usize> {
+        let (a, b) = (lo.max(self.base), hi.min(self.base + self.size));
+        if a >= b {
+            return 0..0;
+        }
+        ((a - self.base) / OS_PAGE) as usize..(b - self.base).div_ceil(OS_PAGE) as usize
+    }
+}
+
 /// The OS pages mimalloc has written and not given back, over its regions.
 #[derive(Debug, Clone, Default)]
 pub struct Resident {
@@ -132,13 +143,7 @@ impl Resident {
     /// Calls `f(bits, page index)` for every OS page overlapping `[lo, hi)` in a region.
     fn each_page(&self, lo: u64, hi: u64, mut f: impl FnMut(&[u64], usize)) {
         for r in &self.regions {
-            let (a, b) = (lo.max(r.base), hi.min(r.base + r.size));
-            if a >= b {
-                continue;
-            }
-            let first = ((a - r.base) / OS_PAGE) as usize;
-            let end = (b - r.base).div_ceil(OS_PAGE) as usize;
-            for i in first..end {
+            for i in r.pages(lo, hi) {
                 f(&r.bits, i);
             }
         }
@@ -147,13 +152,7 @@ impl Resident {
     /// [`each_page`](Self::each_page), mutably.
     fn each_page_mut(&mut self, lo: u64, hi: u64, mut f: impl FnMut(&mut [u64], usize)) {
         for r in &mut self.regions {
-            let (a, b) = (lo.max(r.base), hi.min(r.base + r.size));
-            if a >= b {
-                continue;
-            }
-            let first = ((a - r.base) / OS_PAGE) as usize;
-            let end = (b - r.base).div_ceil(OS_PAGE) as usize;
-            for i in first..end {
+            for i in r.pages(lo, hi) {
                 f(&mut r.bits, i);
             }
         }

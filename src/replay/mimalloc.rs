@@ -74,6 +74,15 @@ pub struct Replayer {
     markers: Vec<(u64, MiStats)>,    // (line, numbers) at every stats marker
 }
 
+/// What an O/M free that the model took amounts to: a call, nothing to compare.
+const FREED: Step = Step::Call {
+    expected: Addr::NULL,
+    got: Addr::NULL,
+    checked: false,
+    matched: true,
+    os_events: 0,
+};
+
 fn is_om(d: Domain) -> bool {
     matches!(d, Domain::Obj | Domain::Mem)
 }
@@ -276,23 +285,11 @@ impl Replayer {
                     }
                     EventKind::Free { domain, addr } if is_om(domain) => {
                         if m.free_fast(addr.0) {
-                            return Step::Call {
-                                expected: Addr::NULL,
-                                got: Addr::NULL,
-                                checked: false,
-                                matched: true,
-                                os_events: 0,
-                            };
+                            return FREED;
                         }
                         let r = m.mi_free(addr);
                         if r.is_ok() && m.os().unexpected.is_empty() {
-                            return Step::Call {
-                                expected: Addr::NULL,
-                                got: Addr::NULL,
-                                checked: false,
-                                matched: true,
-                                os_events: 0,
-                            };
+                            return FREED;
                         }
                         return self.finish(ev, Addr::NULL, None, r.map(|()| Addr::NULL));
                     }

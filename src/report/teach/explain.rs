@@ -89,6 +89,30 @@ pub struct Explanation {
 }
 
 impl Explanation {
+    /// The explanation of `addr` in `layer` at event `at_event` with nothing said yet
+    /// beyond its last event and rule: the rest is filled in by the caller.
+    pub fn blank(
+        addr: Addr,
+        layer: String,
+        last_event: Option<LastEvent>,
+        rule: Option<String>,
+        at_event: u64,
+    ) -> Explanation {
+        Explanation {
+            address: hex(addr.0),
+            layer,
+            owner_chain: Vec::new(),
+            state: String::new(),
+            free_list_position: None,
+            size_class: None,
+            last_event,
+            rule,
+            at_event: Some(at_event),
+            bin: None,
+            details: Vec::new(),
+        }
+    }
+
     /// The text a learner reads.
     pub fn render(&self) -> String {
         let mut o = String::new();
@@ -202,17 +226,9 @@ pub fn explain_in_walk(walk: &mut Walk, addr: Addr, at_event: u64) -> Explanatio
     ];
     let Some(szidx) = info.szidx else {
         return Explanation {
-            address: hex(addr.0),
-            layer,
             owner_chain: chain,
             state: "in a pool never used (no size class yet)".into(),
-            free_list_position: None,
-            size_class: None,
-            last_event,
-            rule,
-            at_event: Some(at_event),
-            bin: None,
-            details: Vec::new(),
+            ..Explanation::blank(addr, layer, last_event, rule, at_event)
         };
     };
     let bytes = params.class_size(szidx);

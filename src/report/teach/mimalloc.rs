@@ -560,24 +560,10 @@ impl MiWalk {
                 Flow::Next
             }
         })?;
-        match (reached, at) {
-            (Some(i), _) => Ok((walk, i)),
-            (None, At::End) if walk.events > 0 => {
-                let last = walk.events - 1;
-                Ok((walk, last))
-            }
-            (None, _) => {
-                let what = match at {
-                    At::Event(n) => format!("no event {n}"),
-                    At::Marker(s) => format!("no top-level O/M request of {s} bytes"),
-                    At::End => "no events".into(),
-                };
-                Err(ReplayError::Unsupported(format!(
-                    "{}: {what} among its {} events",
-                    walk.name, walk.events
-                )))
-            }
-        }
+        let i = at
+            .reached(reached, walk.events, &walk.name)
+            .map_err(ReplayError::Unsupported)?;
+        Ok((walk, i))
     }
 
     /// The model, read-only.
@@ -910,19 +896,13 @@ fn explain_in<S: OsSource>(
             "{asked} is the recorded address; the model placed that block at {addr}"
         ));
     }
-    let blank = Explanation {
-        address: hex(addr.0),
-        layer: format!("{NAME}, one thread's heap"),
-        owner_chain: Vec::new(),
-        state: String::new(),
-        free_list_position: None,
-        size_class: None,
+    let blank = Explanation::blank(
+        addr,
+        format!("{NAME}, one thread's heap"),
         last_event,
         rule,
-        at_event: Some(at_event),
-        bin: None,
-        details: Vec::new(),
-    };
+        at_event,
+    );
     if slice < seg.info_slices() {
         chain.push(Owner {
             kind: "header span".into(),

@@ -20,6 +20,7 @@
 //! `<body>` are the model's page count, `Σ used` and live segments at `E`.
 
 use super::mimalloc::{on_model, page_kind, MiChange, MiFreed, MiStepped, MiWalk};
+use super::view::varint;
 use crate::mimalloc::arena::OsSource;
 use crate::mimalloc::size_class::{self, BIN_HUGE, SLICE_SIZE};
 use crate::mimalloc::{BlockState, MemId, Mimalloc, Page};
@@ -72,20 +73,19 @@ pub struct MiViewMeta {
 }
 
 /// The page's data: the metadata and the op stream.
-#[derive(Debug, Clone)]
-pub struct MiViewData {
-    /// Everything but the ops.
-    pub meta: MiViewMeta,
-    /// The ops, varint-encoded.
-    pub ops: Vec<u8>,
-}
+pub type MiViewData = super::view::ViewData<MiViewMeta>;
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+/// Page `p`'s blocks as the view codes their states (USED, FREE, LOCAL, UNCARVED).
+fn block_states(p: &Page) -> Vec<u8> {
+    p.blocks()
+        .into_iter()
+        .map(|(_, b)| match b {
+            BlockState::Live { .. } => USED,
+            BlockState::Free { .. } => FREE,
+            BlockState::LocalFree { .. } => LOCAL,
+            BlockState::Untouched => UNCARVED,
+        })
+        .collect()
 }
 
 /// A page as the page knows it.
@@ -308,16 +308,7 @@ impl Gather {
             reserved - p.capacity(),
         ];
         if want != t.counts {
-            let states: Vec<u8> = p
-                .blocks()
-                .into_iter()
-                .map(|(_, b)| match b {
-                    BlockState::Live { .. } => USED,
-                    BlockState::Free { .. } => FREE,
-                    BlockState::LocalFree { .. } => LOCAL,
-                    BlockState::Untouched => UNCARVED,
-                })
-                .collect();
+            let states = block_states(p);
             let none = HashMap::new();
             let r = rules.get(&start).unwrap_or(&none);
             self.set_states(e, start, &states, r);
@@ -458,15 +449,7 @@ pub fn pages_of(walk: &MiWalk) -> Vec<(u64, Vec<u8>)> {
             .map(|(_, p)| {
                 (
                     p.start(),
-                    p.blocks()
-                        .into_iter()
-                        .map(|(_, b)| match b {
-                            BlockState::Live { .. } => USED,
-                            BlockState::Free { .. } => FREE,
-                            BlockState::LocalFree { .. } => LOCAL,
-                            BlockState::Untouched => UNCARVED,
-                        })
-                        .collect(),
+                    block_states(p),
                 )
             })
             .collect();

@@ -72,14 +72,16 @@ pub struct ViewMeta {
 
 /// The page's data: the metadata and the op stream.
 #[derive(Debug, Clone)]
-pub struct ViewData {
+pub struct ViewData<M = ViewMeta> {
     /// Everything but the ops.
-    pub meta: ViewMeta,
+    pub meta: M,
     /// The ops, varint-encoded.
     pub ops: Vec<u8>,
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
+/// Appends `v` in seven-bit groups, low first, the high bit set on all but the last (the
+/// ops' encoding, read back by the pages' scripts).
+pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;

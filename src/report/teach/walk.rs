@@ -238,6 +238,24 @@ impl At {
             At::End => false,
         }
     }
+
+    /// The event a walk of `events` events named `name` stands at: `reached` when it
+    /// stopped at the point, the last event for [`At::End`]; otherwise why the point is
+    /// not in the trace.
+    pub fn reached(&self, reached: Option<u64>, events: u64, name: &str) -> Result<u64, String> {
+        match (reached, *self) {
+            (Some(i), _) => Ok(i),
+            (None, At::End) if events > 0 => Ok(events - 1),
+            (None, at) => {
+                let what = match at {
+                    At::Event(n) => format!("no event {n}"),
+                    At::Marker(s) => format!("no top-level O/M request of {s} bytes"),
+                    At::End => "no events".into(),
+                };
+                Err(format!("{name}: {what} among its {events} events"))
+            }
+        }
+    }
 }
 
 /// Whether a [`Walk`] keeps page residency (pages pymalloc or the program wrote, not
@@ -374,24 +392,10 @@ impl Walk {
                 }
             },
         )?;
-        match (reached, at) {
-            (Some(i), _) => Ok((walk, i)),
-            (None, At::End) if walk.events > 0 => {
-                let last = walk.events - 1;
-                Ok((walk, last))
-            }
-            (None, _) => {
-                let what = match at {
-                    At::Event(n) => format!("no event {n}"),
-                    At::Marker(s) => format!("no top-level O/M request of {s} bytes"),
-                    At::End => "no events".into(),
-                };
-                Err(CheckError::Unsupported(format!(
-                    "{}: {what} among its {} events",
-                    walk.name, walk.events
-                )))
-            }
-        }
+        let i = at
+            .reached(reached, walk.events, &walk.name)
+            .map_err(CheckError::Unsupported)?;
+        Ok((walk, i))
     }
 
     /// The model in its current state.
