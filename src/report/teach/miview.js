@@ -3,30 +3,19 @@
 // from the embedded op stream (see src/report/teach/miview.rs) and draws them: a segment
 // as 8 lines of 64 slices, a slice 18x18 px, a page's blocks along its slices' pixels.
 (function () {
-  const M = JSON.parse(document.getElementById("meta").textContent);
-  const bin = atob(document.getElementById("ops").textContent.trim());
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  const { M, bytes } = teach.data();
+  const { hex, rgba, hsl, hue } = teach;
 
   // ---- decode the ops once -------------------------------------------------------
   const N = M.ops;
   const opEvent = new Float64Array(N), opKey = new Int32Array(N);
   const opTag = new Uint8Array(N), opBlock = new Int32Array(N), opCount = new Int32Array(N);
-  let pos = 0;
-  function rd() {
-    let v = 0, s = 1;
-    for (;;) {
-      const b = bytes[pos++];
-      v += (b & 127) * s;
-      if (b < 128) return v;
-      s *= 128;
-    }
-  }
+  const { byte, rd } = teach.reader(bytes);
   let ev = 0;
   for (let i = 0; i < N; i++) {
     ev += rd();
     opEvent[i] = ev;
-    const t = bytes[pos++];
+    const t = byte();
     opTag[i] = t;
     opKey[i] = rd();
     if ((t & 7) < 4) {
@@ -79,23 +68,8 @@
     s.applied = i + 1;
   }
   const CK = Math.max(20000, Math.ceil(N / 100));
-  const checkpoints = [];
-  {
-    const s = fresh();
-    for (let i = 0; i < N; i++) {
-      if (i % CK === 0) checkpoints.push(clone(s));
-      apply(s, i);
-    }
-    if (N % CK === 0) checkpoints.push(clone(s));
-  }
-  function upto(e) {
-    let lo = 0, hi = N;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (opEvent[mid] <= e) lo = mid + 1; else hi = mid;
-    }
-    return lo;
-  }
+  const checkpoints = teach.checkpoints(N, CK, fresh, clone, apply);
+  const upto = teach.upto(opEvent);
   let S = clone(checkpoints[0]);
   let cur = 0;
   function goTo(e) {
@@ -116,14 +90,6 @@
   const map = document.getElementById("map");
   const mctx = map.getContext("2d");
   let img = null, px = null, rows = [], owner = new Map(); // seg -> Int32Array(slices)
-  function rgba(r, g, b) { return (255 << 24) | (b << 16) | (g << 8) | r; }
-  function hsl(h, s, l) {
-    s /= 100; l /= 100;
-    const k = (n) => (n + h / 30) % 12, a = s * Math.min(l, 1 - l);
-    const f = (n) => Math.round(255 * (l - a * Math.max(-1, Math.min(k(n) - 3, Math.min(9 - k(n), 1)))));
-    return [f(0), f(8), f(4)];
-  }
-  const hue = (b) => (b * 137 + 200) % 360;
   const DARK = [], LIGHT = [];
   for (let b = 0; b < 75; b++) {
     DARK.push(rgba(...hsl(hue(b), 65, 40)));
@@ -246,50 +212,9 @@
     mctx.strokeRect(xy[0] - 3, xy[1] - 3, 7, 7);
   }
 
-  const chart = document.getElementById("chart");
-  const cctx = chart.getContext("2d");
-  const SM = M.samples;
-  const cmax = Math.max(1, ...SM.map((s) => Math.max(s[1], s[2], s[3])));
-  const chartBase = document.createElement("canvas");
-  chartBase.width = chart.width;
-  chartBase.height = chart.height;
-  const X = (e) => (e / Math.max(1, M.events - 1)) * (chart.width - 2) + 1;
-  {
-    const bctx = chartBase.getContext("2d");
-    const W = chart.width, H = chart.height;
-    const Y = (v) => H - 14 - (v / cmax) * (H - 24);
-    [[2, "#999", "segments"], [3, "#c80", "resident (header + pages to capacity)"], [1, "#06c", "live"]].forEach(([j, col, name], n) => {
-      bctx.strokeStyle = col;
-      bctx.beginPath();
-      SM.forEach((s, i) => (i ? bctx.lineTo(X(s[0]), Y(s[j])) : bctx.moveTo(X(s[0]), Y(s[j]))));
-      bctx.stroke();
-      bctx.fillStyle = col;
-      bctx.fillText(name, 6 + n * 110 + (j === 1 ? 180 : 0), H - 2);
-    });
-    bctx.fillStyle = "#222";
-    bctx.fillText(`max ${cmax.toLocaleString("en")} bytes`, W - 170, 10);
-    for (const [e] of M.jumps) {
-      bctx.fillStyle = "#a0a";
-      bctx.fillRect(X(e), 0, 1, 6);
-    }
-  }
-  function drawChart() {
-    cctx.clearRect(0, 0, chart.width, chart.height);
-    cctx.drawImage(chartBase, 0, 0);
-    cctx.strokeStyle = "#f00";
-    cctx.beginPath();
-    cctx.moveTo(X(cur), 0);
-    cctx.lineTo(X(cur), chart.height - 12);
-    cctx.stroke();
-  }
-  chart.addEventListener("click", (e) => {
-    const r = chart.getBoundingClientRect();
-    const x = ((e.clientX - r.left) * chart.width) / r.width;
-    goTo(((x - 1) / (chart.width - 2)) * (M.events - 1));
-  });
+  const drawChart = teach.chart(M, [[2, "#999", "segments"], [3, "#c80", "resident (header + pages to capacity)"], [1, "#06c", "live"]], goTo);
 
   // ---- explain -------------------------------------------------------------------
-  function hex(v) { return "0x" + v.toString(16); }
   let selected = null, pinned = false;
   const panel = document.getElementById("explain");
   const STATE = ["live", "free, on the page's `free` list", "free, on the page's `local_free` list (malloc reaches it after _mi_page_free_collect)", "never carved: beyond the page's capacity (mi_page_extend_free has not reached it)"];
@@ -345,13 +270,7 @@
   map.addEventListener("mousemove", (e) => { if (!pinned) show(hit(e)); });
   map.addEventListener("click", (e) => { pinned = !pinned; show(hit(e)); });
 
-  const search = document.getElementById("search");
-  search.addEventListener("change", () => {
-    const a = parseInt(search.value.trim().replace(/^0x/i, ""), 16);
-    if (!Number.isFinite(a)) {
-      panel.textContent = `not a hex address: ${search.value}`;
-      return;
-    }
+  teach.search(panel, (a) => {
     for (const inc of S.pages.keys()) {
       const [seg, first, n, start, bs, reserved] = PAGES[inc];
       const span = SEGS[seg][0] + first * 65536;
@@ -376,48 +295,13 @@
   });
 
   // ---- controls ------------------------------------------------------------------
-  const slider = document.getElementById("slider");
-  const box = document.getElementById("eventbox");
-  const status = document.getElementById("status");
-  slider.max = String(M.events - 1);
-  box.max = String(M.events - 1);
-  slider.addEventListener("input", () => goTo(+slider.value));
-  box.addEventListener("change", () => goTo(+box.value));
-  const jumpsEl = document.getElementById("jumps");
-  for (const [e, label] of M.jumps) {
-    const b = document.createElement("button");
-    b.className = "jump";
-    b.textContent = `${label} @${e}`;
-    b.addEventListener("click", () => goTo(e));
-    jumpsEl.appendChild(b);
-  }
-  const buttons = { home: () => 0, end: () => M.events - 1, back: () => cur - 1, fwd: () => cur + 1, back1000: () => cur - 1000, fwd1000: () => cur + 1000 };
-  for (const id in buttons) document.getElementById(id).addEventListener("click", () => goTo(buttons[id]()));
-  document.addEventListener("keydown", (e) => {
-    if (e.target === search || e.target === box) return;
-    const moves = { ArrowLeft: -1, ArrowRight: 1, PageUp: -1000, PageDown: 1000 };
-    if (e.key in moves) goTo(cur + moves[e.key]);
-    else if (e.key === "Home") goTo(0);
-    else if (e.key === "End") goTo(M.events - 1);
-    else return;
-    e.preventDefault();
-  });
-  function fromHash() {
-    const m = /event=(\d+)/.exec(location.hash);
-    return m ? +m[1] : null;
-  }
-  window.addEventListener("hashchange", () => {
-    const e = fromHash();
-    if (e !== null && e !== cur) goTo(e);
-  });
+  const ui = teach.controls(M, goTo, () => cur);
 
-  let hashTimer = 0;
   function render() {
     const t0 = performance.now();
     drawMap();
-    drawChart();
-    slider.value = String(cur);
-    box.value = String(cur);
+    drawChart(cur);
+    ui.show(cur);
     const touched = [];
     for (let i = upto(cur - 1); i < N && opEvent[i] === cur; i++) {
       const k = KIND(i);
@@ -431,7 +315,7 @@
       else if (k === 7) touched.push(`segment ${hex(SEGS[opKey[i]][0])} freed`);
     }
     const nseg = S.segs.size, npages = S.pages.size;
-    status.textContent = `event ${cur} of ${M.events} · ${nseg} segments · ${npages} pages · ${S.live} blocks in use` +
+    ui.status.textContent = `event ${cur} of ${M.events} · ${nseg} segments · ${npages} pages · ${S.live} blocks in use` +
       (touched.length ? " · " + touched.slice(0, 4).join(", ") + (touched.length > 4 ? ` … (${touched.length} changes)` : "") : " · (no mimalloc block changed)");
     const d = document.body.dataset;
     d.event = String(cur);
@@ -440,11 +324,8 @@
     d.liveBlocks = String(S.live);
     if (selected !== null && !pinned) selected = null;
     if (selected !== null) panel.textContent = explain(selected[0], selected[1]);
-    clearTimeout(hashTimer);
-    hashTimer = setTimeout(() => {
-      if (location.hash !== `#event=${cur}`) history.replaceState(null, "", `#event=${cur}`);
-    }, 300);
+    ui.follow(cur);
     d.renderMs = (performance.now() - t0).toFixed(2);
   }
-  goTo(fromHash() ?? 0);
+  ui.start();
 })();

@@ -18,6 +18,9 @@
 //! Invariant: after the ops of event `E`, every live page's states equal the model's
 //! `Page::blocks` after `E`; `data-pages`, `data-live-blocks` and `data-segments` on
 //! `<body>` are the model's page count, `Σ used` and live segments at `E`.
+//!
+//! The script shared with view.rs's page (the varints, checkpoints, colours, chart and
+//! stepping controls) is controls.js, in a `<script>` of its own before this page's.
 
 use super::mimalloc::{on_model, page_kind, MiChange, MiFreed, MiStepped, MiWalk};
 use super::view::varint;
@@ -469,10 +472,11 @@ pub fn page(data: &MiViewData) -> String {
          <title>pyalloc view: {title}</title><style>{}</style></head>\n\
          <body data-event=\"0\" data-segments=\"0\" data-pages=\"0\" data-live-blocks=\"0\">\n{}\n\
          <script id=\"meta\" type=\"application/json\">{}</script>\n\
-         <script id=\"ops\" type=\"text/plain\">{ops}</script>\n<script>{}</script>\n</body></html>\n",
+         <script id=\"ops\" type=\"text/plain\">{ops}</script>\n<script>{}</script>\n<script>{}</script>\n</body></html>\n",
         include_str!("view.css"),
         include_str!("view.html").replace("{title}", &title),
         meta.replace("</", "<\\/"),
+        include_str!("controls.js"),
         include_str!("miview.js")
     )
 }

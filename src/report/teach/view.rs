@@ -12,6 +12,9 @@
 //!  markers, the peak                        ──>   jump buttons
 //! ```
 //!
+//! The script shared with miview.rs's page (the varints, checkpoints, colours, chart and
+//! stepping controls) is controls.js, in a `<script>` of its own before this page's.
+//!
 //! The page holds the recording's block changes (varints, base64), not pictures: the
 //! state after event `E` is rebuilt from the nearest checkpoint, so stepping redraws one
 //! map. Its numbers are the model's: after event `E`, `data-used-pools`,
@@ -357,10 +360,11 @@ pub fn page(data: &ViewData) -> String {
          <title>pyalloc view: {title}</title><style>{}</style></head>\n\
          <body data-event=\"0\" data-arenas=\"0\" data-used-pools=\"0\" data-live-blocks=\"0\">\n{}\n\
          <script id=\"meta\" type=\"application/json\">{}</script>\n\
-         <script id=\"ops\" type=\"text/plain\">{ops}</script>\n<script>{}</script>\n</body></html>\n",
+         <script id=\"ops\" type=\"text/plain\">{ops}</script>\n<script>{}</script>\n<script>{}</script>\n</body></html>\n",
         include_str!("view.css"),
         include_str!("view.html").replace("{title}", &title),
         meta.replace("</", "<\\/"),
+        include_str!("controls.js"),
         include_str!("view.js")
     )
 }
