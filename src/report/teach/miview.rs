@@ -30,7 +30,6 @@ use crate::mimalloc::{BlockState, MemId, Mimalloc, Page};
 use crate::replay::mimalloc::ModelRef;
 use crate::replay::pymalloc::request_size;
 use crate::replay::{Flow, ReplayError};
-use base64::Engine;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -463,21 +462,11 @@ pub fn pages_of(walk: &MiWalk) -> Vec<(u64, Vec<u8>)> {
 
 /// The page: HTML, style and script in one file, the data embedded (no network).
 pub fn page(data: &MiViewData) -> String {
-    let meta = serde_json::to_string(&data.meta).unwrap_or_else(|_| "{}".into());
-    let ops = base64::engine::general_purpose::STANDARD.encode(&data.ops);
-    let title = super::map::escape(&data.meta.title);
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:\">\
-         <title>pyalloc view: {title}</title><style>{}</style></head>\n\
-         <body data-event=\"0\" data-segments=\"0\" data-pages=\"0\" data-live-blocks=\"0\">\n{}\n\
-         <script id=\"meta\" type=\"application/json\">{}</script>\n\
-         <script id=\"ops\" type=\"text/plain\">{ops}</script>\n<script>{}</script>\n<script>{}</script>\n</body></html>\n",
-        include_str!("view.css"),
-        include_str!("view.html").replace("{title}", &title),
-        meta.replace("</", "<\\/"),
-        include_str!("controls.js"),
-        include_str!("miview.js")
+    super::view::page_of(
+        data,
+        &data.meta.title,
+        &["event", "segments", "pages", "live-blocks"],
+        include_str!("miview.js"),
     )
 }
 

@@ -351,20 +351,41 @@ fn gather(
 
 /// The page: HTML, style and script in one file, the data embedded (no network).
 pub fn page(data: &ViewData) -> String {
+    page_of(
+        data,
+        &data.meta.title,
+        &["event", "arenas", "used-pools", "live-blocks"],
+        include_str!("view.js"),
+    )
+}
+
+/// A view page titled `title`: style, the page's HTML, the metadata and ops of `data`,
+/// the shared controls and the page's own `script`, in one file (no network); `<body>`
+/// carries `counters` as `data-` attributes, 0 until the script sets them.
+pub(crate) fn page_of<M: Serialize>(
+    data: &ViewData<M>,
+    title: &str,
+    counters: &[&str],
+    script: &str,
+) -> String {
     let meta = serde_json::to_string(&data.meta).unwrap_or_else(|_| "{}".into());
     let ops = base64::engine::general_purpose::STANDARD.encode(&data.ops);
-    let title = super::map::escape(&data.meta.title);
+    let title = super::map::escape(title);
+    let body: String = counters
+        .iter()
+        .map(|c| format!(" data-{c}=\"0\""))
+        .collect();
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:\">\
          <title>pyalloc view: {title}</title><style>{}</style></head>\n\
-         <body data-event=\"0\" data-arenas=\"0\" data-used-pools=\"0\" data-live-blocks=\"0\">\n{}\n\
+         <body{body}>\n{}\n\
          <script id=\"meta\" type=\"application/json\">{}</script>\n\
          <script id=\"ops\" type=\"text/plain\">{ops}</script>\n<script>{}</script>\n<script>{}</script>\n</body></html>\n",
         include_str!("view.css"),
         include_str!("view.html").replace("{title}", &title),
         meta.replace("</", "<\\/"),
         include_str!("controls.js"),
-        include_str!("view.js")
+        script
     )
 }
