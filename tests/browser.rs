@@ -161,8 +161,9 @@ fn model_at(trace: &Path, events: &[u64]) -> BTreeMap<u64, BTreeMap<String, u64>
     out
 }
 
-#[test]
-fn the_view_page_in_chromium_shows_the_models_numbers() {
+/// chromium, chromedriver and the folder the pages and screenshots go to; `None` (the
+/// test skipped, said on stderr) when the machine has no chromium, which CI must have.
+fn browser() -> Option<(PathBuf, PathBuf, PathBuf)> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
         assert!(
@@ -172,10 +173,18 @@ fn the_view_page_in_chromium_shows_the_models_numbers() {
         eprintln!(
             "skipped: no chromium/chromedriver on PATH (apt-get install chromium chromium-driver)"
         );
-        return;
+        return None;
     };
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
     std::fs::create_dir_all(&out).unwrap();
+    Some((chromium, chromedriver, out))
+}
+
+#[test]
+fn the_view_page_in_chromium_shows_the_models_numbers() {
+    let Some((chromium, chromedriver, out)) = browser() else {
+        return;
+    };
     let trace = PathBuf::from(format!(
         "{SHARED}/traces/cpython-3.11.7-linux-x86_64/ints.trace.gz"
     ));
@@ -475,19 +484,9 @@ fn mi_model_at(trace: &Path, events: &[u64]) -> BTreeMap<u64, BTreeMap<String, u
 
 #[test]
 fn the_mimalloc_view_page_in_chromium_shows_the_models_numbers() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
-        assert!(
-            !ci,
-            "CI=true but chromium or chromedriver is missing (apt-get install chromium chromium-driver)"
-        );
-        eprintln!(
-            "skipped: no chromium/chromedriver on PATH (apt-get install chromium chromium-driver)"
-        );
+    let Some((chromium, chromedriver, out)) = browser() else {
         return;
     };
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
-    std::fs::create_dir_all(&out).unwrap();
     let dir = format!("{SHARED}/traces/cpython-3.13.0-mimalloc-linux-x86_64");
     let trace = PathBuf::from(format!("{dir}/ints.trace.gz"));
     let data = miview::build(&trace, None, &[], false).unwrap();
