@@ -610,3 +610,55 @@ fn the_view_of_cpython_27_and_3_recordings_holds_the_states_stats_prints() {
         );
     }
 }
+
+/// `view`, `map` and `compare` never write a page or picture over a file they read (the
+/// trace, or compare's real-run lines), however it is named: one line, a failure, and the
+/// input byte for byte as it was.
+#[test]
+fn no_output_is_written_over_an_input() {
+    let dir = scratch("over-input");
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("t.trace.gz");
+    let original = std::fs::read(format!("{PY311}/startup_only.trace.gz")).unwrap();
+    std::fs::write(&trace, &original).unwrap();
+    let link = dir.join("page.html");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&trace, &link).unwrap();
+    let rss = dir.join("rss.txt");
+    std::fs::write(&rss, "VmRSS 1\n").unwrap();
+    let (t, l, r) = (
+        trace.to_str().unwrap(),
+        link.to_str().unwrap(),
+        rss.to_str().unwrap(),
+    );
+    let real = format!("glibc-2.36={r}");
+    for args in [
+        vec!["view", t, t],
+        vec!["view", t, l, "--model", "mimalloc-2.1.2"],
+        vec!["map", t, "--at", "100", "--svg", l],
+        vec!["map", t, "--at", "100", "--html", t],
+        vec!["compare", t, "--models", "glibc-2.36", "--svg", t],
+        vec!["compare", t, "--models", "glibc-2.36", "--html", l],
+        vec![
+            "compare",
+            t,
+            "--models",
+            "glibc-2.36",
+            "--real-rss",
+            &real,
+            "--svg",
+            r,
+        ],
+    ] {
+        let (ok, _, err) = pyalloc(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("refusing to write over"), "{args:?}: {err}");
+        assert_eq!(std::fs::read(&trace).unwrap(), original, "{args:?}");
+        assert_eq!(
+            std::fs::read_to_string(&rss).unwrap(),
+            "VmRSS 1\n",
+            "{args:?}"
+        );
+    }
+}

@@ -18,7 +18,7 @@
 use pyalloc::compare::{compare, parse_models, CompareOptions};
 use pyalloc::report::{compare as render, real, write_atomic};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Arguments of `pyalloc compare`.
@@ -114,6 +114,21 @@ pub fn run(args: CompareArgs) -> Result<ExitCode, String> {
             args.traces.len()
         ));
     }
+    let inputs: Vec<&Path> = args
+        .traces
+        .iter()
+        .map(Path::new)
+        .chain(
+            args.real_rss
+                .iter()
+                .filter_map(|s| s.split_once('='))
+                .map(|(_, f)| Path::new(f)),
+        )
+        .collect();
+    pyalloc::report::refuse_inputs(
+        args.svg.iter().chain(&args.html).map(PathBuf::as_path),
+        &inputs,
+    )?;
     let mut reals = Vec::new();
     for spec in &args.real_rss {
         let (model, file) = spec

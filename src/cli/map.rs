@@ -48,6 +48,10 @@ pub fn run(args: MapArgs) -> Result<ExitCode, String> {
         (None, Some(s)) => At::Marker(s),
         (None, None) => At::End,
     };
+    pyalloc::report::refuse_inputs(
+        args.svg.iter().chain(&args.html).map(PathBuf::as_path),
+        &[args.trace.as_path()],
+    )?;
     let progress = std::io::stderr().is_terminal();
     let first = LineReader::open(&args.trace)
         .and_then(|mut r| Ok(r.next_line()?.unwrap_or("").to_string()))

@@ -43,6 +43,7 @@ pub fn run(mut args: ViewArgs) -> Result<ExitCode, String> {
         .take()
         .or(args.out.take())
         .ok_or("give the page's path: -o FILE")?;
+    pyalloc::report::refuse_inputs([output.as_path()], &[args.trace.as_path()])?;
     let progress = std::io::stderr().is_terminal();
     let first = LineReader::open(&args.trace)
         .and_then(|mut r| Ok(r.next_line()?.unwrap_or("").to_string()))

@@ -21,6 +21,23 @@ pub use stats::{stats_at, StatsAt};
 use std::io::Write;
 use std::path::Path;
 
+/// Refuses, before any work, an output that is one of the inputs (the same file, however
+/// named): a picture or page written over the trace it draws would lose the trace.
+///
+/// # Errors
+/// The sentence of `TraceError::OutputIsInput`, naming both.
+pub fn refuse_inputs<'a>(
+    outputs: impl IntoIterator<Item = &'a Path>,
+    inputs: &[&Path],
+) -> Result<(), String> {
+    for out in outputs {
+        for input in inputs {
+            crate::trace::output::refuse_input(out, input).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder, then renames it
 /// over `path`: a reader never sees half a file, and an input is never written over in place.
 ///
