@@ -65,7 +65,42 @@ struct Session {
     base: String,
 }
 
+/// The event the page shows and a hash of its map's pixels.
+const MAP_HASH: &str = "const m = document.getElementById('map'), d = m.getContext('2d').getImageData(0, 0, m.width, m.height).data; \
+         let h = 0; for (let i = 0; i < d.length; i++) h = (h * 31 + d[i]) >>> 0; \
+         return [+document.body.dataset.event, h];";
+
 impl Session {
+    /// The page reloaded at `#event=at` (a fresh page drawing its map whole): its
+    /// [`MAP_HASH`] once it shows that event.
+    fn redrawn_whole(&self, at: u64) -> Value {
+        self.js(&format!(
+            "window.stale = true; history.replaceState(null, '', '#event={at}'); location.reload();"
+        ));
+        let t = Instant::now();
+        while self.js("return window.stale ? -1 : +document.body.dataset.event;") != json!(at) {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the page did not reload at event {at}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.js(MAP_HASH)
+    }
+    /// No SEVERE entry in the browser's console log.
+    fn assert_clean_console(&self) {
+        let logs = self.post("/se/log", json!({"type": "browser"}));
+        let errors: Vec<_> = logs
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|l| l["level"] == "SEVERE")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+    }
     fn post(&self, path: &str, body: Value) -> Value {
         call("POST", &format!("{}{path}", self.base), Some(body))["value"].clone()
     }
@@ -389,40 +424,16 @@ fn drive(sess: &Session, file: &Path, trace: &Path, marker: u64, out: &Path) {
 
     // The map drawn step by step (only the pools each step changed) is the map a fresh
     // page draws whole at the same event, pixel for pixel.
-    const MAP_HASH: &str = "const m = document.getElementById('map'), d = m.getContext('2d').getImageData(0, 0, m.width, m.height).data; \
-         let h = 0; for (let i = 0; i < d.length; i++) h = (h * 31 + d[i]) >>> 0; \
-         return [+document.body.dataset.event, h];";
     let stepped = sess.js(MAP_HASH);
     let at = stepped[0].as_u64().unwrap();
-    sess.js(&format!(
-        "window.stale = true; history.replaceState(null, '', '#event={at}'); location.reload();"
-    ));
-    let t = Instant::now();
-    while sess.js("return window.stale ? -1 : +document.body.dataset.event;") != json!(at) {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the page did not reload at event {at}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let fresh = sess.js(MAP_HASH);
+    let fresh = sess.redrawn_whole(at);
     assert_eq!(
         stepped, fresh,
         "(event, map pixels' hash) stepped vs drawn whole"
     );
 
     // A clean console.
-    let logs = sess.post("/se/log", json!({"type": "browser"}));
-    let errors: Vec<_> = logs
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|l| l["level"] == "SEVERE")
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(errors.is_empty(), "console errors: {errors:?}");
+    sess.assert_clean_console();
 
     // Back to the marker and a screenshot.
     sess.js(&format!("location.hash = '#event={marker}';"));
@@ -630,9 +641,6 @@ fn drive_mimalloc(
     }
 
     // The map drawn step by step is the map a fresh page draws whole at the same event.
-    const MAP_HASH: &str = "const m = document.getElementById('map'), d = m.getContext('2d').getImageData(0, 0, m.width, m.height).data; \
-         let h = 0; for (let i = 0; i < d.length; i++) h = (h * 31 + d[i]) >>> 0; \
-         return [+document.body.dataset.event, h];";
     sess.post(
         "/actions",
         json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
@@ -641,35 +649,13 @@ fn drive_mimalloc(
     sess.keys(&["\u{E014}"; 5]);
     sess.wait_event(at + 5);
     let stepped = sess.js(MAP_HASH);
-    sess.js(&format!(
-        "window.stale = true; history.replaceState(null, '', '#event={}'); location.reload();",
-        at + 5
-    ));
-    let t = Instant::now();
-    while sess.js("return window.stale ? -1 : +document.body.dataset.event;") != json!(at + 5) {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the page did not reload"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let fresh = sess.js(MAP_HASH);
+    let fresh = sess.redrawn_whole(at + 5);
     assert_eq!(
         stepped, fresh,
         "(event, map pixels' hash) stepped vs drawn whole"
     );
 
-    let logs = sess.post("/se/log", json!({"type": "browser"}));
-    let errors: Vec<_> = logs
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|l| l["level"] == "SEVERE")
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(errors.is_empty(), "console errors: {errors:?}");
+    sess.assert_clean_console();
     let png = sess.get("/screenshot");
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD
