@@ -30,7 +30,6 @@
 //! event `<= i` that allocated or freed it.
 
 use super::explain::{Explanation, LastEvent, Owner, SizeClass};
-use super::map::escape;
 use super::walk::At;
 use crate::addr::Addr;
 use crate::check::mimalloc::MimallocCheck;
@@ -46,6 +45,7 @@ use crate::replay::pymalloc::request_size;
 use crate::replay::{
     drive, Addresses, Cause, Flow, ModelKind, ModelSpec, Replay, ReplayError, Source,
 };
+use crate::report::svg::escape;
 use crate::trace::mimalloc::MimallocReader;
 use crate::trace::pymalloc3::Pymalloc3Reader;
 use crate::trace::{Domain, Event, EventKind};
@@ -1494,15 +1494,8 @@ pub fn svg(pic: &MiPicture) -> String {
 
 /// The map in an HTML page.
 pub fn html(pic: &MiPicture, title: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title>\
-         <style>body{{font-family:monospace}} g.page:hover rect{{stroke:#f0f;stroke-width:1}}</style>\
-         </head><body data-event=\"{}\">\n<h1>{}</h1>\n{}</body></html>\n",
-        escape(title),
-        pic.event,
-        escape(title),
-        svg(pic)
-    )
+    let hover = "g.page:hover rect{stroke:#f0f;stroke-width:1}";
+    super::map::page(title, pic.event, hover, &svg(pic))
 }
 
 /// Explains `addr` in `path` at the point `at` (the CLI's one call): the walk, then
