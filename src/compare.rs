@@ -324,6 +324,7 @@ struct Batch {
     steps: Vec<Step>,
     extra: Vec<u64>,        // operands that do not fit a step, in step order
     lines: Vec<(u64, u64)>, // (event, line - event) from that event on; one at the first step
+    ids: usize,             // block ids handed out by the end of the batch (all < ids)
 }
 
 impl Batch {
@@ -338,6 +339,7 @@ impl Batch {
         self.steps.clear();
         self.extra.clear();
         self.lines.clear();
+        self.ids = 0;
     }
 
     /// The line of event `event` (one of this batch's steps).
@@ -436,66 +438,37 @@ impl IdTable {
     }
 }
 
-/// A `u64` per block id, in pages of 2^16 ids that never move: the table grows by a page
-/// (zeroed by the system as it is first touched), never by copying what it holds. The
-/// translator hands ids out densely (freed ones first), so the pages are few and full.
-#[derive(Default)]
-struct ById {
-    pages: Vec<Box<[u64]>>, // id -> pages[id / 2^16][id mod 2^16]
-}
-
-/// log2 of the ids in a [`ById`] page (512 KiB of values).
-const BY_ID_SHIFT: u32 = 16;
-
-impl ById {
-    #[inline(always)]
-    fn get(&self, id: u32) -> u64 {
-        self.pages[(id >> BY_ID_SHIFT) as usize][(id & ((1 << BY_ID_SHIFT) - 1)) as usize]
-    }
-
-    #[inline(always)]
-    fn set(&mut self, id: u32, v: u64) {
-        let p = (id >> BY_ID_SHIFT) as usize;
-        if p >= self.pages.len() {
-            self.grow(p);
-        }
-        self.pages[p][(id & ((1 << BY_ID_SHIFT) - 1)) as usize] = v;
-    }
-
-    #[cold]
-    fn grow(&mut self, p: usize) {
-        while self.pages.len() <= p {
-            self.pages
-                .push(vec![0; 1 << BY_ID_SHIFT].into_boxed_slice());
-        }
-    }
-}
-
 /// Recorded addresses → block ids (reused), and the program's live bytes.
 #[derive(Default)]
 struct Translator {
     ids: IdTable,       // recorded address of a live block -> its id
-    sizes: ById,        // id -> bytes asked for
-    made: u32,          // ids handed out so far
+    sizes: Vec<u64>,    // id -> bytes asked for; its length: the ids handed out so far
     free_ids: Vec<u32>, // ids to reuse
     live: u64,
 }
 
 impl Translator {
+    #[inline(always)]
     fn born(&mut self, addr: Addr, size: u64) -> u32 {
-        let id = self.free_ids.pop().unwrap_or_else(|| {
-            self.made += 1;
-            self.made - 1
-        });
-        self.sizes.set(id, size);
+        let id = match self.free_ids.pop() {
+            Some(id) => {
+                self.sizes[id as usize] = size;
+                id
+            }
+            None => {
+                self.sizes.push(size);
+                (self.sizes.len() - 1) as u32
+            }
+        };
         self.live += size;
         self.ids.insert(addr.0, id);
         id
     }
 
+    #[inline(always)]
     fn dies(&mut self, addr: Addr) -> Option<u32> {
         let id = self.ids.take(addr.0)?;
-        self.live -= self.sizes.get(id);
+        self.live -= self.sizes[id as usize];
         self.free_ids.push(id);
         Some(id)
     }
@@ -505,7 +478,7 @@ impl Translator {
 struct Runner {
     name: String,
     stack: Stack,
-    addrs: ById, // block id -> the model's address
+    addrs: Vec<u64>, // block id -> the model's address (as long as the ids handed out)
     run: ModelRun,
     stride: u64,      // events between samples
     next_sample: u64, // the event at which the next sample is taken
@@ -519,7 +492,7 @@ impl Runner {
         Runner {
             name: name.to_string(),
             stack,
-            addrs: ById::default(),
+            addrs: Vec::new(),
             run: ModelRun {
                 model: name.to_string(),
                 peak_live: 0,
@@ -546,20 +519,25 @@ impl Runner {
         }
     }
 
-    #[inline]
-    fn set(&mut self, id: u32, a: Addr) {
-        self.addrs.set(id, a.0);
-    }
-
-    #[inline]
-    fn get(&self, id: u32) -> Addr {
-        Addr(self.addrs.get(id))
-    }
-
-    /// Replays step `s` (not a skip), its extra operands read from `extra` at `*at`; the
-    /// bytes it requests (0 for none) for its marker row.
     #[inline(always)]
-    fn apply(&mut self, s: &Step, extra: &[u64], at: &mut usize) -> Result<u64, AllocError> {
+    fn set(&mut self, id: u32, a: Addr) {
+        self.addrs[id as usize] = a.0;
+    }
+
+    #[inline(always)]
+    fn get(&self, id: u32) -> Addr {
+        Addr(self.addrs[id as usize])
+    }
+
+    /// Replays step `s`, its extra operands read from `extra` at `*at`: the bytes it
+    /// requests (0 for none) for its marker row, `None` for a skip.
+    #[inline(always)]
+    fn apply(
+        &mut self,
+        s: &Step,
+        extra: &[u64],
+        at: &mut usize,
+    ) -> Result<Option<u64>, AllocError> {
         let (route, id, size) = (s.route(), s.id(), s.size);
         let mut next = || {
             *at += 1;
@@ -575,7 +553,7 @@ impl Runner {
                 let elsize = next();
                 let a = self.stack.calloc(route, size, elsize)?;
                 self.set(id, a);
-                return Ok(size.saturating_mul(elsize));
+                return Ok(Some(size.saturating_mul(elsize)));
             }
             REALLOC => {
                 let old = next() as u32;
@@ -593,74 +571,88 @@ impl Runner {
             }
             MALLOPT => {
                 self.stack.mallopt(size as i64, next() as i64);
-                return Ok(0);
+                return Ok(Some(0));
             }
             MAP => {
                 let a = self.stack.map(size)?;
                 self.set(id, a);
-                return Ok(0);
+                return Ok(Some(0));
             }
-            _ => {
+            UNMAP => {
                 self.stack.unmap(self.get(id), size)?;
-                return Ok(0);
+                return Ok(Some(0));
             }
+            _ => return Ok(None),
         }
-        Ok(size)
+        Ok(Some(size))
     }
 
     /// Replays a batch. `read_peak` is the highest live of every event the feed has read so
-    /// far (at least up to the end of the batch after this one, held back by the feed until then, or to the trace's end): a new peak below it is not the run's peak, so
-    /// its waste is not walked. The run's peak is never below it, so its walk is always
-    /// taken, and no later step replaces it (none rises above it): `waste_at_peak` is exact.
+    /// far (at least up to the end of the batch after this one, held back by the feed until
+    /// then, or to the trace's end): a new peak below it is not the run's peak, so its waste
+    /// is not walked. The run's peak is never below it, so its walk is always taken, and no
+    /// later step replaces it (none rises above it): `waste_at_peak` is exact.
     fn steps(&mut self, batch: &Batch, read_peak: &AtomicU64) -> Result<(), Box<EventError>> {
         let t = Instant::now();
+        if self.addrs.len() < batch.ids {
+            self.addrs.resize(batch.ids, 0);
+        }
         let mut at = 0; // the next of `batch.extra`
+                        // what every step updates, kept here and written back at the end of the batch
+        let mut event = self.event; // the event after the last step
+        let (mut peak_mapped, mut peak_resident) = (self.run.peak_mapped, self.run.peak_resident);
+        let r = &self.run;
+        let mut last = (r.final_live, r.final_mapped, r.final_resident);
         for s in &batch.steps {
-            let event = self.event + s.gap();
-            if s.kind() == SKIP {
-                self.event += s.size;
-                continue;
-            }
-            self.event = event + 1;
-            let request = self.apply(s, &batch.extra, &mut at).map_err(|e| {
-                Box::new(EventError {
-                    event,
-                    line: batch.line(event),
-                    source: Cause::Model(e),
-                })
-            })?;
+            let ev = event + s.gap();
+            let request = match self.apply(s, &batch.extra, &mut at) {
+                Ok(Some(request)) => request,
+                Ok(None) => {
+                    event += s.size; // a skip
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Box::new(EventError {
+                        event: ev,
+                        line: batch.line(ev),
+                        source: Cause::Model(e),
+                    }))
+                }
+            };
+            event = ev + 1;
             let (mapped, resident) = self.stack.footprint();
             if s.live > self.run.peak_live {
                 self.run.peak_live = s.live;
                 self.resident_at_peak = resident; // fragmentation computed once, at the end
                 if read_peak.load(Ordering::Relaxed) <= s.live {
-                    self.run.waste_at_peak = Some(self.waste_at(event + 1, s.live));
+                    self.run.waste_at_peak = Some(self.waste_at(event, s.live));
                 }
             }
-            let r = &mut self.run;
-            r.peak_mapped = r.peak_mapped.max(mapped);
-            r.peak_resident = r.peak_resident.max(resident);
+            peak_mapped = peak_mapped.max(mapped);
+            peak_resident = peak_resident.max(resident);
             if s.marker() {
-                r.markers.push(MarkerRow {
+                self.run.markers.push(MarkerRow {
                     size: request,
+                    event: ev,
+                    live: s.live,
+                    mapped,
+                    resident,
+                });
+            }
+            last = (s.live, mapped, resident);
+            if ev >= self.next_sample {
+                self.sample(Sample {
                     event,
                     live: s.live,
                     mapped,
                     resident,
                 });
             }
-            r.final_live = s.live;
-            r.final_mapped = mapped;
-            r.final_resident = resident;
-            if event >= self.next_sample {
-                self.sample(Sample {
-                    event: event + 1,
-                    live: s.live,
-                    mapped,
-                    resident,
-                });
-            }
         }
+        self.event = event;
+        let r = &mut self.run;
+        (r.peak_mapped, r.peak_resident) = (peak_mapped, peak_resident);
+        (r.final_live, r.final_mapped, r.final_resident) = last;
         self.seconds += t.elapsed().as_secs_f64();
         Ok(())
     }
@@ -901,6 +893,7 @@ impl Feed<'_> {
             }
             _ => Batch::with_capacity(BATCH),
         };
+        self.batch.ids = self.tr.sizes.len();
         let b = Arc::new(std::mem::replace(&mut self.batch, next));
         // one batch held back: a model replaying a batch knows (`read_peak`) the live of
         // every event up to the end of the next one, so fewer of its new peaks are walked
@@ -927,7 +920,7 @@ impl Feed<'_> {
 }
 
 impl Replay for Feed<'_> {
-    #[inline]
+    #[inline(always)]
     fn step(&mut self, index: u64, e: &Event) -> Result<Flow, Cause> {
         if index >= self.until {
             return Ok(Flow::Stop); // counted by the driver: see `compare_trace`
@@ -1158,26 +1151,6 @@ mod tests {
         for (event, line) in [(100, 103), (104, 107), (105, 114), (199, 208), (250, 260)] {
             assert_eq!(b.line(event), line, "event {event}");
         }
-    }
-
-    #[test]
-    fn ids_beyond_a_page_keep_their_values() {
-        let mut t = ById::default();
-        let ids = [
-            0u32,
-            1,
-            (1 << BY_ID_SHIFT) - 1,
-            1 << BY_ID_SHIFT,
-            3 << BY_ID_SHIFT,
-        ];
-        for (k, &id) in ids.iter().enumerate() {
-            t.set(id, 1000 + k as u64);
-        }
-        assert_eq!(t.pages.len(), 4, "pages up to the highest id, none moved");
-        for (k, &id) in ids.iter().enumerate() {
-            assert_eq!(t.get(id), 1000 + k as u64);
-        }
-        assert_eq!(t.get(2), 0, "never set");
     }
 
     #[test]
