@@ -238,6 +238,7 @@ fn the_view_page_in_chromium_shows_the_models_numbers() {
     let data = build(&trace, None, &[777778, 888888], false).unwrap();
     let marker = data
         .meta
+        .chart
         .jumps
         .iter()
         .find(|j| j.1 == "marker 777778")
@@ -515,6 +516,7 @@ fn the_mimalloc_view_page_in_chromium_shows_the_models_numbers() {
     let data = miview::build(&trace, None, &[], false).unwrap();
     let marker = data
         .meta
+        .chart
         .jumps
         .iter()
         .find(|j| j.1 == "marker 777778")

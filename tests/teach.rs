@@ -549,7 +549,7 @@ fn page_state_at(data: &pyalloc::report::teach::view::ViewData, e: u64) -> (u64,
             s += 7;
         }
     };
-    let cap = u64::from(data.meta.cap);
+    let cap = u64::from(data.meta.layout.cap);
     let mut counts: BTreeMap<u64, i64> = BTreeMap::new();
     let (mut live, mut arenas, mut event) = (0i64, 0i64, 0u64);
     for _ in 0..data.meta.ops {
@@ -575,7 +575,7 @@ fn page_state_at(data: &pyalloc::report::teach::view::ViewData, e: u64) -> (u64,
             2 => arenas += 1,
             _ => {
                 arenas -= 1;
-                let pools = u64::from(data.meta.max_pools);
+                let pools = u64::from(data.meta.layout.max_pools);
                 counts.retain(|pk, _| pk / pools != key);
             }
         }
@@ -603,7 +603,7 @@ fn the_view_of_cpython_27_and_3_recordings_holds_the_states_stats_prints() {
             );
             eprintln!("{trace} @{e}: page (pools, blocks, arenas) = {page:?} = pyalloc stats");
         }
-        let last = data.meta.samples.last().unwrap();
+        let last = data.meta.chart.samples.last().unwrap();
         assert!(
             last.3 > 0 && last.3 <= last.2,
             "resident within mapped: {last:?}"

@@ -401,7 +401,10 @@ fn replay_ops(
                 }
             }
             4 => {
-                pages.insert(key, vec![3; data.meta.pages[key as usize].5 as usize]);
+                pages.insert(
+                    key,
+                    vec![3; data.meta.layout.pages[key as usize].5 as usize],
+                );
             }
             5 => {
                 pages.remove(&key).expect("a live page goes");
@@ -411,7 +414,7 @@ fn replay_ops(
     }
     pages
         .into_iter()
-        .map(|(inc, v)| (data.meta.pages[inc as usize].3, v))
+        .map(|(inc, v)| (data.meta.layout.pages[inc as usize].3, v))
         .collect()
 }
 

@@ -61,7 +61,7 @@ pub fn run(mut args: ViewArgs) -> Result<ExitCode, String> {
             output.display(),
             data.meta.events,
             data.meta.ops,
-            data.meta.pages.len(),
+            data.meta.layout.pages.len(),
             html.len()
         );
         return Ok(ExitCode::SUCCESS);

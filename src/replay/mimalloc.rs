@@ -29,11 +29,13 @@
 //! Invariant: after each O/M call no recorded mimalloc mapping is left unasked for.
 
 use super::model::Addresses;
+use super::Op;
 use crate::addr::Addr;
 use crate::error::AllocError;
+use crate::mimalloc::arena::OsSource;
 use crate::mimalloc::{MiStats, Mimalloc, OwnOs, PinnedOs};
 use crate::trace::mimalloc::{Caller, MiLine, OsCall, OsLine};
-use crate::trace::{Domain, Event, EventKind, TraceHeader};
+use crate::trace::{Event, EventKind, TraceHeader};
 use std::collections::HashMap;
 
 /// The model in either mode.
@@ -83,8 +85,20 @@ const FREED: Step = Step::Call {
     os_events: 0,
 };
 
-fn is_om(d: Domain) -> bool {
-    matches!(d, Domain::Obj | Domain::Mem)
+/// The mimalloc call that serves O/M call `op` (CPython 3.13 points the OBJ and MEM domains
+/// at `mi_malloc` …), its old or freed address taken through `to_model`: the request
+/// size (none for a free) and the model's answer (NULL for a free).
+pub(crate) fn mi_call<S: OsSource>(
+    m: &mut Mimalloc<S>,
+    op: Op,
+    to_model: impl FnOnce(Addr) -> Addr,
+) -> (Option<u64>, Result<Addr, AllocError>) {
+    match op {
+        Op::Malloc(size) => (Some(size), m.mi_malloc(size)),
+        Op::Calloc(nelem, elsize) => (Some(nelem.wrapping_mul(elsize)), m.mi_calloc(nelem, elsize)),
+        Op::Realloc(old, size) => (Some(size), m.mi_realloc(to_model(old), size)),
+        Op::Free(addr) => (None, m.mi_free(to_model(addr)).map(|()| Addr::NULL)),
+    }
 }
 
 impl Replayer {
@@ -268,7 +282,7 @@ impl Replayer {
             if self.alias.is_empty() && m.os().pending.is_empty() {
                 match ev.kind {
                     EventKind::Malloc { domain, size, addr }
-                        if is_om(domain) && size < self.stats_min =>
+                        if domain.is_om() && size < self.stats_min =>
                     {
                         if let Some(got) = m.malloc_fast(size) {
                             if got == addr {
@@ -283,7 +297,7 @@ impl Replayer {
                             return self.finish(ev, addr, Some(size), Ok(got));
                         }
                     }
-                    EventKind::Free { domain, addr } if is_om(domain) => {
+                    EventKind::Free { domain, addr } if domain.is_om() => {
                         if m.free_fast(addr.0) {
                             return FREED;
                         }
@@ -303,45 +317,17 @@ impl Replayer {
     /// [`event`](Self::event) in full: every kind, both modes, aliases, mappings, markers.
     #[inline(never)]
     fn event_general(&mut self, ev: &Event) -> Step {
-        let (expected, request, result) = match ev.kind {
-            EventKind::Malloc { domain, size, addr } if is_om(domain) => (
-                addr,
-                Some(size),
-                with_model!(&mut self.model, m => m.mi_malloc(size)),
-            ),
-            EventKind::Calloc {
-                domain,
-                nelem,
-                elsize,
-                addr,
-            } if is_om(domain) => (
-                addr,
-                Some(nelem.wrapping_mul(elsize)),
-                with_model!(&mut self.model, m => m.mi_calloc(nelem, elsize)),
-            ),
-            EventKind::Realloc {
-                domain,
-                old,
-                size,
-                new,
-            } if is_om(domain) => {
-                let old = self.to_model(old);
-                (
-                    new,
-                    Some(size),
-                    with_model!(&mut self.model, m => m.mi_realloc(old, size)),
-                )
-            }
-            EventKind::Free { domain, addr } if is_om(domain) => {
-                let a = self.to_model(addr);
-                let r = with_model!(&mut self.model, m => m.mi_free(a));
-                if !self.alias.is_empty() {
-                    self.alias.remove(&addr.0);
-                }
-                (Addr::NULL, None, r.map(|()| Addr::NULL))
-            }
-            _ => return Step::Context,
+        let Some((op, expected)) = super::om_call(&ev.kind) else {
+            return Step::Context;
         };
+        let alias = &self.alias;
+        let to_model = |a: Addr| alias.get(&a.0).map_or(a, |&m| Addr(m));
+        let (request, result) = with_model!(&mut self.model, m => mi_call(m, op, to_model));
+        if let Op::Free(addr) = op {
+            if !self.alias.is_empty() {
+                self.alias.remove(&addr.0);
+            }
+        }
         self.finish(ev, expected, request, result)
     }
 

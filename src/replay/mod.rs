@@ -74,6 +74,43 @@ pub enum Step {
 }
 pub use source::Source;
 
+/// One O/M call (`PyObject_Malloc` … `PyMem_Free`), as every replayer makes it of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// `malloc(size)`.
+    Malloc(u64),
+    /// `calloc(nelem, elsize)`.
+    Calloc(u64, u64),
+    /// `realloc(old, size)`.
+    Realloc(Addr, u64),
+    /// `free(addr)`.
+    Free(Addr),
+}
+
+/// The O/M call an event is, with the address it returned (NULL for a free).
+#[inline(always)]
+pub(crate) fn om_call(kind: &EventKind) -> Option<(Op, Addr)> {
+    match *kind {
+        EventKind::Malloc { domain, size, addr } if domain.is_om() => {
+            Some((Op::Malloc(size), addr))
+        }
+        EventKind::Calloc {
+            domain,
+            nelem,
+            elsize,
+            addr,
+        } if domain.is_om() => Some((Op::Calloc(nelem, elsize), addr)),
+        EventKind::Realloc {
+            domain,
+            old,
+            size,
+            new,
+        } if domain.is_om() => Some((Op::Realloc(old, size), new)),
+        EventKind::Free { domain, addr } if domain.is_om() => Some((Op::Free(addr), Addr::NULL)),
+        _ => None,
+    }
+}
+
 /// The models `pyalloc replay --model` lists (any pymalloc preset name, `cpython-2.7.0`
 /// … `cpython-3.11`, is accepted too; `cpython-3.11` is listed).
 pub const MODEL_NAMES: &[&str] = &[

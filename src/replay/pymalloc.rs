@@ -26,6 +26,7 @@
 use super::model::Addresses;
 use super::pinned::{PinnedArenas, PinnedRaw, RawCall};
 pub use super::Step;
+use super::{om_call, Op};
 use crate::addr::Addr;
 use crate::alloc::Allocator;
 use crate::error::AllocError;
@@ -607,52 +608,17 @@ enum Fast {
     General,                               // not for the fast path: `step` it
 }
 
-#[derive(Clone, Copy)]
-enum Op {
-    Malloc(u64),
-    Calloc(u64, u64),
-    Realloc(Addr, u64),
-    Free(Addr),
-}
-
-#[inline(always)]
-fn is_om(d: Domain) -> bool {
-    matches!(d, Domain::Obj | Domain::Mem)
-}
-
-/// The O/M call an event is, with the address it returned (NULL for a free).
-#[inline(always)]
-fn om_call(kind: &EventKind) -> Option<(Op, Addr)> {
-    match *kind {
-        EventKind::Malloc { domain, size, addr } if is_om(domain) => Some((Op::Malloc(size), addr)),
-        EventKind::Calloc {
-            domain,
-            nelem,
-            elsize,
-            addr,
-        } if is_om(domain) => Some((Op::Calloc(nelem, elsize), addr)),
-        EventKind::Realloc {
-            domain,
-            old,
-            size,
-            new,
-        } if is_om(domain) => Some((Op::Realloc(old, size), new)),
-        EventKind::Free { domain, addr } if is_om(domain) => Some((Op::Free(addr), Addr::NULL)),
-        _ => None,
-    }
-}
-
 /// The request size of a top-level O/M call (`m`, `c`: nelem * elsize, `r`).
 pub fn request_size(kind: &EventKind) -> Option<u64> {
     match *kind {
-        EventKind::Malloc { domain, size, .. } if is_om(domain) => Some(size),
+        EventKind::Malloc { domain, size, .. } if domain.is_om() => Some(size),
         EventKind::Calloc {
             domain,
             nelem,
             elsize,
             ..
-        } if is_om(domain) => nelem.checked_mul(elsize),
-        EventKind::Realloc { domain, size, .. } if is_om(domain) => Some(size),
+        } if domain.is_om() => nelem.checked_mul(elsize),
+        EventKind::Realloc { domain, size, .. } if domain.is_om() => Some(size),
         _ => None,
     }
 }

@@ -85,7 +85,7 @@ fn step(max: f64, n: f64) -> f64 {
     }
 }
 
-/// Escapes text for XML.
+/// Escapes text for XML and HTML.
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")

@@ -165,6 +165,13 @@ pub const NO_SUB: u8 = 7;
 pub const KINDS: usize = 19;
 
 impl Domain {
+    /// An O or M domain call: `PYMEM_DOMAIN_OBJ` or `PYMEM_DOMAIN_MEM`, the domains
+    /// pymalloc serves (mimalloc in CPython 3.13; the 2.7 recordings' `m O` too).
+    #[inline(always)]
+    pub fn is_om(self) -> bool {
+        matches!(self, Domain::Obj | Domain::Mem)
+    }
+
     /// The domain's sub-code (O M R r libc = 0..4).
     pub fn code(self) -> u8 {
         match self {

@@ -13,7 +13,6 @@
 //! the chunks' sizes add up to `brk - base`.
 
 use super::explain::{Explanation, LastEvent, Owner, SizeClass};
-use super::map::escape;
 use super::walk::At;
 use crate::addr::Addr;
 use crate::check::CheckOptions;
@@ -490,15 +489,8 @@ pub fn svg(pic: &ChunkPicture, m: &Glibc) -> String {
 
 /// The strip in an HTML page.
 pub fn html(pic: &ChunkPicture, m: &Glibc, title: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title>\
-         <style>body{{font-family:monospace}} rect.chunk:hover{{stroke:#f0f;stroke-width:2}}</style>\
-         </head><body data-event=\"{}\">\n<h1>{}</h1>\n{}</body></html>\n",
-        escape(title),
-        pic.event,
-        escape(title),
-        svg(pic, m)
-    )
+    let hover = "rect.chunk:hover{stroke:#f0f;stroke-width:2}";
+    super::map::page(title, pic.event, hover, &svg(pic, m))
 }
 
 fn hex(a: u64) -> String {

@@ -317,24 +317,27 @@ fn pool_svg(o: &mut String, p: &PoolCell, x: u64, y: u64) {
 
 /// The picture in an HTML page (the SVG inline, hover titles on every pool).
 pub fn html(pic: &HeapPicture, title: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title>\
-         <style>body{{font-family:monospace}} g.pool:hover rect{{stroke:#f0f;stroke-width:3}}</style>\
-         </head><body data-event=\"{}\">\n<h1>{}</h1>\n{}</body></html>\n",
-        escape(title),
+    page(
+        title,
         pic.event,
-        escape(title),
-        svg(pic)
+        "g.pool:hover rect{stroke:#f0f;stroke-width:3}",
+        &svg(pic),
     )
 }
 
-/// Escapes text for HTML.
-pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// A map's HTML page, whatever the heap: `svg`, the picture after event `event`, under
+/// the heading `title`; `hover`, the CSS rule that outlines the part under the pointer.
+pub(crate) fn page(title: &str, event: u64, hover: &str, svg: &str) -> String {
+    let title = escape(title);
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body{{font-family:monospace}} {hover}</style>\
+         </head><body data-event=\"{event}\">\n<h1>{title}</h1>\n{svg}</body></html>\n"
+    )
 }
+
+/// Escapes text for HTML (the one escape of every report: the SVG charts' too).
+pub use crate::report::svg::escape;
 
 /// CPython 2's PyIntBlocks (or PyFloatBlocks) as rows of slots, live dark, with the free
 /// list's first links drawn as arrows from slot to slot.

@@ -30,7 +30,6 @@
 //! event `<= i` that allocated or freed it.
 
 use super::explain::{Explanation, LastEvent, Owner, SizeClass};
-use super::map::escape;
 use super::walk::At;
 use crate::addr::Addr;
 use crate::check::mimalloc::MimallocCheck;
@@ -41,14 +40,15 @@ use crate::mimalloc::size_class::{
     self, BIN_HUGE, MEDIUM_OBJ_SIZE_MAX, SLICE_SIZE, SMALL_OBJ_SIZE_MAX,
 };
 use crate::mimalloc::{BlockState, MemId, Mimalloc, OwnOs, NAME, NONE};
-use crate::replay::mimalloc::ModelRef;
+use crate::replay::mimalloc::{mi_call, ModelRef};
 use crate::replay::pymalloc::request_size;
 use crate::replay::{
-    drive, Addresses, Cause, Flow, ModelKind, ModelSpec, Replay, ReplayError, Source,
+    drive, om_call, Addresses, Cause, Flow, ModelKind, ModelSpec, Op, Replay, ReplayError, Source,
 };
+use crate::report::svg::escape;
 use crate::trace::mimalloc::MimallocReader;
 use crate::trace::pymalloc3::Pymalloc3Reader;
-use crate::trace::{Domain, Event, EventKind};
+use crate::trace::Event;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::path::Path;
@@ -419,10 +419,6 @@ pub struct MiWalk {
     diverged: Option<String>,       // why the model left the recording, if it did
 }
 
-fn is_om(d: Domain) -> bool {
-    matches!(d, Domain::Obj | Domain::Mem)
-}
-
 /// True when `model` names mimalloc (so a CPython 3 recording's teaching view runs it in
 /// its own address space).
 pub fn names_mimalloc(model: Option<&str>) -> bool {
@@ -630,22 +626,17 @@ impl MiWalk {
     /// Replays driver event `index`: `None` when the model diverged from the recording.
     fn apply(&mut self, index: u64, ev: &Event) -> Result<Option<MiStepped>, Cause> {
         // before: the request, the old block (model address), the queue's first page
-        let (request, old, new) = match ev.kind {
-            EventKind::Malloc { domain, size, addr } if is_om(domain) => {
-                (Some(size), None, Some(addr))
+        let (request, old, new) = match om_call(&ev.kind) {
+            Some((Op::Malloc(size), addr)) => (Some(size), None, Some(addr)),
+            Some((Op::Calloc(nelem, elsize), addr)) => (
+                nelem.checked_mul(elsize).or(Some(u64::MAX)),
+                None,
+                Some(addr),
+            ),
+            Some((Op::Realloc(old, size), new)) => {
+                (Some(size), (!old.is_null()).then_some(old), Some(new))
             }
-            EventKind::Calloc { domain, addr, .. } if is_om(domain) => {
-                (request_size(&ev.kind).or(Some(u64::MAX)), None, Some(addr))
-            }
-            EventKind::Realloc {
-                domain,
-                old,
-                size,
-                new,
-            } if is_om(domain) => (Some(size), (!old.is_null()).then_some(old), Some(new)),
-            EventKind::Free { domain, addr } if is_om(domain) && !addr.is_null() => {
-                (None, Some(addr), None)
-            }
+            Some((Op::Free(addr), _)) if !addr.is_null() => (None, Some(addr), None),
             _ => (None, None, None),
         };
         let old_m = old.map(|a| self.to_model(a));
@@ -740,40 +731,13 @@ fn own_step(
     moved: &mut HashMap<u64, u64>,
     ev: &Event,
 ) -> Result<(), AllocError> {
-    let born = |rec: Addr, got: Addr, moved: &mut HashMap<u64, u64>| {
-        if rec != got {
-            moved.insert(rec.0, got.0);
-        }
+    let Some((op, rec)) = om_call(&ev.kind) else {
+        return Ok(());
     };
-    match ev.kind {
-        EventKind::Malloc { domain, size, addr } if is_om(domain) => {
-            let got = m.mi_malloc(size)?;
-            born(addr, got, moved);
-        }
-        EventKind::Calloc {
-            domain,
-            nelem,
-            elsize,
-            addr,
-        } if is_om(domain) => {
-            let got = m.mi_calloc(nelem, elsize)?;
-            born(addr, got, moved);
-        }
-        EventKind::Realloc {
-            domain,
-            old,
-            size,
-            new,
-        } if is_om(domain) => {
-            let o = moved.remove(&old.0).map_or(old, Addr);
-            let got = m.mi_realloc(o, size)?;
-            born(new, got, moved);
-        }
-        EventKind::Free { domain, addr } if is_om(domain) => {
-            let a = moved.remove(&addr.0).map_or(addr, Addr);
-            m.mi_free(a)?;
-        }
-        _ => {}
+    let (request, got) = mi_call(m, op, |a| moved.remove(&a.0).map_or(a, Addr));
+    let got = got?;
+    if request.is_some() && rec != got {
+        moved.insert(rec.0, got.0);
     }
     Ok(())
 }
@@ -1494,15 +1458,8 @@ pub fn svg(pic: &MiPicture) -> String {
 
 /// The map in an HTML page.
 pub fn html(pic: &MiPicture, title: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title>\
-         <style>body{{font-family:monospace}} g.page:hover rect{{stroke:#f0f;stroke-width:1}}</style>\
-         </head><body data-event=\"{}\">\n<h1>{}</h1>\n{}</body></html>\n",
-        escape(title),
-        pic.event,
-        escape(title),
-        svg(pic)
-    )
+    let hover = "g.page:hover rect{stroke:#f0f;stroke-width:1}";
+    super::map::page(title, pic.event, hover, &svg(pic))
 }
 
 /// Explains `addr` in `path` at the point `at` (the CLI's one call): the walk, then

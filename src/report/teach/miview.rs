@@ -23,7 +23,7 @@
 //! stepping controls) is controls.js, in a `<script>` of its own before this page's.
 
 use super::mimalloc::{on_model, page_kind, MiChange, MiFreed, MiStepped, MiWalk};
-use super::view::varint;
+use super::view::{varint, Charting};
 use crate::mimalloc::arena::OsSource;
 use crate::mimalloc::size_class::{self, BIN_HUGE, SLICE_SIZE};
 use crate::mimalloc::{BlockState, MemId, Mimalloc, Page};
@@ -33,9 +33,6 @@ use crate::replay::{Flow, ReplayError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
-
-/// Samples of the footprint chart (at most this many).
-const SAMPLES: u64 = 2000;
 
 const USED: u8 = 0;
 const FREE: u8 = 1;
@@ -48,17 +45,11 @@ pub type SegmentMeta = (u64, u32, u32, bool, i64);
 /// kind).
 pub type PageMeta = (u32, u32, u32, u64, u64, u32, u32, String);
 
-/// What the page needs besides the ops.
+/// mimalloc's layout on the page: where its segments and pages are, and the rules' names.
 #[derive(Debug, Clone, Serialize)]
-pub struct MiViewMeta {
-    /// The trace's name.
-    pub title: String,
-    /// The model's name.
-    pub model: String,
-    /// Where its addresses come from.
+pub struct Segments {
+    /// Where the model's addresses come from.
     pub how: String,
-    /// Events in the trace (a mimalloc recording's count its OS lines).
-    pub events: u64,
     /// Segments in the order of their ops: (base, slices, info slices, huge, arena or -1).
     pub segments: Vec<SegmentMeta>,
     /// Pages in the order of their ops: (segment, first slice, slices, block 0, block
@@ -66,16 +57,13 @@ pub struct MiViewMeta {
     pub pages: Vec<PageMeta>,
     /// The rules by code, one line each.
     pub rules: Vec<String>,
-    /// (event, live bytes, segment bytes, resident bytes) samples.
-    pub samples: Vec<(u64, u64, u64, u64)>,
-    /// (event, label) jumps: markers and the peak.
-    pub jumps: Vec<(u64, String)>,
-    /// Number of ops.
-    pub ops: u64,
 }
 
+/// What the page needs besides the ops.
+pub type MiViewMeta = super::view::ViewMeta<Segments>;
+
 /// The page's data: the metadata and the op stream.
-pub type MiViewData = super::view::ViewData<MiViewMeta>;
+pub type MiViewData = super::view::ViewData<Segments>;
 
 /// Page `p`'s blocks as the view codes their states (USED, FREE, LOCAL, UNCARVED).
 fn block_states(p: &Page) -> Vec<u8> {
@@ -371,71 +359,41 @@ pub fn build(
         step: 0,
         heartbeat: 0,
     };
-    let mut samples = Vec::new();
-    let mut jumps = Vec::new();
-    let mut pending: Vec<u64> = markers.to_vec();
+    let mut chart = Charting::new(markers);
     let mut stats_added = false;
-    let (mut peak, mut peak_event) = (0u64, 0u64);
-    let mut stride = 1u64;
-    let mut next_sample = 0u64;
     let walk = MiWalk::replay(path, model, progress, |w, s| {
         if !stats_added {
             stats_added = true;
             for &n in w.stats_sizes() {
-                if !pending.contains(&n) {
-                    pending.push(n);
-                }
+                chart.add_marker(n);
             }
         }
         let marker = request_size(&s.event.kind).is_some_and(|n| w.stats_sizes().contains(&n));
-        if let Some(size) = request_size(&s.event.kind) {
-            if let Some(k) = pending.iter().position(|&m| m == size) {
-                pending.remove(k);
-                jumps.push((s.index, format!("marker {size}")));
-            }
-        }
-        if let crate::trace::EventKind::Mark { index } = s.event.kind {
-            jumps.push((s.index, format!("mark {index}")));
-        }
+        chart.event(s.index, &s.event.kind);
         let (live, segs, resident) = on_model!(w, m => {
             g.after(m, s, marker);
             use crate::alloc::Allocator;
             (m.stats().live_bytes, m.segment_bytes(), m.resident_bytes())
         });
-        if live > peak {
-            peak = live;
-            peak_event = s.index;
-        }
-        if s.index >= next_sample {
-            samples.push((s.index, live, segs, resident));
-            next_sample = s.index + stride;
-            if samples.len() as u64 >= 2 * SAMPLES {
-                samples = std::mem::take(&mut samples)
-                    .into_iter()
-                    .step_by(2)
-                    .collect();
-                stride *= 2;
-            }
-        }
+        chart.footprint(s.index, live, segs, resident);
         Flow::Next
     })?;
-    jumps.push((peak_event, format!("peak ({peak} bytes live)")));
-    jumps.sort();
     let model_name = on_model!(walk, m => { use crate::alloc::Allocator; m.name().to_string() });
     Ok(MiViewData {
         meta: MiViewMeta {
             title: walk.name().to_string(),
             model: model_name,
-            how: walk.how().to_string(),
             events: walk.events(),
-            segments: g.meta_segments,
-            pages: g.meta_pages,
-            rules: super::mimalloc::MiRule::SHORT
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            samples,
-            jumps,
+            layout: Segments {
+                how: walk.how().to_string(),
+                segments: g.meta_segments,
+                pages: g.meta_pages,
+                rules: super::mimalloc::MiRule::SHORT
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            },
+            chart: chart.finish(),
             ops: g.nops,
         },
         ops: g.ops,
@@ -464,7 +422,6 @@ pub fn pages_of(walk: &MiWalk) -> Vec<(u64, Vec<u8>)> {
 pub fn page(data: &MiViewData) -> String {
     super::view::page_of(
         data,
-        &data.meta.title,
         &["event", "segments", "pages", "live-blocks"],
         include_str!("miview.js"),
     )

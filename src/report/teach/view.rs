@@ -37,15 +37,29 @@ use std::path::Path;
 /// Samples of the footprint chart (at most this many).
 const SAMPLES: u64 = 2000;
 
-/// What the page needs besides the ops.
+/// What a view page needs besides the ops, whatever the allocator: the trace, the model,
+/// the allocator's own layout `L` ([`Pools`], [`super::miview::Segments`]) and the chart.
 #[derive(Debug, Clone, Serialize)]
-pub struct ViewMeta {
+pub struct ViewMeta<L = Pools> {
     /// The trace's name.
     pub title: String,
-    /// The preset's name.
+    /// The model's name.
     pub model: String,
-    /// Events in the trace.
+    /// Events in the trace (a mimalloc recording's count its OS lines).
     pub events: u64,
+    /// What the page's script needs to place the allocator's blocks.
+    #[serde(flatten)]
+    pub layout: L,
+    /// The footprint chart and the jump buttons.
+    #[serde(flatten)]
+    pub chart: Chart,
+    /// Number of ops.
+    pub ops: u64,
+}
+
+/// pymalloc's layout on the page: where a block key's arena slot, pool and block are.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pools {
     /// `POOL_SIZE`.
     pub pool_size: u64,
     /// `ARENA_SIZE`.
@@ -64,20 +78,100 @@ pub struct ViewMeta {
     pub class_blocks: Vec<u32>,
     /// Arena bases, in the order of the arena-map ops.
     pub arena_bases: Vec<u64>,
-    /// (event, live bytes, mapped bytes, resident bytes) samples: resident as `pyalloc
-    /// compare` counts it, the arenas' pages written and not given back.
+}
+
+/// A view page's footprint chart and jump buttons.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Chart {
+    /// (event, live bytes, mapped bytes, resident bytes) samples, at most `2 · SAMPLES`:
+    /// mapped = pymalloc's arenas or mimalloc's segments; resident as `pyalloc compare`
+    /// counts it, the pages written and not given back.
     pub samples: Vec<(u64, u64, u64, u64)>,
-    /// (event, label) jumps: markers and the peak.
+    /// (event, label) jumps: marks, markers and the peak, in event order.
     pub jumps: Vec<(u64, String)>,
-    /// Number of ops.
-    pub ops: u64,
+}
+
+/// A [`Chart`] gathered event by event, as a walk goes.
+///
+/// Samples: every `stride`-th event from the first; when `2 · SAMPLES` are held, every
+/// other one is dropped and the stride doubled. Jumps: each `# mark`, the first top-level
+/// O/M request of each marker size, and (at [`finish`](Self::finish)) the first event at
+/// which live bytes peaked.
+pub(crate) struct Charting {
+    chart: Chart,
+    pending: Vec<u64>, // marker sizes whose first request is still to come
+    peak: u64,         // the most live bytes so far
+    peak_event: u64,   // the first event with `peak` live
+    stride: u64,       // events between samples
+    next_sample: u64,  // the event of the next sample
+}
+
+impl Charting {
+    /// A chart with jumps at the first request of each size in `markers`.
+    pub(crate) fn new(markers: &[u64]) -> Charting {
+        Charting {
+            chart: Chart::default(),
+            pending: markers.to_vec(),
+            peak: 0,
+            peak_event: 0,
+            stride: 1,
+            next_sample: 0,
+        }
+    }
+
+    /// Adds a marker size (once, however often it is added).
+    pub(crate) fn add_marker(&mut self, size: u64) {
+        if !self.pending.contains(&size) {
+            self.pending.push(size);
+        }
+    }
+
+    /// Notes event `index`: a jump when it is a `# mark` or a marker's first request.
+    pub(crate) fn event(&mut self, index: u64, kind: &EventKind) {
+        if let EventKind::Mark { index: mark } = *kind {
+            self.chart.jumps.push((index, format!("mark {mark}")));
+        }
+        if let Some(size) = crate::replay::pymalloc::request_size(kind) {
+            if let Some(k) = self.pending.iter().position(|&m| m == size) {
+                self.pending.remove(k);
+                self.chart.jumps.push((index, format!("marker {size}")));
+            }
+        }
+    }
+
+    /// Notes the footprint after event `index`.
+    pub(crate) fn footprint(&mut self, index: u64, live: u64, mapped: u64, resident: u64) {
+        if live > self.peak {
+            self.peak = live;
+            self.peak_event = index;
+        }
+        if index >= self.next_sample {
+            let samples = &mut self.chart.samples;
+            samples.push((index, live, mapped, resident));
+            self.next_sample = index + self.stride;
+            if samples.len() as u64 >= 2 * SAMPLES {
+                *samples = std::mem::take(samples).into_iter().step_by(2).collect();
+                self.stride *= 2;
+            }
+        }
+    }
+
+    /// The chart, with the peak's jump.
+    pub(crate) fn finish(mut self) -> Chart {
+        let (peak, at) = (self.peak, self.peak_event);
+        self.chart
+            .jumps
+            .push((at, format!("peak ({peak} bytes live)")));
+        self.chart.jumps.sort();
+        self.chart
+    }
 }
 
 /// The page's data: the metadata and the op stream.
 #[derive(Debug, Clone)]
-pub struct ViewData<M = ViewMeta> {
+pub struct ViewData<L = Pools> {
     /// Everything but the ops.
-    pub meta: M,
+    pub meta: ViewMeta<L>,
     /// The ops, varint-encoded.
     pub ops: Vec<u8>,
 }
@@ -220,12 +314,8 @@ fn gather(
     let mut keys: HashMap<u64, u64> = HashMap::new(); // live small block -> key
     let mut slots: Vec<u64> = Vec::new(); // arena base by slot, as the page knows it
     let mut arena_bases = Vec::new();
-    let mut samples = Vec::new();
-    let mut jumps = Vec::new();
-    let mut pending_markers: Vec<u64> = markers.to_vec();
+    let mut chart = Charting::new(markers);
     let mut arena_lines = false;
-    let (mut peak, mut peak_event) = (0u64, 0u64);
-    let mut stride = 1u64; // sample every `stride` events, doubled when the buffer fills
     let mut op = |ops: &mut Vec<u8>, nops: &mut u64, event: u64, tag: u8, szidx: u8, key: u64| {
         varint(ops, event - last_event);
         last_event = event;
@@ -240,17 +330,10 @@ fn gather(
         let g = geom.get_or_insert_with(|| Geometry::of(m));
         let (params, nclasses, max_pools, cap) = (&g.params, g.nclasses, g.max_pools, g.cap);
         let i = s.index;
-        match s.event.kind {
-            EventKind::ArenaAlloc { .. } | EventKind::ArenaFree { .. } => arena_lines = true,
-            EventKind::Mark { index } => jumps.push((i, format!("mark {index}"))),
-            _ => {}
+        if let EventKind::ArenaAlloc { .. } | EventKind::ArenaFree { .. } = s.event.kind {
+            arena_lines = true;
         }
-        if let Some(size) = crate::replay::pymalloc::request_size(&s.event.kind) {
-            if let Some(k) = pending_markers.iter().position(|&m| m == size) {
-                pending_markers.remove(k);
-                jumps.push((i, format!("marker {size}")));
-            }
-        }
+        chart.event(i, &s.event.kind);
         // Frees first (their keys are known), then arena changes, then allocations.
         for c in &s.changes {
             if let Change::Free { addr } = *c {
@@ -302,20 +385,7 @@ fn gather(
             }
         }
         let st = m.stats();
-        if st.live_bytes > peak {
-            peak = st.live_bytes;
-            peak_event = i;
-        }
-        if i % stride == 0 {
-            samples.push((i, st.live_bytes, st.mapped_bytes, resident));
-            if samples.len() as u64 >= 2 * SAMPLES {
-                samples = std::mem::take(&mut samples)
-                    .into_iter()
-                    .step_by(2)
-                    .collect();
-                stride *= 2;
-            }
-        }
+        chart.footprint(i, st.live_bytes, st.mapped_bytes, resident);
     };
     let (events, title, fallback) = run(&mut each)?;
     let Geometry {
@@ -325,24 +395,23 @@ fn gather(
         cap,
         class_blocks,
     } = geom.unwrap_or(fallback);
-    jumps.push((peak_event, format!("peak ({peak} bytes live)")));
-    jumps.sort();
     Ok(ViewData {
         meta: ViewMeta {
             title,
             model: params.name.to_string(),
             events,
-            pool_size: params.pool_size(),
-            arena_size: params.arena_size(),
-            overhead: params.pool_overhead(),
-            max_pools,
-            cap,
-            slots: slots.len() as u32,
-            class_bytes: (0..nclasses).map(|s| params.class_size(s)).collect(),
-            class_blocks,
-            arena_bases,
-            samples,
-            jumps,
+            layout: Pools {
+                pool_size: params.pool_size(),
+                arena_size: params.arena_size(),
+                overhead: params.pool_overhead(),
+                max_pools,
+                cap,
+                slots: slots.len() as u32,
+                class_bytes: (0..nclasses).map(|s| params.class_size(s)).collect(),
+                class_blocks,
+                arena_bases,
+            },
+            chart: chart.finish(),
             ops: nops,
         },
         ops,
@@ -353,24 +422,18 @@ fn gather(
 pub fn page(data: &ViewData) -> String {
     page_of(
         data,
-        &data.meta.title,
         &["event", "arenas", "used-pools", "live-blocks"],
         include_str!("view.js"),
     )
 }
 
-/// A view page titled `title`: style, the page's HTML, the metadata and ops of `data`,
-/// the shared controls and the page's own `script`, in one file (no network); `<body>`
-/// carries `counters` as `data-` attributes, 0 until the script sets them.
-pub(crate) fn page_of<M: Serialize>(
-    data: &ViewData<M>,
-    title: &str,
-    counters: &[&str],
-    script: &str,
-) -> String {
+/// A view page titled by its trace: style, the page's HTML, the metadata and ops of
+/// `data`, the shared controls and the page's own `script`, in one file (no network);
+/// `<body>` carries `counters` as `data-` attributes, 0 until the script sets them.
+pub(crate) fn page_of<L: Serialize>(data: &ViewData<L>, counters: &[&str], script: &str) -> String {
     let meta = serde_json::to_string(&data.meta).unwrap_or_else(|_| "{}".into());
     let ops = base64::engine::general_purpose::STANDARD.encode(&data.ops);
-    let title = super::map::escape(title);
+    let title = crate::report::svg::escape(&data.meta.title);
     let body: String = counters
         .iter()
         .map(|c| format!(" data-{c}=\"0\""))

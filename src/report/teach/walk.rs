@@ -29,7 +29,7 @@ use crate::replay::pymalloc::{request_size, ReplayModel};
 use crate::replay::ReplayError as CheckError;
 use crate::replay::{drive, Cause, DriveOptions, Flow, Replay, Replayer, Source, Step};
 use crate::trace::pymalloc3::Pymalloc3Reader;
-use crate::trace::{Domain, Event, EventKind, EventReader};
+use crate::trace::{Event, EventKind, EventReader};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -112,11 +112,6 @@ impl Rule {
             Rule::ReallocInPlace => 7,
         }
     }
-}
-
-/// An O or M domain call (pymalloc's, in CPython 3; the 2.7 recordings' `m O`).
-fn om(d: Domain) -> bool {
-    matches!(d, Domain::Obj | Domain::Mem)
 }
 
 /// Where the next request of `nbytes` will come from, read off the model before the step.
@@ -481,7 +476,7 @@ impl Blocks {
             EventKind::Malloc { domain, .. }
             | EventKind::Calloc { domain, .. }
             | EventKind::Realloc { domain, .. }
-                if om(domain) =>
+                if domain.is_om() =>
             {
                 request_size(&ev.kind).map(|n| (n, classify(model, n)))
             }
@@ -500,8 +495,8 @@ impl Blocks {
     ) -> Stepped {
         let mut changes = Vec::new();
         let (freed, got, size) = match ev.kind {
-            EventKind::Malloc { domain, addr, size } if om(domain) => (None, Some(addr), size),
-            EventKind::Calloc { domain, addr, .. } if om(domain) => {
+            EventKind::Malloc { domain, addr, size } if domain.is_om() => (None, Some(addr), size),
+            EventKind::Calloc { domain, addr, .. } if domain.is_om() => {
                 (None, Some(addr), pre.map_or(0, |p| p.0))
             }
             EventKind::Realloc {
@@ -509,7 +504,7 @@ impl Blocks {
                 old,
                 new,
                 size,
-            } if om(domain) => {
+            } if domain.is_om() => {
                 if old == new && !old.is_null() && self.small.contains_key(&old.0) {
                     let szidx = model.params().size_class(size);
                     let rule = Rule::ReallocInPlace;
@@ -523,7 +518,7 @@ impl Blocks {
                     ((!old.is_null()).then_some(old), Some(new), size)
                 }
             }
-            EventKind::Free { domain, addr } if om(domain) => (Some(addr), None, 0),
+            EventKind::Free { domain, addr } if domain.is_om() => (Some(addr), None, 0),
             _ => (None, None, 0),
         };
         if let Some(old) = freed {
