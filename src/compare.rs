@@ -225,57 +225,127 @@ pub enum CompareError {
     },
 }
 
-/// A call as every model sees it: recorded addresses replaced by block ids.
-#[derive(Debug, Clone, Copy)]
-enum Op {
-    Malloc {
-        route: Route,
-        id: u32,
-        size: u64,
-    },
-    Calloc {
-        route: Route,
-        id: u32,
-        nelem: u64,
-        elsize: u64,
-    },
-    Realloc {
-        route: Route,
-        old: u32,
-        id: u32,
-        size: u64,
-    },
-    Free {
-        route: Route,
-        id: u32,
-    },
-    Memalign {
-        id: u32,
-        align: u64,
-        size: u64,
-    },
-    Mallopt {
-        param: i64,
-        value: i64,
-    },
-    Map {
-        id: u32,
-        size: u64,
-    },
-    Unmap {
-        id: u32,
-        size: u64,
-    },
-}
-
-/// An op with where it came from and what the program holds after it.
+/// A call as every model sees it (recorded addresses replaced by block ids), packed in 24
+/// bytes with the program's live bytes after it. Steps are what the feed writes once and
+/// every model reads, so they are small: the event is implied (the previous step's event
+/// + 1 + `gap`), operands beyond one size ride in [`Batch::extra`] and the line in
+/// [`Batch::lines`] (read only for an error).
+///
+/// ```text
+///  word: 63 ........ 38 | 37     | 36                | 35 .. 32 | 31 ........ 0
+///        gap (26 bits)  | marker | route (1: system) | kind     | id
+///
+///  kind       id          size                     extra (in step order)
+///  MALLOC     the block   bytes
+///  CALLOC     the block   nelem                    elsize
+///  REALLOC    new block   bytes                    old block (NO_ID: realloc(NULL, n))
+///  FREE       the block
+///  MEMALIGN   the block   bytes                    alignment
+///  MALLOPT                param                    value
+///  MAP        mapping     bytes
+///  UNMAP      mapping     bytes
+///  SKIP                   events without a step (more than a gap holds)
+/// ```
 #[derive(Debug, Clone, Copy)]
 struct Step {
-    op: Op,
-    event: u64,
-    line: u64,
-    live: u64,    // the program's live bytes after the call
-    marker: bool, // a marker request
+    word: u64,
+    size: u64,
+    live: u64, // the program's live bytes after the call
+}
+
+const MALLOC: u64 = 0;
+const CALLOC: u64 = 1;
+const REALLOC: u64 = 2;
+const FREE: u64 = 3;
+const MEMALIGN: u64 = 4;
+const MALLOPT: u64 = 5;
+const MAP: u64 = 6;
+const UNMAP: u64 = 7;
+const SKIP: u64 = 8;
+
+/// Bits of [`Step::word`]'s `gap`.
+const GAP_BITS: u32 = 26;
+
+impl Step {
+    /// A call of `kind` on `route` about block `id`.
+    #[inline(always)]
+    fn call(kind: u64, route: Route, id: u32, size: u64) -> Step {
+        let system = u64::from(route == Route::System);
+        Step {
+            word: system << 36 | kind << 32 | u64::from(id),
+            size,
+            live: 0,
+        }
+    }
+
+    /// A step that only moves the event count on by `gap`.
+    fn skip(gap: u64, live: u64) -> Step {
+        Step {
+            word: SKIP << 32,
+            size: gap,
+            live,
+        }
+    }
+
+    /// Events between the previous step and this one.
+    #[inline(always)]
+    fn gap(&self) -> u64 {
+        self.word >> 38
+    }
+
+    #[inline(always)]
+    fn marker(&self) -> bool {
+        self.word >> 37 & 1 != 0
+    }
+
+    #[inline(always)]
+    fn route(&self) -> Route {
+        if self.word >> 36 & 1 != 0 {
+            Route::System
+        } else {
+            Route::Object
+        }
+    }
+
+    #[inline(always)]
+    fn kind(&self) -> u64 {
+        self.word >> 32 & 15
+    }
+
+    #[inline(always)]
+    fn id(&self) -> u32 {
+        self.word as u32
+    }
+}
+
+/// The steps the feed hands to every model at once.
+#[derive(Debug, Default)]
+struct Batch {
+    steps: Vec<Step>,
+    extra: Vec<u64>,        // operands that do not fit a step, in step order
+    lines: Vec<(u64, u64)>, // (event, line - event) from that event on; one at the first step
+}
+
+impl Batch {
+    fn with_capacity(n: usize) -> Batch {
+        Batch {
+            steps: Vec::with_capacity(n),
+            ..Batch::default()
+        }
+    }
+
+    fn clear(&mut self) {
+        self.steps.clear();
+        self.extra.clear();
+        self.lines.clear();
+    }
+
+    /// The line of event `event` (one of this batch's steps).
+    fn line(&self, event: u64) -> u64 {
+        let at = self.lines.partition_point(|&(e, _)| e <= event);
+        let (_, delta) = self.lines[at.saturating_sub(1)];
+        event.wrapping_add(delta)
+    }
 }
 
 /// No block (a `realloc(NULL, n)`).
@@ -366,11 +436,47 @@ impl IdTable {
     }
 }
 
+/// A `u64` per block id, in pages of 2^16 ids that never move: the table grows by a page
+/// (zeroed by the system as it is first touched), never by copying what it holds. The
+/// translator hands ids out densely (freed ones first), so the pages are few and full.
+#[derive(Default)]
+struct ById {
+    pages: Vec<Box<[u64]>>, // id -> pages[id / 2^16][id mod 2^16]
+}
+
+/// log2 of the ids in a [`ById`] page (512 KiB of values).
+const BY_ID_SHIFT: u32 = 16;
+
+impl ById {
+    #[inline(always)]
+    fn get(&self, id: u32) -> u64 {
+        self.pages[(id >> BY_ID_SHIFT) as usize][(id & ((1 << BY_ID_SHIFT) - 1)) as usize]
+    }
+
+    #[inline(always)]
+    fn set(&mut self, id: u32, v: u64) {
+        let p = (id >> BY_ID_SHIFT) as usize;
+        if p >= self.pages.len() {
+            self.grow(p);
+        }
+        self.pages[p][(id & ((1 << BY_ID_SHIFT) - 1)) as usize] = v;
+    }
+
+    #[cold]
+    fn grow(&mut self, p: usize) {
+        while self.pages.len() <= p {
+            self.pages
+                .push(vec![0; 1 << BY_ID_SHIFT].into_boxed_slice());
+        }
+    }
+}
+
 /// Recorded addresses → block ids (reused), and the program's live bytes.
 #[derive(Default)]
 struct Translator {
     ids: IdTable,       // recorded address of a live block -> its id
-    sizes: Vec<u64>,    // id -> bytes asked for
+    sizes: ById,        // id -> bytes asked for
+    made: u32,          // ids handed out so far
     free_ids: Vec<u32>, // ids to reuse
     live: u64,
 }
@@ -378,10 +484,10 @@ struct Translator {
 impl Translator {
     fn born(&mut self, addr: Addr, size: u64) -> u32 {
         let id = self.free_ids.pop().unwrap_or_else(|| {
-            self.sizes.push(0);
-            (self.sizes.len() - 1) as u32
+            self.made += 1;
+            self.made - 1
         });
-        self.sizes[id as usize] = size;
+        self.sizes.set(id, size);
         self.live += size;
         self.ids.insert(addr.0, id);
         id
@@ -389,7 +495,7 @@ impl Translator {
 
     fn dies(&mut self, addr: Addr) -> Option<u32> {
         let id = self.ids.take(addr.0)?;
-        self.live -= self.sizes[id as usize];
+        self.live -= self.sizes.get(id);
         self.free_ids.push(id);
         Some(id)
     }
@@ -399,10 +505,11 @@ impl Translator {
 struct Runner {
     name: String,
     stack: Stack,
-    addrs: Vec<u64>, // block id -> the model's address
+    addrs: ById, // block id -> the model's address
     run: ModelRun,
     stride: u64,      // events between samples
     next_sample: u64, // the event at which the next sample is taken
+    event: u64,       // the event after the last step replayed
     seconds: f64,
     resident_at_peak: u64, // resident bytes when live first reached its peak
 }
@@ -412,7 +519,7 @@ impl Runner {
         Runner {
             name: name.to_string(),
             stack,
-            addrs: Vec::new(),
+            addrs: ById::default(),
             run: ModelRun {
                 model: name.to_string(),
                 peak_live: 0,
@@ -433,6 +540,7 @@ impl Runner {
             },
             stride: 256,
             next_sample: 0,
+            event: 0,
             seconds: 0.0,
             resident_at_peak: 0,
         }
@@ -440,39 +548,37 @@ impl Runner {
 
     #[inline]
     fn set(&mut self, id: u32, a: Addr) {
-        let i = id as usize;
-        if i >= self.addrs.len() {
-            self.addrs.resize(i + 1, 0);
-        }
-        self.addrs[i] = a.0;
+        self.addrs.set(id, a.0);
     }
 
     #[inline]
     fn get(&self, id: u32) -> Addr {
-        Addr(self.addrs[id as usize])
+        Addr(self.addrs.get(id))
     }
 
-    fn apply(&mut self, op: Op) -> Result<(), AllocError> {
-        match op {
-            Op::Malloc { route, id, size } => {
+    /// Replays step `s` (not a skip), its extra operands read from `extra` at `*at`; the
+    /// bytes it requests (0 for none) for its marker row.
+    #[inline(always)]
+    fn apply(&mut self, s: &Step, extra: &[u64], at: &mut usize) -> Result<u64, AllocError> {
+        let (route, id, size) = (s.route(), s.id(), s.size);
+        let mut next = || {
+            *at += 1;
+            extra[*at - 1]
+        };
+        match s.kind() {
+            MALLOC => {
                 let a = self.stack.malloc(route, size)?;
                 self.set(id, a);
             }
-            Op::Calloc {
-                route,
-                id,
-                nelem,
-                elsize,
-            } => {
-                let a = self.stack.calloc(route, nelem, elsize)?;
+            FREE => self.stack.free(route, self.get(id))?,
+            CALLOC => {
+                let elsize = next();
+                let a = self.stack.calloc(route, size, elsize)?;
                 self.set(id, a);
+                return Ok(size.saturating_mul(elsize));
             }
-            Op::Realloc {
-                route,
-                old,
-                id,
-                size,
-            } => {
+            REALLOC => {
+                let old = next() as u32;
                 let from = if old == NO_ID {
                     Addr::NULL
                 } else {
@@ -481,32 +587,45 @@ impl Runner {
                 let a = self.stack.realloc(route, from, size)?;
                 self.set(id, a);
             }
-            Op::Free { route, id } => self.stack.free(route, self.get(id))?,
-            Op::Memalign { id, align, size } => {
-                let a = self.stack.memalign(align, size)?;
+            MEMALIGN => {
+                let a = self.stack.memalign(next(), size)?;
                 self.set(id, a);
             }
-            Op::Mallopt { param, value } => self.stack.mallopt(param, value),
-            Op::Map { id, size } => {
+            MALLOPT => {
+                self.stack.mallopt(size as i64, next() as i64);
+                return Ok(0);
+            }
+            MAP => {
                 let a = self.stack.map(size)?;
                 self.set(id, a);
+                return Ok(0);
             }
-            Op::Unmap { id, size } => self.stack.unmap(self.get(id), size)?,
+            _ => {
+                self.stack.unmap(self.get(id), size)?;
+                return Ok(0);
+            }
         }
-        Ok(())
+        Ok(size)
     }
 
     /// Replays a batch. `read_peak` is the highest live of every event the feed has read so
     /// far (at least up to the end of the batch after this one, held back by the feed until then, or to the trace's end): a new peak below it is not the run's peak, so
     /// its waste is not walked. The run's peak is never below it, so its walk is always
     /// taken, and no later step replaces it (none rises above it): `waste_at_peak` is exact.
-    fn steps(&mut self, steps: &[Step], read_peak: &AtomicU64) -> Result<(), Box<EventError>> {
+    fn steps(&mut self, batch: &Batch, read_peak: &AtomicU64) -> Result<(), Box<EventError>> {
         let t = Instant::now();
-        for s in steps {
-            self.apply(s.op).map_err(|e| {
+        let mut at = 0; // the next of `batch.extra`
+        for s in &batch.steps {
+            let event = self.event + s.gap();
+            if s.kind() == SKIP {
+                self.event += s.size;
+                continue;
+            }
+            self.event = event + 1;
+            let request = self.apply(s, &batch.extra, &mut at).map_err(|e| {
                 Box::new(EventError {
-                    event: s.event,
-                    line: s.line,
+                    event,
+                    line: batch.line(event),
                     source: Cause::Model(e),
                 })
             })?;
@@ -515,23 +634,16 @@ impl Runner {
                 self.run.peak_live = s.live;
                 self.resident_at_peak = resident; // fragmentation computed once, at the end
                 if read_peak.load(Ordering::Relaxed) <= s.live {
-                    self.run.waste_at_peak = Some(self.waste_at(s.event + 1, s.live));
+                    self.run.waste_at_peak = Some(self.waste_at(event + 1, s.live));
                 }
             }
             let r = &mut self.run;
             r.peak_mapped = r.peak_mapped.max(mapped);
             r.peak_resident = r.peak_resident.max(resident);
-            if s.marker {
-                let size = match s.op {
-                    Op::Malloc { size, .. }
-                    | Op::Realloc { size, .. }
-                    | Op::Memalign { size, .. } => size,
-                    Op::Calloc { nelem, elsize, .. } => nelem * elsize,
-                    _ => 0,
-                };
+            if s.marker() {
                 r.markers.push(MarkerRow {
-                    size,
-                    event: s.event,
+                    size: request,
+                    event,
                     live: s.live,
                     mapped,
                     resident,
@@ -540,9 +652,9 @@ impl Runner {
             r.final_live = s.live;
             r.final_mapped = mapped;
             r.final_resident = resident;
-            if s.event >= self.next_sample {
+            if event >= self.next_sample {
                 self.sample(Sample {
-                    event: s.event + 1,
+                    event: event + 1,
                     live: s.live,
                     mapped,
                     resident,
@@ -679,11 +791,11 @@ pub fn compare_trace(
         let mut txs = Vec::new();
         let mut handles = Vec::new();
         for mut r in runners {
-            let (tx, rx) = sync_channel::<Arc<Vec<Step>>>(4);
+            let (tx, rx) = sync_channel::<Arc<Batch>>(4);
             txs.push(tx);
             handles.push(
                 scope.spawn(move || -> Result<Runner, (String, Box<EventError>)> {
-                    let rx: Receiver<Arc<Vec<Step>>> = rx;
+                    let rx: Receiver<Arc<Batch>> = rx;
                     let cpu = thread_cpu();
                     for batch in rx {
                         if let Err(e) = r.steps(&batch, read_peak) {
@@ -700,7 +812,8 @@ pub fn compare_trace(
         }
         let mut feed = Feed {
             tr: Translator::default(),
-            steps: Vec::with_capacity(BATCH),
+            batch: Batch::with_capacity(BATCH),
+            event: 0,
             txs,
             markers: &opts.markers,
             sent: VecDeque::new(),
@@ -759,35 +872,36 @@ pub fn compare_trace(
 /// The driver's consumer: each event translated into a step, batches handed to the
 /// models' threads.
 struct Feed<'a> {
-    tr: Translator,                       // recorded addresses -> block ids, live bytes
-    steps: Vec<Step>,                     // the batch being filled
-    txs: Vec<SyncSender<Arc<Vec<Step>>>>, // one channel per model
-    markers: &'a [u64],                   // marker request sizes
-    sent: VecDeque<Arc<Vec<Step>>>,       // batches handed out, oldest first (to reuse)
-    held: Option<Arc<Vec<Step>>>,         // the last full batch, sent when the next is full
-    max_live: u64,                        // the highest live of the steps made so far
-    read_peak: &'a AtomicU64,             // max_live, for the models (stored as it rises)
-    until: u64,                           // events to replay
+    tr: Translator,                   // recorded addresses -> block ids, live bytes
+    batch: Batch,                     // the batch being filled
+    event: u64,                       // the event after the last step made
+    txs: Vec<SyncSender<Arc<Batch>>>, // one channel per model
+    markers: &'a [u64],               // marker request sizes
+    sent: VecDeque<Arc<Batch>>,       // batches handed out, oldest first (to reuse)
+    held: Option<Arc<Batch>>,         // the last full batch, sent when the next is full
+    max_live: u64,                    // the highest live of the steps made so far
+    read_peak: &'a AtomicU64,         // max_live, for the models (stored as it rises)
+    until: u64,                       // events to replay
 }
 
 impl Feed<'_> {
     /// Hands the batch before this one to every model and holds this one back; false when
     /// one has stopped (its error is reported when its thread is joined).
     fn flush(&mut self) -> bool {
-        if self.steps.is_empty() {
+        if self.batch.steps.is_empty() {
             return true;
         }
-        // the oldest batch every model is done with is reused (no fresh half-megabyte
-        // allocation, and its page faults, per batch)
+        // the oldest batch every model is done with is reused (no fresh allocation, and
+        // its page faults, per batch)
         let next = match self.sent.front().map(Arc::strong_count) {
             Some(1) => {
-                let mut v = self.sent.pop_front().and_then(|b| Arc::try_unwrap(b).ok());
-                v.as_mut().map(Vec::clear);
-                v.unwrap_or_else(|| Vec::with_capacity(BATCH))
+                let mut b = self.sent.pop_front().and_then(|b| Arc::try_unwrap(b).ok());
+                b.as_mut().map(Batch::clear);
+                b.unwrap_or_else(|| Batch::with_capacity(BATCH))
             }
-            _ => Vec::with_capacity(BATCH),
+            _ => Batch::with_capacity(BATCH),
         };
-        let b = Arc::new(std::mem::replace(&mut self.steps, next));
+        let b = Arc::new(std::mem::replace(&mut self.batch, next));
         // one batch held back: a model replaying a batch knows (`read_peak`) the live of
         // every event up to the end of the next one, so fewer of its new peaks are walked
         match self.held.replace(b) {
@@ -797,7 +911,7 @@ impl Feed<'_> {
     }
 
     /// Hands `b` to every model; false when one has stopped.
-    fn send(&mut self, b: Arc<Vec<Step>>) -> bool {
+    fn send(&mut self, b: Arc<Batch>) -> bool {
         let sent = self.txs.iter().all(|tx| tx.send(b.clone()).is_ok());
         self.sent.push_back(b);
         sent
@@ -818,15 +932,30 @@ impl Replay for Feed<'_> {
         if index >= self.until {
             return Ok(Flow::Stop); // counted by the driver: see `compare_trace`
         }
-        match translate(&mut self.tr, e, index, self.markers) {
-            Ok(Some(s)) => {
-                if s.live > self.max_live {
+        match translate(&mut self.tr, e, &mut self.batch.extra) {
+            Ok(Some((mut step, request))) => {
+                let live = self.tr.live;
+                if live > self.max_live {
                     // published at once: a model behind learns its new peak is not the run's
-                    self.max_live = s.live;
-                    self.read_peak.store(s.live, Ordering::Relaxed);
+                    self.max_live = live;
+                    self.read_peak.store(live, Ordering::Relaxed);
                 }
-                self.steps.push(s);
-                if self.steps.len() >= BATCH && !self.flush() {
+                let b = &mut self.batch;
+                let mut gap = index - self.event;
+                if gap >> GAP_BITS != 0 {
+                    b.steps.push(Step::skip(gap, live));
+                    gap = 0;
+                }
+                self.event = index + 1;
+                let delta = e.line.wrapping_sub(index);
+                if b.lines.last().is_none_or(|&(_, d)| d != delta) {
+                    b.lines.push((index, delta));
+                }
+                let marker = request > 0 && self.markers.contains(&request);
+                step.word |= gap << 38 | u64::from(marker) << 37;
+                step.live = live;
+                b.steps.push(step);
+                if b.steps.len() >= BATCH && !self.flush() {
                     return Ok(Flow::Stop); // a model stopped: its error is reported
                 }
             }
@@ -837,13 +966,15 @@ impl Replay for Feed<'_> {
     }
 }
 
-/// The step an event makes, if any; `Err` names a free of an address not live.
+/// The step an event makes, if any (its gap, marker and live left for the feed), its
+/// extra operands pushed on `extra`, and the bytes it requests (0 for none); `Err` names a
+/// free of an address not live.
+#[inline(always)]
 fn translate(
     tr: &mut Translator,
     e: &Event,
-    event: u64,
-    markers: &[u64],
-) -> Result<Option<Step>, (&'static str, Addr)> {
+    extra: &mut Vec<u64>,
+) -> Result<Option<(Step, u64)>, (&'static str, Addr)> {
     let route = |d: Domain| match d {
         Domain::Obj | Domain::Mem => Some(Route::Object),
         Domain::Raw | Domain::Libc => Some(Route::System),
@@ -852,26 +983,16 @@ fn translate(
     // the route of a call about block `a`: none for a nested call (the model's business)
     // or a NULL block (a failed call, free(NULL): nothing changed)
     let routed = |d: Domain, a: Addr| route(d).filter(|_| !a.is_null());
-    let mut request = 0u64;
-    let op = match e.kind {
+    let system = Route::System;
+    let (step, request) = match e.kind {
         EventKind::Malloc { domain, size, addr } => {
             let Some(route) = routed(domain, addr) else {
                 return Ok(None);
             };
-            request = size;
-            Op::Malloc {
-                route,
-                id: tr.born(addr, size),
-                size,
-            }
+            (Step::call(MALLOC, route, tr.born(addr, size), size), size)
         }
         EventKind::BlockNew { size, addr, .. } => {
-            request = size;
-            Op::Malloc {
-                route: Route::System,
-                id: tr.born(addr, size),
-                size,
-            }
+            (Step::call(MALLOC, system, tr.born(addr, size), size), size)
         }
         EventKind::Calloc {
             domain,
@@ -882,45 +1003,42 @@ fn translate(
             let Some(route) = routed(domain, addr) else {
                 return Ok(None);
             };
-            request = nelem.saturating_mul(elsize);
-            Op::Calloc {
-                route,
-                id: tr.born(addr, request),
-                nelem,
-                elsize,
-            }
+            let request = nelem.saturating_mul(elsize);
+            extra.push(elsize);
+            (
+                Step::call(CALLOC, route, tr.born(addr, request), nelem),
+                request,
+            )
         }
         EventKind::Memalign { align, size, addr } => {
-            request = size;
-            Op::Memalign {
-                id: tr.born(addr, size),
-                align,
+            extra.push(align);
+            (
+                Step::call(MEMALIGN, system, tr.born(addr, size), size),
                 size,
-            }
+            )
         }
         EventKind::Valloc { size, addr } | EventKind::Pvalloc { size, addr } => {
-            request = size;
-            Op::Memalign {
-                id: tr.born(addr, size),
-                align: 4096,
+            extra.push(4096);
+            (
+                Step::call(MEMALIGN, system, tr.born(addr, size), size),
                 size,
-            }
+            )
         }
         EventKind::Free { domain, addr } => {
             let Some(route) = routed(domain, addr) else {
                 return Ok(None);
             };
             match tr.dies(addr) {
-                Some(id) => Op::Free { route, id },
+                Some(id) => (Step::call(FREE, route, id, 0), 0),
                 // a raw block the recording missed (the driver counts it): nothing to free
                 None if domain == Domain::Raw => return Ok(None),
                 None => return Err(("free", addr)),
             }
         }
-        EventKind::ClearFree { addr, .. } => Op::Free {
-            route: Route::System,
-            id: tr.dies(addr).ok_or(("free", addr))?,
-        },
+        EventKind::ClearFree { addr, .. } => {
+            let id = tr.dies(addr).ok_or(("free", addr))?;
+            (Step::call(FREE, system, id, 0), 0)
+        }
         EventKind::Realloc {
             domain,
             old,
@@ -945,39 +1063,30 @@ fn translate(
                     return Ok(None); // realloc(p, 0) of a block the recording missed
                 }
                 // realloc(p, 0) that freed p
-                Op::Free { route, id: old_id }
+                (Step::call(FREE, route, old_id, 0), 0)
             } else {
-                request = size;
-                Op::Realloc {
-                    route,
-                    old: old_id,
-                    id: tr.born(new, size),
-                    size,
-                }
+                extra.push(u64::from(old_id));
+                (Step::call(REALLOC, route, tr.born(new, size), size), size)
             }
         }
-        EventKind::Mallopt { param, value, .. } => Op::Mallopt { param, value },
+        EventKind::Mallopt { param, value, .. } => {
+            extra.push(value as u64);
+            (Step::call(MALLOPT, system, 0, param as u64), 0)
+        }
         EventKind::VirtualAlloc { size, addr } => {
             if addr.is_null() {
                 return Ok(None);
             }
             // a mapping, not a request: its bytes do not count as live
-            let id = tr.born(addr, 0);
-            Op::Map { id, size }
+            (Step::call(MAP, system, tr.born(addr, 0), size), 0)
         }
-        EventKind::VirtualFree { addr, size } => Op::Unmap {
-            id: tr.dies(addr).ok_or(("munmap", addr))?,
-            size,
-        },
+        EventKind::VirtualFree { addr, size } => {
+            let id = tr.dies(addr).ok_or(("munmap", addr))?;
+            (Step::call(UNMAP, system, id, size), 0)
+        }
         _ => return Ok(None),
     };
-    Ok(Some(Step {
-        op,
-        event,
-        line: e.line,
-        live: tr.live,
-        marker: request > 0 && markers.contains(&request),
-    }))
+    Ok(Some((step, request)))
 }
 
 #[cfg(test)]
@@ -1018,6 +1127,57 @@ mod tests {
             assert_eq!(t.take(at(i)), Some(i as u32), "{:#x}", at(i));
             assert_eq!(t.take(at(i)), None);
         }
+    }
+
+    #[test]
+    fn a_step_gives_back_what_was_packed_in_it() {
+        for (kind, route, id, size) in [
+            (MALLOC, Route::Object, 0, 1),
+            (REALLOC, Route::System, u32::MAX - 1, u64::MAX),
+            (UNMAP, Route::System, 12345, 1 << 40),
+        ] {
+            for (gap, marker) in [(0, false), ((1 << GAP_BITS) - 1, true)] {
+                let mut s = Step::call(kind, route, id, size);
+                s.word |= gap << 38 | u64::from(marker) << 37;
+                assert_eq!(
+                    (s.kind(), s.route(), s.id(), s.size, s.gap(), s.marker()),
+                    (kind, route, id, size, gap, marker)
+                );
+            }
+        }
+        let s = Step::skip(1 << 40, 7);
+        assert_eq!((s.kind(), s.size, s.live, s.gap()), (SKIP, 1 << 40, 7, 0));
+    }
+
+    #[test]
+    fn a_batch_names_the_line_of_each_event_from_its_change_points() {
+        let b = Batch {
+            lines: vec![(100, 3), (105, 9), (200, 10)],
+            ..Batch::default()
+        };
+        for (event, line) in [(100, 103), (104, 107), (105, 114), (199, 208), (250, 260)] {
+            assert_eq!(b.line(event), line, "event {event}");
+        }
+    }
+
+    #[test]
+    fn ids_beyond_a_page_keep_their_values() {
+        let mut t = ById::default();
+        let ids = [
+            0u32,
+            1,
+            (1 << BY_ID_SHIFT) - 1,
+            1 << BY_ID_SHIFT,
+            3 << BY_ID_SHIFT,
+        ];
+        for (k, &id) in ids.iter().enumerate() {
+            t.set(id, 1000 + k as u64);
+        }
+        assert_eq!(t.pages.len(), 4, "pages up to the highest id, none moved");
+        for (k, &id) in ids.iter().enumerate() {
+            assert_eq!(t.get(id), 1000 + k as u64);
+        }
+        assert_eq!(t.get(2), 0, "never set");
     }
 
     #[test]

@@ -358,3 +358,42 @@ fn every_command_reads_model_names_alike() {
     assert!(!checked.status.success());
     assert!(stderr(&checked).contains("what-if"), "{}", stderr(&checked));
 }
+
+/// A model's refusal deep in a trace (batches after the first, comment and blank lines
+/// before it) names the event and the line it came from, both counted in the text written.
+#[test]
+fn a_refusal_late_in_a_trace_names_its_event_and_line() {
+    let mut text = String::from(
+        "# pymalloc allocation trace recorded from REAL CPython\n# interpreter: CPython 3.11.7\n",
+    );
+    let mut events = 0u64;
+    for i in 0..30_000u64 {
+        if i % 997 == 0 {
+            text.push_str("# a comment\n\n");
+        }
+        let a = 0x7f00_0000_0000u64 + 64 * (i % 50);
+        text.push_str(&format!("m O 40 {a:x}\nf O {a:x}\n"));
+        events += 2;
+    }
+    text.push_str("# the refused request follows\n");
+    let line = text.lines().count() as u64 + 1;
+    text.push_str("m O 18446744073709551000 7f0000001000\n");
+    let dir = std::env::temp_dir().join(format!("pyalloc-refusal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("late.trace");
+    std::fs::write(&path, &text).unwrap();
+    let out = run(&[
+        "compare",
+        path.to_str().unwrap(),
+        "--models",
+        "cpython-3.11,glibc-2.36",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("event {events} (line {line})")),
+        "event {events}, line {line}: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

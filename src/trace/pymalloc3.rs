@@ -15,7 +15,8 @@
 //! Invariant: events + other lines + header lines == lines read.
 //!
 //! Speed: a background thread decompresses (gzip told by its magic) into whole-line
-//! chunks of 1 MiB, recycled through a channel; this thread parses bytes in place — no
+//! chunks of 256 KiB, at most [`BUFFERS`] of them, recycled through a channel (their
+//! memory is written over, not zeroed again); this thread parses bytes in place — no
 //! `String`, no `split`, no allocation per line. Invariant: every chunk handed to the
 //! parser ends with `\n`, so a line never straddles two chunks.
 
@@ -27,7 +28,14 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 1 << 18;
+
+/// Bytes asked of the source at least in one read.
+const READ: usize = 1 << 16;
+
+/// Chunk buffers at most (one filled, two queued, one parsed): the memory a trace's
+/// reading holds, whatever the speed of its consumer.
+const BUFFERS: usize = 4;
 
 /// What the decompressing thread sends: a chunk of whole lines, the read error that
 /// ended the stream (with the offset of text before it), or a line longer than
@@ -64,16 +72,31 @@ pub struct Pymalloc3Reader {
 fn fill_thread(mut inner: Box<dyn Read + Send>, tx: SyncSender<Chunk>, back: Receiver<Vec<u8>>) {
     let mut carry: Vec<u8> = Vec::new(); // the start of a line (no newline in it)
     let mut offset = 0u64;
+    let mut made = 0; // chunk buffers made so far (at most BUFFERS)
     loop {
-        let mut buf = back
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK + 4096));
-        buf.clear();
-        buf.append(&mut carry);
+        let mut buf = match back.try_recv() {
+            Ok(b) => b,
+            Err(_) if made < BUFFERS => {
+                made += 1;
+                Vec::with_capacity(CHUNK + READ)
+            }
+            // every buffer is in flight: wait for the parser to give one back
+            Err(_) => match back.recv() {
+                Ok(b) => b,
+                Err(_) => return, // the reader is gone
+            },
+        };
+        // a recycled buffer keeps its length: the bytes it held are written over, not
+        // zeroed first
+        let mut len = carry.len();
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        buf[..len].copy_from_slice(&carry);
+        carry.clear();
         let mut eof = false;
         let mut has_nl = false; // each byte is looked at once: linear in the line length
         loop {
-            let len = buf.len();
             if len >= CHUNK && has_nl {
                 break;
             }
@@ -81,26 +104,27 @@ fn fill_thread(mut inner: Box<dyn Read + Send>, tx: SyncSender<Chunk>, back: Rec
                 let _ = tx.send(Chunk::TooLong);
                 return;
             }
-            let want = (CHUNK.max(len + 65536)) - len;
-            buf.resize(len + want, 0);
-            match inner.read(&mut buf[len..]) {
+            let want = CHUNK.max(len + READ);
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+            match inner.read(&mut buf[len..want]) {
                 Ok(0) => {
-                    buf.truncate(len);
                     eof = true;
                     break;
                 }
                 Ok(n) => {
                     has_nl = has_nl || buf[len..len + n].contains(&b'\n');
-                    buf.truncate(len + n);
+                    len += n;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(len),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    buf.truncate(len);
                     let _ = tx.send(Chunk::Fault(e, offset + len as u64));
                     return;
                 }
             }
         }
+        buf.truncate(len);
         if eof {
             let unterminated = !buf.is_empty() && buf.last() != Some(&b'\n');
             if unterminated {
@@ -401,7 +425,9 @@ impl Pymalloc3Reader {
             Ok(Chunk::Lines(chunk)) => {
                 self.offset += self.buf.len() as u64;
                 let old = std::mem::replace(&mut self.buf, chunk);
-                let _ = self.recycle.try_send(old);
+                if old.capacity() > 0 {
+                    let _ = self.recycle.try_send(old);
+                }
                 self.pos = 0;
                 Ok(true)
             }
@@ -577,10 +603,13 @@ impl EventReader for Pymalloc3Reader {
 
 impl Drop for Pymalloc3Reader {
     fn drop(&mut self) {
-        // Unblock the worker (it may be waiting to send), then wait for it.
+        // Unblock the worker (it may be waiting to send, or for a buffer back), then wait
+        // for it.
         self.done = true;
         let (_tx, rx) = sync_channel::<Chunk>(0);
         drop(std::mem::replace(&mut self.rx, rx));
+        let (recycle, _) = sync_channel::<Vec<u8>>(0);
+        drop(std::mem::replace(&mut self.recycle, recycle));
         if let Some(w) = self.worker.take() {
             let _ = w.join();
         }
