@@ -260,21 +260,14 @@ fn linked(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{model, ALIGNED_TOP};
     use super::super::PymallocParams;
-    use super::*;
-    use crate::sysmalloc::Bump;
-    use crate::vm::AddressSpace;
-    use crate::Platform;
+    use crate::alloc::Allocator;
 
     /// A broken back link or a cycle in `usedpools` or `usable_arenas` is found and named.
     #[test]
     fn broken_links_and_cycles_are_named() {
-        let p = Platform::linux_x86_64();
-        let mut m = Pymalloc::new(
-            PymallocParams::v3_11(),
-            Bump::new(p.heap_start, 16),
-            p.address_space() as AddressSpace,
-        );
+        let mut m = model(PymallocParams::v3_11(), ALIGNED_TOP);
         let a = m.malloc(40).unwrap();
         let b = m.malloc(400).unwrap();
         assert_eq!(m.check_invariants(), Ok(()));

@@ -661,10 +661,10 @@ mod tests {
     use super::*;
     use crate::sysmalloc::Bump;
 
-    type Model = Pymalloc<Bump, AddressSpace>;
+    pub(super) type Model = Pymalloc<Bump, AddressSpace>;
 
-    /// A model whose first arena lands at `top - ARENA_SIZE`.
-    fn model(params: PymallocParams, top: u64) -> Model {
+    /// A model whose first arena lands at `top - ARENA_SIZE` (the unit tests' model).
+    pub(super) fn model(params: PymallocParams, top: u64) -> Model {
         Pymalloc::new(
             params,
             Bump::new(Addr(0x5555_0000_0000), 16),
@@ -672,7 +672,7 @@ mod tests {
         )
     }
 
-    const ALIGNED_TOP: u64 = 0x7fff_0000_0000;
+    pub(super) const ALIGNED_TOP: u64 = 0x7fff_0000_0000;
 
     #[test]
     fn a_fresh_pool_hands_out_block_0_then_threads_lazily() {

@@ -227,6 +227,15 @@ impl Sink {
     }
 }
 
+/// A field of an event line.
+#[derive(Clone, Copy)]
+enum Field {
+    Ch(u8),   // one letter (a domain)
+    Dec(u64), // a size or count, in decimal
+    Hex(u64), // an address, in bare lowercase hex
+}
+use Field::{Ch, Dec, Hex};
+
 /// A line being formatted on the stack.
 struct Line {
     buf: [u8; 96], // longest line: "c O " + 3 × 20 digits + spaces + newline
@@ -240,10 +249,19 @@ impl Line {
             len: 0,
         }
     }
-    /// A call line's head: `op domain `.
-    fn call(op: u8, domain: u8) -> Line {
+    /// An event line of the CPython 3 recording grammar: its letter, then each field
+    /// after one space (no newline yet: [`emit`](Self::emit) ends it).
+    fn event(letter: u8, fields: &[Field]) -> Line {
         let mut l = Line::new();
-        l.ch(op).sp().ch(domain).sp();
+        l.ch(letter);
+        for &f in fields {
+            l.ch(b' ');
+            match f {
+                Field::Ch(c) => l.ch(c),
+                Field::Dec(v) => l.dec(v),
+                Field::Hex(v) => l.hex(v),
+            };
+        }
         l
     }
     fn ch(&mut self, c: u8) -> &mut Line {
@@ -283,9 +301,6 @@ impl Line {
             self.ch(b);
         }
         self
-    }
-    fn sp(&mut self) -> &mut Line {
-        self.ch(b' ')
     }
     fn emit(&mut self) {
         self.ch(b'\n');
@@ -383,11 +398,7 @@ fn around<R>(ctx: *mut c_void, call: impl FnOnce(&PyMemAllocatorEx) -> R) -> (u8
 
 extern "C" fn hook_malloc(ctx: *mut c_void, size: size_t) -> *mut c_void {
     let (d, p) = around(ctx, |o| o.malloc.expect("CPython's malloc")(o.ctx, size));
-    Line::call(b'm', d)
-        .dec(size as u64)
-        .sp()
-        .hex(p as u64)
-        .emit();
+    Line::event(b'm', &[Ch(d), Dec(size as u64), Hex(p as u64)]).emit();
     p
 }
 
@@ -395,13 +406,11 @@ extern "C" fn hook_calloc(ctx: *mut c_void, nelem: size_t, elsize: size_t) -> *m
     let (d, p) = around(ctx, |o| {
         o.calloc.expect("CPython's calloc")(o.ctx, nelem, elsize)
     });
-    Line::call(b'c', d)
-        .dec(nelem as u64)
-        .sp()
-        .dec(elsize as u64)
-        .sp()
-        .hex(p as u64)
-        .emit();
+    Line::event(
+        b'c',
+        &[Ch(d), Dec(nelem as u64), Dec(elsize as u64), Hex(p as u64)],
+    )
+    .emit();
     p
 }
 
@@ -409,19 +418,17 @@ extern "C" fn hook_realloc(ctx: *mut c_void, old: *mut c_void, size: size_t) -> 
     let (d, p) = around(ctx, |o| {
         o.realloc.expect("CPython's realloc")(o.ctx, old, size)
     });
-    Line::call(b'r', d)
-        .hex(old as u64)
-        .sp()
-        .dec(size as u64)
-        .sp()
-        .hex(p as u64)
-        .emit();
+    Line::event(
+        b'r',
+        &[Ch(d), Hex(old as u64), Dec(size as u64), Hex(p as u64)],
+    )
+    .emit();
     p
 }
 
 extern "C" fn hook_free(ctx: *mut c_void, p: *mut c_void) {
     let (d, ()) = around(ctx, |o| o.free.expect("CPython's free")(o.ctx, p));
-    Line::call(b'f', d).hex(p as u64).emit();
+    Line::event(b'f', &[Ch(d), Hex(p as u64)]).emit();
 }
 
 extern "C" fn hook_arena_alloc(_ctx: *mut c_void, size: size_t) -> *mut c_void {
@@ -434,13 +441,7 @@ extern "C" fn hook_arena_alloc(_ctx: *mut c_void, size: size_t) -> *mut c_void {
     } else {
         b'V'
     };
-    Line::new()
-        .ch(tag)
-        .sp()
-        .dec(size as u64)
-        .sp()
-        .hex(p as u64)
-        .emit();
+    Line::event(tag, &[Dec(size as u64), Hex(p as u64)]).emit();
     p
 }
 
@@ -454,13 +455,7 @@ extern "C" fn hook_arena_free(_ctx: *mut c_void, p: *mut c_void, size: size_t) {
     } else {
         b'W'
     };
-    Line::new()
-        .ch(tag)
-        .sp()
-        .hex(p as u64)
-        .sp()
-        .dec(size as u64)
-        .emit();
+    Line::event(tag, &[Hex(p as u64), Dec(size as u64)]).emit();
 }
 
 /// Starts writing lines to `fd` (after the header has been written there).
@@ -595,18 +590,14 @@ mod tests {
 
     #[test]
     fn lines_are_formatted_as_the_recordings_write_them() {
-        let mut l = Line::new();
-        l.ch(b'c')
-            .sp()
-            .ch(b'O')
-            .sp()
-            .dec(0)
-            .sp()
-            .dec(u64::MAX)
-            .sp()
-            .hex(0x7fff_f7cb_2030)
-            .sp()
-            .hex(0);
+        let fields = [
+            Ch(b'O'),
+            Dec(0),
+            Dec(u64::MAX),
+            Hex(0x7fff_f7cb_2030),
+            Hex(0),
+        ];
+        let l = Line::event(b'c', &fields);
         assert_eq!(
             std::str::from_utf8(&l.buf[..l.len]).unwrap(),
             "c O 0 18446744073709551615 7ffff7cb2030 0"

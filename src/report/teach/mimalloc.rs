@@ -41,7 +41,6 @@ use crate::mimalloc::size_class::{
 };
 use crate::mimalloc::{BlockState, MemId, Mimalloc, OwnOs, NAME, NONE};
 use crate::replay::mimalloc::{mi_call, ModelRef};
-use crate::replay::pymalloc::request_size;
 use crate::replay::{
     drive, om_call, Addresses, Cause, Flow, ModelKind, ModelSpec, Op, Replay, ReplayError, Source,
 };
@@ -544,17 +543,7 @@ impl MiWalk {
     ) -> Result<(MiWalk, u64), ReplayError> {
         let mut reached = None;
         let walk = MiWalk::replay(path, model, progress, |_, s| {
-            let hit = match at {
-                At::Event(n) => s.index >= n,
-                At::Marker(size) => request_size(&s.event.kind) == Some(size),
-                At::End => false,
-            };
-            if hit {
-                reached = Some(s.index);
-                Flow::Stop
-            } else {
-                Flow::Next
-            }
+            at.stop(&mut reached, s.index, &s.event)
         })?;
         let i = at
             .reached(reached, walk.events, &walk.name)

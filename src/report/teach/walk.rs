@@ -225,12 +225,25 @@ pub enum At {
 }
 
 impl At {
-    /// True when event `index` is the point.
+    /// True when event `index` is the point: for [`At::Event`]`(n)` the first event
+    /// numbered `n` or more (a mimalloc recording's calls are numbered past its OS lines,
+    /// so a walk of its calls may never see `n` itself).
     pub fn hit(&self, index: u64, ev: &Event) -> bool {
         match *self {
-            At::Event(n) => index == n,
+            At::Event(n) => index >= n,
             At::Marker(size) => request_size(&ev.kind) == Some(size),
             At::End => false,
+        }
+    }
+
+    /// What a walk going to this point does after event `index`: [`Flow::Stop`] at the
+    /// point (its number kept in `reached`), [`Flow::Next`] before it.
+    pub fn stop(&self, reached: &mut Option<u64>, index: u64, ev: &Event) -> Flow {
+        if self.hit(index, ev) {
+            *reached = Some(index);
+            Flow::Stop
+        } else {
+            Flow::Next
         }
     }
 
@@ -378,14 +391,7 @@ impl Walk {
             model,
             progress,
             Residency::Untracked,
-            |_, s| {
-                if at.hit(s.index, &s.event) {
-                    reached = Some(s.index);
-                    Flow::Stop
-                } else {
-                    Flow::Next
-                }
-            },
+            |_, s| at.stop(&mut reached, s.index, &s.event),
         )?;
         let i = at
             .reached(reached, walk.events, &walk.name)
@@ -577,11 +583,7 @@ pub fn pyrec27_to(
             if self.replay.report.first_divergence.is_some() {
                 return Ok(Flow::Diverged);
             }
-            if self.at.hit(index, ev) {
-                self.reached = Some(index);
-                return Ok(Flow::Stop);
-            }
-            Ok(Flow::Next)
+            Ok(self.at.stop(&mut self.reached, index, ev))
         }
     }
     let mut to = To {
