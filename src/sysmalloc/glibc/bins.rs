@@ -43,19 +43,28 @@ impl Glibc {
     /// (which clears the next chunk's P bit), then `bck = unsorted; fwd = bck->fd`.
     #[inline]
     pub(super) fn unsorted_push(&mut self, i: u32, size: u64) {
+        let bck = bin(UNSORTED);
+        let fwd = self.heap.fd(bck);
+        self.write_free(i, size, fwd, bck);
+        self.heap.set_fd(bck, i);
+        self.heap.set_bk(fwd, i);
+    }
+
+    /// The chunk half of [`unsorted_push`](Self::unsorted_push): node `i` becomes a free
+    /// chunk of `size` in the unsorted bin between `bk` and `fd` (whose own links the
+    /// caller sets): its head, its foot, its links, no nextsize links.
+    #[inline(always)]
+    pub(super) fn write_free(&mut self, i: u32, size: u64, fd: u32, bk: u32) {
         if self.vm.tracking() {
             self.touch_binned(i, size);
         }
-        self.heap.set_head(i, size, true, State::Unsorted);
-        self.heap.set_free_foot(i);
-        let bck = bin(UNSORTED);
-        let fwd = self.heap.fd(bck);
-        self.heap.set_links(i, fwd, bck);
+        let g = self.heap.g(size);
+        self.heap.set_head_g(i, g, State::Unsorted);
+        self.heap.set_foot_g(i + g, g);
+        self.heap.set_links(i, fd, bk);
         if !self.params.in_smallbin_range(size) {
             self.heap.set_nextsize(i, NIL, NIL);
         }
-        self.heap.set_fd(bck, i);
-        self.heap.set_bk(fwd, i);
     }
 
     /// Residency of a chunk of `size` put in a bin at node `i`: the header, fd/bk (and
@@ -75,6 +84,18 @@ impl Glibc {
         let (fd, bk) = (self.heap.fd(i), self.heap.bk(i));
         self.heap.set_bk(fd, bk);
         self.heap.set_fd(bk, fd);
+    }
+
+    /// `unlink_chunk` of a binned chunk, with the unsorted bin's chunks (no nextsize links,
+    /// no binmap bit: [`unsorted_push`](Self::unsorted_push) is their only way in) taken
+    /// out in line.
+    #[inline(always)]
+    pub(super) fn unlink_free(&mut self, i: u32) {
+        if self.heap.n(i).state() == State::Unsorted {
+            self.list_remove(i);
+        } else {
+            self.unlink_chunk(i);
+        }
     }
 
     /// `unlink_chunk`: takes a binned chunk out of its bin, keeping the nextsize ring.

@@ -131,6 +131,12 @@ impl Node {
         self.a & SIZE_MASK
     }
 
+    /// `prev_size` in granules (meaningful when the previous chunk is free).
+    #[inline]
+    pub fn prev_size_g(&self) -> u32 {
+        self.b & !PREV_FREE
+    }
+
     /// glibc's `PREV_INUSE` bit.
     #[inline]
     pub fn prev_inuse(&self) -> bool {
@@ -441,6 +447,12 @@ impl Heap {
         ((SIZE_MASK - FIRST - 3) as u64) << self.shift
     }
 
+    /// Granules → bytes.
+    #[inline]
+    pub fn bytes(&self, g: u32) -> u64 {
+        (g as u64) << self.shift
+    }
+
     /// Bytes → granules.
     #[inline]
     pub fn g(&self, bytes: u64) -> u32 {
@@ -618,14 +630,6 @@ impl Heap {
         self.m(nx).set_prev_inuse(true);
     }
 
-    /// `set_foot` + clearing the neighbour's `P`: the chunk of node `i` is free in a bin.
-    #[inline]
-    pub fn set_free_foot(&mut self, i: u32) {
-        let size = self.n(i).size_g();
-        let nx = i + size;
-        self.m(nx).b = PREV_FREE | size;
-    }
-
     /// Writes a fresh chunk header at node `i`.
     #[inline]
     pub fn set_head(&mut self, i: u32, size: u64, prev_inuse: bool, state: State) {
@@ -634,6 +638,22 @@ impl Heap {
         let n = self.m(i);
         n.a = ((state as u32) << SIZE_BITS) | g;
         n.set_prev_inuse(prev_inuse);
+    }
+
+    /// `set_head (p, size | PREV_INUSE)` with the size in granules and the chunk's state.
+    #[inline(always)]
+    pub fn set_head_g(&mut self, i: u32, g: u32, state: State) {
+        debug_assert!(g <= SIZE_MASK);
+        let n = self.m(i);
+        n.a = ((state as u32) << SIZE_BITS) | g;
+        n.b &= !PREV_FREE;
+    }
+
+    /// `set_foot` of a free chunk of `g` granules ending at node `nx` (its neighbour's
+    /// tag): `prev_size = g`, and the neighbour's `P` bit cleared.
+    #[inline(always)]
+    pub fn set_foot_g(&mut self, nx: u32, g: u32) {
+        self.m(nx).b = PREV_FREE | g;
     }
 
     /// Forgets the header at node `i` (its chunk was merged into a neighbour).

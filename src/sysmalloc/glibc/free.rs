@@ -16,8 +16,9 @@ use super::params::FASTBIN_CONSOLIDATION_THRESHOLD;
 use super::Glibc;
 
 impl Glibc {
-    /// `_int_free` of the in-use chunk at node `p`.
-    #[inline]
+    /// `_int_free` of the in-use chunk at node `p`: the tcache and fastbin pushes here,
+    /// the merge out of line.
+    #[inline(always)]
     pub(super) fn int_free(&mut self, p: u32) {
         let size = self.heap.size(p);
         let tc = self.tidx(size);
@@ -30,6 +31,13 @@ impl Glibc {
             self.fastbin_push(p, f);
             return;
         }
+        self.free_merge(p);
+    }
+
+    /// The rest of `_int_free` for a chunk neither cached nor fast: merged and binned,
+    /// then the fastbins consolidated and top trimmed after a merge of 64 KiB or more.
+    #[inline(never)]
+    fn free_merge(&mut self, p: u32) {
         let merged = self.merge_and_bin(p);
         if merged >= FASTBIN_CONSOLIDATION_THRESHOLD {
             if self.have_fastchunks {

@@ -33,8 +33,9 @@ pub(super) enum Out {
 }
 
 impl Glibc {
-    /// `_int_malloc(av, bytes)` for a chunk size `nb` (already `request2size`d).
-    pub(super) fn int_malloc(&mut self, nb: u64) -> Result<Out, AllocError> {
+    /// `_int_malloc(av, bytes)` for a chunk size `nb` (already `request2size`d). The error
+    /// is boxed: the result fits two registers (it fails only where sysmalloc does).
+    pub(super) fn int_malloc(&mut self, nb: u64) -> Result<Out, Box<AllocError>> {
         let min = self.params.min_chunk;
         let tc = self.tidx(nb);
         // 1. fastbins
@@ -92,12 +93,15 @@ impl Glibc {
                 let size = self.heap.size(victim);
                 if small && bck == bin(UNSORTED) && victim == self.last_remainder && size > nb + min
                 {
+                    // victim is the unsorted bin's only chunk (its bk is the bin): unlinking
+                    // it empties the bin, and the remainder pushed at the head is alone in it
                     let r = victim + self.heap.g(nb);
                     let rsize = size - nb;
-                    self.list_remove(victim);
+                    debug_assert_eq!(self.heap.fd(victim), bin(UNSORTED));
                     let pinuse = self.heap.n(victim).prev_inuse();
                     self.heap.set_head(victim, nb, pinuse, State::InUse);
-                    self.unsorted_push(r, rsize);
+                    self.write_free(r, rsize, bin(UNSORTED), bin(UNSORTED));
+                    self.heap.set_links(bin(UNSORTED), r, r);
                     self.last_remainder = r;
                     self.served = Served::LastRemainder;
                     return Ok(Out::Chunk(victim));
@@ -203,7 +207,7 @@ impl Glibc {
     }
 
     /// Carves `nb` bytes from the start of top (which has at least `nb + MINSIZE`).
-    #[inline]
+    #[inline(always)]
     pub(super) fn split_top(&mut self, nb: u64) -> u32 {
         let v = self.top;
         let size = self.top_size();
@@ -222,38 +226,37 @@ impl Glibc {
     #[inline]
     pub(super) fn merge_and_bin(&mut self, p: u32) -> u64 {
         let mut p = p;
-        let mut size = self.heap.size(p);
-        let next = p + self.heap.g(size);
-        let nextsize = if next == self.top {
-            self.top_size()
-        } else {
-            self.heap.size(next)
-        };
-        if !self.heap.n(p).prev_inuse() {
-            let prevsize = self.heap.prev_size(p);
+        let tag = *self.heap.n(p);
+        let mut g = tag.size_g(); // the merged size, in granules
+        let next = p + g;
+        if !tag.prev_inuse() {
+            let pg = tag.prev_size_g();
             self.heap.clear(p);
-            p -= self.heap.g(prevsize);
-            self.unlink_chunk(p);
-            size += prevsize;
+            p -= pg;
+            self.unlink_free(p);
+            g += pg;
         }
         if next != self.top {
-            let nextinuse = self.heap.n(next + self.heap.g(nextsize)).prev_inuse();
+            let ng = self.heap.n(next).size_g();
+            let nextinuse = self.heap.n(next + ng).prev_inuse();
             if !nextinuse {
-                self.unlink_chunk(next);
+                self.unlink_free(next);
                 self.heap.clear(next);
-                size += nextsize;
+                g += ng;
             }
             // clear_inuse_bit_at_offset(next) when next stays: the foot unsorted_push
             // writes at p + size (prev_size and P = 0) is that bit
+            let size = self.heap.bytes(g);
             self.unsorted_push(p, size);
+            size
         } else {
-            size += nextsize;
+            let size = self.heap.bytes(g) + self.top_size();
             self.heap.clear(next);
             self.heap.set_head(p, size, true, State::Top);
             self.top = p;
             self.wrote(self.heap.addr(p) + 8, 8);
+            size
         }
-        size
     }
 
     /// `malloc_consolidate`: every fastbin chunk, bin by bin and newest first, is merged
@@ -273,7 +276,7 @@ impl Glibc {
 
     /// `sysmalloc`: mmap a chunk of its own when `nb ≥ mmap_threshold`, else grow top by
     /// sbrk (`nb + top_pad + MINSIZE - size(top)`, page-rounded) and split it.
-    pub(super) fn sysmalloc(&mut self, nb: u64) -> Result<Out, AllocError> {
+    pub(super) fn sysmalloc(&mut self, nb: u64) -> Result<Out, Box<AllocError>> {
         if nb >= self.mmap_threshold && self.n_mmaps < self.n_mmaps_max {
             if let Ok(mem) = self.mmap_chunk(nb) {
                 self.served = Served::Mmap;
@@ -303,15 +306,15 @@ impl Glibc {
             .map_or(true, |e| e > ceiling.0)
         {
             // MORECORE fails, and so does the mmap glibc tries in its place: ENOMEM
-            return Err(AllocError::OutOfAddressSpace {
+            return Err(Box::new(AllocError::OutOfAddressSpace {
                 what: format!(
                     "no mapping can hold a chunk of {nb} bytes and the brk heap cannot grow by \
                      {size} bytes below {ceiling} (glibc 2.36's malloc returns NULL, ENOMEM)"
                 ),
-            });
+            }));
         }
         if end.map_or(true, |end| end - self.heap.base > self.heap.max_extent()) {
-            return Err(AllocError::ModelLimit {
+            return Err(Box::new(AllocError::ModelLimit {
                 what: format!(
                     "a brk heap of more than {} bytes ({} GiB; glibc would grow it by {size} \
                      bytes more, after {} mmapped chunks)",
@@ -320,7 +323,7 @@ impl Glibc {
                     self.n_mmaps
                 ),
                 model: super::MODEL,
-            });
+            }));
         }
         let brk = self.vm.sbrk(size as i64)?.0;
         if self.top != NIL && brk == old_end {

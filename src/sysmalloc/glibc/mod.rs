@@ -328,7 +328,7 @@ impl Glibc {
     #[inline(never)]
     fn tcache_init(&mut self) -> Result<(), AllocError> {
         let nb = self.params.tcache_struct_chunk;
-        match self.int_malloc(nb)? {
+        match self.int_malloc(nb).map_err(|e| *e)? {
             Out::Chunk(c) => {
                 self.heap.m(c).set_state(State::InUse);
                 // memset (tcache, 0, sizeof (tcache_perthread_struct))
@@ -607,7 +607,7 @@ impl Allocator for Glibc {
             self.served = Served::Tcache;
             Out::Chunk(self.tcache_get(tc))
         } else {
-            self.int_malloc(nb)?
+            self.int_malloc(nb).map_err(|e| *e)?
         };
         self.mmap_pin = None;
         Ok(Addr(self.account(out, size as u64, size as u64)))
@@ -740,7 +740,7 @@ impl Allocator for Glibc {
         // MORECORE_CLEARS: memory above the highest break ever is fresh from the kernel
         let oldtop = self.top_chunk().map(|(a, _)| a.0);
         let fresh_from = self.vm.brk_high().0;
-        let out = self.int_malloc(nb)?;
+        let out = self.int_malloc(nb).map_err(|e| *e)?;
         self.mmap_pin = None;
         let cleared = match out {
             Out::Mapped(_) => 0, // mmapped memory is zero already: no memset

@@ -58,7 +58,7 @@ impl Glibc {
             self.heap.set_inuse(oldp);
             self.served = Served::ReallocIntoNext;
         } else {
-            match self.int_malloc(nb)? {
+            match self.int_malloc(nb).map_err(|e| *e)? {
                 Out::Mapped(mem) => {
                     self.int_free(oldp);
                     return Ok(mem);
@@ -110,7 +110,7 @@ impl Glibc {
                     limit: self.params.ptrdiff_max,
                     model: super::MODEL,
                 })?;
-        match self.int_malloc(inner)? {
+        match self.int_malloc(inner).map_err(|e| *e)? {
             Out::Mapped(mem) => {
                 if mem % align == 0 {
                     return Ok(mem);

@@ -17,7 +17,7 @@ use super::Glibc;
 
 impl Glibc {
     /// `tcache_put`: pushes the chunk of node `i` on tcache bin `t`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn tcache_put(&mut self, i: u32, t: usize) {
         self.wrote(self.mem(i), 16); // e->next, e->key
         let head = self.tcache_entries[t];
@@ -44,7 +44,7 @@ impl Glibc {
     }
 
     /// Pushes the chunk of node `i` on fastbin `f`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn fastbin_push(&mut self, i: u32, f: usize) {
         self.wrote(self.mem(i), 8); // p->fd
         let head = self.fastbins[f];
