@@ -7,7 +7,8 @@
 //! model (its tables grow and page-fault as the heap does), a model `reset` between
 //! replays (tables kept: the per-call cost), and this machine's real glibc on the same
 //! events. `PYALLOC_BENCH_INTERLEAVED=1` also prints the three interleaved, best of 15,
-//! and the model / real ratios. Every side is timed on the trace's calls only: the real
+//! and the model / real ratios; `PYALLOC_BENCH_PROFILE=fresh|reset|real[:N]` runs two (N)
+//! replays of one side after a warm-up and exits (for callgrind or perf). Every side is timed on the trace's calls only: the real
 //! glibc's frees of the blocks the trace leaves live happen outside the timing, as the
 //! model's `reset` does.
 
@@ -175,6 +176,12 @@ fn replay_libc(ops: &[Op], slots: &mut [usize]) -> usize {
     slots.len()
 }
 
+/// Runs `f`: the frame a profiler's filter names (`PYALLOC_BENCH_PROFILE`).
+#[inline(never)]
+fn profiled<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// The slots a slot program leaves live (allocated and never freed nor reallocated).
 fn leftovers(ops: &[Op], nslots: usize) -> Vec<u32> {
     let mut live = vec![false; nslots];
@@ -212,6 +219,33 @@ fn ints_replay(c: &mut Criterion) {
     let left = leftovers(&ops, nslots);
     let space = || Platform::linux_x86_64().address_space();
     let mut warm = Glibc::new(GlibcParams::v2_36_x86_64(), space());
+    if let Ok(side) = std::env::var("PYALLOC_BENCH_PROFILE") {
+        // for a profiler: two replays of one side inside `profiled` (callgrind
+        // --toggle-collect='*profiled*'), after one untimed replay that grows the tables
+        // and warms the real heap, as the timed loops below start warm
+        warm.reset(space());
+        black_box(replay_on(&mut warm, &ops, &mut slots));
+        black_box(replay_libc(&ops, &mut raw));
+        free_leftovers(&left, &raw);
+        let (side, reps) = side.split_once(':').unwrap_or((&side, "2"));
+        for _ in 0..reps
+            .parse::<u32>()
+            .expect("PYALLOC_BENCH_PROFILE=side:reps")
+        {
+            match side {
+                "fresh" => drop(profiled(|| black_box(replay(&ops, &mut slots)))),
+                "reset" => {
+                    warm.reset(space());
+                    profiled(|| black_box(replay_on(&mut warm, &ops, &mut slots)));
+                }
+                _ => {
+                    profiled(|| black_box(replay_libc(&ops, &mut raw)));
+                    free_leftovers(&left, &raw);
+                }
+            }
+        }
+        std::process::exit(0);
+    }
     if std::env::var_os("PYALLOC_BENCH_INTERLEAVED").is_some() {
         // the machine is shared: alternate the three and keep each one's best run
         let mut best = [f64::MAX; 3];

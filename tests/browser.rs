@@ -7,6 +7,8 @@
 //! Without chromium and chromedriver a plain `cargo test` skips this with a message;
 //! under CI (`CI=true`, as .ci/run sets) their absence fails it.
 
+mod common;
+
 use pyalloc::replay::Flow;
 use pyalloc::report::teach::mimalloc::{explain as mi_explain, MiWalk};
 use pyalloc::report::teach::miview;
@@ -100,6 +102,16 @@ impl Session {
             })
             .unwrap_or_default();
         assert!(errors.is_empty(), "console errors: {errors:?}");
+    }
+    /// The window as PNG, written to `to`.
+    fn screenshot(&self, to: &Path) {
+        use base64::Engine;
+        let png = self.get("/screenshot");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        write_atomic(to, &bytes).unwrap();
+        eprintln!("screenshot: {}", to.display());
     }
     fn post(&self, path: &str, body: Value) -> Value {
         call("POST", &format!("{}{path}", self.base), Some(body))["value"].clone()
@@ -666,4 +678,102 @@ fn drive_mimalloc(
     let shot = out.join("view-mimalloc.png");
     write_atomic(&shot, &bytes).unwrap();
     eprintln!("screenshot: {}", shot.display());
+}
+
+/// `compare --html` with `--real-rss` in chromium: the "held to the real process" table
+/// shows, per phase, the `--json` figures (each cell's text in KiB to one decimal and its
+/// `data-bytes`), "yes" exactly where |error| ≤ tolerance, and the chart one ring per
+/// phase inside the plot carrying the real Δ; a clean console.
+#[test]
+fn the_compare_page_in_chromium_shows_the_real_figures_the_json_gives() {
+    let Some((chromium, chromedriver, out)) = browser() else {
+        return;
+    };
+    let dir = out.join(format!("compare-real-{}", std::process::id()));
+    let held = common::held_run(&dir);
+    let file = out.join("compare-real.html");
+    let mut args: Vec<&str> = held.args.iter().map(String::as_str).collect();
+    let page = file.to_string_lossy().into_owned();
+    args.extend(["--html", &page]);
+    let (ok, _, err) = common::pyalloc(&args);
+    assert!(ok, "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let models = held.json["traces"][0]["models"].as_array().unwrap();
+    let rows = models.iter().find(|m| m["model"] == "glibc-2.36").unwrap()["markers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    in_chromium(&chromedriver, &chromium, &out, |sess| {
+        let url = format!("file://{}", file.canonicalize().unwrap().display());
+        sess.post("/url", json!({ "url": url }));
+        let shown = sess.js(
+            "return [...document.querySelectorAll('table.held')].map((t) => [t.dataset.model, \
+             [...t.querySelectorAll('tr[data-phase]')].map((r) => [+r.dataset.phase, \
+             Object.fromEntries([...r.querySelectorAll('td[class]')].map((c) => \
+             [c.className, [c.innerText, c.dataset.bytes === undefined ? null : +c.dataset.bytes]]))])]);",
+        );
+        let tables = shown.as_array().unwrap();
+        assert_eq!(tables.len(), 1, "one held model: {shown}");
+        assert_eq!(tables[0][0], "glibc-2.36");
+        let phases = tables[0][1].as_array().unwrap();
+        assert_eq!(phases.len(), rows.len(), "{shown}");
+        let mut answers = Vec::new();
+        for (k, (p, row)) in phases.iter().zip(&rows).enumerate() {
+            assert_eq!(p[0], k);
+            let cells = &p[1];
+            for c in [
+                "real_rss",
+                "real_delta",
+                "predicted_delta",
+                "error",
+                "tolerance",
+            ] {
+                let bytes = row[c].as_i64().unwrap();
+                assert_eq!(
+                    cells[c][1].as_i64(),
+                    Some(bytes),
+                    "phase {k} {c}: data-bytes"
+                );
+                let text = cells[c][0].as_str().unwrap();
+                let kib: f64 = text
+                    .parse()
+                    .unwrap_or_else(|_| panic!("phase {k} {c}: {text:?}"));
+                assert!(
+                    (kib * 1024.0 - bytes as f64).abs() <= 0.05 * 1024.0,
+                    "phase {k} {c}: the page shows {text} KiB, the JSON {bytes} bytes"
+                );
+            }
+            let within = row["error"].as_i64().unwrap().abs() <= row["tolerance"].as_i64().unwrap();
+            assert_eq!(
+                cells["within"][0],
+                if within { "yes" } else { "no" },
+                "phase {k}"
+            );
+            answers.push(within);
+        }
+        assert!(
+            answers.contains(&true) && answers.contains(&false),
+            "the run holds some phases and not others: {answers:?}"
+        );
+        // the rings: one per phase, inside the chart's plot, carrying the real Δ
+        let rings = sess.js(
+            "return [...document.querySelectorAll('circle.dot')].map((c) => { \
+             const r = c.getBoundingClientRect(), s = c.ownerSVGElement.getBoundingClientRect(); \
+             return [c.dataset.model, +c.dataset.phase, +c.dataset.realDelta, \
+             r.width > 0 && r.left >= s.left && r.right <= s.right && r.top >= s.top && r.bottom <= s.bottom]; });",
+        );
+        let rings = rings.as_array().unwrap();
+        assert_eq!(rings.len(), rows.len(), "{rings:?}");
+        for (k, (ring, row)) in rings.iter().zip(&rows).enumerate() {
+            assert_eq!(ring[0], "glibc-2.36");
+            assert_eq!(ring[1], k);
+            assert_eq!(ring[2].as_i64(), row["real_delta"].as_i64(), "phase {k}");
+            assert_eq!(
+                ring[3], true,
+                "phase {k}: the ring is drawn inside the chart"
+            );
+        }
+        sess.assert_clean_console();
+        sess.screenshot(&out.join("compare-real.png"));
+    });
 }

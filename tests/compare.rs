@@ -1,6 +1,8 @@
 //! `pyalloc compare` on the shipped CPython 3.11 recordings: the JSON contract, the
 //! footprint's own invariants, the marker rows, and what-if errors (exit 2).
 
+mod common;
+
 use std::process::Command;
 
 const PYALLOC: &str = env!("CARGO_BIN_EXE_pyalloc");
@@ -357,6 +359,105 @@ fn every_command_reads_model_names_alike() {
     let checked = run(&["check", &t, "--model", "cpython-3.11:pool=64KiB"]);
     assert!(!checked.status.success());
     assert!(stderr(&checked).contains("what-if"), "{}", stderr(&checked));
+}
+
+/// `--csv` with `--real-rss`: the five real columns at the end of each marker row hold the
+/// `--json` figures of that row (read back by column name), empty on the rows of a model
+/// not held and on the other rows; the figures are the arithmetic of the VmRSS file and
+/// the model's residents; the JSON with `--real-rss` is the JSON without it plus those
+/// five fields only.
+#[test]
+fn csv_carries_the_real_figures_the_json_gives() {
+    let dir = std::env::temp_dir().join(format!("pyalloc-compare-csv-{}", std::process::id()));
+    let held = common::held_run(&dir);
+    let mut args: Vec<&str> = held.args.iter().map(String::as_str).collect();
+    args.push("--csv");
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    const REAL: [&str; 5] = [
+        "real_rss",
+        "real_delta",
+        "predicted_delta",
+        "error",
+        "tolerance",
+    ];
+    assert_eq!(header[header.len() - 5..], REAL, "added at the end");
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let models = held.json["traces"][0]["models"].as_array().unwrap();
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for line in lines {
+        // the trace path has no comma: plain splitting reads every field
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), header.len(), "{line}");
+        let model = f[col("model")];
+        if f[col("row")] != "marker" {
+            assert!(REAL.iter().all(|c| f[col(c)].is_empty()), "{line}");
+            continue;
+        }
+        let k = seen.entry(model.to_string()).or_default();
+        let m = models.iter().find(|m| m["model"] == model).unwrap();
+        let row = &m["markers"][*k];
+        *k += 1;
+        for c in ["size", "event", "live", "mapped", "resident"] {
+            assert_eq!(f[col(c)], row[c].to_string(), "{c}: {line}");
+        }
+        for c in REAL {
+            let want = if model == "glibc-2.36" {
+                row[c].to_string()
+            } else {
+                assert!(row.get(c).is_none(), "{model} is not held");
+                String::new()
+            };
+            assert_eq!(f[col(c)], want, "{c}: {line}");
+        }
+    }
+    // the JSON's figures: the VmRSS file's and the model's arithmetic
+    let rows = models[1]["markers"].as_array().unwrap();
+    assert_eq!(seen["glibc-2.36"], rows.len());
+    assert_eq!(rows.len(), held.real_kib.len());
+    let r0 = rows[0]["resident"].as_i64().unwrap();
+    let mut within = Vec::new();
+    for (k, r) in rows.iter().enumerate() {
+        let g = |c: &str| r[c].as_i64().unwrap();
+        let real_delta = (held.real_kib[k] - held.real_kib[0]) * 1024;
+        let predicted = g("resident") - r0;
+        assert_eq!(g("real_rss"), held.real_kib[k] * 1024);
+        assert_eq!(
+            (g("real_delta"), g("predicted_delta"), g("error")),
+            (real_delta, predicted, predicted - real_delta)
+        );
+        assert_eq!(g("tolerance"), (real_delta.abs() * 3 / 100).max(512 * 1024));
+        within.push(g("error").abs() <= g("tolerance"));
+    }
+    assert_eq!(
+        within.iter().filter(|w| !**w).count(),
+        1,
+        "only the shifted phase is out: {within:?}"
+    );
+    let mut stripped = held.json.clone();
+    for r in stripped["traces"][0]["models"][1]["markers"]
+        .as_array_mut()
+        .unwrap()
+    {
+        for c in REAL {
+            r.as_object_mut().unwrap().remove(c);
+        }
+    }
+    let (mut a, mut b) = (stripped, held.plain.clone());
+    for v in [&mut a, &mut b] {
+        for m in v["traces"][0]["models"].as_array_mut().unwrap() {
+            m["seconds"] = 0.into(); // the one field that is a measurement
+        }
+    }
+    assert_eq!(a, b, "--real-rss adds fields only");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A model's refusal deep in a trace (batches after the first, comment and blank lines

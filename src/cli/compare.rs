@@ -13,7 +13,9 @@
 //! (KiB) the real process printed at each marker, one line per phase (the last number of
 //! each line); the table gains a real-vs-predicted section, the JSON's marker rows of that
 //! model gain `real_rss`, `real_delta`, `predicted_delta`, `error`, `tolerance` (bytes;
-//! added fields only), and `--svg` draws the table under the chart (report::real).
+//! added fields only), `--csv`'s marker rows the same five columns at the end (empty for a
+//! model not held), `--svg` draws the table under the chart and `--html` a "held to the
+//! real process" table per model; both charts draw the real points (report::real).
 
 use pyalloc::compare::{compare, parse_models, CompareOptions};
 use pyalloc::report::{compare as render, real, write_atomic};
@@ -50,7 +52,8 @@ pub struct CompareArgs {
     pub html: Option<PathBuf>,
     /// Hold MODEL to a real run: FILE holds the VmRSS (KiB) the real process printed at each
     /// marker, one line per phase (each line's last number); adds real Δ, predicted Δ and
-    /// their error to the table, the JSON's marker rows and the SVG (repeatable; one trace).
+    /// their error to the table, the JSON's and the CSV's marker rows, the SVG and the HTML
+    /// page (repeatable; one trace).
     #[arg(long = "real-rss", value_name = "MODEL=FILE")]
     pub real_rss: Vec<String>,
     /// Print where the time went to standard error: each trace's wall time, the CPU time of
@@ -171,7 +174,7 @@ pub fn run(args: CompareArgs) -> Result<ExitCode, String> {
         };
         println!("{j}");
     } else if args.csv {
-        print!("{}", render::csv(&runs));
+        print!("{}", render::csv(&runs, &held));
     } else {
         print!("{}", render::table(&runs));
         for h in &held {
@@ -187,7 +190,7 @@ pub fn run(args: CompareArgs) -> Result<ExitCode, String> {
         write_atomic(p, s.as_bytes())?;
     }
     if let Some(p) = &args.html {
-        write_atomic(p, render::html(&runs).as_bytes())?;
+        write_atomic(p, render::html(&runs, &held).as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
 }

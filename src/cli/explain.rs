@@ -9,7 +9,7 @@ use pyalloc::interp::{Py2, Py3, Version};
 use pyalloc::report::teach::explain::explain_int_py3;
 use pyalloc::report::teach::glibc::{self, GlibcAt};
 use pyalloc::report::teach::mimalloc;
-use pyalloc::report::teach::{explain_in_walk, explain_int, At, Explanation, Walk};
+use pyalloc::report::teach::{explain_in_walk, explain_int, Explanation, Walk};
 use pyalloc::trace::{sniff, Format, LineReader};
 use pyalloc::Addr;
 use std::io::IsTerminal;
@@ -25,12 +25,9 @@ pub struct ExplainArgs {
     /// The address (hex, with or without 0x).
     #[arg(value_parser = super::seed::parse_addr)]
     pub addr: Option<Addr>,
-    /// The state right after this event (0-based).
-    #[arg(long, conflicts_with_all = ["at_marker", "int"])]
-    pub at: Option<u64>,
-    /// The state right after the first top-level O/M request of this many bytes.
-    #[arg(long, conflicts_with = "int")]
-    pub at_marker: Option<u64>,
+    /// Where (one of the two is needed with a trace).
+    #[command(flatten)]
+    pub point: super::Point,
     /// The model (default: named by the trace's header; `mimalloc-2.1.2` on a CPython 3
     /// recording: its O/M calls through mimalloc in its own address space).
     #[arg(long, conflicts_with = "int")]
@@ -42,7 +39,7 @@ pub struct ExplainArgs {
     #[arg(long, default_value = "2.7")]
     pub version: String,
     /// Explain id(VALUE) in a freshly started interpreter instead of a trace's address.
-    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["trace", "addr"])]
+    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["trace", "addr", "at", "at_marker"])]
     pub int: Option<i64>,
     /// Print JSON.
     #[arg(long)]
@@ -66,10 +63,8 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode, String> {
         let (Some(trace), Some(addr)) = (args.trace, args.addr) else {
             return Err("give TRACE ADDR, or --int VALUE".into());
         };
-        let at = match (args.at, args.at_marker) {
-            (Some(n), _) => At::Event(n),
-            (None, Some(s)) => At::Marker(s),
-            (None, None) => return Err("give --at EVENT or --at-marker SIZE".into()),
+        let Some(at) = args.point.at() else {
+            return Err("give --at EVENT or --at-marker SIZE".into());
         };
         let progress = std::io::stderr().is_terminal();
         let first = LineReader::open(&trace)

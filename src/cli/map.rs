@@ -22,12 +22,9 @@ pub struct MapArgs {
     /// The recording (CPython 3 pymalloc, CPython 3.13 mimalloc, CPython 2.7 PYREC or glibc
     /// trace, plain or gzip).
     pub trace: PathBuf,
-    /// The state right after this event (0-based).
-    #[arg(long, conflicts_with = "at_marker")]
-    pub at: Option<u64>,
-    /// The state right after the first top-level O/M request of this many bytes.
-    #[arg(long)]
-    pub at_marker: Option<u64>,
+    /// Where: the state after the last event when neither flag is given.
+    #[command(flatten)]
+    pub point: super::Point,
     /// The model (CPython 3, mimalloc and glibc traces; default: named by the trace's
     /// header, or glibc-2.36; `mimalloc-2.1.2` on a CPython 3 recording: its O/M calls
     /// through mimalloc in its own address space).
@@ -43,11 +40,7 @@ pub struct MapArgs {
 
 /// Runs `pyalloc map`.
 pub fn run(args: MapArgs) -> Result<ExitCode, String> {
-    let at = match (args.at, args.at_marker) {
-        (Some(n), _) => At::Event(n),
-        (None, Some(s)) => At::Marker(s),
-        (None, None) => At::End,
-    };
+    let at = args.point.at().unwrap_or(At::End);
     pyalloc::report::refuse_inputs(
         args.svg.iter().chain(&args.html).map(PathBuf::as_path),
         &[args.trace.as_path()],

@@ -61,7 +61,6 @@ enum Command {
     View(view::ViewArgs),
 }
 
-/// Parses the arguments, runs the subcommand, prints one line on error.
 /// The platform preset named on the command line, or the sentence saying it is unknown.
 pub(crate) fn platform(name: &str) -> Result<pyalloc::Platform, String> {
     pyalloc::Platform::by_name(name)
@@ -83,6 +82,31 @@ pub(crate) fn version(name: &str) -> Result<pyalloc::interp::Version, String> {
         .ok_or_else(|| format!("unknown version {name:?} (2.7 or 3.11)"))
 }
 
+/// `--at N | --at-marker SIZE`: the point of a recording that `map`, `explain` and `stats`
+/// show.
+#[derive(clap::Args)]
+pub(crate) struct Point {
+    /// The state right after this event (0-based index among the trace's events).
+    #[arg(long, conflicts_with = "at_marker")]
+    pub at: Option<u64>,
+    /// The state right after the first top-level O/M request of this many bytes.
+    #[arg(long)]
+    pub at_marker: Option<u64>,
+}
+
+impl Point {
+    /// The point named (`--at` first), or `None` when neither flag is given.
+    pub fn at(&self) -> Option<pyalloc::report::teach::At> {
+        use pyalloc::report::teach::At;
+        match (self.at, self.at_marker) {
+            (Some(n), _) => Some(At::Event(n)),
+            (None, Some(s)) => Some(At::Marker(s)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Parses the arguments, runs the subcommand, prints one line on error.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<ExitCode, String> = match cli.command {

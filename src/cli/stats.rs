@@ -5,6 +5,7 @@
 //! 3.13), the mimalloc section of that function.
 
 use pyalloc::check::CheckOptions;
+use pyalloc::report::teach::At;
 use pyalloc::report::{stats_at, StatsAt};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -16,16 +17,9 @@ use std::process::ExitCode;
 pub struct StatsArgs {
     /// The recorded pymalloc trace (plain or gzip).
     pub trace: PathBuf,
-    /// Show the state right after this event (0-based index among the trace's events).
-    #[arg(
-        long,
-        conflicts_with = "at_marker",
-        required_unless_present = "at_marker"
-    )]
-    pub at: Option<u64>,
-    /// Show the state right after the first top-level O/M request of this many bytes.
-    #[arg(long)]
-    pub at_marker: Option<u64>,
+    /// Where (one of the two is needed).
+    #[command(flatten)]
+    pub point: super::Point,
     /// The model (default: named by the trace's header; `+own` for own addresses).
     #[arg(long)]
     pub model: Option<String>,
@@ -41,10 +35,10 @@ pub fn run(args: StatsArgs) -> Result<ExitCode, String> {
         keep_going: false,
         progress: std::io::stderr().is_terminal(),
     };
-    let at = match (args.at, args.at_marker) {
-        (Some(n), _) => StatsAt::Event(n),
-        (None, Some(s)) => StatsAt::Marker(s),
-        (None, None) => return Err("give --at EVENT or --at-marker SIZE".into()),
+    let at = match args.point.at() {
+        Some(At::Event(n)) => StatsAt::Event(n),
+        Some(At::Marker(s)) => StatsAt::Marker(s),
+        _ => return Err("give --at EVENT or --at-marker SIZE".into()),
     };
     let (_event, text) = stats_at(&args.trace, &opts, at).map_err(|e| e.to_string())?;
     print!("{text}");

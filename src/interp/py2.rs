@@ -16,11 +16,11 @@ use crate::alloc::Allocator;
 use crate::error::AllocError;
 use crate::objects::freelist::Whereabouts;
 use crate::objects::{
-    BlockType, ClearEvent, ClearReport, FloatFreeList, FreeList, IntFreeList, Py2State, Slot,
-    SmallInts,
+    BlockType, CTypes, ClearEvent, ClearReport, FloatFreeList, FreeList, IntFreeList, Py2State,
+    PyInt, Slot, SmallInts,
 };
 use crate::platform::Platform;
-use crate::sysmalloc::{NoMalloc, SharedHeap};
+use crate::sysmalloc::SharedHeap;
 use crate::trace::{EventKind, FreeListKind};
 
 /// The step `PyInt_FromLong` and `PyFloat_FromDouble` share: pop the head of `list`
@@ -89,7 +89,7 @@ impl Py2<Box<dyn Allocator>> {
     }
 
     fn with_first_block(platform: Platform, first: Option<Addr>) -> Result<Self, PyError> {
-        let block = IntFreeList::new(NoMalloc, &platform).layout().block_size;
+        let block = PyInt::layout(CTypes::of(&platform)).block_size;
         let heap = system_heap(&platform, first, block)?;
         Py2::over(platform, heap)
     }

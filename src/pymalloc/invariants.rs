@@ -53,17 +53,18 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut on_used = vec![false; self.pools.len()];
         for size in 0..self.nclasses {
-            let mut id = self.pools[size as usize].nextpool;
-            let mut prev = size;
-            let mut steps = 0usize;
-            while id != size {
+            let ring = (size, self.pools[size as usize].nextpool, size);
+            let pools = linked(
+                &format!("usedpools[{size}]"),
+                ring,
+                self.pools.len(),
+                |id| {
+                    let p = &self.pools[id as usize];
+                    (p.prevpool, p.nextpool, p.addr)
+                },
+            )?;
+            for id in pools {
                 let p = &self.pools[id as usize];
-                if p.prevpool != prev {
-                    return Err(format!(
-                        "usedpools[{size}]: pool {:#x} prevpool wrong",
-                        p.addr
-                    ));
-                }
                 if p.szidx as u32 != size {
                     return Err(format!(
                         "usedpools[{size}] holds pool {:#x} of class {}",
@@ -71,26 +72,16 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
                     ));
                 }
                 on_used[id as usize] = true;
-                prev = id;
-                id = p.nextpool;
-                steps += 1;
-                if steps > self.pools.len() {
-                    return Err(format!("usedpools[{size}] is not circular"));
-                }
             }
         }
         let mut on_list = vec![false; self.arenas.len()];
-        let mut prev = NONE;
-        let mut a = self.usable_arenas;
-        let mut steps = 0usize;
-        while a != NONE {
+        let list = (NONE, self.usable_arenas, NONE);
+        let usable = linked("usable_arenas", list, self.arenas.len(), |a| {
             let ao = &self.arenas[a as usize];
-            if ao.prevarena != prev {
-                return Err(format!(
-                    "usable_arenas: arena {:#x} prevarena wrong",
-                    ao.address
-                ));
-            }
+            (ao.prevarena, ao.nextarena, ao.address)
+        })?;
+        for a in usable {
+            let ao = &self.arenas[a as usize];
             if ao.address == 0 {
                 return Err("usable_arenas holds an unassociated arena_object".into());
             }
@@ -114,12 +105,6 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
                 }
             }
             on_list[a as usize] = true;
-            prev = a;
-            a = ao.nextarena;
-            steps += 1;
-            if steps > self.arenas.len() {
-                return Err("usable_arenas has a cycle".into());
-            }
         }
         if self.params.ordering == ArenaOrdering::Nfp2lasta {
             for (n, &l) in self.nfp2lasta.iter().enumerate() {
@@ -243,5 +228,70 @@ impl<A: Allocator, S: ArenaSource> Pymalloc<A, S> {
             }
         }
         Ok(())
+    }
+}
+
+/// The nodes of a doubly linked list, in order: `(head, first, end)` = the node (or
+/// [`NONE`]) before `first`, the first node, and what the last node's `next` is (the head
+/// of a ring such as `usedpools[i]`, [`NONE`] for a list such as `usable_arenas`).
+/// `node(x)` = `(prev, next, address)`. Holds `prev(next(x)) == x` along the list, and at
+/// most `bound` nodes (else the list has a cycle); errors name `list` and the address.
+fn linked(
+    list: &str,
+    (head, first, end): (u32, u32, u32),
+    bound: usize,
+    node: impl Fn(u32) -> (u32, u32, u64),
+) -> Result<Vec<u32>, String> {
+    let mut nodes = Vec::new();
+    let (mut before, mut x) = (head, first);
+    while x != end {
+        let (prev, next, addr) = node(x);
+        if prev != before {
+            return Err(format!("{list}: {addr:#x}'s prev link is wrong"));
+        }
+        nodes.push(x);
+        if nodes.len() > bound {
+            return Err(format!("{list} has a cycle"));
+        }
+        (before, x) = (x, next);
+    }
+    Ok(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::PymallocParams;
+    use super::*;
+    use crate::sysmalloc::Bump;
+    use crate::vm::AddressSpace;
+    use crate::Platform;
+
+    /// A broken back link or a cycle in `usedpools` or `usable_arenas` is found and named.
+    #[test]
+    fn broken_links_and_cycles_are_named() {
+        let p = Platform::linux_x86_64();
+        let mut m = Pymalloc::new(
+            PymallocParams::v3_11(),
+            Bump::new(p.heap_start, 16),
+            p.address_space() as AddressSpace,
+        );
+        let a = m.malloc(40).unwrap();
+        let b = m.malloc(400).unwrap();
+        assert_eq!(m.check_invariants(), Ok(()));
+        let (_, pa) = m.pool_of(a).unwrap();
+        let (_, pb) = m.pool_of(b).unwrap();
+        let saved = m.pools[pa as usize].prevpool;
+        m.pools[pa as usize].prevpool = pb;
+        let e = m.check_invariants().unwrap_err();
+        assert!(
+            e.starts_with("usedpools[") && e.contains("prev link"),
+            "{e}"
+        );
+        m.pools[pa as usize].prevpool = saved;
+        assert_eq!(m.check_invariants(), Ok(()));
+        let arena = m.usable_arenas as usize;
+        m.arenas[arena].nextarena = arena as u32; // a list that comes back to itself
+        let e = m.check_invariants().unwrap_err();
+        assert!(e.starts_with("usable_arenas:"), "{e}");
     }
 }

@@ -240,6 +240,12 @@ impl Line {
             len: 0,
         }
     }
+    /// A call line's head: `op domain `.
+    fn call(op: u8, domain: u8) -> Line {
+        let mut l = Line::new();
+        l.ch(op).sp().ch(domain).sp();
+        l
+    }
     fn ch(&mut self, c: u8) -> &mut Line {
         self.buf[self.len] = c;
         self.len += 1;
@@ -352,6 +358,7 @@ fn enter(w: &Wrapped) -> u8 {
     }
 }
 
+/// Leaves a call [`enter`] entered.
 fn leave(w: &Wrapped) {
     if w.letter != b'R' {
         DEPTH.with(|d| d.set(d.get() - 1));
@@ -364,17 +371,19 @@ fn wrapped<'a>(ctx: *mut c_void) -> &'a Wrapped {
     unsafe { &*(ctx as *const Wrapped) }
 }
 
-extern "C" fn hook_malloc(ctx: *mut c_void, size: size_t) -> *mut c_void {
+/// A hooked call in the domain of `ctx`: `call` runs CPython's own allocator, inside the
+/// nesting count ([`enter`], [`leave`]); returns the domain letter to write and its result.
+fn around<R>(ctx: *mut c_void, call: impl FnOnce(&PyMemAllocatorEx) -> R) -> (u8, R) {
     let w = wrapped(ctx);
     let d = enter(w);
-    let f = w.orig.malloc.expect("CPython's malloc");
-    let p = f(w.orig.ctx, size);
+    let r = call(&w.orig);
     leave(w);
-    Line::new()
-        .ch(b'm')
-        .sp()
-        .ch(d)
-        .sp()
+    (d, r)
+}
+
+extern "C" fn hook_malloc(ctx: *mut c_void, size: size_t) -> *mut c_void {
+    let (d, p) = around(ctx, |o| o.malloc.expect("CPython's malloc")(o.ctx, size));
+    Line::call(b'm', d)
         .dec(size as u64)
         .sp()
         .hex(p as u64)
@@ -383,16 +392,10 @@ extern "C" fn hook_malloc(ctx: *mut c_void, size: size_t) -> *mut c_void {
 }
 
 extern "C" fn hook_calloc(ctx: *mut c_void, nelem: size_t, elsize: size_t) -> *mut c_void {
-    let w = wrapped(ctx);
-    let d = enter(w);
-    let f = w.orig.calloc.expect("CPython's calloc");
-    let p = f(w.orig.ctx, nelem, elsize);
-    leave(w);
-    Line::new()
-        .ch(b'c')
-        .sp()
-        .ch(d)
-        .sp()
+    let (d, p) = around(ctx, |o| {
+        o.calloc.expect("CPython's calloc")(o.ctx, nelem, elsize)
+    });
+    Line::call(b'c', d)
         .dec(nelem as u64)
         .sp()
         .dec(elsize as u64)
@@ -403,16 +406,10 @@ extern "C" fn hook_calloc(ctx: *mut c_void, nelem: size_t, elsize: size_t) -> *m
 }
 
 extern "C" fn hook_realloc(ctx: *mut c_void, old: *mut c_void, size: size_t) -> *mut c_void {
-    let w = wrapped(ctx);
-    let d = enter(w);
-    let f = w.orig.realloc.expect("CPython's realloc");
-    let p = f(w.orig.ctx, old, size);
-    leave(w);
-    Line::new()
-        .ch(b'r')
-        .sp()
-        .ch(d)
-        .sp()
+    let (d, p) = around(ctx, |o| {
+        o.realloc.expect("CPython's realloc")(o.ctx, old, size)
+    });
+    Line::call(b'r', d)
         .hex(old as u64)
         .sp()
         .dec(size as u64)
@@ -423,12 +420,8 @@ extern "C" fn hook_realloc(ctx: *mut c_void, old: *mut c_void, size: size_t) -> 
 }
 
 extern "C" fn hook_free(ctx: *mut c_void, p: *mut c_void) {
-    let w = wrapped(ctx);
-    let d = enter(w);
-    let f = w.orig.free.expect("CPython's free");
-    f(w.orig.ctx, p);
-    leave(w);
-    Line::new().ch(b'f').sp().ch(d).sp().hex(p as u64).emit();
+    let (d, ()) = around(ctx, |o| o.free.expect("CPython's free")(o.ctx, p));
+    Line::call(b'f', d).hex(p as u64).emit();
 }
 
 extern "C" fn hook_arena_alloc(_ctx: *mut c_void, size: size_t) -> *mut c_void {

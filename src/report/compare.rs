@@ -3,13 +3,16 @@
 //!
 //! ```text
 //!  TraceRun ─┬─ table()   one row per model, a row per marker under it (Δ from the first)
-//!            ├─ csv()     one line per model and per marker row
+//!            ├─ csv()     one line per model and per marker row (+ real figures, `--real-rss`)
 //!            ├─ json()    {"traces":[{"trace","events","models":[{"model",…,"markers":[…]}]}]}
-//!            ├─ chart()   resident per model over event time, live dashed, markers labelled
-//!            ├─ html()    the table and every chart in one file (inline SVG, no scripts)
+//!            ├─ chart()   resident per model over event time, live dashed, markers labelled,
+//!            │            the real process's points as rings (`--real-rss`)
+//!            ├─ html()    the table and every chart in one file (inline SVG, no scripts),
+//!            │            and per model held to a real run its table (report::real)
 //!            └─ timings() where the time went (`--timings`, on standard error)
 //! ```
 
+use super::real::{self, Held, PhaseRow};
 use super::svg::{escape, Chart, Series, PALETTE};
 use crate::compare::{ModelRun, TraceRun};
 use std::fmt::Write;
@@ -79,8 +82,8 @@ fn summary_cells(m: &ModelRun) -> [String; 13] {
 /// The table's column widths after the model's, in the order of `summary_cells`.
 const SUMMARY_WIDTHS: [usize; 12] = [11, 11, 11, 11, 11, 11, 9, 9, 6, 6, 6, 8];
 
-/// Signed KiB.
-fn dkib(d: i64) -> String {
+/// Signed KiB with one decimal.
+pub(super) fn dkib(d: i64) -> String {
     format!("{:+.1}", d as f64 / 1024.0)
 }
 
@@ -181,8 +184,10 @@ pub fn table(runs: &[TraceRun]) -> String {
 /// CSV: `trace,model,row,size,event,live,mapped,resident,...`: a `summary` row per model
 /// (peaks in live/mapped/resident, then the finals), a `marker` row per marker, and
 /// `waste_peak` / `waste_end` rows (event, live, mapped, then the waste columns added at
-/// the end: rounding … outside).
-pub fn csv(runs: &[TraceRun]) -> String {
+/// the end: rounding … outside), then the real figures (`real_rss`, `real_delta`,
+/// `predicted_delta`, `error`, `tolerance`: bytes, as the JSON's) on the marker rows of a
+/// model held to a real run (`held[trace]`, `--real-rss`), empty elsewhere.
+pub fn csv(runs: &[TraceRun], held: &[Vec<Held>]) -> String {
     let q = |s: &str| {
         if s.contains([',', '"', '\n']) {
             format!("\"{}\"", s.replace('"', "\"\""))
@@ -191,14 +196,15 @@ pub fn csv(runs: &[TraceRun]) -> String {
         }
     };
     let mut o = String::from(
-        "trace,events,model,row,size,event,live,mapped,resident,final_live,final_mapped,final_resident,fragmentation_at_peak,fragmentation_at_end,mmap,munmap,brk,seconds,rounding,headers,alignment,free_blocks,empty_pools,free_arenas,free_chunks,metadata,other_maps,outside\n",
+        "trace,events,model,row,size,event,live,mapped,resident,final_live,final_mapped,final_resident,fragmentation_at_peak,fragmentation_at_end,mmap,munmap,brk,seconds,rounding,headers,alignment,free_blocks,empty_pools,free_arenas,free_chunks,metadata,other_maps,outside,real_rss,real_delta,predicted_delta,error,tolerance\n",
     );
-    for t in runs {
+    for (ti, t) in runs.iter().enumerate() {
         for m in &t.models {
+            let phases = real::phases_of(held.get(ti), &m.model);
             let head = format!("{},{},{}", q(&t.trace), t.events, q(&m.model));
             let _ = writeln!(
                 o,
-                "{head},summary,,,{},{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,",
+                "{head},summary,,,{},{},{},{},{},{},{},{},{},{},{},{},,,,,,,,,,,,,,,",
                 m.peak_live,
                 m.peak_mapped,
                 m.peak_resident,
@@ -212,11 +218,16 @@ pub fn csv(runs: &[TraceRun]) -> String {
                 m.syscalls.brk,
                 m.seconds
             );
-            for r in &m.markers {
+            for (k, r) in m.markers.iter().enumerate() {
                 let _ = writeln!(
                     o,
-                    "{head},marker,{},{},{},{},{},,,,,,,,,,,,,,,,,,,",
-                    r.size, r.event, r.live, r.mapped, r.resident
+                    "{head},marker,{},{},{},{},{},,,,,,,,,,,,,,,,,,,,{}",
+                    r.size,
+                    r.event,
+                    r.live,
+                    r.mapped,
+                    r.resident,
+                    real_cells(phases.get(k))
                 );
             }
             for (row, w) in [
@@ -227,7 +238,7 @@ pub fn csv(runs: &[TraceRun]) -> String {
                 let p = &w.waste;
                 let _ = writeln!(
                     o,
-                    "{},{},{},{row},,{},{},{},,,,,,,,,,,{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{row},,{},{},{},,,,,,,,,,,{},{},{},{},{},{},{},{},{},{},,,,,",
                     q(&t.trace),
                     t.events,
                     q(&m.model),
@@ -251,9 +262,23 @@ pub fn csv(runs: &[TraceRun]) -> String {
     o
 }
 
-/// Resident bytes of every model over event time, the program's live bytes dashed, and
-/// the markers of the first model labelled with their sizes.
-pub fn chart(t: &TraceRun) -> Chart {
+/// The CSV's five real columns of one marker row: its phase's figures, or empty.
+fn real_cells(p: Option<&PhaseRow>) -> String {
+    p.map_or_else(
+        || ",,,,".to_string(),
+        |p| {
+            format!(
+                "{},{},{},{},{}",
+                p.real_rss, p.real_delta, p.predicted_delta, p.error, p.tolerance
+            )
+        },
+    )
+}
+
+/// Resident bytes of every model over event time, the program's live bytes dashed, the
+/// markers of the first model labelled with their sizes, and the real process's points of
+/// every model in `held` (`--real-rss`; [`real::dots`]).
+pub fn chart(t: &TraceRun, held: &[Held]) -> Chart {
     let mut series: Vec<Series> = t
         .models
         .iter()
@@ -297,6 +322,7 @@ pub fn chart(t: &TraceRun) -> Chart {
         y_label: "bytes".into(),
         series,
         markers,
+        dots: real::dots(t, held),
     }
 }
 
@@ -306,7 +332,7 @@ fn longest(models: &[ModelRun]) -> Option<&ModelRun> {
 
 /// One SVG document holding a chart per trace, stacked.
 pub fn svg(runs: &[TraceRun]) -> String {
-    let charts: Vec<String> = runs.iter().map(|t| chart(t).render()).collect();
+    let charts: Vec<String> = runs.iter().map(|t| chart(t, &[]).render()).collect();
     if charts.len() == 1 {
         return format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n",
@@ -326,12 +352,15 @@ pub fn svg(runs: &[TraceRun]) -> String {
     o
 }
 
-/// A self-contained page: the table and a chart per trace.
-pub fn html(runs: &[TraceRun]) -> String {
+/// A self-contained page: the table and a chart per trace; for the models of `held[trace]`
+/// (`--real-rss`) the table of their phases held to the real process
+/// ([`real::html_table`]) and the real points on the chart.
+pub fn html(runs: &[TraceRun], held: &[Vec<Held>]) -> String {
     let mut o = String::from(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pyalloc compare</title>\n<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}</style></head><body>\n<h1>pyalloc compare</h1>\n<p>live: bytes the program asked for and has not freed; mapped: address space held from the system (brk extent, arenas, mmapped chunks); resident: pages written through the allocators' blocks and metadata and not given back (the model's prediction of the heap's share of VmRSS). Sizes in KiB.</p>\n",
     );
-    for t in runs {
+    for (ti, t) in runs.iter().enumerate() {
+        let held = held.get(ti).map_or(&[][..], Vec::as_slice);
         let _ = write!(o, "<h2>{} ({} events)</h2>\n<table><tr><th>model</th><th>peak live</th><th>peak mapped</th><th>peak resident</th><th>final live</th><th>final mapped</th><th>final resident</th><th>fragmentation at peak</th><th>at end</th><th>mmap</th><th>munmap</th><th>brk</th><th>seconds</th></tr>\n", escape(&t.trace), t.events);
         for m in &t.models {
             let cells = summary_cells(m);
@@ -362,7 +391,8 @@ pub fn html(runs: &[TraceRun]) -> String {
             }
             o.push_str("</table>\n");
         }
-        o.push_str(&chart(t).render());
+        o.push_str(&real::html_table(held));
+        o.push_str(&chart(t, held).render());
         o.push('\n');
     }
     o.push_str("</body></html>\n");

@@ -13,8 +13,15 @@
 //! issue holds the models to is `max(3 % of |real Δ|, 512 KiB)`.
 //! The real figures are VmRSS in KiB (`/proc/self/status`): whole pages, so every delta is
 //! a multiple of 4 KiB; the model's are bytes.
+//!
+//! Where the figures appear: the table ([`table`]), `--json` (added fields, [`add_to_json`]),
+//! `--csv` (five columns at the end of the marker rows, `report::compare::csv`), `--svg`
+//! ([`svg`]: the table drawn under the chart) and `--html` ([`html_table`] beside the other
+//! tables); the chart of both draws the real points ([`dots`]) as rings over the model's
+//! line, placed at the model's first-marker resident plus the real Δ.
 
-use super::svg::escape;
+use super::compare::dkib;
+use super::svg::{escape, Dot, PALETTE};
 use crate::compare::{MarkerRow, ModelRun, TraceRun};
 use serde::Serialize;
 use std::fmt::Write;
@@ -131,6 +138,128 @@ pub fn hold_rows(
     })
 }
 
+/// The phases of `model` in one trace's held models (`held[trace]`), or none.
+pub fn phases_of<'a>(held: Option<&'a Vec<Held>>, model: &str) -> &'a [PhaseRow] {
+    held.and_then(|h| h.iter().find(|h| h.model == model))
+        .map_or(&[], |h| h.phases.as_slice())
+}
+
+/// `|error| ≤ tolerance`: the phase is held.
+pub fn within(p: &PhaseRow) -> bool {
+    p.error.abs() <= p.tolerance
+}
+
+/// The real process's points of every model in `held` for `t`'s chart: at each of the
+/// model's marker events, its first marker's resident bytes plus the real Δ (so where the
+/// model's line passes through the ring, prediction and reality agree), in the model's
+/// colour, with `data-model`, `data-phase` and `data-real-delta` (bytes).
+pub fn dots(t: &TraceRun, held: &[Held]) -> Vec<Dot> {
+    let mut out = Vec::new();
+    for h in held {
+        let Some((i, m)) = t
+            .models
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.model == h.model)
+        else {
+            continue;
+        };
+        let Some(r0) = m.markers.first() else {
+            continue;
+        };
+        for p in &h.phases {
+            let Some(r) = m.markers.get(p.phase) else {
+                continue;
+            };
+            out.push(Dot {
+                at: (r.event as f64, r0.resident as f64 + p.real_delta as f64),
+                color: PALETTE[i % PALETTE.len()].to_string(),
+                legend: format!("{}: real Δ", h.model),
+                title: format!(
+                    "phase {}, marker {}: real Δ {} KiB, predicted Δ {} KiB, error {} KiB",
+                    p.phase,
+                    p.size,
+                    dkib(p.real_delta),
+                    dkib(p.predicted_delta),
+                    dkib(p.error)
+                ),
+                data: vec![
+                    ("model", h.model.clone()),
+                    ("phase", p.phase.to_string()),
+                    ("real-delta", p.real_delta.to_string()),
+                ],
+            });
+        }
+    }
+    out
+}
+
+/// The page's "held to the real process" tables, one per model in `held`: per phase the
+/// marker size, real RSS, real Δ, predicted Δ, error and tolerance (KiB, one decimal) and
+/// whether the phase is within tolerance. Each number cell carries its class (`real_rss`,
+/// `real_delta`, `predicted_delta`, `error`, `tolerance`: the JSON's names) and
+/// `data-bytes`, the exact figure; the table `data-model` and each row `data-phase`.
+pub fn html_table(held: &[Held]) -> String {
+    let mut o = String::new();
+    if held.is_empty() {
+        return o;
+    }
+    o.push_str("<p>Held to the real process: Δ = change since the first marker (KiB), error = predicted Δ − real Δ, within tolerance when |error| ≤ max(3 % of |real Δ|, 512 KiB). The rings on the chart are the real points, at the model's first-marker resident plus the real Δ.</p>\n");
+    for h in held {
+        let _ = write!(
+            o,
+            "<h3>{} held to the real process ({})</h3>\n<table class=\"held\" data-model=\"{}\"><tr><th>phase</th><th>marker size</th><th>real RSS</th><th>real Δ</th><th>predicted Δ</th><th>error</th><th>tolerance</th><th>within tolerance</th></tr>\n",
+            escape(&h.model),
+            escape(&h.real),
+            escape(&h.model)
+        );
+        for p in &h.phases {
+            let cell = |o: &mut String, class: &str, bytes: i64, text: String| {
+                let _ = write!(
+                    o,
+                    "<td class=\"{class}\" data-bytes=\"{bytes}\">{text}</td>"
+                );
+            };
+            let _ = write!(
+                o,
+                "<tr data-phase=\"{}\"><td>{}</td><td>{}</td>",
+                p.phase, p.phase, p.size
+            );
+            cell(
+                &mut o,
+                "real_rss",
+                p.real_rss as i64,
+                format!("{:.1}", p.real_rss as f64 / 1024.0),
+            );
+            cell(&mut o, "real_delta", p.real_delta, dkib(p.real_delta));
+            cell(
+                &mut o,
+                "predicted_delta",
+                p.predicted_delta,
+                dkib(p.predicted_delta),
+            );
+            cell(&mut o, "error", p.error, dkib(p.error));
+            cell(
+                &mut o,
+                "tolerance",
+                p.tolerance,
+                format!("{:.1}", p.tolerance as f64 / 1024.0),
+            );
+            let _ = writeln!(
+                o,
+                "{}</tr>",
+                if within(p) {
+                    "<td class=\"within\">yes</td>"
+                } else {
+                    "<td class=\"within\" style=\"color:#d62728;font-weight:bold\">no</td>"
+                }
+            );
+        }
+        o.push_str("</table>\n");
+    }
+    o
+}
+
 /// Signed KiB, whole (the real figures are whole KiB).
 fn dk(b: i64) -> String {
     format!("{:+}", b / 1024)
@@ -166,11 +295,7 @@ pub fn table(held: &[Held]) -> String {
                 dk(p.error),
                 p.tolerance / 1024,
                 h.real,
-                if p.error.abs() > p.tolerance {
-                    "  OVER"
-                } else {
-                    ""
-                }
+                if !within(p) { "  OVER" } else { "" }
             );
         }
     }
@@ -249,7 +374,7 @@ pub fn svg_table(title: &str, held: &[Held], width: f64) -> String {
     for h in held {
         for p in h.phases.iter().skip(1) {
             y += ROW;
-            let over = p.error.abs() > p.tolerance;
+            let over = !within(p);
             let m = escape(&h.model);
             let cell = |o: &mut String, col: usize, class: &str, text: String, color: &str| {
                 let _ = write!(
@@ -277,13 +402,15 @@ pub fn svg_table(title: &str, held: &[Held], width: f64) -> String {
     o
 }
 
-/// `--svg` with real figures: each trace's chart, and under it the table of the models
+/// `--svg` with real figures: each trace's chart (the real points as rings), and under it
+/// the table of the models
 /// held to the real process, stacked in one document.
 pub fn svg(runs: &[TraceRun], held: &[Vec<Held>]) -> String {
     let mut parts = Vec::new();
     for (ti, t) in runs.iter().enumerate() {
-        parts.push((super::compare::chart(t).render(), 420.0));
-        if let Some(h) = held.get(ti).filter(|h| !h.is_empty()) {
+        let h = held.get(ti).map_or(&[][..], Vec::as_slice);
+        parts.push((super::compare::chart(t, h).render(), 420.0));
+        if !h.is_empty() {
             let rows: usize = h.iter().map(|h| h.phases.len().saturating_sub(1)).sum();
             let title = format!(
                 "{}: resident Δ since the first marker, model vs real",

@@ -29,7 +29,23 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// A chart: series over a shared x axis, vertical markers with labels.
+/// One point drawn as a ring over the lines (a measured value beside a model's curve).
+#[derive(Debug, Clone)]
+pub struct Dot {
+    /// Where, in the chart's units (x: event, y: bytes).
+    pub at: (f64, f64),
+    /// Ring colour.
+    pub color: String,
+    /// The legend entry (one per distinct text) and the first line of the hover title.
+    pub legend: String,
+    /// Hover text after the legend's.
+    pub title: String,
+    /// `data-*` attributes (name without `data-`, value), so a reader can take the figures
+    /// back out.
+    pub data: Vec<(&'static str, String)>,
+}
+
+/// A chart: series over a shared x axis, vertical markers with labels, dots.
 #[derive(Debug, Clone, Default)]
 pub struct Chart {
     /// Title above the plot.
@@ -42,6 +58,8 @@ pub struct Chart {
     pub series: Vec<Series>,
     /// Vertical markers: (x, label).
     pub markers: Vec<(f64, String)>,
+    /// Rings over the lines, clamped into the plot (a y below 0 is drawn at 0).
+    pub dots: Vec<Dot>,
 }
 
 const W: f64 = 900.0;
@@ -87,6 +105,7 @@ impl Chart {
             .series
             .iter()
             .flat_map(|s| s.points.iter().map(|p| p.1))
+            .chain(self.dots.iter().map(|d| d.at.1))
             .fold(1.0f64, f64::max)
             * 1.05;
         let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
@@ -185,9 +204,33 @@ impl Chart {
                 }
             );
         }
-        // legend below the axis label
+        for d in &self.dots {
+            let _ = write!(
+                o,
+                r#"<circle class="dot" cx="{:.1}" cy="{:.1}" r="4.5" fill="white" stroke="{}" stroke-width="2""#,
+                sx(d.at.0),
+                sy(d.at.1.max(0.0)),
+                d.color
+            );
+            for (k, v) in &d.data {
+                let _ = write!(o, r#" data-{k}="{}""#, escape(v));
+            }
+            let _ = write!(
+                o,
+                "><title>{}: {}</title></circle>",
+                escape(&d.legend),
+                escape(&d.title)
+            );
+        }
+        // legend below the axis label: the lines, then one ring per distinct dot legend
         let mut lx = LEFT;
         let ly = TOP + ph + 60.0;
+        let mut rings: Vec<&Dot> = Vec::new();
+        for d in &self.dots {
+            if !rings.iter().any(|r| r.legend == d.legend) {
+                rings.push(d);
+            }
+        }
         for (i, s) in self.series.iter().enumerate() {
             let y = ly + (i / 3) as f64 * 16.0;
             if i % 3 == 0 {
@@ -206,6 +249,23 @@ impl Chart {
                 lx + 30.0,
                 y + 4.0,
                 escape(&s.name)
+            );
+            lx += 270.0;
+        }
+        for (j, d) in rings.iter().enumerate() {
+            let i = self.series.len() + j;
+            let y = ly + (i / 3) as f64 * 16.0;
+            if i % 3 == 0 {
+                lx = LEFT;
+            }
+            let _ = write!(
+                o,
+                r#"<circle cx="{:.1}" cy="{y:.1}" r="4.5" fill="white" stroke="{}" stroke-width="2"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+                lx + 12.0,
+                d.color,
+                lx + 30.0,
+                y + 4.0,
+                escape(&d.legend)
             );
             lx += 270.0;
         }
@@ -256,9 +316,25 @@ mod tests {
                 },
             ],
             markers: vec![(5.0, "700001".into())],
+            dots: ["1", "2"]
+                .map(|k| Dot {
+                    at: (5.0, 2.0 * 1048576.0),
+                    color: PALETTE[0].into(),
+                    legend: "a: real".into(),
+                    title: "phase".into(),
+                    data: vec![("phase", k.into())],
+                })
+                .into(),
         };
         let s = c.render();
         assert_eq!(s.matches("<path").count(), 2);
+        assert_eq!(s.matches(r#"<circle class="dot""#).count(), 2);
+        assert_eq!(
+            s.matches(">a: real</text>").count(),
+            1,
+            "one legend per text"
+        );
+        assert!(s.contains(r#"data-phase="2""#));
         assert!(s.contains(">700001</text>"));
         assert!(s.contains("t &lt;1&gt;"));
         assert!(s.starts_with("<svg") && s.ends_with("</svg>"));

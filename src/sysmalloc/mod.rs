@@ -5,8 +5,7 @@
 //! - [`glibc`]: glibc's ptmalloc2 (Linux), chunks with an 8-byte size header;
 //! - [`bump`]: a bump allocator that never reuses, the baseline for comparisons;
 //! - [`macos`]: macOS libmalloc's tiny allocator (16-byte quanta, no header);
-//! - [`null`]: allocators that keep nothing (`Null` for measuring a replay's own cost,
-//!   `NoMalloc` under a free list whose blocks are given);
+//! - [`null`]: `Null`, an allocator that keeps nothing, for measuring a replay's own cost;
 //! - [`shared`]: one heap shared by several layers (the int and float free lists).
 
 pub mod bump;
@@ -18,7 +17,7 @@ pub mod shared;
 pub use bump::Bump;
 pub use glibc::Glibc;
 pub use macos::MacTiny;
-pub use null::{NoMalloc, Null};
+pub use null::Null;
 pub use shared::SharedHeap;
 
 use crate::addr::Addr;

@@ -1,11 +1,6 @@
-//! Two allocators that keep nothing: baselines and placeholders, not models of a libc.
-//!
-//! - [`Null`] hands out fresh addresses (16 apart) and remembers none, so a replay through
-//!   it measures what reading the trace and mapping its addresses cost;
-//! - [`NoMalloc`] is the heap under a free list whose block addresses are taken from
-//!   somewhere else (a trace's `B` lines, a facade's given state): it refuses every
-//!   `malloc`, so a model that needs a block nobody gave says so instead of inventing an
-//!   address.
+//! An allocator that keeps nothing: a baseline, not a model of a libc. [`Null`] hands out
+//! fresh addresses (16 apart) and remembers none, so a replay through it measures what
+//! reading the trace and mapping its addresses cost.
 //!
 //! Invariant of [`Null`]: `next == 16 × requests served`; its `live_blocks` is
 //! `mallocs − frees` (saturating), and it tracks no bytes.
@@ -46,52 +41,17 @@ impl Allocator for Null {
     }
 }
 
-/// A heap that refuses every request: addresses must come from somewhere else (a trace).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoMalloc;
-
-impl Allocator for NoMalloc {
-    fn name(&self) -> &'static str {
-        "no-malloc"
-    }
-    fn malloc(&mut self, size: usize) -> Result<Addr, AllocError> {
-        Err(AllocError::OutOfAddressSpace {
-            what: format!("malloc({size}): this heap only takes addresses from a trace"),
-        })
-    }
-    fn free(&mut self, addr: Addr) -> Result<(), AllocError> {
-        if addr.is_null() {
-            return Ok(());
-        }
-        Err(AllocError::NotLive {
-            op: "free",
-            addr,
-            model: "no-malloc",
-        })
-    }
-    fn realloc(&mut self, addr: Addr, size: usize) -> Result<Addr, AllocError> {
-        let _ = addr;
-        self.malloc(size)
-    }
-    fn stats(&self) -> Stats {
-        Stats::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn null_hands_out_fresh_addresses_and_no_malloc_refuses() {
+    fn null_hands_out_fresh_addresses() {
         let mut n = Null::default();
         let a = n.malloc(8).unwrap();
         let b = n.realloc(a, 100).unwrap();
         assert_ne!(a, b);
         assert_eq!(b - a, 16);
         assert_eq!(n.stats().live_blocks, 1);
-        assert!(NoMalloc.malloc(1).is_err());
-        assert!(NoMalloc.free(Addr(0x10)).is_err());
-        assert_eq!(NoMalloc.free(Addr::NULL), Ok(()));
     }
 }

@@ -112,3 +112,74 @@ pub fn matched_calls(rp: &mut pyalloc::replay::Replayer, events: &[pyalloc::trac
     }
     matched
 }
+
+/// A `compare --real-rss` run whose real figures come from the model itself:
+/// startup_only.trace.gz through `cpython-3.11/glibc-2.36` and `glibc-2.36` at its three
+/// requests of 1016 bytes, `glibc-2.36` held to a VmRSS file written in `dir` from that
+/// model's resident bytes at the markers (whole KiB, plus 10000 KiB of "interpreter"), the
+/// last phase shifted up by twice its tolerance, so the first phases are held and the last
+/// is not.
+pub struct HeldRun {
+    /// `compare`'s arguments, `--real-rss` included; add `--json`, `--csv`, `--html F`.
+    pub args: Vec<String>,
+    /// The `--json` output of `args`.
+    pub json: serde_json::Value,
+    /// The `--json` output without `--real-rss`.
+    pub plain: serde_json::Value,
+    /// The VmRSS lines written (KiB).
+    pub real_kib: Vec<i64>,
+}
+
+/// Builds a [`HeldRun`] in `dir` (created).
+pub fn held_run(dir: &Path) -> HeldRun {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut args: Vec<String> = [
+        "compare",
+        &trace("cpython-3.11.7-linux-x86_64/startup_only.trace.gz").to_string_lossy(),
+        "--models",
+        "cpython-3.11/glibc-2.36,glibc-2.36",
+        "--at-marker",
+        "1016",
+    ]
+    .map(String::from)
+    .into();
+    let json = |args: &[String]| -> serde_json::Value {
+        let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+        a.push("--json");
+        let (ok, out, err) = pyalloc(&a);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let plain = json(&args);
+    let resident: Vec<i64> = plain["traces"][0]["models"][1]["markers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["resident"].as_i64().unwrap())
+        .collect();
+    assert!(resident.len() >= 2, "{plain}");
+    let last = resident.len() - 1;
+    let predicted_kib = (resident[last] - resident[0]) / 1024;
+    let shift = 2 * (predicted_kib.abs() * 3 / 100).max(512);
+    let real_kib: Vec<i64> = resident
+        .iter()
+        .enumerate()
+        .map(|(k, r)| r / 1024 + 10000 + if k == last { shift } else { 0 })
+        .collect();
+    let file = dir.join("glibc.rss");
+    let text: String = real_kib
+        .iter()
+        .enumerate()
+        .map(|(k, v)| format!("phase{k} {v}\n"))
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    args.push("--real-rss".into());
+    args.push(format!("glibc-2.36={}", file.display()));
+    let json = json(&args);
+    HeldRun {
+        args,
+        json,
+        plain,
+        real_kib,
+    }
+}

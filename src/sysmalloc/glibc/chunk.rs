@@ -14,8 +14,8 @@
 //! Following a boundary tag is an index computation; list links are node indices.
 //! Nodes `0..FIRST` are the bins' sentinels, two each (`bin_at(av, b)` is node `2b`).
 //!
-//! The node array is zeroed memory from the system allocator, grown by doubling
-//! ([`Nodes`]): a node no chunk ever wrote stays zero, and a zero page the model never
+//! The node array is zeroed memory (an anonymous mapping on Linux), grown by doubling
+//! ([`Nodes`]: with `mremap`, which copies nothing): a node no chunk ever wrote stays zero, and a zero page the model never
 //! writes is never made resident by the kernel. So a 1 MiB chunk costs the page holding its
 //! tag (4 KiB of nodes), not the 512 KiB of nodes its granules span: the model's memory
 //! grows with the chunks, not with their sizes. Invariant: `nodes[len..cap] == 0`.
@@ -26,7 +26,9 @@
 //!   (tcache and fastbin chunks count as in use, as in glibc).
 
 use super::params::NBINS;
-use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
+#[cfg(not(target_os = "linux"))]
+use std::alloc::{alloc_zeroed, dealloc};
+use std::alloc::{handle_alloc_error, Layout};
 use std::collections::HashMap;
 use std::ptr::NonNull;
 
@@ -149,13 +151,15 @@ impl Node {
 /// Nodes per page of the node array (4 KiB): the unit a copy skips when it is all zero.
 const PAGE_NODES: usize = 4096 / std::mem::size_of::<Node>();
 
-/// A growable array of nodes in zeroed memory (`calloc`): what is never written is never
-/// resident. Grows by doubling; a grow or a clone copies only the pages holding a
-/// non-zero node, so untouched pages stay untouched in the copy too.
+/// A growable array of nodes in zeroed memory: what is never written is never resident.
+/// Grows by doubling. On Linux the nodes live in an anonymous mapping that grows with
+/// `mremap`, which moves the page tables, not the nodes: a grow copies nothing and touches
+/// no page; elsewhere a grow allocates zeroed memory and copies only the pages holding a
+/// non-zero node, so untouched pages stay untouched in the copy too (as a clone does).
 pub struct Nodes {
-    ptr: NonNull<Node>, // `cap` nodes, zeroed when allocated
+    ptr: NonNull<Node>, // `cap` nodes, zeroed when allocated (dangling when cap == 0)
     len: usize,         // nodes in use; `ptr[len..cap]` are all zero
-    cap: usize,         // nodes allocated
+    cap: usize,         // nodes allocated: 0 or a multiple of PAGE_NODES
 }
 
 // SAFETY: `Nodes` owns its allocation of plain `Copy` data, like a `Vec<Node>`.
@@ -164,13 +168,12 @@ unsafe impl Send for Nodes {}
 unsafe impl Sync for Nodes {}
 
 impl Nodes {
-    /// An empty array with room for `cap` nodes.
-    pub fn with_capacity(cap: usize) -> Nodes {
-        let cap = cap.max(PAGE_NODES);
+    /// An empty array that holds no memory yet.
+    pub const fn new() -> Nodes {
         Nodes {
-            ptr: Self::zeroed(cap),
+            ptr: NonNull::dangling(),
             len: 0,
-            cap,
+            cap: 0,
         }
     }
 
@@ -178,11 +181,83 @@ impl Nodes {
         Layout::array::<Node>(cap).expect("node array within isize::MAX bytes")
     }
 
+    /// `cap` (> 0) zeroed nodes: an anonymous private mapping (Linux).
+    #[cfg(target_os = "linux")]
     fn zeroed(cap: usize) -> NonNull<Node> {
         let layout = Self::layout(cap);
-        // SAFETY: `layout` has a non-zero size (cap ≥ PAGE_NODES).
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                layout.size(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            handle_alloc_error(layout);
+        }
+        NonNull::new(p as *mut Node).unwrap_or_else(|| handle_alloc_error(layout))
+    }
+
+    /// `cap` (> 0) zeroed nodes from the system allocator.
+    #[cfg(not(target_os = "linux"))]
+    fn zeroed(cap: usize) -> NonNull<Node> {
+        let layout = Self::layout(cap);
+        // SAFETY: `layout` has a non-zero size (cap > 0).
         let p = unsafe { alloc_zeroed(layout) } as *mut Node;
         NonNull::new(p).unwrap_or_else(|| handle_alloc_error(layout))
+    }
+
+    /// Gives back the memory of `cap` (> 0) nodes at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` came from `zeroed(cap)` (or a grow to `cap`) and is not used after.
+    unsafe fn release(ptr: NonNull<Node>, cap: usize) {
+        #[cfg(target_os = "linux")]
+        // SAFETY: the caller's contract: our own mapping of `layout(cap).size()` bytes.
+        unsafe {
+            libc::munmap(ptr.as_ptr().cast(), Self::layout(cap).size());
+        }
+        #[cfg(not(target_os = "linux"))]
+        // SAFETY: the caller's contract: allocated with `layout(cap)`.
+        unsafe {
+            dealloc(ptr.as_ptr() as *mut u8, Self::layout(cap))
+        };
+    }
+
+    /// Moves the nodes to room for `cap` (> self.cap > 0) nodes, the new ones zero.
+    #[cfg(target_os = "linux")]
+    fn grow(&mut self, cap: usize) {
+        let layout = Self::layout(cap);
+        // SAFETY: `ptr` is our mapping of `layout(self.cap)` bytes; mremap moves it (and
+        // its page tables) whole, the new tail is zero-filled anonymous memory.
+        let p = unsafe {
+            libc::mremap(
+                self.ptr.as_ptr().cast(),
+                Self::layout(self.cap).size(),
+                layout.size(),
+                libc::MREMAP_MAYMOVE,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            handle_alloc_error(layout);
+        }
+        self.ptr = NonNull::new(p as *mut Node).unwrap_or_else(|| handle_alloc_error(layout));
+        self.cap = cap;
+    }
+
+    /// Moves the nodes to room for `cap` (> self.cap > 0) nodes, the new ones zero.
+    #[cfg(not(target_os = "linux"))]
+    fn grow(&mut self, cap: usize) {
+        let ptr = Self::zeroed(cap);
+        self.copy_written(ptr);
+        // SAFETY: `self.ptr` came from `zeroed(self.cap)` and is replaced.
+        unsafe { Self::release(self.ptr, self.cap) };
+        self.ptr = ptr;
+        self.cap = cap;
     }
 
     /// Copies the pages of `self[..len]` that hold a non-zero node to `dst` (zeroed, at
@@ -236,28 +311,21 @@ impl Nodes {
             return;
         }
         if new_len > self.cap {
-            let cap = new_len.max(2 * self.cap);
-            let ptr = Self::zeroed(cap);
-            self.copy_written(ptr);
-            // SAFETY: `self.ptr` was allocated with `layout(self.cap)`.
-            unsafe { dealloc(self.ptr.as_ptr() as *mut u8, Self::layout(self.cap)) };
-            self.ptr = ptr;
-            self.cap = cap;
+            let cap = new_len.max(2 * self.cap).next_multiple_of(PAGE_NODES);
+            if self.cap == 0 {
+                self.ptr = Self::zeroed(cap);
+                self.cap = cap;
+            } else {
+                self.grow(cap);
+            }
         }
         self.len = new_len; // nodes past the old len are zero: Node::EMPTY
-    }
-
-    /// Appends `n`.
-    pub fn push(&mut self, n: Node) {
-        let i = self.len;
-        self.resize(i + 1);
-        self[i] = n;
     }
 
     /// Empties the array (its memory given back when large, zeroed in place when small).
     pub fn clear(&mut self) {
         if self.cap * std::mem::size_of::<Node>() > 64 << 20 {
-            *self = Nodes::with_capacity(0);
+            *self = Nodes::new();
         } else {
             self.fill(Node::EMPTY);
             self.len = 0;
@@ -284,6 +352,9 @@ impl std::ops::DerefMut for Nodes {
 
 impl Clone for Nodes {
     fn clone(&self) -> Nodes {
+        if self.cap == 0 {
+            return Nodes::new();
+        }
         let ptr = Self::zeroed(self.cap);
         self.copy_written(ptr);
         Nodes {
@@ -296,8 +367,10 @@ impl Clone for Nodes {
 
 impl Drop for Nodes {
     fn drop(&mut self) {
-        // SAFETY: `ptr` was allocated with `layout(cap)`.
-        unsafe { dealloc(self.ptr.as_ptr() as *mut u8, Self::layout(self.cap)) };
+        if self.cap > 0 {
+            // SAFETY: `ptr` came from `zeroed(cap)` (or a grow to `cap`).
+            unsafe { Self::release(self.ptr, self.cap) };
+        }
     }
 }
 
@@ -319,31 +392,39 @@ pub struct Heap {
 impl Heap {
     /// An empty heap whose first chunk will be at `base`, in granules of `1 << shift` bytes.
     pub fn new(base: u64, shift: u32) -> Heap {
-        let mut nodes = Nodes::with_capacity(FIRST as usize + 4096);
-        for _ in 0..NBINS {
-            // the tag (non-zero: a sentinel's "fd_nextsize", the next sentinel's tag, is
-            // never NULL), then the links: fd = bk = the sentinel itself
-            let s = nodes.len() as u32;
-            nodes.push(Node {
-                a: (State::Bin as u32) << SIZE_BITS,
-                b: 0,
-            });
-            nodes.push(Node { a: s, b: s });
-        }
-        Heap {
+        let mut h = Heap {
             base,
             shift,
-            nodes,
+            nodes: Nodes::new(),
+            big_reqs: HashMap::new(),
+        };
+        h.reset(base);
+        h
+    }
+
+    /// A heap with no memory (a placeholder while its arena is moved out).
+    pub fn empty() -> Heap {
+        Heap {
+            base: 0,
+            shift: 0,
+            nodes: Nodes::new(),
             big_reqs: HashMap::new(),
         }
     }
 
     /// Empties the heap, keeping the node array's memory.
     pub fn reset(&mut self, base: u64) {
-        let fresh = Heap::new(base, self.shift);
         self.nodes.clear();
-        for &n in fresh.nodes.iter() {
-            self.nodes.push(n);
+        self.nodes.resize(FIRST as usize);
+        for b in 0..NBINS as u32 {
+            // the tag (non-zero: a sentinel's "fd_nextsize", the next sentinel's tag, is
+            // never NULL), then the links: fd = bk = the sentinel itself
+            let s = bin(b as usize);
+            self.nodes[s as usize] = Node {
+                a: (State::Bin as u32) << SIZE_BITS,
+                b: 0,
+            };
+            self.nodes[s as usize + 1] = Node { a: s, b: s };
         }
         self.big_reqs.clear();
         self.base = base;
@@ -568,7 +649,7 @@ mod tests {
 
     #[test]
     fn nodes_grow_and_clone_keep_every_written_node_and_read_the_rest_as_empty() {
-        let mut n = Nodes::with_capacity(0);
+        let mut n = Nodes::new();
         let at = [
             0usize,
             1,

@@ -164,11 +164,17 @@ pub struct Glibc {
 impl Glibc {
     /// A fresh process: an empty heap at the address space's current break.
     pub fn new(params: GlibcParams, vm: AddressSpace) -> Glibc {
+        Glibc::with_heap(params, vm, Heap::new(0, 0))
+    }
+
+    /// A fresh process whose node arena is `heap`'s memory (emptied here).
+    fn with_heap(params: GlibcParams, vm: AddressSpace, mut heap: Heap) -> Glibc {
         let start = vm.brk().0;
         let hdr = 2 * params.size_sz;
         let base = (start + hdr).next_multiple_of(params.malloc_alignment) - hdr;
         // granule = MINSIZE / 2: every chunk spans two, its links fit after its tag
-        let shift = (params.min_chunk / 2).trailing_zeros();
+        heap.shift = (params.min_chunk / 2).trailing_zeros();
+        heap.reset(base);
         let tidx_bias = (params.malloc_alignment - 1).wrapping_sub(params.min_chunk);
         let tidx_shift = params.malloc_alignment.trailing_zeros();
         Glibc {
@@ -179,7 +185,7 @@ impl Glibc {
             n_mmaps_max: params.n_mmaps_max,
             params,
             vm,
-            heap: Heap::new(base, shift),
+            heap,
             tidx_bias,
             tidx_shift,
             top: NIL,
@@ -202,10 +208,8 @@ impl Glibc {
     /// Starts over as a fresh process on `vm`, keeping the model's own tables' memory
     /// (replaying many traces, benchmarks).
     pub fn reset(&mut self, vm: AddressSpace) {
-        let mut heap = std::mem::replace(&mut self.heap, Heap::new(0, 0));
-        let fresh = Glibc::new(self.params.clone(), vm);
-        heap.reset(fresh.heap.base);
-        *self = Glibc { heap, ..fresh };
+        let heap = std::mem::replace(&mut self.heap, Heap::empty());
+        *self = Glibc::with_heap(self.params.clone(), vm, heap);
     }
 
     /// The parameters in force.
