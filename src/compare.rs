@@ -398,7 +398,7 @@ impl IdTable {
         &mut self.slots[i as usize][((a & 0xffff) >> self.shift) as usize]
     }
 
-    #[inline]
+    #[inline(always)]
     fn insert(&mut self, a: u64, id: u32) {
         if a & 7 != 0 {
             self.odd.insert(a, id);
@@ -410,7 +410,7 @@ impl IdTable {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, a: u64) -> Option<u32> {
         if a & ((1 << self.shift) - 1) != 0 {
             // not 8-aligned: in `odd`; only 8-aligned in 16-byte granules: never inserted
@@ -777,16 +777,17 @@ pub fn compare_trace(
             .map_err(|e| herr(format!("`# maps:` line: {e}")))?;
     }
     let read_peak = AtomicU64::new(0); // the highest live the feed has read
+    let ended = AtomicU64::new(u64::MAX); // events replayed, once the feed is done
     let (start, feed_cpu) = (Instant::now(), thread_cpu());
     std::thread::scope(|scope| {
-        let read_peak = &read_peak;
+        let (read_peak, ended) = (&read_peak, &ended);
         let mut txs = Vec::new();
         let mut handles = Vec::new();
         for mut r in runners {
             let (tx, rx) = sync_channel::<Arc<Batch>>(4);
             txs.push(tx);
-            handles.push(
-                scope.spawn(move || -> Result<Runner, (String, Box<EventError>)> {
+            handles.push(scope.spawn(
+                move || -> Result<Option<ModelRun>, (String, Box<EventError>)> {
                     let rx: Receiver<Arc<Batch>> = rx;
                     let cpu = thread_cpu();
                     for batch in rx {
@@ -794,13 +795,19 @@ pub fn compare_trace(
                             return Err((r.name, e));
                         }
                     }
-                    r.run.timing = ThreadTiming {
-                        cpu: thread_cpu() - cpu,
-                        done_at: start.elapsed().as_secs_f64(),
-                    };
-                    Ok(r)
-                }),
-            );
+                    // the channel is closed once the trace's end is known: the waste at the
+                    // end is walked here, beside the other models, not after them all
+                    let events = ended.load(Ordering::SeqCst);
+                    let mut run = (events != u64::MAX).then(|| r.finish(events));
+                    if let Some(run) = &mut run {
+                        run.timing = ThreadTiming {
+                            cpu: thread_cpu() - cpu,
+                            done_at: start.elapsed().as_secs_f64(),
+                        };
+                    }
+                    Ok(run)
+                },
+            ));
         }
         let mut feed = Feed {
             tr: Translator::default(),
@@ -822,8 +829,13 @@ pub fn compare_trace(
         let driven = Source::new(reader.as_mut())
             .map_err(ReplayError::from)
             .and_then(|mut src| drive(&mut src, &mut feed, &drive_opts));
+        // the event that stopped the loop at `until` was read, not replayed
+        let until = opts.until.unwrap_or(u64::MAX);
+        if let Ok(d) = &driven {
+            ended.store(d.events.min(until), Ordering::SeqCst); // before the channels close
+        }
         feed.finish();
-        drop(feed); // closes the channels: the models finish their batches
+        drop(feed); // closes the channels: the models finish their batches and their runs
         let feed = ThreadTiming {
             cpu: thread_cpu() - feed_cpu,
             done_at: start.elapsed().as_secs_f64(),
@@ -836,12 +848,11 @@ pub fn compare_trace(
             path: path.to_string(),
             source: Box::new(source),
         })?;
-        // the event that stopped the loop at `until` was read, not replayed
-        let events = driven.events.min(opts.until.unwrap_or(u64::MAX));
+        let events = driven.events.min(until);
         let mut runs = Vec::new();
         for j in joined {
             match j {
-                Ok(r) => runs.push(r.finish(events)),
+                Ok(r) => runs.extend(r),
                 Err((model, source)) => {
                     return Err(CompareError::Refused {
                         path: path.to_string(),
