@@ -456,14 +456,7 @@ fn drive(sess: &Session, file: &Path, trace: &Path, marker: u64, out: &Path) {
         json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
             "actions": [{"type": "pointerMove", "duration": 0, "x": x as i64, "y": y as i64, "origin": "viewport"}]}]}),
     );
-    let png = sess.get("/screenshot");
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(png.as_str().unwrap())
-        .unwrap();
-    let shot = out.join("view.png");
-    write_atomic(&shot, &bytes).unwrap();
-    eprintln!("screenshot: {}", shot.display());
+    sess.screenshot(&out.join("view.png"));
 }
 
 /// The mimalloc model's numbers after each of `events` (numbered as the recording counts
@@ -670,14 +663,7 @@ fn drive_mimalloc(
     );
 
     sess.assert_clean_console();
-    let png = sess.get("/screenshot");
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(png.as_str().unwrap())
-        .unwrap();
-    let shot = out.join("view-mimalloc.png");
-    write_atomic(&shot, &bytes).unwrap();
-    eprintln!("screenshot: {}", shot.display());
+    sess.screenshot(&out.join("view-mimalloc.png"));
 }
 
 /// `compare --html` with `--real-rss` in chromium: the "held to the real process" table

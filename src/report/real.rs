@@ -478,7 +478,7 @@ mod tests {
         assert!(p
             .iter()
             .all(|r| r.error == r.predicted_delta - r.real_delta));
-        assert!(table(&[h.clone()]).contains("OVER"));
+        assert!(table(std::slice::from_ref(&h)).contains("OVER"));
         let e = hold_rows("glibc-2.36", &rows(&[1, 2]), &real, "rss.txt").unwrap_err();
         assert!(
             e.contains("3 VmRSS lines") && e.contains("2 marker rows"),
