@@ -70,12 +70,15 @@ impl Glibc {
     /// Residency of a chunk of `size` put in a bin at node `i`: the header, fd/bk (and
     /// fd/bk_nextsize when large), and the foot: `prev_size` and the cleared P bit of the
     /// next chunk.
-    #[cold]
-    #[inline(never)]
+    #[inline(always)]
     fn touch_binned(&mut self, i: u32, size: u64) {
         let c = self.heap.addr(i);
-        self.vm.touch(c + 8, 40.min(size));
-        self.vm.touch(c + size, 16);
+        if !self.heap_pages.known(c + 8, 40.min(size)) {
+            self.touch_slow(c + 8, 40.min(size));
+        }
+        if !self.heap_pages.known(c + size, 16) {
+            self.touch_slow(c + size, 16);
+        }
     }
 
     /// Takes node `i` out of its list with no nextsize bookkeeping.

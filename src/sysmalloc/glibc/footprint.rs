@@ -37,6 +37,69 @@ pub struct HeapUse {
     pub total: u64,
 }
 
+/// The pages of the brk heap the model's writes made resident, as the address space has
+/// them: a filter in front of [`AddressSpace::touch`](crate::vm::AddressSpace::touch), so
+/// that a write to a page already known resident costs one bit test. Only glibc moves the
+/// break, and heap pages stop being resident only when it shrinks (systrim), where
+/// [`clear_from`](Self::clear_from) forgets them. Invariant: a bit set here ⇒ that page
+/// is resident in the address space.
+#[derive(Debug, Clone)]
+pub(super) struct HeapPages {
+    first: u64,     // page number of brk_start: bit k is page first + k
+    shift: u32,     // log2(page size)
+    bits: Vec<u64>, // bit k set: page first + k known resident
+}
+
+impl HeapPages {
+    /// No page known resident, for a heap starting at `brk_start`.
+    pub(super) fn new(brk_start: u64, page_size: u64) -> HeapPages {
+        let shift = page_size.trailing_zeros();
+        HeapPages {
+            first: brk_start >> shift,
+            shift,
+            bits: Vec::new(),
+        }
+    }
+
+    /// True when `addr..addr + len` lies on one or two pages known resident (any page
+    /// below the heap's start, or past the pages ever noted, is not known).
+    #[inline(always)]
+    pub(super) fn known(&self, addr: u64, len: u64) -> bool {
+        let lo = (addr >> self.shift).wrapping_sub(self.first);
+        let hi = ((addr + len.max(1) - 1) >> self.shift).wrapping_sub(self.first);
+        let bit = |k: u64| {
+            self.bits
+                .get((k >> 6) as usize)
+                .is_some_and(|&w| w >> (k & 63) & 1 == 1)
+        };
+        hi.wrapping_sub(lo) <= 1 && bit(lo) && bit(hi)
+    }
+
+    /// The pages of `addr..addr + len` (len > 0, within the heap) are resident.
+    pub(super) fn set(&mut self, addr: u64, len: u64) {
+        let lo = (addr >> self.shift) - self.first;
+        let hi = ((addr + len - 1) >> self.shift) - self.first;
+        let need = (hi >> 6) as usize + 1;
+        if self.bits.len() < need {
+            self.bits.resize(need, 0);
+        }
+        for k in lo..=hi {
+            self.bits[(k >> 6) as usize] |= 1 << (k & 63);
+        }
+    }
+
+    /// The break moved down to `brk`: pages from the one holding it up are forgotten
+    /// (the address space gives back those above it; forgetting one more is only slower).
+    pub(super) fn clear_from(&mut self, brk: u64) {
+        let lo = (brk >> self.shift).saturating_sub(self.first);
+        let w = (lo >> 6) as usize;
+        if w < self.bits.len() {
+            self.bits[w] &= !(u64::MAX << (lo & 63));
+            self.bits.truncate(w + 1);
+        }
+    }
+}
+
 impl Glibc {
     /// Walks the heap chunk by chunk and the mmapped chunks: see [`HeapUse`].
     pub fn heap_use(&self) -> HeapUse {
@@ -81,9 +144,46 @@ impl Glibc {
 
 #[cfg(test)]
 mod tests {
+    use super::HeapPages;
     use crate::alloc::Allocator;
     use crate::platform::Platform;
     use crate::sysmalloc::glibc::{Glibc, GlibcParams};
+
+    /// HeapPages knows a range exactly when every page of it (one or two) was set and not
+    /// cleared since, checked against a plain set of pages over a program of sets and clears.
+    #[test]
+    fn heap_pages_know_what_was_set_and_not_cleared() {
+        let (start, page) = (0x55_5555_5000u64, 4096u64);
+        let mut hp = HeapPages::new(start, page);
+        let mut want = std::collections::BTreeSet::new();
+        let mut x = 12345u64;
+        for step in 0..4000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let addr = start + (x >> 20) % (300 * page);
+            let len = 1 + (x >> 8) % (3 * page);
+            if step % 97 == 96 {
+                let brk = start + (x >> 24) % (300 * page);
+                hp.clear_from(brk);
+                want.retain(|&p| p < brk / page); // the page holding brk is forgotten too
+            } else {
+                hp.set(addr, len);
+                want.extend(addr / page..=(addr + len - 1) / page);
+            }
+            for probe in [addr, addr + len, start + (x >> 30) % (310 * page)] {
+                for l in [1, 16, page, 2 * page] {
+                    let (lo, hi) = (probe / page, (probe + l - 1) / page);
+                    let all = (lo..=hi).all(|p| want.contains(&p));
+                    assert_eq!(hp.known(probe, l), hi - lo <= 1 && all, "step {step}");
+                }
+            }
+        }
+        assert!(
+            !hp.known(start - 1, 1),
+            "below the heap's start nothing is known"
+        );
+    }
 
     #[test]
     fn the_parts_add_up_to_the_heap_and_the_mappings_after_every_step() {

@@ -62,6 +62,7 @@ impl Glibc {
             return;
         }
         if self.vm.sbrk(-(extra as i64)).is_ok() {
+            self.heap_pages.clear_from(self.vm.brk().0);
             let t = self.top;
             let s = self.heap.size(t) - extra;
             self.heap.set_size(t, s);

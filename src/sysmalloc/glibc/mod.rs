@@ -52,6 +52,7 @@ use crate::alloc::{Allocator, Stats};
 use crate::error::AllocError;
 use crate::vm::AddressSpace;
 use chunk::{Heap, State, NIL};
+use footprint::HeapPages;
 pub use footprint::HeapUse;
 use malloc::Out;
 use params::NFASTBINS;
@@ -156,6 +157,7 @@ pub struct Glibc {
     n_mmaps_max: u64,            // mp_.n_mmaps_max
     no_dyn_threshold: bool,      // mp_.no_dyn_threshold (set by mallopt)
     mmaps: HashMap<u64, Mapped>, // user pointer -> mmapped chunk
+    heap_pages: HeapPages,       // brk-heap pages known resident (residency's fast path)
     mmap_pin: Option<u64>,       // where the next mapping must go (from a recording)
     served: Served,              // the path that served the last request
     stats: Stats,                // footprint figures
@@ -177,6 +179,7 @@ impl Glibc {
         heap.reset(base);
         let tidx_bias = (params.malloc_alignment - 1).wrapping_sub(params.min_chunk);
         let tidx_shift = params.malloc_alignment.trailing_zeros();
+        let heap_pages = HeapPages::new(vm.brk_start().0, vm.page_size());
         Glibc {
             max_fast: params.max_fast,
             mmap_threshold: params.mmap_threshold,
@@ -199,6 +202,7 @@ impl Glibc {
             n_mmaps: 0,
             no_dyn_threshold: false,
             mmaps: HashMap::new(),
+            heap_pages,
             mmap_pin: None,
             served: Served::Nothing,
             stats: Stats::default(),
@@ -358,11 +362,26 @@ impl Glibc {
     }
 
     /// The residency half of [`wrote`](Self::wrote), out of the hot paths (which then
-    /// need no registers saved for it when residency is not tracked).
-    #[cold]
+    /// need no registers saved for it when residency is not tracked): writes to one or
+    /// two brk-heap pages already known resident stop at [`HeapPages`]' bit test.
     #[inline(never)]
     pub(super) fn touch(&mut self, addr: u64, len: u64) {
+        if !self.heap_pages.known(addr, len) {
+            self.touch_slow(addr, len);
+        }
+    }
+
+    /// The residency half of [`wrote`](Self::wrote), out of the hot paths (which then
+    /// need no registers saved for it when residency is not tracked).
+    /// [`touch`](Self::touch) of pages not known resident: the address space's `touch`,
+    /// and the brk heap's pages noted as such.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn touch_slow(&mut self, addr: u64, len: u64) {
         self.vm.touch(addr, len);
+        if len > 0 && addr >= self.vm.brk_start().0 && addr + len <= self.vm.brk().0 {
+            self.heap_pages.set(addr, len);
+        }
     }
 
     /// The simulated address space, mutably (a layer above maps its regions there).
