@@ -1154,6 +1154,39 @@ mod tests {
     }
 
     #[test]
+    fn a_runner_counts_events_across_skips_and_gaps_and_names_a_refusal_s_line() {
+        let gp = crate::sysmalloc::glibc::GlibcParams::v2_36_x86_64();
+        let mut r = Runner::new("glibc-2.36", Stack::new_glibc(gp));
+        let at = |gap: u64, mut s: Step, live| {
+            s.word |= gap << 38;
+            s.live = live;
+            s
+        };
+        let batch = Batch {
+            steps: vec![
+                Step::skip(100, 0),
+                at(0, Step::call(MALLOC, Route::System, 0, 24), 24), // event 100
+                at(2, Step::call(FREE, Route::System, 0, 0), 0),     // event 103
+            ],
+            lines: vec![(100, 7)],
+            ids: 1,
+            ..Batch::default()
+        };
+        r.steps(&batch, &AtomicU64::new(0)).unwrap();
+        assert_eq!(r.event, 104, "the event after the last step");
+        assert_eq!(r.run.samples[0].event, 101, "sampled right after event 100");
+        assert_eq!((r.run.peak_live, r.run.final_live), (24, 0));
+        let refused = Batch {
+            steps: vec![at(5, Step::call(FREE, Route::System, 0, 0), 0)], // event 109
+            lines: vec![(109, 12)],
+            ids: 1,
+            ..Batch::default()
+        };
+        let e = r.steps(&refused, &AtomicU64::new(0)).unwrap_err();
+        assert_eq!((e.event, e.line), (109, 121), "{e}");
+    }
+
+    #[test]
     fn a_batch_names_the_line_of_each_event_from_its_change_points() {
         let b = Batch {
             lines: vec![(100, 3), (105, 9), (200, 10)],
