@@ -84,7 +84,9 @@ pub fn thread_cpu_time() -> std::time::Duration {
 /// For test and bench targets (Cargo tells them where the binary is; examples, which also
 /// include this file, are not told).
 pub fn pyalloc(args: &[&str]) -> (bool, String, String) {
-    let bin = option_env!("CARGO_BIN_EXE_pyalloc").expect("a test target: cargo names the binary");
+    let Some(bin) = option_env!("CARGO_BIN_EXE_pyalloc") else {
+        panic!("pyalloc(): only for test and bench targets (cargo names the binary there)")
+    };
     let out = std::process::Command::new(bin).args(args).output().unwrap();
     (
         out.status.success(),
