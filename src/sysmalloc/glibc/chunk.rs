@@ -15,8 +15,10 @@
 //! Nodes `0..FIRST` are the bins' sentinels, two each (`bin_at(av, b)` is node `2b`).
 //!
 //! The node array is zeroed memory (an anonymous mapping on Linux), grown by doubling
-//! ([`Nodes`]: with `mremap`, which copies nothing): a node no chunk ever wrote stays zero, and a zero page the model never
-//! writes is never made resident by the kernel. So a 1 MiB chunk costs the page holding its
+//! ([`Nodes`]: with `mremap`, which copies nothing): a node no chunk ever wrote stays
+//! zero, and a zero page the model never writes is never made resident by the kernel
+//! (a dropped array's mapping is kept as a spare for the next array, zeroed where it was
+//! used: those pages stay resident, as memory calloc reuses does). So a 1 MiB chunk costs the page holding its
 //! tag (4 KiB of nodes), not the 512 KiB of nodes its granules span: the model's memory
 //! grows with the chunks, not with their sizes. Invariant: `nodes[len..cap] == 0`.
 //!
@@ -319,9 +321,12 @@ impl Nodes {
         if new_len > self.cap {
             let cap = new_len.max(2 * self.cap).next_multiple_of(PAGE_NODES);
             if self.cap == 0 {
+                self.adopt_spare();
+            }
+            if self.cap == 0 {
                 self.ptr = Self::zeroed(cap);
                 self.cap = cap;
-            } else {
+            } else if cap > self.cap {
                 self.grow(cap);
             }
         }
@@ -373,10 +378,62 @@ impl Clone for Nodes {
 
 impl Drop for Nodes {
     fn drop(&mut self) {
-        if self.cap > 0 {
+        if self.cap > 0 && !self.to_spare() {
             // SAFETY: `ptr` came from `zeroed(cap)` (or a grow to `cap`).
             unsafe { Self::release(self.ptr, self.cap) };
         }
+    }
+}
+
+/// Node mappings of dropped arrays kept for the next new one (Linux): (address, nodes
+/// mapped, nodes that may be non-zero: the array's `len`, past which all are zero). A new
+/// array takes one and zeroes that prefix, as calloc reuses freed memory, instead of
+/// faulting fresh pages in (models made one after another: benches, many traces).
+#[cfg(target_os = "linux")]
+static SPARE: std::sync::Mutex<Vec<(usize, usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
+/// At most this many spare mappings, of at most this many bytes each.
+#[cfg(target_os = "linux")]
+const SPARE_MAX: (usize, usize) = (4, 64 << 20);
+
+impl Nodes {
+    /// An empty array (`cap == 0`) takes a spare mapping, if any, zeroing what its last
+    /// owner may have written.
+    #[cfg(target_os = "linux")]
+    fn adopt_spare(&mut self) {
+        debug_assert_eq!(self.cap, 0);
+        let Some((p, cap, used)) = SPARE.lock().ok().and_then(|mut v| v.pop()) else {
+            return;
+        };
+        // SAFETY: the spare mapping holds `cap ≥ used` nodes and is owned by no array
+        // (its last owner gave it up in `to_spare`); zeroing `used` of them restores
+        // `ptr[len..cap] == 0` for len = 0.
+        unsafe { std::ptr::write_bytes(p as *mut Node, 0, used) };
+        self.ptr = NonNull::new(p as *mut Node).expect("a spare mapping is not null");
+        self.cap = cap;
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn adopt_spare(&mut self) {}
+
+    /// Gives this array's mapping to the spares (true) unless they are full or it is large.
+    #[cfg(target_os = "linux")]
+    fn to_spare(&mut self) -> bool {
+        if self.cap * std::mem::size_of::<Node>() > SPARE_MAX.1 {
+            return false;
+        }
+        match SPARE.lock() {
+            Ok(mut v) if v.len() < SPARE_MAX.0 => {
+                v.push((self.ptr.as_ptr() as usize, self.cap, self.len));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn to_spare(&mut self) -> bool {
+        false
     }
 }
 
@@ -666,6 +723,21 @@ impl Heap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_array_reads_as_empty_whatever_array_gave_its_memory_back() {
+        for round in 0..4 {
+            let mut n = Nodes::new();
+            n.resize(5 * PAGE_NODES + round);
+            assert!(n.iter().all(|x| x.a | x.b == 0), "round {round}");
+            for i in (0..n.len()).step_by(7) {
+                n[i] = Node { a: 9, b: 9 };
+            }
+            n.resize(40 * PAGE_NODES); // a grow past a spare's size keeps what was written
+            assert_eq!((n[7].a, n[7].b), (9, 9));
+            assert!(n[5 * PAGE_NODES + 4..].iter().all(|x| x.a | x.b == 0));
+        }
+    }
 
     #[test]
     fn nodes_grow_and_clone_keep_every_written_node_and_read_the_rest_as_empty() {
