@@ -228,8 +228,8 @@ pub enum CompareError {
 
 /// A call as every model sees it (recorded addresses replaced by block ids), packed in 24
 /// bytes with the program's live bytes after it. Steps are what the feed writes once and
-/// every model reads, so they are small: the event is implied (the previous step's event
-/// + 1 + `gap`), operands beyond one size ride in [`Batch::extra`] and the line in
+/// every model reads, so they are small: the event is implied (1 + `gap` after the
+/// previous step's event), operands beyond one size ride in [`Batch::extra`] and the line in
 /// [`Batch::lines`] (read only for an error).
 ///
 /// ```text
@@ -405,7 +405,7 @@ impl IdTable {
             self.odd.insert(a, id);
         } else {
             if a & 15 != 0 && self.shift == 4 {
-                self.to_8_byte_granules();
+                self.refile_in_8_byte_granules();
             }
             *self.slot(a) = id + 1;
         }
@@ -424,7 +424,7 @@ impl IdTable {
 
     /// Files every entry again in 8-byte granules (once per trace at most).
     #[cold]
-    fn to_8_byte_granules(&mut self) {
+    fn refile_in_8_byte_granules(&mut self) {
         let slots = std::mem::take(&mut self.slots);
         let keys = std::mem::take(&mut self.keys);
         let old = std::mem::replace(&mut self.shift, 3);
@@ -944,7 +944,7 @@ impl Replay for Feed<'_> {
                 }
                 self.event = index + 1;
                 let delta = e.line.wrapping_sub(index);
-                if b.lines.last().is_none_or(|&(_, d)| d != delta) {
+                if b.lines.last().map_or(true, |&(_, d)| d != delta) {
                     b.lines.push((index, delta));
                 }
                 let marker = request > 0 && self.markers.contains(&request);

@@ -294,7 +294,7 @@ impl<S: OsSource> Mimalloc<S> {
         if !force && now < segment.purge_expire {
             return;
         }
-        let mask = std::mem::replace(&mut segment.purge_mask, [0; 8]);
+        let mask = std::mem::take(&mut segment.purge_mask);
         segment.purge_expire = 0;
         let base = segment.base;
         let mut i = 0;

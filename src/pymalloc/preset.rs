@@ -425,7 +425,7 @@ impl PymallocParams {
     /// `INTERIOR_BITS = (ADDRESS_BITS - ARENA_BITS + 2) / 3` for the top and mid levels,
     /// `MAP_BOT_BITS = ADDRESS_BITS - ARENA_BITS - 2 * INTERIOR_BITS`.
     pub fn radix_bits(&self) -> (u32, u32, u32) {
-        let interior = (self.address_bits - self.arena_bits + 2) / 3;
+        let interior = (self.address_bits - self.arena_bits).div_ceil(3);
         (
             interior,
             interior,

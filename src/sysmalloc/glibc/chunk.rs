@@ -378,7 +378,7 @@ impl Clone for Nodes {
 
 impl Drop for Nodes {
     fn drop(&mut self) {
-        if self.cap > 0 && !self.to_spare() {
+        if self.cap > 0 && !self.give_up_as_spare() {
             // SAFETY: `ptr` came from `zeroed(cap)` (or a grow to `cap`).
             unsafe { Self::release(self.ptr, self.cap) };
         }
@@ -406,7 +406,7 @@ impl Nodes {
             return;
         };
         // SAFETY: the spare mapping holds `cap ≥ used` nodes and is owned by no array
-        // (its last owner gave it up in `to_spare`); zeroing `used` of them restores
+        // (its last owner gave it up in `give_up_as_spare`); zeroing `used` of them restores
         // `ptr[len..cap] == 0` for len = 0.
         unsafe { std::ptr::write_bytes(p as *mut Node, 0, used) };
         self.ptr = NonNull::new(p as *mut Node).expect("a spare mapping is not null");
@@ -418,7 +418,7 @@ impl Nodes {
 
     /// Gives this array's mapping to the spares (true) unless they are full or it is large.
     #[cfg(target_os = "linux")]
-    fn to_spare(&mut self) -> bool {
+    fn give_up_as_spare(&mut self) -> bool {
         if self.cap * std::mem::size_of::<Node>() > SPARE_MAX.1 {
             return false;
         }
@@ -432,7 +432,7 @@ impl Nodes {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn to_spare(&mut self) -> bool {
+    fn give_up_as_spare(&mut self) -> bool {
         false
     }
 }
