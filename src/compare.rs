@@ -23,6 +23,7 @@ use crate::replay::pages::PageIndex;
 use crate::replay::{
     drive, Cause, DriveOptions, EventError, Flow, ModelSpec, Replay, ReplayError, Source,
 };
+use crate::slots::reuse_or_push;
 use crate::stack::{Route, Stack, Waste};
 use crate::trace::{open::open, Domain, Event, EventKind, TraceError};
 use crate::vm::{ProcessLayout, Syscalls};
@@ -450,16 +451,7 @@ struct Translator {
 impl Translator {
     #[inline(always)]
     fn born(&mut self, addr: Addr, size: u64) -> u32 {
-        let id = match self.free_ids.pop() {
-            Some(id) => {
-                self.sizes[id as usize] = size;
-                id
-            }
-            None => {
-                self.sizes.push(size);
-                (self.sizes.len() - 1) as u32
-            }
-        };
+        let id = reuse_or_push(&mut self.sizes, &mut self.free_ids, size);
         self.live += size;
         self.ids.insert(addr.0, id);
         id

@@ -114,6 +114,7 @@ pub mod record;
 pub mod replay;
 pub mod report;
 pub mod scripts;
+pub(crate) mod slots;
 pub mod stack;
 pub mod sysmalloc;
 pub mod trace;

@@ -38,9 +38,10 @@
 //! their pages were written, turns on where the kernel put each arena (one on a 16 KiB
 //! boundary holds 64 pools, else 63) and on start-up allocations no recording sees, so a
 //! plain `python3` and the recording process differ: measured 1048 or 2140 KiB for that
-//! delta in plain runs that differ only in their environment, 1404 in the recording
-//! process, which the model predicts. The recording process's own deltas (it prints them
-//! while recorded) are printed beside the others but not held: they vary between runs.
+//! delta in plain runs that differ only in their environment, and 1404 or 1868 in the
+//! recording process itself (two recordings), while the model says 1400-1404 replaying
+//! either. The recording process's own deltas (it prints them while recorded) are
+//! printed beside the others but not held: they vary between runs.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

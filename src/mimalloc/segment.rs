@@ -32,6 +32,7 @@ use super::size_class::{
 use super::{Mimalloc, Purge, NONE};
 use crate::addr::Addr;
 use crate::error::AllocError;
+use crate::slots::reuse_or_push;
 
 /// `sizeof(mi_segment_t)` in CPython 3.13.0's build (FACTS §1): the header in slice 0.
 pub const SEGMENT_HEADER_BYTES: u64 = 41_304;
@@ -476,16 +477,7 @@ impl<S: OsSource> Mimalloc<S> {
             purge_mask: [0; 8],
             purge_expire: 0,
         };
-        let seg = match self.free_segment_ids.pop() {
-            Some(i) => {
-                self.segments[i as usize] = segment;
-                i
-            }
-            None => {
-                self.segments.push(segment);
-                (self.segments.len() - 1) as u32
-            }
-        };
+        let seg = reuse_or_push(&mut self.segments, &mut self.free_segment_ids, segment);
         match memid {
             MemId::Arena { arena, block, .. } => {
                 self.arenas[arena as usize].segment_at[block as usize] = seg

@@ -397,11 +397,6 @@ impl Pymalloc3Reader {
         &self.path
     }
 
-    /// The 1-based number of the line last read.
-    pub fn line_number(&self) -> u64 {
-        self.line
-    }
-
     /// Events returned so far.
     pub fn events_read(&self) -> u64 {
         self.events
