@@ -704,6 +704,8 @@ pub fn parse_maps(line: &str) -> Result<Vec<(Addr, u64)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     fn space() -> AddressSpace {
         AddressSpace::new(4096, 8, Addr(0x1000_0000), Addr(0x7fff_0000_0000))
@@ -776,11 +778,9 @@ mod tests {
         let leaf = 4096u64 << LEAF_BITS;
         let base = 5 * leaf - 300 * 4096;
         let mut want = std::collections::BTreeSet::new();
-        let mut x = 12345u64;
+        let mut rng = StdRng::seed_from_u64(12345);
         for k in 0..20_000u64 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            let x: u64 = rng.gen();
             let page = (x >> 33) % 600;
             let len = match k % 5 {
                 0 => 1 + (x >> 20) % (70 * 4096),
@@ -818,8 +818,7 @@ mod tests {
 
     #[test]
     fn the_hole_index_places_every_mapping_where_the_walk_does() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        let mut rng = StdRng::seed_from_u64(13);
         let mut vm = space();
         let mut live: Vec<(Addr, u64)> = Vec::new();
         for step in 0..4000 {

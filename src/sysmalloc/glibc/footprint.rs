@@ -148,6 +148,8 @@ mod tests {
     use crate::alloc::Allocator;
     use crate::platform::Platform;
     use crate::sysmalloc::glibc::{Glibc, GlibcParams};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     /// HeapPages knows a range exactly when every page of it (one or two) was set and not
     /// cleared since, checked against a plain set of pages over a program of sets and clears.
@@ -156,11 +158,9 @@ mod tests {
         let (start, page) = (0x55_5555_5000u64, 4096u64);
         let mut hp = HeapPages::new(start, page);
         let mut want = std::collections::BTreeSet::new();
-        let mut x = 12345u64;
+        let mut rng = StdRng::seed_from_u64(12345);
         for step in 0..4000u64 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            let x: u64 = rng.gen();
             let addr = start + (x >> 20) % (300 * page);
             let len = 1 + (x >> 8) % (3 * page);
             if step % 97 == 96 {
