@@ -164,6 +164,39 @@ impl Session {
     }
 }
 
+/// What a view page shows (`body`) after each of the keys every page test presses (→ three
+/// times, PageDown, PageUp, ←, each moving the event by 3, 1000, -1000, -1), after the
+/// state `seen` starts with, held equal to what the model says at those events
+/// (`model_at`): the events seen, in order.
+fn step_and_hold_to_model(
+    sess: &Session,
+    mut seen: Vec<BTreeMap<String, u64>>,
+    body: impl Fn() -> BTreeMap<String, u64>,
+    model_at: impl Fn(&[u64]) -> BTreeMap<u64, BTreeMap<String, u64>>,
+) -> Vec<u64> {
+    for (keys, delta) in [
+        (vec!["\u{E014}"; 3], 3i64),
+        (vec!["\u{E00F}"], 1000),
+        (vec!["\u{E00E}"], -1000),
+        (vec!["\u{E012}"], -1),
+    ] {
+        let before = seen.last().unwrap()["event"] as i64;
+        sess.keys(&keys);
+        sess.wait_event((before + delta) as u64);
+        seen.push(body());
+    }
+    let events: Vec<u64> = seen.iter().map(|b| b["event"]).collect();
+    let model = model_at(&events);
+    for b in &seen {
+        assert_eq!(
+            b, &model[&b["event"]],
+            "page (left) and model (right) at event {}",
+            b["event"]
+        );
+    }
+    events
+}
+
 /// The model's numbers after event `e`, as `pyalloc stats --at e` prints them.
 fn model_at(trace: &Path, events: &[u64]) -> BTreeMap<u64, BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
@@ -325,29 +358,9 @@ fn drive(sess: &Session, file: &Path, trace: &Path, marker: u64, out: &Path) {
     );
     sess.post("/url", json!({ "url": url }));
     sess.wait_event(marker);
-    let mut seen = vec![sess.body()];
     // Three steps forward, one page down, one page up, one back.
-    for (keys, delta) in [
-        (vec!["\u{E014}"; 3], 3i64),
-        (vec!["\u{E00F}"], 1000),
-        (vec!["\u{E00E}"], -1000),
-        (vec!["\u{E012}"], -1),
-    ] {
-        let before = seen.last().unwrap()["event"] as i64;
-        sess.keys(&keys);
-        let want = (before + delta) as u64;
-        sess.wait_event(want);
-        seen.push(sess.body());
-    }
-    let events: Vec<u64> = seen.iter().map(|b| b["event"]).collect();
-    let model = model_at(trace, &events);
-    for b in &seen {
-        assert_eq!(
-            b, &model[&b["event"]],
-            "page (left) and model (right) at event {}",
-            b["event"]
-        );
-    }
+    let seen = vec![sess.body()];
+    let events = step_and_hold_to_model(&sess, seen, || sess.body(), |e| model_at(trace, e));
     eprintln!("page = model at events {events:?}");
 
     // Hover the first block of the first pool of the busiest arena row 4 (or the last).
@@ -557,31 +570,12 @@ fn drive_mimalloc(
     );
     sess.post("/url", json!({ "url": url }));
     sess.wait_event(marker);
-    let mut seen = vec![body()];
+    let seen = vec![body()];
     assert_eq!(
         seen[0]["live_blocks"], cpython,
         "CPython's Allocated Blocks at the marker"
     );
-    for (keys, delta) in [
-        (vec!["\u{E014}"; 3], 3i64),
-        (vec!["\u{E00F}"], 1000),
-        (vec!["\u{E00E}"], -1000),
-        (vec!["\u{E012}"], -1),
-    ] {
-        let before = seen.last().unwrap()["event"] as i64;
-        sess.keys(&keys);
-        sess.wait_event((before + delta) as u64);
-        seen.push(body());
-    }
-    let events: Vec<u64> = seen.iter().map(|b| b["event"]).collect();
-    let model = mi_model_at(trace, &events);
-    for b in &seen {
-        assert_eq!(
-            b, &model[&b["event"]],
-            "page (left) and model (right) at event {}",
-            b["event"]
-        );
-    }
+    let events = step_and_hold_to_model(&sess, seen, body, |e| mi_model_at(trace, e));
     eprintln!("mimalloc page = model at events {events:?}");
 
     // Hover a pixel of segment 0's slice 1 (its first page) and compare with explain.
