@@ -537,18 +537,7 @@ fn stats_at(trace: &str, e: u64) -> (u64, u64, u64) {
 fn page_state_at(data: &pyalloc::report::teach::view::ViewData, e: u64) -> (u64, u64, u64) {
     let b = &data.ops;
     let mut pos = 0usize;
-    let rd = |pos: &mut usize| {
-        let (mut v, mut s) = (0u64, 0u32);
-        loop {
-            let x = b[*pos];
-            *pos += 1;
-            v |= u64::from(x & 127) << s;
-            if x < 128 {
-                return v;
-            }
-            s += 7;
-        }
-    };
+    let rd = |pos: &mut usize| common::varint(b, pos);
     let cap = u64::from(data.meta.layout.cap);
     let mut counts: BTreeMap<u64, i64> = BTreeMap::new();
     let (mut live, mut arenas, mut event) = (0i64, 0i64, 0u64);

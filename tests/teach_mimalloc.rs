@@ -365,18 +365,7 @@ fn replay_ops(
 ) -> std::collections::BTreeMap<u64, Vec<u8>> {
     let ops = &data.ops;
     let mut pos = 0usize;
-    let rd = |pos: &mut usize| {
-        let (mut v, mut s) = (0u64, 0);
-        loop {
-            let b = ops[*pos];
-            *pos += 1;
-            v |= u64::from(b & 127) << s;
-            if b < 128 {
-                return v;
-            }
-            s += 7;
-        }
-    };
+    let rd = |pos: &mut usize| common::varint(ops, pos);
     let mut pages: std::collections::HashMap<u64, Vec<u8>> = Default::default();
     let mut event = 0;
     for _ in 0..data.meta.ops {

@@ -185,3 +185,19 @@ pub fn held_run(dir: &Path) -> HeldRun {
         real_kib,
     }
 }
+
+/// The unsigned LEB128 varint at `bytes[*pos]` (seven bits a byte, low group first, the
+/// high bit set on every byte but the last), as the view pages' op streams carry them;
+/// `*pos` moves past it.
+pub fn varint(bytes: &[u8], pos: &mut usize) -> u64 {
+    let (mut v, mut shift) = (0u64, 0u32);
+    loop {
+        let b = bytes[*pos];
+        *pos += 1;
+        v |= u64::from(b & 127) << shift;
+        if b < 128 {
+            return v;
+        }
+        shift += 7;
+    }
+}
