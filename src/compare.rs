@@ -25,7 +25,7 @@ use crate::replay::{
     drive_ledger, Cause, DriveOptions, EventError, Flow, Ledger, LiveSets, Liveness, ModelSpec,
     Replay, ReplayError, Source,
 };
-use crate::stack::{Route, Stack, Waste};
+use crate::stack::{Layers, Route, Stack, Visit, Waste};
 use crate::trace::{open::open, Domain, Event, EventKind, TraceError};
 use crate::vm::{ProcessLayout, Syscalls};
 use serde::Serialize;
@@ -590,10 +590,16 @@ impl Translator {
     }
 }
 
-/// One model replaying steps.
+/// One model replaying steps: its stack, and what the steps add up to.
 struct Runner {
-    name: String,
     stack: Stack,
+    tally: Tally,
+}
+
+/// What a model's steps add up to: its addresses of the block ids, the run's peaks,
+/// finals, markers and samples.
+struct Tally {
+    name: String,
     addrs: Vec<u64>, // block id -> the model's address (as long as the ids handed out)
     run: ModelRun,
     stride: u64,      // events between samples
@@ -603,38 +609,129 @@ struct Runner {
     resident_at_peak: u64, // resident bytes when live first reached its peak
 }
 
+/// A batch's steps from `from` on, run on a stack's layers as their concrete type
+/// ([`Stack::visit`]: the stack's variant matched once per batch, not at every step).
+struct Steps<'a> {
+    tally: &'a mut Tally,
+    batch: &'a Batch,
+    from: (usize, usize), // the first step to replay, and its first operand in `extra`
+    read_peak: &'a AtomicU64,
+}
+
+impl Visit for Steps<'_> {
+    type Out = Result<Option<(usize, usize)>, Box<EventError>>;
+
+    #[inline]
+    fn on<L: Layers>(self, layers: &mut L) -> Self::Out {
+        self.tally
+            .steps(layers, self.batch, self.from, self.read_peak)
+    }
+}
+
 impl Runner {
     fn new(name: &str, stack: Stack) -> Runner {
         Runner {
-            name: name.to_string(),
             stack,
-            addrs: Vec::new(),
-            run: ModelRun {
-                model: name.to_string(),
-                peak_live: 0,
-                peak_mapped: 0,
-                peak_resident: 0,
-                final_live: 0,
-                final_mapped: 0,
-                final_resident: 0,
-                fragmentation_at_peak: 0.0,
-                fragmentation_at_end: 0.0,
-                syscalls: Syscalls::default(),
+            tally: Tally {
+                name: name.to_string(),
+                addrs: Vec::new(),
+                run: ModelRun {
+                    model: name.to_string(),
+                    peak_live: 0,
+                    peak_mapped: 0,
+                    peak_resident: 0,
+                    final_live: 0,
+                    final_mapped: 0,
+                    final_resident: 0,
+                    fragmentation_at_peak: 0.0,
+                    fragmentation_at_end: 0.0,
+                    syscalls: Syscalls::default(),
+                    seconds: 0.0,
+                    markers: Vec::new(),
+                    waste_at_peak: None,
+                    waste_at_end: None,
+                    samples: Vec::new(),
+                    timing: ThreadTiming::default(),
+                },
+                stride: 256,
+                next_sample: 0,
+                event: 0,
                 seconds: 0.0,
-                markers: Vec::new(),
-                waste_at_peak: None,
-                waste_at_end: None,
-                samples: Vec::new(),
-                timing: ThreadTiming::default(),
+                resident_at_peak: 0,
             },
-            stride: 256,
-            next_sample: 0,
-            event: 0,
-            seconds: 0.0,
-            resident_at_peak: 0,
         }
     }
 
+    /// Replays a batch. `read_peak` is the highest live of every event the feed has read so
+    /// far (at least up to the end of the batch after this one, held back by the feed until
+    /// then, or to the trace's end): a new peak below it is not the run's peak, so its waste
+    /// is not walked. The run's peak is never below it, so its walk is always taken, and no
+    /// later step replaces it (none rises above it): `waste_at_peak` is exact. The steps
+    /// run on the stack's concrete layers ([`Steps`]); a walk, on the whole stack, between
+    /// two of them.
+    fn steps(&mut self, batch: &Batch, read_peak: &AtomicU64) -> Result<(), Box<EventError>> {
+        let t = Instant::now();
+        let tally = &mut self.tally;
+        if tally.addrs.len() < batch.ids {
+            tally.addrs.resize(batch.ids, 0);
+        }
+        let mut from = (0, 0);
+        while let Some(next) = self.stack.visit(Steps {
+            tally,
+            batch,
+            from,
+            read_peak,
+        })? {
+            // a new peak that no event read so far exceeds: its waste, right after it
+            let live = tally.run.peak_live;
+            tally.run.waste_at_peak = Some(waste_at(&self.stack, tally.event, live));
+            from = next;
+        }
+        tally.seconds += t.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn finish(self, events: u64) -> ModelRun {
+        let Runner { stack, tally } = self;
+        let mut run = tally.run;
+        let last = Sample {
+            event: events,
+            live: run.final_live,
+            mapped: run.final_mapped,
+            resident: run.final_resident,
+        };
+        if run.samples.last() != Some(&last) {
+            run.samples.push(last);
+        }
+        if run.peak_live > 0 {
+            run.fragmentation_at_peak = tally.resident_at_peak as f64 / run.peak_live as f64 - 1.0;
+        }
+        run.fragmentation_at_end = if run.final_live > 0 {
+            run.final_resident as f64 / run.final_live as f64 - 1.0
+        } else {
+            0.0
+        };
+        run.syscalls = stack.syscalls();
+        run.seconds = tally.seconds;
+        run.waste_at_end = Some(waste_at(&stack, events, run.final_live));
+        run
+    }
+}
+
+/// The waste of `stack` now, `event` events replayed, the program holding `live`.
+fn waste_at(stack: &Stack, event: u64, live: u64) -> WasteAt {
+    let waste = stack.waste(live);
+    WasteAt {
+        event,
+        live,
+        mapped: stack.mapped(),
+        internal: waste.internal(),
+        external: waste.external(),
+        waste,
+    }
+}
+
+impl Tally {
     #[inline(always)]
     fn set(&mut self, id: u32, a: Addr) {
         self.addrs[id as usize] = a.0;
@@ -645,11 +742,12 @@ impl Runner {
         Addr(self.addrs[id as usize])
     }
 
-    /// Replays step `s`, its extra operands read from `extra` at `*at`: the bytes it
+    /// Replays step `s` on `l`, its extra operands read from `extra` at `*at`: the bytes it
     /// requests (0 for none) for its marker row, `None` for a skip.
     #[inline(always)]
-    fn apply(
+    fn apply<L: Layers>(
         &mut self,
+        l: &mut L,
         s: &Step,
         extra: &[u64],
         at: &mut usize,
@@ -661,13 +759,13 @@ impl Runner {
         };
         match s.kind() {
             MALLOC => {
-                let a = self.stack.malloc(route, size)?;
+                let a = l.malloc(route, size)?;
                 self.set(id, a);
             }
-            FREE => self.stack.free(route, self.get(id))?,
+            FREE => l.free(route, self.get(id))?,
             CALLOC => {
                 let elsize = next();
-                let a = self.stack.calloc(route, size, elsize)?;
+                let a = l.calloc(route, size, elsize)?;
                 self.set(id, a);
                 return Ok(Some(size.saturating_mul(elsize)));
             }
@@ -678,24 +776,24 @@ impl Runner {
                 } else {
                     self.get(old)
                 };
-                let a = self.stack.realloc(route, from, size)?;
+                let a = l.realloc(route, from, size)?;
                 self.set(id, a);
             }
             MEMALIGN => {
-                let a = self.stack.memalign(next(), size)?;
+                let a = l.memalign(next(), size)?;
                 self.set(id, a);
             }
             MALLOPT => {
-                self.stack.mallopt(size as i64, next() as i64);
+                l.mallopt(size as i64, next() as i64);
                 return Ok(Some(0));
             }
             MAP => {
-                let a = self.stack.map(size)?;
+                let a = l.map(size)?;
                 self.set(id, a);
                 return Ok(Some(0));
             }
             UNMAP => {
-                self.stack.unmap(self.get(id), size)?;
+                l.unmap(self.get(id), size)?;
                 return Ok(Some(0));
             }
             _ => return Ok(None),
@@ -703,25 +801,27 @@ impl Runner {
         Ok(Some(size))
     }
 
-    /// Replays a batch. `read_peak` is the highest live of every event the feed has read so
-    /// far (at least up to the end of the batch after this one, held back by the feed until
-    /// then, or to the trace's end): a new peak below it is not the run's peak, so its waste
-    /// is not walked. The run's peak is never below it, so its walk is always taken, and no
-    /// later step replaces it (none rises above it): `waste_at_peak` is exact.
-    fn steps(&mut self, batch: &Batch, read_peak: &AtomicU64) -> Result<(), Box<EventError>> {
-        let t = Instant::now();
-        if self.addrs.len() < batch.ids {
-            self.addrs.resize(batch.ids, 0);
-        }
-        let mut at = 0; // the next of `batch.extra`
-                        // what every step updates, kept here and written back at the end of the batch
+    /// Replays the steps of `batch` from `from` (a step, and its first operand in
+    /// `extra`) on `l`; stops right after a step at which live reaches a new peak that no
+    /// event read so far exceeds, giving where to go on from (its waste is walked there).
+    #[inline(always)]
+    fn steps<L: Layers>(
+        &mut self,
+        l: &mut L,
+        batch: &Batch,
+        from: (usize, usize),
+        read_peak: &AtomicU64,
+    ) -> Result<Option<(usize, usize)>, Box<EventError>> {
+        let (first, mut at) = from; // the next of `batch.extra`
+                                    // what every step updates, kept here and written back when the loop ends
         let mut event = self.event; // the event after the last step
         let (mut peak_mapped, mut peak_resident) = (self.run.peak_mapped, self.run.peak_resident);
         let r = &self.run;
         let mut last = (r.final_live, r.final_mapped, r.final_resident);
-        for s in &batch.steps {
+        let mut walk = None;
+        for (i, s) in batch.steps[first..].iter().enumerate() {
             let ev = event + s.gap();
-            let request = match self.apply(s, &batch.extra, &mut at) {
+            let request = match self.apply(l, s, &batch.extra, &mut at) {
                 Ok(Some(request)) => request,
                 Ok(None) => {
                     event += s.size; // a skip
@@ -736,12 +836,12 @@ impl Runner {
                 }
             };
             event = ev + 1;
-            let (mapped, resident) = self.stack.footprint();
+            let (mapped, resident) = l.footprint();
             if s.live > self.run.peak_live {
                 self.run.peak_live = s.live;
                 self.resident_at_peak = resident; // fragmentation computed once, at the end
                 if read_peak.load(Ordering::Relaxed) <= s.live {
-                    self.run.waste_at_peak = Some(self.waste_at(event, s.live));
+                    walk = Some((first + i + 1, at));
                 }
             }
             peak_mapped = peak_mapped.max(mapped);
@@ -764,26 +864,15 @@ impl Runner {
                     resident,
                 });
             }
+            if walk.is_some() {
+                break;
+            }
         }
         self.event = event;
         let r = &mut self.run;
         (r.peak_mapped, r.peak_resident) = (peak_mapped, peak_resident);
         (r.final_live, r.final_mapped, r.final_resident) = last;
-        self.seconds += t.elapsed().as_secs_f64();
-        Ok(())
-    }
-
-    /// The waste now, `event` events replayed, the program holding `live`.
-    fn waste_at(&self, event: u64, live: u64) -> WasteAt {
-        let waste = self.stack.waste(live);
-        WasteAt {
-            event,
-            live,
-            mapped: self.stack.mapped(),
-            internal: waste.internal(),
-            external: waste.external(),
-            waste,
-        }
+        Ok(walk)
     }
 
     /// Keeps a sample; past twice the limit, every other one goes and the stride doubles.
@@ -796,31 +885,6 @@ impl Runner {
             self.stride *= 2;
         }
         self.next_sample = s.event - 1 + self.stride;
-    }
-
-    fn finish(mut self, events: u64) -> ModelRun {
-        let last = Sample {
-            event: events,
-            live: self.run.final_live,
-            mapped: self.run.final_mapped,
-            resident: self.run.final_resident,
-        };
-        if self.run.samples.last() != Some(&last) {
-            self.run.samples.push(last);
-        }
-        let r = &mut self.run;
-        if r.peak_live > 0 {
-            r.fragmentation_at_peak = self.resident_at_peak as f64 / r.peak_live as f64 - 1.0;
-        }
-        r.fragmentation_at_end = if r.final_live > 0 {
-            r.final_resident as f64 / r.final_live as f64 - 1.0
-        } else {
-            0.0
-        };
-        r.syscalls = self.stack.syscalls();
-        r.seconds = self.seconds;
-        self.run.waste_at_end = Some(self.waste_at(events, self.run.final_live));
-        self.run
     }
 }
 
@@ -908,7 +972,7 @@ pub fn compare_trace(
                     let cpu = thread_cpu();
                     for batch in rx {
                         if let Err(e) = r.steps(&batch, read_peak) {
-                            return Err((r.name, e));
+                            return Err((r.tally.name, e));
                         }
                     }
                     // the channel is closed once the trace's end is known: the waste at the
@@ -1351,9 +1415,12 @@ mod tests {
             ..Batch::default()
         };
         r.steps(&batch, &AtomicU64::new(0)).unwrap();
-        assert_eq!(r.event, 104, "the event after the last step");
-        assert_eq!(r.run.samples[0].event, 101, "sampled right after event 100");
-        assert_eq!((r.run.peak_live, r.run.final_live), (24, 0));
+        assert_eq!(r.tally.event, 104, "the event after the last step");
+        assert_eq!(
+            r.tally.run.samples[0].event, 101,
+            "sampled right after event 100"
+        );
+        assert_eq!((r.tally.run.peak_live, r.tally.run.final_live), (24, 0));
         let refused = Batch {
             steps: vec![at(5, Step::call(FREE, Route::System, 0, 0), 0)], // event 109
             lines: vec![(109, 12)],

@@ -20,6 +20,11 @@
 //! (the one reader of model names), which picks one of the constructors below
 //! (`ModelSpec::stack`). On Linux x86-64 (setarch -R bases).
 //!
+//! Every call reaches the layers through [`Layers`], implemented by each whole stack's
+//! concrete type: [`Stack::visit`] matches the variant once and hands the layers to a
+//! loop compiled for them (`compare` replays a batch so), and each [`Stack`] call is that
+//! match around one call.
+//!
 //! Footprint, read after every call: `mapped = brk extent + Σ live mappings`,
 //! `resident = pages written and not given back` (see [`vm`](crate::vm)); both are the
 //! address space's, so they cover every layer at once. mimalloc maps from the OS itself
@@ -178,17 +183,15 @@ impl Stack {
         }
     }
 
-    /// The allocator a call on `route` reaches.
+    /// Runs `v` on the stack's layers as their concrete type (the variant matched once,
+    /// here, not at every call `v` makes).
     #[inline]
-    fn at(&mut self, route: Route) -> &mut dyn Allocator {
-        match (self, route) {
-            (Stack::PymallocGlibc(m), Route::Object) => m.as_mut(),
-            (Stack::PymallocGlibc(m), Route::System) => m.lower_mut(),
-            (Stack::Glibc(g), _) => g.as_mut(),
-            (Stack::Pymalloc(m), Route::Object) => m.as_mut(),
-            (Stack::Pymalloc(m), Route::System) => m.lower_mut(),
-            (Stack::MimallocGlibc(m, _), Route::Object) => m.as_mut(),
-            (Stack::MimallocGlibc(_, g), Route::System) => g.as_mut(),
+    pub fn visit<V: Visit>(&mut self, v: V) -> V::Out {
+        match self {
+            Stack::PymallocGlibc(m) => v.on(m.as_mut()),
+            Stack::Glibc(g) => v.on(g.as_mut()),
+            Stack::Pymalloc(m) => v.on(m.as_mut()),
+            Stack::MimallocGlibc(m, g) => v.on(&mut MiGlibc(m, g)),
         }
     }
 
@@ -196,15 +199,8 @@ impl Stack {
     ///
     /// # Errors
     /// The model's.
-    #[inline]
     pub fn malloc(&mut self, route: Route, size: u64) -> Result<Addr, AllocError> {
-        match (self, route) {
-            (Stack::PymallocGlibc(m), Route::Object) => m.malloc(size as usize),
-            (Stack::PymallocGlibc(m), Route::System) => m.lower_mut().malloc(size as usize),
-            (Stack::Glibc(g), _) => g.malloc(size as usize),
-            (Stack::Pymalloc(m), Route::Object) => m.malloc(size as usize),
-            (s, r) => s.at(r).malloc(size as usize),
-        }
+        on_layers!(self, l => Layers::malloc(l, route, size))
     }
 
     /// `calloc(nelem, elsize)` on `route`.
@@ -212,36 +208,23 @@ impl Stack {
     /// # Errors
     /// The model's.
     pub fn calloc(&mut self, route: Route, nelem: u64, elsize: u64) -> Result<Addr, AllocError> {
-        self.at(route).calloc(nelem as usize, elsize as usize)
+        on_layers!(self, l => Layers::calloc(l, route, nelem, elsize))
     }
 
     /// `realloc(addr, size)` on `route`.
     ///
     /// # Errors
     /// The model's.
-    #[inline]
     pub fn realloc(&mut self, route: Route, addr: Addr, size: u64) -> Result<Addr, AllocError> {
-        match (self, route) {
-            (Stack::PymallocGlibc(m), Route::Object) => m.realloc(addr, size as usize),
-            (Stack::Glibc(g), _) => g.realloc(addr, size as usize),
-            (Stack::Pymalloc(m), Route::Object) => m.realloc(addr, size as usize),
-            (s, r) => s.at(r).realloc(addr, size as usize),
-        }
+        on_layers!(self, l => Layers::realloc(l, route, addr, size))
     }
 
     /// `free(addr)` on `route`.
     ///
     /// # Errors
     /// The model's.
-    #[inline]
     pub fn free(&mut self, route: Route, addr: Addr) -> Result<(), AllocError> {
-        match (self, route) {
-            (Stack::PymallocGlibc(m), Route::Object) => m.free(addr),
-            (Stack::PymallocGlibc(m), Route::System) => m.lower_mut().free(addr),
-            (Stack::Glibc(g), _) => g.free(addr),
-            (Stack::Pymalloc(m), Route::Object) => m.free(addr),
-            (s, r) => s.at(r).free(addr),
-        }
+        on_layers!(self, l => Layers::free(l, route, addr))
     }
 
     /// `memalign(align, size)` of the system allocator (a plain malloc where it has none).
@@ -249,26 +232,12 @@ impl Stack {
     /// # Errors
     /// The model's.
     pub fn memalign(&mut self, align: u64, size: u64) -> Result<Addr, AllocError> {
-        match self.glibc() {
-            Some(g) => g.memalign(align as usize, size as usize),
-            None => self.malloc(Route::System, size),
-        }
+        on_layers!(self, l => Layers::memalign(l, align, size))
     }
 
     /// `mallopt(param, value)` of glibc (ignored where there is none).
     pub fn mallopt(&mut self, param: i64, value: i64) {
-        if let Some(g) = self.glibc() {
-            g.mallopt(param as i32, value as i32);
-        }
-    }
-
-    fn glibc(&mut self) -> Option<&mut Glibc> {
-        match self {
-            Stack::PymallocGlibc(m) => Some(m.lower_mut()),
-            Stack::Glibc(g) => Some(g),
-            Stack::MimallocGlibc(_, g) => Some(g),
-            Stack::Pymalloc(_) => None,
-        }
+        on_layers!(self, l => Layers::mallopt(l, param, value))
     }
 
     /// A mapping of `size` bytes outside the allocators (CPython's data-stack chunks:
@@ -277,10 +246,7 @@ impl Stack {
     /// # Errors
     /// Out of address space.
     pub fn map(&mut self, size: u64) -> Result<Addr, AllocError> {
-        let vm = self.space_mut();
-        let a = vm.mmap(size)?;
-        vm.touch(a.0, size);
-        Ok(a)
+        on_layers!(self, l => Layers::map(l, size))
     }
 
     /// `munmap` of a mapping made by [`map`](Self::map).
@@ -288,16 +254,7 @@ impl Stack {
     /// # Errors
     /// When no such mapping is live.
     pub fn unmap(&mut self, addr: Addr, size: u64) -> Result<(), AllocError> {
-        self.space_mut().munmap(addr, size)
-    }
-
-    fn space_mut(&mut self) -> &mut AddressSpace {
-        match self {
-            Stack::PymallocGlibc(m) => m.lower_mut().space_mut(),
-            Stack::Glibc(g) => g.space_mut(),
-            Stack::Pymalloc(m) => m.source_mut(),
-            Stack::MimallocGlibc(_, g) => g.space_mut(),
-        }
+        on_layers!(self, l => Layers::unmap(l, addr, size))
     }
 
     /// The address space every layer but mimalloc maps from.
@@ -328,17 +285,11 @@ impl Stack {
     /// event).
     #[inline]
     pub fn footprint(&self) -> (u64, u64) {
-        let (vm, mi) = match self {
-            Stack::PymallocGlibc(m) => (m.lower().address_space(), None),
-            Stack::Glibc(g) => (g.address_space(), None),
-            Stack::Pymalloc(m) => (m.source(), None),
-            Stack::MimallocGlibc(m, g) => (g.address_space(), Some(m)),
-        };
-        let mapped = vm.heap_bytes() + vm.mapped_bytes();
-        let resident = vm.resident_bytes();
-        match mi {
-            Some(m) => (mapped + m.mapped(), resident + m.resident_bytes()),
-            None => (mapped, resident),
+        match self {
+            Stack::PymallocGlibc(m) => space_footprint(m.lower().address_space()),
+            Stack::Glibc(g) => space_footprint(g.address_space()),
+            Stack::Pymalloc(m) => space_footprint(m.source()),
+            Stack::MimallocGlibc(m, g) => mimalloc_footprint(m, g),
         }
     }
 
@@ -438,6 +389,284 @@ impl Stack {
             s.munmap += m.os().munmaps;
         }
         s
+    }
+}
+
+/// `(mapped, resident)` of an address space: the brk extent and every live mapping, the
+/// pages written and not given back.
+#[inline(always)]
+fn space_footprint(vm: &AddressSpace) -> (u64, u64) {
+    (vm.heap_bytes() + vm.mapped_bytes(), vm.resident_bytes())
+}
+
+/// `(mapped, resident)` of mimalloc over glibc: glibc's address space and mimalloc's own
+/// mappings (arenas with their descriptors, OS-mapped segments) and written pages.
+#[inline(always)]
+fn mimalloc_footprint(m: &Mimalloc<OwnOs>, g: &Glibc) -> (u64, u64) {
+    let (mapped, resident) = space_footprint(g.address_space());
+    (mapped + m.mapped(), resident + m.resident_bytes())
+}
+
+/// A whole stack as one concrete type, for a loop of many calls to be compiled for it:
+/// [`Stack::visit`] matches the variant once and hands the layers to a [`Visit`], whose
+/// loop then calls these (inlined) instead of matching `(variant, route)` at every call.
+/// Every [`Stack`] call goes through these too, so the two cannot disagree.
+pub trait Layers {
+    /// `malloc(size)` on `route`.
+    ///
+    /// # Errors
+    /// The model's.
+    fn malloc(&mut self, route: Route, size: u64) -> Result<Addr, AllocError>;
+    /// `calloc(nelem, elsize)` on `route`.
+    ///
+    /// # Errors
+    /// The model's.
+    fn calloc(&mut self, route: Route, nelem: u64, elsize: u64) -> Result<Addr, AllocError>;
+    /// `realloc(addr, size)` on `route`.
+    ///
+    /// # Errors
+    /// The model's.
+    fn realloc(&mut self, route: Route, addr: Addr, size: u64) -> Result<Addr, AllocError>;
+    /// `free(addr)` on `route`.
+    ///
+    /// # Errors
+    /// The model's.
+    fn free(&mut self, route: Route, addr: Addr) -> Result<(), AllocError>;
+    /// `memalign(align, size)` of the system allocator (a plain malloc where it has none).
+    ///
+    /// # Errors
+    /// The model's.
+    fn memalign(&mut self, align: u64, size: u64) -> Result<Addr, AllocError>;
+    /// `mallopt(param, value)` of glibc (ignored where there is none).
+    fn mallopt(&mut self, param: i64, value: i64);
+    /// The address space the mappings outside the allocators come from.
+    fn space_mut(&mut self) -> &mut AddressSpace;
+    /// `(mapped, resident)`: see [`Stack::footprint`].
+    fn footprint(&self) -> (u64, u64);
+
+    /// A mapping of `size` bytes outside the allocators, which the program writes: see
+    /// [`Stack::map`].
+    ///
+    /// # Errors
+    /// Out of address space.
+    #[inline]
+    fn map(&mut self, size: u64) -> Result<Addr, AllocError> {
+        let vm = self.space_mut();
+        let a = vm.mmap(size)?;
+        vm.touch(a.0, size);
+        Ok(a)
+    }
+
+    /// `munmap` of a mapping made by [`map`](Self::map).
+    ///
+    /// # Errors
+    /// When no such mapping is live.
+    #[inline]
+    fn unmap(&mut self, addr: Addr, size: u64) -> Result<(), AllocError> {
+        self.space_mut().munmap(addr, size)
+    }
+}
+
+/// What runs on a stack's layers as their concrete type ([`Stack::visit`]).
+pub trait Visit {
+    /// What it gives back.
+    type Out;
+    /// Runs on `layers`.
+    fn on<L: Layers>(self, layers: &mut L) -> Self::Out;
+}
+
+/// Matches a stack's variant once and runs `$body` with `$l` its layers.
+macro_rules! on_layers {
+    ($stack:expr, $l:ident => $body:expr) => {
+        match $stack {
+            Stack::PymallocGlibc(m) => {
+                let $l = m.as_mut();
+                $body
+            }
+            Stack::Glibc(g) => {
+                let $l = g.as_mut();
+                $body
+            }
+            Stack::Pymalloc(m) => {
+                let $l = m.as_mut();
+                $body
+            }
+            Stack::MimallocGlibc(m, g) => {
+                let $l = &mut MiGlibc(m, g);
+                $body
+            }
+        }
+    };
+}
+use on_layers;
+
+/// pymalloc over glibc: object calls to pymalloc, system calls to glibc beneath it.
+impl Layers for Pymalloc<Glibc, SystemArenas> {
+    #[inline(always)]
+    fn malloc(&mut self, route: Route, size: u64) -> Result<Addr, AllocError> {
+        match route {
+            Route::Object => Allocator::malloc(self, size as usize),
+            Route::System => Allocator::malloc(self.lower_mut(), size as usize),
+        }
+    }
+    #[inline(always)]
+    fn calloc(&mut self, route: Route, nelem: u64, elsize: u64) -> Result<Addr, AllocError> {
+        match route {
+            Route::Object => Allocator::calloc(self, nelem as usize, elsize as usize),
+            Route::System => Allocator::calloc(self.lower_mut(), nelem as usize, elsize as usize),
+        }
+    }
+    #[inline(always)]
+    fn realloc(&mut self, route: Route, addr: Addr, size: u64) -> Result<Addr, AllocError> {
+        match route {
+            Route::Object => Allocator::realloc(self, addr, size as usize),
+            Route::System => Allocator::realloc(self.lower_mut(), addr, size as usize),
+        }
+    }
+    #[inline(always)]
+    fn free(&mut self, route: Route, addr: Addr) -> Result<(), AllocError> {
+        match route {
+            Route::Object => Allocator::free(self, addr),
+            Route::System => Allocator::free(self.lower_mut(), addr),
+        }
+    }
+    fn memalign(&mut self, align: u64, size: u64) -> Result<Addr, AllocError> {
+        Glibc::memalign(self.lower_mut(), align as usize, size as usize)
+    }
+    fn mallopt(&mut self, param: i64, value: i64) {
+        Glibc::mallopt(self.lower_mut(), param as i32, value as i32);
+    }
+    fn space_mut(&mut self) -> &mut AddressSpace {
+        Glibc::space_mut(self.lower_mut())
+    }
+    #[inline(always)]
+    fn footprint(&self) -> (u64, u64) {
+        space_footprint(self.lower().address_space())
+    }
+}
+
+/// glibc alone: every call.
+impl Layers for Glibc {
+    #[inline(always)]
+    fn malloc(&mut self, _: Route, size: u64) -> Result<Addr, AllocError> {
+        Allocator::malloc(self, size as usize)
+    }
+    #[inline(always)]
+    fn calloc(&mut self, _: Route, nelem: u64, elsize: u64) -> Result<Addr, AllocError> {
+        Allocator::calloc(self, nelem as usize, elsize as usize)
+    }
+    #[inline(always)]
+    fn realloc(&mut self, _: Route, addr: Addr, size: u64) -> Result<Addr, AllocError> {
+        Allocator::realloc(self, addr, size as usize)
+    }
+    #[inline(always)]
+    fn free(&mut self, _: Route, addr: Addr) -> Result<(), AllocError> {
+        Allocator::free(self, addr)
+    }
+    fn memalign(&mut self, align: u64, size: u64) -> Result<Addr, AllocError> {
+        Glibc::memalign(self, align as usize, size as usize)
+    }
+    fn mallopt(&mut self, param: i64, value: i64) {
+        Glibc::mallopt(self, param as i32, value as i32);
+    }
+    fn space_mut(&mut self) -> &mut AddressSpace {
+        Glibc::space_mut(self)
+    }
+    #[inline(always)]
+    fn footprint(&self) -> (u64, u64) {
+        space_footprint(self.address_space())
+    }
+}
+
+/// pymalloc alone: object calls to pymalloc, system calls to its bump baseline; arenas and
+/// mappings from its own address space.
+impl Layers for Pymalloc<Bump, AddressSpace> {
+    #[inline(always)]
+    fn malloc(&mut self, route: Route, size: u64) -> Result<Addr, AllocError> {
+        match route {
+            Route::Object => Allocator::malloc(self, size as usize),
+            Route::System => Allocator::malloc(self.lower_mut(), size as usize),
+        }
+    }
+    #[inline(always)]
+    fn calloc(&mut self, route: Route, nelem: u64, elsize: u64) -> Result<Addr, AllocError> {
+        match route {
+            Route::Object => Allocator::calloc(self, nelem as usize, elsize as usize),
+            Route::System => Allocator::calloc(self.lower_mut(), nelem as usize, elsize as usize),
+        }
+    }
+    #[inline(always)]
+    fn realloc(&mut self, route: Route, addr: Addr, size: u64) -> Result<Addr, AllocError> {
+        match route {
+            Route::Object => Allocator::realloc(self, addr, size as usize),
+            Route::System => Allocator::realloc(self.lower_mut(), addr, size as usize),
+        }
+    }
+    #[inline(always)]
+    fn free(&mut self, route: Route, addr: Addr) -> Result<(), AllocError> {
+        match route {
+            Route::Object => Allocator::free(self, addr),
+            Route::System => Allocator::free(self.lower_mut(), addr),
+        }
+    }
+    fn memalign(&mut self, _: u64, size: u64) -> Result<Addr, AllocError> {
+        Allocator::malloc(self.lower_mut(), size as usize)
+    }
+    fn mallopt(&mut self, _: i64, _: i64) {}
+    fn space_mut(&mut self) -> &mut AddressSpace {
+        self.source_mut()
+    }
+    #[inline(always)]
+    fn footprint(&self) -> (u64, u64) {
+        space_footprint(self.source())
+    }
+}
+
+/// mimalloc for object calls, glibc for system calls (a [`Stack::MimallocGlibc`]'s two
+/// layers, borrowed).
+pub struct MiGlibc<'a>(&'a mut Mimalloc<OwnOs>, &'a mut Glibc);
+
+impl Layers for MiGlibc<'_> {
+    #[inline(always)]
+    fn malloc(&mut self, route: Route, size: u64) -> Result<Addr, AllocError> {
+        match route {
+            Route::Object => self.0.malloc(size as usize),
+            Route::System => Allocator::malloc(self.1, size as usize),
+        }
+    }
+    #[inline(always)]
+    fn calloc(&mut self, route: Route, nelem: u64, elsize: u64) -> Result<Addr, AllocError> {
+        match route {
+            Route::Object => self.0.calloc(nelem as usize, elsize as usize),
+            Route::System => Allocator::calloc(self.1, nelem as usize, elsize as usize),
+        }
+    }
+    #[inline(always)]
+    fn realloc(&mut self, route: Route, addr: Addr, size: u64) -> Result<Addr, AllocError> {
+        match route {
+            Route::Object => self.0.realloc(addr, size as usize),
+            Route::System => Allocator::realloc(self.1, addr, size as usize),
+        }
+    }
+    #[inline(always)]
+    fn free(&mut self, route: Route, addr: Addr) -> Result<(), AllocError> {
+        match route {
+            Route::Object => self.0.free(addr),
+            Route::System => Allocator::free(self.1, addr),
+        }
+    }
+    fn memalign(&mut self, align: u64, size: u64) -> Result<Addr, AllocError> {
+        Glibc::memalign(self.1, align as usize, size as usize)
+    }
+    fn mallopt(&mut self, param: i64, value: i64) {
+        Glibc::mallopt(self.1, param as i32, value as i32);
+    }
+    fn space_mut(&mut self) -> &mut AddressSpace {
+        Glibc::space_mut(self.1)
+    }
+    #[inline(always)]
+    fn footprint(&self) -> (u64, u64) {
+        mimalloc_footprint(self.0, self.1)
     }
 }
 
