@@ -1063,7 +1063,7 @@ struct Feed<'a> {
     sent: VecDeque<Arc<Batch>>,       // batches handed out, oldest first (to reuse)
     held: Option<Arc<Batch>>,         // the last full batch, sent when the next is full
     max_live: u64,                    // the highest live of the steps made so far
-    read_peak: &'a AtomicU64,         // max_live, for the models (stored as it rises)
+    read_peak: &'a AtomicU64,         // max_live, for the models (stored at each flush)
     until: u64,                       // events to replay
 }
 
@@ -1087,7 +1087,10 @@ impl Feed<'_> {
         self.batch.ids = self.tr.sizes.len();
         let b = Arc::new(std::mem::replace(&mut self.batch, next));
         // one batch held back: a model replaying a batch knows (`read_peak`) the live of
-        // every event up to the end of the next one, so fewer of its new peaks are walked
+        // every event up to the end of the next one, so fewer of its new peaks are walked.
+        // Published once a batch, not as live rises: the models read it at each of their
+        // new peaks, and a line the feed wrote at every rise would bounce between cores.
+        self.read_peak.store(self.max_live, Ordering::Relaxed);
         match self.held.replace(b) {
             Some(h) => self.send(h),
             None => true,
@@ -1127,11 +1130,7 @@ impl Replay for Feed<'_> {
         match translate(&mut self.tr, e, &mut self.batch.extra) {
             Ok(Some((mut step, request))) => {
                 let live = self.tr.live;
-                if live > self.max_live {
-                    // published at once: a model behind learns its new peak is not the run's
-                    self.max_live = live;
-                    self.read_peak.store(live, Ordering::Relaxed);
-                }
+                self.max_live = self.max_live.max(live); // published at the next flush
                 let b = &mut self.batch;
                 let mut gap = index - self.event;
                 if gap >> GAP_BITS != 0 {
