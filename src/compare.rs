@@ -2,9 +2,10 @@
 //! footprint each predicts over time.
 //!
 //! ```text
-//!  trace ──replay::drive──▶ Feed: translate recorded address → block id, live bytes ──batches──┬─▶ model 1 (thread) ─┐
-//!         (counts, progress,  (one pass, on the trace's job)                                  ├─▶ model 2 (thread) ─┼─▶ ModelRun
-//!          EventError)                                                                        └─▶ model 3 (thread) ─┘
+//!  trace ──replay::drive_ledger──▶ Feed: translate recorded address → block id, live bytes ──batches──┬─▶ model 1 (thread) ─┐
+//!         (counts, progress, the    (one pass, on the trace's job; the recording's live        ├─▶ model 2 (thread) ─┼─▶ ModelRun
+//!          recording's consistency,  sets kept as marks in the same table: one lookup each)      └─▶ model 3 (thread) ─┘
+//!          EventError)
 //!  many traces: one job each on rayon's pool; memory per job: a batch in flight per model,
 //!  the live blocks' ids, the samples (at most 2 × MAX_SAMPLES per model)
 //! ```
@@ -21,9 +22,9 @@ use crate::addr::Addr;
 use crate::error::AllocError;
 use crate::replay::pages::PageIndex;
 use crate::replay::{
-    drive, Cause, DriveOptions, EventError, Flow, ModelSpec, Replay, ReplayError, Source,
+    drive_ledger, Cause, DriveOptions, EventError, Flow, Ledger, LiveSets, Liveness, ModelSpec,
+    Replay, ReplayError, Source,
 };
-use crate::slots::reuse_or_push;
 use crate::stack::{Route, Stack, Waste};
 use crate::trace::{open::open, Domain, Event, EventKind, TraceError};
 use crate::vm::{ProcessLayout, Syscalls};
@@ -362,13 +363,25 @@ const NO_ID: u32 = u32::MAX;
 /// 16 KiB page) until an address that is only 8-aligned comes (CPython 2.7's pymalloc,
 /// 32-bit platforms); then every entry is filed again in 8-byte granules (32 KiB pages).
 /// Addresses that are not 8-aligned (only a malformed trace has them) go to `odd`.
-/// Invariant: `get(a) == Some(id) ⇔ the last insert(a, id) was not followed by take(a)`.
+///
+/// Beside each slot, two marks hold the driver's live sets ([`LiveSets`]: the recording's
+/// held and raw blocks, see `replay::live`), so the consistency check and the translation
+/// of an event look its address up once (the second lookup finds the page in the cache
+/// and the slot in L1):
+/// ```text
+///   page i:  slots[i]: [id+1 | id+1 | 0 | …]       2^(16 - shift) u32
+///            marks[i]: [h r h r h r …] per word     2 bits per slot (held, raw), 32 slots a word
+/// ```
+/// Invariants: `take(a) == Some(id) ⇔ the last put(a, id) was not followed by take(a)`;
+/// the marks are the sets of `Liveness` exactly (independent of the ids: a raw block and
+/// a held one at one address keep their own marks, as the driver's two bit sets did).
 struct IdTable {
-    pages: PageIndex<CACHE>, // page number -> index into `slots`
+    pages: PageIndex<CACHE>, // page number -> index into `slots` and `marks`
     keys: Vec<u64>,          // index -> page number (to file the entries again)
     slots: Vec<Box<[u32]>>,  // 2^(16 - shift) slots each
+    marks: Vec<Box<[u64]>>,  // 2^(16 - shift) / 32 words each
     shift: u32,              // log2 of the granule: 4, or 3 once an 8-aligned address came
-    odd: HashMap<u64, u32>,  // addresses that are not 8-aligned
+    odd: HashMap<u64, (u32, u64)>, // addresses that are not 8-aligned: (slot, marks)
 }
 
 /// Entries of [`IdTable`]'s page cache (a power of two): 16 MiB of address space.
@@ -380,88 +393,199 @@ impl Default for IdTable {
             pages: PageIndex::default(),
             keys: Vec::new(),
             slots: Vec::new(),
+            marks: Vec::new(),
             shift: 4,
             odd: HashMap::new(),
         }
     }
 }
 
+/// The mark of the held (`raw` false) or the raw set for slot `g` of its word.
+#[inline(always)]
+fn mark_bit(g: usize, raw: bool) -> u64 {
+    1u64 << ((g & 31) * 2 + usize::from(raw))
+}
+
 impl IdTable {
+    /// (page index, slot) of `a` (8-aligned, on the granule grid), its page made if new.
     #[inline(always)]
-    fn slot(&mut self, a: u64) -> &mut u32 {
+    fn locate(&mut self, a: u64) -> (usize, usize) {
         let n = self.slots.len() as u32;
         let i = self.pages.get_or_insert(a >> 16, n);
         if i == n {
-            self.slots
-                .push(vec![0; 1 << (16 - self.shift)].into_boxed_slice());
-            self.keys.push(a >> 16);
+            self.new_page(a >> 16);
         }
-        &mut self.slots[i as usize][((a & 0xffff) >> self.shift) as usize]
+        (i as usize, ((a & 0xffff) >> self.shift) as usize)
     }
 
+    #[cold]
+    fn new_page(&mut self, page: u64) {
+        let n = 1usize << (16 - self.shift);
+        self.slots.push(vec![0; n].into_boxed_slice());
+        self.marks.push(vec![0; n / 32].into_boxed_slice());
+        self.keys.push(page);
+    }
+
+    /// Makes room for the 8-aligned `a`: 8-byte granules when it is not 16-aligned.
     #[inline(always)]
-    fn insert(&mut self, a: u64, id: u32) {
+    fn fit(&mut self, a: u64) {
+        if a & 15 != 0 && self.shift == 4 {
+            self.refile_in_8_byte_granules();
+        }
+    }
+
+    /// True when the 8-aligned `a` was never filed: only 8-aligned, granules of 16 bytes.
+    #[inline(always)]
+    fn off_grid(&self, a: u64) -> bool {
+        a & ((1 << self.shift) - 1) != 0
+    }
+
+    /// Files `id` at `a`.
+    #[inline(always)]
+    fn put(&mut self, a: u64, id: u32) {
         if a & 7 != 0 {
-            self.odd.insert(a, id);
+            self.odd.entry(a).or_default().0 = id + 1;
         } else {
-            if a & 15 != 0 && self.shift == 4 {
-                self.refile_in_8_byte_granules();
-            }
-            *self.slot(a) = id + 1;
+            self.fit(a);
+            let (i, g) = self.locate(a);
+            self.slots[i][g] = id + 1;
         }
     }
 
     #[inline(always)]
     fn take(&mut self, a: u64) -> Option<u32> {
-        if a & ((1 << self.shift) - 1) != 0 {
-            // not 8-aligned: in `odd`; only 8-aligned in 16-byte granules: never inserted
-            return self.odd.remove(&a);
+        if a & 7 != 0 {
+            return self
+                .take_odd(a, |e| std::mem::take(&mut e.0))
+                .checked_sub(1);
         }
-        let s = self.slot(a);
-        let id = std::mem::take(s);
-        id.checked_sub(1)
+        if self.off_grid(a) {
+            return None;
+        }
+        let (i, g) = self.locate(a);
+        std::mem::take(&mut self.slots[i][g]).checked_sub(1)
+    }
+
+    /// Applies `f` to the entry of the odd address `a` (none: 0), dropping it when empty.
+    #[cold]
+    fn take_odd<T: Default>(&mut self, a: u64, f: impl FnOnce(&mut (u32, u64)) -> T) -> T {
+        let Some(e) = self.odd.get_mut(&a) else {
+            return T::default();
+        };
+        let v = f(e);
+        if *e == (0, 0) {
+            self.odd.remove(&a);
+        }
+        v
     }
 
     /// Files every entry again in 8-byte granules (once per trace at most).
     #[cold]
     fn refile_in_8_byte_granules(&mut self) {
         let slots = std::mem::take(&mut self.slots);
+        let marks = std::mem::take(&mut self.marks);
         let keys = std::mem::take(&mut self.keys);
         let old = std::mem::replace(&mut self.shift, 3);
         self.pages = PageIndex::default();
-        for (page, s) in keys.into_iter().zip(slots.iter()) {
+        for ((page, s), m) in keys.into_iter().zip(slots.iter()).zip(marks.iter()) {
             for (j, &v) in s.iter().enumerate() {
-                if v != 0 {
-                    *self.slot((page << 16) | ((j as u64) << old)) = v;
+                let held = m[j / 32] & mark_bit(j, false) != 0;
+                let raw = m[j / 32] & mark_bit(j, true) != 0;
+                if v != 0 || held || raw {
+                    let (i, g) = self.locate((page << 16) | ((j as u64) << old));
+                    self.slots[i][g] = v;
+                    self.marks[i][g / 32] |= (u64::from(held) * mark_bit(g, false))
+                        | (u64::from(raw) * mark_bit(g, true));
                 }
             }
         }
     }
 }
 
-/// Recorded addresses → block ids (reused), and the program's live bytes.
-#[derive(Default)]
+impl LiveSets for IdTable {
+    #[inline(always)]
+    fn insert(&mut self, raw: bool, a: u64) -> bool {
+        if a & 7 != 0 {
+            let e = self.odd.entry(a).or_default();
+            let fresh = e.1 & mark_bit(0, raw) == 0;
+            e.1 |= mark_bit(0, raw);
+            return fresh;
+        }
+        self.fit(a);
+        let (i, g) = self.locate(a);
+        let (w, b) = (&mut self.marks[i][g / 32], mark_bit(g, raw));
+        let fresh = *w & b == 0;
+        *w |= b;
+        fresh
+    }
+
+    #[inline(always)]
+    fn remove(&mut self, raw: bool, a: u64) -> bool {
+        if a & 7 != 0 {
+            return self.take_odd(a, |e| {
+                let was = e.1 & mark_bit(0, raw) != 0;
+                e.1 &= !mark_bit(0, raw);
+                was
+            });
+        }
+        if self.off_grid(a) {
+            return false;
+        }
+        let (i, g) = self.locate(a);
+        let (w, b) = (&mut self.marks[i][g / 32], mark_bit(g, raw));
+        let was = *w & b != 0;
+        *w &= !b;
+        was
+    }
+}
+
+/// Recorded addresses → block ids (reused, the last freed first), the recording's live
+/// blocks (checked by the driver, in the same table), and the program's live bytes.
+/// Freed ids are kept as a list threaded through `sizes` (a freed id's entry holds the
+/// next freed id), so freeing touches no memory but the block's own entry.
 struct Translator {
-    ids: IdTable,       // recorded address of a live block -> its id
-    sizes: Vec<u64>,    // id -> bytes asked for; its length: the ids handed out so far
-    free_ids: Vec<u32>, // ids to reuse
+    ledger: Liveness<IdTable>, // the live sets; `ledger.sets`: recorded address -> id
+    sizes: Vec<u64>, // id -> bytes asked for (a freed id: the next freed); its length: the ids handed out so far
+    free: u32,       // the last freed id, the head of the list (NO_ID: none)
     live: u64,
+}
+
+impl Default for Translator {
+    fn default() -> Self {
+        Translator {
+            ledger: Liveness::default(),
+            sizes: Vec::new(),
+            free: NO_ID,
+            live: 0,
+        }
+    }
 }
 
 impl Translator {
     #[inline(always)]
     fn born(&mut self, addr: Addr, size: u64) -> u32 {
-        let id = reuse_or_push(&mut self.sizes, &mut self.free_ids, size);
+        let id = if self.free == NO_ID {
+            self.sizes.push(size);
+            (self.sizes.len() - 1) as u32
+        } else {
+            let id = self.free;
+            let slot = &mut self.sizes[id as usize];
+            self.free = *slot as u32;
+            *slot = size;
+            id
+        };
         self.live += size;
-        self.ids.insert(addr.0, id);
+        self.ledger.sets.put(addr.0, id);
         id
     }
 
     #[inline(always)]
     fn dies(&mut self, addr: Addr) -> Option<u32> {
-        let id = self.ids.take(addr.0)?;
-        self.live -= self.sizes[id as usize];
-        self.free_ids.push(id);
+        let id = self.ledger.sets.take(addr.0)?;
+        let slot = &mut self.sizes[id as usize];
+        self.live -= *slot;
+        *slot = u64::from(self.free);
+        self.free = id;
         Some(id)
     }
 }
@@ -820,7 +944,7 @@ pub fn compare_trace(
         };
         let driven = Source::new(reader.as_mut())
             .map_err(ReplayError::from)
-            .and_then(|mut src| drive(&mut src, &mut feed, &drive_opts));
+            .and_then(|mut src| drive_ledger(&mut src, &mut feed, &drive_opts));
         // the event that stopped the loop at `until` was read, not replayed
         let until = opts.until.unwrap_or(u64::MAX);
         if let Ok(d) = &driven {
@@ -919,6 +1043,14 @@ impl Feed<'_> {
         if let Some(h) = self.held.take() {
             self.send(h);
         }
+    }
+}
+
+impl Ledger for Feed<'_> {
+    type Sets = IdTable;
+    #[inline(always)]
+    fn liveness(&mut self) -> &mut Liveness<IdTable> {
+        &mut self.tr.ledger
     }
 }
 
@@ -1096,14 +1228,14 @@ mod tests {
         let mut addrs: Vec<u64> = vec![0x1000, 0x1008, 0xfff8, 0x1_0000, 0x7fff_0000_0010, 0x1003];
         addrs.extend((0..(CACHE as u64 * 3)).map(|i| 0x5555_0000_0000 + (i << 16) + 8 * i));
         for (id, &a) in addrs.iter().enumerate() {
-            t.insert(a, id as u32);
+            t.put(a, id as u32);
         }
         for (id, &a) in addrs.iter().enumerate().rev() {
             assert_eq!(t.take(a), Some(id as u32), "{a:#x}");
             assert_eq!(t.take(a), None, "{a:#x} taken twice");
         }
         assert_eq!(t.take(0x2000), None, "never put");
-        t.insert(0x1000, 0); // id 0 is a real id, not an empty slot
+        t.put(0x1000, 0); // id 0 is a real id, not an empty slot
         assert_eq!(t.take(0x1000), Some(0));
     }
 
@@ -1112,17 +1244,71 @@ mod tests {
         let mut t = IdTable::default();
         let at = |i: u64| 0x5555_0000_0000 + i * 48 + (i % 5) * 0x1_0000;
         for i in 0..5000u64 {
-            t.insert(at(i), i as u32);
+            t.put(at(i), i as u32);
         }
         assert_eq!(t.shift, 4, "16-aligned: 16-byte granules");
         assert_eq!(t.take(at(7) + 8), None, "never put, in a granule in use");
-        t.insert(at(9) + 8, 9999); // 8-aligned only: 8-byte granules from now on
+        t.put(at(9) + 8, 9999); // 8-aligned only: 8-byte granules from now on
         assert_eq!(t.shift, 3);
         assert_eq!(t.take(at(9) + 8), Some(9999));
         for i in (0..5000u64).rev() {
             assert_eq!(t.take(at(i)), Some(i as u32), "{:#x}", at(i));
             assert_eq!(t.take(at(i)), None);
         }
+    }
+
+    /// The marks are the driver's two live sets exactly, whatever the ids do at the same
+    /// addresses, across the refiling in 8-byte granules and at addresses not 8-aligned.
+    #[test]
+    fn the_id_table_s_marks_are_two_sets_beside_the_ids() {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        use std::collections::HashSet;
+        let mut rng = StdRng::seed_from_u64(10);
+        let mut t = IdTable::default();
+        let (mut held, mut raw) = (HashSet::new(), HashSet::new());
+        let mut ids = HashMap::new();
+        for step in 0..40_000u32 {
+            // 16-aligned at first; then 8-aligned and odd ones too (the table refiles)
+            let grid = if step < 20_000 { 16 } else { 8 };
+            let mut a =
+                0x7f00_0000_0000 + grid * rng.gen_range(0..3000u64) + (rng.gen_range(0..4) << 20);
+            if step >= 30_000 && rng.gen_ratio(1, 50) {
+                a += 3;
+            }
+            let set = rng.gen_bool(0.5);
+            let model = if set { &mut raw } else { &mut held };
+            match rng.gen_range(0..4) {
+                0 => assert_eq!(
+                    LiveSets::insert(&mut t, set, a),
+                    model.insert(a),
+                    "insert {a:#x}"
+                ),
+                1 => assert_eq!(
+                    LiveSets::remove(&mut t, set, a),
+                    model.remove(&a),
+                    "remove {a:#x}"
+                ),
+                2 => {
+                    t.put(a, step);
+                    ids.insert(a, step);
+                }
+                _ => assert_eq!(t.take(a), ids.remove(&a), "take {a:#x}"),
+            }
+        }
+        assert_eq!(t.shift, 3, "8-aligned addresses came");
+        for a in held.clone() {
+            assert!(LiveSets::remove(&mut t, false, a) && !LiveSets::remove(&mut t, false, a));
+        }
+        for a in raw.clone() {
+            assert!(LiveSets::remove(&mut t, true, a));
+        }
+        for (a, id) in ids {
+            assert_eq!(t.take(a), Some(id));
+        }
+        assert!(
+            t.odd.is_empty(),
+            "an odd address's entry goes once it holds nothing"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! one that stopped the loop; an event the recording contradicts is never stepped.
 
 use super::error::{Cause, EventError, ReplayError};
-use super::live::{Liveness, Seen};
+use super::live::{Bits, LiveSets, Liveness, Seen};
 use super::source::Source;
 use crate::addr::Addr;
 use crate::error::AllocError;
@@ -105,13 +105,46 @@ pub fn drive<R: Replay + ?Sized>(
 ) -> Result<Driven, ReplayError> {
     let bar = Progress::new(opts.progress, opts.label);
     let mut d = Driven::default();
-    let mut live = Liveness::default();
-    let result = run(src, r, opts, &bar, &mut d, &mut live);
+    let mut live = Liveness::<Bits>::default();
+    let result = run(src, r, opts, &bar, &mut d, |_, e| live.apply(e));
     bar.finish();
     d.raw_unknown = live.raw_unknown;
     result.map(|()| d)
 }
 
+/// A consumer that keeps the recording's live blocks itself, in sets of its own
+/// ([`LiveSets`]): `compare`'s feed keeps them in the slots of its recorded address →
+/// block id table, so one lookup of an address serves the check and the translation.
+/// The rules are the driver's ([`Liveness`]); only where the sets live differs.
+pub(crate) trait Ledger: Replay {
+    /// The sets.
+    type Sets: LiveSets;
+    /// The recording's live blocks, which the driver checks each event against (and
+    /// applies it to) before [`Replay::step`].
+    fn liveness(&mut self) -> &mut Liveness<Self::Sets>;
+}
+
+/// [`drive`] for a consumer that keeps the recording's live blocks itself.
+///
+/// # Errors
+/// As [`drive`].
+pub(crate) fn drive_ledger<R: Ledger>(
+    src: &mut Source,
+    r: &mut R,
+    opts: &DriveOptions,
+) -> Result<Driven, ReplayError> {
+    let bar = Progress::new(opts.progress, opts.label);
+    let mut d = Driven::default();
+    let result = run(src, r, opts, &bar, &mut d, |r: &mut R, e| {
+        r.liveness().apply_inlined(e)
+    });
+    bar.finish();
+    d.raw_unknown = r.liveness().raw_unknown;
+    result.map(|()| d)
+}
+
+/// The loop: `check` is the recording's consistency (a [`Liveness`]), applied to each
+/// event before `r` steps it.
 #[inline(always)]
 fn run<R: Replay + ?Sized>(
     src: &mut Source,
@@ -119,7 +152,7 @@ fn run<R: Replay + ?Sized>(
     opts: &DriveOptions,
     bar: &Progress,
     d: &mut Driven,
-    live: &mut Liveness,
+    mut check: impl FnMut(&mut R, &Event) -> Result<Seen, Cause>,
 ) -> Result<(), ReplayError> {
     loop {
         let batch = src.next_batch()?;
@@ -131,7 +164,7 @@ fn run<R: Replay + ?Sized>(
             d.events += 1;
             d.last_line = e.line;
             d.counts.add(&e.kind);
-            let stepped = match live.apply(e) {
+            let stepped = match check(r, e) {
                 Ok(seen) => r.step(index, e).map_err(|c| blame(r, e, seen, c)),
                 // a free the recording cannot make: the model's own diagnosis (glibc's
                 // "double free detected in tcache 2") when it has one, else the trace's

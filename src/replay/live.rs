@@ -13,9 +13,11 @@
 //!   F X 1048576 X unmapped          X not mapped     -> "unmapped while not mapped"
 //! ```
 //! Calls nested in another (`r`) and free-list lines are the model's business, not the
-//! recording's consistency. Invariants: `live` holds exactly the O/M and C library blocks
-//! the recording returned and has not given back; `arenas` exactly the arenas it mapped and
-//! has not unmapped.
+//! recording's consistency. Invariants: the held set holds exactly the O/M and C library
+//! blocks the recording returned and has not given back; `arenas` exactly the arenas it
+//! mapped and has not unmapped. Where the sets live is [`LiveSets`]'s business: bits here
+//! ([`Bits`]), marks beside `compare`'s block ids there (the rules, and so every message,
+//! are these).
 
 use super::error::Cause;
 use super::pages::PageIndex;
@@ -190,11 +192,51 @@ fn space(d: Domain) -> Space {
     }
 }
 
-/// The live blocks of a recording, as the recording itself says.
+/// The two sets of live addresses a [`Liveness`] keeps: the O/M and C library blocks
+/// (held) and the top-level raw blocks (raw). The driver keeps them as bits ([`Bits`]);
+/// `compare` keeps them as two marks in the slots of its recorded address → block id
+/// table, so that one lookup of an address serves both.
+/// Invariant: `insert(raw, a)` is true iff `a` was not in that set; `remove(raw, a)` is
+/// true iff it was; the two sets are independent.
+pub(crate) trait LiveSets {
+    /// Adds `a` to the raw set (`raw`) or the held set; false when it was there.
+    fn insert(&mut self, raw: bool, a: u64) -> bool;
+    /// Takes `a` out of the raw set (`raw`) or the held set; false when it was not there.
+    fn remove(&mut self, raw: bool, a: u64) -> bool;
+}
+
+/// The driver's live sets: a bit per 8-byte granule each.
 #[derive(Default)]
-pub(crate) struct Liveness {
-    live: LiveSet,        // O/M and C library blocks
-    raw: LiveSet,         // live top-level raw blocks
+pub(crate) struct Bits {
+    live: LiveSet, // O/M and C library blocks
+    raw: LiveSet,  // live top-level raw blocks
+}
+
+impl LiveSets for Bits {
+    #[inline(always)]
+    fn insert(&mut self, raw: bool, a: u64) -> bool {
+        if raw {
+            self.raw.insert(a)
+        } else {
+            self.live.insert(a)
+        }
+    }
+
+    #[inline(always)]
+    fn remove(&mut self, raw: bool, a: u64) -> bool {
+        if raw {
+            self.raw.remove(a)
+        } else {
+            self.live.remove(a)
+        }
+    }
+}
+
+/// The live blocks of a recording, as the recording itself says, in sets `S`.
+#[derive(Default)]
+pub(crate) struct Liveness<S = Bits> {
+    /// The held and the raw blocks.
+    pub sets: S,
     arenas: HashSet<u64>, // pymalloc arenas mapped and not unmapped (a few dozen)
     /// Top-level raw frees and reallocs of an address no raw call returned.
     pub raw_unknown: u64,
@@ -207,13 +249,23 @@ pub(crate) struct Seen {
     pub given_back: bool,
 }
 
-impl Liveness {
+impl<S: LiveSets> Liveness<S> {
     /// Checks event `e` against the live blocks and applies it.
     ///
     /// # Errors
     /// A free or realloc of an address not live, an address returned while still live.
     #[inline]
     pub(crate) fn apply(&mut self, e: &Event) -> Result<Seen, Cause> {
+        self.apply_inlined(e)
+    }
+
+    /// [`apply`](Self::apply), inlined into the caller's loop (compare's feed, whose
+    /// sets share their lookups with its own table).
+    ///
+    /// # Errors
+    /// As [`apply`](Self::apply).
+    #[inline(always)]
+    pub(crate) fn apply_inlined(&mut self, e: &Event) -> Result<Seen, Cause> {
         match e.kind {
             EventKind::Malloc { domain, addr, .. } | EventKind::Calloc { domain, addr, .. } => {
                 self.born(space(domain), addr)?;
@@ -237,10 +289,7 @@ impl Liveness {
                 let seen = self.dies(sp, "realloc", old)?;
                 if new.is_null() && size > 0 && !old.is_null() {
                     // the call failed: the block stays where it was
-                    match sp {
-                        Space::Held => self.live.insert(old.0),
-                        _ => self.raw.insert(old.0),
-                    };
+                    self.sets.insert(sp != Space::Held, old.0);
                 }
                 self.born(sp, new)?;
                 return Ok(seen);
@@ -269,12 +318,12 @@ impl Liveness {
         }
         match sp {
             Space::Held => {
-                if !self.live.insert(addr.0) {
+                if !self.sets.insert(false, addr.0) {
                     return Err(Cause::StillLive { addr });
                 }
             }
             Space::Raw => {
-                self.raw.insert(addr.0);
+                self.sets.insert(true, addr.0);
             }
             Space::None => {}
         }
@@ -287,10 +336,10 @@ impl Liveness {
             return Ok(Seen::default());
         }
         match sp {
-            Space::Held if self.live.remove(addr.0) => Ok(Seen { given_back: true }),
+            Space::Held if self.sets.remove(false, addr.0) => Ok(Seen { given_back: true }),
             Space::Held => Err(Cause::NeverAllocated { op, addr }),
             Space::Raw => {
-                if !self.raw.remove(addr.0) {
+                if !self.sets.remove(true, addr.0) {
                     self.raw_unknown += 1;
                 }
                 Ok(Seen::default())
@@ -333,7 +382,7 @@ mod tests {
 
     #[test]
     fn an_arena_mapped_twice_or_unmapped_unmapped_is_refused() {
-        let mut l = Liveness::default();
+        let mut l = Liveness::<Bits>::default();
         let (a, b) = (Addr(0x7fff_7750_0000), Addr(0x7fff_7760_0000));
         let map = |addr| {
             ev(
@@ -363,7 +412,7 @@ mod tests {
 
     #[test]
     fn a_double_free_an_unknown_free_and_a_live_address_returned_again_are_refused() {
-        let mut l = Liveness::default();
+        let mut l = Liveness::<Bits>::default();
         let a = Addr(0x1000);
         let m = |line| {
             ev(
@@ -414,7 +463,7 @@ mod tests {
 
     #[test]
     fn raw_frees_of_unknown_addresses_are_counted_and_nested_calls_ignored() {
-        let mut l = Liveness::default();
+        let mut l = Liveness::<Bits>::default();
         let raw = |kind| ev(kind, 1);
         l.apply(&raw(EventKind::Malloc {
             domain: Domain::Raw,

@@ -43,7 +43,9 @@ pub mod source;
 mod table;
 
 pub use driver::{drive, DriveOptions, Driven, Flow, Replay};
+pub(crate) use driver::{drive_ledger, Ledger};
 pub use error::{Cause, EventError, ReplayError};
+pub(crate) use live::{LiveSets, Liveness};
 pub use model::{Addresses, ModelError, ModelKind, ModelSpec};
 pub use pymalloc::Replayer;
 
