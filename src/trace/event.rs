@@ -118,12 +118,15 @@ pub struct Event {
 /// The one table keyed on event kind, expanded wherever code needs one entry per kind
 /// (`$then!` receives the rows): the binary format's encoder and decoder
 /// ([`binary`](super::binary)), [`EventKind::code`] and its names (replay's counts),
-/// and which text grammars have a line for the kind ([`Format::has_line_for`]).
+/// which text grammars have a line for the kind ([`Format::has_line_for`]), and the text
+/// lines themselves, read and written ([`grammar`](super::grammar)).
 ///
 /// ```text
 ///   code  variant { [sub-code field] field: codec, … }  text letter (int, float)  grammars
 /// ```
-/// codecs: `v` varint, `z` zigzag varint, `a` address, `idx` mark index; the sub-code is
+/// codecs: `v` varint, `z` zigzag varint, `n` a free-list object's value (zigzag varint;
+/// in text the int, or under the float letter the float), `a` address, `idx` mark index
+/// (text: fields in this order, see [`grammar`](super::grammar)); the sub-code is
 /// the `domain` (O M R r libc = 0..4) or free-list `kind` (int 0, float 1), [`NO_SUB`]
 /// when the kind has none. Grammars: `P3` CPython 3 (`m O …`), `G` glibc (`m SIZE 0x…`),
 /// `P27` PYREC; a domain kind has a line in a grammar only for that grammar's domains
@@ -147,7 +150,7 @@ macro_rules! event_table {
             10 => VirtualAlloc { size: v, addr: a } ("V", "V") [P3]
             11 => VirtualFree { addr: a, size: v } ("W", "W") [P3]
             12 => BlockNew { [kind] size: v, addr: a } ("B", "b") [P27]
-            13 => ObjPop { [kind] value: z, addr: a } ("I", "i") [P27]
+            13 => ObjPop { [kind] value: n, addr: a } ("I", "i") [P27]
             14 => ObjPush { [kind] addr: a } ("D", "d") [P27]
             15 => ClearKeep { [kind] addr: a, live: v } ("K", "k") [P27]
             16 => ClearFree { [kind] addr: a } ("X", "x") [P27]

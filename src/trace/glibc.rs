@@ -16,8 +16,11 @@
 //! line); a malformed line is an error with its number and text.
 
 use super::fields::{self, dec, field, signed, Line};
+use super::format::Grammar;
+use super::grammar::{letters, parse_fields, Fields, What, NOT_A_LETTER};
 use super::io::{LineReader, TraceError};
-use super::{Domain, Event, EventKind, EventReader, KeptText, TraceHeader};
+use super::{Domain, Event, EventKind, EventReader, FreeListKind, KeptText, TraceHeader};
+use crate::addr::Addr;
 use std::path::Path;
 
 /// Streams the events of one glibc trace.
@@ -124,54 +127,52 @@ impl GlibcTraceReader {
     }
 }
 
-/// Parses one call line; `None` when malformed.
+/// A call line's fields after its letter: space-separated, decimal or signed numbers,
+/// `0x` addresses, the C library's one domain (no token of its own).
+struct Tokens<'a> {
+    rest: &'a str, // the line after the fields read
+}
+
+impl Fields for Tokens<'_> {
+    type Refusal = ();
+
+    fn domain(&mut self) -> Result<Domain, ()> {
+        Ok(Domain::Libc)
+    }
+
+    fn dec(&mut self, _: What) -> Result<u64, ()> {
+        field(&mut self.rest).and_then(dec).ok_or(())
+    }
+
+    fn signed(&mut self, _: What) -> Result<i64, ()> {
+        field(&mut self.rest).and_then(signed).ok_or(())
+    }
+
+    fn addr(&mut self, _: What) -> Result<Addr, ()> {
+        field(&mut self.rest).and_then(fields::hex0x).ok_or(())
+    }
+
+    fn value(&mut self, _: FreeListKind, what: What) -> Result<i64, ()> {
+        self.signed(what) // no glibc line carries a free-list value
+    }
+
+    fn unknown(&mut self) {}
+}
+
+/// Parses one call line (its letter, then the fields the event table gives it); `None`
+/// when malformed.
 fn parse(line: &str) -> Option<EventKind> {
     let mut rest = line;
-    let op = field(&mut rest)?;
-    let d = Domain::Libc;
-    let kind = match op {
-        "m" => EventKind::Malloc {
-            domain: d,
-            size: dec(field(&mut rest)?)?,
-            addr: fields::hex0x(field(&mut rest)?)?,
-        },
-        "c" => EventKind::Calloc {
-            domain: d,
-            nelem: dec(field(&mut rest)?)?,
-            elsize: dec(field(&mut rest)?)?,
-            addr: fields::hex0x(field(&mut rest)?)?,
-        },
-        "r" => EventKind::Realloc {
-            domain: d,
-            old: fields::hex0x(field(&mut rest)?)?,
-            size: dec(field(&mut rest)?)?,
-            new: fields::hex0x(field(&mut rest)?)?,
-        },
-        "f" => EventKind::Free {
-            domain: d,
-            addr: fields::hex0x(field(&mut rest)?)?,
-        },
-        "a" => EventKind::Memalign {
-            align: dec(field(&mut rest)?)?,
-            size: dec(field(&mut rest)?)?,
-            addr: fields::hex0x(field(&mut rest)?)?,
-        },
-        "v" => EventKind::Valloc {
-            size: dec(field(&mut rest)?)?,
-            addr: fields::hex0x(field(&mut rest)?)?,
-        },
-        "p" => EventKind::Pvalloc {
-            size: dec(field(&mut rest)?)?,
-            addr: fields::hex0x(field(&mut rest)?)?,
-        },
-        "o" => EventKind::Mallopt {
-            param: signed(field(&mut rest)?)?,
-            value: signed(field(&mut rest)?)?,
-            ret: signed(field(&mut rest)?)?,
-        },
-        _ => return None,
+    let &[letter] = field(&mut rest)?.as_bytes() else {
+        return None;
     };
-    field(&mut rest).is_none().then_some(kind)
+    let code = letters(Grammar::G)[usize::from(letter)];
+    if code == NOT_A_LETTER {
+        return None;
+    }
+    let mut f = Tokens { rest };
+    let kind = parse_fields(&mut f, code).ok()?;
+    field(&mut f.rest).is_none().then_some(kind)
 }
 
 fn parse_line(text: &str) -> Result<Line<EventKind>, &'static str> {
@@ -228,7 +229,6 @@ impl EventReader for GlibcTraceReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::Addr;
 
     fn read_all(text: &str) -> Result<(Vec<Event>, GlibcTraceReader), TraceError> {
         let mut r = GlibcTraceReader::new(LineReader::from_text("t.trace", text));

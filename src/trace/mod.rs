@@ -17,6 +17,8 @@
 //! - [`mtrace`], [`ltrace`], [`heaptrack`]: other tools' formats, each a grammar read by
 //!   [`tool`]'s one reader; [`synth`]: generated workloads;
 //! - [`packed`]: events pre-decoded at 16 bytes each, for a replay that runs them many times;
+//! - `grammar`: the text lines of every kind, generated from the event table: what the
+//!   text readers parse (each with its own tokenizer) and the [`writer`] writes;
 //! - `fields`: the line-token handling the line-based readers share.
 
 pub mod binary;
@@ -25,6 +27,7 @@ pub(crate) mod fields;
 pub mod fork;
 pub mod format;
 pub mod glibc;
+pub(crate) mod grammar;
 pub mod heaptrack;
 pub mod io;
 pub mod ltrace;

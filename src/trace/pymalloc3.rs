@@ -20,6 +20,8 @@
 //! `String`, no `split`, no allocation per line. Invariant: every chunk handed to the
 //! parser ends with `\n`, so a line never straddles two chunks.
 
+use super::format::Grammar;
+use super::grammar::{letters, parse_fields, Fields, What};
 use super::io::{excerpt, MAX_LINE};
 use super::{fields, Domain, Event, EventKind, EventReader, KeptText, TraceError, TraceHeader};
 use super::{Format, Source};
@@ -212,88 +214,71 @@ fn end(b: &[u8], pos: &mut usize) -> Option<()> {
     }
 }
 
-/// Parses one event line starting at `*pos` (which must not be a `#` line).
+/// A line's fields after its letter, each behind one space, parsed in place.
+struct InPlace<'a> {
+    b: &'a [u8], // the chunk
+    pos: usize,  // the next byte to read
+}
+
+impl Fields for InPlace<'_> {
+    type Refusal = ();
+
+    #[inline(always)]
+    fn domain(&mut self) -> Result<Domain, ()> {
+        sep(self.b, &mut self.pos).ok_or(())?;
+        let d = match self.b.get(self.pos) {
+            Some(b'O') => Domain::Obj,
+            Some(b'M') => Domain::Mem,
+            Some(b'R') => Domain::Raw,
+            Some(b'r') => Domain::RawNested,
+            _ => return Err(()),
+        };
+        self.pos += 1;
+        Ok(d)
+    }
+
+    #[inline(always)]
+    fn dec(&mut self, _: What) -> Result<u64, ()> {
+        sep(self.b, &mut self.pos).ok_or(())?;
+        dec(self.b, &mut self.pos).ok_or(())
+    }
+
+    #[inline(always)]
+    fn signed(&mut self, _: What) -> Result<i64, ()> {
+        sep(self.b, &mut self.pos).ok_or(())?;
+        let negative = self.b.get(self.pos) == Some(&b'-');
+        self.pos += usize::from(negative);
+        let v = dec(self.b, &mut self.pos).ok_or(())?;
+        if negative {
+            0i64.checked_sub_unsigned(v).ok_or(())
+        } else {
+            i64::try_from(v).map_err(|_| ())
+        }
+    }
+
+    #[inline(always)]
+    fn addr(&mut self, _: What) -> Result<crate::Addr, ()> {
+        sep(self.b, &mut self.pos).ok_or(())?;
+        hex(self.b, &mut self.pos).map(crate::Addr).ok_or(())
+    }
+
+    #[inline(always)]
+    fn value(&mut self, _: crate::trace::FreeListKind, what: What) -> Result<i64, ()> {
+        self.signed(what) // no P3 line carries a free-list value
+    }
+
+    #[inline(always)]
+    fn unknown(&mut self) {}
+}
+
+/// Parses one event line starting at `*pos` (which must not be a `#` line): its letter,
+/// then the fields the event table gives it ([`grammar`](super::grammar)).
 #[inline(always)]
 fn parse_line(b: &[u8], pos: &mut usize) -> Option<EventKind> {
-    let op = *b.get(*pos)?;
-    *pos += 1;
-    sep(b, pos)?;
-    let kind = match op {
-        b'm' | b'c' | b'r' | b'f' => {
-            let domain = match b.get(*pos)? {
-                b'O' => Domain::Obj,
-                b'M' => Domain::Mem,
-                b'R' => Domain::Raw,
-                b'r' => Domain::RawNested,
-                _ => return None,
-            };
-            *pos += 1;
-            sep(b, pos)?;
-            match op {
-                b'm' => {
-                    let size = dec(b, pos)?;
-                    sep(b, pos)?;
-                    let addr = hex(b, pos)?;
-                    EventKind::Malloc {
-                        domain,
-                        size,
-                        addr: crate::Addr(addr),
-                    }
-                }
-                b'c' => {
-                    let nelem = dec(b, pos)?;
-                    sep(b, pos)?;
-                    let elsize = dec(b, pos)?;
-                    sep(b, pos)?;
-                    let addr = hex(b, pos)?;
-                    EventKind::Calloc {
-                        domain,
-                        nelem,
-                        elsize,
-                        addr: crate::Addr(addr),
-                    }
-                }
-                b'r' => {
-                    let old = hex(b, pos)?;
-                    sep(b, pos)?;
-                    let size = dec(b, pos)?;
-                    sep(b, pos)?;
-                    let new = hex(b, pos)?;
-                    EventKind::Realloc {
-                        domain,
-                        old: crate::Addr(old),
-                        size,
-                        new: crate::Addr(new),
-                    }
-                }
-                _ => EventKind::Free {
-                    domain,
-                    addr: crate::Addr(hex(b, pos)?),
-                },
-            }
-        }
-        b'A' | b'V' => {
-            let size = dec(b, pos)?;
-            sep(b, pos)?;
-            let addr = crate::Addr(hex(b, pos)?);
-            if op == b'A' {
-                EventKind::ArenaAlloc { size, addr }
-            } else {
-                EventKind::VirtualAlloc { size, addr }
-            }
-        }
-        b'F' | b'W' => {
-            let addr = crate::Addr(hex(b, pos)?);
-            sep(b, pos)?;
-            let size = dec(b, pos)?;
-            if op == b'F' {
-                EventKind::ArenaFree { addr, size }
-            } else {
-                EventKind::VirtualFree { addr, size }
-            }
-        }
-        _ => return None,
-    };
+    let code = letters(Grammar::P3)[usize::from(*b.get(*pos)?)]; // NOT_A_LETTER: refused
+    let mut f = InPlace { b, pos: *pos + 1 };
+    let kind = parse_fields(&mut f, code).ok()?;
+    *pos = f.pos;
     end(b, pos)?;
     Some(kind)
 }

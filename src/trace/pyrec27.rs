@@ -18,9 +18,12 @@
 
 use super::event::{Domain, Event, EventKind, FreeListKind};
 use super::fields;
+use super::format::Grammar;
+use super::grammar::{letters, parse_fields, Fields, What, NOT_A_LETTER};
 use super::io::{LineReader, TraceError};
 use super::{EventReader, KeptText, TraceHeader};
 use crate::addr::Addr;
+use std::marker::PhantomData;
 use std::path::Path;
 use std::str::SplitAsciiWhitespace;
 
@@ -99,104 +102,102 @@ fn num<E: Why>(s: &str) -> Result<u64, E> {
     fields::dec(s).ok_or_else(|| E::why(|| format!("bad number {s:?}")))
 }
 
-#[inline(always)]
-fn domain<E: Why>(s: &str) -> Result<Domain, E> {
-    match s {
-        "O" => Ok(Domain::Obj),
-        _ => Err(E::why(|| format!("bad domain {s:?} (2.7 has only O)"))),
+/// A line's fields after its letter, split on white space; `E` is what a refusal carries.
+struct Tokens<'a, 'f, E> {
+    f: &'f mut SplitAsciiWhitespace<'a>,
+    why: PhantomData<E>,
+}
+
+impl<'a, E: Why> Tokens<'a, '_, E> {
+    /// The next field, or the refusal naming it as PYREC's words do (`missing address`).
+    #[inline(always)]
+    fn next(&mut self, what: What) -> Result<&'a str, E> {
+        self.f.next().ok_or_else(|| {
+            E::why(|| {
+                let name = match (what.kind, what.field) {
+                    (_, "addr") => "address",
+                    (_, "old") => "old address",
+                    (_, "new") => "new address",
+                    ("ClearKeep", "live") => "live count",
+                    (_, field) => field,
+                };
+                format!("missing {name}")
+            })
+        })
     }
 }
 
-#[inline(always)]
-fn next<'a, E: Why>(f: &mut SplitAsciiWhitespace<'a>, what: &str) -> Result<&'a str, E> {
-    f.next().ok_or_else(|| E::why(|| format!("missing {what}")))
+impl<E: Why> Fields for Tokens<'_, '_, E> {
+    type Refusal = E;
+
+    #[inline(always)]
+    fn domain(&mut self) -> Result<Domain, E> {
+        let s = self.next(What {
+            kind: "",
+            field: "domain",
+        })?;
+        match s {
+            "O" => Ok(Domain::Obj),
+            _ => Err(E::why(|| format!("bad domain {s:?} (2.7 has only O)"))),
+        }
+    }
+
+    #[inline(always)]
+    fn dec(&mut self, what: What) -> Result<u64, E> {
+        num(self.next(what)?)
+    }
+
+    #[inline(always)]
+    fn signed(&mut self, what: What) -> Result<i64, E> {
+        let v = self.next(what)?;
+        fields::signed(v).ok_or_else(|| E::why(|| format!("bad number {v:?}")))
+    }
+
+    #[inline(always)]
+    fn addr(&mut self, what: What) -> Result<Addr, E> {
+        hex(self.next(what)?)
+    }
+
+    #[inline(always)]
+    fn value(&mut self, kind: FreeListKind, what: What) -> Result<i64, E> {
+        let v = self.next(what)?;
+        match kind {
+            FreeListKind::Int => {
+                fields::signed(v).ok_or_else(|| E::why(|| format!("bad int value {v:?}")))
+            }
+            FreeListKind::Float => v
+                .parse::<f64>()
+                .map(|x| x.to_bits() as i64)
+                .map_err(|_| E::why(|| format!("bad float value {v:?}"))),
+        }
+    }
+
+    #[inline(always)]
+    fn unknown(&mut self) -> E {
+        E::why(|| "unknown event letter".into())
+    }
 }
 
+/// Parses a line: its letter, then the fields the event table gives it
+/// ([`grammar`](super::grammar)), and nothing after them.
 #[inline(always)]
 fn parse<E: Why>(text: &str) -> Result<EventKind, E> {
     let mut f = text.split_ascii_whitespace();
     let letter = f.next().ok_or_else(|| E::why(|| "empty line".into()))?;
-    let f = &mut f;
-    let kind_of = |c: char| {
-        if c.is_ascii_uppercase() {
-            FreeListKind::Int
-        } else {
-            FreeListKind::Float
-        }
+    let code = match letter.as_bytes() {
+        &[b] => letters(Grammar::P27)[usize::from(b)],
+        _ => NOT_A_LETTER,
     };
-    let c = letter.chars().next().unwrap_or(' ');
-    let ev = match letter.as_bytes() {
-        b"B" | b"b" => EventKind::BlockNew {
-            kind: kind_of(c),
-            size: num::<E>(next(f, "size")?)?,
-            addr: hex::<E>(next(f, "address")?)?,
+    if code == NOT_A_LETTER {
+        return Err(E::why(|| format!("unknown event letter {letter:?}")));
+    }
+    let ev = parse_fields(
+        &mut Tokens {
+            f: &mut f,
+            why: PhantomData,
         },
-        b"I" => {
-            let v = next(f, "value")?;
-            EventKind::ObjPop {
-                kind: FreeListKind::Int,
-                value: fields::signed(v)
-                    .ok_or_else(|| E::why(|| format!("bad int value {v:?}")))?,
-                addr: hex::<E>(next(f, "address")?)?,
-            }
-        }
-        b"i" => {
-            let v = next(f, "value")?;
-            let x: f64 = v
-                .parse()
-                .map_err(|_| E::why(|| format!("bad float value {v:?}")))?;
-            EventKind::ObjPop {
-                kind: FreeListKind::Float,
-                value: x.to_bits() as i64,
-                addr: hex::<E>(next(f, "address")?)?,
-            }
-        }
-        b"D" | b"d" => EventKind::ObjPush {
-            kind: kind_of(c),
-            addr: hex::<E>(next(f, "address")?)?,
-        },
-        b"K" | b"k" => EventKind::ClearKeep {
-            kind: kind_of(c),
-            addr: hex::<E>(next(f, "address")?)?,
-            live: num::<E>(next(f, "live count")?)?,
-        },
-        b"X" | b"x" => EventKind::ClearFree {
-            kind: kind_of(c),
-            addr: hex::<E>(next(f, "address")?)?,
-        },
-        b"L" | b"l" => EventKind::ClearDone {
-            kind: kind_of(c),
-            kept: num::<E>(next(f, "kept")?)?,
-            freed: num::<E>(next(f, "freed")?)?,
-            live: num::<E>(next(f, "live")?)?,
-            nfree: num::<E>(next(f, "nfree")?)?,
-            head: hex::<E>(next(f, "head")?)?,
-        },
-        b"m" => EventKind::Malloc {
-            domain: domain::<E>(next(f, "domain")?)?,
-            size: num::<E>(next(f, "size")?)?,
-            addr: hex::<E>(next(f, "address")?)?,
-        },
-        b"r" => EventKind::Realloc {
-            domain: domain::<E>(next(f, "domain")?)?,
-            old: hex::<E>(next(f, "old address")?)?,
-            size: num::<E>(next(f, "size")?)?,
-            new: hex::<E>(next(f, "new address")?)?,
-        },
-        b"f" => EventKind::Free {
-            domain: domain::<E>(next(f, "domain")?)?,
-            addr: hex::<E>(next(f, "address")?)?,
-        },
-        b"A" => EventKind::ArenaAlloc {
-            size: num::<E>(next(f, "size")?)?,
-            addr: hex::<E>(next(f, "address")?)?,
-        },
-        b"F" => EventKind::ArenaFree {
-            addr: hex::<E>(next(f, "address")?)?,
-            size: num::<E>(next(f, "size")?)?,
-        },
-        _ => return Err(E::why(|| format!("unknown event letter {letter:?}"))),
-    };
+        code,
+    )?;
     if f.next().is_some() {
         return Err(E::why(|| "extra fields".into()));
     }

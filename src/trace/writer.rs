@@ -9,10 +9,13 @@
 //!   b i d k x l                        the same for floats (i's value is the float)
 //!   # mark N                           a marker
 //! ```
-//! One line per event, so a trace written here and read back by its format's reader
-//! gives the same events: `read(write(e)) == e` for every event a reader produces.
+//! One line per event, spelled by the event table's text grammar
+//! ([`grammar`](super::grammar)), which the readers parse with: a trace written here and
+//! read back by its format's reader gives the same events, `read(write(e)) == e` for every
+//! event a reader produces.
 
-use super::{Domain, Event, EventKind, FreeListKind, TraceHeader};
+use super::grammar::write_line;
+use super::{Event, TraceHeader};
 use std::io::{self, Write};
 
 /// A float as C's `printf("%.17g")` writes it, as the PYREC recorder did: 17
@@ -51,16 +54,7 @@ pub struct TextWriter<W: Write> {
     out: W,
     lines: u64,     // lines written, header included
     text_line: u64, // the source line of the last text line written (0: none)
-}
-
-fn letter(d: Domain) -> Option<char> {
-    match d {
-        Domain::Obj => Some('O'),
-        Domain::Mem => Some('M'),
-        Domain::Raw => Some('R'),
-        Domain::RawNested => Some('r'),
-        Domain::Libc => None,
-    }
+    line: Vec<u8>,  // the line being written
 }
 
 impl<W: Write> TextWriter<W> {
@@ -70,6 +64,7 @@ impl<W: Write> TextWriter<W> {
             out,
             lines: 0,
             text_line: 0,
+            line: Vec::with_capacity(128),
         }
     }
 
@@ -104,7 +99,7 @@ impl<W: Write> TextWriter<W> {
     }
 
     /// Writes one event as one line (none when [`write_text`](Self::write_text) wrote its
-    /// line).
+    /// line), as the event table's text grammar spells it ([`grammar`](super::grammar)).
     ///
     /// # Errors
     /// The output's write errors.
@@ -112,79 +107,9 @@ impl<W: Write> TextWriter<W> {
         if e.line != 0 && e.line == self.text_line {
             return Ok(());
         }
-        let o = &mut self.out;
-        let fl = |k: FreeListKind, int: char, float: char| match k {
-            FreeListKind::Int => int,
-            FreeListKind::Float => float,
-        };
-        match e.kind {
-            EventKind::Malloc { domain, size, addr } => match letter(domain) {
-                Some(d) => writeln!(o, "m {d} {size} {:x}", addr.0),
-                None => writeln!(o, "m {size} {:#x}", addr.0),
-            },
-            EventKind::Calloc {
-                domain,
-                nelem,
-                elsize,
-                addr,
-            } => match letter(domain) {
-                Some(d) => writeln!(o, "c {d} {nelem} {elsize} {:x}", addr.0),
-                None => writeln!(o, "c {nelem} {elsize} {:#x}", addr.0),
-            },
-            EventKind::Realloc {
-                domain,
-                old,
-                size,
-                new,
-            } => match letter(domain) {
-                Some(d) => writeln!(o, "r {d} {:x} {size} {:x}", old.0, new.0),
-                None => writeln!(o, "r {:#x} {size} {:#x}", old.0, new.0),
-            },
-            EventKind::Free { domain, addr } => match letter(domain) {
-                Some(d) => writeln!(o, "f {d} {:x}", addr.0),
-                None => writeln!(o, "f {:#x}", addr.0),
-            },
-            EventKind::Memalign { align, size, addr } => {
-                writeln!(o, "a {align} {size} {:#x}", addr.0)
-            }
-            EventKind::Valloc { size, addr } => writeln!(o, "v {size} {:#x}", addr.0),
-            EventKind::Pvalloc { size, addr } => writeln!(o, "p {size} {:#x}", addr.0),
-            EventKind::Mallopt { param, value, ret } => writeln!(o, "o {param} {value} {ret}"),
-            EventKind::ArenaAlloc { size, addr } => writeln!(o, "A {size} {:x}", addr.0),
-            EventKind::ArenaFree { addr, size } => writeln!(o, "F {:x} {size}", addr.0),
-            EventKind::VirtualAlloc { size, addr } => writeln!(o, "V {size} {:x}", addr.0),
-            EventKind::VirtualFree { addr, size } => writeln!(o, "W {:x} {size}", addr.0),
-            EventKind::BlockNew { kind, size, addr } => {
-                writeln!(o, "{} {size} {:x}", fl(kind, 'B', 'b'), addr.0)
-            }
-            EventKind::ObjPop { kind, value, addr } => match kind {
-                FreeListKind::Int => writeln!(o, "I {value} {:x}", addr.0),
-                FreeListKind::Float => {
-                    writeln!(o, "i {} {:x}", g17(f64::from_bits(value as u64)), addr.0)
-                }
-            },
-            EventKind::ObjPush { kind, addr } => writeln!(o, "{} {:x}", fl(kind, 'D', 'd'), addr.0),
-            EventKind::ClearKeep { kind, addr, live } => {
-                writeln!(o, "{} {:x} {live}", fl(kind, 'K', 'k'), addr.0)
-            }
-            EventKind::ClearFree { kind, addr } => {
-                writeln!(o, "{} {:x}", fl(kind, 'X', 'x'), addr.0)
-            }
-            EventKind::ClearDone {
-                kind,
-                kept,
-                freed,
-                live,
-                nfree,
-                head,
-            } => writeln!(
-                o,
-                "{} {kept} {freed} {live} {nfree} {:x}",
-                fl(kind, 'L', 'l'),
-                head.0
-            ),
-            EventKind::Mark { index } => writeln!(o, "# mark {index}"),
-        }?;
+        self.line.clear();
+        write_line(&mut self.line, &e.kind);
+        self.out.write_all(&self.line)?;
         self.lines += 1;
         Ok(())
     }
@@ -205,6 +130,7 @@ mod tests {
     use crate::addr::Addr;
     use crate::trace::open::from_text;
     use crate::trace::Format;
+    use crate::trace::{Domain, EventKind, FreeListKind};
 
     fn line(kind: EventKind) -> String {
         let mut w = TextWriter::new(Vec::new());

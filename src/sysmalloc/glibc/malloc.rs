@@ -32,10 +32,116 @@ pub(super) enum Out {
     Mapped(u64),
 }
 
+/// [`Out`] packed in one word, so that `Result<Got, Box<AllocError>>` comes back in two
+/// registers (an enum of a `u32` and a `u64` payload is returned through memory): a
+/// node, or an mmapped chunk's user pointer with [`Got::MAPPED`] set (no user-space
+/// address has bit 63 set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Got(u64);
+
+impl Got {
+    /// The flag of an mmapped chunk's user pointer.
+    const MAPPED: u64 = 1 << 63;
+
+    /// A chunk of the brk heap.
+    #[inline(always)]
+    pub(super) fn chunk(c: u32) -> Got {
+        Got(c as u64)
+    }
+
+    /// An mmapped chunk.
+    #[inline(always)]
+    pub(super) fn mapped(mem: u64) -> Got {
+        debug_assert_eq!(mem & Got::MAPPED, 0, "a user-space address");
+        Got(mem | Got::MAPPED)
+    }
+
+    /// Unpacked.
+    #[inline(always)]
+    pub(super) fn out(self) -> Out {
+        if self.0 & Got::MAPPED != 0 {
+            Out::Mapped(self.0 & !Got::MAPPED)
+        } else {
+            Out::Chunk(self.0 as u32)
+        }
+    }
+}
+
 impl Glibc {
     /// `_int_malloc(av, bytes)` for a chunk size `nb` (already `request2size`d). The error
-    /// is boxed: the result fits two registers (it fails only where sysmalloc does).
+    /// is boxed and the chunk packed: the result comes back in two registers (it fails
+    /// only where sysmalloc does).
+    #[inline(always)]
     pub(super) fn int_malloc(&mut self, nb: u64) -> Result<Out, Box<AllocError>> {
+        match self.int_malloc_quick(nb) {
+            Some(c) => Ok(Out::Chunk(c)),
+            None => self.int_malloc_packed(nb).map(Got::out),
+        }
+    }
+
+    /// The two commonest ways `_int_malloc` serves a small request, taken as its full
+    /// search would take them, in line and with nothing to spill: when no fastbin chunk
+    /// of size `nb` and no chunk of its small bin exists, the split of the unsorted bin's
+    /// only chunk when that is the last remainder (3.), or, with the unsorted bin empty and
+    /// no non-empty bin above `nb`'s, a split of top (6.). `None` (nothing changed) sends
+    /// the request through the full search from its start.
+    #[inline(always)]
+    fn int_malloc_quick(&mut self, nb: u64) -> Option<u32> {
+        if !self.params.in_smallbin_range(nb)
+            || (nb <= self.max_fast && self.fastbins[self.params.fastbin_index(nb)] != NIL)
+        {
+            return None;
+        }
+        let idx = self.params.smallbin_index(nb);
+        if self.bin_last(idx).is_some() {
+            return None;
+        }
+        let min = self.params.min_chunk;
+        match self.bin_last(UNSORTED) {
+            Some(victim) => {
+                let size = self.heap.size(victim);
+                if self.heap.bk(victim) != bin(UNSORTED)
+                    || victim != self.last_remainder
+                    || size <= nb + min
+                {
+                    return None;
+                }
+                self.split_last_remainder(victim, size, nb);
+                Some(victim)
+            }
+            None => {
+                if self.next_nonempty_bin(idx).is_some()
+                    || self.top == NIL
+                    || self.top_size() < nb + min
+                {
+                    return None;
+                }
+                self.served = Served::Top;
+                Some(self.split_top(nb))
+            }
+        }
+    }
+
+    /// Serves `nb` from the start of `victim` (of `size` > `nb + MINSIZE`), the unsorted
+    /// bin's only chunk and the last remainder; the rest becomes both.
+    #[inline(always)]
+    fn split_last_remainder(&mut self, victim: u32, size: u64, nb: u64) {
+        // victim is the unsorted bin's only chunk (its bk is the bin): unlinking it empties
+        // the bin, and the remainder pushed at the head is alone in it
+        let r = victim + self.heap.g(nb);
+        let rsize = size - nb;
+        debug_assert_eq!(self.heap.fd(victim), bin(UNSORTED));
+        debug_assert_eq!(self.heap.bk(victim), bin(UNSORTED));
+        let pinuse = self.heap.n(victim).prev_inuse();
+        self.heap.set_head(victim, nb, pinuse, State::InUse);
+        self.write_free(r, rsize, bin(UNSORTED), bin(UNSORTED));
+        self.heap.set_links(bin(UNSORTED), r, r);
+        self.last_remainder = r;
+        self.served = Served::LastRemainder;
+    }
+
+    /// The body of [`int_malloc`](Self::int_malloc).
+    fn int_malloc_packed(&mut self, nb: u64) -> Result<Got, Box<AllocError>> {
         let min = self.params.min_chunk;
         let tc = self.tidx(nb);
         // 1. fastbins
@@ -51,7 +157,7 @@ impl Glibc {
                     }
                 }
                 self.served = Served::Fastbin;
-                return Ok(Out::Chunk(v));
+                return Ok(Got::chunk(v));
             }
         }
         // 2. small bin of exactly nb
@@ -73,7 +179,7 @@ impl Glibc {
                     }
                 }
                 self.served = Served::SmallBin;
-                return Ok(Out::Chunk(v));
+                return Ok(Got::chunk(v));
             }
         } else {
             idx = self.params.largebin_index(nb);
@@ -93,18 +199,8 @@ impl Glibc {
                 let size = self.heap.size(victim);
                 if small && bck == bin(UNSORTED) && victim == self.last_remainder && size > nb + min
                 {
-                    // victim is the unsorted bin's only chunk (its bk is the bin): unlinking
-                    // it empties the bin, and the remainder pushed at the head is alone in it
-                    let r = victim + self.heap.g(nb);
-                    let rsize = size - nb;
-                    debug_assert_eq!(self.heap.fd(victim), bin(UNSORTED));
-                    let pinuse = self.heap.n(victim).prev_inuse();
-                    self.heap.set_head(victim, nb, pinuse, State::InUse);
-                    self.write_free(r, rsize, bin(UNSORTED), bin(UNSORTED));
-                    self.heap.set_links(bin(UNSORTED), r, r);
-                    self.last_remainder = r;
-                    self.served = Served::LastRemainder;
-                    return Ok(Out::Chunk(victim));
+                    self.split_last_remainder(victim, size, nb);
+                    return Ok(Got::chunk(victim));
                 }
                 self.list_remove(victim);
                 if size == nb {
@@ -116,7 +212,7 @@ impl Glibc {
                         continue;
                     }
                     self.served = Served::UnsortedExact;
-                    return Ok(Out::Chunk(victim));
+                    return Ok(Got::chunk(victim));
                 }
                 self.bin_insert(victim);
                 tcache_unsorted_count += 1;
@@ -125,7 +221,7 @@ impl Glibc {
                     && tcache_unsorted_count > self.params.tcache_unsorted_limit
                 {
                     self.served = Served::TcacheStash;
-                    return Ok(Out::Chunk(self.tcache_get(tc)));
+                    return Ok(Got::chunk(self.tcache_get(tc)));
                 }
                 iters += 1;
                 if iters >= MAX_ITERS {
@@ -134,7 +230,7 @@ impl Glibc {
             }
             if return_cached {
                 self.served = Served::TcacheStash;
-                return Ok(Out::Chunk(self.tcache_get(tc)));
+                return Ok(Got::chunk(self.tcache_get(tc)));
             }
             // 4. large request: best fit in its own bin
             if !small {
@@ -152,7 +248,7 @@ impl Glibc {
                     }
                     self.split_binned(v, nb, false);
                     self.served = Served::LargeBin;
-                    return Ok(Out::Chunk(v));
+                    return Ok(Got::chunk(v));
                 }
             }
             // 5. the next non-empty bin up
@@ -160,13 +256,13 @@ impl Glibc {
                 let v = self.heap.bk(bin(b));
                 self.split_binned(v, nb, small);
                 self.served = Served::Binmap;
-                return Ok(Out::Chunk(v));
+                return Ok(Got::chunk(v));
             }
             // 6. top
             if self.top != NIL && self.top_size() >= nb + min {
                 let v = self.split_top(nb);
                 self.served = Served::Top;
-                return Ok(Out::Chunk(v));
+                return Ok(Got::chunk(v));
             } else if self.have_fastchunks {
                 // glibc recomputes idx here because its binmap scan advanced it; the
                 // model's scan leaves idx as it was (bin_index(nb))
@@ -276,11 +372,11 @@ impl Glibc {
 
     /// `sysmalloc`: mmap a chunk of its own when `nb ≥ mmap_threshold`, else grow top by
     /// sbrk (`nb + top_pad + MINSIZE - size(top)`, page-rounded) and split it.
-    pub(super) fn sysmalloc(&mut self, nb: u64) -> Result<Out, Box<AllocError>> {
+    pub(super) fn sysmalloc(&mut self, nb: u64) -> Result<Got, Box<AllocError>> {
         if nb >= self.mmap_threshold && self.n_mmaps < self.n_mmaps_max {
             if let Ok(mem) = self.mmap_chunk(nb) {
                 self.served = Served::Mmap;
-                return Ok(Out::Mapped(mem));
+                return Ok(Got::mapped(mem));
             }
         }
         let page = self.vm.page_size();
@@ -357,7 +453,7 @@ impl Glibc {
         self.note_mapped();
         let v = self.split_top(nb);
         self.served = Served::Sysmalloc;
-        Ok(Out::Chunk(v))
+        Ok(Got::chunk(v))
     }
 
     /// `sysmalloc_mmap`: a chunk of `nb` bytes in a mapping of its own; returns its user pointer.

@@ -580,9 +580,8 @@ impl Glibc {
         }
     }
 
-    /// `__libc_free` of `mem` (not NULL).
-    #[inline]
-    fn libc_free(&mut self, mem: u64) -> Result<(), AllocError> {
+    /// `__libc_free` of `mem` (not NULL). The error is boxed: the result is one register.
+    fn libc_free(&mut self, mem: u64) -> Result<(), Box<AllocError>> {
         // the common case first: an in-use chunk of the brk heap (below top, so its user
         // pointer is below the break and it cannot be a mapping)
         let c = mem.wrapping_sub(2 * self.params.size_sz);
@@ -601,21 +600,16 @@ impl Glibc {
     /// `__libc_free` of `mem` that is not an in-use chunk of the brk heap: a mapping's,
     /// or glibc's diagnosis (out of line: the heap path above stays small).
     #[inline(never)]
-    fn free_not_in_use(&mut self, mem: u64) -> Result<(), AllocError> {
+    fn free_not_in_use(&mut self, mem: u64) -> Result<(), Box<AllocError>> {
         if self.maybe_mapped(mem) {
             self.free_mapped(mem, true);
             return Ok(());
         }
-        Err(self.diagnose(mem, false))
-    }
-}
-
-impl Allocator for Glibc {
-    fn name(&self) -> &'static str {
-        MODEL
+        Err(Box::new(self.diagnose(mem, false)))
     }
 
-    fn malloc(&mut self, size: usize) -> Result<Addr, AllocError> {
+    /// `__libc_malloc`. The error is boxed: the result comes back in two registers.
+    fn libc_malloc(&mut self, size: usize) -> Result<Addr, Box<AllocError>> {
         let nb = self
             .params
             .checked_request2size(size as u64)
@@ -626,17 +620,32 @@ impl Allocator for Glibc {
             self.served = Served::Tcache;
             Out::Chunk(self.tcache_get(tc))
         } else {
-            self.int_malloc(nb).map_err(|e| *e)?
+            self.int_malloc(nb)?
         };
         self.mmap_pin = None;
         Ok(Addr(self.account(out, size as u64, size as u64)))
     }
+}
 
+impl Allocator for Glibc {
+    fn name(&self) -> &'static str {
+        MODEL
+    }
+
+    // malloc and free inline into their callers (in other crates too) as a call whose
+    // result comes back in registers; the 48-byte error is unboxed only when there is one
+
+    #[inline]
+    fn malloc(&mut self, size: usize) -> Result<Addr, AllocError> {
+        self.libc_malloc(size).map_err(|e| *e)
+    }
+
+    #[inline]
     fn free(&mut self, addr: Addr) -> Result<(), AllocError> {
         if addr.is_null() {
             return Ok(());
         }
-        self.libc_free(addr.0)
+        self.libc_free(addr.0).map_err(|e| *e)
     }
 
     fn realloc(&mut self, addr: Addr, size: usize) -> Result<Addr, AllocError> {
@@ -647,7 +656,7 @@ impl Allocator for Glibc {
             if !self.maybe_mapped(addr.0) {
                 self.live_chunk(addr.0, true)?;
             }
-            self.libc_free(addr.0)?;
+            self.libc_free(addr.0).map_err(|e| *e)?;
             return Ok(Addr::NULL);
         }
         let nb = self

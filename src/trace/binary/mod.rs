@@ -80,7 +80,7 @@ pub(super) fn unzigzag(v: u64) -> i64 {
 /// The record table is the one event table ([`event_table!`](super::event)), expanded
 /// for both directions: each kind's code, its sub-code field (`domain` or free-list
 /// `kind`, if any) and its fields in stored order with their codec (`v` varint, `z`
-/// zigzag varint, `a` address, `idx` mark index). It expands to `BinaryWriter::record`
+/// and `n` zigzag varint, `a` address, `idx` mark index). It expands to `BinaryWriter::record`
 /// and `decode_kind`, so `decode_kind(record(k)) == k` by construction.
 macro_rules! records {
     ($($code:literal => $variant:ident { $([$sub:ident])? $($field:ident: $c:ident),* }
@@ -154,6 +154,11 @@ impl Cur<'_> {
     #[inline(always)]
     fn z(&mut self) -> Result<i64, Fault> {
         Ok(unzigzag(self.v()?))
+    }
+
+    #[inline(always)]
+    fn n(&mut self) -> Result<i64, Fault> {
+        self.z()
     }
 
     #[inline(always)]

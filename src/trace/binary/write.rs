@@ -60,14 +60,18 @@ impl<W: Write> BinaryWriter<W> {
         self.buf.push(code);
     }
 
-    // The field codecs of the record table (see `records!`): v varint, z zigzag varint,
-    // a address, idx mark index.
+    // The field codecs of the record table (see `records!`): v varint, z (and n) zigzag
+    // varint, a address, idx mark index.
     pub(super) fn v(&mut self, x: u64) {
         self.varint(x);
     }
 
     pub(super) fn z(&mut self, x: i64) {
         self.varint(zigzag(x));
+    }
+
+    pub(super) fn n(&mut self, x: i64) {
+        self.z(x);
     }
 
     pub(super) fn a(&mut self, x: Addr) {
