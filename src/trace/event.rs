@@ -129,7 +129,8 @@ pub struct Event {
 /// (text: fields in this order, see [`grammar`](super::grammar)); the sub-code is
 /// the `domain` (O M R r libc = 0..4) or free-list `kind` (int 0, float 1), [`NO_SUB`]
 /// when the kind has none. Grammars: `P3` CPython 3 (`m O …`), `G` glibc (`m SIZE 0x…`),
-/// `P27` PYREC; a domain kind has a line in a grammar only for that grammar's domains
+/// `P27` PYREC, `Mi` CPython 3.13 on mimalloc (P3's calls and data-stack lines, no arenas,
+/// beside its OS lines); a domain kind has a line in a grammar only for that grammar's domains
 /// ([`Format::domains`]).
 ///
 /// [`Format::has_line_for`]: super::Format::has_line_for
@@ -137,18 +138,18 @@ pub struct Event {
 macro_rules! event_table {
     ($then:ident) => {
         $then! {
-            0 => Malloc { [domain] size: v, addr: a } ("m", "m") [P3 G P27]
-            1 => Calloc { [domain] nelem: v, elsize: v, addr: a } ("c", "c") [P3 G]
-            2 => Realloc { [domain] old: a, size: v, new: a } ("r", "r") [P3 G P27]
-            3 => Free { [domain] addr: a } ("f", "f") [P3 G P27]
+            0 => Malloc { [domain] size: v, addr: a } ("m", "m") [P3 G P27 Mi]
+            1 => Calloc { [domain] nelem: v, elsize: v, addr: a } ("c", "c") [P3 G Mi]
+            2 => Realloc { [domain] old: a, size: v, new: a } ("r", "r") [P3 G P27 Mi]
+            3 => Free { [domain] addr: a } ("f", "f") [P3 G P27 Mi]
             4 => Memalign { align: v, size: v, addr: a } ("a", "a") [G]
             5 => Valloc { size: v, addr: a } ("v", "v") [G]
             6 => Pvalloc { size: v, addr: a } ("p", "p") [G]
             7 => Mallopt { param: z, value: z, ret: z } ("o", "o") [G]
             8 => ArenaAlloc { size: v, addr: a } ("A", "A") [P3 P27]
             9 => ArenaFree { addr: a, size: v } ("F", "F") [P3 P27]
-            10 => VirtualAlloc { size: v, addr: a } ("V", "V") [P3]
-            11 => VirtualFree { addr: a, size: v } ("W", "W") [P3]
+            10 => VirtualAlloc { size: v, addr: a } ("V", "V") [P3 Mi]
+            11 => VirtualFree { addr: a, size: v } ("W", "W") [P3 Mi]
             12 => BlockNew { [kind] size: v, addr: a } ("B", "b") [P27]
             13 => ObjPop { [kind] value: n, addr: a } ("I", "i") [P27]
             14 => ObjPush { [kind] addr: a } ("D", "d") [P27]

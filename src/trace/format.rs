@@ -8,7 +8,7 @@
 //!   "# pyalloc synthetic workload"    Synthetic    P3        pymalloc3::Pymalloc3Reader
 //!   "# PYREC allocator event trace"   Pyrec27      P27       pyrec27::Pyrec27Reader
 //!   "# glibc malloc-family call trace" Glibc       G         glibc::GlibcTraceReader
-//!   "# mimalloc allocation trace"     Mimalloc     P3 + OS   mimalloc::MimallocReader
+//!   "# mimalloc allocation trace"     Mimalloc     Mi + OS   mimalloc::MimallocReader
 //!   "= Start" / "@ … + 0x…"           Mtrace       -         mtrace::MtraceReader
 //!   "v HEX HEX" / "+ HEX HEX HEX"     Heaptrack    -         heaptrack::HeaptrackReader
 //!   "malloc(…) = …" (any prefix)      Ltrace       -         ltrace::LtraceReader
@@ -59,6 +59,9 @@ pub(crate) enum Grammar {
     G,
     /// CPython 2.7 PYREC (free-list letters, `m O`, `r O`, `f O`, arenas).
     P27,
+    /// CPython 3.13 on mimalloc: P3's calls and data-stack lines, no arenas (beside the
+    /// OS lines its reader reads itself).
+    Mi,
 }
 
 impl Format {
@@ -131,7 +134,8 @@ impl Format {
     /// other tools' formats, which pyalloc reads but writes as the glibc grammar).
     pub(crate) fn grammar(self) -> Option<Grammar> {
         match self {
-            Format::Pymalloc3 | Format::Synthetic | Format::Mimalloc => Some(Grammar::P3),
+            Format::Pymalloc3 | Format::Synthetic => Some(Grammar::P3),
+            Format::Mimalloc => Some(Grammar::Mi),
             Format::Glibc => Some(Grammar::G),
             Format::Pyrec27 => Some(Grammar::P27),
             _ => None,
@@ -147,7 +151,9 @@ impl Format {
     /// The domains whose malloc-family calls this format's grammar writes.
     pub fn domains(self) -> &'static [Domain] {
         match self.grammar() {
-            Some(Grammar::P3) => &[Domain::Obj, Domain::Mem, Domain::Raw, Domain::RawNested],
+            Some(Grammar::P3 | Grammar::Mi) => {
+                &[Domain::Obj, Domain::Mem, Domain::Raw, Domain::RawNested]
+            }
             Some(Grammar::G) => &[Domain::Libc],
             Some(Grammar::P27) => &[Domain::Obj],
             None => &[],

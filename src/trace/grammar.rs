@@ -4,9 +4,10 @@
 //! text writer ([`write_line`]) are expansions of the same rows, so they cannot disagree.
 //!
 //! ```text
-//!   a row       0 => Malloc { [domain] size: v, addr: a } ("m", "m") [P3 G P27]
+//!   a row       0 => Malloc { [domain] size: v, addr: a } ("m", "m") [P3 G P27 Mi]
 //!   its lines   P3   m O 24 7ffff7cb2030       D: O M R r (CPython 3, `generate`); bare hex
 //!               P27  m O 24 7ffff7cb2030       D: O only (PYREC)
+//!               Mi   m O 24 7ffff7cb2030       as P3, without arenas (CPython 3.13 on mimalloc)
 //!               G    m 24 0x5555556742a0       no D (Domain::Libc, the glibc grammar); 0x hex
 //!   fields      in the row's order, one space before each:
 //!               v decimal · z signed decimal · a address · n an int (`%ld`) or, under the
@@ -14,11 +15,11 @@
 //!   letter      (int, float): a free-list row's letter says which list (`B` int, `b` float);
 //!               a letter longer than one byte is the word of a `#` line (`# mark 3`)
 //! ```
-//! A call's domain is a token of its own in P3 and P27 and absent in G; a kind without a
+//! A call's domain is a token of its own in P3, P27 and Mi and absent in G; a kind without a
 //! domain is written 0x-hex when G is the only grammar with its line, bare hex otherwise.
-//! Each reader keeps its tokenizer and its words for a refusal (a [`Fields`]); only what a
-//! line holds is defined here. Invariant, for every grammar `g` and event `e` it has a line
-//! for: `parse_fields(letters(g)[first byte of write_line(e)], rest) == e`.
+//! Each reader (CPython 3, glibc, PYREC, mimalloc) keeps its tokenizer and its words for a
+//! refusal (a [`Fields`]); only what a line holds is defined here. Invariant, for every
+//! grammar `g` and event `e` it has a line for: `parse_fields(letters(g)[first byte of write_line(e)], rest) == e`.
 
 use super::event::{event_table, NO_SUB};
 use super::format::Grammar;
@@ -113,6 +114,7 @@ const fn letter_table(g: Grammar) -> [u8; 256] {
 static P3_LETTERS: [u8; 256] = letter_table(Grammar::P3);
 static G_LETTERS: [u8; 256] = letter_table(Grammar::G);
 static P27_LETTERS: [u8; 256] = letter_table(Grammar::P27);
+static MI_LETTERS: [u8; 256] = letter_table(Grammar::Mi);
 
 /// The letter table of grammar `g`: byte → the code of the line it starts
 /// ([`parse_fields`]'s `code`), [`NOT_A_LETTER`] for the others.
@@ -122,6 +124,7 @@ pub(crate) fn letters(g: Grammar) -> &'static [u8; 256] {
         Grammar::P3 => &P3_LETTERS,
         Grammar::G => &G_LETTERS,
         Grammar::P27 => &P27_LETTERS,
+        Grammar::Mi => &MI_LETTERS,
     }
 }
 
@@ -242,7 +245,7 @@ mod tests {
 
     #[test]
     fn each_letter_starts_one_line_per_grammar() {
-        for g in [Grammar::P3, Grammar::G, Grammar::P27] {
+        for g in [Grammar::P3, Grammar::G, Grammar::P27, Grammar::Mi] {
             // every one-byte letter of a row in `g`, int and float: none written over
             let mut want: Vec<(u8, u8)> = Vec::new();
             for (k, row) in ROWS.iter().enumerate() {

@@ -22,10 +22,15 @@
 //! too (the pinned mimalloc check takes its arena base from them) asks for
 //! [`MimallocReader::share_os_lines`]: they are queued there, each before the event that
 //! follows it, while the events go through the driver's loop as any trace's do.
+//! The call and data-stack lines are the event table's grammar `Mi`
+//! ([`grammar`](super::grammar)), read here with this format's own words for a refusal;
+//! the OS lines are this reader's own.
 //! Invariant: events + OS lines + comment lines + header lines == lines read.
 
+use super::format::Grammar;
+use super::grammar::{letters, parse_fields, Fields, What, NOT_A_LETTER};
 use super::{
-    fields, Domain, Event, EventKind, EventReader, KeptText, LineReader, TraceError, TraceHeader,
+    fields, Domain, Event, EventReader, FreeListKind, KeptText, LineReader, TraceError, TraceHeader,
 };
 use crate::addr::Addr;
 use std::collections::VecDeque;
@@ -212,16 +217,18 @@ fn signed(s: &str, what: &str) -> Result<i64, String> {
 }
 
 fn hex(s: &str, what: &str) -> Result<Addr, String> {
-    if s == "-1" || s == "ffffffffffffffff" {
+    if s == "-1" {
         return Ok(Addr(u64::MAX));
     }
     let digits = s.strip_prefix("0x").unwrap_or(s);
-    if digits.is_empty() || digits.len() > 16 {
-        return Err(format!("{what} {s:?} is not a hex address"));
-    }
-    u64::from_str_radix(digits, 16)
+    // at most 16 characters, a leading `+` among them (as `u64::from_str_radix` reads)
+    let digits = match digits.len() {
+        0..=16 => digits.strip_prefix('+').unwrap_or(digits),
+        _ => "",
+    };
+    fields::hex(digits)
         .map(Addr)
-        .map_err(|_| format!("{what} {s:?} is not a hex address"))
+        .ok_or_else(|| format!("{what} {s:?} is not a hex address"))
 }
 
 fn domain(s: &str) -> Result<Domain, String> {
@@ -232,6 +239,62 @@ fn domain(s: &str) -> Result<Domain, String> {
         "r" => Domain::RawNested,
         _ => return Err(format!("unknown domain {s:?} (O, M, R or r)")),
     })
+}
+
+/// A call line's fields after its letter (`kind`), split on single spaces, each refusal
+/// naming the field as the recorder's header does (`oldaddr`).
+struct Tokens<'a, 'i, I> {
+    it: &'i mut I,
+    kind: &'a str,
+}
+
+impl<'a, I: Iterator<Item = &'a str>> Tokens<'a, '_, I> {
+    #[inline(always)]
+    fn next(&mut self, what: What) -> Result<(&'a str, &'static str), String> {
+        let name = match what.field {
+            "old" => "oldaddr",
+            "new" => "newaddr",
+            field => field,
+        };
+        Ok((tok(self.it, name)?, name))
+    }
+}
+
+impl<'a, I: Iterator<Item = &'a str>> Fields for Tokens<'a, '_, I> {
+    type Refusal = String;
+
+    #[inline(always)]
+    fn domain(&mut self) -> Result<Domain, String> {
+        domain(tok(self.it, "domain")?)
+    }
+
+    #[inline(always)]
+    fn dec(&mut self, what: What) -> Result<u64, String> {
+        let (s, name) = self.next(what)?;
+        dec(s, name)
+    }
+
+    #[inline(always)]
+    fn signed(&mut self, what: What) -> Result<i64, String> {
+        let (s, name) = self.next(what)?;
+        signed(s, name)
+    }
+
+    #[inline(always)]
+    fn addr(&mut self, what: What) -> Result<Addr, String> {
+        let (s, name) = self.next(what)?;
+        hex(s, name)
+    }
+
+    #[inline(always)]
+    fn value(&mut self, _: FreeListKind, what: What) -> Result<i64, String> {
+        self.signed(what) // no mimalloc line carries a free-list value
+    }
+
+    #[inline(always)]
+    fn unknown(&mut self) -> String {
+        format!("unknown line kind {:?}", self.kind)
+    }
 }
 
 /// Parses one line (without its line number).
@@ -249,56 +312,12 @@ pub fn parse_line(text: &str, line: u64) -> Result<MiLine, String> {
     let mut it = text.split(' ');
     let kind = tok(&mut it, "kind")?;
     let ev = |kind| Ok(MiLine::Event(Event { kind, line }));
+    let code = match kind.as_bytes() {
+        &[b] => letters(Grammar::Mi)[usize::from(b)],
+        _ => NOT_A_LETTER,
+    };
     let out = match kind {
-        "m" => {
-            let d = domain(tok(&mut it, "domain")?)?;
-            let size = dec(tok(&mut it, "size")?, "size")?;
-            let addr = hex(tok(&mut it, "addr")?, "addr")?;
-            ev(EventKind::Malloc {
-                domain: d,
-                size,
-                addr,
-            })
-        }
-        "c" => {
-            let d = domain(tok(&mut it, "domain")?)?;
-            let nelem = dec(tok(&mut it, "nelem")?, "nelem")?;
-            let elsize = dec(tok(&mut it, "elsize")?, "elsize")?;
-            let addr = hex(tok(&mut it, "addr")?, "addr")?;
-            ev(EventKind::Calloc {
-                domain: d,
-                nelem,
-                elsize,
-                addr,
-            })
-        }
-        "r" => {
-            let d = domain(tok(&mut it, "domain")?)?;
-            let old = hex(tok(&mut it, "oldaddr")?, "oldaddr")?;
-            let size = dec(tok(&mut it, "size")?, "size")?;
-            let new = hex(tok(&mut it, "newaddr")?, "newaddr")?;
-            ev(EventKind::Realloc {
-                domain: d,
-                old,
-                size,
-                new,
-            })
-        }
-        "f" => {
-            let d = domain(tok(&mut it, "domain")?)?;
-            let addr = hex(tok(&mut it, "addr")?, "addr")?;
-            ev(EventKind::Free { domain: d, addr })
-        }
-        "V" => {
-            let size = dec(tok(&mut it, "size")?, "size")?;
-            let addr = hex(tok(&mut it, "addr")?, "addr")?;
-            ev(EventKind::VirtualAlloc { size, addr })
-        }
-        "W" => {
-            let addr = hex(tok(&mut it, "addr")?, "addr")?;
-            let size = dec(tok(&mut it, "size")?, "size")?;
-            ev(EventKind::VirtualFree { addr, size })
-        }
+        _ if code != NOT_A_LETTER => ev(parse_fields(&mut Tokens { it: &mut it, kind }, code)?),
         "S" | "U" | "N" | "P" | "Q" | "G" => {
             let call = match kind {
                 "S" => {
@@ -557,6 +576,7 @@ impl EventReader for MimallocReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::EventKind;
 
     const TEXT: &str = "# mimalloc allocation trace recorded from REAL CPython\n\
         # environment: env -i X=1\n\

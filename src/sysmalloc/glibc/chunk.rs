@@ -3,7 +3,7 @@
 //! ```text
 //!  glibc:   | [prev_size][size|P] fd bk fd_nextsize bk_nextsize ... | [prev_size][size|P] ...
 //!  model:   nodes[i]   = head: state|size    prev: !P|prev_size      (the boundary tag)
-//!           nodes[i+1] = fd, bk              (bin links; the slack while in use)
+//!           nodes[i+1] = fd, bk              (bin links; fd = the request while in use)
 //!           nodes[i+2] = fd_nextsize, bk_nextsize                 (large free chunks)
 //!  where i = FIRST + (chunk - base) / granule,  granule = MINSIZE / 2 (16 bytes on x86-64)
 //! ```
@@ -103,7 +103,7 @@ pub fn bin(b: usize) -> u32 {
 /// ```text
 ///  tag:   a = state (4 bits) | size in granules (28 bits)
 ///         b = PREV_FREE (1 bit) | prev_size in granules (31 bits)
-///  links: a = fd (or the slack while in use), b = bk
+///  links: a = fd (or the bytes requested while in use), b = bk
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Node {
@@ -449,7 +449,7 @@ pub struct Heap {
     pub base: u64,                   // address of the first chunk (the heap start, aligned)
     pub shift: u32,                  // log2(granule): 4 on x86-64, 3 on i386
     pub nodes: Nodes,                // 0..FIRST bin sentinels, then one node per granule
-    pub big_reqs: HashMap<u32, u64>, // requests whose slack does not fit a tag (node -> bytes)
+    pub big_reqs: HashMap<u32, u64>, // requests of u32::MAX bytes or more (node -> bytes)
 }
 
 impl Heap {
@@ -626,19 +626,18 @@ impl Heap {
         ((self.n(i).b & !PREV_FREE) as u64) << self.shift
     }
 
-    /// Records that the in-use chunk at node `i` serves a request of `req` bytes (the
-    /// slack goes where `fd` is kept: in use, a chunk has no links).
-    #[inline]
+    /// Records that the in-use chunk at node `i` serves a request of `req` bytes (kept
+    /// where `fd` is: in use, a chunk has no links; `u32::MAX` there sends it to `big_reqs`).
+    #[inline(always)]
     pub fn set_req(&mut self, i: u32, req: u64) {
-        let slack = self.size(i).wrapping_sub(req);
-        if slack < SIZE_MASK as u64 {
-            self.set_fd(i, slack as u32);
+        if req < u32::MAX as u64 {
+            self.set_fd(i, req as u32);
         } else {
             self.set_big_req(i, req);
         }
     }
 
-    /// `set_req` of a request whose slack does not fit the node (rare: out of line).
+    /// `set_req` of a request that does not fit the node (rare: out of line).
     #[cold]
     #[inline(never)]
     fn set_big_req(&mut self, i: u32, req: u64) {
@@ -648,22 +647,18 @@ impl Heap {
 
     /// The bytes asked for by the in-use chunk at node `i` (kept).
     pub fn req(&self, i: u32) -> u64 {
-        let slack = self.fd(i);
-        if slack == u32::MAX {
-            self.big_reqs.get(&i).copied().unwrap_or(0)
-        } else {
-            self.size(i) - slack as u64
+        match self.fd(i) {
+            u32::MAX => self.big_reqs.get(&i).copied().unwrap_or(0),
+            req => req as u64,
         }
     }
 
     /// The bytes asked for by the in-use chunk at node `i` (forgotten after).
-    #[inline]
+    #[inline(always)]
     pub fn take_req(&mut self, i: u32) -> u64 {
-        let slack = self.fd(i);
-        if slack == u32::MAX {
-            self.take_big_req(i)
-        } else {
-            self.size(i) - slack as u64
+        match self.fd(i) {
+            u32::MAX => self.take_big_req(i),
+            req => req as u64,
         }
     }
 

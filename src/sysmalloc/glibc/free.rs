@@ -16,11 +16,18 @@ use super::params::FASTBIN_CONSOLIDATION_THRESHOLD;
 use super::Glibc;
 
 impl Glibc {
-    /// `_int_free` of the in-use chunk at node `p`: the tcache and fastbin pushes here,
-    /// the merge out of line.
-    #[inline(always)]
+    /// `_int_free` of the in-use chunk at node `p`.
+    #[inline]
     pub(super) fn int_free(&mut self, p: u32) {
-        let size = self.heap.size(p);
+        self.int_free_g(p, self.heap.n(p).size_g());
+    }
+
+    /// `_int_free` of the in-use chunk at node `p`, of `g` granules: the tcache and
+    /// fastbin pushes here, the merge out of line.
+    #[inline(always)]
+    pub(super) fn int_free_g(&mut self, p: u32, g: u32) {
+        debug_assert_eq!(g, self.heap.n(p).size_g());
+        let size = self.heap.bytes(g);
         let tc = self.tidx(size);
         if self.tcache_usable(tc) && (self.tcache_counts[tc] as u64) < self.params.tcache_count {
             self.tcache_put(p, tc);

@@ -75,8 +75,14 @@ impl Glibc {
     pub(super) fn int_malloc(&mut self, nb: u64) -> Result<Out, Box<AllocError>> {
         match self.int_malloc_quick(nb) {
             Some(c) => Ok(Out::Chunk(c)),
-            None => self.int_malloc_packed(nb).map(Got::out),
+            None => self.int_malloc_full(nb),
         }
+    }
+
+    /// [`int_malloc`](Self::int_malloc) with no quick path first.
+    #[inline(always)]
+    pub(super) fn int_malloc_full(&mut self, nb: u64) -> Result<Out, Box<AllocError>> {
+        self.int_malloc_packed(nb).map(Got::out)
     }
 
     /// The two commonest ways `_int_malloc` serves a small request, taken as its full
@@ -86,7 +92,7 @@ impl Glibc {
     /// no non-empty bin above `nb`'s, a split of top (6.). `None` (nothing changed) sends
     /// the request through the full search from its start.
     #[inline(always)]
-    fn int_malloc_quick(&mut self, nb: u64) -> Option<u32> {
+    pub(super) fn int_malloc_quick(&mut self, nb: u64) -> Option<u32> {
         if !self.params.in_smallbin_range(nb)
             || (nb <= self.max_fast && self.fastbins[self.params.fastbin_index(nb)] != NIL)
         {

@@ -51,7 +51,7 @@ use crate::addr::Addr;
 use crate::alloc::{Allocator, Stats};
 use crate::error::AllocError;
 use crate::vm::AddressSpace;
-use chunk::{Heap, State, NIL};
+use chunk::{Heap, State, FIRST, NIL};
 use footprint::HeapPages;
 pub use footprint::HeapUse;
 use malloc::Out;
@@ -145,6 +145,7 @@ pub struct Glibc {
     tidx_bias: u64,              // MALLOC_ALIGNMENT - 1 - MINSIZE (wrapping): csize2tidx's addend
     tidx_shift: u32,             // log2(MALLOC_ALIGNMENT): csize2tidx's divisor
     tcache_inited: bool,         // tcache_perthread_struct carved
+    tcache_lim: usize,           // mp_.tcache_bins once the tcache is carved, 0 before
     tcache_counts: [u16; 64],    // entries in each tcache bin
     tcache_entries: [u32; 64],   // newest chunk of each tcache bin (NIL = empty)
     fastbins: [u32; NFASTBINS],  // newest chunk of each fastbin (NIL = empty)
@@ -195,6 +196,7 @@ impl Glibc {
             last_remainder: NIL,
             binmap: 0,
             tcache_inited: false,
+            tcache_lim: 0,
             tcache_counts: [0; 64],
             tcache_entries: [NIL; 64],
             fastbins: [NIL; NFASTBINS],
@@ -342,6 +344,7 @@ impl Glibc {
             Out::Mapped(_) => {}
         }
         self.tcache_inited = true;
+        self.tcache_lim = self.params.tcache_bins as usize;
         Ok(())
     }
 
@@ -428,12 +431,23 @@ impl Glibc {
         }
     }
 
+    /// The node of the chunk whose user pointer is `mem` when that chunk could be a
+    /// heap chunk below top (on the grid, at or past base); `None` otherwise.
+    #[inline(always)]
+    fn below_top(&self, mem: u64) -> Option<u32> {
+        let off = mem
+            .wrapping_sub(2 * self.params.size_sz)
+            .wrapping_sub(self.heap.base);
+        let g = off >> self.heap.shift;
+        // top == NIL (0) fails the second test; an `off` that wrapped is far past top
+        (off & ((1 << self.heap.shift) - 1) == 0 && g + (FIRST as u64) < self.top as u64)
+            .then(|| FIRST + g as u32)
+    }
+
     /// The node of the live heap chunk whose user pointer is `mem`, or glibc's diagnosis.
     #[inline]
     fn live_chunk(&self, mem: u64, realloc: bool) -> Result<u32, AllocError> {
-        let c = mem.wrapping_sub(2 * self.params.size_sz);
-        if self.top != NIL && self.heap.on_grid(c) && c < self.heap.addr(self.top) {
-            let i = self.heap.idx(c);
+        if let Some(i) = self.below_top(mem) {
             if self.heap.n(i).state() == State::InUse {
                 return Ok(i);
             }
@@ -584,13 +598,14 @@ impl Glibc {
     fn libc_free(&mut self, mem: u64) -> Result<(), Box<AllocError>> {
         // the common case first: an in-use chunk of the brk heap (below top, so its user
         // pointer is below the break and it cannot be a mapping)
-        let c = mem.wrapping_sub(2 * self.params.size_sz);
-        if self.top != NIL && self.heap.on_grid(c) && c < self.heap.addr(self.top) {
-            let p = self.heap.idx(c);
-            if self.heap.n(p).state() == State::InUse {
-                self.maybe_init_tcache()?;
+        if let Some(p) = self.below_top(mem) {
+            let tag = *self.heap.n(p);
+            if tag.state() == State::InUse {
+                if !self.tcache_inited {
+                    self.tcache_init()?;
+                }
                 self.account_free(p);
-                self.int_free(p);
+                self.int_free_g(p, tag.size_g());
                 return Ok(());
             }
         }
@@ -608,22 +623,37 @@ impl Glibc {
         Err(Box::new(self.diagnose(mem, false)))
     }
 
-    /// `__libc_malloc`. The error is boxed: the result comes back in two registers.
+    /// `__libc_malloc`. The error is boxed: the result comes back in two registers. The
+    /// tcache and `_int_malloc`'s quick paths here, the rest out of line.
     fn libc_malloc(&mut self, size: usize) -> Result<Addr, Box<AllocError>> {
-        let nb = self
-            .params
-            .checked_request2size(size as u64)
-            .ok_or_else(|| self.too_large(size as u64))?;
-        self.maybe_init_tcache()?;
+        let req = size as u64;
+        let Some(nb) = self.params.checked_request2size(req) else {
+            return Err(Box::new(self.too_large(req)));
+        };
         let tc = self.tidx(nb);
-        let out = if tc < self.params.tcache_bins as usize && self.tcache_counts[tc] > 0 {
+        // tcache_lim is 0 until the tcache is carved (by malloc_slow)
+        let c = if tc < self.tcache_lim && self.tcache_counts[tc] > 0 {
             self.served = Served::Tcache;
-            Out::Chunk(self.tcache_get(tc))
+            self.tcache_get(tc)
         } else {
-            self.int_malloc(nb)?
+            match self.tcache_inited.then(|| self.int_malloc_quick(nb)) {
+                Some(Some(c)) => c,
+                _ => return self.malloc_slow(req, nb),
+            }
         };
         self.mmap_pin = None;
-        Ok(Addr(self.account(out, size as u64, size as u64)))
+        Ok(Addr(self.account(Out::Chunk(c), req, req)))
+    }
+
+    /// `__libc_malloc` of a request of `req` bytes (chunk size `nb`) the tcache and the
+    /// quick paths did not serve: the tcache carved if need be (then empty), then the full
+    /// `_int_malloc`.
+    #[inline(never)]
+    fn malloc_slow(&mut self, req: u64, nb: u64) -> Result<Addr, Box<AllocError>> {
+        self.maybe_init_tcache()?;
+        let out = self.int_malloc_full(nb)?;
+        self.mmap_pin = None;
+        Ok(Addr(self.account(out, req, req)))
     }
 }
 

@@ -40,7 +40,7 @@ impl Glibc {
     /// True when bin `t` exists and the tcache has been set up (`tcache && tc_idx < mp_.tcache_bins`).
     #[inline]
     pub(super) fn tcache_usable(&self, t: usize) -> bool {
-        self.tcache_inited && t < self.params.tcache_bins as usize
+        t < self.tcache_lim // 0 until the tcache is set up
     }
 
     /// Pushes the chunk of node `i` on fastbin `f`.
