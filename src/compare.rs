@@ -555,19 +555,28 @@ impl LiveSets for IdTable {
 /// Recorded addresses → block ids (reused, the last freed first), the recording's live
 /// blocks (checked by the driver, in the same table), and the program's live bytes.
 /// Freed ids are kept as a list threaded through `sizes` (a freed id's entry holds the
-/// next freed id), so freeing touches no memory but the block's own entry.
+/// next freed id), so freeing touches no memory but the block's own entry. Sizes are
+/// kept in 32 bits (half the memory, and its page faults); one of 2^32 - 1 bytes or more
+/// is [`LARGE`] there, its size in `large`.
+/// Invariant: `live == Σ size(id)` over the ids not on the free list, where `size(id)` is
+/// `sizes[id]`, or `large[id]` when that is `LARGE`.
 struct Translator {
     ledger: Liveness<IdTable>, // the live sets; `ledger.sets`: recorded address -> id
-    sizes: Vec<u64>, // id -> bytes asked for (a freed id: the next freed); its length: the ids handed out so far
+    sizes: Vec<u32>, // id -> bytes asked for (a freed id: the next freed); its length: the ids handed out so far
+    large: HashMap<u32, u64>, // id -> bytes asked for, when LARGE
     free: u32,       // the last freed id, the head of the list (NO_ID: none)
     live: u64,
 }
+
+/// A size that does not fit in 32 bits, kept in [`Translator::large`].
+const LARGE: u32 = u32::MAX;
 
 impl Default for Translator {
     fn default() -> Self {
         Translator {
             ledger: Liveness::default(),
             sizes: Vec::new(),
+            large: HashMap::new(),
             free: NO_ID,
             live: 0,
         }
@@ -577,16 +586,20 @@ impl Default for Translator {
 impl Translator {
     #[inline(always)]
     fn born(&mut self, addr: Addr, size: u64) -> u32 {
+        let small = u32::try_from(size).unwrap_or(LARGE);
         let id = if self.free == NO_ID {
-            self.sizes.push(size);
+            self.sizes.push(small);
             (self.sizes.len() - 1) as u32
         } else {
             let id = self.free;
             let slot = &mut self.sizes[id as usize];
-            self.free = *slot as u32;
-            *slot = size;
+            self.free = *slot;
+            *slot = small;
             id
         };
+        if small == LARGE {
+            self.large.insert(id, size);
+        }
         self.live += size;
         self.ledger.sets.put(addr.0, id);
         id
@@ -596,8 +609,12 @@ impl Translator {
     fn dies(&mut self, addr: Addr) -> Option<u32> {
         let id = self.ledger.sets.take(addr.0)?;
         let slot = &mut self.sizes[id as usize];
-        self.live -= *slot;
-        *slot = u64::from(self.free);
+        let size = match *slot {
+            LARGE => self.large.remove(&id).unwrap_or_default(),
+            small => u64::from(small),
+        };
+        self.live -= size;
+        *slot = self.free;
         self.free = id;
         Some(id)
     }
@@ -1466,5 +1483,18 @@ mod tests {
         assert_eq!(tr.live, 50);
         assert_eq!(tr.born(Addr(0x3000), 7), a, "a freed id is reused");
         assert_eq!(tr.live, 57);
+        // sizes of 32 bits and more, kept apart, come back whole
+        for size in [
+            u64::from(u32::MAX) - 1,
+            u64::from(u32::MAX),
+            1 << 40,
+            u64::MAX - 57,
+        ] {
+            let c = tr.born(Addr(0x4000), size);
+            assert_eq!(tr.live, 57 + size);
+            assert_eq!(tr.dies(Addr(0x4000)), Some(c));
+            assert_eq!(tr.live, 57, "{size}");
+        }
+        assert!(tr.large.is_empty());
     }
 }
