@@ -382,6 +382,7 @@ struct IdTable {
     marks: Vec<Box<[u64]>>,  // 2^(16 - shift) / 32 words each
     shift: u32,              // log2 of the granule: 4, or 3 once an 8-aligned address came
     odd: HashMap<u64, (u32, u64)>, // addresses that are not 8-aligned: (slot, marks)
+    last: (u64, usize, usize), // the address located last, its page index and slot
 }
 
 /// Entries of [`IdTable`]'s page cache (a power of two): 16 MiB of address space.
@@ -396,9 +397,13 @@ impl Default for IdTable {
             marks: Vec::new(),
             shift: 4,
             odd: HashMap::new(),
+            last: (NOWHERE, 0, 0),
         }
     }
 }
+
+/// No address located yet (not 8-aligned, so never located).
+const NOWHERE: u64 = u64::MAX;
 
 /// The mark of the held (`raw` false) or the raw set for slot `g` of its word.
 #[inline(always)]
@@ -408,14 +413,21 @@ fn mark_bit(g: usize, raw: bool) -> u64 {
 
 impl IdTable {
     /// (page index, slot) of `a` (8-aligned, on the granule grid), its page made if new.
+    /// The last one is remembered: an event's check and its translation look up the same
+    /// address one after the other.
     #[inline(always)]
     fn locate(&mut self, a: u64) -> (usize, usize) {
+        if a == self.last.0 {
+            return (self.last.1, self.last.2);
+        }
         let n = self.slots.len() as u32;
         let i = self.pages.get_or_insert(a >> 16, n);
         if i == n {
             self.new_page(a >> 16);
         }
-        (i as usize, ((a & 0xffff) >> self.shift) as usize)
+        let at = (i as usize, ((a & 0xffff) >> self.shift) as usize);
+        self.last = (a, at.0, at.1);
+        at
     }
 
     #[cold]
@@ -487,6 +499,7 @@ impl IdTable {
         let keys = std::mem::take(&mut self.keys);
         let old = std::mem::replace(&mut self.shift, 3);
         self.pages = PageIndex::default();
+        self.last = (NOWHERE, 0, 0);
         for ((page, s), m) in keys.into_iter().zip(slots.iter()).zip(marks.iter()) {
             for (j, &v) in s.iter().enumerate() {
                 let held = m[j / 32] & mark_bit(j, false) != 0;
