@@ -12,7 +12,8 @@
 //! ```
 //! No allocation per line on the good path. Used by the glibc, mtrace, ltrace, heaptrack
 //! and PYREC readers; the CPython 3 reader ([`pymalloc3`](super::pymalloc3)) parses bytes
-//! in place for speed and shares only [`comment`].
+//! in place for speed and shares [`comment`] and [`digits`], the one reader of a run of
+//! decimal or hex digits that every number above goes through.
 
 use super::{LineReader, TraceError};
 use crate::addr::Addr;
@@ -84,32 +85,6 @@ pub(crate) fn field<'a>(rest: &mut &'a str) -> Option<&'a str> {
     Some(&s[..end])
 }
 
-/// A decimal `u64`: digits only, no sign, no overflow.
-#[inline(always)]
-pub(crate) fn dec(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for b in s.bytes() {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(d as u64)?;
-    }
-    Some(v)
-}
-
-/// A decimal `i64`, `-` for negatives (`i64::MIN` included).
-#[inline]
-pub(crate) fn signed(s: &str) -> Option<i64> {
-    match s.strip_prefix('-') {
-        Some(d) => dec(d).and_then(|v| 0i64.checked_sub_unsigned(v)),
-        None => dec(s).and_then(|v| i64::try_from(v).ok()),
-    }
-}
-
 /// Hex digit values (0xff = not a hex digit); only lowercase digits are written, both read.
 pub(crate) static HEX: [u8; 256] = {
     let mut t = [0xffu8; 256];
@@ -127,21 +102,67 @@ pub(crate) static HEX: [u8; 256] = {
     t
 };
 
+/// The run of decimal digits (hex digits when `HEX`) at the start of `b`: `(value, how
+/// many digits)`, the count 0 when `b` starts with none; `None` when the value does not fit
+/// a `u64` (hex: a 17th digit). Every reader's numbers, whole tokens or in place, are read
+/// here.
+#[inline(always)]
+pub(crate) fn digits<const HEX: bool>(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v: u64 = 0;
+    let mut n = 0;
+    while let Some(&c) = b.get(n) {
+        if HEX {
+            let d = self::HEX[usize::from(c)];
+            if d == 0xff {
+                break;
+            }
+            if n == 16 {
+                return None;
+            }
+            v = (v << 4) | u64::from(d);
+        } else {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            v = v.checked_mul(10)?.checked_add(u64::from(d))?;
+        }
+        n += 1;
+    }
+    Some((v, n))
+}
+
+/// A whole token of digits (hex when `HEX`), at least one.
+#[inline(always)]
+fn whole<const HEX: bool>(s: &str) -> Option<u64> {
+    match digits::<HEX>(s.as_bytes())? {
+        (v, n) if n > 0 && n == s.len() => Some(v),
+        _ => None,
+    }
+}
+
+/// A decimal `u64`: digits only (at most 20), no sign, no overflow.
+#[inline(always)]
+pub(crate) fn dec(s: &str) -> Option<u64> {
+    if s.len() > 20 {
+        return None;
+    }
+    whole::<false>(s)
+}
+
+/// A decimal `i64`, `-` for negatives (`i64::MIN` included).
+#[inline]
+pub(crate) fn signed(s: &str) -> Option<i64> {
+    match s.strip_prefix('-') {
+        Some(d) => dec(d).and_then(|v| 0i64.checked_sub_unsigned(v)),
+        None => dec(s).and_then(|v| i64::try_from(v).ok()),
+    }
+}
+
 /// Bare hex (no `0x`), 1 to 16 digits of either case.
 #[inline(always)]
 pub(crate) fn hex(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 16 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for b in s.bytes() {
-        let d = HEX[b as usize];
-        if d == 0xff {
-            return None;
-        }
-        v = (v << 4) | u64::from(d);
-    }
-    Some(v)
+    whole::<true>(s)
 }
 
 /// `0x` hex, 1 to 16 digits after the `0x`.

@@ -23,7 +23,7 @@
 //! [`MimallocReader::share_os_lines`]: they are queued there, each before the event that
 //! follows it, while the events go through the driver's loop as any trace's do.
 //! The call and data-stack lines are the event table's grammar `Mi`
-//! ([`grammar`](super::grammar)), read here with this format's own words for a refusal;
+//! (`trace::grammar`), read here with this format's own words for a refusal;
 //! the OS lines are this reader's own.
 //! Invariant: events + OS lines + comment lines + header lines == lines read.
 

@@ -150,48 +150,17 @@ fn fill_thread(mut inner: Box<dyn Read + Send>, tx: SyncSender<Chunk>, back: Rec
     }
 }
 
-/// Parses one field ending in `' '` or `'\n'` at `*pos`; `None` when malformed.
+/// Reads the number (hex when `HEX`) at `*pos`, at least one digit; `None` when
+/// malformed.
 #[inline(always)]
-fn dec(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut p = *pos;
-    let mut v = 0u64;
-    let start = p;
-    while let Some(&c) = b.get(p) {
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            break;
+fn number<const HEX: bool>(b: &[u8], pos: &mut usize) -> Option<u64> {
+    match fields::digits::<HEX>(b.get(*pos..)?)? {
+        (_, 0) => None,
+        (v, n) => {
+            *pos += n;
+            Some(v)
         }
-        v = v.checked_mul(10)?.checked_add(d as u64)?;
-        p += 1;
     }
-    if p == start {
-        return None;
-    }
-    *pos = p;
-    Some(v)
-}
-
-#[inline(always)]
-fn hex(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut p = *pos;
-    let mut v = 0u64;
-    let start = p;
-    while let Some(&c) = b.get(p) {
-        let d = fields::HEX[c as usize];
-        if d == 0xff {
-            break;
-        }
-        if p - start >= 16 {
-            return None;
-        }
-        v = (v << 4) | d as u64;
-        p += 1;
-    }
-    if p == start {
-        return None;
-    }
-    *pos = p;
-    Some(v)
 }
 
 #[inline(always)]
@@ -240,7 +209,7 @@ impl Fields for InPlace<'_> {
     #[inline(always)]
     fn dec(&mut self, _: What) -> Result<u64, ()> {
         sep(self.b, &mut self.pos).ok_or(())?;
-        dec(self.b, &mut self.pos).ok_or(())
+        number::<false>(self.b, &mut self.pos).ok_or(())
     }
 
     #[inline(always)]
@@ -248,7 +217,7 @@ impl Fields for InPlace<'_> {
         sep(self.b, &mut self.pos).ok_or(())?;
         let negative = self.b.get(self.pos) == Some(&b'-');
         self.pos += usize::from(negative);
-        let v = dec(self.b, &mut self.pos).ok_or(())?;
+        let v = number::<false>(self.b, &mut self.pos).ok_or(())?;
         if negative {
             0i64.checked_sub_unsigned(v).ok_or(())
         } else {
@@ -259,7 +228,9 @@ impl Fields for InPlace<'_> {
     #[inline(always)]
     fn addr(&mut self, _: What) -> Result<crate::Addr, ()> {
         sep(self.b, &mut self.pos).ok_or(())?;
-        hex(self.b, &mut self.pos).map(crate::Addr).ok_or(())
+        number::<true>(self.b, &mut self.pos)
+            .map(crate::Addr)
+            .ok_or(())
     }
 
     #[inline(always)]

@@ -10,7 +10,7 @@
 //!   # mark N                           a marker
 //! ```
 //! One line per event, spelled by the event table's text grammar
-//! ([`grammar`](super::grammar)), which the readers parse with: a trace written here and
+//! (`trace::grammar`), which the readers parse with: a trace written here and
 //! read back by its format's reader gives the same events, `read(write(e)) == e` for every
 //! event a reader produces.
 
@@ -99,7 +99,7 @@ impl<W: Write> TextWriter<W> {
     }
 
     /// Writes one event as one line (none when [`write_text`](Self::write_text) wrote its
-    /// line), as the event table's text grammar spells it ([`grammar`](super::grammar)).
+    /// line), as the event table's text grammar spells it (`trace::grammar`).
     ///
     /// # Errors
     /// The output's write errors.
