@@ -71,7 +71,7 @@ impl Glibc {
     /// fd/bk_nextsize when large), and the foot: `prev_size` and the cleared P bit of the
     /// next chunk.
     #[inline(always)]
-    fn touch_binned(&mut self, i: u32, size: u64) {
+    pub(super) fn touch_binned(&mut self, i: u32, size: u64) {
         let c = self.heap.addr(i);
         if !self.heap_pages.known(c + 8, 40.min(size)) {
             self.touch_slow(c + 8, 40.min(size));

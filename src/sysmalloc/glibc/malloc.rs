@@ -363,17 +363,68 @@ impl Glibc {
 
     /// `malloc_consolidate`: every fastbin chunk, bin by bin and newest first, is merged
     /// with its free neighbours into the unsorted bin (or top).
+    ///
+    /// A run of fastbin chunks that lie one after the other (freed from the highest down,
+    /// as a list frees its items, so a fastbin holds them lowest first) merges chunk by
+    /// chunk into the unsorted bin's newest chunk: each step takes that chunk out, grows
+    /// it and puts it back at the head, where it was. The model keeps that chunk
+    /// `pending` (node, granules) instead, its list place kept and its head and foot
+    /// written once, when a chunk that does not continue it comes (or at the end): the
+    /// same heap as glibc's step by step (interior nodes aside, which nothing reads).
+    /// Invariant: a pending chunk is the unsorted bin's head, its links written.
     pub(super) fn malloc_consolidate(&mut self) {
         self.have_fastchunks = false;
+        let mut pending: Option<(u32, u32)> = None;
         for f in 0..NFASTBINS {
             let mut p = std::mem::replace(&mut self.fastbins[f], NIL);
             while p != NIL {
                 let nextp = self.heap.fd(p);
                 self.heap.set_fd(p, NIL);
-                self.merge_and_bin(p);
+                if let Some((q, gq)) = pending {
+                    if p == q + gq {
+                        // p's previous chunk is q (free, its foot not yet written): merged
+                        // backward; p's next chunk in use and not top: no forward merge
+                        let g = self.heap.n(p).size_g();
+                        let next = p + g;
+                        if next != self.top
+                            && self.heap.n(next + self.heap.n(next).size_g()).prev_inuse()
+                        {
+                            debug_assert_eq!(self.heap.fd(bin(UNSORTED)), q);
+                            self.heap.clear(p);
+                            pending = Some((q, gq + g));
+                            if self.vm.tracking() {
+                                // what glibc's writes of this step touch
+                                self.touch_binned(q, self.heap.bytes(gq + g));
+                            }
+                            p = nextp;
+                            continue;
+                        }
+                    }
+                    self.write_pending(q, gq);
+                    pending = None;
+                }
+                let top = self.top;
+                let size = self.merge_and_bin(p);
+                if self.top == top {
+                    // binned at the unsorted bin's head, written whole
+                    pending = Some((self.heap.fd(bin(UNSORTED)), self.heap.g(size)));
+                }
                 p = nextp;
             }
         }
+        if let Some((q, gq)) = pending {
+            self.write_pending(q, gq);
+        }
+    }
+
+    /// Writes the head and foot of the unsorted bin's head `q` grown to `g` granules (its
+    /// links as they are), as its last push would have.
+    #[inline]
+    fn write_pending(&mut self, q: u32, g: u32) {
+        debug_assert_eq!(self.heap.fd(bin(UNSORTED)), q);
+        debug_assert_eq!(self.heap.bk(q), bin(UNSORTED));
+        let fd = self.heap.fd(q);
+        self.write_free(q, self.heap.bytes(g), fd, bin(UNSORTED));
     }
 
     /// `sysmalloc`: mmap a chunk of its own when `nb ≥ mmap_threshold`, else grow top by
