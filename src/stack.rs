@@ -500,36 +500,46 @@ macro_rules! on_layers {
 }
 use on_layers;
 
+/// The four routed calls of a pymalloc stack: object calls to pymalloc, system calls to
+/// the allocator beneath it (`lower_mut`). One body for every pymalloc stack.
+macro_rules! pymalloc_routes {
+    () => {
+        #[inline(always)]
+        fn malloc(&mut self, route: Route, size: u64) -> Result<Addr, AllocError> {
+            match route {
+                Route::Object => Allocator::malloc(self, size as usize),
+                Route::System => Allocator::malloc(self.lower_mut(), size as usize),
+            }
+        }
+        #[inline(always)]
+        fn calloc(&mut self, route: Route, nelem: u64, elsize: u64) -> Result<Addr, AllocError> {
+            match route {
+                Route::Object => Allocator::calloc(self, nelem as usize, elsize as usize),
+                Route::System => {
+                    Allocator::calloc(self.lower_mut(), nelem as usize, elsize as usize)
+                }
+            }
+        }
+        #[inline(always)]
+        fn realloc(&mut self, route: Route, addr: Addr, size: u64) -> Result<Addr, AllocError> {
+            match route {
+                Route::Object => Allocator::realloc(self, addr, size as usize),
+                Route::System => Allocator::realloc(self.lower_mut(), addr, size as usize),
+            }
+        }
+        #[inline(always)]
+        fn free(&mut self, route: Route, addr: Addr) -> Result<(), AllocError> {
+            match route {
+                Route::Object => Allocator::free(self, addr),
+                Route::System => Allocator::free(self.lower_mut(), addr),
+            }
+        }
+    };
+}
+
 /// pymalloc over glibc: object calls to pymalloc, system calls to glibc beneath it.
 impl Layers for Pymalloc<Glibc, SystemArenas> {
-    #[inline(always)]
-    fn malloc(&mut self, route: Route, size: u64) -> Result<Addr, AllocError> {
-        match route {
-            Route::Object => Allocator::malloc(self, size as usize),
-            Route::System => Allocator::malloc(self.lower_mut(), size as usize),
-        }
-    }
-    #[inline(always)]
-    fn calloc(&mut self, route: Route, nelem: u64, elsize: u64) -> Result<Addr, AllocError> {
-        match route {
-            Route::Object => Allocator::calloc(self, nelem as usize, elsize as usize),
-            Route::System => Allocator::calloc(self.lower_mut(), nelem as usize, elsize as usize),
-        }
-    }
-    #[inline(always)]
-    fn realloc(&mut self, route: Route, addr: Addr, size: u64) -> Result<Addr, AllocError> {
-        match route {
-            Route::Object => Allocator::realloc(self, addr, size as usize),
-            Route::System => Allocator::realloc(self.lower_mut(), addr, size as usize),
-        }
-    }
-    #[inline(always)]
-    fn free(&mut self, route: Route, addr: Addr) -> Result<(), AllocError> {
-        match route {
-            Route::Object => Allocator::free(self, addr),
-            Route::System => Allocator::free(self.lower_mut(), addr),
-        }
-    }
+    pymalloc_routes!();
     fn memalign(&mut self, align: u64, size: u64) -> Result<Addr, AllocError> {
         Glibc::memalign(self.lower_mut(), align as usize, size as usize)
     }
@@ -581,34 +591,7 @@ impl Layers for Glibc {
 /// pymalloc alone: object calls to pymalloc, system calls to its bump baseline; arenas and
 /// mappings from its own address space.
 impl Layers for Pymalloc<Bump, AddressSpace> {
-    #[inline(always)]
-    fn malloc(&mut self, route: Route, size: u64) -> Result<Addr, AllocError> {
-        match route {
-            Route::Object => Allocator::malloc(self, size as usize),
-            Route::System => Allocator::malloc(self.lower_mut(), size as usize),
-        }
-    }
-    #[inline(always)]
-    fn calloc(&mut self, route: Route, nelem: u64, elsize: u64) -> Result<Addr, AllocError> {
-        match route {
-            Route::Object => Allocator::calloc(self, nelem as usize, elsize as usize),
-            Route::System => Allocator::calloc(self.lower_mut(), nelem as usize, elsize as usize),
-        }
-    }
-    #[inline(always)]
-    fn realloc(&mut self, route: Route, addr: Addr, size: u64) -> Result<Addr, AllocError> {
-        match route {
-            Route::Object => Allocator::realloc(self, addr, size as usize),
-            Route::System => Allocator::realloc(self.lower_mut(), addr, size as usize),
-        }
-    }
-    #[inline(always)]
-    fn free(&mut self, route: Route, addr: Addr) -> Result<(), AllocError> {
-        match route {
-            Route::Object => Allocator::free(self, addr),
-            Route::System => Allocator::free(self.lower_mut(), addr),
-        }
-    }
+    pymalloc_routes!();
     fn memalign(&mut self, _: u64, size: u64) -> Result<Addr, AllocError> {
         Allocator::malloc(self.lower_mut(), size as usize)
     }

@@ -103,11 +103,8 @@ pub fn drive<R: Replay + ?Sized>(
     r: &mut R,
     opts: &DriveOptions,
 ) -> Result<Driven, ReplayError> {
-    let bar = Progress::new(opts.progress, opts.label);
-    let mut d = Driven::default();
     let mut live = Liveness::<Bits>::default();
-    let result = run(src, r, opts, &bar, &mut d, |_, e| live.apply(e));
-    bar.finish();
+    let (result, mut d) = run(src, r, opts, |_, e| live.apply(e));
     d.raw_unknown = live.raw_unknown;
     result.map(|()| d)
 }
@@ -133,20 +130,29 @@ pub(crate) fn drive_ledger<R: Ledger>(
     r: &mut R,
     opts: &DriveOptions,
 ) -> Result<Driven, ReplayError> {
-    let bar = Progress::new(opts.progress, opts.label);
-    let mut d = Driven::default();
-    let result = run(src, r, opts, &bar, &mut d, |r: &mut R, e| {
-        r.liveness().apply_inlined(e)
-    });
-    bar.finish();
+    let (result, mut d) = run(src, r, opts, |r: &mut R, e| r.liveness().apply_inlined(e));
     d.raw_unknown = r.liveness().raw_unknown;
     result.map(|()| d)
 }
 
-/// The loop: `check` is the recording's consistency (a [`Liveness`]), applied to each
-/// event before `r` steps it.
-#[inline(always)]
+/// The loop, with its progress bar: `check` is the recording's consistency (a
+/// [`Liveness`]), applied to each event before `r` steps it.
 fn run<R: Replay + ?Sized>(
+    src: &mut Source,
+    r: &mut R,
+    opts: &DriveOptions,
+    check: impl FnMut(&mut R, &Event) -> Result<Seen, Cause>,
+) -> (Result<(), ReplayError>, Driven) {
+    let bar = Progress::new(opts.progress, opts.label);
+    let mut d = Driven::default();
+    let result = run_batches(src, r, opts, &bar, &mut d, check);
+    bar.finish();
+    (result, d)
+}
+
+/// [`run`]'s loop over the batches of `src`, counting into `d` and ticking `bar`.
+#[inline(always)]
+fn run_batches<R: Replay + ?Sized>(
     src: &mut Source,
     r: &mut R,
     opts: &DriveOptions,

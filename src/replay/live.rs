@@ -212,23 +212,27 @@ pub(crate) struct Bits {
     raw: LiveSet,  // live top-level raw blocks
 }
 
+impl Bits {
+    /// The raw set or the other.
+    #[inline(always)]
+    fn set(&mut self, raw: bool) -> &mut LiveSet {
+        if raw {
+            &mut self.raw
+        } else {
+            &mut self.live
+        }
+    }
+}
+
 impl LiveSets for Bits {
     #[inline(always)]
     fn insert(&mut self, raw: bool, a: u64) -> bool {
-        if raw {
-            self.raw.insert(a)
-        } else {
-            self.live.insert(a)
-        }
+        self.set(raw).insert(a)
     }
 
     #[inline(always)]
     fn remove(&mut self, raw: bool, a: u64) -> bool {
-        if raw {
-            self.raw.remove(a)
-        } else {
-            self.live.remove(a)
-        }
+        self.set(raw).remove(a)
     }
 }
 
