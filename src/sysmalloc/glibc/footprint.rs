@@ -67,12 +67,20 @@ impl HeapPages {
     pub(super) fn known(&self, addr: u64, len: u64) -> bool {
         let lo = (addr >> self.shift).wrapping_sub(self.first);
         let hi = ((addr + len.max(1) - 1) >> self.shift).wrapping_sub(self.first);
-        let bit = |k: u64| {
-            self.bits
-                .get((k >> 6) as usize)
-                .is_some_and(|&w| w >> (k & 63) & 1 == 1)
+        let d = hi.wrapping_sub(lo); // 0: one page, 1: two
+        if d > 1 {
+            return false;
+        }
+        let Some(&w) = self.bits.get((lo >> 6) as usize) else {
+            return false;
         };
-        hi.wrapping_sub(lo) <= 1 && bit(lo) && bit(hi)
+        let s = lo & 63;
+        if s < 63 || d == 0 {
+            let m = (d << 1) | 1; // the page's bit, and the next one's for two
+            return (w >> s) & m == m;
+        }
+        // the last page of one word and the first of the next
+        w >> 63 == 1 && self.bits.get((hi >> 6) as usize).is_some_and(|&v| v & 1 == 1)
     }
 
     /// The pages of `addr..addr + len` (len > 0, within the heap) are resident.
