@@ -355,38 +355,44 @@ impl Batch {
 /// No block (a `realloc(NULL, n)`).
 const NO_ID: u32 = u32::MAX;
 
-/// Recorded address → block id, as a table indexed by address: one `u32` slot (id + 1,
-/// 0 = none) per granule, in pages of 64 KiB of address space. Blocks cluster in arenas
-/// and heaps, so the pages are few and the last one used is usually one of the last few
-/// hundred (a direct-mapped cache): a lookup is a shift and an index, not a hash probe.
-/// The granule is 16 bytes (every block of a 64-bit CPython 3 and glibc is 16-aligned: a
-/// 16 KiB page) until an address that is only 8-aligned comes (CPython 2.7's pymalloc,
-/// 32-bit platforms); then every entry is filed again in 8-byte granules (32 KiB pages).
-/// Addresses that are not 8-aligned (only a malformed trace has them) go to `odd`.
+/// Recorded address → block id, as a table indexed by address: one `u32` slot per granule,
+/// in pages of 64 KiB of address space. Blocks cluster in arenas and heaps, so the pages
+/// are few and the last one used is usually one of the last few hundred (a direct-mapped
+/// cache): a lookup is a shift and an index, not a hash probe. The granule is 16 bytes
+/// (every block of a 64-bit CPython 3 and glibc is 16-aligned: a 16 KiB page) until an
+/// address that is only 8-aligned comes (CPython 2.7's pymalloc, 32-bit platforms); then
+/// every entry is filed again in 8-byte granules (32 KiB pages). Addresses that are not
+/// 8-aligned (only a malformed trace has them) go to `odd`.
 ///
-/// Beside each slot, two marks hold the driver's live sets ([`LiveSets`]: the recording's
-/// held and raw blocks, see `replay::live`), so the consistency check and the translation
-/// of an event look its address up once (the second lookup finds the page in the cache
-/// and the slot in L1):
+/// The slot holds the id and, in its top two bits, two marks: the driver's live sets
+/// ([`LiveSets`]: the recording's held and raw blocks, see `replay::live`). The consistency
+/// check and the translation of an event read and write the same word, so an event costs
+/// one cache line of the table (the second lookup finds the page in the cache and the
+/// word in L1):
 /// ```text
-///   page i:  slots[i]: [id+1 | id+1 | 0 | …]       2^(16 - shift) u32
-///            marks[i]: [h r h r h r …] per word     2 bits per slot (held, raw), 32 slots a word
+///   page i:  slots[i]: [r h id+1 | r h id+1 | 0 | …]    2^(16 - shift) u32
+///                       1 1 30 bits                    (id+1 = 0: no id)
 /// ```
 /// Invariants: `take(a) == Some(id) ⇔ the last put(a, id) was not followed by take(a)`;
 /// the marks are the sets of `Liveness` exactly (independent of the ids: a raw block and
 /// a held one at one address keep their own marks, as the driver's two bit sets did).
 struct IdTable {
-    pages: PageIndex<CACHE>, // page number -> index into `slots` and `marks`
-    keys: Vec<u64>,          // index -> page number (to file the entries again)
-    slots: Vec<Box<[u32]>>,  // 2^(16 - shift) slots each
-    marks: Vec<Box<[u64]>>,  // 2^(16 - shift) / 32 words each
-    shift: u32,              // log2 of the granule: 4, or 3 once an 8-aligned address came
-    odd: HashMap<u64, (u32, u64)>, // addresses that are not 8-aligned: (slot, marks)
+    pages: PageIndex<CACHE>,   // page number -> index into `slots`
+    keys: Vec<u64>,            // index -> page number (to file the entries again)
+    slots: Vec<Box<[u32]>>,    // 2^(16 - shift) slots each
+    shift: u32,                // log2 of the granule: 4, or 3 once an 8-aligned address came
+    odd: HashMap<u64, u32>,    // addresses that are not 8-aligned: their slots
     last: (u64, usize, usize), // the address located last, its page index and slot
 }
 
 /// Entries of [`IdTable`]'s page cache (a power of two): 16 MiB of address space.
 const CACHE: usize = 256;
+
+/// The id bits of a slot (id + 1; 0: none).
+const ID_BITS: u32 = (1 << 30) - 1;
+
+/// The largest block id: `id + 1` fills the slot's id bits.
+const MAX_ID: u32 = ID_BITS - 1;
 
 impl Default for IdTable {
     fn default() -> Self {
@@ -394,7 +400,6 @@ impl Default for IdTable {
             pages: PageIndex::default(),
             keys: Vec::new(),
             slots: Vec::new(),
-            marks: Vec::new(),
             shift: 4,
             odd: HashMap::new(),
             last: (NOWHERE, 0, 0),
@@ -405,10 +410,10 @@ impl Default for IdTable {
 /// No address located yet (not 8-aligned, so never located).
 const NOWHERE: u64 = u64::MAX;
 
-/// The mark of the held (`raw` false) or the raw set for slot `g` of its word.
+/// The mark of the held (`raw` false) or the raw set in a slot.
 #[inline(always)]
-fn mark_bit(g: usize, raw: bool) -> u64 {
-    1u64 << ((g & 31) * 2 + usize::from(raw))
+fn mark_bit(raw: bool) -> u32 {
+    1u32 << (30 + u32::from(raw))
 }
 
 impl IdTable {
@@ -434,81 +439,66 @@ impl IdTable {
     fn new_page(&mut self, page: u64) {
         let n = 1usize << (16 - self.shift);
         self.slots.push(vec![0; n].into_boxed_slice());
-        self.marks.push(vec![0; n / 32].into_boxed_slice());
         self.keys.push(page);
     }
 
-    /// Makes room for the 8-aligned `a`: 8-byte granules when it is not 16-aligned.
+    /// The slot of `a`: in its page (8-aligned `a`, made room for), or in `odd`.
     #[inline(always)]
-    fn fit(&mut self, a: u64) {
+    fn slot(&mut self, a: u64) -> &mut u32 {
+        if a & 7 != 0 {
+            return self.odd.entry(a).or_default();
+        }
         if a & 15 != 0 && self.shift == 4 {
             self.refile_in_8_byte_granules();
         }
+        let (i, g) = self.locate(a);
+        &mut self.slots[i][g]
     }
 
-    /// True when the 8-aligned `a` was never filed: only 8-aligned, granules of 16 bytes.
+    /// The slot of `a` if it was ever filed (an address never filed has none).
     #[inline(always)]
-    fn off_grid(&self, a: u64) -> bool {
-        a & ((1 << self.shift) - 1) != 0
+    fn filed(&mut self, a: u64) -> Option<&mut u32> {
+        if a & 7 != 0 {
+            return self.odd.get_mut(&a);
+        }
+        if a & ((1 << self.shift) - 1) != 0 {
+            return None; // only 8-aligned, granules of 16 bytes: never filed
+        }
+        let (i, g) = self.locate(a);
+        Some(&mut self.slots[i][g])
     }
 
-    /// Files `id` at `a`.
+    /// Files `id` (at most [`MAX_ID`]) at `a`.
     #[inline(always)]
     fn put(&mut self, a: u64, id: u32) {
-        if a & 7 != 0 {
-            self.odd.entry(a).or_default().0 = id + 1;
-        } else {
-            self.fit(a);
-            let (i, g) = self.locate(a);
-            self.slots[i][g] = id + 1;
-        }
+        let w = self.slot(a);
+        *w = (*w & !ID_BITS) | (id + 1);
     }
 
     #[inline(always)]
     fn take(&mut self, a: u64) -> Option<u32> {
-        if a & 7 != 0 {
-            return self
-                .take_odd(a, |e| std::mem::take(&mut e.0))
-                .checked_sub(1);
+        let w = self.filed(a)?;
+        let v = *w & ID_BITS;
+        *w &= !ID_BITS;
+        if *w == 0 && a & 7 != 0 {
+            self.odd.remove(&a); // an odd address with nothing left
         }
-        if self.off_grid(a) {
-            return None;
-        }
-        let (i, g) = self.locate(a);
-        std::mem::take(&mut self.slots[i][g]).checked_sub(1)
-    }
-
-    /// Applies `f` to the entry of the odd address `a` (none: 0), dropping it when empty.
-    #[cold]
-    fn take_odd<T: Default>(&mut self, a: u64, f: impl FnOnce(&mut (u32, u64)) -> T) -> T {
-        let Some(e) = self.odd.get_mut(&a) else {
-            return T::default();
-        };
-        let v = f(e);
-        if *e == (0, 0) {
-            self.odd.remove(&a);
-        }
-        v
+        v.checked_sub(1)
     }
 
     /// Files every entry again in 8-byte granules (once per trace at most).
     #[cold]
     fn refile_in_8_byte_granules(&mut self) {
         let slots = std::mem::take(&mut self.slots);
-        let marks = std::mem::take(&mut self.marks);
         let keys = std::mem::take(&mut self.keys);
         let old = std::mem::replace(&mut self.shift, 3);
         self.pages = PageIndex::default();
         self.last = (NOWHERE, 0, 0);
-        for ((page, s), m) in keys.into_iter().zip(slots.iter()).zip(marks.iter()) {
+        for (page, s) in keys.into_iter().zip(slots.iter()) {
             for (j, &v) in s.iter().enumerate() {
-                let held = m[j / 32] & mark_bit(j, false) != 0;
-                let raw = m[j / 32] & mark_bit(j, true) != 0;
-                if v != 0 || held || raw {
+                if v != 0 {
                     let (i, g) = self.locate((page << 16) | ((j as u64) << old));
                     self.slots[i][g] = v;
-                    self.marks[i][g / 32] |= (u64::from(held) * mark_bit(g, false))
-                        | (u64::from(raw) * mark_bit(g, true));
                 }
             }
         }
@@ -518,15 +508,7 @@ impl IdTable {
 impl LiveSets for IdTable {
     #[inline(always)]
     fn insert(&mut self, raw: bool, a: u64) -> bool {
-        if a & 7 != 0 {
-            let e = self.odd.entry(a).or_default();
-            let fresh = e.1 & mark_bit(0, raw) == 0;
-            e.1 |= mark_bit(0, raw);
-            return fresh;
-        }
-        self.fit(a);
-        let (i, g) = self.locate(a);
-        let (w, b) = (&mut self.marks[i][g / 32], mark_bit(g, raw));
+        let (w, b) = (self.slot(a), mark_bit(raw));
         let fresh = *w & b == 0;
         *w |= b;
         fresh
@@ -534,20 +516,15 @@ impl LiveSets for IdTable {
 
     #[inline(always)]
     fn remove(&mut self, raw: bool, a: u64) -> bool {
-        if a & 7 != 0 {
-            return self.take_odd(a, |e| {
-                let was = e.1 & mark_bit(0, raw) != 0;
-                e.1 &= !mark_bit(0, raw);
-                was
-            });
-        }
-        if self.off_grid(a) {
+        let b = mark_bit(raw);
+        let Some(w) = self.filed(a) else {
             return false;
-        }
-        let (i, g) = self.locate(a);
-        let (w, b) = (&mut self.marks[i][g / 32], mark_bit(g, raw));
+        };
         let was = *w & b != 0;
         *w &= !b;
+        if was && *w == 0 && a & 7 != 0 {
+            self.odd.remove(&a); // an odd address with nothing left
+        }
         was
     }
 }
@@ -566,6 +543,7 @@ struct Translator {
     large: HashMap<u32, u64>, // id -> bytes asked for, when LARGE
     free: u32,       // the last freed id, the head of the list (NO_ID: none)
     live: u64,
+    max_id: u32, // the largest id handed out: MAX_ID (lower in tests)
 }
 
 /// A size that does not fit in 32 bits, kept in [`Translator::large`].
@@ -579,15 +557,23 @@ impl Default for Translator {
             large: HashMap::new(),
             free: NO_ID,
             live: 0,
+            max_id: MAX_ID,
         }
     }
 }
 
 impl Translator {
+    /// A new block of `size` bytes at the recorded `addr`: its id.
+    ///
+    /// # Errors
+    /// More blocks live at once than ids (`max_id` + 1: [`MAX_ID`] + 1).
     #[inline(always)]
-    fn born(&mut self, addr: Addr, size: u64) -> u32 {
+    fn born(&mut self, addr: Addr, size: u64) -> Result<u32, Cause> {
         let small = u32::try_from(size).unwrap_or(LARGE);
         let id = if self.free == NO_ID {
+            if self.sizes.len() > self.max_id as usize {
+                return Err(too_many_blocks(self.max_id));
+            }
             self.sizes.push(small);
             (self.sizes.len() - 1) as u32
         } else {
@@ -602,7 +588,7 @@ impl Translator {
         }
         self.live += size;
         self.ledger.sets.put(addr.0, id);
-        id
+        Ok(id)
     }
 
     #[inline(always)]
@@ -1181,10 +1167,25 @@ impl Replay for Feed<'_> {
                 }
             }
             Ok(None) => {}
-            Err((op, addr)) => return Err(Cause::NeverAllocated { op, addr }),
+            Err(cause) => return Err(cause),
         }
         Ok(Flow::Next)
     }
+}
+
+/// A free (or realloc, munmap) of a recorded address that is not live.
+#[cold]
+fn never(op: &'static str, addr: Addr) -> Cause {
+    Cause::NeverAllocated { op, addr }
+}
+
+/// More blocks live at once than block ids (their slots hold 30 bits).
+#[cold]
+fn too_many_blocks(max_id: u32) -> Cause {
+    Cause::Model(AllocError::ModelLimit {
+        what: format!("more than {} blocks live at once", u64::from(max_id) + 1),
+        model: "compare",
+    })
 }
 
 /// The step an event makes, if any (its gap, marker and live left for the feed), its
@@ -1195,7 +1196,7 @@ fn translate(
     tr: &mut Translator,
     e: &Event,
     extra: &mut Vec<u64>,
-) -> Result<Option<(Step, u64)>, (&'static str, Addr)> {
+) -> Result<Option<(Step, u64)>, Cause> {
     let route = |d: Domain| match d {
         Domain::Obj | Domain::Mem => Some(Route::Object),
         Domain::Raw | Domain::Libc => Some(Route::System),
@@ -1210,10 +1211,10 @@ fn translate(
             let Some(route) = routed(domain, addr) else {
                 return Ok(None);
             };
-            (Step::call(MALLOC, route, tr.born(addr, size), size), size)
+            (Step::call(MALLOC, route, tr.born(addr, size)?, size), size)
         }
         EventKind::BlockNew { size, addr, .. } => {
-            (Step::call(MALLOC, system, tr.born(addr, size), size), size)
+            (Step::call(MALLOC, system, tr.born(addr, size)?, size), size)
         }
         EventKind::Calloc {
             domain,
@@ -1227,21 +1228,21 @@ fn translate(
             let request = nelem.saturating_mul(elsize);
             extra.push(elsize);
             (
-                Step::call(CALLOC, route, tr.born(addr, request), nelem),
+                Step::call(CALLOC, route, tr.born(addr, request)?, nelem),
                 request,
             )
         }
         EventKind::Memalign { align, size, addr } => {
             extra.push(align);
             (
-                Step::call(MEMALIGN, system, tr.born(addr, size), size),
+                Step::call(MEMALIGN, system, tr.born(addr, size)?, size),
                 size,
             )
         }
         EventKind::Valloc { size, addr } | EventKind::Pvalloc { size, addr } => {
             extra.push(4096);
             (
-                Step::call(MEMALIGN, system, tr.born(addr, size), size),
+                Step::call(MEMALIGN, system, tr.born(addr, size)?, size),
                 size,
             )
         }
@@ -1253,11 +1254,11 @@ fn translate(
                 Some(id) => (Step::call(FREE, route, id, 0), 0),
                 // a raw block the recording missed (the driver counts it): nothing to free
                 None if domain == Domain::Raw => return Ok(None),
-                None => return Err(("free", addr)),
+                None => return Err(never("free", addr)),
             }
         }
         EventKind::ClearFree { addr, .. } => {
-            let id = tr.dies(addr).ok_or(("free", addr))?;
+            let id = tr.dies(addr).ok_or_else(|| never("free", addr))?;
             (Step::call(FREE, system, id, 0), 0)
         }
         EventKind::Realloc {
@@ -1277,7 +1278,7 @@ fn translate(
                 (false, Some(id)) => id,
                 // a raw block the recording missed (the driver counts it): a fresh block
                 (false, None) if domain == Domain::Raw => NO_ID,
-                (false, None) => return Err(("realloc", old)),
+                (false, None) => return Err(never("realloc", old)),
             };
             if new.is_null() {
                 if old_id == NO_ID {
@@ -1287,7 +1288,7 @@ fn translate(
                 (Step::call(FREE, route, old_id, 0), 0)
             } else {
                 extra.push(u64::from(old_id));
-                (Step::call(REALLOC, route, tr.born(new, size), size), size)
+                (Step::call(REALLOC, route, tr.born(new, size)?, size), size)
             }
         }
         EventKind::Mallopt { param, value, .. } => {
@@ -1299,10 +1300,10 @@ fn translate(
                 return Ok(None);
             }
             // a mapping, not a request: its bytes do not count as live
-            (Step::call(MAP, system, tr.born(addr, 0), size), 0)
+            (Step::call(MAP, system, tr.born(addr, 0)?, size), 0)
         }
         EventKind::VirtualFree { addr, size } => {
-            let id = tr.dies(addr).ok_or(("munmap", addr))?;
+            let id = tr.dies(addr).ok_or_else(|| never("munmap", addr))?;
             (Step::call(UNMAP, system, id, size), 0)
         }
         _ => return Ok(None),
@@ -1471,17 +1472,34 @@ mod tests {
         }
     }
 
+    /// Past the last id the slots can hold, a new block is an error that says so, not a
+    /// wrapped id; a freed id can still be reused.
+    #[test]
+    fn the_translator_refuses_more_live_blocks_than_ids() {
+        let mut tr = Translator {
+            max_id: 2,
+            ..Translator::default()
+        };
+        for k in 0..3u64 {
+            assert_eq!(tr.born(Addr(0x1000 + 16 * k), 8).unwrap(), k as u32);
+        }
+        let err = tr.born(Addr(0x2000), 8).unwrap_err().to_string();
+        assert!(err.contains("more than 3 blocks live at once"), "{err}");
+        assert_eq!(tr.dies(Addr(0x1010)), Some(1));
+        assert_eq!(tr.born(Addr(0x2000), 8).unwrap(), 1, "the freed id");
+    }
+
     #[test]
     fn the_translator_reuses_ids_and_keeps_the_live_bytes() {
         let mut tr = Translator::default();
-        let a = tr.born(Addr(0x1000), 100);
-        let b = tr.born(Addr(0x2000), 50);
+        let a = tr.born(Addr(0x1000), 100).unwrap();
+        let b = tr.born(Addr(0x2000), 50).unwrap();
         assert_ne!(a, b);
         assert_eq!(tr.live, 150);
         assert_eq!(tr.dies(Addr(0x1000)), Some(a));
         assert_eq!(tr.dies(Addr(0x1000)), None);
         assert_eq!(tr.live, 50);
-        assert_eq!(tr.born(Addr(0x3000), 7), a, "a freed id is reused");
+        assert_eq!(tr.born(Addr(0x3000), 7).unwrap(), a, "a freed id is reused");
         assert_eq!(tr.live, 57);
         // sizes of 32 bits and more, kept apart, come back whole
         for size in [
@@ -1490,7 +1508,7 @@ mod tests {
             1 << 40,
             u64::MAX - 57,
         ] {
-            let c = tr.born(Addr(0x4000), size);
+            let c = tr.born(Addr(0x4000), size).unwrap();
             assert_eq!(tr.live, 57 + size);
             assert_eq!(tr.dies(Addr(0x4000)), Some(c));
             assert_eq!(tr.live, 57, "{size}");

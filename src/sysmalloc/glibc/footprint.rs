@@ -80,7 +80,11 @@ impl HeapPages {
             return (w >> s) & m == m;
         }
         // the last page of one word and the first of the next
-        w >> 63 == 1 && self.bits.get((hi >> 6) as usize).is_some_and(|&v| v & 1 == 1)
+        w >> 63 == 1
+            && self
+                .bits
+                .get((hi >> 6) as usize)
+                .is_some_and(|&v| v & 1 == 1)
     }
 
     /// The pages of `addr..addr + len` (len > 0, within the heap) are resident.
