@@ -28,6 +28,7 @@ use crate::replay::{
 use crate::stack::{Layers, Route, Stack, Visit, Waste};
 use crate::trace::{open::open, Domain, Event, EventKind, TraceError};
 use crate::vm::{ProcessLayout, Syscalls};
+use crate::zeroed::ZeroedVec;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -377,12 +378,12 @@ const NO_ID: u32 = u32::MAX;
 /// the marks are the sets of `Liveness` exactly (independent of the ids: a raw block and
 /// a held one at one address keep their own marks, as the driver's two bit sets did).
 struct IdTable {
-    pages: PageIndex<CACHE>,   // page number -> index into `slots`
-    keys: Vec<u64>,            // index -> page number (to file the entries again)
-    slots: Vec<Box<[u32]>>,    // 2^(16 - shift) slots each
-    shift: u32,                // log2 of the granule: 4, or 3 once an 8-aligned address came
-    odd: HashMap<u64, u32>,    // addresses that are not 8-aligned: their slots
-    last: (u64, usize, usize), // the address located last, its page index and slot
+    pages: PageIndex<CACHE>, // page number -> index i: its slots are slots[i << bits..]
+    keys: Vec<u64>,          // index -> page number (to file the entries again)
+    slots: ZeroedVec<u32>,   // 2^bits slots a page, bits = 16 - shift
+    shift: u32,              // log2 of the granule: 4, or 3 once an 8-aligned address came
+    odd: HashMap<u64, u32>,  // addresses that are not 8-aligned: their slots
+    last: (u64, usize),      // the address located last, and its slot
 }
 
 /// Entries of [`IdTable`]'s page cache (a power of two): 16 MiB of address space.
@@ -399,10 +400,10 @@ impl Default for IdTable {
         IdTable {
             pages: PageIndex::default(),
             keys: Vec::new(),
-            slots: Vec::new(),
+            slots: ZeroedVec::new(),
             shift: 4,
             odd: HashMap::new(),
-            last: (NOWHERE, 0, 0),
+            last: (NOWHERE, 0),
         }
     }
 }
@@ -417,29 +418,28 @@ fn mark_bit(raw: bool) -> u32 {
 }
 
 impl IdTable {
-    /// (page index, slot) of `a` (8-aligned, on the granule grid), its page made if new.
+    /// The slot of `a` (8-aligned, on the granule grid) in `slots`, its page made if new.
     /// The last one is remembered: an event's check and its translation look up the same
     /// address one after the other.
     #[inline(always)]
-    fn locate(&mut self, a: u64) -> (usize, usize) {
+    fn locate(&mut self, a: u64) -> usize {
         if a == self.last.0 {
-            return (self.last.1, self.last.2);
+            return self.last.1;
         }
-        let n = self.slots.len() as u32;
+        let n = self.keys.len() as u32;
         let i = self.pages.get_or_insert(a >> 16, n);
         if i == n {
             self.new_page(a >> 16);
         }
-        let at = (i as usize, ((a & 0xffff) >> self.shift) as usize);
-        self.last = (a, at.0, at.1);
+        let at = ((i as usize) << (16 - self.shift)) | ((a & 0xffff) >> self.shift) as usize;
+        self.last = (a, at);
         at
     }
 
     #[cold]
     fn new_page(&mut self, page: u64) {
-        let n = 1usize << (16 - self.shift);
-        self.slots.push(vec![0; n].into_boxed_slice());
         self.keys.push(page);
+        self.slots.resize(self.keys.len() << (16 - self.shift)); // zero: no ids, no marks
     }
 
     /// The slot of `a`: in its page (8-aligned `a`, made room for), or in `odd`.
@@ -451,8 +451,8 @@ impl IdTable {
         if a & 15 != 0 && self.shift == 4 {
             self.refile_in_8_byte_granules();
         }
-        let (i, g) = self.locate(a);
-        &mut self.slots[i][g]
+        let at = self.locate(a);
+        self.slots.at_mut(at)
     }
 
     /// The slot of `a` if it was ever filed (an address never filed has none).
@@ -464,8 +464,8 @@ impl IdTable {
         if a & ((1 << self.shift) - 1) != 0 {
             return None; // only 8-aligned, granules of 16 bytes: never filed
         }
-        let (i, g) = self.locate(a);
-        Some(&mut self.slots[i][g])
+        let at = self.locate(a);
+        Some(self.slots.at_mut(at))
     }
 
     /// Files `id` (at most [`MAX_ID`]) at `a`.
@@ -493,12 +493,12 @@ impl IdTable {
         let keys = std::mem::take(&mut self.keys);
         let old = std::mem::replace(&mut self.shift, 3);
         self.pages = PageIndex::default();
-        self.last = (NOWHERE, 0, 0);
-        for (page, s) in keys.into_iter().zip(slots.iter()) {
+        self.last = (NOWHERE, 0);
+        for (page, s) in keys.into_iter().zip(slots.chunks(1 << (16 - old))) {
             for (j, &v) in s.iter().enumerate() {
                 if v != 0 {
-                    let (i, g) = self.locate((page << 16) | ((j as u64) << old));
-                    self.slots[i][g] = v;
+                    let at = self.locate((page << 16) | ((j as u64) << old));
+                    *self.slots.at_mut(at) = v;
                 }
             }
         }
@@ -539,9 +539,9 @@ impl LiveSets for IdTable {
 /// `sizes[id]`, or `large[id]` when that is `LARGE`.
 struct Translator {
     ledger: Liveness<IdTable>, // the live sets; `ledger.sets`: recorded address -> id
-    sizes: Vec<u32>, // id -> bytes asked for (a freed id: the next freed); its length: the ids handed out so far
+    sizes: ZeroedVec<u32>, // id -> bytes asked for (a freed id: the next freed); its length: the ids handed out so far
     large: HashMap<u32, u64>, // id -> bytes asked for, when LARGE
-    free: u32,       // the last freed id, the head of the list (NO_ID: none)
+    free: u32,             // the last freed id, the head of the list (NO_ID: none)
     live: u64,
     max_id: u32, // the largest id handed out: MAX_ID (lower in tests)
 }
@@ -553,7 +553,7 @@ impl Default for Translator {
     fn default() -> Self {
         Translator {
             ledger: Liveness::default(),
-            sizes: Vec::new(),
+            sizes: ZeroedVec::new(),
             large: HashMap::new(),
             free: NO_ID,
             live: 0,
@@ -616,7 +616,7 @@ struct Runner {
 /// finals, markers and samples.
 struct Tally {
     name: String,
-    addrs: Vec<u64>, // block id -> the model's address (as long as the ids handed out)
+    addrs: ZeroedVec<u64>, // block id -> the model's address (as long as the ids handed out)
     run: ModelRun,
     stride: u64,      // events between samples
     next_sample: u64, // the event at which the next sample is taken
@@ -650,7 +650,7 @@ impl Runner {
             stack,
             tally: Tally {
                 name: name.to_string(),
-                addrs: Vec::new(),
+                addrs: ZeroedVec::new(),
                 run: ModelRun {
                     model: name.to_string(),
                     peak_live: 0,
@@ -688,9 +688,7 @@ impl Runner {
     fn steps(&mut self, batch: &Batch, read_peak: &AtomicU64) -> Result<(), Box<EventError>> {
         let t = Instant::now();
         let tally = &mut self.tally;
-        if tally.addrs.len() < batch.ids {
-            tally.addrs.resize(batch.ids, 0);
-        }
+        tally.addrs.resize(batch.ids); // the new ones zero already: nothing written
         let mut from = (0, 0);
         while let Some(next) = self.stack.visit(Steps {
             tally,

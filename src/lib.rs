@@ -119,6 +119,7 @@ pub mod stack;
 pub mod sysmalloc;
 pub mod trace;
 pub mod vm;
+pub(crate) mod zeroed;
 
 pub use addr::Addr;
 pub use alloc::{Allocator, Stats};

@@ -3,7 +3,7 @@
 //! has no cycle.
 //!
 //! ```text
-//!   base: addr, error, alloc, vm, progress, slots
+//!   base: addr, error, alloc, vm, progress, slots, zeroed
 //!   models:   sysmalloc -> platform (presets name their malloc's params) -> pymalloc
 //!             -> objects -> stack (whole processes) -> interp, scripts (the facades)
 //!   pipeline: trace -> replay -> check, compare -> report (which may show the facade)
@@ -15,7 +15,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const BASE: &[&str] = &["addr", "error", "alloc", "vm", "progress", "slots"];
+const BASE: &[&str] = &[
+    "addr", "error", "alloc", "vm", "progress", "slots", "zeroed",
+];
 
 /// What each top-level module may name besides the base (and itself).
 fn allowed(module: &str) -> Option<&'static [&'static str]> {
@@ -28,7 +30,7 @@ fn allowed(module: &str) -> Option<&'static [&'static str]> {
         "stack",
     ];
     Some(match module {
-        "addr" | "error" | "alloc" | "vm" | "progress" | "slots" => &[],
+        "addr" | "error" | "alloc" | "vm" | "progress" | "slots" | "zeroed" => &[],
         "sysmalloc" => &[],
         "platform" => &["sysmalloc"],
         "pymalloc" | "mimalloc" => &["sysmalloc", "platform"],

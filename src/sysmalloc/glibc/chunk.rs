@@ -14,13 +14,14 @@
 //! Following a boundary tag is an index computation; list links are node indices.
 //! Nodes `0..FIRST` are the bins' sentinels, two each (`bin_at(av, b)` is node `2b`).
 //!
-//! The node array is zeroed memory (an anonymous mapping on Linux), grown by doubling
-//! ([`Nodes`]: with `mremap`, which copies nothing): a node no chunk ever wrote stays
-//! zero, and a zero page the model never writes is never made resident by the kernel
-//! (a dropped array's mapping is kept as a spare for the next array, zeroed where it was
-//! used: those pages stay resident, as memory calloc reuses does). So a 1 MiB chunk costs the page holding its
-//! tag (4 KiB of nodes), not the 512 KiB of nodes its granules span: the model's memory
-//! grows with the chunks, not with their sizes. Invariant: `nodes[len..cap] == 0`.
+//! The node array is zeroed memory ([`Nodes`], a `zeroed::ZeroedVec`: on Linux one
+//! anonymous mapping that grows in place): a node no chunk ever wrote stays zero, and a
+//! zero page the model never writes is never made resident by the kernel (a dropped
+//! array's mapping is kept as a spare for the next array, zeroed where it was used: those
+//! pages stay resident, as memory calloc reuses does). So a 1 MiB chunk costs the page
+//! holding its tag (4 KiB of nodes), not the 512 KiB of nodes its granules span: the
+//! model's memory grows with the chunks, not with their sizes. Invariant:
+//! `nodes[len..cap] == 0`.
 //!
 //! Invariants (checked by `check_invariants`):
 //! - chunks tile `base .. top + size(top)` with no gap: `next(p) = p + size(p)`;
@@ -28,11 +29,8 @@
 //!   (tcache and fastbin chunks count as in use, as in glibc).
 
 use super::params::NBINS;
-#[cfg(not(target_os = "linux"))]
-use std::alloc::{alloc_zeroed, dealloc};
-use std::alloc::{handle_alloc_error, Layout};
+use crate::zeroed::{Zeroable, ZeroedVec};
 use std::collections::HashMap;
-use std::ptr::NonNull;
 
 /// Where a chunk is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,9 +110,6 @@ pub struct Node {
 }
 
 impl Node {
-    /// An empty node (zero: no chunk, previous in use, NULL links).
-    pub const EMPTY: Node = Node { a: 0, b: 0 };
-
     /// Where the chunk is (`None` where no chunk starts).
     #[inline]
     pub fn state(&self) -> State {
@@ -156,292 +151,22 @@ impl Node {
     }
 }
 
-/// Nodes per page of the node array (4 KiB): the unit a copy skips when it is all zero.
+/// Nodes per page of the node array (4 KiB).
+#[cfg(test)]
 const PAGE_NODES: usize = 4096 / std::mem::size_of::<Node>();
 
-/// A growable array of nodes in zeroed memory: what is never written is never resident.
-/// Grows by doubling. On Linux the nodes live in an anonymous mapping that grows with
-/// `mremap`, which moves the page tables, not the nodes: a grow copies nothing and touches
-/// no page; elsewhere a grow allocates zeroed memory and copies only the pages holding a
-/// non-zero node, so untouched pages stay untouched in the copy too (as a clone does).
-pub struct Nodes {
-    ptr: NonNull<Node>, // `cap` nodes, zeroed when allocated (dangling when cap == 0)
-    len: usize,         // nodes in use; `ptr[len..cap]` are all zero
-    cap: usize,         // nodes allocated: 0 or a multiple of PAGE_NODES
-}
+// SAFETY: a node is two integers, and Copy: all-zero is the empty node (no chunk, the
+// previous one in use, NULL links).
+unsafe impl Zeroable for Node {}
 
-// SAFETY: `Nodes` owns its allocation of plain `Copy` data, like a `Vec<Node>`.
-unsafe impl Send for Nodes {}
-// SAFETY: shared access only reads, like `&Vec<Node>`.
-unsafe impl Sync for Nodes {}
-
-impl Nodes {
-    /// An empty array that holds no memory yet.
-    pub const fn new() -> Nodes {
-        Nodes {
-            ptr: NonNull::dangling(),
-            len: 0,
-            cap: 0,
-        }
-    }
-
-    fn layout(cap: usize) -> Layout {
-        Layout::array::<Node>(cap).expect("node array within isize::MAX bytes")
-    }
-
-    /// `cap` (> 0) zeroed nodes: an anonymous private mapping (Linux).
-    #[cfg(target_os = "linux")]
-    fn zeroed(cap: usize) -> NonNull<Node> {
-        let layout = Self::layout(cap);
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                layout.size(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            handle_alloc_error(layout);
-        }
-        NonNull::new(p as *mut Node).unwrap_or_else(|| handle_alloc_error(layout))
-    }
-
-    /// `cap` (> 0) zeroed nodes from the system allocator.
-    #[cfg(not(target_os = "linux"))]
-    fn zeroed(cap: usize) -> NonNull<Node> {
-        let layout = Self::layout(cap);
-        // SAFETY: `layout` has a non-zero size (cap > 0).
-        let p = unsafe { alloc_zeroed(layout) } as *mut Node;
-        NonNull::new(p).unwrap_or_else(|| handle_alloc_error(layout))
-    }
-
-    /// Gives back the memory of `cap` (> 0) nodes at `ptr`.
-    ///
-    /// # Safety
-    /// `ptr` came from `zeroed(cap)` (or a grow to `cap`) and is not used after.
-    unsafe fn release(ptr: NonNull<Node>, cap: usize) {
-        #[cfg(target_os = "linux")]
-        // SAFETY: the caller's contract: our own mapping of `layout(cap).size()` bytes.
-        unsafe {
-            libc::munmap(ptr.as_ptr().cast(), Self::layout(cap).size());
-        }
-        #[cfg(not(target_os = "linux"))]
-        // SAFETY: the caller's contract: allocated with `layout(cap)`.
-        unsafe {
-            dealloc(ptr.as_ptr() as *mut u8, Self::layout(cap))
-        };
-    }
-
-    /// Moves the nodes to room for `cap` (> self.cap > 0) nodes, the new ones zero.
-    #[cfg(target_os = "linux")]
-    fn grow(&mut self, cap: usize) {
-        let layout = Self::layout(cap);
-        // SAFETY: `ptr` is our mapping of `layout(self.cap)` bytes; mremap moves it (and
-        // its page tables) whole, the new tail is zero-filled anonymous memory.
-        let p = unsafe {
-            libc::mremap(
-                self.ptr.as_ptr().cast(),
-                Self::layout(self.cap).size(),
-                layout.size(),
-                libc::MREMAP_MAYMOVE,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            handle_alloc_error(layout);
-        }
-        self.ptr = NonNull::new(p as *mut Node).unwrap_or_else(|| handle_alloc_error(layout));
-        self.cap = cap;
-    }
-
-    /// Moves the nodes to room for `cap` (> self.cap > 0) nodes, the new ones zero.
-    #[cfg(not(target_os = "linux"))]
-    fn grow(&mut self, cap: usize) {
-        let ptr = Self::zeroed(cap);
-        self.copy_written(ptr);
-        // SAFETY: `self.ptr` came from `zeroed(self.cap)` and is replaced.
-        unsafe { Self::release(self.ptr, self.cap) };
-        self.ptr = ptr;
-        self.cap = cap;
-    }
-
-    /// Copies the pages of `self[..len]` that hold a non-zero node to `dst` (zeroed, at
-    /// least `len` nodes).
-    fn copy_written(&self, dst: NonNull<Node>) {
-        for (i, page) in self.chunks(PAGE_NODES).enumerate() {
-            if page.iter().any(|n| n.a | n.b != 0) {
-                // SAFETY: dst has room for `len` nodes; the ranges do not overlap.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        page.as_ptr(),
-                        dst.as_ptr().add(i * PAGE_NODES),
-                        page.len(),
-                    );
-                }
-            }
-        }
-    }
-
-    /// Node `i`, with no bounds check on the model's hot path.
-    ///
-    /// Every index the model forms is below `len`: a chunk's tag (at most top's, and
-    /// [`Heap::grow_to`] keeps two nodes past top's end), a chunk's links (its tag + 1,
-    /// or + 2 for a large chunk, which spans many granules) or a bin's sentinel; addresses
-    /// from outside are checked against top before they become indices (`live_chunk`,
-    /// `chunk_of`). Any index below `cap` reads initialised (zeroed) memory.
-    #[inline(always)]
-    pub fn at(&self, i: usize) -> &Node {
-        debug_assert!(i < self.len, "node {i} of {}", self.len);
-        // SAFETY: i < len ≤ cap (checked in debug builds; see above), and `ptr` holds
-        // `cap` initialised nodes.
-        unsafe { &*self.ptr.as_ptr().add(i) }
-    }
-
-    /// Node `i`, mutably (as [`Nodes::at`]).
-    #[inline(always)]
-    pub fn at_mut(&mut self, i: usize) -> &mut Node {
-        debug_assert!(i < self.len, "node {i} of {}", self.len);
-        // SAFETY: as in `at`, and `&mut self` is unique.
-        unsafe { &mut *self.ptr.as_ptr().add(i) }
-    }
-
-    /// Nodes allocated.
-    pub fn capacity(&self) -> usize {
-        self.cap
-    }
-
-    /// Grows to `new_len` nodes (the new ones empty); never shrinks.
-    pub fn resize(&mut self, new_len: usize) {
-        if new_len <= self.len {
-            return;
-        }
-        if new_len > self.cap {
-            let cap = new_len.max(2 * self.cap).next_multiple_of(PAGE_NODES);
-            if self.cap == 0 {
-                self.adopt_spare();
-            }
-            if self.cap == 0 {
-                self.ptr = Self::zeroed(cap);
-                self.cap = cap;
-            } else if cap > self.cap {
-                self.grow(cap);
-            }
-        }
-        self.len = new_len; // nodes past the old len are zero: Node::EMPTY
-    }
-
-    /// Empties the array (its memory given back when large, zeroed in place when small).
-    pub fn clear(&mut self) {
-        if self.cap * std::mem::size_of::<Node>() > 64 << 20 {
-            *self = Nodes::new();
-        } else {
-            self.fill(Node::EMPTY);
-            self.len = 0;
-        }
-    }
-}
-
-impl std::ops::Deref for Nodes {
-    type Target = [Node];
-    #[inline(always)]
-    fn deref(&self) -> &[Node] {
-        // SAFETY: `ptr` holds `cap ≥ len` initialised (zeroed or written) nodes.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl std::ops::DerefMut for Nodes {
-    #[inline(always)]
-    fn deref_mut(&mut self) -> &mut [Node] {
-        // SAFETY: as in `deref`, and `&mut self` is unique.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Clone for Nodes {
-    fn clone(&self) -> Nodes {
-        if self.cap == 0 {
-            return Nodes::new();
-        }
-        let ptr = Self::zeroed(self.cap);
-        self.copy_written(ptr);
-        Nodes {
-            ptr,
-            len: self.len,
-            cap: self.cap,
-        }
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        if self.cap > 0 && !self.give_up_as_spare() {
-            // SAFETY: `ptr` came from `zeroed(cap)` (or a grow to `cap`).
-            unsafe { Self::release(self.ptr, self.cap) };
-        }
-    }
-}
-
-/// Node mappings of dropped arrays kept for the next new one (Linux): (address, nodes
-/// mapped, nodes that may be non-zero: the array's `len`, past which all are zero). A new
-/// array takes one and zeroes that prefix, as calloc reuses freed memory, instead of
-/// faulting fresh pages in (models made one after another: benches, many traces).
-#[cfg(target_os = "linux")]
-static SPARE: std::sync::Mutex<Vec<(usize, usize, usize)>> = std::sync::Mutex::new(Vec::new());
-
-/// At most this many spare mappings, of at most this many bytes each.
-#[cfg(target_os = "linux")]
-const SPARE_MAX: (usize, usize) = (4, 64 << 20);
-
-impl Nodes {
-    /// An empty array (`cap == 0`) takes a spare mapping, if any, zeroing what its last
-    /// owner may have written.
-    #[cfg(target_os = "linux")]
-    fn adopt_spare(&mut self) {
-        debug_assert_eq!(self.cap, 0);
-        let Some((p, cap, used)) = SPARE.lock().ok().and_then(|mut v| v.pop()) else {
-            return;
-        };
-        // SAFETY: the spare mapping holds `cap ≥ used` nodes and is owned by no array
-        // (its last owner gave it up in `give_up_as_spare`); zeroing `used` of them restores
-        // `ptr[len..cap] == 0` for len = 0.
-        unsafe { std::ptr::write_bytes(p as *mut Node, 0, used) };
-        self.ptr = NonNull::new(p as *mut Node).expect("a spare mapping is not null");
-        self.cap = cap;
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn adopt_spare(&mut self) {}
-
-    /// Gives this array's mapping to the spares (true) unless they are full or it is large.
-    #[cfg(target_os = "linux")]
-    fn give_up_as_spare(&mut self) -> bool {
-        if self.cap * std::mem::size_of::<Node>() > SPARE_MAX.1 {
-            return false;
-        }
-        match SPARE.lock() {
-            Ok(mut v) if v.len() < SPARE_MAX.0 => {
-                v.push((self.ptr.as_ptr() as usize, self.cap, self.len));
-                true
-            }
-            _ => false,
-        }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn give_up_as_spare(&mut self) -> bool {
-        false
-    }
-}
-
-impl std::fmt::Debug for Nodes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Nodes({} of {})", self.len, self.cap)
-    }
-}
+/// The growable array of nodes, in zeroed memory ([`ZeroedVec`]: what is never written is
+/// never resident; it grows in place, with huge pages once large). Every index the model
+/// forms is below `len` ([`ZeroedVec::at`] checks in debug builds only): a chunk's tag
+/// (at most top's, and [`Heap::grow_to`] keeps two nodes past top's end), a chunk's links
+/// (its tag + 1, or + 2 for a large chunk, which spans many granules) or a bin's sentinel;
+/// addresses from outside are checked against top before they become indices
+/// (`live_chunk`, `chunk_of`).
+pub type Nodes = ZeroedVec<Node>;
 
 /// The arena of nodes over the brk heap.
 #[derive(Debug, Clone)]
