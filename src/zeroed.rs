@@ -351,10 +351,13 @@ mod spare {
     /// At most this many spares, with at most this many bytes written each.
     const MAX: (usize, usize) = (4, 64 << 20);
 
-    /// A spare of at least `bytes`, its written part zeroed: its address and size.
+    /// A spare of at least `bytes`, its written part zeroed: its address and size (of
+    /// those that fit, the one with the least to zero).
     pub(super) fn take(bytes: usize) -> Option<(NonNull<u8>, usize)> {
         let mut v = SPARE.lock().ok()?;
-        let k = v.iter().position(|&(_, size, _)| size >= bytes)?;
+        let k = (0..v.len())
+            .filter(|&k| v[k].1 >= bytes)
+            .min_by_key(|&k| v[k].2)?;
         let (p, size, written) = v.swap_remove(k);
         drop(v);
         // SAFETY: the spare holds `size ≥ written` bytes and is owned by no table (its
