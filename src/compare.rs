@@ -452,7 +452,8 @@ impl IdTable {
             self.refile_in_8_byte_granules();
         }
         let at = self.locate(a);
-        self.slots.at_mut(at)
+        // SAFETY: `locate` gives a slot of a page it made: below the table's length
+        unsafe { self.slots.at_mut(at) }
     }
 
     /// The slot of `a` if it was ever filed (an address never filed has none).
@@ -465,7 +466,8 @@ impl IdTable {
             return None; // only 8-aligned, granules of 16 bytes: never filed
         }
         let at = self.locate(a);
-        Some(self.slots.at_mut(at))
+        // SAFETY: as in `slot`
+        Some(unsafe { self.slots.at_mut(at) })
     }
 
     /// Files `id` (at most [`MAX_ID`]) at `a`.
@@ -498,7 +500,8 @@ impl IdTable {
             for (j, &v) in s.iter().enumerate() {
                 if v != 0 {
                     let at = self.locate((page << 16) | ((j as u64) << old));
-                    *self.slots.at_mut(at) = v;
+                    // SAFETY: as in `slot`
+                    *unsafe { self.slots.at_mut(at) } = v;
                 }
             }
         }

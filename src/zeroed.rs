@@ -109,18 +109,24 @@ impl<T: Zeroable> ZeroedVec<T> {
         }
     }
 
-    /// Element `i`, with no bounds check in release builds (the caller keeps `i < len`).
+    /// Element `i`, with no bounds check in release builds (checked in debug builds).
+    ///
+    /// # Safety
+    /// `i < self.len()`.
     #[inline(always)]
-    pub fn at(&self, i: usize) -> &T {
+    pub unsafe fn at(&self, i: usize) -> &T {
         debug_assert!(i < self.len, "element {i} of {}", self.len);
-        // SAFETY: the caller keeps i < len ≤ cap (checked in debug builds), and every
-        // element below cap is initialised (zeroed or written).
+        // SAFETY: the caller's contract: i < len ≤ cap, and every element below cap is
+        // initialised (zeroed or written).
         unsafe { &*self.ptr.as_ptr().add(i) }
     }
 
     /// Element `i`, mutably (as [`at`](Self::at)).
+    ///
+    /// # Safety
+    /// `i < self.len()`.
     #[inline(always)]
-    pub fn at_mut(&mut self, i: usize) -> &mut T {
+    pub unsafe fn at_mut(&mut self, i: usize) -> &mut T {
         debug_assert!(i < self.len, "element {i} of {}", self.len);
         // SAFETY: as in `at`, and `&mut self` is unique.
         unsafe { &mut *self.ptr.as_ptr().add(i) }
@@ -417,7 +423,8 @@ mod tests {
                     3..=5 if !v.is_empty() => {
                         let i = rng.gen_range(0..v.len());
                         let x = rng.gen::<u64>() | 1;
-                        *z.at_mut(i) = x;
+                        // SAFETY: i < v.len() == z.len()
+                        *unsafe { z.at_mut(i) } = x;
                         v[i] = x;
                     }
                     _ => {

@@ -259,76 +259,92 @@ impl Heap {
         addr >= self.base && (addr - self.base) & ((1 << self.shift) - 1) == 0
     }
 
+    /// Node `i` (a tag or a chunk's links).
+    #[inline(always)]
+    fn node(&self, i: usize) -> &Node {
+        // SAFETY: every index the model forms is below the array's length (see [`Nodes`]:
+        // tags up to top's, links one or two after a tag, sentinels; outside addresses are
+        // checked against top first); debug builds check it.
+        unsafe { self.nodes.at(i) }
+    }
+
+    /// Node `i`, mutably (as [`node`](Self::node)).
+    #[inline(always)]
+    fn node_mut(&mut self, i: usize) -> &mut Node {
+        // SAFETY: as in `node`.
+        unsafe { self.nodes.at_mut(i) }
+    }
+
     /// The tag at node `i`.
     #[inline(always)]
     pub fn n(&self, i: u32) -> &Node {
-        self.nodes.at(i as usize)
+        self.node(i as usize)
     }
 
     /// The tag at node `i`, mutably.
     #[inline(always)]
     pub fn m(&mut self, i: u32) -> &mut Node {
-        self.nodes.at_mut(i as usize)
+        self.node_mut(i as usize)
     }
 
     /// `p->fd`.
     #[inline(always)]
     pub fn fd(&self, i: u32) -> u32 {
-        self.nodes.at(i as usize + 1).a
+        self.node(i as usize + 1).a
     }
 
     /// `p->bk`.
     #[inline(always)]
     pub fn bk(&self, i: u32) -> u32 {
-        self.nodes.at(i as usize + 1).b
+        self.node(i as usize + 1).b
     }
 
     /// Sets `p->fd`.
     #[inline(always)]
     pub fn set_fd(&mut self, i: u32, v: u32) {
-        self.nodes.at_mut(i as usize + 1).a = v;
+        self.node_mut(i as usize + 1).a = v;
     }
 
     /// Sets `p->bk`.
     #[inline(always)]
     pub fn set_bk(&mut self, i: u32, v: u32) {
-        self.nodes.at_mut(i as usize + 1).b = v;
+        self.node_mut(i as usize + 1).b = v;
     }
 
     /// Sets `p->fd` and `p->bk` (one store).
     #[inline(always)]
     pub fn set_links(&mut self, i: u32, fd: u32, bk: u32) {
-        *self.nodes.at_mut(i as usize + 1) = Node { a: fd, b: bk };
+        *self.node_mut(i as usize + 1) = Node { a: fd, b: bk };
     }
 
     /// Sets `p->fd_nextsize` and `p->bk_nextsize` (one store).
     #[inline(always)]
     pub fn set_nextsize(&mut self, i: u32, fd: u32, bk: u32) {
-        *self.nodes.at_mut(i as usize + 2) = Node { a: fd, b: bk };
+        *self.node_mut(i as usize + 2) = Node { a: fd, b: bk };
     }
 
     /// `p->fd_nextsize` (large chunks only: they span many granules).
     #[inline(always)]
     pub fn fd_nextsize(&self, i: u32) -> u32 {
-        self.nodes.at(i as usize + 2).a
+        self.node(i as usize + 2).a
     }
 
     /// `p->bk_nextsize`.
     #[inline(always)]
     pub fn bk_nextsize(&self, i: u32) -> u32 {
-        self.nodes.at(i as usize + 2).b
+        self.node(i as usize + 2).b
     }
 
     /// Sets `p->fd_nextsize`.
     #[inline(always)]
     pub fn set_fd_nextsize(&mut self, i: u32, v: u32) {
-        self.nodes.at_mut(i as usize + 2).a = v;
+        self.node_mut(i as usize + 2).a = v;
     }
 
     /// Sets `p->bk_nextsize`.
     #[inline(always)]
     pub fn set_bk_nextsize(&mut self, i: u32, v: u32) {
-        self.nodes.at_mut(i as usize + 2).b = v;
+        self.node_mut(i as usize + 2).b = v;
     }
 
     /// The size in bytes of the chunk at node `i` (`chunksize`).
