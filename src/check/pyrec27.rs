@@ -212,8 +212,9 @@ impl Py27Replay {
         self.report.diverge(event, line, expected.0, got.0, why);
     }
 
-    /// Applies one event (the `index`-th of the trace), outside the driver (a facade
-    /// replaying up to a point, say): counts it in `report.events`.
+    /// Applies one event (the `index`-th of the trace) and counts it in `report.events`:
+    /// one step, for a program that makes its events one at a time (the property tests);
+    /// a trace is replayed by the driver (`replay::drive`), `report::stats` included.
     ///
     /// # Errors
     /// An [`EventError`] when the trace asks the model something it refuses (a push or
@@ -656,58 +657,6 @@ pub struct Py27Stop {
     pub report: CheckReport,
     /// The trace's header lines.
     pub header: Vec<String>,
-}
-
-/// `pyalloc stats` of a PYREC 2.7 recording: replays it as [`check`] does (free lists and
-/// pymalloc in one replay) up to `at` (right after event N, or right after the first
-/// `m O` request of that many bytes) and renders the model's pymalloc in 2.7's
-/// `_PyObject_DebugMallocStats` layout. Returns the event index reached and the text.
-///
-/// # Errors
-/// An unreadable trace or an unknown `--model`; the model diverging from the recording
-/// before the point (named with its event and line); a point the trace never reaches.
-pub fn stats_at(
-    path: &Path,
-    opts: &CheckOptions,
-    at: super::pymalloc3::StatsAt,
-) -> Result<(u64, String), ReplayError> {
-    use super::pymalloc3::StatsAt;
-    let mut reader = Pyrec27Reader::open(path)?;
-    let params = params_for(opts)?;
-    let mut replay = Py27Replay::with_params(Platform::linux_x86_64(), params, false);
-    let mut index = 0u64;
-    while let Some(ev) = reader.next_event()? {
-        replay.apply(&ev, index)?;
-        if let Some(d) = &replay.report.first_divergence {
-            return Err(ReplayError::Unsupported(format!(
-                "{}: the model diverged from the recording at event {} (line {}) before the \
-                 point asked for: {}",
-                path.display(),
-                d.event,
-                d.line,
-                d.why
-            )));
-        }
-        let hit = match at {
-            StatsAt::Event(n) => index == n,
-            StatsAt::Marker(size) => matches!(
-                ev.kind,
-                EventKind::Malloc { domain: Domain::Obj, size: s, .. } if s == size
-            ),
-        };
-        if hit {
-            return Ok((index, replay.pymalloc().debug_malloc_stats().render()));
-        }
-        index += 1;
-    }
-    let what = match at {
-        StatsAt::Event(n) => format!("no event {n}"),
-        StatsAt::Marker(s) => format!("no PyObject_Malloc of {s} bytes"),
-    };
-    Err(ReplayError::Unsupported(format!(
-        "{}: {what} among its {index} events",
-        path.display()
-    )))
 }
 
 /// Replays the PYREC 2.7 trace at `path` (every I/i address and K/X/L line checked) up to
