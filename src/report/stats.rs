@@ -1,5 +1,5 @@
-//! `pyalloc stats`: the model's state at one point of a CPython 3 recording, in the layout
-//! of `sys._debugmallocstats()` (obmalloc.c `_PyObject_DebugMallocStats`, CPython 3.x).
+//! `pyalloc stats`: the model's state at one point of a recording, in the layout of
+//! `sys._debugmallocstats()` (obmalloc.c `_PyObject_DebugMallocStats`, CPython 3.x or 2.7).
 //!
 //! ```text
 //!   drive ──> AtPoint { Pymalloc3Check } ──Stop at the point──> model.debug_malloc_stats()
