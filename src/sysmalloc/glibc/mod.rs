@@ -234,9 +234,10 @@ impl Glibc {
     }
 
     /// Bytes the model's own tables take (nodes, side tables): its memory cost, not the
-    /// simulated heap's.
+    /// simulated heap's. The nodes count as far as they are in use (their mapping reserves
+    /// far more address space, untouched).
     pub fn model_bytes(&self) -> usize {
-        self.heap.nodes.capacity() * std::mem::size_of::<chunk::Node>()
+        self.heap.nodes.len() * std::mem::size_of::<chunk::Node>()
             + self.heap.big_reqs.capacity() * 16
             + self.mmaps.capacity() * (8 + std::mem::size_of::<Mapped>())
     }
